@@ -1,0 +1,146 @@
+"""The `nocontact` command line.
+
+Rules this module keeps:
+1. Thin: parse arguments, call the library, print one result. No policy lives here.
+2. Every failure is one clear line on stderr and a documented exit code, never a
+   traceback: 0 success, 1 a check failed, 2 bad config or input, 70 internal error.
+3. Nothing printed reveals anything about a held message beyond what the user asked of a
+   sample they supplied themselves (test-rules).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from proxy import __version__
+from proxy.config import Config, json_schema, load_config
+from proxy.errors import ConfigError, InputError, NocontactError
+from proxy.message import Decision, InboundMessage
+from proxy.normalize import normalize_email, normalize_sms
+from proxy.rules import compile_rules, decide
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 70
+
+_MAX_SAMPLE_BYTES = 64 * 1024 * 1024
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    print(
+        f"config OK: {args.config} ({len(config.people)} people, "
+        f"{len(config.intermediaries)} intermediaries, {len(config.contacts)} contacts)"
+    )
+    return EXIT_OK
+
+
+def _schema(_args: argparse.Namespace) -> int:
+    print(json.dumps(json_schema(), indent=2, sort_keys=False))
+    return EXIT_OK
+
+
+def _test_rules(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    message = _sample(args, config)
+    print(_verdict(decide(message, compile_rules(config))))
+    return EXIT_OK
+
+
+def _sample(args: argparse.Namespace, config: Config) -> InboundMessage:
+    now = datetime.now(UTC)
+    if args.email is not None:
+        raw = _read_sample(Path(args.email))
+        return normalize_email(
+            raw, envelope_sender="", received_at=now, default_region=config.default_region
+        )
+    sender, text = args.sms
+    return normalize_sms(
+        sender=sender,
+        recipient="",
+        text=text,
+        raw=json.dumps({"From": sender, "Body": text}).encode(),
+        received_at=now,
+        default_region=config.default_region,
+    )
+
+
+def _read_sample(path: Path) -> bytes:
+    try:
+        if path.stat().st_size > _MAX_SAMPLE_BYTES:
+            raise InputError(f"{path}: larger than 64 MiB; not a sample message")
+        return path.read_bytes()
+    except FileNotFoundError as error:
+        raise InputError(f"{path}: no such file") from error
+    except IsADirectoryError as error:
+        raise InputError(f"{path}: is a directory, expected a .eml file") from error
+    except OSError as error:
+        raise InputError(f"{path}: cannot read it ({error.strerror})") from error
+
+
+def _verdict(decision: Decision) -> str:
+    if not decision.held:
+        return "deliver"
+    kind = decision.kind.value if decision.kind is not None else "direct"
+    return f"hold {decision.rule_id} {kind}"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nocontact",
+        description="Holds what blocked people send, or say about themselves, sealed as "
+        "evidence; lets everything else through.",
+    )
+    parser.add_argument("--version", action="version", version=f"nocontact {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser("check-config", help="validate a config file")
+    check.add_argument("-c", "--config", required=True, metavar="FILE")
+    check.set_defaults(run=_check_config)
+
+    schema = commands.add_parser("schema", help="print a JSON Schema of the config")
+    schema.set_defaults(run=_schema)
+
+    test = commands.add_parser(
+        "test-rules", help="show what the rules decide for a sample you wrote yourself"
+    )
+    test.add_argument("-c", "--config", required=True, metavar="FILE")
+    sample = test.add_mutually_exclusive_group(required=True)
+    sample.add_argument("--email", metavar="FILE.eml", help="a message file (RFC 5322)")
+    sample.add_argument("--sms", nargs=2, metavar=("FROM", "TEXT"), help="a text message")
+    test.set_defaults(run=_test_rules)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return its exit code (see the module rules)."""
+    args = _parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except NocontactError as error:
+        print(f"nocontact: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # the last line of defence: never a traceback
+        print(
+            f"nocontact: internal error ({type(error).__name__}); nothing was changed. "
+            "Please report it.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

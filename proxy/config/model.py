@@ -1,0 +1,168 @@
+"""The shape of nocontact's YAML config, as pydantic models.
+
+Rules this module keeps:
+1. The key names here are the user's interface: renaming one is a breaking change.
+2. Every model forbids unknown keys and is strict about types, so a typo or a number where
+   a string belongs is an error with a location, never a silent default.
+3. Values are checked where they are declared (addresses, domains, numbers, recipients);
+   facts that span entries (duplicates, key files) are checked in `proxy.config.meaning`.
+4. Every field has a description: `nocontact schema` and config.example.yaml both rest on it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from proxy.config import values
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+EmailAddress = Annotated[
+    str,
+    AfterValidator(values.email_address),
+    Field(description="An email address, name@domain", examples=["mark.smith@gmail.com"]),
+]
+Domain = Annotated[
+    str,
+    AfterValidator(values.domain),
+    Field(description="A domain name; its subdomains are included", examples=["smith.example"]),
+]
+PhoneNumber = Annotated[
+    str,
+    AfterValidator(values.phone_number),
+    Field(
+        description="A phone number in any written form; read with default_region when it "
+        "has no +country code, and stored as E.164",
+        examples=["+1 (555) 010-0199"],
+    ),
+]
+Name = Annotated[str, AfterValidator(values.name), Field(min_length=1)]
+Identifier = Annotated[
+    str,
+    AfterValidator(values.identifier),
+    Field(description="A short id: lowercase letters, digits, '-' and '_'"),
+]
+Region = Annotated[
+    str,
+    AfterValidator(values.region),
+    Field(description="ISO 3166 two-letter country code", examples=["US", "GB"]),
+]
+AgeRecipient = Annotated[
+    str,
+    AfterValidator(values.age_recipient),
+    Field(description="An age X25519 recipient, age1..."),
+]
+
+
+class Archive(_Section):
+    """Where held items are sealed."""
+
+    path: str = Field(
+        min_length=1,
+        description="Directory of the sealed archive; relative paths are read from the "
+        "config file's directory",
+    )
+
+
+class Contact(_Section):
+    """A trusted contact or lawyer: the only people who can open held items."""
+
+    name: Name = Field(description="Who this is, as they sign custody records")
+    role: Literal["lawyer", "contact"] = Field(description="lawyer or contact")
+    email: EmailAddress | None = Field(default=None, description="How to reach them")
+    phone: PhoneNumber | None = Field(default=None, description="How to reach them")
+    age_recipient: AgeRecipient | None = Field(
+        default=None, description="Their age public key (age1...); items are sealed to it"
+    )
+    age_recipient_file: str | None = Field(
+        default=None, description="A file holding their age public key, instead of inline"
+    )
+
+    @model_validator(mode="after")
+    def _one_recipient(self) -> Contact:
+        if (self.age_recipient is None) == (self.age_recipient_file is None):
+            raise ValueError("give exactly one of age_recipient or age_recipient_file")
+        return self
+
+
+class Person(_Section):
+    """Someone the survivor has cut off. Anything from them, or about them, is held."""
+
+    id: Identifier = Field(description="A short id used in rule ids, e.g. 'mark'")
+    name: Name = Field(description="Their name; mentions of it in others' messages are held")
+    aliases: list[Name] = Field(
+        default_factory=list, description="Nicknames and other names he goes by (mentions too)"
+    )
+    emails: list[EmailAddress] = Field(
+        default_factory=list,
+        description="His addresses; case, +tags and Gmail dots are ignored",
+    )
+    domains: list[Domain] = Field(
+        default_factory=list, description="Domains all of whose senders are him"
+    )
+    phones: list[PhoneNumber] = Field(default_factory=list, description="His phone numbers")
+    display_names: list[Name] = Field(
+        default_factory=list,
+        description="Sender names he uses; look-alike letters and case don't hide them",
+    )
+
+
+class Intermediary(_Section):
+    """Someone who carries messages for a blocked person; everything from them is held."""
+
+    id: Identifier = Field(description="A short id used in rule ids")
+    name: Name | None = Field(default=None, description="Who they are, for your own notes")
+    emails: list[EmailAddress] = Field(default_factory=list, description="Their addresses")
+    phones: list[PhoneNumber] = Field(default_factory=list, description="Their phone numbers")
+
+    @model_validator(mode="after")
+    def _has_identity(self) -> Intermediary:
+        if not self.emails and not self.phones:
+            raise ValueError("an intermediary needs at least one email or phone")
+        return self
+
+
+class Allow(_Section):
+    """Senders who always get through, even when they write about him (never if it is him)."""
+
+    emails: list[EmailAddress] = Field(default_factory=list, description="Allowed addresses")
+    domains: list[Domain] = Field(
+        default_factory=list, description="Allowed domains, subdomains included"
+    )
+    phones: list[PhoneNumber] = Field(default_factory=list, description="Allowed numbers")
+
+
+class Channels(_Section):
+    """The ways messages come in. Each channel adds its own section."""
+
+
+class Config(_Section):
+    """A whole nocontact config file."""
+
+    archive: Archive = Field(description="Where held items are sealed")
+    contacts: list[Contact] = Field(
+        min_length=1, description="Who can open held items; at least one"
+    )
+    people: list[Person] = Field(
+        min_length=1, description="The people the survivor has cut off; at least one"
+    )
+    intermediaries: list[Intermediary] = Field(
+        default_factory=list, description="People who carry messages for them"
+    )
+    allow: Allow = Field(default_factory=Allow, description="Senders who always get through")
+    no_contact_since: dt.date | None = Field(
+        default=None,
+        strict=False,
+        description="The day no contact began (YYYY-MM-DD); reports count from it",
+    )
+    default_region: Region | None = Field(
+        default=None,
+        description="Two-letter country code for phone numbers written without +country",
+    )
+    channels: Channels = Field(default_factory=Channels, description="Inbound channels")

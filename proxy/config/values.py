@@ -1,0 +1,119 @@
+"""Checks for single config values: each takes the value as written and returns it, ready to use.
+
+Rules this module keeps:
+1. A bad value raises ValueError whose text says what is wrong AND what is expected; the
+   loader places it at the value's line and column.
+2. Returned values are in the form the rules use (phones in E.164, domains lowercase), so
+   nothing downstream parses them again.
+"""
+
+from __future__ import annotations
+
+import re
+from email.errors import HeaderParseError
+from email.headerregistry import Address
+
+import phonenumbers
+import pyrage
+from pydantic import ValidationInfo
+
+from proxy.identity import canonical_domain, e164
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def domain(value: str) -> str:
+    """A domain such as smith.example; subdomains are matched too, so no wildcard."""
+    text = value.strip()
+    if text.startswith(("*.", "@", ".")):
+        bare = text.lstrip("*.@")
+        raise ValueError(f"write the bare domain, e.g. '{bare}' (subdomains are included)")
+    canonical = canonical_domain(text)
+    if canonical is None or "." not in canonical:
+        raise ValueError(f"'{value}' is not a domain name (expected e.g. 'smith.example')")
+    if not all(_LABEL.match(label) for label in canonical.split(".")):
+        raise ValueError(f"'{value}' is not a domain name (letters, digits and '-' only)")
+    return canonical
+
+
+def email_address(value: str) -> str:
+    """An addr-spec, name@domain, as RFC 5322 reads it."""
+    text = value.strip()
+    try:
+        parsed = Address(addr_spec=text)
+    except (HeaderParseError, ValueError, IndexError) as error:
+        raise ValueError(f"'{value}' is not an email address (expected name@domain)") from error
+    if not parsed.username or not parsed.domain:
+        raise ValueError(f"'{value}' is not an email address (expected name@domain)")
+    try:
+        checked_domain = domain(parsed.domain)
+    except ValueError as error:
+        raise ValueError(
+            f"'{value}' is not an email address: its domain is not valid (expected name@domain)"
+        ) from error
+    return f"{parsed.username}@{checked_domain}"
+
+
+def phone_number(value: str, info: ValidationInfo) -> str:
+    """Any written form of a number; read with default_region when it lacks +country."""
+    region = _region_from(info)
+    number = e164(value, region)
+    if number is None:
+        if region is None and not value.strip().startswith("+"):
+            raise ValueError(
+                f"cannot read '{value}' as a phone number: write it with its +country code, "
+                "or set default_region"
+            )
+        raise ValueError(
+            f"cannot read '{value}' as a phone number (expected e.g. +44 20 7946 0958)"
+        )
+    return number
+
+
+def region(value: str) -> str:
+    """An ISO 3166 two-letter region that phonenumbers knows."""
+    code = value.strip().upper()
+    if code not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(
+            f"'{value}' is not a country code phonenumbers knows (expected e.g. US, GB)"
+        )
+    return code
+
+
+def identifier(value: str) -> str:
+    """A short id used inside rule ids."""
+    if not _IDENTIFIER.match(value):
+        raise ValueError(
+            f"'{value}' is not a valid id (lowercase letters, digits, '-' and '_', "
+            "starting with a letter or digit)"
+        )
+    return value
+
+
+def name(value: str) -> str:
+    """A person's name or nickname: something a mention search can find."""
+    if not value.strip():
+        raise ValueError("must not be blank")
+    if not any(char.isalnum() for char in value):
+        raise ValueError(f"'{value}' has no letters or digits to look for")
+    return " ".join(value.split())
+
+
+def age_recipient(value: str) -> str:
+    """An age X25519 recipient string (age1...)."""
+    text = value.strip()
+    try:
+        pyrage.x25519.Recipient.from_str(text)
+    except Exception as error:  # pyrage's RecipientError is not importable by a stable name
+        raise ValueError(
+            "not an age X25519 recipient (expected 'age1...', as printed by "
+            "'nocontact contact keygen' or 'age-keygen -y')"
+        ) from error
+    return text
+
+
+def _region_from(info: ValidationInfo) -> str | None:
+    context = info.context if isinstance(info.context, dict) else {}
+    found = context.get("default_region")
+    return found if isinstance(found, str) else None

@@ -1,0 +1,128 @@
+"""Logging, with a redaction step that nothing is logged around.
+
+Rules this module keeps:
+1. This module holds the process's only global logging state: `configure` sets it once.
+2. Invariant 2 ("nothing is shown") holds for logs: no subject, body, address, number or
+   display name of any message, and no hint of whether a message was held, ever reaches a
+   log line. `redact` enforces it for every event, whatever the calling code passed:
+   - only keys on an allow list keep their values; any other key's value is replaced;
+   - message, decision and identity values and raw bytes are replaced wherever they appear;
+   - email addresses and phone numbers inside any remaining text are masked;
+   - an exception is logged as its type and where it was raised, never its text (which
+     can quote a header).
+3. JSON lines when the output is not a terminal (for journald and log shippers); readable
+   lines on a terminal.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import traceback
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+from proxy.message import Decision, Envelope, Identity, InboundMessage
+
+REDACTED = "[redacted]"
+
+# Keys whose values are about the daemon, never about a message. Add to this list only
+# keys whose values cannot carry message content.
+SAFE_KEYS = frozenset(
+    {
+        "event",
+        "level",
+        "timestamp",
+        "logger",
+        "channel",
+        "component",
+        "listen",
+        "config",
+        "archive",
+        "version",
+        "error",
+        "where",
+        "attempt",
+        "retry_in",
+        "signal",
+        "problems",
+    }
+)
+
+_ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)*")
+_NUMBER = re.compile(r"\+?\d[\d\s().\-/]{5,}\d")
+_SENSITIVE_TYPES = (InboundMessage, Decision, Identity, Envelope, bytes, bytearray, memoryview)
+
+
+def _mask(text: str) -> str:
+    return _NUMBER.sub("[number]", _ADDRESS.sub("[address]", text))
+
+
+def _clean(value: object) -> object:
+    if isinstance(value, _SENSITIVE_TYPES):
+        return REDACTED
+    if isinstance(value, str):
+        return _mask(value)
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    if isinstance(value, list | tuple):
+        return [_clean(item) for item in value]
+    return _mask(str(value))
+
+
+def _describe(error: BaseException) -> tuple[str, str]:
+    """An exception's type and innermost frame, without its message."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else ""
+    return type(error).__name__, where
+
+
+def redact(
+    _logger: object, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """The structlog processor that enforces the module rules; runs before rendering."""
+    exc_info = event_dict.pop("exc_info", None)
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    error = exc_info[1] if isinstance(exc_info, tuple) else exc_info
+    if isinstance(error, BaseException):
+        event_dict["error"], event_dict["where"] = _describe(error)
+    for key in list(event_dict):
+        if key not in SAFE_KEYS:
+            event_dict[key] = REDACTED
+        else:
+            event_dict[key] = _clean(event_dict[key])
+    return event_dict
+
+
+def configure(*, level: str = "info", stream: TextIO | None = None) -> None:
+    """Set up structlog for the process: timestamps, levels, redaction, then rendering."""
+    output = stream if stream is not None else sys.stderr
+    renderer: structlog.typing.Processor
+    if output.isatty():
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+    else:
+        renderer = structlog.processors.JSONRenderer()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=output),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(component: str) -> structlog.typing.FilteringBoundLogger:
+    """A logger for one part of the daemon, e.g. get_logger("smtp")."""
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(component=component)
+    return logger

@@ -1,0 +1,63 @@
+"""Finding addresses and phone numbers written inside a message's text.
+
+Rules this module keeps:
+1. A message that quotes his address or number ("From: mark@...", "call him on 555 ...")
+   is about him; these finders turn such text into identities for the passive rules.
+2. Cost is linear in the text: a cheap scan for candidates ('@', runs of digits), then the
+   real parsers (canonical_email, phonenumbers) only on the few candidates.
+3. Never raises on any text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from proxy.identity import canonical_email, e164
+from proxy.message import Identity, IdentityKind
+
+# The end of a local part just before an '@', and a domain just after it. Searching only
+# around each '@' keeps the scan linear (a pattern that starts with the local part would
+# retry every word of the text).
+_LOCAL_TAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]{1,64}\Z")
+_DOMAIN = re.compile(r"[\w-]+(?:\.[\w-]+)+")
+_LOCAL_MAX = 64
+# A phone number as people write it: digits with spaces, dots, dashes, slashes or brackets
+# between them; the '+' or '(' before it and the 7-digit minimum are checked after.
+_PHONE = re.compile(r"[0-9][0-9 ().\-/]{5,22}[0-9]")
+_MIN_PHONE_DIGITS = 7
+
+
+def addresses_in(text: str, source: str) -> Iterator[Identity]:
+    """Every email address written in `text`, canonicalized."""
+    at = text.find("@")
+    while at != -1:
+        local = _LOCAL_TAIL.search(text, max(0, at - _LOCAL_MAX), at)
+        domain = _DOMAIN.match(text, at + 1)
+        if local is not None and domain is not None:
+            canonical = canonical_email(f"{local.group()}@{domain.group()}")
+            if canonical is not None:
+                yield Identity(kind=IdentityKind.EMAIL, value=canonical, source=source)
+        at = text.find("@", at + 1)
+
+
+def phones_in(text: str, region: str | None, source: str) -> Iterator[Identity]:
+    """Every phone number written in `text`, in E.164."""
+    for match in _PHONE.finditer(text):
+        start, end = match.span()
+        if (start > 0 and text[start - 1].isalnum()) or (end < len(text) and text[end].isalnum()):
+            continue  # digits inside a longer token (an order id, a hash): not a number
+        candidate = match.group()
+        if sum(c.isdigit() for c in candidate) < _MIN_PHONE_DIGITS:
+            continue
+        if start > 0 and text[start - 1] in "+(":
+            candidate = text[start - 1] + candidate
+        number = e164(candidate, region)
+        if number is not None:
+            yield Identity(kind=IdentityKind.PHONE, value=number, source=source)
+
+
+def mentions_in(text: str, region: str | None, source: str = "text") -> tuple[Identity, ...]:
+    """Addresses and numbers written in `text`, each once."""
+    found = dict.fromkeys([*addresses_in(text, source), *phones_in(text, region, source)])
+    return tuple(found)

@@ -1,0 +1,8 @@
+"""The pure rule engine: a config compiled to a `Rulebook`, and `decide` on a message."""
+
+from __future__ import annotations
+
+from proxy.rules.book import Rule, Rulebook, compile_rules
+from proxy.rules.decide import decide
+
+__all__ = ["Rule", "Rulebook", "compile_rules", "decide"]

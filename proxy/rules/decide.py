@@ -1,0 +1,112 @@
+"""Deciding a message's fate: hold it, or let the survivor have it.
+
+Rules this module keeps:
+1. Pure: `decide(message, rulebook)` reads nothing but its arguments.
+2. Precedence is fixed and total: direct beats allow, allow beats passive, and a message no
+   rule matches is delivered. An allow entry can never rescue a message from him.
+3. Direct rules look at every sender identity (From, Sender, Reply-To, Return-Path,
+   Resent-*, envelope, caller): he is caught whichever header he hides in. Allow rules
+   look only at the author (From, or the caller), the identity a reader trusts.
+4. Passive rules: anything from an intermediary; any mention of a blocked person's name or
+   alias (whole words, in folded text) or of his address, domain or number.
+5. Every decision names the rule (a config key) and says why, without quoting content.
+"""
+
+from __future__ import annotations
+
+from proxy.fold import fold
+from proxy.identity import domain_suffixes
+from proxy.message import (
+    DELIVER_BY_DEFAULT,
+    Action,
+    Decision,
+    Identity,
+    IdentityKind,
+    InboundMessage,
+    Kind,
+)
+from proxy.rules.book import IdentityTable, Rule, Rulebook
+
+# The identities allow rules trust: who the reader would believe wrote it.
+_AUTHOR_SOURCES = frozenset({"from", "caller"})
+
+
+def decide(message: InboundMessage, rules: Rulebook) -> Decision:
+    """Hold or deliver `message`, by the precedence in the module rules."""
+    for identity in message.senders:
+        rule = _look_up(rules.direct, identity, names=True)
+        if rule is not None:
+            return _hold(Kind.DIRECT, rule, f"{identity.source} {_noun(identity)} is {rule.what}")
+    for identity in message.senders:
+        if identity.source in _AUTHOR_SOURCES:
+            rule = _look_up(rules.allow, identity, names=False)
+            if rule is not None:
+                return Decision(
+                    action=Action.DELIVER,
+                    kind=Kind.ALLOW,
+                    rule_id=rule.rule_id,
+                    reason=f"{identity.source} {_noun(identity)} is on the allow list",
+                )
+    for identity in message.senders:
+        rule = _look_up(rules.intermediaries, identity, names=False)
+        if rule is not None:
+            return _hold(
+                Kind.PASSIVE,
+                rule,
+                f"{identity.source} {_noun(identity)} is intermediary {rule.what}",
+            )
+    for identity in message.mentions:
+        rule = _look_up(rules.direct, identity, names=False)
+        if rule is not None:
+            return _hold(Kind.PASSIVE, rule, f"the text quotes {rule.what}'s {_noun(identity)}")
+    rule = _mentioned_name(message.search_text, rules)
+    if rule is not None:
+        return _hold(
+            Kind.PASSIVE, rule, f"the text mentions {rule.what} by {rule.rule_id.rsplit('.', 1)[1]}"
+        )
+    return DELIVER_BY_DEFAULT
+
+
+def _hold(kind: Kind, rule: Rule, reason: str) -> Decision:
+    return Decision(action=Action.HOLD, kind=kind, rule_id=rule.rule_id, reason=reason)
+
+
+def _noun(identity: Identity) -> str:
+    return {
+        IdentityKind.EMAIL: "address",
+        IdentityKind.PHONE: "number",
+        IdentityKind.DISPLAY_NAME: "name",
+    }[identity.kind]
+
+
+def _look_up(table: IdentityTable, identity: Identity, *, names: bool) -> Rule | None:
+    """The rule `identity` matches in `table`, if any (identities arrive canonical)."""
+    if identity.kind is IdentityKind.EMAIL:
+        found = table.emails.get(identity.value)
+        if found is not None or not table.domains:
+            return found
+        domain = identity.value.rpartition("@")[2]
+        for suffix in domain_suffixes(domain):
+            found = table.domains.get(suffix)
+            if found is not None:
+                return found
+        return None
+    if identity.kind is IdentityKind.PHONE:
+        return table.phones.get(identity.value)
+    if names and table.names:
+        return table.names.get(fold(identity.value))
+    return None
+
+
+def _mentioned_name(text: str, rules: Rulebook) -> Rule | None:
+    """The first blocked name or alias that stands as whole words in the folded `text`."""
+    if rules.mention_names is None:
+        return None
+    last = len(text) - 1
+    for index, start, end in rules.mention_names.find_matches_as_indexes(text, overlapping=True):
+        if start > 0 and text[start - 1].isalnum():
+            continue
+        if end <= last and text[end].isalnum():
+            continue
+        return rules.mention_rules[index]
+    return None
