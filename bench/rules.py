@@ -19,8 +19,8 @@ import random
 import statistics
 import time
 from collections.abc import Callable
-from functools import partial
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import pyrage

@@ -1,0 +1,162 @@
+"""Facts about a config that span entries, checked after each value is known to be valid.
+
+Rules this module keeps:
+1. An id, or a contact's name, names one entry only: rule ids and custody records must
+   point at exactly one person, intermediary or contact.
+2. An address, domain or number belongs to one owner: one person, one intermediary, or the
+   allow list. Addresses are compared as mailboxes (`canonical_email`), so case, +tags and
+   Gmail's dots cannot hide a clash. A clash is reported at the later entry, naming the
+   earlier one, because the survivor must decide which is meant.
+3. Files the config names are read relative to the config file's directory. A key file
+   must hold exactly one age public key; a private key is refused without echoing it, since
+   the daemon must never hold a key that opens the archive.
+4. The Config returned holds absolute paths and every contact's `age_recipient`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from proxy.config import values
+from proxy.config.load import Document, Loc, dotted
+from proxy.config.model import Config, Contact
+from proxy.errors import ConfigProblem
+from proxy.identity import canonical_email
+
+_MAX_KEY_FILE_BYTES = 64 * 1024
+_NOUNS = {"emails": "address", "domains": "domain", "phones": "number"}
+
+
+def resolve(document: Document, config: Config) -> tuple[Config, list[ConfigProblem]]:
+    """The config with files read and paths made absolute, and what is wrong across entries."""
+    ids_name_one = "rule ids must name one entry only"
+    problems = [
+        *_unique(document, ("people", "id"), [p.id for p in config.people], ids_name_one),
+        *_unique(
+            document, ("intermediaries", "id"), [i.id for i in config.intermediaries], ids_name_one
+        ),
+        *_unique(
+            document,
+            ("contacts", "name"),
+            [c.name.casefold() for c in config.contacts],
+            "custody records must tell contacts apart",
+        ),
+        *_one_owner(document, config),
+    ]
+    contacts: list[Contact] = []
+    for index, contact in enumerate(config.contacts):
+        resolved, problem = _read_recipient(document, index, contact)
+        contacts.append(resolved)
+        problems += [problem] if problem else []
+    archive = config.archive.model_copy(
+        update={"path": _absolute(document.directory, config.archive.path)}
+    )
+    return config.model_copy(update={"archive": archive, "contacts": contacts}), problems
+
+
+def _unique(
+    document: Document, where: tuple[str, str], keys: list[str], why: str
+) -> list[ConfigProblem]:
+    section, field = where
+    first: dict[str, int] = {}
+    problems = []
+    for index, key in enumerate(keys):
+        if key in first:
+            message = f"already used by {section}[{first[key]}]: {why}"
+            problems.append(document.problem((section, index, field), message))
+        else:
+            first[key] = index
+    return problems
+
+
+def _one_owner(document: Document, config: Config) -> Iterator[ConfigProblem]:
+    seen: dict[str, Loc] = {}
+    for loc, identity in _identities(config):
+        canonical = canonical_email(identity) if loc[-2] == "emails" else identity
+        key = f"{loc[-2]}:{canonical or identity}"
+        if key not in seen:
+            seen[key] = loc
+            continue
+        other = seen[key]
+        if other[:-2] == loc[:-2]:
+            continue  # listed twice for the same owner: redundant, not contradictory
+        yield document.problem(loc, f"also listed at {dotted(other)}; {_why(other, loc)}")
+
+
+def _identities(config: Config) -> Iterator[tuple[Loc, str]]:
+    owners: list[tuple[Loc, object]] = [(("people", i), p) for i, p in enumerate(config.people)]
+    owners += [(("intermediaries", i), m) for i, m in enumerate(config.intermediaries)]
+    owners.append((("allow",), config.allow))
+    for owner_loc, owner in owners:
+        for field in ("emails", "domains", "phones"):
+            for index, identity in enumerate(getattr(owner, field, [])):
+                yield (*owner_loc, field, index), identity
+
+
+def _why(first: Loc, second: Loc) -> str:
+    noun = _NOUNS[str(second[-2])]
+    owners = {first[0], second[0]}
+    if owners == {"people"}:
+        return f"each {noun} belongs to one person only"
+    if "allow" in owners and "people" in owners:
+        return f"a blocked person's {noun} cannot also be allowed"
+    if "allow" in owners:
+        return f"an intermediary's {noun} cannot also be allowed"
+    return f"list the {noun} under the person or the intermediary, not both"
+
+
+def _read_recipient(
+    document: Document, index: int, contact: Contact
+) -> tuple[Contact, ConfigProblem | None]:
+    if contact.age_recipient_file is None:
+        return contact, None
+    path = _absolute(document.directory, contact.age_recipient_file)
+    try:
+        recipient = _recipient_in(path)
+    except _UnusableKeyFileError as error:
+        return contact, document.problem(("contacts", index, "age_recipient_file"), str(error))
+    update = {"age_recipient": recipient, "age_recipient_file": path}
+    return contact.model_copy(update=update), None
+
+
+class _UnusableKeyFileError(Exception):
+    """Why a key file cannot be used, in words fit for the error line."""
+
+
+def _recipient_in(path: str) -> str:
+    """The one age public key in the file at `path`; never echoes what the file holds."""
+    try:
+        with open(path, "rb") as stream:
+            raw = stream.read(_MAX_KEY_FILE_BYTES + 1)
+        text = raw.decode("utf-8")
+    except FileNotFoundError:
+        raise _UnusableKeyFileError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise _UnusableKeyFileError(f"is a directory, not a key file: {path}") from None
+    except (OSError, ValueError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else "not text"
+        raise _UnusableKeyFileError(f"cannot read {path}: {reason}") from None
+    if len(raw) > _MAX_KEY_FILE_BYTES:
+        raise _UnusableKeyFileError(f"{path} is too large to be an age public key")
+    keys = [line.strip() for line in text.splitlines()]
+    keys = [key for key in keys if key and not key.startswith("#")]
+    if any(key.upper().startswith("AGE-SECRET-KEY-") for key in keys):
+        raise _UnusableKeyFileError(
+            f"{path} holds a private key: give only the public key (age1...), which "
+            "'nocontact contact keygen' prints; the daemon must never hold the private key"
+        )
+    if len(keys) != 1:
+        raise _UnusableKeyFileError(
+            f"{path} must hold exactly one age public key (age1...), found {len(keys)} lines"
+        )
+    try:
+        return values.age_recipient(keys[0])
+    except ValueError as error:
+        raise _UnusableKeyFileError(f"{path}: {error}") from None
+
+
+def _absolute(directory: Path, written: str) -> str:
+    path = Path(os.path.expanduser(written))
+    return os.path.normpath(path if path.is_absolute() else directory / path)

@@ -1,0 +1,639 @@
+"""The config loader: the example works, and every broken config gets exact, located lines."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from proxy.config import Config, json_schema, load_config
+from proxy.config.load import read_document
+from proxy.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "config.example.yaml"
+RECIPIENT = "age1v2pf68wd4y0u803wvxxs9uunz2fvcu4ep6jmk7glm32ss8f0tsuskzl33j"
+SECRET_KEY = "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ"
+
+# Nine lines; cases append from line 10, so the expected line numbers below can be read off.
+BASE = f"""\
+archive:
+  path: ./archive
+contacts:
+  - name: Dana Whitfield
+    role: lawyer
+    age_recipient: {RECIPIENT}
+people:
+  - id: mark
+    name: Mark Smith
+"""
+WITHOUT_PEOPLE = BASE.split("people:", maxsplit=1)[0]
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{b}: &{b} [{', '.join([f'*{a}'] * 10)}]\n"
+    for a, b in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+def problems(path: Path | str) -> list[str]:
+    """The error lines load_config raises for `path` (failing the test if it loads)."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    return [str(problem) for problem in caught.value.problems]
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working directory, so error lines start with the short name config.yaml."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+BROKEN: list[tuple[str, str | bytes, list[str]]] = [
+    (
+        "unknown key with a close match",
+        BASE + "    emials: [mark@smith.example]\n",
+        ["config.yaml:10:5: people[0].emials: unknown key (did you mean 'emails'?)"],
+    ),
+    (
+        "unknown key with no close match",
+        BASE + "colour: blue\n",
+        [
+            "config.yaml:10:1: colour: unknown key (valid keys: allow, archive, channels, "
+            "contacts, default_region, intermediaries, no_contact_since, people)"
+        ],
+    ),
+    (
+        "wrong types, quoted as written",
+        BASE + "    aliases: [5551234, yes]\n",
+        [
+            "config.yaml:10:15: people[0].aliases[0]: expected a string, got an integer "
+            '(quote it: "5551234")',
+            "config.yaml:10:24: people[0].aliases[1]: expected a string, got a yes/no value "
+            '(quote it: "yes")',
+        ],
+    ),
+    (
+        "a section that is not a mapping",
+        BASE.replace("archive:\n  path: ./archive", "archive: ./archive\n#"),
+        ["config.yaml:1:10: archive: expected a mapping of keys, got './archive'"],
+    ),
+    (
+        "bad address",
+        BASE + "    emails: ['mark at smith.example']\n",
+        [
+            "config.yaml:10:14: people[0].emails[0]: 'mark at smith.example' is not an email "
+            "address (expected name@domain)"
+        ],
+    ),
+    (
+        "a domain written with '*.'",
+        BASE + "    domains: ['*.smith.example']\n",
+        [
+            "config.yaml:10:15: people[0].domains[0]: write the bare domain, e.g. "
+            "'smith.example' (subdomains are included)"
+        ],
+    ),
+    (
+        "unparseable phone number",
+        BASE + "    phones: ['+1 555', call me]\n",
+        [
+            "config.yaml:10:14: people[0].phones[0]: cannot read '+1 555' as a phone number "
+            "(expected e.g. +44 20 7946 0958)",
+            "config.yaml:10:24: people[0].phones[1]: cannot read 'call me' as a phone number: "
+            "write it with its +country code, or set default_region",
+        ],
+    ),
+    (
+        "a role that is not one of the words",
+        BASE.replace("role: lawyer", "role: boss"),
+        ["config.yaml:5:11: contacts[0].role: expected 'lawyer' or 'contact', got 'boss'"],
+    ),
+    (
+        "a date that is not a date",
+        BASE + "no_contact_since: last spring\n",
+        [
+            "config.yaml:10:19: no_contact_since: expected a date written YYYY-MM-DD, "
+            "got 'last spring'"
+        ],
+    ),
+    (
+        "required key missing, located at the mapping that lacks it",
+        BASE.replace("    name: Mark Smith\n", ""),
+        ["config.yaml:8:5: people[0].name: required key is missing"],
+    ),
+    (
+        "both a recipient and a recipient file",
+        BASE.replace("role: lawyer", "role: lawyer\n    age_recipient_file: dana.age"),
+        ["config.yaml:4:5: contacts[0]: give exactly one of age_recipient or age_recipient_file"],
+    ),
+    (
+        "an optional field of the wrong type is reported once, not per union member",
+        BASE.replace("role: lawyer", "role: lawyer\n    email: [dana@law.example]"),
+        ["config.yaml:6:12: contacts[0].email: expected a string, got a list"],
+    ),
+    (
+        "duplicate person ids",
+        BASE + "  - id: mark\n    name: Mark Other\n",
+        [
+            "config.yaml:10:9: people[1].id: already used by people[0]: rule ids must name "
+            "one entry only"
+        ],
+    ),
+    (
+        "duplicate contact names, ignoring case",
+        BASE.replace(
+            "people:",
+            f"  - name: dana whitfield\n    role: contact\n    age_recipient: {RECIPIENT}\npeople:",
+        ),
+        [
+            "config.yaml:7:11: contacts[1].name: already used by contacts[0]: custody records "
+            "must tell contacts apart"
+        ],
+    ),
+    (
+        "the same mailbox under two people, spelled differently",
+        BASE
+        + "    emails: [Mark.Smith@gmail.com]\n"
+        + "  - id: bob\n    name: Bob\n    emails: [marksmith+x@googlemail.com]\n",
+        [
+            "config.yaml:13:14: people[1].emails[0]: also listed at people[0].emails[0]; "
+            "each address belongs to one person only"
+        ],
+    ),
+    (
+        "a blocked person's number also allowed, and also an intermediary's",
+        BASE.replace("people:", "default_region: GB\npeople:")
+        + "    phones: ['+44 20 7946 0958']\n"
+        + "intermediaries:\n  - id: mum\n    phones: ['020 7946 0958']\n"
+        + "allow:\n  phones: ['+442079460958']\n",
+        [
+            "config.yaml:14:14: intermediaries[0].phones[0]: also listed at "
+            "people[0].phones[0]; list the number under the person or the intermediary, "
+            "not both",
+            "config.yaml:16:12: allow.phones[0]: also listed at people[0].phones[0]; "
+            "a blocked person's number cannot also be allowed",
+        ],
+    ),
+    (
+        "duplicate intermediary ids",
+        BASE + "intermediaries:\n  - id: mum\n    emails: [a@x.example]\n"
+        "  - id: mum\n    emails: [b@x.example]\n",
+        [
+            "config.yaml:13:9: intermediaries[1].id: already used by intermediaries[0]: "
+            "rule ids must name one entry only"
+        ],
+    ),
+    (
+        "a blocked person's domain also allowed, and an intermediary's address too",
+        BASE
+        + "    domains: [Smith.Example.]\n"
+        + "intermediaries:\n  - id: mum\n    emails: [mum@x.example]\n"
+        + "allow:\n  domains: [smith.example]\n  emails: [MUM@x.example]\n",
+        [
+            "config.yaml:15:13: allow.domains[0]: also listed at people[0].domains[0]; "
+            "a blocked person's domain cannot also be allowed",
+            "config.yaml:16:12: allow.emails[0]: also listed at intermediaries[0].emails[0]; "
+            "an intermediary's address cannot also be allowed",
+        ],
+    ),
+    (
+        "empty people list",
+        WITHOUT_PEOPLE + "people: []\n",
+        [
+            "config.yaml:7:9: people: at least one person is required: an empty blocklist "
+            "blocks no one"
+        ],
+    ),
+    (
+        "contacts left empty",
+        BASE.replace(BASE[BASE.index("  - name") : BASE.index("people:")], ""),
+        [
+            "config.yaml:3:10: contacts: at least one contact is required: without one, held "
+            "items could never be opened"
+        ],
+    ),
+    (
+        "missing key file",
+        BASE.replace(f"age_recipient: {RECIPIENT}", "age_recipient_file: keys/dana.age"),
+        ["config.yaml:6:25: contacts[0].age_recipient_file: no such file: <dir>/keys/dana.age"],
+    ),
+    (
+        "unset environment variable",
+        BASE.replace("./archive", "${NOCONTACT_TEST_UNSET}/archive"),
+        ["config.yaml:2:9: archive.path: environment variable is not set: NOCONTACT_TEST_UNSET"],
+    ),
+    (
+        "duplicate mapping key, at the second one",
+        BASE + "    name: Marcus\n",
+        ["config.yaml:10:5: people[0].name: duplicate key (first set at line 9, column 5)"],
+    ),
+    (
+        "tabs for indentation",
+        BASE + "\taliases: [Marky]\n",
+        ["config.yaml:10:1: found a tab: YAML indentation must use spaces, not tabs"],
+    ),
+    (
+        "a scanner error keeps its own place",
+        BASE + "    aliases: [Marky\n",
+        [
+            "config.yaml:11:1: expected ',' or ']', but got '<stream end>' (while parsing a "
+            "flow sequence at line 10)"
+        ],
+    ),
+    (
+        "YAML bomb",
+        BOMB,
+        ["config.yaml:6:4: expands to more than 1,000,000 values (a YAML bomb of aliases?)"],
+    ),
+    (
+        "recursive alias",
+        "people: &loop [*loop]\n",
+        ["config.yaml:1:9: a recursive alias: this value contains itself"],
+    ),
+    (
+        "nesting too deep",
+        "people: " + "[" * 100 + "]" * 100 + "\n",
+        ["config.yaml:1:73: nested too deeply (at most 64 levels)"],
+    ),
+    (
+        "a Python object tag",
+        BASE + "x: !!python/object/apply:os.system [true]\n",
+        [
+            "config.yaml:10:4: x: the YAML tag '!!python/object/apply:os.system' is not "
+            "supported here"
+        ],
+    ),
+    (
+        "binary junk",
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+        ["config.yaml:1:1: not UTF-8 text (byte 0x89); save the file as UTF-8"],
+    ),
+    (
+        "control characters",
+        b"archive:\n  path: a\x00b\n",
+        ["config.yaml:2:10: U+0000 is not allowed in YAML (is this a binary file?)"],
+    ),
+    (
+        "Latin-1 text",
+        b"archive:\n  path: caf\xe9\n",
+        ["config.yaml:2:12: not UTF-8 text (byte 0xe9); save the file as UTF-8"],
+    ),
+    (
+        "top-level list",
+        "- archive\n- people\n",
+        ["config.yaml:1:1: the top level must be a mapping of keys, not a list"],
+    ),
+    (
+        "empty file",
+        "",
+        [
+            "config.yaml:1:1: the file is empty (expected keys such as archive:, contacts: and "
+            "people:)"
+        ],
+    ),
+    (
+        "two documents",
+        BASE + "---\nmore: 1\n",
+        ["config.yaml:10:1: expected a single document in the stream, but found another document"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [c[1:] for c in BROKEN], ids=[c[0] for c in BROKEN])
+def test_broken_config_gets_exact_lines(
+    in_tmp: Path, text: str | bytes, expected: list[str]
+) -> None:
+    """Each broken config raises ConfigError with exactly these located lines."""
+    path = in_tmp / "config.yaml"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    want = [line.replace("<dir>", str(in_tmp)) for line in expected]
+    assert problems("config.yaml") == want
+
+
+def test_missing_file(in_tmp: Path) -> None:
+    """A path with no file behind it is one line, not a FileNotFoundError."""
+    assert problems("config.yaml") == ["config.yaml:1:1: no such file"]
+
+
+def test_directory(in_tmp: Path) -> None:
+    """A directory given as the config is one line, not an IsADirectoryError."""
+    (in_tmp / "etc").mkdir()
+    assert problems("etc") == ["etc:1:1: is a directory, not a config file"]
+
+
+def test_fifo_is_refused_without_waiting(in_tmp: Path) -> None:
+    """A named pipe is refused at once instead of blocking until someone writes to it."""
+    os.mkfifo(in_tmp / "config.yaml")
+    assert problems("config.yaml") == ["config.yaml:1:1: is not a regular file"]
+
+
+def test_file_too_large(in_tmp: Path) -> None:
+    """A file over 16 MiB is refused before it is parsed."""
+    (in_tmp / "config.yaml").write_bytes(b"#" * (16 * 1024 * 1024 + 1))
+    assert problems("config.yaml") == ["config.yaml:1:1: the file is larger than 16 MiB"]
+
+
+def test_every_problem_is_reported_in_file_order(in_tmp: Path) -> None:
+    """Problems from reading, validating and cross-checking all come back, sorted by place."""
+    text = (
+        BASE.replace("role: lawyer", "role: boss")
+        + "    emials: [x@smith.example]\n"
+        + "    phones: ['+44 20 7946 0958', '${NOCONTACT_TEST_UNSET}']\n"
+        + "  - id: mark\n    name: Mark Again\n"
+    )
+    (in_tmp / "config.yaml").write_text(text, encoding="utf-8")
+    assert problems("config.yaml") == [
+        "config.yaml:5:11: contacts[0].role: expected 'lawyer' or 'contact', got 'boss'",
+        "config.yaml:10:5: people[0].emials: unknown key (did you mean 'emails'?)",
+        "config.yaml:11:34: people[0].phones[1]: environment variable is not set: "
+        "NOCONTACT_TEST_UNSET",
+    ]
+    fixed = text.replace("boss", "lawyer").replace("emials", "emails")
+    (in_tmp / "config.yaml").write_text(fixed.replace(", '${NOCONTACT_TEST_UNSET}'", ""))
+    assert problems("config.yaml") == [
+        "config.yaml:12:9: people[1].id: already used by people[0]: rule ids must name one "
+        "entry only",
+    ]
+
+
+def test_example_loads() -> None:
+    """config.example.yaml is a working config, with phones read in its default region."""
+    config = load_config(EXAMPLE)
+    assert isinstance(config, Config)
+    assert config.people[0].id == "mark"
+    assert config.people[0].phones[0] == "+12125550199"
+    assert config.archive.path == str(REPO / "var" / "archive")
+    assert all(contact.age_recipient for contact in config.contacts)
+
+
+def _schema_paths(schema: dict[str, Any]) -> set[str]:
+    definitions = schema.get("$defs", {})
+
+    def walk(node: dict[str, Any], prefix: str) -> Iterator[str]:
+        if "$ref" in node:
+            node = definitions[node["$ref"].rsplit("/", 1)[-1]]
+        for alternative in node.get("anyOf", []):
+            yield from walk(alternative, prefix)
+        if "items" in node:
+            yield from walk(node["items"], prefix + "[]")
+        for name, sub in node.get("properties", {}).items():
+            path = f"{prefix}.{name}" if prefix else name
+            yield path
+            yield from walk(sub, path)
+
+    return set(walk(schema, ""))
+
+
+def _data_paths(data: object, prefix: str = "") -> Iterator[str]:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            yield path
+            yield from _data_paths(value, path)
+    elif isinstance(data, list):
+        for item in data:
+            yield from _data_paths(item, prefix + "[]")
+
+
+# Keys the example can only show commented out: a contact gives age_recipient or this.
+COMMENTED_ALTERNATIVES = {"contacts[].age_recipient_file"}
+
+
+def test_example_and_schema_name_the_same_keys() -> None:
+    """Every key the schema knows is in the example, and every key in the example is known."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    in_example = set(_data_paths(yaml.safe_load(text)))
+    in_schema = _schema_paths(json_schema())
+    assert in_example <= in_schema
+    assert in_schema - in_example == COMMENTED_ALTERNATIVES
+    for path in COMMENTED_ALTERNATIVES:
+        assert f"#   {path.rsplit('.', 1)[-1]}: " in text
+
+
+def test_every_example_key_has_a_comment_above_its_first_use() -> None:
+    """Each key in the example is documented by a comment on the line above its first use."""
+    document, found = read_document(EXAMPLE, {})
+    assert found == []
+    lines = EXAMPLE.read_text(encoding="utf-8").splitlines()
+    first_use: dict[str, int] = {}
+    for loc, spot in sorted(document.keys.items(), key=lambda item: item[1].line):
+        path = ".".join(str(part) for part in loc if isinstance(part, str))
+        first_use.setdefault(path, spot.line)
+    undocumented = [
+        path
+        for path, line in first_use.items()
+        if not lines[line - 2].strip().removeprefix("- ").startswith("#")
+    ]
+    assert undocumented == []
+
+
+def test_json_schema_declares_its_dialect() -> None:
+    """json_schema() names draft 2020-12 and a title, and forbids unknown top-level keys."""
+    schema = json_schema()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["title"] == "nocontact config"
+    assert schema["additionalProperties"] is False
+    assert {"archive", "contacts", "people"} <= set(schema["required"])
+
+
+def test_env_references_and_escaped_dollars(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """${NAME} is replaced by the environment variable's value and $$ is a literal $."""
+    monkeypatch.setenv("NOCONTACT_TEST_VAULT", "vault")
+    monkeypatch.setenv("NOCONTACT_TEST_KEY", RECIPIENT)
+    text = BASE.replace("./archive", "${NOCONTACT_TEST_VAULT}/$$HOME-${NOCONTACT_TEST_VAULT}")
+    text = text.replace(f"age_recipient: {RECIPIENT}", "age_recipient: ${NOCONTACT_TEST_KEY}")
+    (in_tmp / "config.yaml").write_text(text, encoding="utf-8")
+    config = load_config("config.yaml")
+    assert config.archive.path == str(in_tmp / "vault" / "$HOME-vault")
+    assert config.contacts[0].age_recipient == RECIPIENT
+
+
+def test_env_values_never_appear_in_errors(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An invalid value read from the environment is shown as its ${NAME}, not its content."""
+    monkeypatch.setenv("NOCONTACT_TEST_SECRET", "hunter2-not-a-key")
+    text = BASE.replace(RECIPIENT, "${NOCONTACT_TEST_SECRET}") + "    emails: ['$${x']\n"
+    (in_tmp / "config.yaml").write_text(text, encoding="utf-8")
+    lines = problems("config.yaml")
+    assert lines[0].startswith("config.yaml:6:20: contacts[0].age_recipient: not an age X25519")
+    assert "hunter2" not in "\n".join(lines)
+    assert lines[1] == (
+        "config.yaml:10:14: people[0].emails[0]: '${x' is not an email address "
+        "(expected name@domain)"
+    )
+
+
+def test_unclosed_env_reference(in_tmp: Path) -> None:
+    """A '${' that does not close as ${NAME} is an error that says how to write a '$'."""
+    (in_tmp / "config.yaml").write_text(BASE.replace("./archive", "'${oops'"), encoding="utf-8")
+    assert problems("config.yaml") == [
+        "config.yaml:2:9: archive.path: write ${NAME} for an environment variable, or $$ for a '$'"
+    ]
+
+
+def test_recipient_file_is_read_next_to_the_config(tmp_path: Path) -> None:
+    """age_recipient_file is read relative to the config's directory and fills age_recipient."""
+    (tmp_path / "etc" / "keys").mkdir(parents=True)
+    key_file = tmp_path / "etc" / "keys" / "dana.age"
+    key_file.write_text(f"# Dana's public key\n\n{RECIPIENT}\n", encoding="utf-8")
+    text = BASE.replace(f"age_recipient: {RECIPIENT}", "age_recipient_file: keys/dana.age")
+    (tmp_path / "etc" / "config.yaml").write_text(text, encoding="utf-8")
+    config = load_config(tmp_path / "etc" / "config.yaml")
+    assert config.contacts[0].age_recipient == RECIPIENT
+    assert config.contacts[0].age_recipient_file == str(key_file)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (
+            f"{SECRET_KEY}\n",
+            "<file> holds a private key: give only the public key (age1...), "
+            "which 'nocontact contact keygen' prints; the daemon must never hold the private key",
+        ),
+        (
+            "age1notakey\n",
+            "<file>: not an age X25519 recipient (expected 'age1...', as printed "
+            "by 'nocontact contact keygen' or 'age-keygen -y')",
+        ),
+        (
+            f"{RECIPIENT}\n{RECIPIENT}\n",
+            "<file> must hold exactly one age public key (age1...), found 2 lines",
+        ),
+        ("# empty\n", "<file> must hold exactly one age public key (age1...), found 0 lines"),
+    ],
+    ids=["private key", "not a recipient", "two recipients", "no recipient"],
+)
+def test_unusable_recipient_file(in_tmp: Path, content: str, expected: str) -> None:
+    """A key file that does not hold exactly one public key is an error at its key."""
+    (in_tmp / "dana.age").write_text(content, encoding="utf-8")
+    text = BASE.replace(f"age_recipient: {RECIPIENT}", "age_recipient_file: dana.age")
+    (in_tmp / "config.yaml").write_text(text, encoding="utf-8")
+    message = expected.replace("<file>", str(in_tmp / "dana.age"))
+    assert problems("config.yaml") == [
+        f"config.yaml:6:25: contacts[0].age_recipient_file: {message}"
+    ]
+
+
+def test_relative_archive_path_is_resolved_against_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative archive.path is read from the config file's directory, not the cwd."""
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "etc" / "config.yaml").write_text(BASE, encoding="utf-8")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    config = load_config(os.path.join("..", "etc", "config.yaml"))
+    assert config.archive.path == str(tmp_path / "etc" / "archive")
+
+
+def test_absolute_archive_path_is_kept(in_tmp: Path) -> None:
+    """An absolute archive.path is used as written."""
+    text = BASE.replace("./archive", "/srv/nocontact/archive")
+    (in_tmp / "config.yaml").write_text(text, encoding="utf-8")
+    assert load_config("config.yaml").archive.path == "/srv/nocontact/archive"
+
+
+@pytest.fixture(scope="module")
+def fuzz_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One file that each hypothesis example overwrites."""
+    return tmp_path_factory.mktemp("fuzz") / "config.yaml"
+
+
+def _only_config_error(path: Path) -> None:
+    """Load `path`; anything but a Config or a ConfigError of one-line problems fails."""
+    try:
+        load_config(path)
+    except ConfigError as error:
+        found = error.problems
+    else:
+        return
+    assert found
+    for problem in found:
+        assert "\n" not in str(problem)
+        assert problem.line >= 1
+        assert problem.column >= 1
+
+
+FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FUZZ
+@given(st.binary(max_size=2000))
+def test_arbitrary_bytes_only_raise_config_error(fuzz_file: Path, data: bytes) -> None:
+    """Whatever bytes the file holds, load_config raises nothing but ConfigError."""
+    fuzz_file.write_bytes(data)
+    _only_config_error(fuzz_file)
+
+
+@FUZZ
+@given(st.text(max_size=2000))
+def test_arbitrary_text_only_raises_config_error(fuzz_file: Path, text: str) -> None:
+    """Whatever text the file holds, load_config raises nothing but ConfigError."""
+    fuzz_file.write_text(text, encoding="utf-8", errors="surrogatepass")
+    _only_config_error(fuzz_file)
+
+
+_YAMLISH = st.sampled_from([*"[]{}:-,#&*!|>'\"%@` \n\t", "\n  ", "\n- ", ": ", "${", "$$"])
+
+
+@FUZZ
+@given(st.lists(st.one_of(_YAMLISH, st.text(max_size=5)), max_size=80))
+def test_yaml_shaped_noise_only_raises_config_error(fuzz_file: Path, parts: list[str]) -> None:
+    """Text made of YAML's own punctuation raises nothing but ConfigError."""
+    fuzz_file.write_text(BASE + "".join(parts), encoding="utf-8", errors="surrogatepass")
+    _only_config_error(fuzz_file)
+
+
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20), st.dates()
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def _paths_in(data: object, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    yield prefix
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield from _paths_in(value, (*prefix, key))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            yield from _paths_in(value, (*prefix, index))
+
+
+_EXAMPLE_DATA = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+_EXAMPLE_PATHS = list(_paths_in(_EXAMPLE_DATA))[1:]
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.sampled_from(_EXAMPLE_PATHS), _VALUES), min_size=1, max_size=3))
+def test_example_with_values_replaced_only_raises_config_error(
+    fuzz_file: Path, changes: list[tuple[tuple[Any, ...], Any]]
+) -> None:
+    """The example with any values swapped for any others loads or raises only ConfigError."""
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    for path, value in changes:
+        target = data
+        try:
+            for part in path[:-1]:
+                target = target[part]
+            target[path[-1]] = value
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier change removed this path
+    fuzz_file.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    (fuzz_file.parent / "var").mkdir(exist_ok=True)
+    _only_config_error(fuzz_file)
