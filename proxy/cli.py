@@ -35,10 +35,15 @@ _MAX_SAMPLE_BYTES = 64 * 1024 * 1024
 def _check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     print(
-        f"config OK: {args.config} ({len(config.people)} people, "
-        f"{len(config.intermediaries)} intermediaries, {len(config.contacts)} contacts)"
+        f"config OK: {args.config} ({_count(len(config.people), 'person', 'people')} blocked, "
+        f"{_count(len(config.intermediaries), 'intermediary', 'intermediaries')}, "
+        f"{_count(len(config.contacts), 'contact', 'contacts')})"
     )
     return EXIT_OK
+
+
+def _count(number: int, one: str, many: str) -> str:
+    return f"{number} {one if number == 1 else many}"
 
 
 def _schema(_args: argparse.Namespace) -> int:
