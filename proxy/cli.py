@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from proxy import __version__
+from proxy.archive import VerifyFailure, verify_archive
+from proxy.archive.note import NoteError, Verifier
 from proxy.config import Config, json_schema, load_config
 from proxy.errors import ConfigError, InputError, NocontactError
 from proxy.message import Decision, InboundMessage
@@ -89,6 +91,22 @@ def _read_sample(path: Path) -> bytes:
         raise InputError(f"{path}: cannot read it ({error.strerror})") from error
 
 
+def _verify(args: argparse.Namespace) -> int:
+    pinned = None
+    if args.key is not None:
+        try:
+            pinned = Verifier.decode(args.key)
+        except NoteError as error:
+            raise InputError(f"--key: {error}") from error
+    try:
+        report = verify_archive(args.archive, pinned=pinned)
+    except VerifyFailure as failure:
+        print(f"archive BAD: {failure}")
+        return EXIT_CHECK_FAILED
+    print(f"archive OK: {report.entries} entries, root {report.checkpoint.root.hex()}")
+    return EXIT_OK
+
+
 def _verdict(decision: Decision) -> str:
     if not decision.held:
         return "deliver"
@@ -120,6 +138,15 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--email", metavar="FILE.eml", help="a message file (RFC 5322)")
     sample.add_argument("--sms", nargs=2, metavar=("FROM", "TEXT"), help="a text message")
     test.set_defaults(run=_test_rules)
+
+    verify = commands.add_parser(
+        "verify", help="check an archive for tampering (needs no decryption key)"
+    )
+    verify.add_argument("--archive", required=True, metavar="DIR")
+    verify.add_argument(
+        "--key", metavar="VERIFIER", help="the archive's signing.pub you expect (pins it)"
+    )
+    verify.set_defaults(run=_verify)
     return parser
 
 

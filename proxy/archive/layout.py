@@ -1,0 +1,83 @@
+"""The archive directory: which file is which, and the small files beside the log.
+
+Rules this module keeps:
+1. Every name in the archive directory is defined here, once.
+2. Small files are replaced atomically (write, fsync, rename, fsync the directory), so a
+   crash leaves the old version or the new, never a mix.
+3. Nothing here is secret except `signing.key` (mode 0600), which only signs checkpoints;
+   no file in the directory can open a held item.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from proxy.archive.errors import ArchiveCorrupt
+from proxy.archive.note import NoteError, Verifier, parse_checkpoint
+
+FORMAT = "nocontact-archive"
+VERSION = 1
+ORIGIN_PREFIX = "nocontact.archive/"
+SEGMENT_BYTES = 64 << 20
+
+MANIFEST = "archive.json"  # format, version, origin, segment size
+SIGNING_KEY = "signing.key"  # Ed25519 private key, PEM, 0600: signs checkpoints only
+VERIFIER_KEY = "signing.pub"  # the C2SP verifier key: name+keyid+base64
+HEAD = "checkpoint"  # the latest signed checkpoint note
+LOCK = "lock"  # flock'd by the single writer; holds its pid
+LOG_DIR = "log"  # segment files 00000001.seg ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Manifest:
+    origin: str
+    segment_bytes: int
+
+
+def read_manifest(root: Path) -> Manifest:
+    """The archive's manifest, or `ArchiveCorrupt` saying what is wrong with it."""
+    try:
+        data = json.loads((root / MANIFEST).read_text())
+    except (OSError, ValueError) as error:
+        raise ArchiveCorrupt(f"{MANIFEST} is unreadable: {error}") from error
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ArchiveCorrupt(f"{root} is not a nocontact archive ({MANIFEST} says otherwise)")
+    if data.get("version") != VERSION:
+        raise ArchiveCorrupt(f"archive format version {data.get('version')!r} is not {VERSION}")
+    origin, size = data.get("origin"), data.get("segment_bytes")
+    if not isinstance(origin, str) or not origin.startswith(ORIGIN_PREFIX):
+        raise ArchiveCorrupt(f"{MANIFEST} has no valid origin")
+    if not isinstance(size, int) or size < 4096:
+        raise ArchiveCorrupt(f"{MANIFEST} has no valid segment_bytes")
+    return Manifest(origin=origin, segment_bytes=size)
+
+
+def read_head_size(root: Path, verifier: Verifier) -> int:
+    """The tree size of the latest published checkpoint (0 if none yet)."""
+    path = root / HEAD
+    if not path.exists():
+        return 0
+    try:
+        return parse_checkpoint(verifier.open(path.read_bytes())).size
+    except (OSError, NoteError) as error:
+        raise ArchiveCorrupt(f"the {HEAD} file does not verify: {error}") from error
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Atomically replace `path` with `data`, durably."""
+    temporary = path.with_name(path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

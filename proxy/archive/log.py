@@ -1,0 +1,339 @@
+"""The archive's append-only log: one writer, durable batches, signed checkpoints.
+
+Rules this module keeps:
+1. One writer per archive, enforced by an exclusive lock held for the writer's life; a
+   second writer gets `ArchiveLocked` with the holder's pid, never a shared file.
+2. `append` returns only when its records are on disk: one write and one fdatasync per
+   batch (group commit), into a zero-filled segment (see segments.py). The directory is
+   fsync'd whenever a file is created or renamed. A write error poisons the writer: every
+   later append raises `ArchiveUnavailable` until the archive is reopened, because after a
+   failed fsync the kernel may have dropped the data it reported dirty.
+3. A batch may end with a checkpoint entry: the Ed25519-signed C2SP checkpoint of the
+   tree before it. The writer decides when (see writer.py); `close` always leaves the
+   whole log covered by a checkpoint. The latest checkpoint is also kept in the file
+   `checkpoint`, so cutting entries off the end of the log is detected.
+4. Opening recovers from a crash: a torn record at the end (written, never acknowledged)
+   is zeroed, never kept half; complete records after the last checkpoint are kept and
+   signed. Damage inside the signed part is never "repaired": it raises `ArchiveCorrupt`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from proxy.archive import layout
+from proxy.archive.errors import ArchiveCorrupt, ArchiveLocked, ArchiveUnavailable
+from proxy.archive.merkle import MerkleTree
+from proxy.archive.note import Checkpoint, NoteError, Signer, Verifier
+from proxy.archive.reader import Damage, SegmentScan, contiguous_segments, mapped
+from proxy.archive.records import EntryKind, encode, entry_hash
+from proxy.archive.segments import (
+    SegmentPreparer,
+    create_segment,
+    fsync_directory,
+    raise_typed,
+    segment_name,
+)
+
+Clock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Receipt:
+    """Proof of storage handed back to whoever appended: the entry's index and leaf hash."""
+
+    index: int
+    leaf_hash: bytes
+
+
+class ArchiveLog:
+    """The single writer of one archive directory. Blocking; see writer.py for asyncio."""
+
+    def __init__(self, root: Path, lock_fd: int, signer: Signer, segment_bytes: int) -> None:
+        self.root = root
+        self._lock_fd = lock_fd
+        self._signer = signer
+        self._segment_bytes = segment_bytes
+        self._log_dir = root / layout.LOG_DIR
+        self._preparer = SegmentPreparer(self._log_dir, segment_bytes)
+        self.tree = MerkleTree()
+        self.last_checkpoint = -1  # index of the latest checkpoint entry (-1: none yet)
+        self._segment = 0
+        self._fd = -1
+        self._offset = 0
+        self._capacity = 0
+        self._head: bytes | None = None
+        self._broken: str | None = None
+
+    # -- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike[str], *, segment_bytes: int = layout.SEGMENT_BYTES,
+        clock: Clock = _utc_now,
+    ) -> ArchiveLog:  # fmt: skip
+        """Open (creating on first use) the archive at `path` for writing."""
+        root = Path(path)
+        try:
+            if not root.exists():
+                if not root.parent.is_dir():
+                    raise ArchiveUnavailable(f"{root.parent} does not exist; no archive there")
+                root.mkdir(mode=0o700)
+            if not root.is_dir():
+                raise ArchiveUnavailable(f"{root} is not a directory")
+            lock_fd = _lock(root)
+        except OSError as error:
+            raise_typed(error, f"opening {root}")
+            raise  # unreachable: raise_typed always raises
+        try:
+            if not (root / layout.MANIFEST).exists():
+                log = cls._create(root, lock_fd, segment_bytes, clock)
+            else:
+                log = cls._reopen(root, lock_fd, clock)
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        return log
+
+    @classmethod
+    def _create(cls, root: Path, lock_fd: int, segment_bytes: int, clock: Clock) -> ArchiveLog:
+        if any(name != layout.LOCK for name in os.listdir(root)):
+            raise ArchiveCorrupt(f"{root} is not empty and holds no nocontact archive")
+        origin = f"{layout.ORIGIN_PREFIX}{secrets.token_hex(8)}"
+        signer = Signer.generate(origin)
+        try:
+            _write_new(root / layout.SIGNING_KEY, signer.to_pem(), mode=0o600)
+            _write_new(root / layout.VERIFIER_KEY, (signer.verifier.encode() + "\n").encode())
+            (root / layout.LOG_DIR).mkdir(mode=0o700)
+            create_segment(root / layout.LOG_DIR, 1, segment_bytes)
+            manifest = {"format": layout.FORMAT, "version": layout.VERSION, "origin": origin,
+                        "segment_bytes": segment_bytes}  # fmt: skip
+            _write_new(root / layout.MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+            fsync_directory(root)
+        except OSError as error:
+            raise_typed(error, f"creating the archive in {root}")
+        log = cls(root, lock_fd, signer, segment_bytes)
+        log._use_segment(1, 0)
+        log.append([], checkpoint=True, now=clock())
+        log.publish_head()
+        return log
+
+    @classmethod
+    def _reopen(cls, root: Path, lock_fd: int, clock: Clock) -> ArchiveLog:
+        manifest = layout.read_manifest(root)
+        try:
+            signer = Signer.from_pem(manifest.origin, (root / layout.SIGNING_KEY).read_bytes())
+            verifier = Verifier.decode((root / layout.VERIFIER_KEY).read_text())
+        except (OSError, NoteError, UnicodeDecodeError) as error:
+            raise ArchiveCorrupt(f"the archive's signing keys are unusable: {error}") from error
+        if verifier != signer.verifier:
+            raise ArchiveCorrupt("signing.pub does not match the archive's signing key")
+        log = cls(root, lock_fd, signer, manifest.segment_bytes)
+        log._recover(verifier)
+        if log.unsigned:
+            log.append([], checkpoint=True, now=clock())
+        log.publish_head()
+        return log
+
+    def _recover(self, verifier: Verifier) -> None:
+        head_size = layout.read_head_size(self.root, verifier)
+        try:
+            numbers = contiguous_segments(self._log_dir)
+        except Damage as damage:
+            raise ArchiveCorrupt(f"the archive's log is damaged: {damage}") from damage
+        if not numbers:
+            raise ArchiveCorrupt("the archive's log has no segments")
+        end_segment, end_offset, torn = numbers[-1], 0, None
+        for number in numbers:
+            end, torn = self._scan_segment(number, head_size)
+            if end or number == 1 or torn is not None:
+                end_segment, end_offset = number, end
+            if torn is not None:
+                break
+        if torn is not None:
+            if self.tree.size < head_size:
+                raise ArchiveCorrupt(f"entry {self.tree.size} is damaged ({torn}); nothing changed")
+            self._discard_tail(numbers, end_segment, end_offset)
+        if head_size > self.tree.size:
+            raise ArchiveCorrupt("the log is shorter than its latest checkpoint: entries are gone")
+        self._use_segment(end_segment, end_offset)
+
+    def _scan_segment(self, number: int, head_size: int) -> tuple[int, Damage | None]:
+        """Add one segment's records to the tree; (where they end, the damage if any)."""
+        with mapped(self._log_dir / segment_name(number)) as buffer:
+            scan = SegmentScan(number, buffer)
+            try:
+                for record in scan:
+                    header = record.header
+                    if header.index != self.tree.size:
+                        raise Damage(number, record.offset, "entry out of sequence")
+                    unsigned = header.index >= max(head_size, self.last_checkpoint + 1)
+                    if unsigned and (
+                        entry_hash(header.kind, header.index, record.body) != record.stored_hash
+                    ):
+                        raise Damage(number, record.offset, "incomplete entry")
+                    self.tree.append(record.stored_hash)
+                    if header.kind is EntryKind.CHECKPOINT:
+                        self.last_checkpoint = header.index
+                    del record
+            except Damage as damage:
+                return damage.offset, damage
+            return scan.end, None
+
+    def _discard_tail(self, numbers: list[int], segment: int, offset: int) -> None:
+        """Zero a torn tail (never acknowledged) so the log ends cleanly at `offset`."""
+        for number in (n for n in numbers if n >= segment):
+            path = self._log_dir / segment_name(number)
+            start = offset if number == segment else 0
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                length = os.fstat(fd).st_size - start
+                position = start
+                while length > 0:
+                    chunk = min(length, 1 << 20)
+                    position += os.pwrite(fd, bytes(chunk), position)
+                    length -= chunk
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _use_segment(self, number: int, offset: int) -> None:
+        path = self._log_dir / segment_name(number)
+        fd = os.open(path, os.O_RDWR)
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._segment, self._fd, self._offset = number, fd, offset
+        self._capacity = os.fstat(fd).st_size
+        self._preparer.start(number + 1)
+
+    def append(
+        self, entries: Sequence[tuple[EntryKind, bytes]], *, checkpoint: bool, now: datetime
+    ) -> list[Receipt]:
+        """Store `entries` durably (and, if asked, a checkpoint after them)."""
+        if self._broken is not None:
+            raise ArchiveUnavailable(f"the archive stopped after a write error ({self._broken})")
+        start_size = self.tree.size
+        records: list[bytes] = []
+        receipts: list[Receipt] = []
+        for kind, body in entries:
+            record, digest = encode(kind, self.tree.size, body)
+            receipts.append(Receipt(index=self.tree.size, leaf_hash=digest))
+            records.append(record)
+            self.tree.append(digest)
+        note = None
+        if checkpoint:
+            size = self.tree.size
+            note = self._signer.sign(
+                Checkpoint(origin=self._signer.name, size=size, root=self.tree.root(), time=now)
+                .body()
+            )  # fmt: skip
+            record, digest = encode(EntryKind.CHECKPOINT, size, note)
+            records.append(record)
+            self.tree.append(digest)
+        try:
+            self._write(records)
+        except BaseException:
+            self.tree.truncate(start_size)
+            raise
+        if note is not None:
+            self.last_checkpoint = self.tree.size - 1
+            self._head = note
+        return receipts
+
+    def _write(self, records: list[bytes]) -> None:
+        pending: list[bytes] = []
+        try:
+            if os.fstat(self._fd).st_nlink == 0:
+                raise ArchiveUnavailable("the archive's current segment was deleted")
+            for record in records:
+                if self._offset + sum(map(len, pending)) + len(record) > self._capacity:
+                    self._flush(pending)
+                    pending = []
+                    self._use_segment_for(len(record))
+                pending.append(record)
+            self._flush(pending)
+        except OSError as error:
+            self._broken = error.strerror or type(error).__name__
+            raise_typed(error, "appending")
+
+    def _flush(self, pending: list[bytes]) -> None:
+        if not pending:
+            return
+        data = b"".join(pending)
+        written = 0
+        while written < len(data):
+            written += os.pwrite(self._fd, data[written:], self._offset + written)
+        os.fdatasync(self._fd)
+        self._offset += len(data)
+
+    def _use_segment_for(self, record_bytes: int) -> None:
+        number = self._segment + 1
+        self._preparer.take(number, record_bytes)
+        self._use_segment(number, 0)
+
+    @property
+    def unsigned(self) -> int:
+        """How many entries come after the latest checkpoint (not yet signed)."""
+        return self.tree.size - self.last_checkpoint - 1
+
+    def publish_head(self) -> None:
+        """Write the latest checkpoint to the `checkpoint` file (atomic replace)."""
+        if self._head is None:
+            return
+        try:
+            layout.replace_file(self.root / layout.HEAD, self._head)
+        except OSError as error:
+            raise_typed(error, "writing the checkpoint file")
+        self._head = None
+
+    def close(self, *, now: datetime | None = None) -> None:
+        """Sign whatever is unsigned, publish the head, and let go of the lock."""
+        try:
+            if self._broken is None and self.unsigned:
+                self.append([], checkpoint=True, now=now or _utc_now())
+            if self._broken is None:
+                self.publish_head()
+        finally:
+            self._preparer.wait()
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+            os.close(self._lock_fd)
+
+
+def _lock(root: Path) -> int:
+    fd = os.open(root / layout.LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise ArchiveLocked(
+            f"the archive {root} is in use by another nocontact process (pid {holder}); "
+            "stop it first"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _write_new(path: Path, data: bytes, mode: int = 0o644) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,92 @@
+"""The archive's on-disk entry framing: what one record is, byte for byte.
+
+Rules this module keeps:
+1. Pure: bytes in, values out. The layout is documented in docs/archive-format.md and
+   versioned by the magic (NCE1); a change of layout is a new magic.
+2. A record is header (24 bytes) || body || leaf hash (32 bytes):
+     magic "NCE1" | kind u8 | 3 zero bytes | index u64 | body length u32 | 4 zero bytes
+   all big-endian. The leaf hash is RFC 6962's SHA-256(0x00 || kind || index || body), so
+   the tree commits to each entry's kind and position as well as its bytes: a swapped,
+   duplicated or re-kinded entry no longer matches.
+3. In the clear there is only what verification needs: kind, index, length and hash. The
+   body of an item or custody entry is an age ciphertext; a checkpoint's is a signed note.
+4. All-zero bytes where a header should be mean "no more records" (segments are zeroed
+   before use); anything else that is not a valid header is an error.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import struct
+from dataclasses import dataclass
+
+MAGIC = b"NCE1"
+HEADER = struct.Struct(">4sB3xQI4x")
+HEADER_BYTES = HEADER.size
+HASH_BYTES = 32
+OVERHEAD = HEADER_BYTES + HASH_BYTES
+MAX_BODY = 1 << 30
+_ZERO_HEADER = bytes(HEADER_BYTES)
+
+
+class EntryKind(enum.IntEnum):
+    """What an entry is. Only checkpoints are readable without a contact's key."""
+
+    ITEM = 1
+    CUSTODY = 2
+    CHECKPOINT = 3
+
+
+class RecordError(ValueError):
+    """Bytes that are not a well-formed record."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Header:
+    kind: EntryKind
+    index: int
+    length: int
+
+    @property
+    def size(self) -> int:
+        """Bytes the whole record takes on disk."""
+        return OVERHEAD + self.length
+
+
+def entry_hash(kind: EntryKind, index: int, body: bytes | memoryview) -> bytes:
+    """The RFC 6962 leaf hash of an entry: SHA-256(0x00 || kind || index || body)."""
+    digest = hashlib.sha256(b"\x00" + bytes([kind]) + index.to_bytes(8, "big"))
+    digest.update(body)
+    return digest.digest()
+
+
+def encode(kind: EntryKind, index: int, body: bytes) -> tuple[bytes, bytes]:
+    """(record bytes, leaf hash) for one entry."""
+    if len(body) > MAX_BODY:
+        raise RecordError(f"entry body of {len(body)} bytes is over the {MAX_BODY} limit")
+    digest = entry_hash(kind, index, body)
+    return HEADER.pack(MAGIC, kind, index, len(body)) + body + digest, digest
+
+
+def decode_header(buffer: bytes | memoryview, offset: int = 0) -> Header | None:
+    """The header at `offset`; None where the bytes are zero (the end of the records)."""
+    raw = bytes(buffer[offset : offset + HEADER_BYTES])
+    if len(raw) < HEADER_BYTES:
+        if raw.count(0) == len(raw):
+            return None
+        raise RecordError("a partial header")
+    if raw == _ZERO_HEADER:
+        return None
+    if raw[4 + 1 : 4 + 4] != b"\0\0\0" or raw[20:24] != b"\0\0\0\0":
+        raise RecordError("header padding is not zero")
+    magic, kind, index, length = HEADER.unpack(raw)
+    if magic != MAGIC:
+        raise RecordError("bad magic")
+    try:
+        entry_kind = EntryKind(kind)
+    except ValueError as error:
+        raise RecordError(f"unknown entry kind {kind}") from error
+    if length > MAX_BODY:
+        raise RecordError("body length over the limit")
+    return Header(kind=entry_kind, index=index, length=length)

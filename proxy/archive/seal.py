@@ -1,0 +1,173 @@
+"""Sealing: a held item or a custody record, encrypted with age to every contact.
+
+Rules this module keeps:
+1. Everything about an item is inside the seal: who sent it (every identity), to whom,
+   the subject, the rule and reason, the times, the envelope, provider ids, authentication
+   results, and the original bytes exactly as received. Nothing of it is ever written
+   anywhere in the clear.
+2. Sealing uses age (pyrage) with X25519 recipients only: the daemon holds public keys,
+   and no key on the server opens what it sealed.
+3. The plaintext format is versioned and documented in docs/archive-format.md:
+     "NOCONTACT-SEALED 1\n" || one line of JSON metadata || "\n" || payload || zero padding
+   The padding takes the plaintext to a multiple of 1 KiB so sizes on disk say less.
+4. `parse_sealed` reads the format back (for the contact's tools, after they decrypt);
+   it is pure and holds no key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import policy
+from email.parser import BytesHeaderParser
+from typing import Any
+
+import pyrage
+
+from proxy.message import Channel, Decision, InboundMessage
+
+MAGIC = b"NOCONTACT-SEALED 1\n"
+PAD_TO = 1024
+_HEADERS = BytesHeaderParser(policy=policy.compat32)
+
+
+class SealedFormatError(ValueError):
+    """Decrypted bytes that are not a sealed item in our format."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recipients:
+    """The contacts' age public keys, parsed once."""
+
+    keys: tuple[Any, ...]
+
+    @classmethod
+    def parse(cls, recipients: Sequence[str]) -> Recipients:
+        if not recipients:
+            raise ValueError("at least one contact recipient is needed to seal anything")
+        return cls(tuple(pyrage.x25519.Recipient.from_str(r) for r in recipients))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CustodyRecord:
+    """Who did what to which items, when and why (a contact's access to the archive)."""
+
+    contact: str  # the contact key's fingerprint
+    action: str  # list, show, export, report, release
+    items: tuple[int, ...]
+    at: datetime
+    reason: str = ""
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def item_metadata(
+    message: InboundMessage,
+    decision: Decision,
+    *,
+    sealed_at: datetime,
+    extras: Mapping[str, object] | None = None,
+) -> dict[str, object]:
+    """Everything the seal records about a held message, besides its bytes."""
+    metadata: dict[str, object] = {
+        "kind": "item",
+        "channel": message.channel.value,
+        "received_at": _iso(message.received_at),
+        "sealed_at": _iso(sealed_at),
+        "senders": [
+            {"kind": i.kind.value, "value": i.value, "source": i.source} for i in message.senders
+        ],
+        "mentions": [{"kind": i.kind.value, "value": i.value} for i in message.mentions],
+        "subject": message.subject,
+        "envelope": {
+            "sender": message.envelope.sender,
+            "recipients": list(message.envelope.recipients),
+        },
+        "rule": {
+            "id": decision.rule_id,
+            "kind": decision.kind.value if decision.kind else None,
+            "reason": decision.reason,
+        },
+        "provider_id": message.provider_id,
+        "authentication_results": _authentication_results(message),
+        "defects": list(message.defects),
+    }
+    metadata.update(extras or {})
+    return metadata
+
+
+def _authentication_results(message: InboundMessage) -> list[str]:
+    if message.channel is not Channel.EMAIL:
+        return []
+    try:
+        headers = _HEADERS.parsebytes(message.raw)
+        return [str(value) for value in headers.get_all("Authentication-Results") or []]
+    except (ValueError, TypeError, LookupError, UnicodeError, AttributeError):
+        return []
+
+
+def seal_item(
+    message: InboundMessage,
+    decision: Decision,
+    recipients: Recipients,
+    *,
+    sealed_at: datetime,
+    extras: Mapping[str, object] | None = None,
+) -> bytes:
+    """The age ciphertext of a held message: metadata and original bytes."""
+    metadata = item_metadata(message, decision, sealed_at=sealed_at, extras=extras)
+    return seal(metadata, message.raw, recipients)
+
+
+def seal_custody(record: CustodyRecord, recipients: Recipients) -> bytes:
+    """The age ciphertext of a custody record."""
+    metadata: dict[str, object] = {
+        "kind": "custody",
+        "contact": record.contact,
+        "action": record.action,
+        "items": list(record.items),
+        "at": _iso(record.at),
+        "reason": record.reason,
+    }
+    return seal(metadata, b"", recipients)
+
+
+def seal(metadata: Mapping[str, object], payload: bytes, recipients: Recipients) -> bytes:
+    """Encrypt metadata and payload, in the sealed format, to every recipient."""
+    described = {
+        **metadata,
+        "payload_bytes": len(payload),
+        "payload_sha256": hashlib.sha256(payload).hexdigest(),
+    }
+    line = json.dumps(described, ensure_ascii=False, separators=(",", ":")).encode()
+    length = len(MAGIC) + len(line) + 1 + len(payload)
+    padding = -length % PAD_TO
+    plaintext = b"".join((MAGIC, line, b"\n", payload, bytes(padding)))
+    ciphertext: bytes = pyrage.encrypt(plaintext, list(recipients.keys))
+    return ciphertext
+
+
+def parse_sealed(plaintext: bytes) -> tuple[dict[str, Any], bytes]:
+    """(metadata, payload) from a decrypted seal; checks the payload's length and hash."""
+    if not plaintext.startswith(MAGIC):
+        raise SealedFormatError("not a nocontact seal (or a newer format)")
+    end = plaintext.find(b"\n", len(MAGIC))
+    if end < 0:
+        raise SealedFormatError("seal has no metadata line")
+    try:
+        metadata = json.loads(plaintext[len(MAGIC) : end])
+    except ValueError as error:
+        raise SealedFormatError("seal metadata is not JSON") from error
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("payload_bytes"), int):
+        raise SealedFormatError("seal metadata has no payload length")
+    payload = plaintext[end + 1 : end + 1 + metadata["payload_bytes"]]
+    if hashlib.sha256(payload).hexdigest() != metadata.get("payload_sha256"):
+        raise SealedFormatError("seal payload does not match its recorded hash")
+    if plaintext[end + 1 + len(payload) :].strip(b"\0"):
+        raise SealedFormatError("seal padding is not zeros")
+    return metadata, payload
