@@ -37,6 +37,13 @@ class Manifest:
     segment_bytes: int
 
 
+def manifest_bytes(manifest: Manifest) -> bytes:
+    """The one exact form archive.json is written in (verify accepts no other)."""
+    data = {"format": FORMAT, "version": VERSION, "origin": manifest.origin,
+            "segment_bytes": manifest.segment_bytes}  # fmt: skip
+    return (json.dumps(data, indent=2) + "\n").encode()
+
+
 def read_manifest(root: Path) -> Manifest:
     """The archive's manifest, or `ArchiveCorrupt` saying what is wrong with it."""
     try:

@@ -20,7 +20,6 @@ Rules this module keeps:
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import secrets
 from collections.abc import Callable, Sequence
@@ -117,9 +116,8 @@ class ArchiveLog:
             _write_new(root / layout.VERIFIER_KEY, (signer.verifier.encode() + "\n").encode())
             (root / layout.LOG_DIR).mkdir(mode=0o700)
             create_segment(root / layout.LOG_DIR, 1, segment_bytes)
-            manifest = {"format": layout.FORMAT, "version": layout.VERSION, "origin": origin,
-                        "segment_bytes": segment_bytes}  # fmt: skip
-            _write_new(root / layout.MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+            manifest = layout.Manifest(origin=origin, segment_bytes=segment_bytes)
+            _write_new(root / layout.MANIFEST, layout.manifest_bytes(manifest))
             fsync_directory(root)
         except OSError as error:
             raise_typed(error, f"creating the archive in {root}")

@@ -51,14 +51,20 @@ def verify_archive(path: str | os.PathLike[str], *, pinned: Verifier | None = No
         raise VerifyFailure(f"{root}: not a nocontact archive (no {layout.MANIFEST})")
     try:
         manifest = layout.read_manifest(root)
-        verifier = Verifier.decode((root / layout.VERIFIER_KEY).read_text())
+        verifier_text = (root / layout.VERIFIER_KEY).read_text()
+        verifier = Verifier.decode(verifier_text)
+        exact = (root / layout.MANIFEST).read_bytes() == layout.manifest_bytes(manifest)
     except (ArchiveCorrupt, NoteError, OSError, UnicodeDecodeError) as error:
         raise VerifyFailure(f"{root}: {error}") from error
+    if not exact:
+        raise VerifyFailure(f"{layout.MANIFEST} has been edited")
+    if verifier_text != verifier.encode() + "\n":
+        raise VerifyFailure(f"{layout.VERIFIER_KEY} has been edited")
     if verifier.name != manifest.origin:
         raise VerifyFailure(f"{layout.VERIFIER_KEY} is for another archive ({verifier.name})")
     if pinned is not None and pinned != verifier:
         raise VerifyFailure(f"{layout.VERIFIER_KEY} is not the key you gave (--key)")
-    walk = _Walk(manifest.origin, verifier)
+    walk = _Walk(manifest.origin, verifier, manifest.segment_bytes)
     walk.run(root / layout.LOG_DIR, live=_writer_is_live(root))
     head = _head(root, verifier)
     if walk.last is None:
@@ -76,8 +82,9 @@ def verify_archive(path: str | os.PathLike[str], *, pinned: Verifier | None = No
 class _Walk:
     """One pass over every record, rebuilding the tree and checking checkpoints."""
 
-    def __init__(self, origin: str, verifier: Verifier) -> None:
+    def __init__(self, origin: str, verifier: Verifier, segment_bytes: int) -> None:
         self.origin = origin
+        self.segment_bytes = segment_bytes
         self.verifier = verifier
         self.tree = MerkleTree()
         self.last: Checkpoint | None = None
@@ -91,6 +98,11 @@ class _Walk:
             raise VerifyFailure("the log has no segment files")
         for number in numbers:
             with mapped(log_dir / segment_name(number)) as buffer:
+                if len(buffer) < self.segment_bytes:
+                    raise VerifyFailure(
+                        f"after entry {self.tree.size - 1}: segment {number} is shorter than "
+                        "the archive's segment size (cut)"
+                    )
                 scan = SegmentScan(number, buffer)
                 try:
                     for record in scan:
