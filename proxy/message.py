@@ -86,7 +86,8 @@ class InboundMessage:
     `text` is the readable text of every part (plain, HTML rendered to text, forwarded and
     quoted parts, the From, To and Cc lines). `search_text` is the same text folded for
     matching (see `proxy.fold`), computed once by normalize so the rules do no
-    per-character work of their own.
+    per-character work of their own. `authentication_results` are the receiving servers'
+    SPF/DKIM/DMARC verdicts (email), kept so the seal records them.
     """
 
     channel: Channel
@@ -99,6 +100,7 @@ class InboundMessage:
     search_text: str
     received_at: datetime
     provider_id: str | None = None
+    authentication_results: tuple[str, ...] = ()
     defects: tuple[str, ...] = field(default=())
 
     def __repr__(self) -> str:

@@ -172,3 +172,16 @@ def test_sms_sender_is_e164() -> None:
     )
     assert [(i.kind.value, i.value) for i in message.senders] == [("phone", "+15550100199")]
     assert message.provider_id == "SM123"
+
+
+def test_authentication_results_are_kept_for_the_seal() -> None:
+    """The receiving servers' SPF/DKIM/DMARC verdicts are carried with the message."""
+    raw = (
+        b"Authentication-Results: mx.example; spf=pass smtp.mailfrom=x.example\n"
+        b"Authentication-Results: mx.example; dkim=fail\n"
+        b"From: x@x.example\n\nhi\n"
+    )
+    assert _normalize(raw).authentication_results == (
+        "mx.example; spf=pass smtp.mailfrom=x.example",
+        "mx.example; dkim=fail",
+    )

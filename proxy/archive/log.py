@@ -72,7 +72,8 @@ class ArchiveLog:
         self._fd = -1
         self._offset = 0
         self._capacity = 0
-        self._head: bytes | None = None
+        self._latest_note: bytes | None = None  # the newest checkpoint note
+        self._head_stale = False  # the `checkpoint` file is older than _latest_note
         self._broken: str | None = None
 
     # -- opening -------------------------------------------------------------------------
@@ -184,6 +185,7 @@ class ArchiveLog:
                     self.tree.append(record.stored_hash)
                     if header.kind is EntryKind.CHECKPOINT:
                         self.last_checkpoint = header.index
+                        self._latest_note = bytes(record.body)
                     del record
             except Damage as damage:
                 return damage.offset, damage
@@ -248,7 +250,7 @@ class ArchiveLog:
             raise
         if note is not None:
             self.last_checkpoint = self.tree.size - 1
-            self._head = note
+            self._latest_note, self._head_stale = note, True
         return receipts
 
     def _write(self, records: list[bytes]) -> None:
@@ -287,15 +289,22 @@ class ArchiveLog:
         """How many entries come after the latest checkpoint (not yet signed)."""
         return self.tree.size - self.last_checkpoint - 1
 
+    def take_head(self) -> bytes | None:
+        """The newest checkpoint note if the `checkpoint` file lags it; the caller writes it."""
+        if not self._head_stale:
+            return None
+        self._head_stale = False
+        return self._latest_note
+
     def publish_head(self) -> None:
-        """Write the latest checkpoint to the `checkpoint` file (atomic replace)."""
-        if self._head is None:
+        """Write the newest checkpoint to the `checkpoint` file (atomic replace)."""
+        if self._latest_note is None:
             return
         try:
-            layout.replace_file(self.root / layout.HEAD, self._head)
+            layout.replace_file(self.root / layout.HEAD, self._latest_note)
         except OSError as error:
             raise_typed(error, "writing the checkpoint file")
-        self._head = None
+        self._head_stale = False
 
     def close(self, *, now: datetime | None = None) -> None:
         """Sign whatever is unsigned, publish the head, and let go of the lock."""

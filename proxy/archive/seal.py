@@ -21,17 +21,14 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email import policy
-from email.parser import BytesHeaderParser
 from typing import Any
 
 import pyrage
 
-from proxy.message import Channel, Decision, InboundMessage
+from proxy.message import Decision, InboundMessage
 
 MAGIC = b"NOCONTACT-SEALED 1\n"
 PAD_TO = 1024
-_HEADERS = BytesHeaderParser(policy=policy.compat32)
 
 
 class SealedFormatError(ValueError):
@@ -94,21 +91,11 @@ def item_metadata(
             "reason": decision.reason,
         },
         "provider_id": message.provider_id,
-        "authentication_results": _authentication_results(message),
+        "authentication_results": list(message.authentication_results),
         "defects": list(message.defects),
     }
     metadata.update(extras or {})
     return metadata
-
-
-def _authentication_results(message: InboundMessage) -> list[str]:
-    if message.channel is not Channel.EMAIL:
-        return []
-    try:
-        headers = _HEADERS.parsebytes(message.raw)
-        return [str(value) for value in headers.get_all("Authentication-Results") or []]
-    except (ValueError, TypeError, LookupError, UnicodeError, AttributeError):
-        return []
 
 
 def seal_item(

@@ -25,6 +25,9 @@ from proxy.archive.errors import ArchiveFull, ArchiveUnavailable
 
 SUFFIX = ".seg"
 _ZEROS = bytes(1 << 20)
+# Zeros are flushed every few MiB while a segment is prepared: one big flush at the end
+# would stall the writer's own fdatasync behind 64 MiB of writeback.
+_FLUSH_EVERY = 4 << 20
 
 
 def segment_name(number: int) -> str:
@@ -63,11 +66,15 @@ def create_segment(directory: Path, number: int, size: int) -> Path:
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            remaining = size
+            remaining, unflushed = size, 0
             while remaining:
                 chunk = min(remaining, len(_ZEROS))
                 written = os.write(fd, _ZEROS[:chunk])
                 remaining -= written
+                unflushed += written
+                if unflushed >= _FLUSH_EVERY:
+                    os.fdatasync(fd)
+                    unflushed = 0
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,9 +29,12 @@ from proxy.archive import layout
 from proxy.archive.errors import ArchiveCorrupt
 from proxy.archive.merkle import MerkleTree, verify_consistency
 from proxy.archive.note import Checkpoint, NoteError, Verifier, parse_checkpoint
-from proxy.archive.reader import Damage, SegmentScan, contiguous_segments, mapped, zeros_from
-from proxy.archive.records import EntryKind, entry_hash
+from proxy.archive.reader import Damage, Frame, contiguous_segments, frames, mapped, zeros_from
+from proxy.archive.records import HASH_BYTES, HEADER_BYTES, EntryKind, entry_hash
 from proxy.archive.segments import segment_name
+
+_HASH_CHUNK = 256
+_NOTE = EntryKind.CHECKPOINT
 
 
 class VerifyFailure(Exception):
@@ -96,30 +100,11 @@ class _Walk:
             raise VerifyFailure(f"the log is damaged: {damage}") from damage
         if not numbers:
             raise VerifyFailure("the log has no segment files")
-        for number in numbers:
-            with mapped(log_dir / segment_name(number)) as buffer:
-                if len(buffer) < self.segment_bytes:
-                    raise VerifyFailure(
-                        f"after entry {self.tree.size - 1}: segment {number} is shorter than "
-                        "the archive's segment size (cut)"
-                    )
-                scan = SegmentScan(number, buffer)
-                try:
-                    for record in scan:
-                        self._entry(record.header.kind, record.header.index, record.body,
-                                    record.stored_hash)  # fmt: skip
-                        del record
-                except Damage as damage:
-                    if live and self._unsigned_tail():
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as hashers:
+            for number in numbers:
+                with mapped(log_dir / segment_name(number)) as buffer:
+                    if not self._segment(number, buffer, hashers, live=live):
                         return
-                    raise VerifyFailure(f"entry {self.tree.size}: {damage.reason}") from damage
-                if not zeros_from(buffer, scan.end):
-                    if live and self._unsigned_tail():
-                        return
-                    raise VerifyFailure(
-                        f"after entry {self.tree.size - 1}: unexpected bytes in segment "
-                        f"{number} after its last entry (tampering or an unfinished write)"
-                    )
         if self._unsigned_tail() and not live:
             first = (self.last.size + 1) if self.last else 0
             raise VerifyFailure(
@@ -127,18 +112,50 @@ class _Walk:
                 "checkpoint (the writer stopped without closing; opening the archive signs them)"
             )
 
+    def _segment(
+        self, number: int, buffer: memoryview, hashers: ThreadPoolExecutor, *, live: bool
+    ) -> bool:
+        """Check one segment; False when a live writer's unfinished tail ends the walk."""
+        if len(buffer) < self.segment_bytes:
+            raise VerifyFailure(
+                f"after entry {self.tree.size - 1}: segment {number} is shorter than "
+                "the archive's segment size (cut)"
+            )
+        found, end, damage = frames(buffer, number)
+        chunks = [found[i : i + _HASH_CHUNK] for i in range(0, len(found), _HASH_CHUNK)]
+        hashed = hashers.map(lambda chunk: _digests(buffer, chunk), chunks)
+        for chunk, digests in zip(chunks, hashed, strict=True):
+            for (offset, kind, index, length), digest in zip(chunk, digests, strict=True):
+                body_end = offset + HEADER_BYTES + length
+                stored = bytes(buffer[body_end : body_end + HASH_BYTES])
+                note = bytes(buffer[offset + HEADER_BYTES : body_end]) if kind is _NOTE else b""
+                self._entry(kind, index, digest, stored, note)
+        if damage is not None:
+            if live and self._unsigned_tail():
+                return False
+            raise VerifyFailure(f"entry {self.tree.size}: {damage.reason}")
+        if not zeros_from(buffer, end):
+            if live and self._unsigned_tail():
+                return False
+            raise VerifyFailure(
+                f"after entry {self.tree.size - 1}: unexpected bytes in segment "
+                f"{number} after its last entry (tampering or an unfinished write)"
+            )
+        return True
+
     def _unsigned_tail(self) -> bool:
         covered = self.last.size + 1 if self.last is not None else 0
         return self.tree.size > covered
 
-    def _entry(self, kind: EntryKind, index: int, body: memoryview, stored: bytes) -> None:
+    def _entry(
+        self, kind: EntryKind, index: int, digest: bytes, stored: bytes, note: bytes
+    ) -> None:
         if index != self.tree.size:
             raise VerifyFailure(f"entry {self.tree.size}: out of sequence (says {index})")
-        digest = entry_hash(kind, index, body)
         if digest != stored:
             raise VerifyFailure(f"entry {index}: content does not match its hash (changed)")
         if kind is EntryKind.CHECKPOINT:
-            self._checkpoint(index, bytes(body))
+            self._checkpoint(index, note)
         self.tree.append(digest)
 
     def _checkpoint(self, index: int, note: bytes) -> None:
@@ -161,6 +178,14 @@ class _Walk:
                 raise VerifyFailure(f"entry {index}: checkpoint is not consistent with entry "
                                     f"{previous.size}'s")  # fmt: skip
         self.last = checkpoint
+
+
+def _digests(buffer: memoryview, chunk: list[Frame]) -> list[bytes]:
+    """Leaf hashes of a run of records (hashlib releases the GIL: runs on several cores)."""
+    return [
+        entry_hash(kind, index, buffer[offset + HEADER_BYTES : offset + HEADER_BYTES + length])
+        for offset, kind, index, length in chunk
+    ]
 
 
 def _head(root: Path, verifier: Verifier) -> Checkpoint:

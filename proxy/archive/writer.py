@@ -3,15 +3,18 @@
 Rules this module keeps:
 1. `hold` and `append` return only when the entry is on disk (the log's fdatasync);
    callers acknowledge upstream after that and never before.
-2. Group commit: while one batch is being written and fsync'd, new entries queue; the
-   next batch takes them all. Many producers share one fsync; a single producer pays one.
+2. Group commit: one dedicated writer thread takes everything queued as one batch, writes
+   and fsyncs it, and hands all the receipts back to the event loop in one call. Many
+   producers share one fsync; a single producer pays one fsync and two thread hops.
 3. Checkpoints: a batch carries a signed checkpoint when the last one is older than
    `checkpoint_every` (default 250 ms), and an idle archive signs its unsigned tail after
-   that long. So every entry is under a signature within `checkpoint_every`, and a
-   steady stream of items costs one signature per interval, not per item. (A crash
-   before that leaves complete, unsigned entries that opening the archive signs.)
+   that long. So every entry is under a signature within `checkpoint_every`, and a steady
+   stream of items costs one signature per interval, not per item. (A crash before that
+   leaves complete, unsigned entries that opening the archive signs.) The `checkpoint`
+   file is rewritten on a third thread, so its fsyncs never delay a batch.
 4. Sealing is CPU work: small items are sealed on the event loop (a thread hop would cost
-   more than the seal), large ones (over 1 MiB) in a worker thread so other sessions run.
+   more than the seal, and pyrage holds the GIL anyway), large ones (over 1 MiB) in a
+   worker thread so that other sessions keep running while it is encrypted.
 5. A failed batch fails every entry in it with the log's typed error (`RetryLater`):
    nothing in it was acknowledged.
 """
@@ -21,13 +24,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import queue
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
+from proxy.archive import layout
 from proxy.archive.errors import ArchiveUnavailable
-from proxy.archive.layout import SEGMENT_BYTES
 from proxy.archive.log import ArchiveLog, Clock, Receipt
 from proxy.archive.records import EntryKind
 from proxy.archive.seal import CustodyRecord, Recipients, seal_custody, seal_item
@@ -35,11 +40,25 @@ from proxy.errors import RetryLater
 from proxy.message import Decision, InboundMessage
 
 _INLINE_SEAL_BYTES = 1 << 20
-_Pending = tuple[EntryKind, bytes, "asyncio.Future[Receipt]"]
+_Future = asyncio.Future[Receipt]
+_Pending = tuple[EntryKind, bytes, _Future]
+_CLOSE = None
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _resolve(futures: list[_Future], receipts: list[Receipt]) -> None:
+    for future, receipt in zip(futures, receipts, strict=True):
+        if not future.done():
+            future.set_result(receipt)
+
+
+def _fail(futures: list[_Future], error: BaseException) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(error)
 
 
 class Archive:
@@ -52,12 +71,13 @@ class Archive:
         self._recipients = recipients
         self._clock = clock
         self._checkpoint_every = checkpoint_every
-        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-writer")
-        self._pending: list[_Pending] = []
-        self._wake = asyncio.Event()
-        self._last_checkpoint = time.monotonic()
+        self._loop = asyncio.get_running_loop()
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-head")
         self._closing = False
-        self._committer = asyncio.get_running_loop().create_task(self._commit_forever())
+        self._stopped: asyncio.Future[None] = self._loop.create_future()
+        self._thread = threading.Thread(target=self._write_forever, name="archive-writer")
+        self._thread.start()
 
     @classmethod
     async def open(
@@ -65,7 +85,7 @@ class Archive:
         path: str | os.PathLike[str],
         *,
         recipients: Sequence[str],
-        segment_bytes: int = SEGMENT_BYTES,
+        segment_bytes: int = layout.SEGMENT_BYTES,
         checkpoint_every: float = 0.25,
         clock: Clock = _utc_now,
     ) -> Archive:
@@ -105,54 +125,83 @@ class Archive:
         """Store one already-sealed entry durably."""
         if self._closing:
             raise ArchiveUnavailable("the archive is closing")
-        future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
-        self._pending.append((kind, body, future))
-        self._wake.set()
+        future: _Future = self._loop.create_future()
+        self._queue.put((kind, body, future))
         return await future
 
-    async def _commit_forever(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self._pending:
-                timeout = self._checkpoint_every if self._log.unsigned else None
-                if self._closing:
-                    return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
-            self._wake.clear()
-            batch, self._pending = self._pending, []
-            due = time.monotonic() - self._last_checkpoint >= self._checkpoint_every
+    # -- the writer thread ---------------------------------------------------------------
+
+    def _write_forever(self) -> None:
+        last_checkpoint = time.monotonic()
+        closing = False
+        while not closing:
+            batch, closing = self._next_batch(last_checkpoint)
+            due = time.monotonic() - last_checkpoint >= self._checkpoint_every
             checkpoint = due and (bool(batch) or self._log.unsigned > 0)
-            if not batch and not checkpoint:
-                continue
-            entries = [(kind, body) for kind, body, _ in batch]
+            if batch or checkpoint:
+                self._commit(batch, checkpoint)
+                if checkpoint:
+                    last_checkpoint = time.monotonic()
+        self._publisher.shutdown(wait=True)
+        try:
+            self._log.close(now=self._clock())
+        except BaseException as error:
+            self._loop.call_soon_threadsafe(_settle, self._stopped, error)
+        else:
+            self._loop.call_soon_threadsafe(_settle, self._stopped, None)
+
+    def _next_batch(self, last_checkpoint: float) -> tuple[list[_Pending], bool]:
+        """Everything queued now (waiting for the first); and whether close was asked."""
+        timeout = None
+        if self._log.unsigned:
+            timeout = max(0.0, last_checkpoint + self._checkpoint_every - time.monotonic())
+        batch: list[_Pending] = []
+        try:
+            first = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return batch, False
+        item: _Pending | None = first
+        while True:
+            if item is _CLOSE:
+                return batch, True
+            batch.append(item)
             try:
-                receipts = await loop.run_in_executor(self._io, self._append, entries, checkpoint)
-            except Exception as error:  # every entry of the batch fails the same way
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            for (_, _, future), receipt in zip(batch, receipts, strict=True):
-                if not future.done():
-                    future.set_result(receipt)
-            if checkpoint:
-                self._last_checkpoint = time.monotonic()
-                await loop.run_in_executor(self._io, self._publish_head)
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, False
 
-    def _append(self, entries: list[tuple[EntryKind, bytes]], checkpoint: bool) -> list[Receipt]:
-        return self._log.append(entries, checkpoint=checkpoint, now=self._clock())
+    def _commit(self, batch: list[_Pending], checkpoint: bool) -> None:
+        futures = [future for _, _, future in batch]
+        try:
+            receipts = self._log.append(
+                [(kind, body) for kind, body, _ in batch], checkpoint=checkpoint, now=self._clock()
+            )
+        except Exception as error:  # every entry of the batch fails the same way
+            self._loop.call_soon_threadsafe(_fail, futures, error)
+            return
+        self._loop.call_soon_threadsafe(_resolve, futures, receipts)
+        note = self._log.take_head() if checkpoint else None
+        if note is not None:
+            self._publisher.submit(self._publish, note)
 
-    def _publish_head(self) -> None:
-        # The head is an anchor against truncation; a failure is retried at the next checkpoint.
-        with contextlib.suppress(RetryLater):
-            self._log.publish_head()
+    def _publish(self, note: bytes) -> None:
+        # The head anchors against truncation; a failure is retried at the next checkpoint.
+        with contextlib.suppress(RetryLater, OSError):
+            layout.replace_file(self._log.root / layout.HEAD, note)
 
     async def close(self) -> None:
         """Finish every queued entry, sign the tail, release the archive."""
-        self._closing = True
-        self._wake.set()
-        await self._committer
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._io, lambda: self._log.close(now=self._clock()))
-        self._io.shutdown(wait=True)
+        if not self._closing:
+            self._closing = True
+            self._queue.put(_CLOSE)
+        await asyncio.shield(self._stopped)
+        await asyncio.to_thread(self._thread.join)
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)

@@ -70,11 +70,12 @@ def normalize_email(
     try:
         message = _PARSER.parsebytes(raw)
         senders = list(_senders_of(message, defects))
+        authentication = tuple(_all_values(message, "authentication-results", defects))
         subject = _header_text(message, "subject", defects)
         text = "\n".join(_visible_text(message, defects))
     except _PARSE_FAULTS as fault:
         defects.append(f"unparseable message: {type(fault).__name__}")
-        senders, subject = [], ""
+        senders, subject, authentication = [], "", ()
         text = raw.decode("utf-8", errors="replace")
     envelope_address = canonical_email(envelope_sender) if envelope_sender else None
     if envelope_address is not None:
@@ -90,6 +91,7 @@ def normalize_email(
         text=text,
         search_text=fold(f"{subject}\n{text}"),
         received_at=received_at,
+        authentication_results=authentication,
         defects=tuple(defects),
     )
 
