@@ -31,8 +31,16 @@ from proxy.archive import layout
 from proxy.archive.errors import ArchiveCorrupt, ArchiveLocked, ArchiveUnavailable
 from proxy.archive.merkle import MerkleTree
 from proxy.archive.note import Checkpoint, NoteError, Signer, Verifier
-from proxy.archive.reader import Damage, SegmentScan, contiguous_segments, mapped
-from proxy.archive.records import EntryKind, encode, entry_hash
+from proxy.archive.reader import (
+    Damage,
+    SegmentScan,
+    contiguous_segments,
+    frames,
+    mapped,
+    zeros_from,
+)
+from proxy.archive.records import HEADER_BYTES, MAGIC, EntryKind, encode, entry_hash
+from proxy.archive.segments import SUFFIX as SEGMENT_SUFFIX
 from proxy.archive.segments import (
     SegmentPreparer,
     create_segment,
@@ -108,8 +116,7 @@ class ArchiveLog:
 
     @classmethod
     def _create(cls, root: Path, lock_fd: int, segment_bytes: int, clock: Clock) -> ArchiveLog:
-        if any(name != layout.LOCK for name in os.listdir(root)):
-            raise ArchiveCorrupt(f"{root} is not empty and holds no nocontact archive")
+        _clear_unfinished_creation(root)
         origin = f"{layout.ORIGIN_PREFIX}{secrets.token_hex(8)}"
         signer = Signer.generate(origin)
         try:
@@ -161,7 +168,7 @@ class ArchiveLog:
             if torn is not None:
                 break
         if torn is not None:
-            if self.tree.size < head_size:
+            if self.tree.size < head_size or self._later_batch_after(numbers, torn, verifier):
                 raise ArchiveCorrupt(f"entry {self.tree.size} is damaged ({torn}); nothing changed")
             self._discard_tail(numbers, end_segment, end_offset)
         if head_size > self.tree.size:
@@ -190,6 +197,37 @@ class ArchiveLog:
             except Damage as damage:
                 return damage.offset, damage
             return scan.end, None
+
+    def _later_batch_after(self, numbers: list[int], damage: Damage, verifier: Verifier) -> bool:
+        """Whether a later, separately written batch follows the damage.
+
+        A crash can only tear the last batch: batch k+1 is written after batch k's
+        fdatasync. A batch ends with its checkpoint, if it has one. So a valid signed
+        checkpoint with any record after it, beyond the damage, proves the damaged entry
+        was durably written and acknowledged: it is damage, not a torn write. Records are
+        re-found after broken framing by looking for the record magic.
+        """
+        seen_checkpoint = False
+        for number in (n for n in numbers if n >= damage.segment):
+            with mapped(self._log_dir / segment_name(number)) as buffer:
+                position = damage.offset + 1 if number == damage.segment else 0
+                data = bytes(buffer)  # only after damage: one copy per segment, to search
+                while (position := data.find(MAGIC, position)) >= 0:
+                    found, end, _ = frames(buffer, number, position)
+                    for offset, kind, _, length in found:
+                        if seen_checkpoint:
+                            return True
+                        if kind is EntryKind.CHECKPOINT:
+                            body = bytes(
+                                buffer[offset + HEADER_BYTES : offset + HEADER_BYTES + length]
+                            )
+                            try:
+                                verifier.open(body)
+                                seen_checkpoint = True
+                            except NoteError:
+                                pass
+                    position = max(end, position + 1)
+        return False
 
     def _discard_tail(self, numbers: list[int], segment: int, offset: int) -> None:
         """Zero a torn tail (never acknowledged) so the log ends cleanly at `offset`."""
@@ -220,9 +258,18 @@ class ArchiveLog:
         self._preparer.start(number + 1)
 
     def append(
-        self, entries: Sequence[tuple[EntryKind, bytes]], *, checkpoint: bool, now: datetime
+        self,
+        entries: Sequence[tuple[EntryKind, bytes]],
+        *,
+        checkpoint: bool,
+        now: datetime,
+        publish: bool = True,
     ) -> list[Receipt]:
-        """Store `entries` durably (and, if asked, a checkpoint after them)."""
+        """Store `entries` durably (and, if asked, a checkpoint after them).
+
+        With `publish`, a new checkpoint is also written to the `checkpoint` file before
+        returning; the asyncio writer passes False and writes it on another thread.
+        """
         if self._broken is not None:
             raise ArchiveUnavailable(f"the archive stopped after a write error ({self._broken})")
         start_size = self.tree.size
@@ -251,20 +298,34 @@ class ArchiveLog:
         if note is not None:
             self.last_checkpoint = self.tree.size - 1
             self._latest_note, self._head_stale = note, True
+            if publish:
+                self.publish_head()
         return receipts
 
     def _write(self, records: list[bytes]) -> None:
-        pending: list[bytes] = []
+        """Write a batch: first every segment it needs is made ready, then the bytes go in.
+
+        Any segment the batch rolls into is created (or found prepared) before a byte is
+        written, so running out of room fails the batch cleanly, with nothing on disk.
+        A failure while writing poisons the writer (rule 2).
+        """
+        if os.fstat(self._fd).st_nlink == 0:
+            raise ArchiveUnavailable("the archive's current segment was deleted")
+        groups: list[list[bytes]] = [[]]
+        segment, used, capacity = self._segment, self._offset, self._capacity
+        for record in records:
+            if used + len(record) > capacity:
+                segment += 1
+                capacity = self._preparer.take(segment, len(record)).stat().st_size
+                used = 0
+                groups.append([])
+            groups[-1].append(record)
+            used += len(record)
         try:
-            if os.fstat(self._fd).st_nlink == 0:
-                raise ArchiveUnavailable("the archive's current segment was deleted")
-            for record in records:
-                if self._offset + sum(map(len, pending)) + len(record) > self._capacity:
-                    self._flush(pending)
-                    pending = []
-                    self._use_segment_for(len(record))
-                pending.append(record)
-            self._flush(pending)
+            for index, group in enumerate(groups):
+                if index:
+                    self._use_segment(self._segment + 1, 0)
+                self._flush(group)
         except OSError as error:
             self._broken = error.strerror or type(error).__name__
             raise_typed(error, "appending")
@@ -278,11 +339,6 @@ class ArchiveLog:
             written += os.pwrite(self._fd, data[written:], self._offset + written)
         os.fdatasync(self._fd)
         self._offset += len(data)
-
-    def _use_segment_for(self, record_bytes: int) -> None:
-        number = self._segment + 1
-        self._preparer.take(number, record_bytes)
-        self._use_segment(number, 0)
 
     @property
     def unsigned(self) -> int:
@@ -319,6 +375,39 @@ class ArchiveLog:
                 os.close(self._fd)
                 self._fd = -1
             os.close(self._lock_fd)
+
+
+def _clear_unfinished_creation(root: Path) -> None:
+    """Remove what an interrupted `_create` left, or refuse if anything else is there.
+
+    archive.json is written before the first entry, so without it no entry was ever
+    acknowledged; still, only our own files are removed, and only if every segment is
+    entirely zeros: anything else means this is not a half-made archive, and it is kept.
+    """
+    ours = {layout.LOCK, layout.SIGNING_KEY, layout.VERIFIER_KEY, layout.LOG_DIR,
+            layout.MANIFEST + ".tmp", layout.HEAD + ".tmp"}  # fmt: skip
+    names = set(os.listdir(root))
+    log_dir = root / layout.LOG_DIR
+    if names - ours or (log_dir in root.iterdir() and not log_dir.is_dir()):
+        raise ArchiveCorrupt(f"{root} is not empty and holds no nocontact archive")
+    if log_dir.is_dir():
+        for entry in log_dir.iterdir():
+            if not entry.name.endswith((SEGMENT_SUFFIX, SEGMENT_SUFFIX + ".tmp")):
+                raise ArchiveCorrupt(f"{root} is not empty and holds no nocontact archive")
+            with mapped(entry) as buffer:
+                if not zeros_from(buffer, 0):
+                    raise ArchiveCorrupt(f"{root} holds entries but no archive.json")
+    try:
+        for name in names - {layout.LOCK}:
+            path = root / name
+            if path.is_dir():
+                for entry in path.iterdir():
+                    entry.unlink()
+                path.rmdir()
+            else:
+                path.unlink()
+    except OSError as error:
+        raise_typed(error, f"clearing an unfinished archive in {root}")
 
 
 def _lock(root: Path) -> int:

@@ -89,13 +89,15 @@ _PAD3, _PAD4 = bytes(3), bytes(4)
 _ZERO_FRAME = _FRAME.unpack(bytes(_FRAME.size))
 
 
-def frames(buffer: memoryview, number: int) -> tuple[list[Frame], int, Damage | None]:
-    """Every whole record of a segment, where the records end, and the damage after them.
+def frames(
+    buffer: memoryview, number: int, start: int = 0
+) -> tuple[list[Frame], int, Damage | None]:
+    """Every whole record of a segment (from `start`), where they end, and the damage after.
 
     The lean path of the hot loops (recovery, verify): one struct unpack per record.
     """
     found: list[Frame] = []
-    offset, size = 0, len(buffer)
+    offset, size = start, len(buffer)
     while offset + HEADER_BYTES <= size:
         fields = _FRAME.unpack_from(buffer, offset)
         if fields == _ZERO_FRAME:

@@ -76,7 +76,9 @@ class Archive:
         self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-head")
         self._closing = False
         self._stopped: asyncio.Future[None] = self._loop.create_future()
-        self._thread = threading.Thread(target=self._write_forever, name="archive-writer")
+        self._thread = threading.Thread(
+            target=self._write_forever, name="archive-writer", daemon=True
+        )
         self._thread.start()
 
     @classmethod
@@ -174,7 +176,10 @@ class Archive:
         futures = [future for _, _, future in batch]
         try:
             receipts = self._log.append(
-                [(kind, body) for kind, body, _ in batch], checkpoint=checkpoint, now=self._clock()
+                [(kind, body) for kind, body, _ in batch],
+                checkpoint=checkpoint,
+                now=self._clock(),
+                publish=False,
             )
         except Exception as error:  # every entry of the batch fails the same way
             self._loop.call_soon_threadsafe(_fail, futures, error)
