@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from proxy import __version__
+from proxy import __version__, daemon, logs
 from proxy.archive import VerifyFailure, verify_archive
 from proxy.archive.note import NoteError, Verifier
 from proxy.config import Config, json_schema, load_config
@@ -107,6 +107,11 @@ def _verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run(args: argparse.Namespace) -> int:
+    logs.configure(level=args.log_level)
+    return daemon.run(args.config)
+
+
 def _verdict(decision: Decision) -> str:
     if not decision.held:
         return "deliver"
@@ -138,6 +143,11 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--email", metavar="FILE.eml", help="a message file (RFC 5322)")
     sample.add_argument("--sms", nargs=2, metavar=("FROM", "TEXT"), help="a text message")
     test.set_defaults(run=_test_rules)
+
+    run = commands.add_parser("run", help="run the daemon (every configured channel)")
+    run.add_argument("-c", "--config", required=True, metavar="FILE")
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.set_defaults(run=_run)
 
     verify = commands.add_parser(
         "verify", help="check an archive for tampering (needs no decryption key)"

@@ -52,6 +52,12 @@ SAFE_KEYS = frozenset(
     }
 )
 
+# Values the daemon itself produced or was configured with: never message content, and
+# masking their digits (a timestamp, 127.0.0.1:2525) would only make the log unreadable.
+_OWN_VALUES = frozenset(
+    {"timestamp", "level", "logger", "component", "listen", "config", "archive"}
+)
+
 _ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)*")
 _NUMBER = re.compile(r"\+?\d[\d\s().\-/]{5,}\d")
 _SENSITIVE_TYPES = (InboundMessage, Decision, Identity, Envelope, bytes, bytearray, memoryview)
@@ -93,6 +99,8 @@ def redact(
     for key in list(event_dict):
         if key not in SAFE_KEYS:
             event_dict[key] = REDACTED
+        elif key in _OWN_VALUES and isinstance(event_dict[key], str):
+            continue
         else:
             event_dict[key] = _clean(event_dict[key])
     return event_dict

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from proxy.config import values
 from proxy.config.load import Document, Loc, dotted
-from proxy.config.model import Config, Contact
+from proxy.config.model import Channels, Config, Contact
+from proxy.deliver.address import Scheme, parse_destination, parse_listen
 from proxy.errors import ConfigProblem
 from proxy.identity import canonical_email
 
@@ -53,7 +54,39 @@ def resolve(document: Document, config: Config) -> tuple[Config, list[ConfigProb
     archive = config.archive.model_copy(
         update={"path": _absolute(document.directory, config.archive.path)}
     )
-    return config.model_copy(update={"archive": archive, "contacts": contacts}), problems
+    channels, wrong = _resolve_channels(document, config)
+    problems += wrong
+    update = {"archive": archive, "contacts": contacts, "channels": channels}
+    return config.model_copy(update=update), problems
+
+
+def _resolve_channels(document: Document, config: Config) -> tuple[Channels, list[ConfigProblem]]:
+    """Channel settings checked for meaning, with their paths made absolute."""
+    smtp = config.channels.smtp
+    if smtp is None:
+        return config.channels, []
+    problems: list[ConfigProblem] = []
+    key = ("channels", "smtp")
+    try:
+        parse_listen(smtp.listen)
+    except ValueError as error:
+        problems.append(document.problem((*key, "listen"), str(error)))
+    update: dict[str, object] = {}
+    try:
+        destination = parse_destination(smtp.deliver)
+        if destination.scheme is Scheme.MAILDIR:
+            update["deliver"] = "maildir:" + _absolute(document.directory, destination.path)
+    except ValueError as error:
+        problems.append(document.problem((*key, "deliver"), str(error)))
+    for name in ("tls_cert_file", "tls_key_file"):
+        written = getattr(smtp, name)
+        if written is not None:
+            path = _absolute(document.directory, written)
+            if not os.path.isfile(path):
+                problems.append(document.problem((*key, name), f"no such file: {path}"))
+            update[name] = path
+    channels = config.channels.model_copy(update={"smtp": smtp.model_copy(update=update)})
+    return channels, problems
 
 
 def _unique(
@@ -113,6 +146,8 @@ def _read_recipient(
     if contact.age_recipient_file is None:
         return contact, None
     path = _absolute(document.directory, contact.age_recipient_file)
+    if contact.demo and not os.path.exists(path):
+        return contact.model_copy(update={"age_recipient_file": path}), None  # made at run
     try:
         recipient = _recipient_in(path)
     except _UnusableKeyFileError as error:

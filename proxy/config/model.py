@@ -83,11 +83,19 @@ class Contact(_Section):
     age_recipient_file: str | None = Field(
         default=None, description="A file holding their age public key, instead of inline"
     )
+    demo: bool = Field(
+        default=False,
+        description="For trying nocontact out only: if age_recipient_file does not exist, "
+        "`nocontact run` makes a throwaway key pair beside it (the private key on this "
+        "machine, so anyone here can open held items) and warns at every start",
+    )
 
     @model_validator(mode="after")
     def _one_recipient(self) -> Contact:
         if (self.age_recipient is None) == (self.age_recipient_file is None):
             raise ValueError("give exactly one of age_recipient or age_recipient_file")
+        if self.demo and self.age_recipient_file is None:
+            raise ValueError("a demo contact needs age_recipient_file (where to make the key)")
         return self
 
 
@@ -138,8 +146,42 @@ class Allow(_Section):
     phones: list[PhoneNumber] = Field(default_factory=list, description="Allowed numbers")
 
 
+class SmtpChannel(_Section):
+    """The SMTP filter: mail comes in here and leaves to `deliver`, unless it is held."""
+
+    listen: str = Field(
+        default="127.0.0.1:2525",
+        description="host:port to accept mail on (e.g. Postfix's content_filter target)",
+    )
+    deliver: str = Field(
+        default="maildir:./var/mail",
+        description="Where allowed mail goes: smtp://host:port, lmtp://host:port, "
+        "lmtp:/path/to/socket, or maildir:/path (relative paths from this file)",
+    )
+    max_message_bytes: int = Field(
+        default=64 << 20, ge=1024, description="Larger messages are refused with 552 at DATA"
+    )
+    hostname: str = Field(
+        default="nocontact.local",
+        min_length=1,
+        description="This server's name, in the greeting and the Received header",
+    )
+    tls_cert_file: str | None = Field(
+        default=None, description="PEM certificate chain; with tls_key_file, offers STARTTLS"
+    )
+    tls_key_file: str | None = Field(default=None, description="PEM private key for STARTTLS")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> SmtpChannel:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("give both tls_cert_file and tls_key_file, or neither")
+        return self
+
+
 class Channels(_Section):
     """The ways messages come in. Each channel adds its own section."""
+
+    smtp: SmtpChannel | None = Field(default=None, description="The SMTP filter channel")
 
 
 class Config(_Section):

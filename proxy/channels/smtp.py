@@ -1,0 +1,109 @@
+"""The SMTP channel: aiosmtpd on the wire, the pipeline behind it.
+
+Rules this module keeps:
+1. Thin: SMTP in, an `Arrival` to the pipeline, a reply string out. No policy here.
+2. The reply comes last: 250 only after `Pipeline.receive` returned (sealed, or taken by
+   the next hop). Any fault at all, ours or the next hop's, is 451 4.3.0: the sending
+   MTA keeps the message and retries. An exception never becomes a 5xx (aiosmtpd's
+   default), because a 5xx makes the sender drop the mail.
+3. Silent to the sender: held and delivered mail get the same reply, word for word; we
+   never send a bounce, DSN or auto-reply. The only 5xx replies are the protocol's own
+   (size over the limit: 552) and a next hop's permanent refusal of allowed mail, passed
+   back as it was given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from proxy.config.model import SmtpChannel
+from proxy.deliver.address import parse_listen
+from proxy.deliver.hops import DeliveryRefused
+from proxy.logs import get_logger
+from proxy.pipeline import Arrival, Pipeline
+
+ACCEPTED = "250 2.0.0 Ok: queued"
+RETRY = "451 4.3.0 Temporary failure, please try again later"
+
+_log = get_logger("smtp")
+
+
+class SmtpHandler:
+    """aiosmtpd's handler: hands each message to the pipeline, answers when it is safe."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.in_flight = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
+        self.in_flight += 1
+        self.idle.clear()
+        try:
+            raw = envelope.original_content or b""
+            arrival = Arrival(
+                raw=raw if isinstance(raw, bytes) else raw.encode(),
+                sender=envelope.mail_from or "",
+                recipients=tuple(envelope.rcpt_tos),
+                peer=_peer(session),
+                helo=session.host_name or "",
+                options=tuple(
+                    o for o in envelope.mail_options if not o.upper().startswith("SIZE=")
+                ),
+            )
+            await self.pipeline.receive(arrival)
+        except DeliveryRefused as refused:
+            return f"{refused.code} {refused.text}"
+        except Exception:  # any fault: the sender keeps the mail and retries
+            _log.warning("message not accepted, sender told to retry", exc_info=True)
+            return RETRY
+        finally:
+            self.in_flight -= 1
+            if not self.in_flight:
+                self.idle.set()
+        return ACCEPTED
+
+    async def handle_exception(self, error: Exception) -> str:
+        _log.warning("smtp session fault", exc_info=error)
+        return RETRY
+
+
+def _peer(session: Session) -> str:
+    peer: Any = session.peer
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return str(peer or "unknown")
+
+
+def tls_context(settings: SmtpChannel) -> ssl.SSLContext | None:
+    """A server TLS context for STARTTLS when a certificate is configured."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    return context
+
+
+async def serve_smtp(settings: SmtpChannel, handler: SmtpHandler) -> asyncio.base_events.Server:
+    """Start listening; returns the asyncio server (close it to stop accepting)."""
+    host, port = parse_listen(settings.listen)
+    context = tls_context(settings)
+
+    def protocol() -> SMTP:
+        return SMTP(
+            handler,
+            data_size_limit=settings.max_message_bytes,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=settings.hostname,
+            ident="ESMTP",  # no product name: a sender learns nothing about the filter
+            tls_context=context,
+        )
+
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(protocol, host, port, reuse_address=True)

@@ -1,0 +1,140 @@
+"""`nocontact run`: every configured channel in one asyncio process.
+
+Rules this module keeps:
+1. Start-up order: config valid -> archive open (the single-writer lock) -> next hop ->
+   listen. Anything that fails stops the start with one line; nothing listens half-ready.
+2. SIGTERM / SIGINT: stop accepting connections, let every message already in DATA
+   finish (sealed or delivered, then answered), close the archive (its tail signed), exit 0.
+3. SIGHUP: reload the config. New rules and next hop apply to the next message, and no
+   connection is dropped. An invalid new config changes nothing; the reason is logged
+   (one problem per log line, no content of any message). Changes to the listen address
+   or the archive need a restart, and the log says so.
+4. A demo contact (config `demo: true`) gets a throwaway key pair on first start, and a
+   loud warning at every start: its private key is on this machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import pyrage
+
+from proxy.archive import Archive
+from proxy.channels.smtp import SmtpHandler, serve_smtp
+from proxy.config import Config, load_config
+from proxy.config.model import SmtpChannel
+from proxy.deliver.address import parse_destination
+from proxy.deliver.hops import NextHop, open_next_hop
+from proxy.errors import ConfigError, NocontactError
+from proxy.logs import get_logger
+from proxy.pipeline import Pipeline
+from proxy.rules import compile_rules
+
+_log = get_logger("daemon")
+_DRAIN_SECONDS = 60.0
+
+
+class StartError(NocontactError):
+    """The daemon cannot start; the message says why in one line."""
+
+
+def demo_recipients(config: Config) -> list[str]:
+    """Every contact's recipient, making demo key pairs where they are missing."""
+    recipients = []
+    for contact in config.contacts:
+        if contact.age_recipient is not None:
+            recipients.append(contact.age_recipient)
+            continue
+        assert contact.age_recipient_file is not None  # the model guarantees one of the two
+        public = Path(contact.age_recipient_file)
+        private = public.with_suffix(".key")
+        identity = pyrage.x25519.Identity.generate()
+        public.parent.mkdir(parents=True, exist_ok=True)
+        private.write_text(f"# nocontact DEMO key: not for real use\n{identity}\n")
+        private.chmod(0o600)
+        public.write_text(f"{identity.to_public()}\n")
+        recipients.append(str(identity.to_public()))
+    for contact in config.contacts:
+        if contact.demo:
+            private = Path(contact.age_recipient_file or "").with_suffix(".key")
+            message = (
+                f"DEMO CONTACT '{contact.name}': held items are sealed to a throwaway key whose "
+                f"private half is on this machine ({private}). Anyone here can open them. "
+                "Replace the demo contact before real use."
+            )
+            print(f"nocontact: WARNING: {message}", file=sys.stderr)
+            _log.warning("demo contact key in use: not for real use")
+    return recipients
+
+
+def _next_hop(settings: SmtpChannel) -> NextHop:
+    return open_next_hop(parse_destination(settings.deliver), hostname=settings.hostname)
+
+
+class Daemon:
+    def __init__(self, config_path: str) -> None:
+        self.config_path = config_path
+        self.stop = asyncio.Event()
+
+    async def run(self) -> int:
+        config = load_config(self.config_path)
+        settings = config.channels.smtp
+        if settings is None:
+            raise StartError("no channel is configured (add channels.smtp to the config)")
+        archive = await Archive.open(config.archive.path, recipients=demo_recipients(config))
+        try:
+            pipeline = Pipeline(
+                rules=compile_rules(config), archive=archive, next_hop=_next_hop(settings),
+                hostname=settings.hostname, default_region=config.default_region,
+            )  # fmt: skip
+            handler = SmtpHandler(pipeline)
+            try:
+                server = await serve_smtp(settings, handler)
+            except OSError as error:
+                raise StartError(f"cannot listen on {settings.listen}: {error.strerror}") from error
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, self.stop.set)
+            loop.add_signal_handler(signal.SIGHUP, lambda: self._reload(config, pipeline))
+            _log.info("smtp listening", listen=settings.listen, archive=config.archive.path)
+            await self.stop.wait()
+            _log.info("stopping: finishing messages in flight")
+            server.close()
+            try:
+                await asyncio.wait_for(handler.idle.wait(), _DRAIN_SECONDS)
+            except TimeoutError:
+                _log.warning("stopping with messages still in flight; their senders will retry")
+        finally:
+            await archive.close()
+        _log.info("stopped")
+        return 0
+
+    def _reload(self, running: Config, pipeline: Pipeline) -> None:
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as error:
+            _log.error("reload refused: the new config is invalid; the old one stays",
+                       problems=[str(p) for p in error.problems])  # fmt: skip
+            return
+        settings = config.channels.smtp
+        if settings is None or running.channels.smtp is None:
+            _log.error("reload refused: the smtp channel cannot be removed while running")
+            return
+        try:
+            next_hop = _next_hop(settings)
+        except ValueError:
+            _log.error("reload refused: the new next hop is invalid")
+            return
+        pipeline.replace(rules=compile_rules(config), next_hop=next_hop,
+                         default_region=config.default_region)  # fmt: skip
+        if settings.listen != running.channels.smtp.listen or config.archive != running.archive:
+            _log.warning("listen address or archive changed: restart to apply those")
+        _log.info("config reloaded")
+
+
+def run(config_path: str) -> int:
+    """Run the daemon until SIGTERM; the exit code."""
+    return asyncio.run(Daemon(config_path).run())
