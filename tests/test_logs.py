@@ -41,7 +41,7 @@ def test_addresses_and_numbers_in_safe_text_are_masked() -> None:
     """An address or number that slips into the event text or a safe key is masked."""
     with capture_logs(processors=[logs.redact]) as captured:
         structlog.get_logger().warning(
-            "could not reach mark.smith@gmail.com", listen="call +1 (555) 010-0199"
+            "could not reach mark.smith@gmail.com", problems="call +1 (555) 010-0199"
         )
     _assert_clean(repr(captured))
     assert captured[0]["event"] == "could not reach [address]"
