@@ -39,7 +39,7 @@ from proxy.archive.reader import (
     mapped,
     zeros_from,
 )
-from proxy.archive.records import HEADER_BYTES, MAGIC, EntryKind, encode, entry_hash
+from proxy.archive.records import HEADER_BYTES, MAGIC, EntryKind, Parts, encode_parts, entry_hash
 from proxy.archive.segments import SUFFIX as SEGMENT_SUFFIX
 from proxy.archive.segments import (
     SegmentPreparer,
@@ -50,6 +50,7 @@ from proxy.archive.segments import (
 )
 
 Clock = Callable[[], datetime]
+_IOV_MAX = 1024
 
 
 def _utc_now() -> datetime:
@@ -273,10 +274,10 @@ class ArchiveLog:
         if self._broken is not None:
             raise ArchiveUnavailable(f"the archive stopped after a write error ({self._broken})")
         start_size = self.tree.size
-        records: list[bytes] = []
+        records: list[Parts] = []
         receipts: list[Receipt] = []
         for kind, body in entries:
-            record, digest = encode(kind, self.tree.size, body)
+            record, digest = encode_parts(kind, self.tree.size, body)
             receipts.append(Receipt(index=self.tree.size, leaf_hash=digest))
             records.append(record)
             self.tree.append(digest)
@@ -287,7 +288,7 @@ class ArchiveLog:
                 Checkpoint(origin=self._signer.name, size=size, root=self.tree.root(), time=now)
                 .body()
             )  # fmt: skip
-            record, digest = encode(EntryKind.CHECKPOINT, size, note)
+            record, digest = encode_parts(EntryKind.CHECKPOINT, size, note)
             records.append(record)
             self.tree.append(digest)
         try:
@@ -302,7 +303,7 @@ class ArchiveLog:
                 self.publish_head()
         return receipts
 
-    def _write(self, records: list[bytes]) -> None:
+    def _write(self, records: list[Parts]) -> None:
         """Write a batch: first every segment it needs is made ready, then the bytes go in.
 
         Any segment the batch rolls into is created (or found prepared) before a byte is
@@ -311,16 +312,17 @@ class ArchiveLog:
         """
         if os.fstat(self._fd).st_nlink == 0:
             raise ArchiveUnavailable("the archive's current segment was deleted")
-        groups: list[list[bytes]] = [[]]
+        groups: list[list[Parts]] = [[]]
         segment, used, capacity = self._segment, self._offset, self._capacity
         for record in records:
-            if used + len(record) > capacity:
+            size = sum(map(len, record))
+            if used + size > capacity:
                 segment += 1
-                capacity = self._preparer.take(segment, len(record)).stat().st_size
+                capacity = self._preparer.take(segment, size).stat().st_size
                 used = 0
                 groups.append([])
             groups[-1].append(record)
-            used += len(record)
+            used += size
         try:
             for index, group in enumerate(groups):
                 if index:
@@ -330,15 +332,23 @@ class ArchiveLog:
             self._broken = error.strerror or type(error).__name__
             raise_typed(error, "appending")
 
-    def _flush(self, pending: list[bytes]) -> None:
-        if not pending:
+    def _flush(self, pending: list[Parts]) -> None:
+        buffers = [part for record in pending for part in record if part]
+        if not buffers:
             return
-        data = b"".join(pending)
-        written = 0
-        while written < len(data):
-            written += os.pwrite(self._fd, data[written:], self._offset + written)
+        offset = self._offset
+        for start in range(0, len(buffers), _IOV_MAX):
+            chunk = buffers[start : start + _IOV_MAX]
+            expected = sum(map(len, chunk))
+            written = os.pwritev(self._fd, chunk, offset)
+            if written < expected:  # a short write (rare on files): finish it plainly
+                rest = memoryview(b"".join(chunk))[written:]
+                while rest:
+                    step = os.pwrite(self._fd, rest, offset + written)
+                    rest, written = rest[step:], written + step
+            offset += expected
         os.fdatasync(self._fd)
-        self._offset += len(data)
+        self._offset = offset
 
     @property
     def unsigned(self) -> int:

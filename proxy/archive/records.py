@@ -61,12 +61,22 @@ def entry_hash(kind: EntryKind, index: int, body: bytes | memoryview) -> bytes:
     return digest.digest()
 
 
-def encode(kind: EntryKind, index: int, body: bytes) -> tuple[bytes, bytes]:
-    """(record bytes, leaf hash) for one entry."""
+Parts = tuple[bytes, bytes, bytes]  # header, body, leaf hash: a record without a copy
+
+
+def encode_parts(kind: EntryKind, index: int, body: bytes) -> tuple[Parts, bytes]:
+    """(the record as its three parts, leaf hash): written with pwritev, never joined, so a
+    50 MB item is not copied again on its way to disk."""
     if len(body) > MAX_BODY:
         raise RecordError(f"entry body of {len(body)} bytes is over the {MAX_BODY} limit")
     digest = entry_hash(kind, index, body)
-    return HEADER.pack(MAGIC, kind, index, len(body)) + body + digest, digest
+    return (HEADER.pack(MAGIC, kind, index, len(body)), body, digest), digest
+
+
+def encode(kind: EntryKind, index: int, body: bytes) -> tuple[bytes, bytes]:
+    """(record bytes, leaf hash) for one entry."""
+    parts, digest = encode_parts(kind, index, body)
+    return b"".join(parts), digest
 
 
 def decode_header(buffer: bytes | memoryview, offset: int = 0) -> Header | None:
