@@ -18,7 +18,7 @@ import itertools
 import os
 import smtplib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -111,9 +111,11 @@ class SmtpHop:
         )  # fmt: skip
         try:
             await client.connect()
+            await client.ehlo()
             errors, _ = await client.sendmail(
-                sender, list(recipients), data, mail_options=list(options)
-            )
+                sender, list(recipients), data,
+                mail_options=_supported(options, client.supports_extension),
+            )  # fmt: skip
         except aiosmtplib.SMTPRecipientsRefused as refused:
             _refused(
                 [(r.code, r.message) for r in refused.recipients], len(recipients)
@@ -148,7 +150,7 @@ class LmtpHop:
         with smtplib.LMTP(host, where.port or 24, local_hostname=self.hostname,
                           timeout=_TIMEOUT) as client:  # fmt: skip
             client.ehlo()
-            code, text = client.mail(sender, list(options))
+            code, text = client.mail(sender, _supported(options, client.has_extn))
             if code != 250:
                 _answer(code, text)
             accepted: list[tuple[int, bytes]] = []
@@ -177,6 +179,22 @@ class LmtpHop:
             raise
         except (TimeoutError, smtplib.SMTPException, OSError) as error:
             raise DeliveryDeferred(f"next hop unreachable ({type(error).__name__})") from error
+
+
+def _supported(options: Sequence[str], has: Callable[[str], bool]) -> list[str]:
+    """The sender's MAIL options the next hop advertises.
+
+    SMTPUTF8 and BODY=8BITMIME only tell a server how to treat the bytes; a next hop that
+    does not offer them (Dovecot's LMTP offers no SMTPUTF8) still stores the bytes as they
+    are, while asking for them anyway would refuse the mail forever.
+    """
+    kept = []
+    for option in options:
+        keyword = option.split("=", 1)[0].upper()
+        extension = "8bitmime" if keyword == "BODY" else keyword.lower()
+        if has(extension):
+            kept.append(option)
+    return kept
 
 
 def _answer(code: int, text: bytes) -> None:
