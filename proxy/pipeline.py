@@ -2,6 +2,8 @@
 
 Rules this module keeps:
 1. normalize -> decide -> (seal into the archive | hand to the next hop) -> return.
+   Mail from a blocked person is decided on its headers (direct rules); only other mail
+   has its body read for the passive rules.
    The caller acknowledges upstream only after `receive` returns; if it raises, nothing
    was acknowledged and the sender must retry (RetryLater) or is refused (DeliveryRefused,
    only ever for mail the rules let through: the next hop's own answer).
@@ -21,12 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from functools import partial
 
 from proxy.archive import Archive
 from proxy.deliver.hops import NextHop
 from proxy.logs import get_logger
 from proxy.normalize import normalize_email
-from proxy.rules import Rulebook, decide
+from proxy.rules import Rulebook, decide, decide_direct
 
 _THREAD_PARSE_BYTES = 1 << 20
 _log = get_logger("pipeline")
@@ -72,18 +75,19 @@ class Pipeline:
         """Seal or deliver one email; returns once it is durably one or the other."""
         rules, next_hop = self.rules, self.next_hop
         received_at = self._clock()
-        if len(arrival.raw) < _THREAD_PARSE_BYTES:
-            message = normalize_email(
-                arrival.raw, envelope_sender=arrival.sender, recipients=arrival.recipients,
-                received_at=received_at, default_region=self.default_region,
-            )  # fmt: skip
-        else:
-            message = await asyncio.to_thread(
-                normalize_email, arrival.raw, envelope_sender=arrival.sender,
-                recipients=arrival.recipients, received_at=received_at,
-                default_region=self.default_region,
-            )  # fmt: skip
-        decision = decide(message, rules)
+        normalize = partial(
+            normalize_email, envelope_sender=arrival.sender, recipients=arrival.recipients,
+            received_at=received_at, default_region=self.default_region,
+        )  # fmt: skip
+        # His mail is decided from its headers alone: the body is sealed, never parsed.
+        message = normalize(arrival.raw, headers_only=True)
+        decision = decide_direct(message, rules)
+        if decision is None:
+            if len(arrival.raw) < _THREAD_PARSE_BYTES:
+                message = normalize(arrival.raw)
+            else:
+                message = await asyncio.to_thread(normalize, arrival.raw)
+            decision = decide(message, rules)
         if decision.held:
             await self.archive.hold(message, decision, extras={"peer": arrival.peer,
                                                                "helo": arrival.helo})  # fmt: skip

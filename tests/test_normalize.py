@@ -185,3 +185,14 @@ def test_authentication_results_are_kept_for_the_seal() -> None:
         "mx.example; spf=pass smtp.mailfrom=x.example",
         "mx.example; dkim=fail",
     )
+
+
+def test_headers_only_reads_senders_but_not_the_body() -> None:
+    """Reading only the header block finds every sender and keeps the whole raw message."""
+    raw = b"From: Mark <mark@x.example>\r\nTo: sam@home.example\r\n\r\nMarky call 555 010 0199\r\n"
+    message = normalize_email(
+        raw, envelope_sender="", received_at=RECEIVED_AT, default_region="US", headers_only=True
+    )
+    assert [(i.source, i.value) for i in message.senders][:1] == [("from", "mark@x.example")]
+    assert "marky" not in message.search_text
+    assert message.raw == raw

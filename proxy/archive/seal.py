@@ -17,6 +17,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ import pyrage
 from proxy.message import Decision, InboundMessage
 
 MAGIC = b"NOCONTACT-SEALED 1\n"
+_STREAM_BYTES = 1 << 20
 PAD_TO = 1024
 
 
@@ -133,10 +135,38 @@ def seal(metadata: Mapping[str, object], payload: bytes, recipients: Recipients)
     }
     line = json.dumps(described, ensure_ascii=False, separators=(",", ":")).encode()
     length = len(MAGIC) + len(line) + 1 + len(payload)
-    padding = -length % PAD_TO
-    plaintext = b"".join((MAGIC, line, b"\n", payload, bytes(padding)))
-    ciphertext: bytes = pyrage.encrypt(plaintext, list(recipients.keys))
-    return ciphertext
+    parts = (MAGIC, line, b"\n", payload, bytes(-length % PAD_TO))
+    if len(payload) < _STREAM_BYTES:
+        ciphertext: bytes = pyrage.encrypt(b"".join(parts), list(recipients.keys))
+        return ciphertext
+    # A large item is encrypted as a stream of its parts: no joined copy of the plaintext.
+    sealed = io.BytesIO()
+    pyrage.encrypt_io(_Chain(parts), sealed, list(recipients.keys))
+    return sealed.getvalue()
+
+
+class _Chain(io.RawIOBase):
+    """A readable stream over several byte strings, without joining them."""
+
+    def __init__(self, parts: tuple[bytes, ...]) -> None:
+        self._parts = [memoryview(part) for part in parts if part]
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        target = memoryview(buffer).cast("B")
+        filled = 0
+        while self._parts and filled < len(target):
+            part = self._parts[0]
+            step = min(len(part), len(target) - filled)
+            target[filled : filled + step] = part[:step]
+            filled += step
+            if step == len(part):
+                self._parts.pop(0)
+            else:
+                self._parts[0] = part[step:]
+        return filled
 
 
 def parse_sealed(plaintext: bytes) -> tuple[dict[str, Any], bytes]:

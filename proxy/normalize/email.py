@@ -64,19 +64,26 @@ def normalize_email(
     recipients: tuple[str, ...] = (),
     received_at: datetime,
     default_region: str | None = None,
+    headers_only: bool = False,
 ) -> InboundMessage:
-    """Read `raw` (a whole message as received) into the value the rules decide on."""
+    """Read `raw` (a whole message as received) into the value the rules decide on.
+
+    With `headers_only`, only the header block is read (its senders, subject and visible
+    lines): enough for the direct rules, at a fraction of the cost for a large message.
+    The result still carries the whole `raw`, which is what gets sealed.
+    """
     defects: list[str] = []
+    source = _header_block(raw) if headers_only else raw
     try:
-        message = _PARSER.parsebytes(raw)
+        message = _PARSER.parsebytes(source)
         senders = list(_senders_of(message, defects))
         authentication = tuple(_all_values(message, "authentication-results", defects))
         subject = _header_text(message, "subject", defects)
-        text = "\n".join(_visible_text(message, defects))
+        text = "\n".join(_visible_text(message, defects, headers_only=headers_only))
     except _PARSE_FAULTS as fault:
         defects.append(f"unparseable message: {type(fault).__name__}")
         senders, subject, authentication = [], "", ()
-        text = raw.decode("utf-8", errors="replace")
+        text = source.decode("utf-8", errors="replace")
     envelope_address = canonical_email(envelope_sender) if envelope_sender else None
     if envelope_address is not None:
         senders.append(Identity(kind=IdentityKind.EMAIL, value=envelope_address, source="envelope"))
@@ -161,13 +168,25 @@ def _header_text(message: Message, header: str, defects: list[str]) -> str:
     return " ".join(_decoded(v) for v in values)
 
 
-def _visible_text(message: Message, defects: list[str]) -> Iterator[str]:
+def _visible_text(
+    message: Message, defects: list[str], *, headers_only: bool = False
+) -> Iterator[str]:
     for header in _VISIBLE_HEADERS:
         value = _header_text(message, header, defects)
         if value:
             yield f"{header.title()}: {value}"
-    for part in message.walk():
-        yield from _part_text(part, defects)
+    if not headers_only:
+        for part in message.walk():
+            yield from _part_text(part, defects)
+
+
+def _header_block(raw: bytes) -> bytes:
+    """The message up to and including the blank line after its headers."""
+    ends = [end for end in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if end >= 0]
+    if not ends:
+        return raw[: 1 << 20]
+    end = min(ends)
+    return raw[: end + (4 if raw.startswith(b"\r\n\r\n", end) else 2)]
 
 
 def _part_text(part: Message, defects: list[str]) -> Iterator[str]:

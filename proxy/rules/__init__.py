@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from proxy.rules.book import Rule, Rulebook, compile_rules
-from proxy.rules.decide import decide
+from proxy.rules.decide import decide, decide_direct
 
-__all__ = ["Rule", "Rulebook", "compile_rules", "decide"]
+__all__ = ["Rule", "Rulebook", "compile_rules", "decide", "decide_direct"]

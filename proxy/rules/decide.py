@@ -33,10 +33,9 @@ _AUTHOR_SOURCES = frozenset({"from", "caller"})
 
 def decide(message: InboundMessage, rules: Rulebook) -> Decision:
     """Hold or deliver `message`, by the precedence in the module rules."""
-    for identity in message.senders:
-        rule = _look_up(rules.direct, identity, names=True)
-        if rule is not None:
-            return _hold(Kind.DIRECT, rule, f"{identity.source} {_noun(identity)} is {rule.what}")
+    direct = decide_direct(message, rules)
+    if direct is not None:
+        return direct
     for identity in message.senders:
         if identity.source in _AUTHOR_SOURCES:
             rule = _look_up(rules.allow, identity, names=False)
@@ -65,6 +64,19 @@ def decide(message: InboundMessage, rules: Rulebook) -> Decision:
             Kind.PASSIVE, rule, f"the text mentions {rule.what} by {rule.rule_id.rsplit('.', 1)[1]}"
         )
     return DELIVER_BY_DEFAULT
+
+
+def decide_direct(message: InboundMessage, rules: Rulebook) -> Decision | None:
+    """The direct hold, if any sender identity is a blocked person's; else None.
+
+    Needs only the senders, so a message can be decided from its headers alone when it
+    is from him (the orchestrator then never parses the body).
+    """
+    for identity in message.senders:
+        rule = _look_up(rules.direct, identity, names=True)
+        if rule is not None:
+            return _hold(Kind.DIRECT, rule, f"{identity.source} {_noun(identity)} is {rule.what}")
+    return None
 
 
 def _hold(kind: Kind, rule: Rule, reason: str) -> Decision:
