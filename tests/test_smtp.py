@@ -384,3 +384,34 @@ def test_example_config_runs_with_no_other_server(tmp_path: Path) -> None:
     assert (tmp_path / "var" / "demo-contact.key").exists()
     assert len(maildir_messages(tmp_path / "var" / "mail")) == 1
     verify_archive(tmp_path / "var" / "archive")
+
+
+def test_dot_stuffed_lines_arrive_unchanged(tmp_path: Path) -> None:
+    """Lines that start with dots (stuffed by the client) arrive exactly as written."""
+    message = (
+        b"From: friend@example.org\r\nSubject: dots\r\n\r\n.one\r\n..two\r\n.\r\n...\r\nend\r\n"
+    )
+    service = Service(tmp_path, f"maildir:{tmp_path / 'mail'}")
+
+    async def run() -> tuple[int, bytes]:
+        async with service.running():
+            return await service.send("friend@example.org", message)
+
+    assert asyncio.run(run())[0] == 250
+    (delivered,) = maildir_messages(tmp_path / "mail")
+    assert delivered.endswith(b"\r\n" + message)
+
+
+def test_overlong_line_is_refused_whole(tmp_path: Path) -> None:
+    """A line over RFC 5321's limit is refused (500) and nothing is kept."""
+    service = Service(tmp_path, f"maildir:{tmp_path / 'mail'}")
+
+    async def run() -> int:
+        async with service.running():
+            try:
+                return (await service.send("friend@example.org", ALLOWED + b"y" * 5000))[0]
+            except smtplib.SMTPDataError as error:
+                return error.smtp_code
+
+    assert asyncio.run(run()) == 500
+    assert maildir_messages(tmp_path / "mail") == []

@@ -6,7 +6,11 @@ Rules this module keeps:
    the next hop). Any fault at all, ours or the next hop's, is 451 4.3.0: the sending
    MTA keeps the message and retries. An exception never becomes a 5xx (aiosmtpd's
    default), because a 5xx makes the sender drop the mail.
-3. Silent to the sender: held and delivered mail get the same reply, word for word; we
+3. DATA is read into one growing buffer, not one object per line (aiosmtpd's own way
+   costs ~4x a message's size in memory: +198 MiB for 50 MiB, measured). `_Server`
+   overrides only `smtp_DATA`, keeping aiosmtpd's replies and checks; it relies on
+   aiosmtpd 1.4's internal hooks, so pyproject pins aiosmtpd < 1.5.
+4. Silent to the sender: held and delivered mail get the same reply, word for word; we
    never send a bounce, DSN or auto-reply. The only 5xx replies are the protocol's own
    (size over the limit: 552) and a next hop's permanent refusal of allowed mail, passed
    back as it was given.
@@ -16,9 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
 
 from proxy.config.model import SmtpChannel
 from proxy.deliver.address import parse_listen
@@ -73,6 +78,57 @@ class SmtpHandler:
         return RETRY
 
 
+class _Server(SMTP):
+    """aiosmtpd's SMTP with a leaner DATA reader (rule 3); everything else is aiosmtpd's."""
+
+    async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's command hook
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        content, limit = bytearray(), self.data_size_limit
+        too_much = too_long = in_line = False
+        while self.transport is not None:
+            try:
+                line = await self._reader.readuntil(b"\r\n")
+            except asyncio.LimitOverrunError as error:  # a line over the RFC 5321 limit
+                too_long, content = True, bytearray()
+                line = await self._reader.read(error.consumed)
+            if not in_line and line == b".\r\n":
+                break
+            if not in_line and line.startswith(b"."):
+                line = line[1:]  # RFC 5321 4.5.2: undo dot-stuffing
+            in_line = not line.endswith(b"\r\n")
+            if not (too_much or too_long):
+                content += line
+                if limit and len(content) > limit:
+                    too_much, content = True, bytearray()
+        if too_long or too_much:
+            self._reset()
+            await self.push(
+                "500 Line too long (see RFC5321 4.5.3.1.6)" if too_long
+                else "552 Error: Too much mail data"
+            )  # fmt: skip
+            return
+        original = bytes(content)
+        del content
+        self.envelope.content = self.envelope.original_content = original
+        status = await self._call_handler_hook("DATA")
+        self._reset()
+        await self.push("250 OK" if status is MISSING else status)
+
+    def _reset(self) -> None:
+        # aiosmtpd's own post-DATA reset (a fresh envelope); untyped there, so cast here.
+        reset: Callable[[], None] = self._set_post_data_state
+        reset()
+
+
 def _peer(session: Session) -> str:
     peer: Any = session.peer
     if isinstance(peer, tuple) and peer:
@@ -95,7 +151,7 @@ async def serve_smtp(settings: SmtpChannel, handler: SmtpHandler) -> asyncio.bas
     context = tls_context(settings)
 
     def protocol() -> SMTP:
-        return SMTP(
+        return _Server(
             handler,
             data_size_limit=settings.max_message_bytes,
             enable_SMTPUTF8=True,
