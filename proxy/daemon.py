@@ -18,16 +18,18 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pyrage
 
 from proxy.archive import Archive
+from proxy.channels.imap.runner import ImapRunner
 from proxy.channels.smtp import SmtpHandler, serve_smtp
 from proxy.config import Config, load_config
 from proxy.config.model import SmtpChannel
 from proxy.deliver.address import parse_destination
-from proxy.deliver.hops import NextHop, open_next_hop
+from proxy.deliver.hops import DeliveryDeferred, NextHop, open_next_hop
 from proxy.errors import ConfigError, NocontactError
 from proxy.logs import get_logger
 from proxy.pipeline import Pipeline
@@ -70,6 +72,18 @@ def demo_recipients(config: Config) -> list[str]:
     return recipients
 
 
+class _NoNextHop:
+    """The next hop of a daemon with no SMTP channel: nothing is ever delivered through it."""
+
+    async def deliver(
+        self, data: bytes, sender: str, recipients: Sequence[str], options: Sequence[str]
+    ) -> None:
+        raise DeliveryDeferred("no next hop is configured")
+
+
+_NO_NEXT_HOP = _NoNextHop()
+
+
 def _next_hop(settings: SmtpChannel) -> NextHop:
     return open_next_hop(parse_destination(settings.deliver), hostname=settings.hostname)
 
@@ -81,28 +95,41 @@ class Daemon:
 
     async def run(self) -> int:
         config = load_config(self.config_path)
-        settings = config.channels.smtp
-        if settings is None:
-            raise StartError("no channel is configured (add channels.smtp to the config)")
+        settings, imap = config.channels.smtp, config.channels.imap
+        if settings is None and imap is None:
+            raise StartError("no channel is configured (add channels.smtp or channels.imap)")
         archive = await Archive.open(config.archive.path, recipients=demo_recipients(config))
+        loop = asyncio.get_running_loop()
         try:
             pipeline = Pipeline(
-                rules=compile_rules(config), archive=archive, next_hop=_next_hop(settings),
-                hostname=settings.hostname, default_region=config.default_region,
+                rules=compile_rules(config), archive=archive,
+                next_hop=_next_hop(settings) if settings else _NO_NEXT_HOP,
+                hostname=settings.hostname if settings else "nocontact.local",
+                default_region=config.default_region,
             )  # fmt: skip
             handler = SmtpHandler(pipeline)
-            try:
-                server = await serve_smtp(settings, handler)
-            except OSError as error:
-                raise StartError(f"cannot listen on {settings.listen}: {error.strerror}") from error
-            loop = asyncio.get_running_loop()
+            server = None
+            if settings is not None:
+                try:
+                    server = await serve_smtp(settings, handler)
+                except OSError as error:
+                    raise StartError(
+                        f"cannot listen on {settings.listen}: {error.strerror}"
+                    ) from error
+                _log.info("smtp listening", listen=settings.listen, archive=config.archive.path)
+            watchers = ImapRunner(imap, pipeline, loop) if imap is not None else None
+            if watchers is not None:
+                watchers.start()
+                _log.info("imap watching", archive=config.archive.path)
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, self.stop.set)
             loop.add_signal_handler(signal.SIGHUP, lambda: self._reload(config, pipeline))
-            _log.info("smtp listening", listen=settings.listen, archive=config.archive.path)
             await self.stop.wait()
             _log.info("stopping: finishing messages in flight")
-            server.close()
+            if server is not None:
+                server.close()
+            if watchers is not None:
+                await asyncio.to_thread(watchers.stop)
             try:
                 await asyncio.wait_for(handler.idle.wait(), _DRAIN_SECONDS)
             except TimeoutError:
@@ -120,18 +147,22 @@ class Daemon:
                        problems=[str(p) for p in error.problems])  # fmt: skip
             return
         settings = config.channels.smtp
-        if settings is None or running.channels.smtp is None:
-            _log.error("reload refused: the smtp channel cannot be removed while running")
+        if (settings is None) != (running.channels.smtp is None):
+            _log.error("reload refused: the smtp channel cannot be added or removed while running")
             return
         try:
-            next_hop = _next_hop(settings)
+            next_hop = _next_hop(settings) if settings is not None else _NO_NEXT_HOP
         except ValueError:
             _log.error("reload refused: the new next hop is invalid")
             return
         pipeline.replace(rules=compile_rules(config), next_hop=next_hop,
                          default_region=config.default_region)  # fmt: skip
-        if settings.listen != running.channels.smtp.listen or config.archive != running.archive:
-            _log.warning("listen address or archive changed: restart to apply those")
+        if (
+            config.channels.model_dump(exclude={"smtp": {"deliver"}})
+            != running.channels.model_dump(exclude={"smtp": {"deliver"}})
+            or config.archive != running.archive
+        ):
+            _log.warning("channel or archive settings changed: restart to apply those")
         _log.info("config reloaded")
 
 

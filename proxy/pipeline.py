@@ -28,6 +28,7 @@ from functools import partial
 from proxy.archive import Archive
 from proxy.deliver.hops import NextHop
 from proxy.logs import get_logger
+from proxy.message import Decision, InboundMessage
 from proxy.normalize import normalize_email
 from proxy.rules import Rulebook, decide, decide_direct
 
@@ -71,23 +72,46 @@ class Pipeline:
         """Swap in new rules (a reload); messages already being decided keep the old ones."""
         self.rules, self.next_hop, self.default_region = rules, next_hop, default_region
 
+    async def _decide(
+        self, raw: bytes, rules: Rulebook, *, sender: str, recipients: tuple[str, ...],
+        received_at: datetime,
+    ) -> tuple[InboundMessage, Decision]:  # fmt: skip
+        normalize = partial(
+            normalize_email, envelope_sender=sender, recipients=recipients,
+            received_at=received_at, default_region=self.default_region,
+        )  # fmt: skip
+        # His mail is decided from its headers alone: the body is sealed, never parsed.
+        message = normalize(raw, headers_only=True)
+        decision = decide_direct(message, rules)
+        if decision is None:
+            if len(raw) < _THREAD_PARSE_BYTES:
+                message = normalize(raw)
+            else:
+                message = await asyncio.to_thread(normalize, raw)
+            decision = decide(message, rules)
+        return message, decision
+
+    async def receive_stored(self, raw: bytes, *, received_at: datetime, origin: str) -> bool:
+        """Decide on a message found in a mailbox; seal it if held. True if it was held.
+
+        The caller (the IMAP watcher) removes a held message only after this returns.
+        """
+        message, decision = await self._decide(
+            raw, self.rules, sender="", recipients=(), received_at=received_at
+        )
+        if decision.held:
+            await self.archive.hold(message, decision, extras={"imap": origin})
+        _log.info("message handled", channel="imap")
+        return decision.held
+
     async def receive(self, arrival: Arrival) -> None:
         """Seal or deliver one email; returns once it is durably one or the other."""
         rules, next_hop = self.rules, self.next_hop
         received_at = self._clock()
-        normalize = partial(
-            normalize_email, envelope_sender=arrival.sender, recipients=arrival.recipients,
-            received_at=received_at, default_region=self.default_region,
+        message, decision = await self._decide(
+            arrival.raw, rules, sender=arrival.sender, recipients=arrival.recipients,
+            received_at=received_at,
         )  # fmt: skip
-        # His mail is decided from its headers alone: the body is sealed, never parsed.
-        message = normalize(arrival.raw, headers_only=True)
-        decision = decide_direct(message, rules)
-        if decision is None:
-            if len(arrival.raw) < _THREAD_PARSE_BYTES:
-                message = normalize(arrival.raw)
-            else:
-                message = await asyncio.to_thread(normalize, arrival.raw)
-            decision = decide(message, rules)
         if decision.held:
             await self.archive.hold(message, decision, extras={"peer": arrival.peer,
                                                                "helo": arrival.helo})  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -404,8 +405,16 @@ def _data_paths(data: object, prefix: str = "") -> Iterator[str]:
             yield from _data_paths(item, prefix + "[]")
 
 
-# Keys the example can only show commented out: TLS needs real certificate files.
-COMMENTED_ALTERNATIVES = {"channels.smtp.tls_cert_file", "channels.smtp.tls_key_file"}
+# Keys the example can only show commented out: TLS needs real certificate files, and
+# the IMAP watcher needs a real mailbox to log in to.
+_IMAP = "channels.imap"
+_ACCOUNT = f"{_IMAP}.accounts[]"
+COMMENTED_ALTERNATIVES = {
+    "channels.smtp.tls_cert_file", "channels.smtp.tls_key_file", _IMAP, f"{_IMAP}.state_dir",
+    f"{_IMAP}.accounts", *(f"{_ACCOUNT}.{key}" for key in (
+        "name", "host", "port", "tls", "ca_file", "username", "password_file", "folders",
+        "move_held_to", "idle_seconds")),
+}  # fmt: skip
 
 
 def test_example_and_schema_name_the_same_keys() -> None:
@@ -416,7 +425,8 @@ def test_example_and_schema_name_the_same_keys() -> None:
     assert in_example <= in_schema
     assert in_schema - in_example == COMMENTED_ALTERNATIVES
     for path in COMMENTED_ALTERNATIVES:
-        assert f"#   {path.rsplit('.', 1)[-1]}: " in text
+        key = path.rsplit(".", 1)[-1]
+        assert re.search(rf"#\s+(- )?{re.escape(key)}:", text), key
 
 
 def test_every_example_key_has_a_comment_above_its_first_use() -> None:

@@ -62,10 +62,10 @@ def resolve(document: Document, config: Config) -> tuple[Config, list[ConfigProb
 
 def _resolve_channels(document: Document, config: Config) -> tuple[Channels, list[ConfigProblem]]:
     """Channel settings checked for meaning, with their paths made absolute."""
-    smtp = config.channels.smtp
+    channels, problems = _resolve_imap(document, config.channels)
+    smtp = channels.smtp
     if smtp is None:
-        return config.channels, []
-    problems: list[ConfigProblem] = []
+        return channels, problems
     key = ("channels", "smtp")
     try:
         parse_listen(smtp.listen)
@@ -85,8 +85,43 @@ def _resolve_channels(document: Document, config: Config) -> tuple[Channels, lis
             if not os.path.isfile(path):
                 problems.append(document.problem((*key, name), f"no such file: {path}"))
             update[name] = path
-    channels = config.channels.model_copy(update={"smtp": smtp.model_copy(update=update)})
+    channels = channels.model_copy(update={"smtp": smtp.model_copy(update=update)})
     return channels, problems
+
+
+def _resolve_imap(document: Document, channels: Channels) -> tuple[Channels, list[ConfigProblem]]:
+    imap = channels.imap
+    if imap is None:
+        return channels, []
+    problems: list[ConfigProblem] = []
+    accounts = []
+    for index, account in enumerate(imap.accounts):
+        key = ("channels", "imap", "accounts", index)
+        update: dict[str, object] = {}
+        for name in ("password_file", "ca_file"):
+            written = getattr(account, name)
+            if written is not None:
+                path = _absolute(document.directory, written)
+                if not os.path.isfile(path):
+                    problems.append(document.problem((*key, name), f"no such file: {path}"))
+                update[name] = path
+        if account.password_file is None:
+            problems.append(
+                document.problem(key, "password_file is required (the account's password)")
+            )
+        accounts.append(account.model_copy(update=update))
+    seen: dict[str, int] = {}
+    for index, account in enumerate(imap.accounts):
+        if account.name in seen:
+            message = f"already used by channels.imap.accounts[{seen[account.name]}]"
+            problems.append(
+                document.problem(("channels", "imap", "accounts", index, "name"), message)
+            )
+        seen.setdefault(account.name, index)
+    resolved = imap.model_copy(
+        update={"accounts": accounts, "state_dir": _absolute(document.directory, imap.state_dir)}
+    )
+    return channels.model_copy(update={"imap": resolved}), problems
 
 
 def _unique(

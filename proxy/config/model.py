@@ -178,10 +178,55 @@ class SmtpChannel(_Section):
         return self
 
 
+class ImapAccount(_Section):
+    """A hosted mailbox (Gmail, Fastmail, Outlook...) that nocontact watches."""
+
+    name: Identifier = Field(description="A short name for this account, e.g. 'gmail'")
+    host: str = Field(min_length=1, description="The IMAP server, e.g. imap.gmail.com")
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="Default: 993 for implicit TLS, else 143"
+    )
+    tls: Literal["implicit", "starttls", "none"] = Field(
+        default="implicit",
+        description="implicit (IMAPS), starttls, or none (loopback test servers only)",
+    )
+    ca_file: str | None = Field(
+        default=None, description="A CA bundle to verify a self-hosted server's certificate"
+    )
+    username: str = Field(min_length=1, description="The login name")
+    password_file: str | None = Field(
+        default=None, description="A file holding the password (or an app password)"
+    )
+    folders: list[str] | None = Field(
+        default=None,
+        description="Folders to watch; default INBOX and the server's Junk/Spam folder",
+    )
+    move_held_to: str | None = Field(
+        default=None,
+        description="Move held mail to this folder instead of deleting it (it is sealed "
+        "first either way); default: flag deleted and expunge",
+    )
+    idle_seconds: float = Field(
+        default=29 * 60, gt=0, le=29 * 60,
+        description="Re-issue IDLE at least this often (servers drop IDLE after 30 min)",
+    )  # fmt: skip
+
+
+class ImapChannel(_Section):
+    """The IMAP watcher: held mail is sealed, then removed from the watched folders."""
+
+    accounts: list[ImapAccount] = Field(min_length=1, description="The mailboxes to watch")
+    state_dir: str = Field(
+        default="./var/imap",
+        description="Where the last handled message of each folder is remembered",
+    )
+
+
 class Channels(_Section):
     """The ways messages come in. Each channel adds its own section."""
 
     smtp: SmtpChannel | None = Field(default=None, description="The SMTP filter channel")
+    imap: ImapChannel | None = Field(default=None, description="The IMAP watcher channel")
 
 
 class Config(_Section):

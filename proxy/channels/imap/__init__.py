@@ -1,0 +1,1 @@
+"""The IMAP channel: watching hosted mailboxes and removing held mail after sealing it."""

@@ -1,0 +1,52 @@
+"""The IMAP channel as the daemon runs it: one thread per account, decisions on the loop.
+
+Rules this module keeps:
+1. Thin: a fetched message goes to `Pipeline.receive_stored` on the daemon's event loop;
+   the watcher thread waits for the answer (sealed or not) before it removes anything.
+2. `stop` returns when every watcher thread has left its folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import datetime
+from pathlib import Path
+
+from proxy.channels.imap.state import AccountState
+from proxy.channels.imap.watch import AccountWatcher
+from proxy.config.model import ImapChannel
+from proxy.pipeline import Pipeline
+
+
+class ImapRunner:
+    def __init__(
+        self, settings: ImapChannel, pipeline: Pipeline, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self._pipeline = pipeline
+        self._loop = loop
+        self._stop = threading.Event()
+        state_dir = Path(settings.state_dir)
+        self._accounts = [
+            AccountWatcher(
+                account, AccountState(state_dir / f"{account.name}.json"), self._handle, self._stop
+            )
+            for account in settings.accounts
+        ]
+
+    def _handle(self, raw: bytes, received_at: datetime, origin: str) -> bool:
+        future = asyncio.run_coroutine_threadsafe(
+            self._pipeline.receive_stored(raw, received_at=received_at, origin=origin),
+            self._loop,
+        )
+        return future.result()
+
+    def start(self) -> None:
+        for account in self._accounts:
+            account.start()
+
+    def stop(self) -> None:
+        """Ask every watcher to stop and wait for them (call from a worker thread)."""
+        self._stop.set()
+        for account in self._accounts:
+            account.join()

@@ -1,0 +1,145 @@
+"""The IMAP watcher against a real Dovecot: held mail sealed then removed, the rest untouched."""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from proxy.archive import verify_archive
+from tests import servers
+from tests.factories import config_data
+from tests.test_smtp import RECIPIENT, held_items
+
+FROM_HIM = "From: Mark <mark.smith@gmail.com>\r\nSubject: {token}\r\n\r\nit's me\r\n"
+ABOUT_HIM = "From: friend@example.org\r\nSubject: {token}\r\n\r\nMarky was at the school\r\n"
+ALLOWED = "From: friend@example.org\r\nSubject: {token}\r\n\r\nlunch at noon?\r\n"
+
+
+@pytest.fixture(scope="module")
+def dovecot() -> Iterator[servers.Dovecot]:
+    root = servers.make_root("nocontact-imap-")
+    server = servers.Dovecot(root)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _client(server: servers.Dovecot) -> Iterator[imaplib.IMAP4]:
+    client = imaplib.IMAP4(servers.HOST, server.imap_port, timeout=10)
+    try:
+        client.login(servers.USER, servers.PASSWORD)
+        yield client
+    finally:
+        client.logout()
+
+
+def _append(server: servers.Dovecot, folder: str, template: str) -> str:
+    token = uuid.uuid4().hex
+    with _client(server) as client:
+        client.append(folder, None, None, template.format(token=token).encode())
+    return token
+
+
+def _folder(server: servers.Dovecot, folder: str) -> dict[str, bytes]:
+    """Subject token -> flags of every message in `folder`."""
+    with _client(server) as client:
+        client.select(folder, readonly=True)
+        _, found = client.uid("SEARCH", "ALL")
+        uids = found[0].split() if found and found[0] else []
+        result: dict[str, bytes] = {}
+        for uid in uids:
+            _, data = client.uid(
+                "FETCH", uid.decode(), "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])"
+            )
+            head = data[0]
+            if isinstance(head, tuple):
+                subject = head[1].decode().split(":", 1)[1].strip()
+                result[subject] = head[0]
+        return result
+
+
+def _wait(condition: object, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(condition) and condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+@contextlib.contextmanager
+def _daemon(tmp: Path, server: servers.Dovecot) -> Iterator[subprocess.Popen[str]]:
+    password = tmp / "password"
+    password.write_text(servers.PASSWORD)
+    config = tmp / "config.yaml"
+    account = {"name": "home", "host": servers.HOST, "port": server.imap_port, "tls": "none",
+               "username": servers.USER, "password_file": str(password)}  # fmt: skip
+    data = config_data(
+        archive={"path": str(tmp / "archive")},
+        contacts=[{"name": "Test Contact", "role": "lawyer", "age_recipient": RECIPIENT}],
+        channels={"imap": {"accounts": [account], "state_dir": str(tmp / "imap")}},
+    )
+    config.write_text(yaml.safe_dump(data))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "run", "-c", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    _wait(lambda: (tmp / "archive" / "checkpoint").exists() or process.poll() is not None)
+    time.sleep(0.5)  # the watchers log in and select their folders
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, stderr
+
+
+def test_held_mail_is_sealed_then_removed_and_the_rest_untouched(
+    dovecot: servers.Dovecot, tmp_path: Path
+) -> None:
+    """From him or about him: sealed and gone from INBOX and Junk; other mail stays unread."""
+    with _daemon(tmp_path, dovecot):
+        direct = _append(dovecot, "INBOX", FROM_HIM)
+        passive = _append(dovecot, servers.JUNK, ABOUT_HIM)
+        allowed = _append(dovecot, "INBOX", ALLOWED)
+        _wait(lambda: direct not in _folder(dovecot, "INBOX")
+              and passive not in _folder(dovecot, servers.JUNK))  # fmt: skip
+        time.sleep(1.0)
+        inbox = _folder(dovecot, "INBOX")
+    assert allowed in inbox
+    assert b"\\Seen" not in inbox[allowed]
+    subjects = sorted(m["subject"] for m, _ in held_items(tmp_path / "archive"))
+    assert subjects == sorted([direct, passive])
+    verify_archive(tmp_path / "archive")
+
+
+def test_restart_resumes_without_sealing_twice(dovecot: servers.Dovecot, tmp_path: Path) -> None:
+    """A restart picks up mail that arrived while it was down, and seals nothing twice."""
+    with _daemon(tmp_path, dovecot):
+        first = _append(dovecot, "INBOX", FROM_HIM)
+        _wait(lambda: first not in _folder(dovecot, "INBOX"))
+    second = _append(dovecot, "INBOX", FROM_HIM)  # arrives while the daemon is down
+    kept = _append(dovecot, "INBOX", ALLOWED)
+    with _daemon(tmp_path, dovecot):
+        _wait(lambda: second not in _folder(dovecot, "INBOX"))
+        time.sleep(1.0)
+    subjects = sorted(m["subject"] for m, _ in held_items(tmp_path / "archive"))
+    assert subjects == sorted([first, second])
+    assert kept in _folder(dovecot, "INBOX")
+    verify_archive(tmp_path / "archive")
