@@ -19,6 +19,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,14 @@ from proxy.rules import Rulebook, decide, decide_direct
 
 _THREAD_PARSE_BYTES = 1 << 20
 _log = get_logger("pipeline")
+
+
+class Fate(enum.Enum):
+    """What became of a message found in a mailbox."""
+
+    HELD = "held"  # sealed: remove it upstream
+    DELIVERED = "delivered"  # pull mode: handed to the local next hop; remove it upstream
+    KEPT = "kept"  # watch mode, allowed: leave it exactly as it is
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,18 +100,32 @@ class Pipeline:
             decision = decide(message, rules)
         return message, decision
 
-    async def receive_stored(self, raw: bytes, *, received_at: datetime, origin: str) -> bool:
-        """Decide on a message found in a mailbox; seal it if held. True if it was held.
+    async def receive_stored(
+        self,
+        raw: bytes,
+        *,
+        received_at: datetime,
+        origin: str,
+        deliver_to: tuple[NextHop, str] | None,
+    ) -> Fate:
+        """Decide on a message found in a mailbox: seal it if held, or (pull mode) deliver it.
 
-        The caller (the IMAP watcher) removes a held message only after this returns.
+        Returns what became of it; the caller (the IMAP watcher) removes it upstream only
+        after this returns HELD or DELIVERED, never before.
         """
         message, decision = await self._decide(
             raw, self.rules, sender="", recipients=(), received_at=received_at
         )
+        fate = Fate.KEPT
         if decision.held:
             await self.archive.hold(message, decision, extras={"imap": origin})
+            fate = Fate.HELD
+        elif deliver_to is not None:
+            hop, recipient = deliver_to
+            await hop.deliver(raw, "", (recipient,), ())
+            fate = Fate.DELIVERED
         _log.info("message handled", channel="imap")
-        return decision.held
+        return fate
 
     async def receive(self, arrival: Arrival) -> None:
         """Seal or deliver one email; returns once it is durably one or the other."""

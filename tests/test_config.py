@@ -413,7 +413,8 @@ COMMENTED_ALTERNATIVES = {
     "channels.smtp.tls_cert_file", "channels.smtp.tls_key_file", _IMAP, f"{_IMAP}.state_dir",
     f"{_IMAP}.accounts", *(f"{_ACCOUNT}.{key}" for key in (
         "name", "host", "port", "tls", "ca_file", "username", "password_file", "folders",
-        "move_held_to", "idle_seconds")),
+        "move_held_to", "idle_seconds", "mode", "deliver", "deliver_recipient",
+        "move_pulled_to")),
 }  # fmt: skip
 
 

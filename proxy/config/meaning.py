@@ -105,6 +105,13 @@ def _resolve_imap(document: Document, channels: Channels) -> tuple[Channels, lis
                 if not os.path.isfile(path):
                     problems.append(document.problem((*key, name), f"no such file: {path}"))
                 update[name] = path
+        if account.deliver is not None:
+            try:
+                destination = parse_destination(account.deliver)
+                if destination.scheme is Scheme.MAILDIR:
+                    update["deliver"] = "maildir:" + _absolute(document.directory, destination.path)
+            except ValueError as error:
+                problems.append(document.problem((*key, "deliver"), str(error)))
         if account.password_file is None:
             problems.append(
                 document.problem(key, "password_file is required (the account's password)")

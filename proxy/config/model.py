@@ -210,6 +210,34 @@ class ImapAccount(_Section):
         default=29 * 60, gt=0, le=29 * 60,
         description="Re-issue IDLE at least this often (servers drop IDLE after 30 min)",
     )  # fmt: skip
+    mode: Literal["watch", "pull"] = Field(
+        default="watch",
+        description="watch: filter the mailbox in place; pull: move everything out of it, "
+        "allowed mail to `deliver` (the mailbox your clients read), held mail sealed",
+    )
+    deliver: str | None = Field(
+        default=None,
+        description="pull mode: where allowed mail goes (smtp://, lmtp://, lmtp:/socket, "
+        "maildir:/path, as for channels.smtp.deliver)",
+    )
+    deliver_recipient: str | None = Field(
+        default=None,
+        description="pull mode: the local recipient for an smtp:// or lmtp:// next hop "
+        "(default: username)",
+    )
+    move_pulled_to: str | None = Field(
+        default=None,
+        description="pull mode: move delivered mail to this upstream folder instead of "
+        "deleting it upstream",
+    )
+
+    @model_validator(mode="after")
+    def _pull_needs_deliver(self) -> ImapAccount:
+        if self.mode == "pull" and self.deliver is None:
+            raise ValueError("pull mode needs deliver: where allowed mail goes")
+        if self.mode == "watch" and (self.deliver or self.move_pulled_to or self.deliver_recipient):
+            raise ValueError("deliver, deliver_recipient, move_pulled_to are for pull mode only")
+        return self
 
 
 class ImapChannel(_Section):

@@ -16,7 +16,9 @@ from pathlib import Path
 from proxy.channels.imap.state import AccountState
 from proxy.channels.imap.watch import AccountWatcher
 from proxy.config.model import ImapChannel
-from proxy.pipeline import Pipeline
+from proxy.deliver.address import parse_destination
+from proxy.deliver.hops import NextHop, open_next_hop
+from proxy.pipeline import Fate, Pipeline
 
 
 class ImapRunner:
@@ -27,6 +29,15 @@ class ImapRunner:
         self._loop = loop
         self._stop = threading.Event()
         state_dir = Path(settings.state_dir)
+        self._by_name = {account.name: account.name for account in settings.accounts}
+        self._pull: dict[str, tuple[NextHop, str]] = {
+            account.name: (
+                open_next_hop(parse_destination(account.deliver), hostname="nocontact.local"),
+                account.deliver_recipient or account.username,
+            )
+            for account in settings.accounts
+            if account.mode == "pull" and account.deliver is not None
+        }
         self._accounts = [
             AccountWatcher(
                 account, AccountState(state_dir / f"{account.name}.json"), self._handle, self._stop
@@ -34,9 +45,12 @@ class ImapRunner:
             for account in settings.accounts
         ]
 
-    def _handle(self, raw: bytes, received_at: datetime, origin: str) -> bool:
+    def _handle(self, raw: bytes, received_at: datetime, origin: str) -> Fate:
+        account = self._by_name[origin.split("/", 1)[0]]
         future = asyncio.run_coroutine_threadsafe(
-            self._pipeline.receive_stored(raw, received_at=received_at, origin=origin),
+            self._pipeline.receive_stored(
+                raw, received_at=received_at, origin=origin, deliver_to=self._pull.get(account)
+            ),
             self._loop,
         )
         return future.result()

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from imapclient import IMAPClient
 
@@ -32,12 +33,14 @@ from proxy.channels.imap.connect import connect, default_folders
 from proxy.channels.imap.state import AccountState, FolderState
 from proxy.config.model import ImapAccount
 from proxy.logs import get_logger
+from proxy.pipeline import Fate
 
-# handle(raw message, INTERNALDATE, "account/folder") -> True if it was held (now sealed).
-Handle = Callable[[bytes, datetime, str], bool]
+# handle(raw message, INTERNALDATE, "account/folder") -> what became of it.
+Handle = Callable[[bytes, datetime, str], Fate]
 
 _log = get_logger("imap")
 _KEEPALIVE = 120.0
+_CHUNK = 200  # messages per FETCH: few round trips, bounded memory
 _BACKOFF_MAX = 300.0
 
 
@@ -46,11 +49,37 @@ class FolderWatcher(threading.Thread):
 
     def __init__(
         self, account: ImapAccount, folder: str, state: AccountState, handle: Handle,
-        stop: threading.Event,
+        stop: threading.Event, *, progress: Callable[[int], None] = lambda _: None,
     ) -> None:  # fmt: skip
         super().__init__(name=f"imap-{account.name}-{folder}", daemon=True)
         self.account, self.folder, self.state = account, folder, state
-        self.handle, self.stop = handle, stop
+        self.handle, self.stop, self.progress = handle, stop, progress
+
+    def sweep(self) -> None:
+        """One pass over the folder (for `nocontact imap sweep`), then return."""
+        client = connect(self.account)
+        try:
+            selected = client.select_folder(self.folder)
+            uidvalidity = int(selected[b"UIDVALIDITY"])
+            self._handle_new(client, uidvalidity, self._last(uidvalidity))
+        finally:
+            with contextlib.suppress(Exception):
+                client.logout()
+
+    def count_new(self) -> int:
+        """How many messages a sweep of this folder would look at."""
+        client = connect(self.account)
+        try:
+            selected = client.select_folder(self.folder, readonly=True)
+            last = self._last(int(selected[b"UIDVALIDITY"]))
+            return sum(1 for uid in client.search(["UID", f"{last + 1}:*"]) if uid > last)
+        finally:
+            with contextlib.suppress(Exception):
+                client.logout()
+
+    def _last(self, uidvalidity: int) -> int:
+        known = self.state.folder(self.folder)
+        return known.last_uid if known is not None and known.uidvalidity == uidvalidity else 0
 
     def run(self) -> None:
         backoff = 1.0
@@ -76,8 +105,7 @@ class FolderWatcher(threading.Thread):
     def _watch(self, client: IMAPClient) -> None:
         selected = client.select_folder(self.folder)
         uidvalidity = int(selected[b"UIDVALIDITY"])
-        known = self.state.folder(self.folder)
-        last = known.last_uid if known is not None and known.uidvalidity == uidvalidity else 0
+        last = self._last(uidvalidity)
         while not self.stop.is_set():
             last = self._handle_new(client, uidvalidity, last)
             self._idle(client)
@@ -95,30 +123,43 @@ class FolderWatcher(threading.Thread):
             client.idle_done()
 
     def _handle_new(self, client: IMAPClient, uidvalidity: int, last: int) -> int:
+        """Handle every message above UID `last`, in UID order, in fetches of `_CHUNK`."""
         uids = sorted(uid for uid in client.search(["UID", f"{last + 1}:*"]) if uid > last)
-        for uid in uids:
+        for start in range(0, len(uids), _CHUNK):
             if self.stop.is_set():
                 break
-            fetched = client.fetch([uid], ["BODY.PEEK[]", "INTERNALDATE"]).get(uid)
-            if fetched is None:  # expunged meanwhile by someone else
+            chunk = uids[start : start + _CHUNK]
+            fetched = client.fetch(chunk, ["BODY.PEEK[]", "INTERNALDATE"])
+            for uid in chunk:
+                data = fetched.get(uid)
+                if data is not None:  # else: expunged meanwhile by someone else
+                    self._handle_one(client, uidvalidity, last, uid, data)
                 last = uid
-                continue
-            raw: bytes = fetched[b"BODY[]"]
-            arrived = fetched.get(b"INTERNALDATE")
-            received_at = _utc(arrived) if isinstance(arrived, datetime) else datetime.now(UTC)
-            digest = hashlib.sha256(raw).hexdigest()
-            origin = f"{self.account.name}/{self.folder}"
-            held = self.state.was_sealed(digest) or self.handle(raw, received_at, origin)
-            if held:
-                before = FolderState(uidvalidity=uidvalidity, last_uid=last)
-                self.state.record(self.folder, before, sealed=digest)
-                self._remove(client, uid)
-            last = uid
+                self.progress(1)
             self.state.record(self.folder, FolderState(uidvalidity=uidvalidity, last_uid=last))
         return last
 
-    def _remove(self, client: IMAPClient, uid: int) -> None:
-        target = self.account.move_held_to
+    def _handle_one(
+        self, client: IMAPClient, uidvalidity: int, last: int, uid: int, data: dict[bytes, Any]
+    ) -> None:
+        raw: bytes = data[b"BODY[]"]
+        arrived = data.get(b"INTERNALDATE")
+        received_at = _utc(arrived) if isinstance(arrived, datetime) else datetime.now(UTC)
+        digest = hashlib.sha256(raw).hexdigest()
+        if self.state.was_sealed(digest):
+            fate = Fate.HELD  # sealed before (a re-scan): remove it, never seal it twice
+        else:
+            fate = self.handle(raw, received_at, f"{self.account.name}/{self.folder}")
+        if fate is Fate.KEPT:
+            return
+        before = FolderState(uidvalidity=uidvalidity, last_uid=last)
+        if fate is Fate.HELD:
+            self.state.record(self.folder, before, sealed=digest)
+            self._remove(client, uid, self.account.move_held_to)
+        else:
+            self._remove(client, uid, self.account.move_pulled_to)
+
+    def _remove(self, client: IMAPClient, uid: int, target: str | None) -> None:
         if target is not None and client.has_capability("MOVE"):
             client.move([uid], target)
             return
@@ -145,17 +186,23 @@ class AccountWatcher(threading.Thread):
         self.account, self.state, self.handle, self.stop = account, state, handle, stop
         self.folders: list[FolderWatcher] = []
 
+    def folder_names(self) -> list[str]:
+        """The folders to watch: as configured, or INBOX and Junk (one login to find out)."""
+        if self.account.folders is not None:
+            return self.account.folders
+        client = connect(self.account)
+        try:
+            return default_folders(client)
+        finally:
+            with contextlib.suppress(Exception):
+                client.logout()
+
     def run(self) -> None:
-        names = self.account.folders
+        names: list[str] | None = None
         backoff = 1.0
         while names is None and not self.stop.is_set():
             try:
-                client = connect(self.account)
-                try:
-                    names = default_folders(client)
-                finally:
-                    with contextlib.suppress(Exception):
-                        client.logout()
+                names = self.folder_names()
             except Exception:
                 _log.warning("imap login failed; retrying")
                 self.stop.wait(backoff)
