@@ -112,6 +112,11 @@ def _run(args: argparse.Namespace) -> int:
     return daemon.run(args.config)
 
 
+def _imap_sweep(args: argparse.Namespace) -> int:
+    logs.configure(level="warning")
+    return daemon.sweep(args.config)
+
+
 def _verdict(decision: Decision) -> str:
     if not decision.held:
         return "deliver"
@@ -148,6 +153,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-c", "--config", required=True, metavar="FILE")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.set_defaults(run=_run)
+
+    imap = commands.add_parser("imap", help="IMAP accounts")
+    imap_commands = imap.add_subparsers(dest="imap_command", required=True, metavar="COMMAND")
+    sweep = imap_commands.add_parser(
+        "sweep", help="look through every watched folder once (the daemon does this at start)"
+    )
+    sweep.add_argument("-c", "--config", required=True, metavar="FILE")
+    sweep.set_defaults(run=_imap_sweep)
 
     verify = commands.add_parser(
         "verify", help="check an archive for tampering (needs no decryption key)"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pyrage
 
-from proxy.archive import Archive
+from proxy.archive import Archive, ArchiveLocked
 from proxy.channels.imap.runner import ImapRunner
 from proxy.channels.smtp import SmtpHandler, serve_smtp
 from proxy.config import Config, load_config
@@ -33,6 +33,7 @@ from proxy.deliver.hops import DeliveryDeferred, NextHop, open_next_hop
 from proxy.errors import ConfigError, NocontactError
 from proxy.logs import get_logger
 from proxy.pipeline import Pipeline
+from proxy.progress import ProgressBar
 from proxy.rules import compile_rules
 
 _log = get_logger("daemon")
@@ -164,6 +165,35 @@ class Daemon:
         ):
             _log.warning("channel or archive settings changed: restart to apply those")
         _log.info("config reloaded")
+
+
+async def _sweep(config_path: str) -> int:
+    config = load_config(config_path)
+    imap = config.channels.imap
+    if imap is None:
+        raise StartError("no IMAP account is configured (channels.imap)")
+    try:
+        archive = await Archive.open(config.archive.path, recipients=demo_recipients(config))
+    except ArchiveLocked as error:
+        raise StartError(
+            "the daemon is running: it sweeps every folder when it starts and watches them "
+            "since; stop it to sweep by hand"
+        ) from error
+    try:
+        pipeline = Pipeline(
+            rules=compile_rules(config), archive=archive, next_hop=_NO_NEXT_HOP,
+            hostname="nocontact.local", default_region=config.default_region,
+        )  # fmt: skip
+        runner = ImapRunner(imap, pipeline, asyncio.get_running_loop())
+        await asyncio.to_thread(runner.sweep, ProgressBar)
+    finally:
+        await archive.close()
+    return 0
+
+
+def sweep(config_path: str) -> int:
+    """`nocontact imap sweep`: one pass over every watched folder, with a progress bar."""
+    return asyncio.run(_sweep(config_path))
 
 
 def run(config_path: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import imaplib
+import re
 import shutil
 import signal
 import subprocess
@@ -82,19 +83,24 @@ def _wait(condition: object, timeout: float = 20.0) -> None:
     raise AssertionError("condition not met in time")
 
 
-@contextlib.contextmanager
-def _daemon(tmp: Path, server: servers.Dovecot) -> Iterator[subprocess.Popen[str]]:
+def _config(tmp: Path, server: servers.Dovecot, **extra: object) -> Path:
     password = tmp / "password"
     password.write_text(servers.PASSWORD)
     config = tmp / "config.yaml"
     account = {"name": "home", "host": servers.HOST, "port": server.imap_port, "tls": "none",
-               "username": servers.USER, "password_file": str(password)}  # fmt: skip
+               "username": servers.USER, "password_file": str(password), **extra}  # fmt: skip
     data = config_data(
         archive={"path": str(tmp / "archive")},
         contacts=[{"name": "Test Contact", "role": "lawyer", "age_recipient": RECIPIENT}],
         channels={"imap": {"accounts": [account], "state_dir": str(tmp / "imap")}},
     )
     config.write_text(yaml.safe_dump(data))
+    return config
+
+
+@contextlib.contextmanager
+def _daemon(tmp: Path, server: servers.Dovecot, **extra: object) -> Iterator[subprocess.Popen[str]]:
+    config = _config(tmp, server, **extra)
     process = subprocess.Popen(
         [sys.executable, "-m", "proxy", "run", "-c", str(config)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -143,3 +149,50 @@ def test_restart_resumes_without_sealing_twice(dovecot: servers.Dovecot, tmp_pat
     assert subjects == sorted([first, second])
     assert kept in _folder(dovecot, "INBOX")
     verify_archive(tmp_path / "archive")
+
+
+def _empty(server: servers.Dovecot) -> None:
+    """Expunge everything from INBOX and Junk, so each test starts from an empty mailbox."""
+    with _client(server) as client:
+        for folder in ("INBOX", servers.JUNK):
+            _, count = client.select(folder)
+            if count and count[0] and int(count[0]) > 0:
+                client.store("1:*", "+FLAGS", "\\Deleted")
+                client.expunge()
+            client.close()
+
+
+def test_pull_mode_never_leaves_anything_upstream(dovecot: servers.Dovecot, tmp_path: Path) -> None:
+    """Pull mode delivers allowed mail to the local Maildir, seals held mail, empties upstream."""
+    _empty(dovecot)
+    local = tmp_path / "local"
+    with _daemon(tmp_path, dovecot, mode="pull", deliver=f"maildir:{local}"):
+        held = _append(dovecot, "INBOX", FROM_HIM)
+        allowed = _append(dovecot, "INBOX", ALLOWED)
+        _wait(lambda: not _folder(dovecot, "INBOX"))
+    delivered = [p.read_bytes() for p in (local / "new").iterdir()]
+    assert len(delivered) == 1
+    assert allowed.encode() in delivered[0]
+    assert held.encode() not in delivered[0]
+    assert [m["subject"] for m, _ in held_items(tmp_path / "archive")] == [held]
+
+
+def test_sweep_command_handles_existing_mail_quietly(
+    dovecot: servers.Dovecot, tmp_path: Path
+) -> None:
+    """`nocontact imap sweep` seals and removes held mail already there, printing no detail."""
+    _empty(dovecot)
+    held = [_append(dovecot, "INBOX", FROM_HIM) for _ in range(3)]
+    kept = [_append(dovecot, "INBOX", ALLOWED) for _ in range(7)]
+    config = _config(tmp_path, dovecot)
+    result = subprocess.run(
+        [sys.executable, "-m", "proxy", "imap", "sweep", "-c", str(config)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert sorted(_folder(dovecot, "INBOX")) == sorted(kept)
+    assert sorted(m["subject"] for m, _ in held_items(tmp_path / "archive")) == sorted(held)
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("home/INBOX: 10 looked at in ")
+    assert all(re.fullmatch(r"home/[^:]+: \d+ looked at in [\d.]+ s", line) for line in lines)

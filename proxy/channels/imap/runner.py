@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 from proxy.channels.imap.state import AccountState
-from proxy.channels.imap.watch import AccountWatcher
+from proxy.channels.imap.watch import AccountWatcher, FolderWatcher
 from proxy.config.model import ImapChannel
 from proxy.deliver.address import parse_destination
 from proxy.deliver.hops import NextHop, open_next_hop
 from proxy.pipeline import Fate, Pipeline
+from proxy.progress import ProgressBar
 
 
 class ImapRunner:
@@ -54,6 +56,19 @@ class ImapRunner:
             self._loop,
         )
         return future.result()
+
+    def sweep(self, bar: Callable[[str, int], ProgressBar]) -> None:
+        """One pass over every folder of every account (call from a worker thread)."""
+        for account in self._accounts:
+            for folder in account.folder_names():
+                watcher = FolderWatcher(account.account, folder, account.state,
+                                        self._handle, self._stop)  # fmt: skip
+                progress = bar(f"{account.account.name}/{folder}", watcher.count_new())
+                watcher.progress = progress.advance
+                try:
+                    watcher.sweep()
+                finally:
+                    progress.close()
 
     def start(self) -> None:
         for account in self._accounts:
