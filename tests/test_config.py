@@ -414,7 +414,7 @@ COMMENTED_ALTERNATIVES = {
     f"{_IMAP}.accounts", *(f"{_ACCOUNT}.{key}" for key in (
         "name", "host", "port", "tls", "ca_file", "username", "password_file", "folders",
         "move_held_to", "idle_seconds", "mode", "deliver", "deliver_recipient",
-        "move_pulled_to")),
+        "oauth2_command", "poll_seconds", "move_pulled_to")),
 }  # fmt: skip
 
 

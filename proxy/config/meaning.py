@@ -112,10 +112,6 @@ def _resolve_imap(document: Document, channels: Channels) -> tuple[Channels, lis
                     update["deliver"] = "maildir:" + _absolute(document.directory, destination.path)
             except ValueError as error:
                 problems.append(document.problem((*key, "deliver"), str(error)))
-        if account.password_file is None:
-            problems.append(
-                document.problem(key, "password_file is required (the account's password)")
-            )
         accounts.append(account.model_copy(update=update))
     seen: dict[str, int] = {}
     for index, account in enumerate(imap.accounts):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import subprocess
 from pathlib import Path
 
 from imapclient import IMAPClient
@@ -24,8 +25,14 @@ def connect(account: ImapAccount) -> IMAPClient:
     try:
         if account.tls == "starttls":
             client.starttls(context)
-        password = Path(account.password_file or "").read_text().strip()
-        client.login(account.username, password)
+        if account.oauth2_command is not None:
+            token = subprocess.run(
+                account.oauth2_command, capture_output=True, text=True, check=True, timeout=60
+            ).stdout.strip()
+            client.oauth2_login(account.username, token)
+        else:
+            password = Path(account.password_file or "").read_text().strip()
+            client.login(account.username, password)
     except BaseException:
         client.shutdown()
         raise
