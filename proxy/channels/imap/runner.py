@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 from proxy.channels.imap.state import AccountState
-from proxy.channels.imap.watch import AccountWatcher, FolderWatcher
+from proxy.channels.imap.watch import AccountWatcher, FolderWatcher, Found
 from proxy.config.model import ImapChannel
 from proxy.deliver.address import parse_destination
 from proxy.deliver.hops import NextHop, open_next_hop
@@ -31,7 +30,6 @@ class ImapRunner:
         self._loop = loop
         self._stop = threading.Event()
         state_dir = Path(settings.state_dir)
-        self._by_name = {account.name: account.name for account in settings.accounts}
         self._pull: dict[str, tuple[NextHop, str]] = {
             account.name: (
                 open_next_hop(parse_destination(account.deliver), hostname="nocontact.local"),
@@ -47,15 +45,25 @@ class ImapRunner:
             for account in settings.accounts
         ]
 
-    def _handle(self, raw: bytes, received_at: datetime, origin: str) -> Fate:
-        account = self._by_name[origin.split("/", 1)[0]]
-        future = asyncio.run_coroutine_threadsafe(
-            self._pipeline.receive_stored(
-                raw, received_at=received_at, origin=origin, deliver_to=self._pull.get(account)
-            ),
-            self._loop,
-        )
-        return future.result()
+    def _handle(self, batch: list[Found]) -> list[Fate]:
+        """Decide and seal a batch on the event loop, together; wait for every answer."""
+
+        async def all_of() -> list[Fate]:
+            return list(
+                await asyncio.gather(
+                    *(
+                        self._pipeline.receive_stored(
+                            raw,
+                            received_at=received_at,
+                            origin=origin,
+                            deliver_to=self._pull.get(origin.split("/", 1)[0]),
+                        )
+                        for raw, received_at, origin in batch
+                    )
+                )
+            )
+
+        return asyncio.run_coroutine_threadsafe(all_of(), self._loop).result()
 
     def sweep(self, bar: Callable[[str, int], ProgressBar]) -> None:
         """One pass over every folder of every account (call from a worker thread)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,12 +52,11 @@ class AccountState:
         with self._lock:
             return digest in self._sealed
 
-    def record(self, name: str, state: FolderState, *, sealed: str | None = None) -> None:
-        """Remember a folder's progress (and a newly sealed message), durably."""
+    def record(self, name: str, state: FolderState, *, sealed: Iterable[str] = ()) -> None:
+        """Remember a folder's progress (and newly sealed messages), durably."""
         with self._lock:
             self._folders[name] = state
-            if sealed is not None:
-                self._sealed.add(sealed)
+            self._sealed.update(sealed)
             data = {
                 "folders": {
                     n: {"uidvalidity": f.uidvalidity, "last_uid": f.last_uid}
