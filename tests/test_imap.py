@@ -211,3 +211,23 @@ def test_poll_mode_removes_held_mail_faster_than_idle(
             _wait(lambda token=token: token not in _folder(dovecot, "INBOX"))
             exposures.append(time.monotonic() - appended)
     assert sorted(exposures)[2] < 0.45  # the median; Dovecot's IDLE alone takes ~0.5 s
+
+
+def test_pull_mode_delivers_through_dovecot_lmtp(dovecot: servers.Dovecot, tmp_path: Path) -> None:
+    """Pull mode hands allowed mail to the home server's Dovecot over LMTP, byte for byte."""
+    _empty(dovecot)
+    home = servers.Dovecot(servers.make_root("nocontact-home-"))
+    home.start()
+    try:
+        with _daemon(tmp_path, dovecot, mode="pull", deliver=home.lmtp_url,
+                     deliver_recipient=servers.USER):  # fmt: skip
+            held = _append(dovecot, "INBOX", FROM_HIM)
+            allowed = _append(dovecot, "INBOX", ALLOWED)
+            _wait(lambda: not _folder(dovecot, "INBOX"))
+        delivered = home.messages()
+    finally:
+        home.stop()
+        shutil.rmtree(home.root, ignore_errors=True)
+    assert len(delivered) == 1
+    assert delivered[0].endswith(ALLOWED.format(token=allowed).encode())
+    assert [m["subject"] for m, _ in held_items(tmp_path / "archive")] == [held]
