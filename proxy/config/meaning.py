@@ -72,21 +72,39 @@ def _resolve_channels(document: Document, config: Config) -> tuple[Channels, lis
     except ValueError as error:
         problems.append(document.problem((*key, "listen"), str(error)))
     update: dict[str, object] = {}
+    problems += _resolve_deliver(document, key, smtp.deliver, update)
+    problems += _resolve_files(document, key, smtp, ("tls_cert_file", "tls_key_file"), update)
+    channels = channels.model_copy(update={"smtp": smtp.model_copy(update=update)})
+    return channels, problems
+
+
+def _resolve_deliver(
+    document: Document, key: Loc, written: str, update: dict[str, object]
+) -> list[ConfigProblem]:
+    """Check a `deliver` next hop; a relative Maildir path is made absolute in `update`."""
     try:
-        destination = parse_destination(smtp.deliver)
-        if destination.scheme is Scheme.MAILDIR:
-            update["deliver"] = "maildir:" + _absolute(document.directory, destination.path)
+        destination = parse_destination(written)
     except ValueError as error:
-        problems.append(document.problem((*key, "deliver"), str(error)))
-    for name in ("tls_cert_file", "tls_key_file"):
-        written = getattr(smtp, name)
+        return [document.problem((*key, "deliver"), str(error))]
+    if destination.scheme is Scheme.MAILDIR:
+        update["deliver"] = "maildir:" + _absolute(document.directory, destination.path)
+    return []
+
+
+def _resolve_files(
+    document: Document, key: Loc, section: object, names: tuple[str, ...],
+    update: dict[str, object],
+) -> list[ConfigProblem]:  # fmt: skip
+    """Files named by `names` in `section` must exist; their absolute paths go to `update`."""
+    problems = []
+    for name in names:
+        written = getattr(section, name)
         if written is not None:
             path = _absolute(document.directory, written)
             if not os.path.isfile(path):
                 problems.append(document.problem((*key, name), f"no such file: {path}"))
             update[name] = path
-    channels = channels.model_copy(update={"smtp": smtp.model_copy(update=update)})
-    return channels, problems
+    return problems
 
 
 def _resolve_imap(document: Document, channels: Channels) -> tuple[Channels, list[ConfigProblem]]:
@@ -98,20 +116,9 @@ def _resolve_imap(document: Document, channels: Channels) -> tuple[Channels, lis
     for index, account in enumerate(imap.accounts):
         key = ("channels", "imap", "accounts", index)
         update: dict[str, object] = {}
-        for name in ("password_file", "ca_file"):
-            written = getattr(account, name)
-            if written is not None:
-                path = _absolute(document.directory, written)
-                if not os.path.isfile(path):
-                    problems.append(document.problem((*key, name), f"no such file: {path}"))
-                update[name] = path
+        problems += _resolve_files(document, key, account, ("password_file", "ca_file"), update)
         if account.deliver is not None:
-            try:
-                destination = parse_destination(account.deliver)
-                if destination.scheme is Scheme.MAILDIR:
-                    update["deliver"] = "maildir:" + _absolute(document.directory, destination.path)
-            except ValueError as error:
-                problems.append(document.problem((*key, "deliver"), str(error)))
+            problems += _resolve_deliver(document, key, account.deliver, update)
         accounts.append(account.model_copy(update=update))
     seen: dict[str, int] = {}
     for index, account in enumerate(imap.accounts):
