@@ -107,25 +107,25 @@ class Pipeline:
         received_at: datetime,
         origin: str,
         deliver_to: tuple[NextHop, str] | None,
-    ) -> Fate:
-        """Decide on a message found in a mailbox: seal it if held, or (pull mode) deliver it.
+    ) -> tuple[Fate, bytes | None]:
+        """Decide on a message found in a mailbox; (pull mode) deliver it if allowed.
 
-        Returns what became of it; the caller (the IMAP watcher) removes it upstream only
-        after this returns HELD or DELIVERED, never before.
+        Returns what becomes of it and, if HELD, its sealed bytes: NOT yet stored. The IMAP
+        watcher first notes durably which sealed bytes it is about to store, then stores
+        them (`Archive.append`), then removes the message upstream; so a crash at any point
+        neither loses the message nor, on restart, seals it twice.
         """
         message, decision = await self._decide(
             raw, self.rules, sender="", recipients=(), received_at=received_at
         )
-        fate = Fate.KEPT
+        _log.info("message handled", channel="imap")
         if decision.held:
-            await self.archive.hold(message, decision, extras={"imap": origin})
-            fate = Fate.HELD
-        elif deliver_to is not None:
+            return Fate.HELD, await self.archive.seal(message, decision, extras={"imap": origin})
+        if deliver_to is not None:
             hop, recipient = deliver_to
             await hop.deliver(raw, "", (recipient,), ())
-            fate = Fate.DELIVERED
-        _log.info("message handled", channel="imap")
-        return fate
+            return Fate.DELIVERED, None
+        return Fate.KEPT, None
 
     async def receive(self, arrival: Arrival) -> None:
         """Seal or deliver one email; returns once it is durably one or the other."""

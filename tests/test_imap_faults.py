@@ -188,13 +188,6 @@ def _kill_at_random(daemon: Daemon, rng: random.Random) -> None:
     daemon.kill()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SealedTwice,
-    reason="proxy/channels/imap/watch.py FolderWatcher._handle_chunk: a held message is "
-    "durably sealed (Pipeline.receive_stored -> Archive.hold) before AccountState.record"
-    "(sealed=...) remembers its SHA-256; a crash between the two reseals it on restart",
-)
 def test_sigkill_during_a_burst_loses_and_doubles_nothing(
     dovecot: servers.Dovecot, tmp_path: Path
 ) -> None:

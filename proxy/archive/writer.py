@@ -102,6 +102,26 @@ class Archive:
     def path(self) -> str:
         return str(self._log.root)
 
+    @property
+    def size(self) -> int:
+        """Entries stored so far (a lower bound while appends are in flight)."""
+        return self._log.tree.size
+
+    async def seal(
+        self,
+        message: InboundMessage,
+        decision: Decision,
+        *,
+        extras: Mapping[str, object] | None = None,
+    ) -> bytes:
+        """The sealed bytes of a held message, not yet stored (see `hold`)."""
+        now = self._clock()
+        if len(message.raw) < _INLINE_SEAL_BYTES:
+            return seal_item(message, decision, self._recipients, sealed_at=now, extras=extras)
+        return await asyncio.to_thread(
+            seal_item, message, decision, self._recipients, sealed_at=now, extras=extras
+        )
+
     async def hold(
         self,
         message: InboundMessage,
@@ -110,13 +130,7 @@ class Archive:
         extras: Mapping[str, object] | None = None,
     ) -> Receipt:
         """Seal a held message and store it durably; returns once it is on disk."""
-        now = self._clock()
-        if len(message.raw) < _INLINE_SEAL_BYTES:
-            sealed = seal_item(message, decision, self._recipients, sealed_at=now, extras=extras)
-        else:
-            sealed = await asyncio.to_thread(
-                seal_item, message, decision, self._recipients, sealed_at=now, extras=extras
-            )
+        sealed = await self.seal(message, decision, extras=extras)
         return await self.append(EntryKind.ITEM, sealed)
 
     async def record_custody(self, record: CustodyRecord) -> Receipt:

@@ -9,10 +9,14 @@ Rules this module keeps:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from proxy.archive import Archive, EntryKind
+from proxy.archive.reader import Damage, SegmentScan, contiguous_segments, mapped
+from proxy.archive.segments import segment_name
 from proxy.channels.imap.state import AccountState
 from proxy.channels.imap.watch import AccountWatcher, FolderWatcher, Found
 from proxy.config.model import ImapChannel
@@ -20,6 +24,41 @@ from proxy.deliver.address import parse_destination
 from proxy.deliver.hops import NextHop, open_next_hop
 from proxy.pipeline import Fate, Pipeline
 from proxy.progress import ProgressBar
+
+
+class _ArchiveForWatchers:
+    """The archive as the watcher threads see it (they run off the event loop)."""
+
+    def __init__(self, archive: Archive, loop: asyncio.AbstractEventLoop) -> None:
+        self._archive, self._loop = archive, loop
+
+    def size(self) -> int:
+        return self._archive.size
+
+    def store(self, sealed: list[bytes]) -> None:
+        """Store sealed items durably, together (one group commit); wait for it."""
+
+        async def all_of() -> None:
+            await asyncio.gather(*(self._archive.append(EntryKind.ITEM, b) for b in sealed))
+
+        asyncio.run_coroutine_threadsafe(all_of(), self._loop).result()
+
+    def stored(self, since: int) -> set[str]:
+        """SHA-256 of every item's sealed bytes from entry `since` on (read from disk)."""
+        found: set[str] = set()
+        log_dir = Path(self._archive.path) / "log"
+        for number in contiguous_segments(log_dir):
+            with mapped(log_dir / segment_name(number)) as buffer:
+                scan = SegmentScan(number, buffer)
+                try:
+                    for record in scan:
+                        header = record.header
+                        if header.kind is EntryKind.ITEM and header.index >= since:
+                            found.add(hashlib.sha256(record.body).hexdigest())
+                        del record
+                except Damage:  # the live writer's unfinished tail
+                    pass
+        return found
 
 
 class ImapRunner:
@@ -38,17 +77,22 @@ class ImapRunner:
             for account in settings.accounts
             if account.mode == "pull" and account.deliver is not None
         }
+        self._archive = _ArchiveForWatchers(pipeline.archive, loop)
         self._accounts = [
             AccountWatcher(
-                account, AccountState(state_dir / f"{account.name}.json"), self._handle, self._stop
+                account,
+                AccountState(state_dir / f"{account.name}.json"),
+                self._handle,
+                self._archive,
+                self._stop,
             )
             for account in settings.accounts
         ]
 
-    def _handle(self, batch: list[Found]) -> list[Fate]:
-        """Decide and seal a batch on the event loop, together; wait for every answer."""
+    def _handle(self, batch: list[Found]) -> list[tuple[Fate, bytes | None]]:
+        """Decide (and seal, not store) a batch on the event loop; wait for every answer."""
 
-        async def all_of() -> list[Fate]:
+        async def all_of() -> list[tuple[Fate, bytes | None]]:
             return list(
                 await asyncio.gather(
                     *(
@@ -69,8 +113,14 @@ class ImapRunner:
         """One pass over every folder of every account (call from a worker thread)."""
         for account in self._accounts:
             for folder in account.folder_names():
-                watcher = FolderWatcher(account.account, folder, account.state,
-                                        self._handle, self._stop)  # fmt: skip
+                watcher = FolderWatcher(
+                    account.account,
+                    folder,
+                    account.state,
+                    handle=self._handle,
+                    archive=self._archive,
+                    stop=self._stop,
+                )
                 progress = bar(f"{account.account.name}/{folder}", watcher.count_new())
                 watcher.progress = progress.advance
                 try:

@@ -8,6 +8,10 @@ Rules this module keeps:
    account sealed is remembered, so a re-scan (after a crash, or a UIDVALIDITY change)
    removes an already-sealed message without sealing it again. The hashes say nothing
    about content to anyone without the message itself.
+3. Before sealed bytes are stored, they are noted as *pending* (message hash -> hash of
+   the sealed bytes, and the archive's size then). After a crash, a pending note is
+   settled against the archive itself: if an entry with exactly those sealed bytes was
+   stored, the message counts as sealed; if not, it is sealed when it is seen again.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ class AccountState:
         self._lock = threading.Lock()
         self._folders: dict[str, FolderState] = {}
         self._sealed: set[str] = set()
+        self._pending: dict[str, str] = {}  # message hash -> sealed bytes' hash
+        self.pending_since = 0  # the archive's size when the oldest pending note was made
         if path.exists():
             data = json.loads(path.read_text())
             self._folders = {
@@ -43,6 +49,8 @@ class AccountState:
                 for name, f in data.get("folders", {}).items()
             }
             self._sealed = set(data.get("sealed", []))
+            self._pending = dict(data.get("pending", {}))
+            self.pending_since = int(data.get("pending_since", 0))
 
     def folder(self, name: str) -> FolderState | None:
         with self._lock:
@@ -52,18 +60,45 @@ class AccountState:
         with self._lock:
             return digest in self._sealed
 
+    def pending(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._pending)
+
+    def pend(self, notes: dict[str, str], since: int) -> None:
+        """Note, durably, sealed bytes about to be stored (message hash -> bytes' hash)."""
+        with self._lock:
+            if not self._pending:
+                self.pending_since = since
+            self._pending.update(notes)
+            self._write()
+
+    def settle(self, stored: set[str]) -> None:
+        """After a crash: pending notes whose sealed bytes are in the archive count as sealed."""
+        with self._lock:
+            self._sealed.update(d for d, c in self._pending.items() if c in stored)
+            self._pending.clear()
+            self._write()
+
     def record(self, name: str, state: FolderState, *, sealed: Iterable[str] = ()) -> None:
         """Remember a folder's progress (and newly sealed messages), durably."""
         with self._lock:
             self._folders[name] = state
-            self._sealed.update(sealed)
-            data = {
-                "folders": {
-                    n: {"uidvalidity": f.uidvalidity, "last_uid": f.last_uid}
-                    for n, f in sorted(self._folders.items())
-                },
-                "sealed": sorted(self._sealed),
-            }
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            replace_file(self.path, json.dumps(data).encode())
-            os.chmod(self.path, 0o600)
+            for digest in sealed:
+                self._sealed.add(digest)
+                self._pending.pop(digest, None)
+            self._write()
+
+    def _write(self) -> None:
+        """Replace the state file (the caller holds the lock)."""
+        data = {
+            "folders": {
+                n: {"uidvalidity": f.uidvalidity, "last_uid": f.last_uid}
+                for n, f in sorted(self._folders.items())
+            },
+            "sealed": sorted(self._sealed),
+            "pending": self._pending,
+            "pending_since": self.pending_since,
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        replace_file(self.path, json.dumps(data).encode())
+        os.chmod(self.path, 0o600)

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from imapclient import IMAPClient
 
@@ -40,10 +40,21 @@ from proxy.config.model import ImapAccount
 from proxy.logs import get_logger
 from proxy.pipeline import Fate
 
-# handle([(raw message, INTERNALDATE, "account/folder"), ...]) -> what became of each.
-# A batch is decided and sealed together, so the archive's group commit fsyncs it once.
+# handle([(raw message, INTERNALDATE, "account/folder"), ...]) -> for each, what becomes
+# of it and (if held) its sealed bytes, not yet stored.
 Found = tuple[bytes, datetime, str]
-Handle = Callable[[list[Found]], list[Fate]]
+Handle = Callable[[list[Found]], list[tuple[Fate, bytes | None]]]
+
+
+class Archivist(Protocol):
+    """What a watcher needs of the archive: its size, and storing sealed bytes durably."""
+
+    def size(self) -> int: ...
+
+    def store(self, sealed: list[bytes]) -> None: ...
+
+    def stored(self, since: int) -> set[str]: ...
+
 
 _log = get_logger("imap")
 _KEEPALIVE = 120.0
@@ -55,12 +66,13 @@ class FolderWatcher(threading.Thread):
     """One folder of one account, watched until `stop` is set."""
 
     def __init__(
-        self, account: ImapAccount, folder: str, state: AccountState, handle: Handle,
-        stop: threading.Event, *, progress: Callable[[int], None] = lambda _: None,
+        self, account: ImapAccount, folder: str, state: AccountState, *, handle: Handle,
+        archive: Archivist, stop: threading.Event,
+        progress: Callable[[int], None] = lambda _: None,
     ) -> None:  # fmt: skip
         super().__init__(name=f"imap-{account.name}-{folder}", daemon=True)
         self.account, self.folder, self.state = account, folder, state
-        self.handle, self.stop, self.progress = handle, stop, progress
+        self.handle, self.archive, self.stop, self.progress = handle, archive, stop, progress
 
     def sweep(self) -> None:
         """One pass over the folder (for `nocontact imap sweep`), then return."""
@@ -176,10 +188,16 @@ class FolderWatcher(threading.Thread):
                 known.append((uid, digest))
             else:
                 new.append((uid, digest, (raw, received, origin)))
-        fates = self.handle([found for _, _, found in new]) if new else []
-        held = known + [(uid, d) for (uid, d, _), f in zip(new, fates, strict=True)
-                        if f is Fate.HELD]  # fmt: skip
-        pulled = [uid for (uid, _, _), f in zip(new, fates, strict=True) if f is Fate.DELIVERED]
+        judged = self.handle([found for _, _, found in new]) if new else []
+        sealed = [(uid, digest, body) for (uid, digest, _), (fate, body) in zip(new, judged,
+                  strict=True) if fate is Fate.HELD and body is not None]  # fmt: skip
+        pulled = [uid for (uid, _, _), (fate, _) in zip(new, judged, strict=True)
+                  if fate is Fate.DELIVERED]  # fmt: skip
+        if sealed:  # rule 2: note, store, remember, and only then remove
+            notes = {d: hashlib.sha256(body).hexdigest() for _, d, body in sealed}
+            self.state.pend(notes, since=self.archive.size())
+            self.archive.store([body for _, _, body in sealed])
+        held = known + [(uid, digest) for uid, digest, _ in sealed]
         if held:
             before = FolderState(uidvalidity=uidvalidity, last_uid=last)
             self.state.record(self.folder, before, sealed=[digest for _, digest in held])
@@ -209,10 +227,12 @@ class AccountWatcher(threading.Thread):
     """Finds an account's folders (retrying until it can), then watches each one."""
 
     def __init__(
-        self, account: ImapAccount, state: AccountState, handle: Handle, stop: threading.Event
-    ) -> None:
+        self, account: ImapAccount, state: AccountState, handle: Handle, archive: Archivist,
+        stop: threading.Event,
+    ) -> None:  # fmt: skip
         super().__init__(name=f"imap-{account.name}", daemon=True)
         self.account, self.state, self.handle, self.stop = account, state, handle, stop
+        self.archive = archive
         self.folders: list[FolderWatcher] = []
 
     def folder_names(self) -> list[str]:
@@ -227,6 +247,8 @@ class AccountWatcher(threading.Thread):
                 client.logout()
 
     def run(self) -> None:
+        if self.state.pending():  # a crash came between noting and remembering: settle it
+            self.state.settle(self.archive.stored(self.state.pending_since))
         names: list[str] | None = None
         backoff = 1.0
         while names is None and not self.stop.is_set():
@@ -237,7 +259,10 @@ class AccountWatcher(threading.Thread):
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
         for name in names or []:
-            watcher = FolderWatcher(self.account, name, self.state, self.handle, self.stop)
+            watcher = FolderWatcher(
+                self.account, name, self.state, handle=self.handle, archive=self.archive,
+                stop=self.stop,
+            )  # fmt: skip
             self.folders.append(watcher)
             watcher.start()
         for watcher in self.folders:
