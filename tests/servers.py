@@ -184,7 +184,8 @@ service anvil {{
 class Dovecot:
     """A private Dovecot: IMAP and LMTP on loopback, one passwd-file user, Maildir storage."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, oauth2_introspection: str | None = None) -> None:
+        """`oauth2_introspection`: a token introspection URL, to accept XOAUTH2 logins."""
         self.root = root
         self.imap_port = free_port()
         self.lmtp_port = free_port()
@@ -196,11 +197,22 @@ class Dovecot:
         for name in ("mail", "home"):
             _chown(root / name, "dovecot")
         (root / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
-        self.config.write_text(
-            _DOVECOT_CONF.format(
-                root=root, imap_port=self.imap_port, lmtp_port=self.lmtp_port, junk=JUNK
-            )
+        conf = _DOVECOT_CONF.format(
+            root=root, imap_port=self.imap_port, lmtp_port=self.lmtp_port, junk=JUNK
         )
+        if oauth2_introspection is not None:
+            (root / "oauth2.conf.ext").write_text(
+                f"introspection_mode = post\nintrospection_url = {oauth2_introspection}\n"
+                "username_attribute = username\nactive_attribute = active\nactive_value = true\n"
+            )
+            conf = conf.replace(
+                "auth_mechanisms = plain login", "auth_mechanisms = plain login xoauth2"
+            )
+            conf += (
+                f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2\n"
+                f"  args = {root}/oauth2.conf.ext\n}}\n"
+            )
+        self.config.write_text(conf)
 
     @property
     def lmtp_url(self) -> str:

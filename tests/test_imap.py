@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import imaplib
+import json
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -230,4 +234,56 @@ def test_pull_mode_delivers_through_dovecot_lmtp(dovecot: servers.Dovecot, tmp_p
         shutil.rmtree(home.root, ignore_errors=True)
     assert len(delivered) == 1
     assert delivered[0].endswith(ALLOWED.format(token=allowed).encode())
+    assert [m["subject"] for m, _ in held_items(tmp_path / "archive")] == [held]
+
+
+class _Introspection(http.server.BaseHTTPRequestHandler):
+    """A stand-in OAuth2 token introspection endpoint: 'good-token' is sam's."""
+
+    seen: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
+        self.seen.append(body)
+        good = "token=good-token" in body
+        answer = json.dumps({"active": good, "username": servers.USER} if good else {}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: the test reads `seen` instead."""
+
+
+def test_xoauth2_login_with_a_token_command(tmp_path: Path) -> None:
+    """oauth2_command's printed token logs in with XOAUTH2, and the account is watched."""
+    introspection = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Introspection)
+    threading.Thread(target=introspection.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{introspection.server_address[1]}/introspect"
+    server = servers.Dovecot(servers.make_root("nocontact-oauth-"), oauth2_introspection=url)
+    server.start()
+    try:
+        config = _config(tmp_path, server)
+        data = yaml.safe_load(config.read_text())
+        account = data["channels"]["imap"]["accounts"][0]
+        del account["password_file"]
+        account["oauth2_command"] = [sys.executable, "-c", "print('good-token')"]
+        config.write_text(yaml.safe_dump(data))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "proxy", "run", "-c", str(config)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            held = _append(server, "INBOX", FROM_HIM)
+            _wait(lambda: held not in _folder(server, "INBOX"))
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=60)
+    finally:
+        server.stop()
+        introspection.shutdown()
+        shutil.rmtree(server.root, ignore_errors=True)
+    assert any("token=good-token" in body for body in _Introspection.seen)
     assert [m["subject"] for m, _ in held_items(tmp_path / "archive")] == [held]
