@@ -184,8 +184,13 @@ service anvil {{
 class Dovecot:
     """A private Dovecot: IMAP and LMTP on loopback, one passwd-file user, Maildir storage."""
 
-    def __init__(self, root: Path, *, oauth2_introspection: str | None = None) -> None:
-        """`oauth2_introspection`: a token introspection URL, to accept XOAUTH2 logins."""
+    def __init__(
+        self, root: Path, *, oauth2_introspection: str | None = None,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:  # fmt: skip
+        """`oauth2_introspection`: a token introspection URL, to accept XOAUTH2 logins.
+        `tls`: (certificate, key) PEM files: STARTTLS on the IMAP port, IMAPS on `imaps_port`.
+        """
         self.root = root
         self.imap_port = free_port()
         self.lmtp_port = free_port()
@@ -200,6 +205,18 @@ class Dovecot:
         conf = _DOVECOT_CONF.format(
             root=root, imap_port=self.imap_port, lmtp_port=self.lmtp_port, junk=JUNK
         )
+        self.imaps_port = 0
+        if tls is not None:
+            self.imaps_port = free_port()
+            certificate, key = tls
+            conf = conf.replace(
+                "ssl = no", f"ssl = yes\nssl_cert = <{certificate}\nssl_key = <{key}"
+            )
+            conf = conf.replace(
+                "  inet_listener imaps {\n    port = 0\n  }",
+                "  inet_listener imaps {\n    address = 127.0.0.1\n"
+                f"    port = {self.imaps_port}\n  }}",
+            )
         if oauth2_introspection is not None:
             (root / "oauth2.conf.ext").write_text(
                 f"introspection_mode = post\nintrospection_url = {oauth2_introspection}\n"

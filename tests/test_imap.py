@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import imaplib
+import ipaddress
 import json
 import re
 import shutil
@@ -15,11 +16,16 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from proxy.archive import verify_archive
 from tests import servers
@@ -287,3 +293,62 @@ def test_xoauth2_login_with_a_token_command(tmp_path: Path) -> None:
         shutil.rmtree(server.root, ignore_errors=True)
     assert any("token=good-token" in body for body in _Introspection.seen)
     assert [m["subject"] for m, _ in held_items(tmp_path / "archive")] == [held]
+
+
+def _loopback_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (its own CA), as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "home server")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))  # fmt: skip
+    key_path.chmod(0o644)  # Dovecot reads it after dropping root
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize("mode", ["implicit", "starttls"])
+def test_tls_with_a_ca_file_is_verified_and_works(tmp_path: Path, mode: str) -> None:
+    """Over implicit TLS or STARTTLS, a server certificate signed by ca_file is accepted."""
+    root = servers.make_root("nocontact-tls-")
+    cert, key = _loopback_certificate(root)
+    server = servers.Dovecot(root, tls=(cert, key))
+    server.start()
+    try:
+        port = server.imaps_port if mode == "implicit" else server.imap_port
+        with _daemon(tmp_path, server, tls=mode, port=port, ca_file=str(cert)):
+            held = _append(server, "INBOX", FROM_HIM)
+            _wait(lambda: held not in _folder(server, "INBOX"))
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    assert [m["subject"] for m, _ in held_items(tmp_path / "archive")] == [held]
+
+
+def test_an_unverifiable_certificate_is_refused(tmp_path: Path) -> None:
+    """Without the CA that signed the server's certificate, nothing is fetched or removed."""
+    root = servers.make_root("nocontact-tls-")
+    cert, key = _loopback_certificate(root)
+    server = servers.Dovecot(root, tls=(cert, key))
+    server.start()
+    try:
+        with _daemon(tmp_path, server, tls="implicit", port=server.imaps_port):
+            held = _append(server, "INBOX", FROM_HIM)
+            time.sleep(3.0)
+            still_there = held in _folder(server, "INBOX")
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    assert still_there
+    assert held_items(tmp_path / "archive") == []

@@ -112,6 +112,7 @@ class ImapRunner:
     def sweep(self, bar: Callable[[str, int], ProgressBar]) -> None:
         """One pass over every folder of every account (call from a worker thread)."""
         for account in self._accounts:
+            account.settle()
             for folder in account.folder_names():
                 watcher = FolderWatcher(
                     account.account,

@@ -246,9 +246,13 @@ class AccountWatcher(threading.Thread):
             with contextlib.suppress(Exception):
                 client.logout()
 
-    def run(self) -> None:
-        if self.state.pending():  # a crash came between noting and remembering: settle it
+    def settle(self) -> None:
+        """After a crash between noting sealed bytes and remembering them: settle the notes."""
+        if self.state.pending():
             self.state.settle(self.archive.stored(self.state.pending_since))
+
+    def run(self) -> None:
+        self.settle()
         names: list[str] | None = None
         backoff = 1.0
         while names is None and not self.stop.is_set():
