@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import http.server
-import imaplib
-import ipaddress
 import json
 import re
 import shutil
@@ -16,20 +14,16 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from proxy.archive import verify_archive
 from tests import servers
-from tests.factories import config_data
+from tests.factories import config_data, loopback_certificate
+from tests.imap_helpers import imap
 from tests.test_smtp import RECIPIENT, held_items
 
 FROM_HIM = "From: Mark <mark.smith@gmail.com>\r\nSubject: {token}\r\n\r\nit's me\r\n"
@@ -49,26 +43,16 @@ def dovecot() -> Iterator[servers.Dovecot]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def _client(server: servers.Dovecot) -> Iterator[imaplib.IMAP4]:
-    client = imaplib.IMAP4(servers.HOST, server.imap_port, timeout=10)
-    try:
-        client.login(servers.USER, servers.PASSWORD)
-        yield client
-    finally:
-        client.logout()
-
-
 def _append(server: servers.Dovecot, folder: str, template: str) -> str:
     token = uuid.uuid4().hex
-    with _client(server) as client:
+    with imap(server) as client:
         client.append(folder, None, None, template.format(token=token).encode())
     return token
 
 
 def _folder(server: servers.Dovecot, folder: str) -> dict[str, bytes]:
     """Subject token -> flags of every message in `folder`."""
-    with _client(server) as client:
+    with imap(server) as client:
         client.select(folder, readonly=True)
         _, found = client.uid("SEARCH", "ALL")
         uids = found[0].split() if found and found[0] else []
@@ -163,7 +147,7 @@ def test_restart_resumes_without_sealing_twice(dovecot: servers.Dovecot, tmp_pat
 
 def _empty(server: servers.Dovecot) -> None:
     """Expunge everything from INBOX and Junk, so each test starts from an empty mailbox."""
-    with _client(server) as client:
+    with imap(server) as client:
         for folder in ("INBOX", servers.JUNK):
             _, count = client.select(folder)
             if count and count[0] and int(count[0]) > 0:
@@ -295,34 +279,11 @@ def test_xoauth2_login_with_a_token_command(tmp_path: Path) -> None:
     assert [m["subject"] for m, _ in held_items(tmp_path / "archive")] == [held]
 
 
-def _loopback_certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (its own CA), as PEM files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "home server")])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )  # fmt: skip
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))  # fmt: skip
-    key_path.chmod(0o644)  # Dovecot reads it after dropping root
-    return cert_path, key_path
-
-
 @pytest.mark.parametrize("mode", ["implicit", "starttls"])
 def test_tls_with_a_ca_file_is_verified_and_works(tmp_path: Path, mode: str) -> None:
     """Over implicit TLS or STARTTLS, a server certificate signed by ca_file is accepted."""
     root = servers.make_root("nocontact-tls-")
-    cert, key = _loopback_certificate(root)
+    cert, key = loopback_certificate(root)
     server = servers.Dovecot(root, tls=(cert, key))
     server.start()
     try:
@@ -339,7 +300,7 @@ def test_tls_with_a_ca_file_is_verified_and_works(tmp_path: Path, mode: str) -> 
 def test_an_unverifiable_certificate_is_refused(tmp_path: Path) -> None:
     """Without the CA that signed the server's certificate, nothing is fetched or removed."""
     root = servers.make_root("nocontact-tls-")
-    cert, key = _loopback_certificate(root)
+    cert, key = loopback_certificate(root)
     server = servers.Dovecot(root, tls=(cert, key))
     server.start()
     try:

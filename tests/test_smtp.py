@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,6 @@ import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Sink
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from proxy.archive import Archive, EntryKind, verify_archive
 from proxy.archive.reader import SegmentScan, contiguous_segments, mapped
@@ -34,7 +29,7 @@ from proxy.config.model import SmtpChannel
 from proxy.deliver.address import parse_destination
 from proxy.deliver.hops import open_next_hop
 from proxy.pipeline import Pipeline
-from tests.factories import config_data, make_rules
+from tests.factories import config_data, loopback_certificate, make_rules
 
 IDENTITY = pyrage.x25519.Identity.generate()
 RECIPIENT = str(IDENTITY.to_public())
@@ -246,27 +241,9 @@ def test_size_limit_is_552(tmp_path: Path) -> None:
     assert maildir_messages(tmp_path / "mail") == []
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nocontact.test")])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )  # fmt: skip
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))  # fmt: skip
-    return cert_path, key_path
-
-
 def test_starttls_when_a_certificate_is_configured(tmp_path: Path) -> None:
     """With a certificate configured, STARTTLS is offered and mail flows over TLS."""
-    cert, key = _self_signed(tmp_path)
+    cert, key = loopback_certificate(tmp_path)
     service = Service(tmp_path, f"maildir:{tmp_path / 'mail'}",
                       tls_cert_file=str(cert), tls_key_file=str(key))  # fmt: skip
 
