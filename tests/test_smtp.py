@@ -19,7 +19,9 @@ import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Sink
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from structlog.testing import capture_logs
 
+from proxy import logs
 from proxy.archive import Archive, EntryKind, verify_archive
 from proxy.archive.reader import SegmentScan, contiguous_segments, mapped
 from proxy.archive.seal import parse_sealed
@@ -221,7 +223,11 @@ def test_archive_failure_means_451(tmp_path: Path) -> None:
             (service.archive_path / "log" / segment_name(1)).unlink()
             return await service.send("mark.smith@gmail.com", HELD)
 
-    assert asyncio.run(run())[0] == 451
+    with capture_logs(processors=[logs.redact]) as captured:
+        assert asyncio.run(run())[0] == 451
+    refusals = [e for e in captured if e["event"] == "message not accepted, sender told to retry"]
+    assert refusals
+    assert all("error" not in e and "where" not in e for e in refusals)  # nothing says "held"
 
 
 def test_size_limit_is_552(tmp_path: Path) -> None:

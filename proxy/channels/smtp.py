@@ -65,7 +65,9 @@ class SmtpHandler:
         except DeliveryRefused as refused:
             return f"{refused.code} {refused.text}"
         except Exception:  # any fault: the sender keeps the mail and retries
-            _log.warning("message not accepted, sender told to retry", exc_info=True)
+            # No error type or place: sealing faults only ever hit held mail and next-hop
+            # faults only allowed mail, so either would tell a log reader which this was.
+            _log.warning("message not accepted, sender told to retry")
             return RETRY
         finally:
             self.in_flight -= 1

@@ -106,7 +106,7 @@ class FolderWatcher(threading.Thread):
             try:
                 client = connect(self.account)
             except Exception:
-                _log.warning("imap login failed; retrying", component="imap")
+                _log.warning("imap login failed; retrying")
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
                 continue
@@ -114,7 +114,8 @@ class FolderWatcher(threading.Thread):
                 self._watch(client)
                 backoff = 1.0
             except Exception:
-                _log.warning("imap folder connection lost; reconnecting", exc_info=True)
+                # No error detail: a fault while sealing would show a held message arrived.
+                _log.warning("imap folder connection lost; reconnecting")
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
             finally:
