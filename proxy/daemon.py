@@ -25,6 +25,7 @@ import pyrage
 
 from proxy.archive import Archive, ArchiveLocked
 from proxy.channels.imap.runner import ImapRunner
+from proxy.channels.sms.runner import SmsRunner
 from proxy.channels.smtp import SmtpHandler, serve_smtp
 from proxy.config import Config, load_config
 from proxy.config.model import SmtpChannel
@@ -38,6 +39,7 @@ from proxy.rules import compile_rules
 
 _log = get_logger("daemon")
 _DRAIN_SECONDS = 60.0
+_SMS_LIVE = ("forward_to", "voicemail_greeting", "redact_at_provider", "reconcile_every")
 
 
 class StartError(NocontactError):
@@ -96,9 +98,11 @@ class Daemon:
 
     async def run(self) -> int:
         config = load_config(self.config_path)
-        settings, imap = config.channels.smtp, config.channels.imap
-        if settings is None and imap is None:
-            raise StartError("no channel is configured (add channels.smtp or channels.imap)")
+        settings, imap, sms = config.channels.smtp, config.channels.imap, config.channels.sms
+        if settings is None and imap is None and sms is None:
+            raise StartError(
+                "no channel is configured (add channels.smtp, channels.imap or channels.sms)"
+            )
         archive = await Archive.open(config.archive.path, recipients=demo_recipients(config))
         loop = asyncio.get_running_loop()
         try:
@@ -118,17 +122,24 @@ class Daemon:
                         f"cannot listen on {settings.listen}: {error.strerror}"
                     ) from error
                 _log.info("smtp listening", listen=settings.listen, archive=config.archive.path)
+            phone = None
+            if sms is not None:
+                phone = SmsRunner(sms, pipeline, archive, config.default_region)
+                await phone.start()
+                _log.info("sms listening", listen=sms.listen, archive=config.archive.path)
             watchers = ImapRunner(imap, pipeline, loop) if imap is not None else None
             if watchers is not None:
                 watchers.start()
                 _log.info("imap watching", archive=config.archive.path)
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, self.stop.set)
-            loop.add_signal_handler(signal.SIGHUP, lambda: self._reload(config, pipeline))
+            loop.add_signal_handler(signal.SIGHUP, lambda: self._reload(config, pipeline, phone))
             await self.stop.wait()
             _log.info("stopping: finishing messages in flight")
             if server is not None:
                 server.close()
+            if phone is not None:
+                await phone.close()
             if watchers is not None:
                 await asyncio.to_thread(watchers.stop)
             try:
@@ -140,7 +151,7 @@ class Daemon:
         _log.info("stopped")
         return 0
 
-    def _reload(self, running: Config, pipeline: Pipeline) -> None:
+    def _reload(self, running: Config, pipeline: Pipeline, phone: SmsRunner | None) -> None:
         try:
             config = load_config(self.config_path)
         except ConfigError as error:
@@ -156,11 +167,16 @@ class Daemon:
         except ValueError:
             _log.error("reload refused: the new next hop is invalid")
             return
+        if (config.channels.sms is None) != (running.channels.sms is None):
+            _log.error("reload refused: the sms channel cannot be added or removed while running")
+            return
         pipeline.replace(rules=compile_rules(config), next_hop=next_hop,
                          default_region=config.default_region)  # fmt: skip
+        if phone is not None and config.channels.sms is not None:
+            phone.replace(config.channels.sms, config.default_region)
+        live = {"smtp": {"deliver"}, "sms": set(_SMS_LIVE)}
         if (
-            config.channels.model_dump(exclude={"smtp": {"deliver"}})
-            != running.channels.model_dump(exclude={"smtp": {"deliver"}})
+            config.channels.model_dump(exclude=live) != running.channels.model_dump(exclude=live)
             or config.archive != running.archive
         ):
             _log.warning("channel or archive settings changed: restart to apply those")

@@ -14,23 +14,32 @@ Rules this module keeps:
    when it arrived, in one piece.
 5. Heavy CPU work on large messages (parsing) runs in a worker thread, so one 50 MB
    message never stalls the other sessions.
+6. Texts, calls and voicemails (`receive_phone`): each provider SID is handled once, under
+   the line's claim. Held: the evidence (webhook or record, media downloaded) is sealed,
+   noted as being stored, stored; then the line records it and queues the provider-side
+   cleanup. Allowed: the line forwards it durably (or lets the call through). A voicemail
+   is held whatever the rules say now: only held callers are ever sent to voicemail.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import enum
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from functools import partial
+from typing import Protocol, TypeVar
 
-from proxy.archive import Archive
+from proxy.archive import Archive, EntryKind
 from proxy.deliver.hops import NextHop
 from proxy.logs import get_logger
-from proxy.message import Decision, InboundMessage
-from proxy.normalize import normalize_email
+from proxy.message import Action, Channel, Decision, InboundMessage, Kind
+from proxy.normalize import normalize_email, normalize_sms
 from proxy.rules import Rulebook, decide, decide_direct
 
 _THREAD_PARSE_BYTES = 1 << 20
@@ -55,6 +64,48 @@ class Arrival:
     peer: str
     helo: str
     options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PhoneArrival:
+    """One text, call or voicemail as a phone channel received it (channels extend it)."""
+
+    sid: str  # the provider's id: handled once, ever
+    channel: Channel  # SMS or VOICE
+    sender: str
+    recipient: str
+    text: str
+    received_at: datetime
+    voicemail: bool = False
+
+
+A = TypeVar("A", bound=PhoneArrival)
+A_contra = TypeVar("A_contra", bound=PhoneArrival, contravariant=True)
+
+
+class PhoneLine(Protocol[A_contra]):
+    """What a phone channel does for the pipeline, in the order the pipeline asks."""
+
+    def claim(self, sid: str) -> contextlib.AbstractAsyncContextManager[bool]:
+        """Work on `sid` alone; True if it still needs handling."""
+
+    async def evidence(self, arrival: A_contra) -> bytes:
+        """Everything to seal about a held arrival (its media downloaded)."""
+
+    async def sealing(self, sid: str, digest: str, archive_size: int) -> None:
+        """Note durably that sealed bytes with this SHA-256 are about to be stored."""
+
+    async def held(self, arrival: A_contra) -> None:
+        """The arrival is sealed: record it handled; queue the provider-side cleanup."""
+
+    async def passed(self, arrival: A_contra) -> None:
+        """The arrival is allowed: forward it durably; record it handled."""
+
+
+_VOICEMAIL = Decision(
+    action=Action.HOLD, kind=Kind.DIRECT, rule_id=None,
+    reason="a voicemail left on a call that was sent to voicemail",
+)  # fmt: skip
 
 
 class Pipeline:
@@ -152,3 +203,32 @@ class Pipeline:
             f"\t{format_datetime(received_at)}\r\n"
         )
         return line.encode("ascii", errors="replace")
+
+    async def receive_phone(self, arrival: A, line: PhoneLine[A]) -> Decision:
+        """Seal or pass on one text, call or voicemail; returns once that is durable.
+
+        The decision is returned for the channel's answer (a call is put through or sent to
+        voicemail); a SID already handled is decided again, with no effect, so a replayed
+        webhook gets the same answer.
+        """
+        message = normalize_sms(
+            sender=arrival.sender, recipient=arrival.recipient, text=arrival.text, raw=b"",
+            received_at=arrival.received_at, default_region=self.default_region,
+            provider_id=arrival.sid, channel=arrival.channel,
+        )  # fmt: skip
+        decision = decide(message, self.rules)
+        if arrival.voicemail and not decision.held:
+            decision = _VOICEMAIL
+        async with line.claim(arrival.sid) as fresh:
+            if fresh and decision.held:
+                message = dataclasses.replace(message, raw=await line.evidence(arrival))
+                extras = {"provider": "twilio", "voicemail": arrival.voicemail}
+                sealed = await self.archive.seal(message, decision, extras=extras)
+                digest = hashlib.sha256(sealed).hexdigest()
+                await line.sealing(arrival.sid, digest, self.archive.size)
+                await self.archive.append(EntryKind.ITEM, sealed)
+                await line.held(arrival)
+            elif fresh:
+                await line.passed(arrival)
+        _log.info("message handled", channel=arrival.channel.value)
+        return decision

@@ -11,6 +11,7 @@ Rules this module keeps:
 
 from __future__ import annotations
 
+import hashlib
 import mmap
 import os
 import struct
@@ -151,3 +152,24 @@ def zeros_from(buffer: memoryview, offset: int) -> bool:
         if piece != zero[: len(piece)]:
             return False
     return True
+
+
+def item_digests(log_dir: Path, since: int) -> set[str]:
+    """SHA-256 (hex) of every item's sealed bytes from entry `since` on.
+
+    Channels use it after a crash to settle their pending notes: which sealed bytes did
+    reach the archive. A live writer's unfinished tail is simply not counted.
+    """
+    found: set[str] = set()
+    for number in contiguous_segments(log_dir):
+        with mapped(log_dir / segment_name(number)) as buffer:
+            scan = SegmentScan(number, buffer)
+            try:
+                for record in scan:
+                    header = record.header
+                    if header.kind is EntryKind.ITEM and header.index >= since:
+                        found.add(hashlib.sha256(record.body).hexdigest())
+                    del record
+            except Damage:
+                pass
+    return found

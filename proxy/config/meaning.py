@@ -63,6 +63,8 @@ def resolve(document: Document, config: Config) -> tuple[Config, list[ConfigProb
 def _resolve_channels(document: Document, config: Config) -> tuple[Channels, list[ConfigProblem]]:
     """Channel settings checked for meaning, with their paths made absolute."""
     channels, problems = _resolve_imap(document, config.channels)
+    channels, wrong = _resolve_sms(document, channels)
+    problems += wrong
     smtp = channels.smtp
     if smtp is None:
         return channels, problems
@@ -132,6 +134,32 @@ def _resolve_imap(document: Document, channels: Channels) -> tuple[Channels, lis
         update={"accounts": accounts, "state_dir": _absolute(document.directory, imap.state_dir)}
     )
     return channels.model_copy(update={"imap": resolved}), problems
+
+
+def _resolve_sms(document: Document, channels: Channels) -> tuple[Channels, list[ConfigProblem]]:
+    sms = channels.sms
+    if sms is None:
+        return channels, []
+    key = ("channels", "sms")
+    problems: list[ConfigProblem] = []
+    try:
+        parse_listen(sms.listen)
+    except ValueError as error:
+        problems.append(document.problem((*key, "listen"), str(error)))
+    update: dict[str, object] = {"state_dir": _absolute(document.directory, sms.state_dir)}
+    problems += _resolve_files(document, key, sms, ("auth_token_file",), update)
+    if sms.auth_token_file is None and not os.environ.get("TWILIO_AUTH_TOKEN", "").strip():
+        problems.append(
+            document.problem(
+                key, "no Twilio auth token: give auth_token_file or set TWILIO_AUTH_TOKEN"
+            )
+        )
+    if sms.number == sms.forward_to:
+        problems.append(
+            document.problem((*key, "forward_to"), "must be the survivor's own phone, "
+                             "not the public Twilio number")
+        )  # fmt: skip
+    return channels.model_copy(update={"sms": sms.model_copy(update=update)}), problems
 
 
 def _unique(

@@ -263,11 +263,73 @@ class ImapChannel(_Section):
     )
 
 
+WebUrl = Annotated[str, AfterValidator(values.web_url)]
+GREETING = (
+    "Hello, you have reached my voicemail. I can't take your call right now. "
+    "Please leave a message after the tone."
+)
+
+
+class SmsChannel(_Section):
+    """Texts and calls to the survivor's public Twilio number: held ones sealed, the rest
+    forwarded to their real phone."""
+
+    listen: str = Field(
+        default="127.0.0.1:8088",
+        description="host:port where Twilio's webhooks arrive (behind your HTTPS proxy)",
+    )
+    public_url: WebUrl = Field(
+        description="The webhook base URL exactly as configured at Twilio, e.g. "
+        "https://home.example/twilio; signatures are checked against it. Point the number's "
+        "messaging webhook at <public_url>/sms and its voice webhook at <public_url>/voice",
+        examples=["https://home.example/twilio"],
+    )
+    account_sid: Annotated[str, AfterValidator(values.account_sid)] = Field(
+        description="The Twilio account SID (AC...)"
+    )
+    auth_token_file: str | None = Field(
+        default=None,
+        description="A file holding the account's auth token; default: the environment "
+        "variable TWILIO_AUTH_TOKEN",
+    )
+    number: PhoneNumber = Field(description="The public Twilio number people text and call")
+    forward_to: PhoneNumber = Field(
+        description="The survivor's real phone: allowed texts and calls go there"
+    )
+    voicemail_greeting: str = Field(
+        default=GREETING,
+        min_length=1,
+        max_length=1000,
+        description="What a held caller hears before the tone (say nothing about blocking)",
+    )
+    redact_at_provider: bool = Field(
+        default=True,
+        description="After sealing, delete held media and recordings and blank held texts "
+        "in Twilio's logs, so nothing of them stays in the Twilio console",
+    )
+    reconcile_every: float = Field(
+        default=300.0,
+        gt=0,
+        strict=False,
+        description="Seconds between passes over Twilio's message and call logs that pick "
+        "up anything a webhook missed (daemon down, network cut)",
+    )
+    api_base_url: WebUrl = Field(
+        default="https://api.twilio.com",
+        description="Twilio's REST API base URL (a regional edge, or a local fake in tests)",
+    )
+    state_dir: str = Field(
+        default="./var/sms",
+        description="Where handled message ids and the forwarding outbox are kept",
+    )
+
+
 class Channels(_Section):
     """The ways messages come in. Each channel adds its own section."""
 
     smtp: SmtpChannel | None = Field(default=None, description="The SMTP filter channel")
     imap: ImapChannel | None = Field(default=None, description="The IMAP watcher channel")
+    sms: SmsChannel | None = Field(default=None, description="The SMS and voice channel (Twilio)")
 
 
 class Config(_Section):

@@ -10,6 +10,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import re
+import urllib.parse
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 
@@ -21,6 +22,7 @@ from proxy.identity import canonical_domain, e164
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_ACCOUNT_SID = re.compile(r"^AC[0-9a-f]{32}$")
 
 
 def domain(value: str) -> str:
@@ -111,6 +113,23 @@ def age_recipient(value: str) -> str:
             "'nocontact contact keygen' or 'age-keygen -y')"
         ) from error
     return text
+
+
+def web_url(value: str) -> str:
+    """An http(s) URL with a host and no query or fragment; returned without a final '/'."""
+    parts = urllib.parse.urlsplit(value.strip())
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"'{value}' is not a web address (expected https://host/path)")
+    if parts.query or parts.fragment:
+        raise ValueError(f"'{value}' has a query or fragment (expected https://host/path)")
+    return urllib.parse.urlunsplit(parts).rstrip("/")
+
+
+def account_sid(value: str) -> str:
+    """A Twilio account SID: AC and 32 hex digits."""
+    if not _ACCOUNT_SID.match(value):
+        raise ValueError("not a Twilio account SID (expected AC and 32 lowercase hex digits)")
+    return value
 
 
 def _region_from(info: ValidationInfo) -> str | None:

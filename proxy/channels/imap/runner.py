@@ -9,14 +9,12 @@ Rules this module keeps:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from proxy.archive import Archive, EntryKind
-from proxy.archive.reader import Damage, SegmentScan, contiguous_segments, mapped
-from proxy.archive.segments import segment_name
+from proxy.archive.reader import item_digests
 from proxy.channels.imap.state import AccountState
 from proxy.channels.imap.watch import AccountWatcher, FolderWatcher, Found
 from proxy.config.model import ImapChannel
@@ -45,20 +43,7 @@ class _ArchiveForWatchers:
 
     def stored(self, since: int) -> set[str]:
         """SHA-256 of every item's sealed bytes from entry `since` on (read from disk)."""
-        found: set[str] = set()
-        log_dir = Path(self._archive.path) / "log"
-        for number in contiguous_segments(log_dir):
-            with mapped(log_dir / segment_name(number)) as buffer:
-                scan = SegmentScan(number, buffer)
-                try:
-                    for record in scan:
-                        header = record.header
-                        if header.kind is EntryKind.ITEM and header.index >= since:
-                            found.add(hashlib.sha256(record.body).hexdigest())
-                        del record
-                except Damage:  # the live writer's unfinished tail
-                    pass
-        return found
+        return item_digests(Path(self._archive.path) / "log", since)
 
 
 class ImapRunner:

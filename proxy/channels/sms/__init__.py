@@ -1,0 +1,1 @@
+"""The SMS and voice channel (Twilio): signed webhooks, a durable outbox, reconciliation."""

@@ -1,0 +1,120 @@
+"""The Twilio phone line as the pipeline uses it: claims, evidence, cleanup, forwards.
+
+Rules this module keeps:
+1. It implements `proxy.pipeline.PhoneLine`; the pipeline decides the order, this module
+   only knows Twilio: the ledger of handled SIDs, the outbox, the REST API.
+2. Held: cleanup tasks (redact_at_provider: blank the text, delete its media; always:
+   delete a voicemail's recording) go to the durable outbox, so a restart finishes them.
+   Nothing is deleted at the provider before its seal is on disk.
+3. Allowed: a text is forwarded as "From <number>: <text>" with its media, split to stay
+   within the provider's 1,600 characters. A call the daemon never saw live (found by
+   reconciliation) becomes a "Missed call from <number>" text: nothing allowed is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from proxy.channels.sms.capture import Webhook, capture
+from proxy.channels.sms.ledger import Ledger
+from proxy.channels.sms.outbox import Outbox, Task
+from proxy.channels.sms.provider import Media, Provider
+from proxy.identity import e164
+from proxy.pipeline import PhoneArrival
+
+_MAX_BODY = 1600
+MediaRef = tuple[str, str, str]  # (media SID, content type, address at the provider)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TwilioArrival(PhoneArrival):
+    kind: str  # text | call | voicemail
+    webhook: Webhook | None = None
+    record: Mapping[str, object] | None = None
+    media: tuple[MediaRef, ...] | None = None  # None: ask the provider (reconciliation)
+    call_sid: str = ""  # a voicemail's call
+    live: bool = True  # from a webhook, not from reconciliation
+
+
+def forward_bodies(sender: str, text: str) -> list[str]:
+    """The texts that carry `text` to the survivor, each within the provider's limit."""
+    head = f"From {sender}: "
+    if len(head) + len(text) <= _MAX_BODY:
+        return [head + text]
+    room = _MAX_BODY - len(head) - len("(99/99) ")
+    chunks = [text[i : i + room] for i in range(0, len(text), room)]
+    return [f"{head}({n}/{len(chunks)}) {chunk}" for n, chunk in enumerate(chunks, 1)]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LineSettings:
+    redact_at_provider: bool
+    default_region: str | None
+
+
+class TwilioLine:
+    def __init__(
+        self, *, ledger: Ledger, outbox: Outbox, provider: Provider,
+        settings: Callable[[], LineSettings],
+    ) -> None:  # fmt: skip
+        self.ledger, self.outbox, self.provider = ledger, outbox, provider
+        self._settings = settings
+
+    def claim(self, sid: str) -> contextlib.AbstractAsyncContextManager[bool]:
+        return self.ledger.claim(sid)
+
+    async def media_of(self, arrival: TwilioArrival) -> tuple[MediaRef, ...]:
+        if arrival.media is not None:
+            return arrival.media
+        if arrival.kind != "text":
+            return ()
+        return tuple(await self.provider.media_of(arrival.sid))
+
+    async def evidence(self, arrival: TwilioArrival) -> bytes:
+        pieces = await self.media_of(arrival)
+        media: list[Media] = list(
+            await asyncio.gather(*(
+                self.provider.download(address, sid=sid, content_type=content_type)
+                for sid, content_type, address in pieces
+            ))
+        )  # fmt: skip
+        return capture(kind=arrival.kind, webhook=arrival.webhook, record=arrival.record,
+                       media=media)  # fmt: skip
+
+    async def sealing(self, sid: str, digest: str, archive_size: int) -> None:
+        await self.ledger.sealing(sid, digest, archive_size)
+
+    def cleanup(self, arrival: TwilioArrival, media: tuple[MediaRef, ...]) -> list[Task]:
+        """What to remove at the provider once `arrival` is sealed."""
+        if arrival.kind == "voicemail":
+            tasks = [Task(kind="delete_recording", sid=arrival.sid)]
+            if self._settings().redact_at_provider and arrival.call_sid:
+                tasks.append(Task(kind="delete_call", sid=arrival.call_sid))
+            return tasks
+        if arrival.kind == "text" and self._settings().redact_at_provider:
+            tasks = [Task(kind="delete_media", sid=arrival.sid, media_sid=m[0]) for m in media]
+            return [*tasks, Task(kind="blank_text", sid=arrival.sid)]
+        return []  # a call in progress: reconciliation removes it once it has ended
+
+    async def held(self, arrival: TwilioArrival) -> None:
+        tasks = self.cleanup(arrival, await self.media_of(arrival))
+        if tasks:
+            await self.outbox.add(tasks)
+        # Not fsynced: the ledger's sealing note, settled against the archive, stands for it.
+        await self.ledger.handled_now(arrival.sid, held=True, durable=False)
+
+    async def passed(self, arrival: TwilioArrival) -> None:
+        sender = e164(arrival.sender, self._settings().default_region) or arrival.sender
+        if arrival.kind == "text":
+            media = await self.media_of(arrival)
+            urls = tuple(self.provider.public_address(address) for _, _, address in media)
+            bodies = forward_bodies(sender, arrival.text)
+            tasks = [Task(kind="forward", body=body) for body in bodies[:-1]]
+            tasks.append(Task(kind="forward", body=bodies[-1], media_urls=urls))
+            await self.outbox.add(tasks)
+        elif arrival.kind == "call" and not arrival.live:
+            await self.outbox.add([Task(kind="forward", body=f"Missed call from {sender}")])
+        await self.ledger.handled_now(arrival.sid, held=False, durable=True)

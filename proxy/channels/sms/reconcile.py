@@ -1,0 +1,159 @@
+"""Reconciliation: the provider's own logs, read for anything no webhook delivered.
+
+Rules this module keeps:
+1. Each pass reads the inbound messages, calls and recordings since the last checkpoint
+   (less a margin for clock skew and late log entries) and hands every SID the ledger has
+   not handled to the pipeline, exactly as a webhook would. The ledger makes overlap
+   harmless: a SID is handled once, whichever way it came.
+2. Only what is final is taken: a text "received", a call that has ended, a recording
+   "completed". Anything still in progress is left for its webhook or the next pass.
+3. Cleanup that a crash cut short is queued again: a held text still showing a body or
+   media, a held voicemail still at the provider, and (redact_at_provider) a held call
+   that ended more than ten minutes ago (time enough for its voicemail to be taken).
+4. The checkpoint moves only after a whole pass succeeded; a failed pass (provider down)
+   is logged without detail and simply tried again at the next interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from proxy.archive.layout import replace_file
+from proxy.channels.sms.line import TwilioArrival, TwilioLine
+from proxy.channels.sms.outbox import Task
+from proxy.channels.sms.provider import Provider, ProviderRefused
+from proxy.logs import get_logger
+from proxy.message import Channel
+from proxy.pipeline import Pipeline
+
+_log = get_logger("sms.reconcile")
+FILE = "reconciled.json"
+_MARGIN = timedelta(minutes=10)
+_CALL_SETTLES = timedelta(minutes=10)
+_CALL_ENDED = {"completed", "busy", "no-answer", "failed", "canceled"}
+_Record = dict[str, object]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Watching:
+    number: str
+    redact_at_provider: bool
+
+
+def _moment(record: _Record, *keys: str) -> datetime | None:
+    for key in keys:
+        value = record.get(key)
+        if isinstance(value, str) and value:
+            moment = datetime.fromisoformat(value)
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return None
+
+
+class Reconciler:
+    def __init__(
+        self, *, state_dir: str, pipeline: Pipeline, line: TwilioLine, provider: Provider,
+        watching: Callable[[], Watching], clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:  # fmt: skip
+        self._path = Path(state_dir) / FILE
+        self._pipeline, self._line, self._provider = pipeline, line, provider
+        self._watching = watching
+        self._clock = clock
+        if self._path.exists():
+            self.checkpoint = datetime.fromisoformat(json.loads(self._path.read_text())["since"])
+        else:  # first start: the provider's history before nocontact is not ours to judge
+            self.checkpoint = clock()
+            self._save(self.checkpoint)
+
+    def _save(self, moment: datetime) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        replace_file(self._path, json.dumps({"since": moment.isoformat()}).encode())
+
+    async def run(self, every: Callable[[], float]) -> None:
+        """A pass now, then one every `every()` seconds, until cancelled."""
+        while True:
+            await self.pass_once()
+            await asyncio.sleep(every())
+
+    async def pass_once(self) -> bool:
+        """One pass; True if it completed (and the checkpoint moved)."""
+        started = self._clock()
+        try:
+            await self._texts()
+            await self._recordings()  # before calls: a held call is deleted only after
+            await self._calls(started)
+        except Exception:  # RetryLater, or a fault: either way the next pass tries again
+            _log.warning("reconciliation pass did not finish; the next one will retry")
+            return False
+        await asyncio.to_thread(self._save, started)
+        self.checkpoint = started
+        return True
+
+    async def _texts(self) -> None:
+        watching, ledger = self._watching(), self._line.ledger
+        for record in await self._provider.texts_to(watching.number, self.checkpoint - _MARGIN):
+            sid = str(record["sid"])
+            if not ledger.handled(sid):
+                if record.get("status") != "received":
+                    continue
+                await self._pipeline.receive_phone(self._text(record), self._line)
+            elif ledger.held(sid) and watching.redact_at_provider:
+                media = int(str(record.get("num_media") or 0))
+                if record.get("body") or media:
+                    refs = tuple(await self._provider.media_of(sid)) if media else ()
+                    await self._line.outbox.add(
+                        self._line.cleanup(self._text(record), refs), unique=True
+                    )
+
+    def _text(self, record: _Record) -> TwilioArrival:
+        return TwilioArrival(
+            sid=str(record["sid"]), channel=Channel.SMS, kind="text",
+            sender=str(record.get("from") or ""), recipient=str(record.get("to") or ""),
+            text=str(record.get("body") or ""), record=record, live=False,
+            received_at=_moment(record, "date_sent", "date_created") or self._clock(),
+        )  # fmt: skip
+
+    async def _calls(self, started: datetime) -> None:
+        watching, ledger = self._watching(), self._line.ledger
+        for record in await self._provider.calls_to(watching.number, self.checkpoint - _MARGIN):
+            sid = str(record["sid"])
+            if record.get("status") not in _CALL_ENDED:
+                continue
+            if not ledger.handled(sid):
+                arrival = TwilioArrival(
+                    sid=sid, channel=Channel.VOICE, kind="call", live=False,
+                    sender=str(record.get("from") or ""), recipient=str(record.get("to") or ""),
+                    text="", record=record,
+                    received_at=_moment(record, "start_time", "date_created") or started,
+                )  # fmt: skip
+                await self._pipeline.receive_phone(arrival, self._line)
+            elif ledger.held(sid) and watching.redact_at_provider:
+                ended = _moment(record, "end_time", "start_time")
+                if ended is not None and started - ended > _CALL_SETTLES:
+                    await self._line.outbox.add([Task(kind="delete_call", sid=sid)], unique=True)
+
+    async def _recordings(self) -> None:
+        ledger = self._line.ledger
+        for record in await self._provider.recordings_since(self.checkpoint - _MARGIN):
+            sid, call_sid = str(record["sid"]), str(record.get("call_sid") or "")
+            if record.get("status") not in (None, "completed"):
+                continue
+            if ledger.handled(sid):
+                await self._line.outbox.add([Task(kind="delete_recording", sid=sid)], unique=True)
+                continue
+            try:
+                call = await self._provider.call(call_sid)
+            except ProviderRefused:  # its call is gone: the voicemail is kept all the same
+                call = {}
+            arrival = TwilioArrival(
+                sid=sid, channel=Channel.VOICE, kind="voicemail", voicemail=True,
+                sender=str(call.get("from") or ""), recipient=str(call.get("to") or ""),
+                text="", record={"recording": record, "call": call}, call_sid=call_sid,
+                received_at=_moment(record, "date_created") or self._clock(), live=False,
+                media=((sid, "audio/x-wav", f"{record['uri']}".removesuffix(".json") + ".wav"),),
+            )  # fmt: skip
+            await self._pipeline.receive_phone(arrival, self._line)

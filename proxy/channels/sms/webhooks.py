@@ -1,0 +1,182 @@
+"""Twilio's webhooks (aiohttp): translate a signed request into an arrival, a decision into TwiML.
+
+Rules this module keeps:
+1. Thin: no policy here. Every request's X-Twilio-Signature is checked (twilio's
+   RequestValidator, against `public_url` + the path as Twilio requested it) before
+   anything is read into a message; a bad or missing signature gets 403 and nothing is
+   stored or logged beyond the refusal itself.
+2. Silent to the sender: every text gets the same empty `<Response/>`, held or not; a held
+   caller hears an ordinary voicemail greeting. The only other answer is 503, when the
+   message is not yet durable: Twilio then tries its fallback, and reconciliation picks
+   the message up from the provider's log.
+3. The routes: POST /sms (texts and MMS), /voice (calls), /voice/recording (a voicemail
+   is ready), /voice/done (after the voicemail: hang up).
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiohttp import web
+from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
+from twilio.twiml.voice_response import VoiceResponse
+
+from proxy.channels.sms.capture import Webhook
+from proxy.channels.sms.line import MediaRef, TwilioArrival, TwilioLine
+from proxy.channels.sms.provider import Provider
+from proxy.logs import get_logger
+from proxy.message import Channel
+from proxy.pipeline import Pipeline
+
+_log = get_logger("sms")
+_XML = "text/xml"
+EMPTY = str(MessagingResponse())
+_HANG_UP = str(VoiceResponse().hangup())
+_MAX_VOICEMAIL_SECONDS = 180
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Answering:
+    """What the webhooks need to know of the config (replaced on reload)."""
+
+    public_url: str
+    forward_to: str
+    voicemail_greeting: str
+
+
+def voicemail(answering: Answering) -> str:
+    response = VoiceResponse()
+    response.say(answering.voicemail_greeting)
+    response.record(
+        action=f"{answering.public_url}/voice/done",
+        recording_status_callback=f"{answering.public_url}/voice/recording",
+        recording_status_callback_event="completed",
+        max_length=_MAX_VOICEMAIL_SECONDS,
+        play_beep=True,
+    )
+    response.hangup()
+    return str(response)
+
+
+def put_through(answering: Answering, caller: str) -> str:
+    response = VoiceResponse()
+    response.dial(answering.forward_to, caller_id=caller or None, answer_on_bridge=True)
+    return str(response)
+
+
+class _Unusable(Exception):
+    """A signed request without the fields its route needs."""
+
+
+def _media(params: Mapping[str, str]) -> tuple[MediaRef, ...]:
+    try:
+        count = int(params.get("NumMedia", "0") or "0")
+    except ValueError:
+        raise _Unusable from None
+    pieces = []
+    for n in range(min(count, 10)):
+        url = params.get(f"MediaUrl{n}", "")
+        kind = params.get(f"MediaContentType{n}", "application/octet-stream")
+        sid = urllib.parse.urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+        if not url or not sid:
+            raise _Unusable
+        pieces.append((sid, kind, url))
+    return tuple(pieces)
+
+
+def _field(params: Mapping[str, str], name: str) -> str:
+    value = params.get(name, "")
+    if not value:
+        raise _Unusable
+    return value
+
+
+class Webhooks:
+    def __init__(
+        self, *, pipeline: Pipeline, line: TwilioLine, provider: Provider, auth_token: str,
+        answering: Callable[[], Answering],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:  # fmt: skip
+        self._pipeline, self._line, self._provider = pipeline, line, provider
+        self._validator = RequestValidator(auth_token)
+        self._answering = answering
+        self._clock = clock
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=1 << 20)
+        routes = {
+            "/sms": self._text, "/voice": self._call,
+            "/voice/recording": self._recording, "/voice/done": self._done,
+        }  # fmt: skip
+        for path, handler in routes.items():
+            app.router.add_post(path, self._signed(handler))
+        return app
+
+    def _signed(
+        self, handler: Callable[[Webhook, Mapping[str, str]], Awaitable[str]]
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def checked(request: web.Request) -> web.Response:
+            body = await request.read()
+            params = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace"),
+                                                 keep_blank_values=True))  # fmt: skip
+            url = self._answering().public_url + request.path_qs
+            signature = request.headers.get("X-Twilio-Signature", "")
+            if not signature or not self._validator.validate(url, params, signature):
+                _log.warning("webhook refused: bad or missing signature")
+                return web.Response(status=403)
+            try:
+                twiml = await handler(Webhook(url=url, body=body, signature=signature), params)
+            except _Unusable:
+                _log.warning("webhook refused: a field it needs is missing")
+                return web.Response(status=400)
+            except Exception:  # NocontactError (RetryLater) or a fault: never a 2xx, never why
+                _log.error("webhook not answered: not yet durable; the provider falls back "
+                           "and reconciliation picks it up")  # fmt: skip
+                return web.Response(status=503)
+            return web.Response(text=twiml, content_type=_XML)
+
+        return checked
+
+    async def _text(self, webhook: Webhook, params: Mapping[str, str]) -> str:
+        arrival = TwilioArrival(
+            sid=_field(params, "MessageSid"), channel=Channel.SMS, kind="text",
+            sender=_field(params, "From"), recipient=params.get("To", ""),
+            text=params.get("Body", ""), received_at=self._clock(), webhook=webhook,
+            media=_media(params),
+        )  # fmt: skip
+        await self._pipeline.receive_phone(arrival, self._line)
+        return EMPTY
+
+    async def _call(self, webhook: Webhook, params: Mapping[str, str]) -> str:
+        caller = params.get("From", "")
+        arrival = TwilioArrival(
+            sid=_field(params, "CallSid"), channel=Channel.VOICE, kind="call", sender=caller,
+            recipient=params.get("To", ""), text="", received_at=self._clock(),
+            webhook=webhook,
+        )  # fmt: skip
+        decision = await self._pipeline.receive_phone(arrival, self._line)
+        answering = self._answering()
+        return voicemail(answering) if decision.held else put_through(answering, caller)
+
+    async def _recording(self, webhook: Webhook, params: Mapping[str, str]) -> str:
+        if params.get("RecordingStatus", "completed") != "completed":
+            return EMPTY  # "absent" or "failed": there is no audio to keep
+        call_sid, sid = _field(params, "CallSid"), _field(params, "RecordingSid")
+        if self._line.ledger.handled(sid):
+            return EMPTY  # a replay: its call may be gone from the provider by now
+        call = await self._provider.call(call_sid)
+        arrival = TwilioArrival(
+            sid=sid, channel=Channel.VOICE, kind="voicemail", voicemail=True,
+            sender=str(call.get("from") or ""), recipient=str(call.get("to") or ""), text="",
+            received_at=self._clock(), webhook=webhook, call_sid=call_sid,
+            media=((sid, "audio/x-wav", _field(params, "RecordingUrl") + ".wav"),),
+        )  # fmt: skip
+        await self._pipeline.receive_phone(arrival, self._line)
+        return EMPTY
+
+    async def _done(self, webhook: Webhook, params: Mapping[str, str]) -> str:
+        return _HANG_UP
