@@ -84,7 +84,7 @@ class _NoNextHop:
         raise DeliveryDeferred("no next hop is configured")
 
 
-_NO_NEXT_HOP = _NoNextHop()
+NO_NEXT_HOP = _NoNextHop()
 
 
 def _next_hop(settings: SmtpChannel) -> NextHop:
@@ -108,7 +108,7 @@ class Daemon:
         try:
             pipeline = Pipeline(
                 rules=compile_rules(config), archive=archive,
-                next_hop=_next_hop(settings) if settings else _NO_NEXT_HOP,
+                next_hop=_next_hop(settings) if settings else NO_NEXT_HOP,
                 hostname=settings.hostname if settings else "nocontact.local",
                 default_region=config.default_region,
             )  # fmt: skip
@@ -163,7 +163,7 @@ class Daemon:
             _log.error("reload refused: the smtp channel cannot be added or removed while running")
             return
         try:
-            next_hop = _next_hop(settings) if settings is not None else _NO_NEXT_HOP
+            next_hop = _next_hop(settings) if settings is not None else NO_NEXT_HOP
         except ValueError:
             _log.error("reload refused: the new next hop is invalid")
             return
@@ -197,7 +197,7 @@ async def _sweep(config_path: str) -> int:
         ) from error
     try:
         pipeline = Pipeline(
-            rules=compile_rules(config), archive=archive, next_hop=_NO_NEXT_HOP,
+            rules=compile_rules(config), archive=archive, next_hop=NO_NEXT_HOP,
             hostname="nocontact.local", default_region=config.default_region,
         )  # fmt: skip
         runner = ImapRunner(imap, pipeline, asyncio.get_running_loop())

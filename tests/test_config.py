@@ -409,12 +409,17 @@ def _data_paths(data: object, prefix: str = "") -> Iterator[str]:
 # the IMAP watcher needs a real mailbox to log in to.
 _IMAP = "channels.imap"
 _ACCOUNT = f"{_IMAP}.accounts[]"
+_SMS = "channels.sms"
 COMMENTED_ALTERNATIVES = {
     "channels.smtp.tls_cert_file", "channels.smtp.tls_key_file", _IMAP, f"{_IMAP}.state_dir",
     f"{_IMAP}.accounts", *(f"{_ACCOUNT}.{key}" for key in (
         "name", "host", "port", "tls", "ca_file", "username", "password_file", "folders",
         "move_held_to", "idle_seconds", "mode", "deliver", "deliver_recipient",
         "oauth2_command", "poll_seconds", "move_pulled_to")),
+    _SMS, *(f"{_SMS}.{key}" for key in (
+        "listen", "public_url", "account_sid", "auth_token_file", "number", "forward_to",
+        "voicemail_greeting", "redact_at_provider", "reconcile_every", "api_base_url",
+        "state_dir")),
 }  # fmt: skip
 
 

@@ -14,6 +14,7 @@ Rules this module keeps:
 
 from __future__ import annotations
 
+import base64
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 import aiohttp
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
@@ -34,7 +35,7 @@ _MESSAGE_FIELDS = (
     "error_code", "error_message", "uri", "api_version",
 )  # fmt: skip
 _CALL_FIELDS = (
-    "sid", "account_sid", "from_", "to", "from_formatted", "caller_name", "direction",
+    "sid", "account_sid", "_from", "to", "from_formatted", "caller_name", "direction",
     "status", "start_time", "end_time", "duration", "date_created", "answered_by", "uri",
     "parent_call_sid", "api_version",
 )  # fmt: skip
@@ -72,15 +73,19 @@ def _plain(instance: object, fields: Sequence[str]) -> dict[str, object]:
         value = getattr(instance, name, None)
         if isinstance(value, datetime):
             value = value.isoformat()
-        record[name.rstrip("_")] = value
+        record[name.strip("_")] = value  # twilio names it from_ or _from
     return record
 
 
-def _refused(error: TwilioRestException) -> NocontactError:
-    status = int(error.status)
+def _refused(error: TwilioException) -> NocontactError:
+    if isinstance(error, TwilioRestException):
+        status, code = int(error.status), error.code
+    else:  # a list page that was not 200: TwilioException("Unable to fetch page", response)
+        response = error.args[1] if len(error.args) > 1 else None
+        status, code = int(getattr(response, "status_code", 503)), None
     if status == 429 or status >= 500:
         return ProviderUnavailable(f"the provider answered HTTP {status}")
-    return ProviderRefused(status, error.code)
+    return ProviderRefused(status, code)
 
 
 class Provider:
@@ -92,7 +97,8 @@ class Provider:
         self._http = AsyncTwilioHttpClient(timeout=30)
         self._client = Client(account_sid, auth_token, http_client=self._http)
         self._client.api.base_url = self._base
-        self._auth = aiohttp.BasicAuth(account_sid, auth_token)
+        credentials = base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
+        self._authorization = {"Authorization": f"Basic {credentials}"}
         self._session = aiohttp.ClientSession(timeout=_TIMEOUT)
 
     async def close(self) -> None:
@@ -102,7 +108,7 @@ class Provider:
     async def _call(self, request: Any) -> Any:
         try:
             return await request
-        except TwilioRestException as error:
+        except TwilioException as error:
             raise _refused(error) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             raise ProviderUnavailable("the provider could not be reached") from error
@@ -144,7 +150,9 @@ class Provider:
     async def download(self, address: str, *, sid: str, content_type: str) -> Media:
         """Fetch media or a recording's audio with the account's credentials."""
         try:
-            async with self._session.get(self._url(address), auth=self._auth) as response:
+            async with self._session.get(
+                self._url(address), headers=self._authorization
+            ) as response:
                 if response.status == 429 or response.status >= 500:
                     raise ProviderUnavailable(f"the provider answered HTTP {response.status}")
                 if response.status >= 400:

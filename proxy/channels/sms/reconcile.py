@@ -63,6 +63,7 @@ class Reconciler:
         self._pipeline, self._line, self._provider = pipeline, line, provider
         self._watching = watching
         self._clock = clock
+        self.passes = 0  # passes tried so far, finished or not
         if self._path.exists():
             self.checkpoint = datetime.fromisoformat(json.loads(self._path.read_text())["since"])
         else:  # first start: the provider's history before nocontact is not ours to judge
@@ -89,6 +90,8 @@ class Reconciler:
         except Exception:  # RetryLater, or a fault: either way the next pass tries again
             _log.warning("reconciliation pass did not finish; the next one will retry")
             return False
+        finally:
+            self.passes += 1
         await asyncio.to_thread(self._save, started)
         self.checkpoint = started
         return True

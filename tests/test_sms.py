@@ -1,0 +1,433 @@
+"""The SMS/voice channel against a local fake of Twilio's REST API, with really signed webhooks.
+
+Each test runs the channel in-process (SmsRunner, a real archive, the pipeline) and plays
+Twilio's part with tests/twilio_fake.py: it stores what the provider would, posts the
+webhook signed by twilio's own RequestValidator, and records every REST request made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email
+import json
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from structlog.testing import capture_logs
+
+from proxy import logs
+from proxy.archive import Archive, verify_archive
+from proxy.channels.sms.ledger import Ledger
+from proxy.channels.sms.line import forward_bodies
+from proxy.channels.sms.runner import SmsRunner
+from proxy.channels.sms.webhooks import EMPTY
+from proxy.config.model import SmsChannel
+from proxy.daemon import NO_NEXT_HOP
+from proxy.pipeline import Pipeline
+from tests.factories import make_rules
+from tests.test_smtp import RECIPIENT, free_port, held_items
+from tests.twilio_fake import FakeTwilio, Signing, post_webhook
+
+ACCOUNT = "AC" + "0123456789abcdef" * 2
+TOKEN = "test-auth-token-0123456789abcdef"
+PUBLIC = "https://home.example/twilio"
+NUMBER = "+15550107777"  # the survivor's public Twilio number
+PHONE = "+15550108888"  # the survivor's real phone
+MARK = "+15550100199"  # config: "(555) 010-0199"
+FRIEND = "+15550123456"
+PICTURE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
+AUDIO = b"RIFF....WAVEfmt " + bytes(2000)
+
+
+def _parts(raw: bytes) -> dict[str, bytes]:
+    """The capture's parts by file name, decoded."""
+    found: dict[str, bytes] = {}
+    for part in email.message_from_bytes(raw).walk():
+        data = part.get_payload(decode=True)
+        if part.get_filename() and isinstance(data, bytes):
+            found[part.get_filename() or ""] = data
+    return found
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+class Phone:
+    """The SMS channel in-process, on a free port, with a real archive, against `fake`."""
+
+    def __init__(self, tmp: Path, fake: FakeTwilio, **settings: Any) -> None:
+        self.tmp, self.fake = tmp, fake
+        self.port = free_port()
+        token_file = tmp / "token"
+        token_file.write_text(TOKEN + "\n")
+        data = {
+            "listen": f"127.0.0.1:{self.port}", "public_url": PUBLIC, "account_sid": ACCOUNT,
+            "auth_token_file": str(token_file), "number": NUMBER, "forward_to": PHONE,
+            "api_base_url": fake.base_url, "state_dir": str(tmp / "sms"),
+            "reconcile_every": 3600, **settings,
+        }  # fmt: skip
+        self.settings = SmsChannel.model_validate(data, context={"default_region": "US"})
+        self.archive_path = tmp / "archive"
+        self.runner: SmsRunner | None = None
+
+    @contextlib.asynccontextmanager
+    async def running(self, **rules: Any) -> AsyncIterator[SmsRunner]:
+        archive = await Archive.open(self.archive_path, recipients=[RECIPIENT])
+        pipeline = Pipeline(
+            rules=make_rules(**rules), archive=archive, next_hop=NO_NEXT_HOP,
+            hostname="nocontact.test", default_region="US",
+        )  # fmt: skip
+        runner = SmsRunner(self.settings, pipeline, archive, "US")
+        await runner.start()
+        self.runner = runner
+        try:
+            await eventually(lambda: runner.reconciler.passes > 0)  # the pass made at start
+            async with aiohttp.ClientSession() as self.session:
+                yield runner
+        finally:
+            await runner.close()
+            await archive.close()
+
+    async def post(
+        self, path: str, params: dict[str, str], signature: str | Signing | None = Signing.COMPUTE,
+        *, public: str | None = None,
+    ) -> tuple[int, str]:  # fmt: skip
+        return await post_webhook(
+            self.session, public_url=public or PUBLIC + path,
+            local_url=f"http://127.0.0.1:{self.port}{path}", params=params, auth_token=TOKEN,
+            signature=signature,
+        )  # fmt: skip
+
+    def held(self) -> list[tuple[dict[str, Any], bytes]]:
+        return held_items(self.archive_path)
+
+
+def run_with_fake(test: Callable[[FakeTwilio], Awaitable[None]]) -> None:
+    async def main() -> None:
+        async with FakeTwilio(ACCOUNT, TOKEN) as fake:
+            await test(fake)
+
+    asyncio.run(main())
+
+
+def test_held_mms_is_sealed_with_its_media_answered_empty_and_redacted(tmp_path: Path) -> None:
+    """A held MMS: sealed with the signed webhook and the picture, empty TwiML, then wiped."""
+
+    async def test(fake: FakeTwilio) -> None:
+        phone = Phone(tmp_path, fake)
+        async with phone.running():
+            sid, params = fake.inbound_message(
+                sender=MARK, to=NUMBER, body="CANARY open the door",
+                media=[("image/png", PICTURE)],
+            )  # fmt: skip
+            media_sid = fake.media[sid][0].sid
+            status, body = await phone.post("/sms", params)
+            assert (status, body) == (200, EMPTY)
+            await eventually(lambda: fake.messages[sid]["body"] == "" and not fake.media[sid])
+        assert fake.sent() == []
+        [(metadata, raw)] = phone.held()
+        assert metadata["channel"] == "sms"
+        assert metadata["provider_id"] == sid
+        parts = _parts(raw)
+        assert urllib.parse.parse_qs(parts["webhook.txt"].decode())["Body"] == [
+            "CANARY open the door"
+        ]
+        assert parts[f"{media_sid}.png"] == PICTURE
+        document = email.message_from_bytes(raw)
+        assert document["X-Webhook-Url"] == PUBLIC + "/sms"
+        verify_archive(phone.archive_path)  # raises VerifyFailure if anything is wrong
+
+    run_with_fake(test)
+
+
+def test_allowed_text_is_forwarded_with_its_media(tmp_path: Path) -> None:
+    """An allowed MMS goes to the real phone as 'From <number>: <text>' with its media URL."""
+
+    async def test(fake: FakeTwilio) -> None:
+        phone = Phone(tmp_path, fake)
+        async with phone.running():
+            sid, params = fake.inbound_message(
+                sender="(555) 012-3456", to=NUMBER, body="lunch at noon?",
+                media=[("image/png", PICTURE)],
+            )  # fmt: skip
+            assert await phone.post("/sms", params) == (200, EMPTY)
+            await eventually(lambda: len(fake.sent()) == 1)
+        [sent] = fake.sent()
+        assert sent["to"] == PHONE
+        assert sent["from"] == NUMBER
+        assert sent["body"] == f"From {FRIEND}: lunch at noon?"
+        [create] = fake.asked("POST", "/Messages.json")
+        assert create.form["MediaUrl"] == [params["MediaUrl0"]]
+        assert phone.held() == []
+        assert fake.messages[sid]["body"] == "lunch at noon?"  # allowed texts are not redacted
+
+    run_with_fake(test)
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [None, "AAAAAAAAAAAAAAAAAAAAAAAAAAA=", "forged-with-another-token"],
+    ids=["missing", "garbage", "other-token"],
+)
+def test_forged_or_missing_signature_is_403_and_nothing_is_kept(
+    tmp_path: Path, signature: str | None
+) -> None:
+    """Without a valid X-Twilio-Signature the request is refused and nothing is stored."""
+    from tests.twilio_fake import signature as sign  # noqa: PLC0415 - used by this test only
+
+    async def test(fake: FakeTwilio) -> None:
+        phone = Phone(tmp_path, fake)
+        async with phone.running():
+            # After the pass made at start (the next is an hour away): only a webhook brings them.
+            _, params = fake.inbound_message(sender=MARK, to=NUMBER, body="CANARY")
+            _, allowed = fake.inbound_message(sender=FRIEND, to=NUMBER, body="hi")
+            forged = signature
+            if signature == "forged-with-another-token":
+                forged = sign("not-the-token", PUBLIC + "/sms", params)
+            for form in (params, allowed):
+                status, _ = await phone.post("/sms", form, signature=forged)
+                assert status == 403
+            # Signed, but over another URL (a replay to another endpoint) or altered params.
+            status, _ = await phone.post("/voice", params, public=PUBLIC + "/sms")
+            assert status == 403
+            tampered = {**allowed, "Body": "changed"}
+            good = sign(TOKEN, PUBLIC + "/sms", allowed)
+            assert (await phone.post("/sms", tampered, signature=good))[0] == 403
+            await asyncio.sleep(0.2)
+        assert phone.held() == []
+        assert fake.sent() == []
+
+    run_with_fake(test)
+
+
+def test_replayed_webhook_gets_the_same_answer_and_is_stored_once(tmp_path: Path) -> None:
+    """The same MessageSid posted again, even concurrently or after a restart, is kept once."""
+
+    async def test(fake: FakeTwilio) -> None:
+        phone = Phone(tmp_path, fake)
+        async with phone.running():
+            _, held = fake.inbound_message(sender=MARK, to=NUMBER, body="CANARY")
+            _, allowed = fake.inbound_message(sender=FRIEND, to=NUMBER, body="hello")
+            answers = await asyncio.gather(
+                *(phone.post("/sms", form) for form in (held, held, held, allowed, allowed))
+            )
+            assert set(answers) == {(200, EMPTY)}
+            await eventually(lambda: len(fake.sent()) == 1)
+        async with phone.running():
+            assert await phone.post("/sms", held) == (200, EMPTY)
+            assert await phone.post("/sms", allowed) == (200, EMPTY)
+            await asyncio.sleep(0.3)
+        assert len(phone.held()) == 1
+        assert len(fake.sent()) == 1
+
+    run_with_fake(test)
+
+
+def test_provider_down_forward_waits_in_the_outbox_across_a_restart(tmp_path: Path) -> None:
+    """API down: the webhook still gets 200 (durable outbox); after a restart it is sent."""
+
+    async def test(fake: FakeTwilio) -> None:
+        phone = Phone(tmp_path, fake)
+        async with phone.running() as runner:
+            _, params = fake.inbound_message(sender=FRIEND, to=NUMBER, body="are you ok?")
+            fake.down = True
+            assert await phone.post("/sms", params) == (200, EMPTY)
+            await eventually(lambda: len(fake.asked("POST", "/Messages.json")) >= 1)
+            assert len(runner.outbox) == 1
+        assert fake.sent() == []
+        assert len(list((tmp_path / "sms" / "outbox").glob("*.json"))) == 1
+        fake.down = False
+        async with phone.running():
+            await eventually(lambda: len(fake.sent()) == 1)
+        assert fake.sent()[0]["body"] == f"From {FRIEND}: are you ok?"
+        assert list((tmp_path / "sms" / "outbox").glob("*.json")) == []
+
+    run_with_fake(test)
+
+
+def test_missed_webhooks_are_picked_up_by_reconciliation(tmp_path: Path) -> None:
+    """Texts and calls that arrived while the daemon was down are sealed or passed on."""
+
+    async def test(fake: FakeTwilio) -> None:
+        phone = Phone(tmp_path, fake)
+        async with phone.running():
+            pass  # first start: the checkpoint is set
+        held_sid, _ = fake.inbound_message(
+            sender=MARK, to=NUMBER, body="CANARY", media=[("image/png", PICTURE)]
+        )
+        fake.inbound_message(sender=FRIEND, to=NUMBER, body="call me")
+        held_call, _ = fake.inbound_call(sender=MARK, to=NUMBER)
+        fake.finish_call(held_call)
+        allowed_call, _ = fake.inbound_call(sender=FRIEND, to=NUMBER)
+        fake.finish_call(allowed_call, status="no-answer")
+        async with phone.running() as runner:  # a pass runs at start
+            await eventually(lambda: len(fake.sent()) == 2)
+            await eventually(lambda: fake.messages[held_sid]["body"] == "")
+            assert await runner.reconciler.pass_once()  # a second pass changes nothing
+        bodies = sorted(str(m["body"]) for m in fake.sent())
+        assert bodies == [f"From {FRIEND}: call me", f"Missed call from {FRIEND}"]
+        held = phone.held()
+        assert sorted(m["provider_id"] for m, _ in held) == sorted([held_sid, held_call])
+        text = next(raw for m, raw in held if m["provider_id"] == held_sid)
+        parts = _parts(text)
+        assert json.loads(parts["record.json"])["body"] == "CANARY"
+        assert PICTURE in parts.values()
+
+    run_with_fake(test)
+
+
+def test_held_caller_gets_voicemail_which_is_sealed_then_deleted(tmp_path: Path) -> None:
+    """A held call: greeting + Record; the recording is fetched, sealed, then deleted."""
+
+    async def test(fake: FakeTwilio) -> None:
+        phone = Phone(tmp_path, fake, voicemail_greeting="Hi, leave a message.")
+        async with phone.running():
+            call_sid, params = fake.inbound_call(sender=MARK, to=NUMBER)
+            status, twiml = await phone.post("/voice", params)
+            assert status == 200
+            assert "<Say>Hi, leave a message.</Say>" in twiml
+            assert f'recordingStatusCallback="{PUBLIC}/voice/recording"' in twiml
+            assert "Dial" not in twiml
+            assert (await phone.post("/voice", params))[1] == twiml  # a replay: same answer
+            fake.finish_call(call_sid)
+            recording_sid, callback = fake.recording(call_sid=call_sid, audio=AUDIO)
+            assert await phone.post("/voice/recording", callback) == (200, EMPTY)
+            done = await phone.post("/voice/done", {"CallSid": call_sid})
+            assert done[0] == 200
+            assert "<Hangup" in done[1]
+            await eventually(lambda: recording_sid not in fake.recordings)
+            await eventually(lambda: call_sid not in fake.calls)
+        held = phone.held()
+        assert [m["provider_id"] for m, _ in held] == [call_sid, recording_sid]
+        assert _parts(held[1][1])[f"{recording_sid}.wav"] == AUDIO
+        assert held[1][0]["voicemail"] is True
+
+    run_with_fake(test)
+
+
+def test_allowed_caller_is_put_through_with_caller_id(tmp_path: Path) -> None:
+    """An allowed call is dialled through to the real phone, showing the caller's number."""
+
+    async def test(fake: FakeTwilio) -> None:
+        phone = Phone(tmp_path, fake)
+        async with phone.running():
+            _, params = fake.inbound_call(sender=FRIEND, to=NUMBER)
+            status, twiml = await phone.post("/voice", params)
+        assert status == 200
+        assert f'callerId="{FRIEND}"' in twiml
+        assert f">{PHONE}</Dial>" in twiml
+        assert phone.held() == []
+
+    run_with_fake(test)
+
+
+@pytest.mark.parametrize(
+    "written", ["(555) 010-0199", "555.010.0199", "+1 555 010 0199", "1-555-010-0199"]
+)
+def test_numbers_in_any_written_form_match_e164_senders(tmp_path: Path, written: str) -> None:
+    """However his number is written in the config, his E.164 texts are held."""
+
+    async def test(fake: FakeTwilio) -> None:
+        phone = Phone(tmp_path, fake)
+        people = [{"id": "mark", "name": "Mark Smith", "phones": [written]}]
+        async with phone.running(people=people):
+            _, params = fake.inbound_message(sender=MARK, to=NUMBER, body="hey")
+            assert await phone.post("/sms", params) == (200, EMPTY)
+        assert len(phone.held()) == 1
+        assert fake.sent() == []
+
+    run_with_fake(test)
+
+
+def test_sealing_failure_is_503_and_reconciliation_keeps_it_later(tmp_path: Path) -> None:
+    """If the archive cannot take it, Twilio gets 503; the next pass seals it, once."""
+
+    async def test(fake: FakeTwilio) -> None:
+        phone = Phone(tmp_path, fake)
+        async with phone.running() as runner:
+            sid, params = fake.inbound_message(sender=MARK, to=NUMBER, body="CANARY")
+            archive = runner._archive  # the fault is injected here
+            real_append = archive.append
+
+            async def broken(*args: object, **kwargs: object) -> Any:
+                raise OSError(28, "No space left on device")
+
+            archive.append = broken  # type: ignore[method-assign]
+            status, _ = await phone.post("/sms", params)
+            assert status == 503
+            assert fake.messages[sid]["body"] == "CANARY"  # nothing wiped before it is kept
+            archive.append = real_append  # type: ignore[method-assign]
+            assert await runner.reconciler.pass_once()
+            assert await phone.post("/sms", params) == (200, EMPTY)
+        assert [m["provider_id"] for m, _ in phone.held()] == [sid]
+
+    run_with_fake(test)
+
+
+def test_logs_say_the_same_for_held_and_allowed_and_never_who(tmp_path: Path) -> None:
+    """Log lines for a held and an allowed text are identical and name no one."""
+
+    async def test(fake: FakeTwilio) -> None:
+        phone = Phone(tmp_path, fake)
+        async with phone.running():
+            _, held = fake.inbound_message(sender=MARK, to=NUMBER, body="CANARY-HELD")
+            _, allowed = fake.inbound_message(sender=FRIEND, to=NUMBER, body="CANARY-OK")
+            with capture_logs(processors=[logs.redact]) as held_lines:
+                await phone.post("/sms", held)
+                await asyncio.sleep(0.3)
+            with capture_logs(processors=[logs.redact]) as allowed_lines:
+                await phone.post("/sms", allowed)
+                await asyncio.sleep(0.3)
+        assert held_lines == allowed_lines
+        text = repr(held_lines + allowed_lines)
+        for canary in ("CANARY", "0199", "3456", "SM", "MM"):
+            assert canary not in text
+
+    run_with_fake(test)
+
+
+def test_ledger_settles_a_crash_between_sealing_note_and_handled_line(tmp_path: Path) -> None:
+    """A sealing note counts as handled iff the archive holds exactly those sealed bytes."""
+
+    async def test() -> None:
+        ledger = Ledger.open(str(tmp_path), lambda since: set())
+        await ledger.sealing("SMstored", "a" * 64, 0)
+        await ledger.sealing("SMlost", "b" * 64, 0)
+        ledger.close()
+        asked: list[int] = []
+
+        def stored(since: int) -> set[str]:
+            asked.append(since)
+            return {"a" * 64}
+
+        again = Ledger.open(str(tmp_path), stored)
+        assert again.handled("SMstored")
+        assert again.held("SMstored")
+        assert not again.handled("SMlost")
+        assert asked == [0]
+        again.close()
+        third = Ledger.open(str(tmp_path), lambda since: set())  # compacted: no notes left
+        assert third.handled("SMstored")
+        third.close()
+
+    asyncio.run(test())
+
+
+def test_long_texts_are_split_within_the_provider_limit() -> None:
+    """A forward longer than 1,600 characters is split into numbered parts, losing nothing."""
+    text = "x" * 4000
+    bodies = forward_bodies(FRIEND, text)
+    assert all(len(body) <= 1600 for body in bodies)
+    assert len(bodies) == 3
+    assert "".join(b.split(") ", 1)[1] for b in bodies) == text
+    assert forward_bodies(FRIEND, "hi") == [f"From {FRIEND}: hi"]
