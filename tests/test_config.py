@@ -653,3 +653,50 @@ def test_example_with_values_replaced_only_raises_config_error(
     fuzz_file.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     (fuzz_file.parent / "var").mkdir(exist_ok=True)
     _only_config_error(fuzz_file)
+
+
+SMS = """\
+default_region: US
+channels:
+  sms:
+    public_url: https://home.example/twilio/
+    account_sid: AC0123456789abcdef0123456789abcdef
+    number: "+1 555 010 7777"
+    forward_to: (555) 010-8888
+"""
+
+
+def test_sms_channel_reads_numbers_urls_and_token_from_env(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """channels.sms: numbers to E.164, the URL without its final '/', the token from the env."""
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "secret")
+    (in_tmp / "config.yaml").write_text(BASE + SMS, encoding="utf-8")
+    sms = load_config("config.yaml").channels.sms
+    assert sms is not None
+    assert (sms.number, sms.forward_to) == ("+15550107777", "+15550108888")
+    assert sms.public_url == "https://home.example/twilio"
+    assert sms.api_base_url == "https://api.twilio.com"
+    assert sms.redact_at_provider is True
+    assert sms.state_dir == str(in_tmp / "var" / "sms")
+
+
+def test_sms_channel_problems_are_located(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bad SID, a URL with a query, no token and forward_to = number are each one line."""
+    monkeypatch.delenv("TWILIO_AUTH_TOKEN", raising=False)
+    text = (
+        SMS.replace("AC0123456789abcdef0123456789abcdef", "AC123")
+        .replace("twilio/", "twilio?x=1")
+        .replace("(555) 010-8888", "555.010.7777")
+    )
+    (in_tmp / "config.yaml").write_text(BASE + text, encoding="utf-8")
+    found = problems("config.yaml")
+    assert len(found) == 2  # shape first: meaning is checked once the shape is valid
+    assert "channels.sms.public_url" in found[0]
+    assert "query" in found[0]
+    assert "channels.sms.account_sid" in found[1]
+    (in_tmp / "config.yaml").write_text(BASE + SMS.replace("(555) 010-8888", "555.010.7777"))
+    found = problems("config.yaml")
+    assert len(found) == 2
+    assert "no Twilio auth token" in found[0]
+    assert "channels.sms.forward_to" in found[1]

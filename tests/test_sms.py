@@ -11,6 +11,9 @@ import asyncio
 import contextlib
 import email
 import json
+import signal
+import subprocess
+import sys
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,6 +22,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from structlog.testing import capture_logs
 
 from proxy import logs
@@ -30,7 +34,7 @@ from proxy.channels.sms.webhooks import EMPTY
 from proxy.config.model import SmsChannel
 from proxy.daemon import NO_NEXT_HOP
 from proxy.pipeline import Pipeline
-from tests.factories import make_rules
+from tests.factories import config_data, make_rules
 from tests.test_smtp import RECIPIENT, free_port, held_items
 from tests.twilio_fake import FakeTwilio, Signing, post_webhook
 
@@ -431,3 +435,77 @@ def test_long_texts_are_split_within_the_provider_limit() -> None:
     assert len(bodies) == 3
     assert "".join(b.split(") ", 1)[1] for b in bodies) == text
     assert forward_bodies(FRIEND, "hi") == [f"From {FRIEND}: hi"]
+
+
+def _daemon_config(path: Path, fake: FakeTwilio, port: int, forward_to: str) -> None:
+    (path.parent / "token").write_text(TOKEN)
+    data = config_data(
+        archive={"path": str(path.parent / "archive")},
+        contacts=[{"name": "Test Contact", "role": "lawyer", "age_recipient": RECIPIENT}],
+        channels={"sms": {
+            "listen": f"127.0.0.1:{port}", "public_url": PUBLIC, "account_sid": ACCOUNT,
+            "auth_token_file": str(path.parent / "token"), "number": NUMBER,
+            "forward_to": forward_to, "api_base_url": fake.base_url,
+            "state_dir": str(path.parent / "sms"), "reconcile_every": 3600,
+        }},
+    )  # fmt: skip
+    path.write_text(yaml.safe_dump(data))
+
+
+async def _listening(port: int, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[1]
+        with contextlib.suppress(OSError):
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("daemon did not start listening")
+
+
+def test_daemon_runs_sms_alone_reloads_forward_to_and_stops_cleanly(tmp_path: Path) -> None:
+    """`nocontact run` with only channels.sms: held and forwarded; SIGHUP moves forwards; exit 0."""
+
+    async def test(fake: FakeTwilio) -> None:
+        port, config = free_port(), tmp_path / "config.yaml"
+        _daemon_config(config, fake, port, PHONE)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "proxy", "run", "-c", str(config)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        local = f"http://127.0.0.1:{port}/sms"
+        try:
+            await _listening(port, process)
+            async with aiohttp.ClientSession() as session:
+
+                async def post(params: dict[str, str]) -> tuple[int, str]:
+                    return await post_webhook(
+                        session, public_url=PUBLIC + "/sms", local_url=local, params=params,
+                        auth_token=TOKEN,
+                    )  # fmt: skip
+
+                _, held = fake.inbound_message(sender=MARK, to=NUMBER, body="CANARY")
+                _, first = fake.inbound_message(sender=FRIEND, to=NUMBER, body="one")
+                assert await post(held) == (200, EMPTY)
+                assert await post(first) == (200, EMPTY)
+                await eventually(lambda: len(fake.sent()) == 1)
+                _daemon_config(config, fake, port, "+15550109999")
+                process.send_signal(signal.SIGHUP)
+                await asyncio.sleep(1.0)
+                _, second = fake.inbound_message(sender=FRIEND, to=NUMBER, body="two")
+                assert await post(second) == (200, EMPTY)
+                await eventually(lambda: len(fake.sent()) == 2)
+            process.send_signal(signal.SIGTERM)
+            _, stderr = await asyncio.to_thread(process.communicate, timeout=60)
+            assert process.returncode == 0, stderr
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        assert [m["to"] for m in fake.sent()] == [PHONE, "+15550109999"]
+        assert len(held_items(tmp_path / "archive")) == 1
+        assert "CANARY" not in stderr
+        assert "0199" not in stderr
+
+    run_with_fake(test)
