@@ -27,9 +27,10 @@ from structlog.testing import capture_logs
 
 from proxy import logs
 from proxy.archive import Archive, verify_archive
+from proxy.channels.sms.journal import Journal
 from proxy.channels.sms.ledger import Ledger
 from proxy.channels.sms.line import forward_bodies
-from proxy.channels.sms.runner import SmsRunner
+from proxy.channels.sms.runner import JOURNAL, SmsRunner
 from proxy.channels.sms.webhooks import EMPTY
 from proxy.config.model import SmsChannel
 from proxy.daemon import NO_NEXT_HOP
@@ -249,14 +250,22 @@ def test_provider_down_forward_waits_in_the_outbox_across_a_restart(tmp_path: Pa
             await eventually(lambda: len(fake.asked("POST", "/Messages.json")) >= 1)
             assert len(runner.outbox) == 1
         assert fake.sent() == []
-        assert len(list((tmp_path / "sms" / "outbox").glob("*.json"))) == 1
+        assert len(_waiting_tasks(tmp_path)) == 1
         fake.down = False
         async with phone.running():
             await eventually(lambda: len(fake.sent()) == 1)
         assert fake.sent()[0]["body"] == f"From {FRIEND}: are you ok?"
-        assert list((tmp_path / "sms" / "outbox").glob("*.json")) == []
+        assert _waiting_tasks(tmp_path) == []
 
     run_with_fake(test)
+
+
+def _waiting_tasks(tmp_path: Path) -> list[str]:
+    """The outbox tasks the journal holds without a done line."""
+    journal, entries = Journal.open(tmp_path / "sms" / JOURNAL)
+    journal.close()
+    done = {e["done"] for e in entries if "done" in e}
+    return [e["task"] for e in entries if "task" in e and e["task"] not in done]
 
 
 def test_missed_webhooks_are_picked_up_by_reconciliation(tmp_path: Path) -> None:
@@ -403,26 +412,35 @@ def test_logs_say_the_same_for_held_and_allowed_and_never_who(tmp_path: Path) ->
 def test_ledger_settles_a_crash_between_sealing_note_and_handled_line(tmp_path: Path) -> None:
     """A sealing note counts as handled iff the archive holds exactly those sealed bytes."""
 
+    path = tmp_path / JOURNAL
+
+    def reopen(stored: Callable[[int], set[str]]) -> tuple[Journal, Ledger]:
+        journal, entries = Journal.open(path)
+        ledger = Ledger.restore(journal, entries, stored)
+        journal.compact(ledger.lines())
+        return journal, ledger
+
     async def test() -> None:
-        ledger = Ledger.open(str(tmp_path), lambda since: set())
-        await ledger.sealing("SMstored", "a" * 64, 0)
-        await ledger.sealing("SMlost", "b" * 64, 0)
-        ledger.close()
+        journal, ledger = reopen(lambda since: set())
+        await ledger.sealing("SMstored", "a" * 64, 7)
+        await ledger.sealing("SMlost", "b" * 64, 9)
+        journal.close()
         asked: list[int] = []
 
         def stored(since: int) -> set[str]:
             asked.append(since)
             return {"a" * 64}
 
-        again = Ledger.open(str(tmp_path), stored)
+        journal, again = reopen(stored)
         assert again.handled("SMstored")
         assert again.held("SMstored")
         assert not again.handled("SMlost")
-        assert asked == [0]
-        again.close()
-        third = Ledger.open(str(tmp_path), lambda since: set())  # compacted: no notes left
+        assert asked == [7]
+        journal.close()
+        journal, third = reopen(lambda since: set())  # compacted: no notes left to settle
         assert third.handled("SMstored")
-        third.close()
+        assert not third.handled("SMlost")
+        journal.close()
 
     asyncio.run(test())
 

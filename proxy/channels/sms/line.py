@@ -101,10 +101,11 @@ class TwilioLine:
 
     async def held(self, arrival: TwilioArrival) -> None:
         tasks = self.cleanup(arrival, await self.media_of(arrival))
-        if tasks:
-            await self.outbox.add(tasks)
-        # Not fsynced: the ledger's sealing note, settled against the archive, stands for it.
-        await self.ledger.handled_now(arrival.sid, held=True, durable=False)
+        # Not fsynced: the ledger's sealing note, settled against the archive, stands for
+        # the handled line; lost cleanup is queued again by reconciliation.
+        line = Ledger.handled_line(arrival.sid, held=True)
+        await self.outbox.add(tasks, durable=False, also=[line])
+        self.ledger.mark(arrival.sid, held=True)
 
     async def passed(self, arrival: TwilioArrival) -> None:
         sender = e164(arrival.sender, self._settings().default_region) or arrival.sender
@@ -114,7 +115,10 @@ class TwilioLine:
             bodies = forward_bodies(sender, arrival.text)
             tasks = [Task(kind="forward", body=body) for body in bodies[:-1]]
             tasks.append(Task(kind="forward", body=bodies[-1], media_urls=urls))
-            await self.outbox.add(tasks)
         elif arrival.kind == "call" and not arrival.live:
-            await self.outbox.add([Task(kind="forward", body=f"Missed call from {sender}")])
-        await self.ledger.handled_now(arrival.sid, held=False, durable=True)
+            tasks = [Task(kind="forward", body=f"Missed call from {sender}")]
+        else:
+            tasks = []
+        line = Ledger.handled_line(arrival.sid, held=False)
+        await self.outbox.add(tasks, durable=True, also=[line])
+        self.ledger.mark(arrival.sid, held=False)

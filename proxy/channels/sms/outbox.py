@@ -1,17 +1,20 @@
 """The durable outbox: what nocontact still has to ask of the provider, until it is done.
 
 Rules this module keeps:
-1. A task is a file (written, fsynced, renamed, directory fsynced) before `add` returns,
-   and is removed only after the provider accepted it. A restart picks every file up
-   again; nothing is lost, and an accepted task is not repeated (except in the instant
-   between the provider's answer and the unlink).
+1. A task is a line in the journal before `add` returns (durably when the caller says so:
+   a forward always is), and a *done* line follows once the provider accepted it. A
+   restart picks up every task without a done line; nothing is lost, and an accepted task
+   is repeated only if the crash came between the provider's answer and the done line.
 2. Two kinds of work: forwarding an allowed text to the survivor's phone, and cleaning a
    held item out of the provider's logs (blank a text, delete media, a recording, a call).
    Who the forward goes to is read at sending time, so fixing `forward_to` (and SIGHUP)
    delivers what was waiting.
-3. An outage (ProviderUnavailable) pauses the whole outbox with backoff (1 s doubling to
+3. Forwards go first. Cleanup waits for a quiet moment (no webhook for `QUIET` seconds)
+   unless it has waited `CLEANUP_WITHIN` already: answering the provider is what keeps
+   messages safe, tidying its logs can wait seconds. Up to `PARALLEL` requests at once.
+4. An outage (ProviderUnavailable) pauses the whole outbox with backoff (1 s doubling to
    5 min). A refusal (4xx) backs off that task alone (up to an hour) and keeps it.
-4. Silence: no log line names a task, its kind or its number. An outage is logged once
+5. Silence: no log line names a task, its kind or its number. An outage is logged once
    when it starts and once when it ends; only a refused *forward* is logged, because the
    survivor must learn that her texts are not reaching her (and it says nothing held).
 """
@@ -20,14 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
-import secrets
+import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from proxy.channels.sms.journal import Entry, Journal
 from proxy.channels.sms.provider import Provider, ProviderRefused, ProviderUnavailable
 from proxy.logs import get_logger
 
@@ -35,6 +36,10 @@ _log = get_logger("sms.outbox")
 _FIRST_BACKOFF = 1.0
 _OUTAGE_BACKOFF = 300.0
 _REFUSED_BACKOFF = 3600.0
+QUIET = 0.5
+CLEANUP_WITHIN = 30.0
+PARALLEL = 8
+_FIELDS = ("kind", "sid", "media_sid", "body", "media_urls")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,22 +52,25 @@ class Task:
     body: str = ""
     media_urls: tuple[str, ...] = ()
 
-    def to_json(self) -> bytes:
-        return json.dumps({
-            "kind": self.kind, "sid": self.sid, "media_sid": self.media_sid,
-            "body": self.body, "media_urls": list(self.media_urls),
-        }).encode()  # fmt: skip
-
     @classmethod
-    def from_json(cls, data: bytes) -> Task:
-        raw = json.loads(data)
-        return cls(kind=raw["kind"], sid=raw["sid"], media_sid=raw["media_sid"],
-                   body=raw["body"], media_urls=tuple(raw["media_urls"]))  # fmt: skip
+    def from_entry(cls, entry: Entry) -> Task:
+        return cls(kind=str(entry["kind"]), sid=str(entry.get("sid", "")),
+                   media_sid=str(entry.get("media_sid", "")), body=str(entry.get("body", "")),
+                   media_urls=tuple(entry.get("media_urls", ())))  # fmt: skip
+
+    def entry(self, name: str) -> Entry:
+        found: Entry = {"task": name, "kind": self.kind}
+        for key in _FIELDS[1:]:
+            value = getattr(self, key)
+            if value:
+                found[key] = list(value) if isinstance(value, tuple) else value
+        return found
 
 
 @dataclass(slots=True)
 class _Waiting:
     task: Task
+    since: float
     due: float = 0.0
     backoff: float = field(default=_FIRST_BACKOFF)
 
@@ -77,104 +85,123 @@ class Addresses:
 
 class Outbox:
     def __init__(
-        self, directory: str | os.PathLike[str], provider: Provider,
+        self, journal: Journal, entries: Iterable[Entry], provider: Provider,
         addresses: Callable[[], Addresses],
     ) -> None:  # fmt: skip
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._journal = journal
         self._provider = provider
         self._addresses = addresses
+        self._last_arrival = 0.0
         self._waiting: dict[str, _Waiting] = {}
-        for path in sorted(self.directory.glob("*.json")):
-            try:
-                self._waiting[path.name] = _Waiting(Task.from_json(path.read_bytes()))
-            except (ValueError, KeyError, TypeError):
-                # A torn file from a crash before its rename cannot exist (tmp names are
-                # skipped), so this is foreign: leave it for a human, never delete it.
-                _log.error("unreadable outbox file left in place", file=path.name)
-        for stale in self.directory.glob("*.tmp"):
-            stale.unlink()
+        now = time.monotonic()
+        for entry in entries:
+            if "task" in entry:
+                with contextlib.suppress(KeyError, TypeError, ValueError):
+                    self._waiting[str(entry["task"])] = _Waiting(Task.from_entry(entry), now)
+            elif "done" in entry:
+                self._waiting.pop(str(entry["done"]), None)
+        self._names = itertools.count()
+        self._prefix = f"{time.time_ns():x}-"
         self._wake = asyncio.Event()
         self._outage = False
         self._pause_until = 0.0
         self._outage_backoff = _FIRST_BACKOFF
 
+    def arrival(self) -> None:
+        """A webhook arrived: cleanup waits for a quiet moment."""
+        self._last_arrival = time.monotonic()
+
     def __len__(self) -> int:
         return len(self._waiting)
 
-    async def add(self, tasks: Sequence[Task], *, unique: bool = False) -> None:
-        """Store `tasks` durably; they are sent in the background. `unique`: skip any
-        task already waiting (reconciliation asks again for cleanup in progress)."""
-        if unique:
-            waiting = {w.task for w in self._waiting.values()}
-            tasks = [task for task in tasks if task not in waiting]
-            if not tasks:
-                return
-        names = await asyncio.to_thread(self._write, tasks)
-        for name, task in zip(names, tasks, strict=True):
-            self._waiting[name] = _Waiting(task)
-        self._wake.set()
+    def lines(self) -> list[Entry]:
+        """The waiting tasks as journal lines (the journal's rewrite at start)."""
+        return [w.task.entry(name) for name, w in self._waiting.items()]
 
-    def _write(self, tasks: Sequence[Task]) -> list[str]:
-        names = []
-        for task in tasks:
-            name = f"{time.time_ns():020d}-{secrets.token_hex(4)}.json"
-            temporary = self.directory / (name + ".tmp")
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.write(fd, task.to_json())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(temporary, self.directory / name)
-            names.append(name)
-        directory = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-        return names
+    def waiting(self, task: Task) -> bool:
+        return any(w.task == task for w in self._waiting.values())
+
+    async def add(
+        self, tasks: Sequence[Task], *, durable: bool, also: Sequence[Entry] = ()
+    ) -> None:
+        """Journal `tasks` (and the lines `also`, in the same append); they are sent in the
+        background."""
+        named = [(f"{self._prefix}{next(self._names)}", task) for task in tasks]
+        lines = [task.entry(name) for name, task in named]
+        await self._journal.append([*lines, *also], durable=durable)
+        now = time.monotonic()
+        for name, task in named:
+            self._waiting[name] = _Waiting(task, now)
+        if named:
+            self._wake.set()
 
     async def run(self) -> None:
         """Send waiting tasks until cancelled."""
-        loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
-            await self._round(loop.time())
-            due = [w.due for w in self._waiting.values()]
-            due.append(self._pause_until)
-            delay = max(0.0, min(due) - loop.time()) if self._waiting else None
+            delay = await self._round(time.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
 
-    async def _round(self, now: float) -> None:
-        if now < self._pause_until:
-            return
-        for name in sorted(self._waiting):
-            waiting = self._waiting[name]
+    def _ready(self, now: float) -> list[str]:
+        quiet = now - self._last_arrival >= QUIET
+        forwards, cleanup = [], []
+        for name, waiting in self._waiting.items():
             if waiting.due > now:
                 continue
-            try:
-                await self._send(waiting.task)
-            except ProviderUnavailable:
-                if not self._outage:
-                    _log.warning("the provider is unreachable; the outbox will retry")
+            if waiting.task.kind == "forward":
+                forwards.append(name)
+            elif quiet or now - waiting.since >= CLEANUP_WITHIN:
+                cleanup.append(name)
+        return forwards + cleanup
+
+    async def _round(self, now: float) -> float | None:
+        """Send what is ready; the seconds until something may be ready (None: nothing)."""
+        if now >= self._pause_until:
+            ready = self._ready(now)
+            for start in range(0, len(ready), PARALLEL):
+                chunk = ready[start : start + PARALLEL]
+                results = await asyncio.gather(*(self._attempt(n, now) for n in chunk))
+                if not all(results):
+                    break
+        if not self._waiting:
+            return None
+        quiet_at = self._last_arrival + QUIET
+        times = []
+        for waiting in self._waiting.values():
+            moment = waiting.due
+            if waiting.task.kind != "forward":
+                moment = max(moment, min(quiet_at, waiting.since + CLEANUP_WITHIN))
+            times.append(max(moment, self._pause_until))
+        return max(0.01, min(times) - time.monotonic())
+
+    async def _attempt(self, name: str, now: float) -> bool:
+        """One task; False if the provider is unreachable (the round stops)."""
+        waiting = self._waiting.get(name)
+        if waiting is None:
+            return True
+        try:
+            await self._send(waiting.task)
+        except ProviderUnavailable:
+            if not self._outage:
+                _log.warning("the provider is unreachable; the outbox will retry")
                 self._outage = True
-                self._pause_until = now + self._outage_backoff
-                self._outage_backoff = min(self._outage_backoff * 2, _OUTAGE_BACKOFF)
-                return
-            except ProviderRefused as error:
-                if waiting.task.kind == "forward":
-                    _log.error("the provider refused to forward a text; it is kept and "
-                               "retried", status=error.status, code=error.code)  # fmt: skip
-                waiting.due = now + waiting.backoff
-                waiting.backoff = min(waiting.backoff * 2, _REFUSED_BACKOFF)
-                continue
-            if self._outage:
-                _log.info("the provider is reachable again")
-            self._outage, self._outage_backoff = False, _FIRST_BACKOFF
-            await asyncio.to_thread((self.directory / name).unlink, missing_ok=True)
-            del self._waiting[name]
+            self._pause_until = time.monotonic() + self._outage_backoff
+            self._outage_backoff = min(self._outage_backoff * 2, _OUTAGE_BACKOFF)
+            return False
+        except ProviderRefused as error:
+            if waiting.task.kind == "forward":
+                _log.error("the provider refused to forward a text; it is kept and retried",
+                           status=error.status, code=error.code)  # fmt: skip
+            waiting.due = now + waiting.backoff
+            waiting.backoff = min(waiting.backoff * 2, _REFUSED_BACKOFF)
+            return True
+        if self._outage:
+            _log.info("the provider is reachable again")
+        self._outage, self._outage_backoff = False, _FIRST_BACKOFF
+        del self._waiting[name]
+        await self._journal.append([{"done": name}], durable=False)
+        return True
 
     async def _send(self, task: Task) -> None:
         provider = self._provider

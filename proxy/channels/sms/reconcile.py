@@ -108,9 +108,14 @@ class Reconciler:
                 media = int(str(record.get("num_media") or 0))
                 if record.get("body") or media:
                     refs = tuple(await self._provider.media_of(sid)) if media else ()
-                    await self._line.outbox.add(
-                        self._line.cleanup(self._text(record), refs), unique=True
-                    )
+                    await self._again(self._line.cleanup(self._text(record), refs))
+
+    async def _again(self, tasks: list[Task]) -> None:
+        """Queue cleanup a crash cut short, unless it is already waiting."""
+        outbox = self._line.outbox
+        tasks = [task for task in tasks if not outbox.waiting(task)]
+        if tasks:
+            await outbox.add(tasks, durable=False)
 
     def _text(self, record: _Record) -> TwilioArrival:
         return TwilioArrival(
@@ -137,7 +142,7 @@ class Reconciler:
             elif ledger.held(sid) and watching.redact_at_provider:
                 ended = _moment(record, "end_time", "start_time")
                 if ended is not None and started - ended > _CALL_SETTLES:
-                    await self._line.outbox.add([Task(kind="delete_call", sid=sid)], unique=True)
+                    await self._again([Task(kind="delete_call", sid=sid)])
 
     async def _recordings(self) -> None:
         ledger = self._line.ledger
@@ -146,7 +151,7 @@ class Reconciler:
             if record.get("status") not in (None, "completed"):
                 continue
             if ledger.handled(sid):
-                await self._line.outbox.add([Task(kind="delete_recording", sid=sid)], unique=True)
+                await self._again([Task(kind="delete_recording", sid=sid)])
                 continue
             try:
                 call = await self._provider.call(call_sid)

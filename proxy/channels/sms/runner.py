@@ -6,7 +6,8 @@ Rules this module keeps:
 2. `stop`: stop accepting webhooks, let those in progress finish (sealed or forwarded,
    then answered), stop reconciliation and the outbox (what is waiting stays on disk),
    close the provider and the ledger.
-3. `replace` applies a reloaded config's forward_to, greeting, redaction and interval;
+3. State: one journal (handled SIDs and the outbox) under `state_dir`, compacted at start.
+4. `replace` applies a reloaded config's forward_to, greeting, redaction and interval;
    the listen address, credentials and state directory need a restart.
 """
 
@@ -21,6 +22,7 @@ from aiohttp import web
 
 from proxy.archive import Archive
 from proxy.archive.reader import item_digests
+from proxy.channels.sms.journal import Journal
 from proxy.channels.sms.ledger import Ledger
 from proxy.channels.sms.line import LineSettings, TwilioLine
 from proxy.channels.sms.outbox import Addresses, Outbox
@@ -33,6 +35,7 @@ from proxy.errors import NocontactError
 from proxy.pipeline import Pipeline
 
 _DRAIN_SECONDS = 60.0
+JOURNAL = "journal.jsonl"
 
 
 class SmsStartError(NocontactError):
@@ -72,15 +75,18 @@ class SmsRunner:
         settings = self.settings
         token = auth_token(settings)
         log_dir = Path(self._archive.path) / "log"
+        journal, entries = await asyncio.to_thread(Journal.open, Path(settings.state_dir) / JOURNAL)
+        self.journal = journal
         self.ledger = await asyncio.to_thread(
-            Ledger.open, settings.state_dir, lambda since: item_digests(log_dir, since)
+            Ledger.restore, journal, entries, lambda since: item_digests(log_dir, since)
         )
         self.provider = Provider(account_sid=settings.account_sid, auth_token=token,
                                  api_base_url=settings.api_base_url)  # fmt: skip
         self.outbox = Outbox(
-            Path(settings.state_dir) / "outbox", self.provider,
+            journal, entries, self.provider,
             lambda: Addresses(number=self.settings.number, forward_to=self.settings.forward_to),
         )  # fmt: skip
+        await asyncio.to_thread(journal.compact, [*self.ledger.lines(), *self.outbox.lines()])
         self.line = TwilioLine(
             ledger=self.ledger, outbox=self.outbox, provider=self.provider,
             settings=lambda: LineSettings(redact_at_provider=self.settings.redact_at_provider,
@@ -128,4 +134,4 @@ class SmsRunner:
                 await task
         self._tasks = []
         await self.provider.close()
-        self.ledger.close()
+        await asyncio.to_thread(self.journal.close)

@@ -120,6 +120,7 @@ class Webhooks:
         self, handler: Callable[[Webhook, Mapping[str, str]], Awaitable[str]]
     ) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def checked(request: web.Request) -> web.Response:
+            self._line.outbox.arrival()
             body = await request.read()
             params = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace"),
                                                  keep_blank_values=True))  # fmt: skip
