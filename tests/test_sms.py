@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email
-import json
 import signal
 import subprocess
 import sys
@@ -27,6 +25,7 @@ from structlog.testing import capture_logs
 
 from proxy import logs
 from proxy.archive import Archive, verify_archive
+from proxy.channels.sms.capture import read_capture
 from proxy.channels.sms.journal import Journal
 from proxy.channels.sms.ledger import Ledger
 from proxy.channels.sms.line import forward_bodies
@@ -50,13 +49,18 @@ PICTURE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 AUDIO = b"RIFF....WAVEfmt " + bytes(2000)
 
 
-def _parts(raw: bytes) -> dict[str, bytes]:
-    """The capture's parts by file name, decoded."""
-    found: dict[str, bytes] = {}
-    for part in email.message_from_bytes(raw).walk():
-        data = part.get_payload(decode=True)
-        if part.get_filename() and isinstance(data, bytes):
-            found[part.get_filename() or ""] = data
+def _parts(raw: bytes) -> dict[str, Any]:
+    """The capture's parts: "webhook" (the form body), "record", and media by SID."""
+    document = read_capture(raw)
+    found: dict[str, Any] = {}
+    webhook = document.get("webhook")
+    if isinstance(webhook, dict):
+        found["webhook"] = webhook["body"]
+        found["url"] = webhook["url"]
+    if "record" in document:
+        found["record"] = document["record"]
+    for piece in document["media"]:  # type: ignore[attr-defined]
+        found[piece["sid"]] = piece["data"]
     return found
 
 
@@ -144,12 +148,11 @@ def test_held_mms_is_sealed_with_its_media_answered_empty_and_redacted(tmp_path:
         assert metadata["channel"] == "sms"
         assert metadata["provider_id"] == sid
         parts = _parts(raw)
-        assert urllib.parse.parse_qs(parts["webhook.txt"].decode())["Body"] == [
+        assert urllib.parse.parse_qs(parts["webhook"].decode())["Body"] == [
             "CANARY open the door"
         ]
-        assert parts[f"{media_sid}.png"] == PICTURE
-        document = email.message_from_bytes(raw)
-        assert document["X-Webhook-Url"] == PUBLIC + "/sms"
+        assert parts[media_sid] == PICTURE
+        assert parts["url"] == PUBLIC + "/sms"
         verify_archive(phone.archive_path)  # raises VerifyFailure if anything is wrong
 
     run_with_fake(test)
@@ -293,7 +296,7 @@ def test_missed_webhooks_are_picked_up_by_reconciliation(tmp_path: Path) -> None
         assert sorted(m["provider_id"] for m, _ in held) == sorted([held_sid, held_call])
         text = next(raw for m, raw in held if m["provider_id"] == held_sid)
         parts = _parts(text)
-        assert json.loads(parts["record.json"])["body"] == "CANARY"
+        assert parts["record"]["body"] == "CANARY"
         assert PICTURE in parts.values()
 
     run_with_fake(test)
@@ -322,7 +325,7 @@ def test_held_caller_gets_voicemail_which_is_sealed_then_deleted(tmp_path: Path)
             await eventually(lambda: call_sid not in fake.calls)
         held = phone.held()
         assert [m["provider_id"] for m, _ in held] == [call_sid, recording_sid]
-        assert _parts(held[1][1])[f"{recording_sid}.wav"] == AUDIO
+        assert _parts(held[1][1])[recording_sid] == AUDIO
         assert held[1][0]["voicemail"] is True
 
     run_with_fake(test)

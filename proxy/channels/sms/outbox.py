@@ -92,14 +92,19 @@ class Outbox:
         self._provider = provider
         self._addresses = addresses
         self._last_arrival = 0.0
-        self._waiting: dict[str, _Waiting] = {}
+        # Two queues in arrival order: a burst of held texts never delays a forward, and
+        # deferring cleanup costs nothing per webhook (no scan of what waits).
+        self._forwards: dict[str, _Waiting] = {}
+        self._cleanup: dict[str, _Waiting] = {}
         now = time.monotonic()
         for entry in entries:
             if "task" in entry:
                 with contextlib.suppress(KeyError, TypeError, ValueError):
-                    self._waiting[str(entry["task"])] = _Waiting(Task.from_entry(entry), now)
+                    task = Task.from_entry(entry)
+                    self._queue(task)[str(entry["task"])] = _Waiting(task, now)
             elif "done" in entry:
-                self._waiting.pop(str(entry["done"]), None)
+                self._forwards.pop(str(entry["done"]), None)
+                self._cleanup.pop(str(entry["done"]), None)
         self._names = itertools.count()
         self._prefix = f"{time.time_ns():x}-"
         self._wake = asyncio.Event()
@@ -111,15 +116,19 @@ class Outbox:
         """A webhook arrived: cleanup waits for a quiet moment."""
         self._last_arrival = time.monotonic()
 
+    def _queue(self, task: Task) -> dict[str, _Waiting]:
+        return self._forwards if task.kind == "forward" else self._cleanup
+
     def __len__(self) -> int:
-        return len(self._waiting)
+        return len(self._forwards) + len(self._cleanup)
 
     def lines(self) -> list[Entry]:
         """The waiting tasks as journal lines (the journal's rewrite at start)."""
-        return [w.task.entry(name) for name, w in self._waiting.items()]
+        both = [*self._forwards.items(), *self._cleanup.items()]
+        return [w.task.entry(name) for name, w in both]
 
     def waiting(self, task: Task) -> bool:
-        return any(w.task == task for w in self._waiting.values())
+        return any(w.task == task for w in self._queue(task).values())
 
     async def add(
         self, tasks: Sequence[Task], *, durable: bool, also: Sequence[Entry] = ()
@@ -129,10 +138,12 @@ class Outbox:
         named = [(f"{self._prefix}{next(self._names)}", task) for task in tasks]
         lines = [task.entry(name) for name, task in named]
         await self._journal.append([*lines, *also], durable=durable)
-        now = time.monotonic()
+        now, wake = time.monotonic(), False
         for name, task in named:
-            self._waiting[name] = _Waiting(task, now)
-        if named:
+            queue = self._queue(task)
+            wake = wake or task.kind == "forward" or not queue  # else the timer is set
+            queue[name] = _Waiting(task, now)
+        if wake:
             self._wake.set()
 
     async def run(self) -> None:
@@ -143,17 +154,16 @@ class Outbox:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
 
+    def _cleanup_from(self) -> float:
+        """When cleanup may run: after a quiet moment, or once the oldest has waited long."""
+        oldest = next(iter(self._cleanup.values()))
+        return min(self._last_arrival + QUIET, oldest.since + CLEANUP_WITHIN)
+
     def _ready(self, now: float) -> list[str]:
-        quiet = now - self._last_arrival >= QUIET
-        forwards, cleanup = [], []
-        for name, waiting in self._waiting.items():
-            if waiting.due > now:
-                continue
-            if waiting.task.kind == "forward":
-                forwards.append(name)
-            elif quiet or now - waiting.since >= CLEANUP_WITHIN:
-                cleanup.append(name)
-        return forwards + cleanup
+        ready = [name for name, w in self._forwards.items() if w.due <= now]
+        if self._cleanup and self._cleanup_from() <= now:
+            ready += [name for name, w in self._cleanup.items() if w.due <= now]
+        return ready
 
     async def _round(self, now: float) -> float | None:
         """Send what is ready; the seconds until something may be ready (None: nothing)."""
@@ -164,20 +174,21 @@ class Outbox:
                 results = await asyncio.gather(*(self._attempt(n, now) for n in chunk))
                 if not all(results):
                     break
-        if not self._waiting:
+        now = time.monotonic()
+        times = [w.due for w in self._forwards.values()]
+        if self._cleanup:
+            moment = self._cleanup_from()
+            if moment <= now:  # cleanup may run now: what is left waits for its backoff
+                moment = max(moment, min(w.due for w in self._cleanup.values()))
+            times.append(moment)
+        if not times:
             return None
-        quiet_at = self._last_arrival + QUIET
-        times = []
-        for waiting in self._waiting.values():
-            moment = waiting.due
-            if waiting.task.kind != "forward":
-                moment = max(moment, min(quiet_at, waiting.since + CLEANUP_WITHIN))
-            times.append(max(moment, self._pause_until))
-        return max(0.01, min(times) - time.monotonic())
+        return max(0.01, max(min(times), self._pause_until) - now)
 
     async def _attempt(self, name: str, now: float) -> bool:
         """One task; False if the provider is unreachable (the round stops)."""
-        waiting = self._waiting.get(name)
+        queue = self._forwards if name in self._forwards else self._cleanup
+        waiting = queue.get(name)
         if waiting is None:
             return True
         try:
@@ -199,7 +210,7 @@ class Outbox:
         if self._outage:
             _log.info("the provider is reachable again")
         self._outage, self._outage_backoff = False, _FIRST_BACKOFF
-        del self._waiting[name]
+        del queue[name]
         await self._journal.append([{"done": name}], durable=False)
         return True
 
