@@ -29,6 +29,7 @@ from proxy.channels.sms.capture import read_capture
 from proxy.channels.sms.journal import Journal
 from proxy.channels.sms.ledger import Ledger
 from proxy.channels.sms.line import forward_bodies
+from proxy.channels.sms.outbox import QUIET
 from proxy.channels.sms.runner import JOURNAL, SmsRunner
 from proxy.channels.sms.webhooks import EMPTY
 from proxy.config.model import SmsChannel
@@ -148,9 +149,7 @@ def test_held_mms_is_sealed_with_its_media_answered_empty_and_redacted(tmp_path:
         assert metadata["channel"] == "sms"
         assert metadata["provider_id"] == sid
         parts = _parts(raw)
-        assert urllib.parse.parse_qs(parts["webhook"].decode())["Body"] == [
-            "CANARY open the door"
-        ]
+        assert urllib.parse.parse_qs(parts["webhook"].decode())["Body"] == ["CANARY open the door"]
         assert parts[media_sid] == PICTURE
         assert parts["url"] == PUBLIC + "/sms"
         verify_archive(phone.archive_path)  # raises VerifyFailure if anything is wrong
@@ -528,5 +527,28 @@ def test_daemon_runs_sms_alone_reloads_forward_to_and_stops_cleanly(tmp_path: Pa
         assert len(held_items(tmp_path / "archive")) == 1
         assert "CANARY" not in stderr
         assert "0199" not in stderr
+
+    run_with_fake(test)
+
+
+def test_redaction_off_keeps_texts_at_the_provider_and_a_later_pass_catches_up(
+    tmp_path: Path,
+) -> None:
+    """redact_at_provider off: a held text stays at Twilio; turned on, the next pass wipes it."""
+
+    async def test(fake: FakeTwilio) -> None:
+        phone = Phone(tmp_path, fake, redact_at_provider=False)
+        async with phone.running():
+            sid, params = fake.inbound_message(
+                sender=MARK, to=NUMBER, body="CANARY", media=[("image/png", PICTURE)]
+            )
+            assert await phone.post("/sms", params) == (200, EMPTY)
+            await asyncio.sleep(QUIET + 0.3)
+        assert fake.messages[sid]["body"] == "CANARY"
+        assert len(fake.media[sid]) == 1
+        phone = Phone(tmp_path, fake)  # redact_at_provider: true (the default)
+        async with phone.running():
+            await eventually(lambda: fake.messages[sid]["body"] == "" and not fake.media[sid])
+        assert len(phone.held()) == 1  # cleaned up, not sealed again
 
     run_with_fake(test)

@@ -68,7 +68,7 @@ def capture(
     if record is not None:
         document["record"] = dict(record)
     document["media"] = [_media(piece) for piece in media]
-    return json.dumps(document, ensure_ascii=False, indent=1).encode()
+    return json.dumps(document, ensure_ascii=False).encode()
 
 
 def read_capture(data: bytes) -> dict[str, object]:
