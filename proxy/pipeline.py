@@ -230,5 +230,6 @@ class Pipeline:
                 await line.held(arrival)
             elif fresh:
                 await line.passed(arrival)
-        _log.info("message handled", channel=arrival.channel.value)
+        if not arrival.voicemail:  # only held callers leave one: its line would tell
+            _log.info("message handled", channel=arrival.channel.value)
         return decision

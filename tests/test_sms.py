@@ -552,3 +552,30 @@ def test_redaction_off_keeps_texts_at_the_provider_and_a_later_pass_catches_up(
         assert len(phone.held()) == 1  # cleaned up, not sealed again
 
     run_with_fake(test)
+
+
+def test_a_held_call_with_voicemail_logs_what_an_allowed_call_does(tmp_path: Path) -> None:
+    """Voicemail and its cleanup (even with the API down) add no log line to a held call."""
+
+    async def test(fake: FakeTwilio) -> None:
+        phone = Phone(tmp_path, fake)
+        async with phone.running():
+            held_sid, held = fake.inbound_call(sender=MARK, to=NUMBER)
+            _, allowed = fake.inbound_call(sender=FRIEND, to=NUMBER)
+            with capture_logs(processors=[logs.redact]) as held_lines:
+                await phone.post("/voice", held)
+                fake.finish_call(held_sid)
+                _, callback = fake.recording(call_sid=held_sid, audio=AUDIO)
+                await phone.post("/voice/recording", callback)
+                fake.down = True  # sealed; deleting it at the provider now fails, silently
+                await phone.post("/voice/done", {"CallSid": held_sid})
+                await asyncio.sleep(QUIET + 1.0)
+            fake.down = False
+            with capture_logs(processors=[logs.redact]) as allowed_lines:
+                await phone.post("/voice", allowed)
+                await asyncio.sleep(QUIET + 1.0)
+        assert held_lines == allowed_lines
+        assert len(phone.held()) == 2
+        assert any(a.method == "DELETE" for a in fake.requests)  # its cleanup was tried
+
+    run_with_fake(test)

@@ -14,9 +14,11 @@ Rules this module keeps:
    messages safe, tidying its logs can wait seconds. Up to `PARALLEL` requests at once.
 4. An outage (ProviderUnavailable) pauses the whole outbox with backoff (1 s doubling to
    5 min). A refusal (4xx) backs off that task alone (up to an hour) and keeps it.
-5. Silence: no log line names a task, its kind or its number. An outage is logged once
-   when it starts and once when it ends; only a refused *forward* is logged, because the
-   survivor must learn that her texts are not reaching her (and it says nothing held).
+5. Silence: no log line names a task, its kind or its number. Only forwards are ever
+   logged, because the survivor must learn that her texts are not reaching her, and a
+   forward says nothing held: an outage met by a forward (once when it starts, once when
+   it ends), and a refused forward. Cleanup exists only for held items, so its failures
+   are never logged at all.
 """
 
 from __future__ import annotations
@@ -194,7 +196,8 @@ class Outbox:
         try:
             await self._send(waiting.task)
         except ProviderUnavailable:
-            if not self._outage:
+            # Only a forward may say so: cleanup exists only for held items.
+            if not self._outage and waiting.task.kind == "forward":
                 _log.warning("the provider is unreachable; the outbox will retry")
                 self._outage = True
             self._pause_until = time.monotonic() + self._outage_backoff
@@ -207,9 +210,10 @@ class Outbox:
             waiting.due = now + waiting.backoff
             waiting.backoff = min(waiting.backoff * 2, _REFUSED_BACKOFF)
             return True
-        if self._outage:
+        if self._outage and waiting.task.kind == "forward":
             _log.info("the provider is reachable again")
-        self._outage, self._outage_backoff = False, _FIRST_BACKOFF
+            self._outage = False
+        self._outage_backoff = _FIRST_BACKOFF
         del queue[name]
         await self._journal.append([{"done": name}], durable=False)
         return True
