@@ -9,7 +9,9 @@ Rules this module keeps:
    connection is dropped. An invalid new config changes nothing; the reason is logged
    (one problem per log line, no content of any message). Changes to the listen address
    or the archive need a restart, and the log says so.
-4. A demo contact (config `demo: true`) gets a throwaway key pair on first start, and a
+4. The archive's custody socket is open while the daemon runs, so a contact's tools can
+   record their access in the log the daemon holds.
+5. A demo contact (config `demo: true`) gets a throwaway key pair on first start, and a
    loud warning at every start: its private key is on this machine.
 """
 
@@ -30,6 +32,7 @@ from proxy.channels.sms.runner import SmsRunner
 from proxy.channels.smtp import SmtpHandler, serve_smtp
 from proxy.config import Config, load_config
 from proxy.config.model import SmtpChannel
+from proxy.custody import serve_custody
 from proxy.deliver.address import parse_destination
 from proxy.deliver.hops import DeliveryDeferred, NextHop, open_next_hop
 from proxy.errors import ConfigError, NocontactError
@@ -92,6 +95,25 @@ def _next_hop(settings: SmtpChannel) -> NextHop:
     return open_next_hop(parse_destination(settings.deliver), hostname=settings.hostname)
 
 
+async def _custody_socket(archive: Archive) -> asyncio.AbstractServer | None:
+    """The socket contacts' tools record their access through (never stops the start)."""
+    try:
+        return await serve_custody(archive)
+    except OSError:
+        _log.warning("custody socket unavailable: contacts' tools can record "
+                     "access only while the daemon is stopped")  # fmt: skip
+        return None
+
+
+async def _smtp(settings: SmtpChannel, handler: SmtpHandler) -> asyncio.AbstractServer:
+    try:
+        server = await serve_smtp(settings, handler)
+    except OSError as error:
+        raise StartError(f"cannot listen on {settings.listen}: {error.strerror}") from error
+    _log.info("smtp listening", listen=settings.listen)
+    return server
+
+
 class Daemon:
     def __init__(self, config_path: str) -> None:
         self.config_path = config_path
@@ -114,15 +136,8 @@ class Daemon:
                 default_region=config.default_region,
             )  # fmt: skip
             handler = SmtpHandler(pipeline)
-            server = None
-            if settings is not None:
-                try:
-                    server = await serve_smtp(settings, handler)
-                except OSError as error:
-                    raise StartError(
-                        f"cannot listen on {settings.listen}: {error.strerror}"
-                    ) from error
-                _log.info("smtp listening", listen=settings.listen, archive=config.archive.path)
+            custody = await _custody_socket(archive)
+            server = await _smtp(settings, handler) if settings is not None else None
             phone = None
             if sms is not None:
                 phone = SmsRunner(sms, pipeline, archive, config.default_region)
@@ -145,6 +160,8 @@ class Daemon:
                 server.close()
             if phone is not None:
                 await phone.close()
+            if custody is not None:
+                custody.close()
             if watchers is not None:
                 await asyncio.to_thread(watchers.stop)
             try:

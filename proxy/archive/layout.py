@@ -29,6 +29,7 @@ VERIFIER_KEY = "signing.pub"  # the C2SP verifier key: name+keyid+base64
 HEAD = "checkpoint"  # the latest signed checkpoint note
 LOCK = "lock"  # flock'd by the single writer; holds its pid
 LOG_DIR = "log"  # segment files 00000001.seg ...
+RECIPIENTS = "recipients"  # the contacts' age public keys, for sealing custody records
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -46,6 +46,8 @@ class VerifyReport:
     entries: int  # entries covered by the latest signed checkpoint, that one included
     checkpoint: Checkpoint
     verifier: Verifier
+    note: bytes  # the latest checkpoint entry's signed note, exactly as stored
+    tree: MerkleTree  # every entry's leaf hash, as rebuilt (for inclusion proofs)
 
 
 def verify_archive(path: str | os.PathLike[str], *, pinned: Verifier | None = None) -> VerifyReport:
@@ -80,7 +82,8 @@ def verify_archive(path: str | os.PathLike[str], *, pinned: Verifier | None = No
         )
     if head.origin != manifest.origin or head.root != walk.tree.root(head.size):
         raise VerifyFailure(f"the {layout.HEAD} file does not match the log")
-    return VerifyReport(entries=walk.last.size + 1, checkpoint=walk.last, verifier=verifier)
+    return VerifyReport(entries=walk.last.size + 1, checkpoint=walk.last, verifier=verifier,
+                        note=walk.last_note, tree=walk.tree)  # fmt: skip
 
 
 class _Walk:
@@ -92,6 +95,7 @@ class _Walk:
         self.verifier = verifier
         self.tree = MerkleTree()
         self.last: Checkpoint | None = None
+        self.last_note = b""
 
     def run(self, log_dir: Path, *, live: bool) -> None:
         try:
@@ -177,7 +181,7 @@ class _Walk:
             ):
                 raise VerifyFailure(f"entry {index}: checkpoint is not consistent with entry "
                                     f"{previous.size}'s")  # fmt: skip
-        self.last = checkpoint
+        self.last, self.last_note = checkpoint, note
 
 
 def _digests(buffer: memoryview, chunk: list[Frame]) -> list[bytes]:

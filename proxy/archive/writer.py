@@ -30,6 +30,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 
 from proxy.archive import layout
 from proxy.archive.errors import ArchiveUnavailable
@@ -96,6 +97,7 @@ class Archive:
         log = await asyncio.to_thread(
             ArchiveLog.open, path, segment_bytes=segment_bytes, clock=clock
         )
+        await asyncio.to_thread(_publish_recipients, log.root, recipients)
         return cls(log, parsed, clock=clock, checkpoint_every=checkpoint_every)
 
     @property
@@ -215,6 +217,15 @@ class Archive:
             self._queue.put(_CLOSE)
         await asyncio.shield(self._stopped)
         await asyncio.to_thread(self._thread.join)
+
+
+def _publish_recipients(root: os.PathLike[str], recipients: Sequence[str]) -> None:
+    """Write the contacts' public keys beside the log: a contact's tools seal custody
+    records to all of them, even on a copy of the archive. Public keys open nothing."""
+    path = Path(root) / layout.RECIPIENTS
+    data = "".join(f"{r.strip()}\n" for r in recipients).encode()
+    if not path.exists() or path.read_bytes() != data:
+        layout.replace_file(path, data)
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:

@@ -1,0 +1,1 @@
+"""The trusted contact's side: the only code that decrypts held items."""

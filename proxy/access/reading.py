@@ -1,0 +1,191 @@
+"""Reading a verified archive with a contact's key: the one place held items are decrypted.
+
+Rules this module keeps:
+1. Nothing is read from an archive that does not verify: `open_archive` runs the keyless
+   check first and refuses with its reason. Only entries covered by the latest signed
+   checkpoint are read (a live writer's last 250 ms wait for the next one).
+2. Decryption happens here and nowhere else, with the identity in memory only; what is
+   decrypted is handed out as values (`HeldItem`, `CustodyEntry`) and never written.
+3. A key that opens none of the items is a wrong key (one clear line). An item sealed
+   before this contact was added cannot be opened by them; it is counted, not hidden.
+   A seal that decrypts but is malformed is corruption, named by its sequence number.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyrage
+
+from proxy.archive import EntryKind, VerifyFailure, VerifyReport, verify_archive
+from proxy.archive.reader import SegmentScan, contiguous_segments, mapped
+from proxy.archive.seal import SealedFormatError, parse_sealed
+from proxy.archive.segments import segment_name
+from proxy.errors import NocontactError
+
+
+class AccessProblem(NocontactError):
+    """The archive cannot be read as asked; the message says why in one line."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeldItem:
+    """One held item, decrypted."""
+
+    sequence: int  # its index in the archive's log
+    sealed: bytes  # the stored entry body (age ciphertext): its leaf hash is in the tree
+    leaf_hash: bytes
+    metadata: dict[str, Any]
+    payload: bytes  # the original, byte for byte
+
+    @property
+    def received_at(self) -> datetime:
+        return datetime.fromisoformat(str(self.metadata["received_at"]).replace("Z", "+00:00"))
+
+    @property
+    def channel(self) -> str:
+        return str(self.metadata.get("channel", ""))
+
+    @property
+    def rule_id(self) -> str:
+        rule = self.metadata.get("rule") or {}
+        return str(rule.get("id") or "")
+
+    @property
+    def person(self) -> str | None:
+        """The blocked person (or intermediary) the rule names."""
+        parts = self.rule_id.split(".")
+        if len(parts) >= 2 and parts[0] in ("people", "intermediaries"):
+            return parts[1]
+        return None
+
+    @property
+    def sender(self) -> str:
+        senders = self.metadata.get("senders") or []
+        for wanted in ("from", "caller", "envelope"):
+            for identity in senders:
+                if identity.get("source") == wanted and identity.get("kind") != "name":
+                    return str(identity.get("value", ""))
+        return str(senders[0].get("value", "")) if senders else ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CustodyEntry:
+    sequence: int
+    contact: str
+    action: str
+    items: tuple[int, ...]
+    at: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Selection:
+    """Which items: received on or after `since`, on or before `until` (whole days, UTC),
+    about `person`."""
+
+    since: date | None = None
+    until: date | None = None
+    person: str | None = None
+
+    def admits(self, item: HeldItem) -> bool:
+        moment = item.received_at
+        if self.since and moment < datetime.combine(self.since, time(), UTC):
+            return False
+        if self.until and moment >= datetime.combine(self.until, time(), UTC) + timedelta(1):
+            return False
+        return self.person is None or item.person == self.person
+
+
+@dataclass(slots=True)
+class OpenedArchive:
+    root: Path
+    report: VerifyReport
+    identity: Any
+    unreadable: int = 0  # items sealed to other contacts only
+    _opened: int = field(default=0)
+
+    @property
+    def covered(self) -> int:
+        """Entries covered by the latest checkpoint (the checkpoint's own size)."""
+        return self.report.checkpoint.size
+
+    def _records(self) -> Iterator[tuple[EntryKind, int, bytes, bytes]]:
+        log_dir = self.root / "log"
+        for number in contiguous_segments(log_dir):
+            with mapped(log_dir / segment_name(number)) as buffer:
+                for record in SegmentScan(number, buffer):
+                    header = record.header
+                    if header.index >= self.covered:
+                        return
+                    if header.kind is not EntryKind.CHECKPOINT:
+                        yield header.kind, header.index, bytes(record.body), record.stored_hash
+                    del record
+
+    def _open(self, index: int, body: bytes) -> tuple[dict[str, Any], bytes] | None:
+        try:
+            plaintext = pyrage.decrypt(body, [self.identity])
+        except pyrage.DecryptError:
+            return None
+        try:
+            return parse_sealed(plaintext)
+        except SealedFormatError as error:
+            raise AccessProblem(f"entry {index} is corrupted: {error}") from None
+
+    def items(self, selection: Selection | None = None) -> Iterator[HeldItem]:
+        """Every held item this key opens that `selection` admits, in log order."""
+        selection = selection or Selection()
+        self.unreadable = self._opened = 0
+        for kind, index, body, leaf in self._records():
+            if kind is not EntryKind.ITEM:
+                continue
+            opened = self._open(index, body)
+            if opened is None:
+                self.unreadable += 1
+                continue
+            self._opened += 1
+            metadata, payload = opened
+            item = HeldItem(
+                sequence=index, sealed=body, leaf_hash=leaf, metadata=metadata, payload=payload
+            )
+            if selection.admits(item):
+                yield item
+        if self.unreadable and not self._opened:
+            raise AccessProblem(
+                "this identity opens none of the archive's items: is it the right key file?"
+            )
+
+    def custody(self) -> list[CustodyEntry]:
+        """Every custody record this key opens, in log order."""
+        found = []
+        for kind, index, body, _ in self._records():
+            if kind is not EntryKind.CUSTODY:
+                continue
+            opened = self._open(index, body)
+            if opened is None:
+                continue
+            record = opened[0]
+            found.append(
+                CustodyEntry(
+                    sequence=index, contact=str(record.get("contact", "")),
+                    action=str(record.get("action", "")),
+                    items=tuple(int(i) for i in record.get("items", [])),
+                    at=str(record.get("at", "")), reason=str(record.get("reason", "")),
+                )
+            )  # fmt: skip
+        return found
+
+
+def open_archive(root: str | os.PathLike[str], identity: Any) -> OpenedArchive:
+    """The archive at `root`, verified, to be read with `identity`."""
+    path = Path(root)
+    try:
+        report = verify_archive(path)
+    except VerifyFailure as failure:
+        raise AccessProblem(f"the archive does not verify, so nothing is read: {failure}") from None
+    return OpenedArchive(root=path, report=report, identity=identity)

@@ -1,0 +1,173 @@
+"""A held item as safe text for a person to read, and the files its original is made of.
+
+Rules this module keeps:
+1. Safe: text only. HTML is reduced to its visible text (nothing is fetched: no images,
+   no remote content, no links followed); attachments and media are listed by name,
+   type, size and SHA-256, never opened; control characters are shown as escapes.
+2. A rendering is derived and says so; the original is kept separately, byte for byte
+   (`original_files`): an email as .eml exactly as received; a text or call as the
+   provider's parameters in JSON (with the signed request's URL and signature); MMS media
+   and voicemail audio as their own files.
+3. Pure: an item's metadata and payload in, text or (name, bytes) out. Broken input
+   renders as what could be read, never raises.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email
+import hashlib
+import json
+import mimetypes
+import urllib.parse
+from email import policy
+from typing import Any
+
+from proxy.normalize.html import html_to_text
+
+MAX_LINES = 400
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0, 9), 11, 12, *range(14, 32), 127)}
+
+
+def _clean(text: str) -> str:
+    return text.translate(_CONTROL)
+
+
+def _capture(payload: bytes) -> dict[str, Any] | None:
+    try:
+        document = json.loads(payload)
+    except ValueError:
+        return None
+    if isinstance(document, dict) and str(document.get("capture", "")).startswith("nocontact"):
+        return document
+    return None
+
+
+def _params(document: dict[str, Any]) -> dict[str, str]:
+    webhook = document.get("webhook")
+    if isinstance(webhook, dict):
+        try:
+            body = base64.b64decode(str(webhook.get("body_base64", "")))
+        except binascii.Error:
+            return {}
+        return dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    record = document.get("record")
+    return {str(k): str(v) for k, v in record.items()} if isinstance(record, dict) else {}
+
+
+def _media(document: dict[str, Any]) -> list[tuple[str, str, bytes]]:
+    found = []
+    for piece in document.get("media") or []:
+        try:
+            data = base64.b64decode(str(piece.get("base64", "")))
+        except binascii.Error:
+            data = b""
+        found.append((str(piece.get("sid", "media")), str(piece.get("content_type", "")), data))
+    return found
+
+
+def _size(data: bytes) -> str:
+    return f"{len(data):,} bytes, SHA-256 {hashlib.sha256(data).hexdigest()}"
+
+
+def original_files(stem: str, metadata: dict[str, Any], payload: bytes) -> list[tuple[str, bytes]]:
+    """The original as files named from `stem` (e.g. "NC-000001")."""
+    document = _capture(payload) if metadata.get("channel") != "email" else None
+    if document is None:
+        return [(f"{stem}.eml", payload)]
+    original = dict(document)
+    original["media"] = [
+        {k: v for k, v in piece.items() if k != "base64"} for piece in document.get("media") or []
+    ]
+    webhook = document.get("webhook")
+    if isinstance(webhook, dict):
+        original["webhook"] = {**webhook, "parameters": _params(document)}
+    files = [(f"{stem}.json", json.dumps(original, indent=2, ensure_ascii=False).encode() + b"\n")]
+    for sid, content_type, data in _media(document):
+        extension = mimetypes.guess_extension(content_type) or ".bin"
+        files.append((f"{stem}-{sid}{extension}", data))
+    return files
+
+
+def summary(metadata: dict[str, Any], payload: bytes) -> str:
+    """The subject, or the first line of the text: one line."""
+    if metadata.get("subject"):
+        return _clean(" ".join(str(metadata["subject"]).split()))[:200]
+    document = _capture(payload)
+    if document is not None:
+        text = _params(document).get("Body", "")
+        if document.get("capture", "").endswith("voicemail"):
+            return "(voicemail)"
+        if document.get("capture", "").endswith("call"):
+            return "(call)"
+        first = next((line for line in text.splitlines() if line.strip()), "")
+        return _clean(first.strip())[:200] or ("(media only)" if _media(document) else "")
+    return ""
+
+
+def render(metadata: dict[str, Any], payload: bytes) -> str:
+    """The whole item as text, headed by what the seal recorded about it."""
+    rule = metadata.get("rule") or {}
+    lines = [
+        f"Received: {metadata.get('received_at', '')}",
+        f"Channel:  {metadata.get('channel', '')}",
+        f"Rule:     {rule.get('id') or '-'} ({rule.get('reason', '')})",
+    ]
+    document = _capture(payload) if metadata.get("channel") != "email" else None
+    lines += _render_phone(document) if document is not None else _render_email(payload)
+    if len(lines) > MAX_LINES:
+        lines = [*lines[:MAX_LINES], "[rendering shortened; the original is complete]"]
+    return _clean("\n".join(lines))
+
+
+def _render_phone(document: dict[str, Any]) -> list[str]:
+    params = _params(document)
+    lines = [f"From:     {params.get('From', '')}", f"To:       {params.get('To', '')}", ""]
+    kind = str(document.get("capture", ""))
+    if kind.endswith("text"):
+        lines += params.get("Body", "").splitlines() or ["(no text)"]
+    elif kind.endswith("call"):
+        lines.append(f"A call ({params.get('CallStatus') or params.get('status', '')}).")
+    else:
+        lines.append("A voicemail (the recording is in the original's audio file).")
+    for sid, content_type, data in _media(document):
+        lines.append(f"[media {sid}: {content_type}, {_size(data)}]")
+    return lines
+
+
+def _render_email(payload: bytes) -> list[str]:
+    message = email.message_from_bytes(payload, policy=policy.default)
+    lines = []
+    for name in ("From", "Sender", "Reply-To", "To", "Cc", "Date", "Subject", "Message-ID"):
+        try:
+            value = message.get(name)
+        except Exception:  # a header the parser cannot even represent
+            value = "(unreadable)"
+        if value is not None:
+            lines.append(f"{name + ':':<10}{' '.join(str(value).split())}")
+    lines.append("")
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        lines += _render_part(part)
+    return lines
+
+
+def _render_part(part: Any) -> list[str]:
+    content_type = part.get_content_type()
+    filename = part.get_filename()
+    try:
+        data = part.get_payload(decode=True) or b""
+    except Exception:
+        data = b""
+    if filename or not content_type.startswith("text/"):
+        return [f"[attachment {filename or '(no name)'}: {content_type}, {_size(data)}]"]
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        text = data.decode(charset, "replace")
+    except LookupError:
+        text = data.decode("utf-8", "replace")
+    if content_type == "text/html":
+        text = html_to_text(text)
+    return [*text.splitlines(), ""]

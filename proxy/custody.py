@@ -1,0 +1,167 @@
+"""Custody records reach the archive's log whether or not the daemon is running.
+
+Rules this module keeps:
+1. A contact's tools record every access (`record_custody`). With no writer holding the
+   archive, they open the log themselves, append the record sealed to every contact's
+   public key (the archive's `recipients` file) and sign a checkpoint. While the daemon
+   holds the archive, they hand the record to it over a Unix socket in the archive
+   directory (`custody.sock`); the daemon seals and stores it like any entry.
+2. The socket takes one JSON line per connection and answers one: {"index": N} once the
+   entry is durable, or {"error": "..."}. It accepts custody records only; what it is
+   told is never logged. A malformed request is refused without touching the archive.
+3. `record_custody` returns the entry's index only once the entry is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from proxy.archive import (
+    Archive,
+    ArchiveLocked,
+    ArchiveLog,
+    CustodyRecord,
+    EntryKind,
+    Recipients,
+    layout,
+)
+from proxy.archive.seal import seal_custody
+from proxy.errors import NocontactError
+from proxy.logs import get_logger
+
+SOCKET = "custody.sock"
+_MAX_LINE = 1 << 20
+_ACTIONS = {"list", "show", "export", "report", "release"}
+_log = get_logger("custody")
+
+
+class CustodyProblem(NocontactError):
+    """A custody record could not be stored; the action it records must not go ahead."""
+
+
+def _record_json(record: CustodyRecord) -> dict[str, object]:
+    return {"contact": record.contact, "action": record.action, "items": list(record.items),
+            "at": record.at.astimezone(UTC).isoformat(), "reason": record.reason}  # fmt: skip
+
+
+def _record_from(data: object) -> CustodyRecord:
+    if not isinstance(data, dict):
+        raise ValueError("not an object")
+    action = data.get("action")
+    items = data.get("items")
+    if action not in _ACTIONS or not isinstance(items, list):
+        raise ValueError("unknown action or no items")
+    return CustodyRecord(
+        contact=str(data.get("contact", ""))[:64], action=str(action),
+        items=tuple(int(i) for i in items), at=datetime.fromisoformat(str(data["at"])),
+        reason=str(data.get("reason", ""))[:4000],
+    )  # fmt: skip
+
+
+def record_custody(root: Path, record: CustodyRecord) -> int:
+    """Store `record` in the archive at `root`; the entry's index."""
+    try:
+        log = ArchiveLog.open(root)
+    except ArchiveLocked:
+        return _through_daemon(root, record)
+    except NocontactError as error:
+        raise CustodyProblem(f"cannot record custody in {root}: {error}") from None
+    try:
+        recipients = _recipients(root)
+        sealed = seal_custody(record, recipients)
+        [receipt] = log.append([(EntryKind.CUSTODY, sealed)], checkpoint=True,
+                               now=datetime.now(UTC))  # fmt: skip
+        return receipt.index
+    except NocontactError as error:
+        raise CustodyProblem(f"cannot record custody in {root}: {error}") from None
+    finally:
+        log.close()
+
+
+def _recipients(root: Path) -> Recipients:
+    try:
+        lines = (root / layout.RECIPIENTS).read_text().split()
+        return Recipients.parse([line for line in lines if line.startswith("age1")])
+    except (OSError, ValueError):
+        raise CustodyProblem(
+            f"{root / layout.RECIPIENTS} is missing or unreadable: start the daemon once on "
+            "this archive (it writes the contacts' public keys there)"
+        ) from None
+
+
+@contextlib.contextmanager
+def _socket_path(root: Path) -> Iterator[str]:
+    """The socket's path, short enough for AF_UNIX (108 bytes): through /proc/self/fd
+    when the archive's own path is too long."""
+    path = str(root / SOCKET)
+    if len(path.encode()) < 100:
+        yield path
+        return
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{fd}/{SOCKET}"
+    finally:
+        os.close(fd)
+
+
+def _through_daemon(root: Path, record: CustodyRecord) -> int:
+    path = root / SOCKET
+    request = json.dumps(_record_json(record)).encode() + b"\n"
+    try:
+        with (
+            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection,
+            _socket_path(root) as address,
+        ):
+            connection.settimeout(30)
+            connection.connect(address)
+            connection.sendall(request)
+            answer = connection.makefile("rb").readline(_MAX_LINE)
+    except OSError as error:
+        raise CustodyProblem(
+            f"the daemon holds the archive but its custody socket {path} does not answer "
+            f"({error.strerror or error}); nothing was done"
+        ) from None
+    try:
+        reply = json.loads(answer)
+        return int(reply["index"])
+    except (ValueError, KeyError, TypeError):
+        raise CustodyProblem(
+            "the daemon did not store the custody record; nothing was done"
+        ) from None
+
+
+async def serve_custody(archive: Archive) -> asyncio.AbstractServer:
+    """Listen on the archive's custody socket for records from contacts' tools."""
+    path = Path(archive.path) / SOCKET
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+    async def take(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 30)
+            try:
+                record = _record_from(json.loads(line))
+            except (ValueError, KeyError, TypeError):
+                writer.write(b'{"error": "not a custody record"}\n')
+                return
+            receipt = await archive.record_custody(record)
+            writer.write(json.dumps({"index": receipt.index}).encode() + b"\n")
+        except Exception:  # the client is told nothing was stored; the daemon goes on
+            _log.warning("a custody record could not be stored")
+            writer.write(b'{"error": "not stored"}\n')
+        finally:
+            with contextlib.suppress(OSError):
+                await writer.drain()
+                writer.close()
+
+    with _socket_path(Path(archive.path)) as address:
+        server = await asyncio.start_unix_server(take, path=address, limit=_MAX_LINE)
+    os.chmod(path, 0o660)
+    return server
