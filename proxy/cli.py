@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from proxy import __version__, daemon, logs
+from proxy.access.commands import add_contact_commands
 from proxy.archive import VerifyFailure, verify_archive
 from proxy.archive.note import NoteError, Verifier
 from proxy.config import Config, json_schema, load_config
@@ -170,6 +171,7 @@ def _parser() -> argparse.ArgumentParser:
         "--key", metavar="VERIFIER", help="the archive's signing.pub you expect (pins it)"
     )
     verify.set_defaults(run=_verify)
+    add_contact_commands(commands)
     return parser
 
 

@@ -72,18 +72,22 @@ def _size(data: bytes) -> str:
 
 
 def original_files(stem: str, metadata: dict[str, Any], payload: bytes) -> list[tuple[str, bytes]]:
-    """The original as files named from `stem` (e.g. "NC-000001")."""
+    """The original as files named from `stem` (e.g. "NC-000001"); the first is the
+    payload exactly as sealed (its SHA-256 is the seal's `payload_sha256`)."""
     document = _capture(payload) if metadata.get("channel") != "email" else None
     if document is None:
         return [(f"{stem}.eml", payload)]
-    original = dict(document)
-    original["media"] = [
-        {k: v for k, v in piece.items() if k != "base64"} for piece in document.get("media") or []
-    ]
+    readable: dict[str, Any] = {"capture": document.get("capture"), "parameters": _params(document)}
     webhook = document.get("webhook")
     if isinstance(webhook, dict):
-        original["webhook"] = {**webhook, "parameters": _params(document)}
-    files = [(f"{stem}.json", json.dumps(original, indent=2, ensure_ascii=False).encode() + b"\n")]
+        readable["webhook"] = {k: v for k, v in webhook.items() if k != "body_base64"}
+    readable["media"] = [
+        {k: v for k, v in piece.items() if k != "base64"} for piece in document.get("media") or []
+    ]
+    files = [
+        (f"{stem}.json", payload),
+        (f"{stem}-parameters.json", json.dumps(readable, indent=2, ensure_ascii=False).encode()),
+    ]
     for sid, content_type, data in _media(document):
         extension = mimetypes.guess_extension(content_type) or ".bin"
         files.append((f"{stem}-{sid}{extension}", data))

@@ -1,0 +1,189 @@
+"""The evidence bundle: one zip a court, the police or an examiner can check on their own.
+
+Rules this module keeps:
+1. Contents: originals/ (each item byte for byte, named by its Bates number), sealed/
+   (each item's stored archive entry, whose leaf hash the inclusion proof covers),
+   manifest.json + manifest.sig (signed with the archive's checkpoint key), custody.json,
+   report.pdf, verify.py + VERIFY.txt, declaration-template.txt.
+2. It certifies only what verifies: the archive is verified before anything is read, and
+   every inclusion proof is checked against the signed checkpoint before it is written.
+3. One item at a time: originals stream into the zip as they are decrypted, so memory
+   stays flat however many items there are (renderings for the report are capped).
+4. The zip is written beside `out` under a temporary name and moved into place only after
+   the custody record of the export is durable: no bundle leaves without its record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, tzinfo
+from importlib import resources
+from pathlib import Path
+
+from proxy import __version__
+from proxy.access import bundle_texts
+from proxy.access.manifest import BundleFile, BundleItem, build_manifest, sign_manifest
+from proxy.access.reading import AccessProblem, HeldItem, OpenedArchive, Selection
+from proxy.access.render import original_files, render, summary
+from proxy.access.report import ReportItem, write_report
+from proxy.archive import CustodyRecord, layout
+from proxy.archive.note import NoteError, Signer
+from proxy.custody import record_custody
+
+_COMPRESSIBLE = {".eml", ".json", ".txt", ".pdf"}  # compressible; everything else is stored as is
+MAX_RENDERING = 20_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportRequest:
+    out: Path
+    reason: str
+    contact: str  # the exporting contact's key fingerprint
+    selection: Selection
+    no_contact_since: date | None = None
+    config_sha256: str | None = None
+    timezone: tzinfo | None = None
+
+
+def bates(number: int) -> str:
+    return f"NC-{number:06d}"
+
+
+def report_item(label: str, item: HeldItem) -> ReportItem:
+    rendering = render(item.metadata, item.payload)
+    if len(rendering) > MAX_RENDERING:
+        rendering = rendering[:MAX_RENDERING] + "\n[rendering shortened; the original is complete]"
+    return ReportItem(
+        bates=label, received_at=item.received_at, channel=item.channel, sender=item.sender,
+        person=item.person, rule=item.rule_id, summary=summary(item.metadata, item.payload),
+        sha256=str(item.metadata.get("payload_sha256", "")), rendering=rendering,
+    )  # fmt: skip
+
+
+def _signer(archive: OpenedArchive) -> Signer:
+    try:
+        pem = (archive.root / layout.SIGNING_KEY).read_bytes()
+        return Signer.from_pem(archive.report.verifier.name, pem)
+    except (OSError, NoteError):
+        raise AccessProblem(
+            f"the archive's signing key ({archive.root / layout.SIGNING_KEY}) is needed to "
+            "sign the manifest: export on the server, as the user the daemon runs as"
+        ) from None
+
+
+class _Zip:
+    """A zip being written, recording each file's SHA-256 and size."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = zipfile.ZipFile(path, "w", allowZip64=True)
+
+    def add(self, name: str, data: bytes, role: str) -> BundleFile:
+        compress = (
+            zipfile.ZIP_DEFLATED if Path(name).suffix in _COMPRESSIBLE else zipfile.ZIP_STORED
+        )
+        self.file.writestr(name, data, compress_type=compress, compresslevel=6)
+        return BundleFile(name=name, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+                          role=role)  # fmt: skip
+
+
+def export(archive: OpenedArchive, request: ExportRequest, advance: Callable[[int], None]) -> int:
+    """Write the bundle; returns the number of items in it."""
+    signer = _signer(archive)
+    partial = request.out.with_name(request.out.name + ".partial")
+    try:
+        sequences = _write(archive, request, advance, signer, partial)
+        record_custody(archive.root, CustodyRecord(
+            contact=request.contact, action="export", items=sequences,
+            at=datetime.now(UTC), reason=request.reason,
+        ))  # fmt: skip
+        os.replace(partial, request.out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return len(sequences)
+
+
+def report(archive: OpenedArchive, request: ExportRequest, advance: Callable[[int], None]) -> int:
+    """Write the pattern report alone (PDF); returns the number of items in it."""
+    reports, sequences = [], []
+    for number, item in enumerate(archive.items(request.selection), 1):
+        reports.append(report_item(bates(number), item))
+        sequences.append(item.sequence)
+        advance(1)
+    partial = request.out.with_name(request.out.name + ".partial")
+    try:
+        partial.write_bytes(_pdf(reports, request))
+        record_custody(archive.root, CustodyRecord(
+            contact=request.contact, action="report", items=tuple(sequences),
+            at=datetime.now(UTC), reason=request.reason,
+        ))  # fmt: skip
+        os.replace(partial, request.out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return len(sequences)
+
+
+def _write(
+    archive: OpenedArchive, request: ExportRequest, advance: Callable[[int], None],
+    signer: Signer, partial: Path,
+) -> tuple[int, ...]:  # fmt: skip
+    out = _Zip(partial)
+    items: list[BundleItem] = []
+    reports: list[ReportItem] = []
+    tree, size = archive.report.tree, archive.covered
+    with out.file:
+        for number, item in enumerate(archive.items(request.selection), 1):
+            label = bates(number)
+            files = [
+                out.add(f"originals/{name}", data, "original" if i == 0 else "media")
+                for i, (name, data) in enumerate(original_files(label, item.metadata, item.payload))
+            ]
+            sealed = out.add(f"sealed/{label}.age", item.sealed, "sealed")
+            items.append(BundleItem(bates=label, leaf_index=item.sequence, sealed=sealed,
+                                    leaf_hash=item.leaf_hash, metadata=item.metadata,
+                                    files=files))  # fmt: skip
+            reports.append(report_item(label, item))
+            advance(1)
+        custody = [dataclasses.asdict(entry) for entry in archive.custody()]
+        others = [out.add("custody.json", _json(custody), "custody")]
+        pdf = _pdf(reports, request)
+        others.append(out.add("report.pdf", pdf, "report"))
+        created = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        proofs = {i.leaf_index: tree.inclusion_proof(i.leaf_index, size) for i in items}
+        manifest = build_manifest(
+            items=items, proofs=proofs, checkpoint=archive.report.note,
+            verifier_key=archive.report.verifier.encode(), other_files=others,
+            software=f"nocontact {__version__}", created_at=created,
+            config_sha256=request.config_sha256, exported_by=request.contact,
+            reason=request.reason,
+        )  # fmt: skip
+        out.add("manifest.json", manifest, "manifest")
+        out.add("manifest.sig", sign_manifest(manifest, signer), "signature")
+        verifier = resources.files("proxy.access").joinpath("verify_bundle.py").read_bytes()
+        out.add("verify.py", verifier, "verifier")
+        out.add(bundle_texts.VERIFY_NAME, bundle_texts.VERIFY_TEXT.encode(), "instructions")
+        declaration = bundle_texts.DECLARATION_TEMPLATE.format(
+            manifest_sha256=hashlib.sha256(manifest).hexdigest(),
+            verifier_key=archive.report.verifier.encode(), item_count=len(items),
+            created_at=created,
+        )  # fmt: skip
+        out.add(bundle_texts.DECLARATION_NAME, declaration.encode(), "declaration")
+    return tuple(item.leaf_index for item in items)
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=list).encode() + b"\n"
+
+
+def _pdf(reports: list[ReportItem], request: ExportRequest) -> bytes:
+    buffer = io.BytesIO()
+    write_report(buffer, items=reports, title="nocontact: record of contact attempts",
+                 generated_at=datetime.now(UTC), no_contact_since=request.no_contact_since,
+                 timezone=request.timezone)  # fmt: skip
+    return buffer.getvalue()

@@ -1,0 +1,180 @@
+"""`nocontact contact ...`: the trusted contact's commands.
+
+Rules this module keeps:
+1. Thin, like the rest of the CLI: arguments in, the access library called, one result out.
+2. Custody first: what a command shows or writes leaves only after its custody record is
+   durable in the archive's log. If that fails, nothing is shown (exit 1).
+3. A wrong key, a wrong passphrase, a corrupted item or a tampered archive is one clear
+   line and exit 1; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import sys
+from collections.abc import Callable
+from datetime import UTC, date, datetime, tzinfo
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from proxy.access import bundle
+from proxy.access.keys import IdentityProblem, fingerprint, keygen, load_identity
+from proxy.access.reading import AccessProblem, HeldItem, Selection, open_archive
+from proxy.access.render import render, summary
+from proxy.archive import CustodyRecord
+from proxy.custody import CustodyProblem, record_custody
+from proxy.errors import InputError
+from proxy.progress import ProgressBar
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a date (YYYY-MM-DD)") from None
+
+
+def _zone(name: str | None) -> tzinfo:
+    if not name:
+        zone = datetime.now().astimezone().tzinfo
+        return zone if zone is not None else UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InputError(f"--timezone: unknown time zone '{name}' (e.g. Europe/London)") from None
+
+
+def _guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def guarded(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except (AccessProblem, IdentityProblem, CustodyProblem) as problem:
+            print(f"nocontact: {problem}", file=sys.stderr)
+            return EXIT_FAILED
+
+    return guarded
+
+
+def _selection(args: argparse.Namespace) -> Selection:
+    return Selection(since=args.since, until=args.until, person=args.person)
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    recipient = keygen(Path(args.out), protect=args.passphrase)
+    print(f"identity written to {args.out} (keep it private; it opens the held items)")
+    print("public key, for the survivor's config (contacts: - age_recipient: ...):")
+    print(recipient)
+    print(f"fingerprint: {fingerprint(recipient)}")
+    return EXIT_OK
+
+
+def _record(args: argparse.Namespace, contact: str, action: str, items: list[HeldItem]) -> None:
+    record = CustodyRecord(contact=contact, action=action,
+                           items=tuple(i.sequence for i in items), at=datetime.now(UTC),
+                           reason=getattr(args, "reason", "") or "")  # fmt: skip
+    record_custody(Path(args.archive), record)
+
+
+def _list(args: argparse.Namespace) -> int:
+    identity, recipient = load_identity(Path(args.identity))
+    archive = open_archive(args.archive, identity)
+    zone = _zone(args.timezone)
+    items = list(archive.items(_selection(args)))
+    _record(args, fingerprint(recipient), "list", items)
+    print(f"{'SEQ':>6}  {'RECEIVED (UTC)':<20} {'LOCAL':<25} {'CHANNEL':<7} "
+          f"{'SENDER':<32} {'SUBJECT / FIRST LINE':<40} RULE")  # fmt: skip
+    for item in items:
+        moment = item.received_at
+        print(f"{item.sequence:>6}  {moment.astimezone(UTC):%Y-%m-%d %H:%M:%S}  "
+              f"{moment.astimezone(zone):%Y-%m-%d %H:%M:%S %Z}".ljust(56)
+              + f" {item.channel:<7} {item.sender[:32]:<32} "
+              f"{summary(item.metadata, item.payload)[:40]:<40} {item.rule_id or '-'}")  # fmt: skip
+    if archive.unreadable:
+        print(f"({archive.unreadable} items are sealed to other contacts only)")
+    return EXIT_OK
+
+
+def _show(args: argparse.Namespace) -> int:
+    identity, recipient = load_identity(Path(args.identity))
+    archive = open_archive(args.archive, identity)
+    found = [item for item in archive.items() if item.sequence == args.seq]
+    if not found:
+        raise AccessProblem(f"no held item {args.seq} that this key opens (see `contact list`)")
+    _record(args, fingerprint(recipient), "show", found)
+    print(f"Item {args.seq} — derived rendering; the original is kept byte for byte")
+    print(render(found[0].metadata, found[0].payload))
+    return EXIT_OK
+
+
+def _request(args: argparse.Namespace, contact: str) -> bundle.ExportRequest:
+    config_sha256 = no_contact_since = None
+    if args.config is not None:
+        from proxy.config import load_config  # noqa: PLC0415 - only when a config is given
+
+        config_sha256 = hashlib.sha256(Path(args.config).read_bytes()).hexdigest()
+        no_contact_since = load_config(args.config).no_contact_since
+    return bundle.ExportRequest(
+        out=Path(args.out), reason=getattr(args, "reason", "") or "", contact=contact,
+        selection=_selection(args), no_contact_since=args.no_contact_since or no_contact_since,
+        config_sha256=config_sha256, timezone=_zone(args.timezone),
+    )  # fmt: skip
+
+
+def _produce(args: argparse.Namespace, *, action: str) -> int:
+    identity, recipient = load_identity(Path(args.identity))
+    archive = open_archive(args.archive, identity)
+    request = _request(args, fingerprint(recipient))
+    bar = ProgressBar(f"{action}: items", archive.covered)
+    write = bundle.export if action == "export" else bundle.report
+    try:
+        count = write(archive, request, bar.advance)
+    finally:
+        bar.close()
+    print(f"{action} written: {args.out} ({count} items; custody recorded)")
+    return EXIT_OK
+
+
+def add_contact_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    contact = commands.add_parser("contact", help="the trusted contact's tools (decrypt, export)")
+    sub = contact.add_subparsers(dest="contact_command", required=True, metavar="COMMAND")
+
+    keys = sub.add_parser("keygen", help="make an age identity for a contact")
+    keys.add_argument("--out", required=True, metavar="FILE")
+    keys.add_argument("--passphrase", action="store_true", help="protect it with a passphrase")
+    keys.set_defaults(run=_guarded(_keygen))
+
+    def reading(
+        name: str, text: str, run: Callable[[argparse.Namespace], int]
+    ) -> argparse.ArgumentParser:
+        parser = sub.add_parser(name, help=text)
+        parser.add_argument("--archive", required=True, metavar="DIR")
+        parser.add_argument("--identity", required=True, metavar="FILE")
+        parser.set_defaults(run=_guarded(run))
+        return parser
+
+    def selecting(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--since", type=_day, metavar="YYYY-MM-DD")
+        parser.add_argument("--until", type=_day, metavar="YYYY-MM-DD")
+        parser.add_argument("--person", metavar="ID", help="the blocked person's id")
+        parser.add_argument(
+            "--timezone", metavar="ZONE", help="local zone (default: this machine's)"
+        )
+
+    listing = reading("list", "list held items", _list)
+    selecting(listing)
+    show = reading("show", "show one held item as safe text", _show)
+    show.add_argument("seq", type=int, metavar="SEQ")
+    for name, text in (("export", "write the evidence bundle (zip)"),
+                       ("report", "write the pattern report (PDF)")):  # fmt: skip
+        parser = reading(name, text, functools.partial(_produce, action=name))
+        selecting(parser)
+        parser.add_argument("--out", required=True, metavar="FILE")
+        parser.add_argument("--reason", required=name == "export", metavar="TEXT",
+                            help="why (recorded in the custody log)")  # fmt: skip
+        parser.add_argument("--config", metavar="FILE", help="the survivor's config (its hash "
+                            "and no_contact_since go into the bundle)")  # fmt: skip
+        parser.add_argument("--no-contact-since", type=_day, metavar="YYYY-MM-DD")

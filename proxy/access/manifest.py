@@ -1,0 +1,207 @@
+"""The evidence bundle's manifest: what is in the bundle, and why it can be believed.
+
+Rules this module keeps:
+1. Pure: values in, bytes out. No archive access, no key that opens anything, no clock
+   (`created_at` is an argument); the exporter gathers the values, this module states them.
+2. It certifies only what verifies: every item's inclusion proof is checked against the
+   signed checkpoint's root before a byte is written, and the checkpoint must verify
+   under the archive key it names. Anything else raises `ValueError`; the export stops.
+3. One exact form: the manifest is JSON with sorted keys, two-space indent, UTF-8 and a
+   trailing newline, so the same bundle always yields the same bytes and the same hash.
+4. The manifest's signature is a C2SP signed note by the archive's own signing key, whose
+   text is "nocontact-evidence-bundle/1", then the manifest's SHA-256 in hex. Its first
+   line can never be a checkpoint's (a checkpoint's is the archive origin), so neither
+   kind of note can be passed off as the other.
+5. Every path named in the manifest is a plain relative path inside the bundle (no "..",
+   no absolute paths, no backslashes) and names one file only: the offline verifier
+   (verify_bundle.py, a copy of which ships in every bundle) opens exactly these paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from proxy.archive.merkle import verify_inclusion
+from proxy.archive.note import NoteError, Signer, Verifier, parse_checkpoint
+
+FORMAT = "nocontact-evidence-bundle"
+VERSION = 1
+SIGNATURE_HEADER = f"{FORMAT}/{VERSION}"
+MANIFEST_NAME = "manifest.json"
+SIGNATURE_NAME = "manifest.sig"
+# The two files the manifest can never list: itself, and its signature.
+RESERVED = (MANIFEST_NAME, SIGNATURE_NAME)
+LEAF_RULE = "SHA-256(0x00 || 0x01 || leaf_index as 8 bytes big-endian || sealed file bytes)"
+TREE_RULE = "RFC 9162 section 2.1 (RFC 6962) Merkle tree, inclusion proofs per 2.1.3.2"
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_SAFE_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BundleFile:
+    """One file in the bundle, as the manifest lists it."""
+
+    name: str  # path inside the zip, e.g. "originals/NC-000001.eml"
+    sha256: str  # lowercase hex
+    size: int
+    role: str  # "original" | "media" | "audio" | "sealed" | "custody" | "report" | ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BundleItem:
+    """One held item: its archive entry (sealed, in the tree) and its decrypted original(s)."""
+
+    bates: str  # "NC-000001"
+    leaf_index: int  # the entry's index in the archive log
+    sealed: BundleFile  # the stored entry body, byte for byte
+    leaf_hash: bytes  # 32 bytes, as stored in the log
+    metadata: Mapping[str, object]  # the decrypted sealed metadata
+    files: Sequence[BundleFile]  # the original(s): .eml; SMS parameters and media; audio
+
+
+def manifest_digest(manifest: bytes) -> str:
+    """The SHA-256 (hex) that the signature and the declaration name."""
+    return hashlib.sha256(manifest).hexdigest()
+
+
+def signature_text(manifest: bytes) -> str:
+    """The text of the manifest's signed note."""
+    return f"{SIGNATURE_HEADER}\n{manifest_digest(manifest)}\n"
+
+
+def sign_manifest(manifest: bytes, signer: Signer) -> bytes:
+    """manifest.sig: a C2SP signed note by the archive key naming the manifest's SHA-256."""
+    return signer.sign(signature_text(manifest))
+
+
+def build_manifest(
+    *,
+    items: Sequence[BundleItem],
+    proofs: Mapping[int, Sequence[bytes]],
+    checkpoint: bytes,
+    verifier_key: str,
+    other_files: Sequence[BundleFile],
+    software: str,
+    created_at: str,
+    config_sha256: str | None,
+    exported_by: str,
+    reason: str,
+) -> bytes:
+    """manifest.json for a bundle; raises ValueError if anything in it would not verify."""
+    verifier = Verifier.decode(verifier_key)
+    try:
+        head = parse_checkpoint(verifier.open(checkpoint))
+    except NoteError as error:  # already a ValueError; reworded for the exporter's message
+        raise ValueError(f"checkpoint does not verify under the archive key: {error}") from None
+    if head.origin != verifier.name:
+        raise ValueError(f"the checkpoint names {head.origin!r}, not the key's {verifier.name!r}")
+    if config_sha256 is not None and not _HEX64.fullmatch(config_sha256):
+        raise ValueError("config_sha256 is not a lowercase hex SHA-256")
+
+    names: set[str] = set(RESERVED)
+    bates_seen: set[str] = set()
+    leaves_seen: set[int] = set()
+    entries: list[dict[str, object]] = []
+    for item in items:
+        if not item.bates or item.bates in bates_seen:
+            raise ValueError(f"Bates number {item.bates!r} is empty or used twice")
+        if item.leaf_index in leaves_seen:
+            raise ValueError(f"archive entry {item.leaf_index} is listed twice")
+        bates_seen.add(item.bates)
+        leaves_seen.add(item.leaf_index)
+        proof = proofs.get(item.leaf_index)
+        if proof is None:
+            raise ValueError(f"{item.bates}: no inclusion proof for entry {item.leaf_index}")
+        if len(item.leaf_hash) != 32 or not verify_inclusion(
+            item.leaf_hash, item.leaf_index, head.size, proof, head.root
+        ):
+            raise ValueError(
+                f"{item.bates}: entry {item.leaf_index} is not proven to be in the tree of "
+                f"size {head.size}"
+            )
+        if not item.files:
+            raise ValueError(f"{item.bates}: no original files")
+        entries.append(_item_entry(item, proof, names))
+
+    return _dumps(
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "software": software,
+            "created_at": created_at,
+            "hash_algorithm": "SHA-256",
+            "leaf_hash": LEAF_RULE,
+            "merkle_tree": TREE_RULE,
+            "archive": {
+                "origin": verifier.name,
+                "verifier_key": verifier.encode(),
+                "key_id": verifier.key_id.hex(),
+                "checkpoint": checkpoint.decode("utf-8"),
+                "checkpoint_time": head.body().split("\n")[3].removeprefix("time "),
+                "tree_size": head.size,
+                "root_hash": head.root.hex(),
+            },
+            "config_sha256": config_sha256,
+            "exported_by": exported_by,
+            "reason": reason,
+            "item_count": len(entries),
+            "items": entries,
+            "other_files": [_file_entry(f, names) for f in other_files],
+        }
+    )
+
+
+def _item_entry(item: BundleItem, proof: Sequence[bytes], names: set[str]) -> dict[str, object]:
+    metadata = item.metadata
+    senders = metadata.get("senders")
+    sender_list: list[object] = []
+    if isinstance(senders, Sequence) and not isinstance(senders, str | bytes):
+        sender_list = [dict(s) if isinstance(s, Mapping) else s for s in senders]
+    first = sender_list[0] if sender_list else None
+    sender = first.get("value") if isinstance(first, Mapping) else None
+    return {
+        "bates": item.bates,
+        "leaf_index": item.leaf_index,
+        "leaf_hash": item.leaf_hash.hex(),
+        "inclusion_proof": [node.hex() for node in proof],
+        "sealed": _file_entry(item.sealed, names),
+        "files": [_file_entry(f, names) for f in item.files],
+        "received_at": metadata.get("received_at"),
+        "sealed_at": metadata.get("sealed_at"),
+        "channel": metadata.get("channel"),
+        "sender": sender,
+        "senders": sender_list,
+        "subject": metadata.get("subject"),
+        "rule": _rule(metadata.get("rule")),
+        "original_sha256": metadata.get("payload_sha256"),
+        "original_bytes": metadata.get("payload_bytes"),
+    }
+
+
+def _rule(rule: object) -> dict[str, object]:
+    found = rule if isinstance(rule, Mapping) else {}
+    return {key: found.get(key) for key in ("id", "kind", "reason")}
+
+
+def _file_entry(entry: BundleFile, names: set[str]) -> dict[str, object]:
+    """The manifest's record of one file, after checking its name and hash are usable."""
+    parts = entry.name.split("/")
+    if not all(_SAFE_PART.fullmatch(part) for part in parts):
+        raise ValueError(f"{entry.name!r} is not a plain relative path inside the bundle")
+    if entry.name in names:
+        raise ValueError(f"{entry.name!r} is listed twice or is a name the bundle reserves")
+    if not _HEX64.fullmatch(entry.sha256):
+        raise ValueError(f"{entry.name}: sha256 is not lowercase hex")
+    if entry.size < 0:
+        raise ValueError(f"{entry.name}: negative size")
+    names.add(entry.name)
+    return {"name": entry.name, "sha256": entry.sha256, "size": entry.size, "role": entry.role}
+
+
+def _dumps(data: Mapping[str, object]) -> bytes:
+    return (json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()

@@ -1,0 +1,306 @@
+"""The pattern report: held items in, one court-ready PDF out.
+
+Rules this module keeps:
+1. Pure: values in, a PDF out. It never opens the archive, never decrypts, never reads the
+   clock (`generated_at` is an argument); the same items give the same bytes.
+2. Every item the caller passes appears twice, in the caller's order: one row in the item
+   table (Bates number, time, channel, sender, rule, full SHA-256) and one rendering block
+   that carries the banner "derived rendering — the original is in originals/". The PDF is
+   never the evidence itself; the originals and their proofs in the bundle are.
+3. It never raises on odd input: no items, empty fields, control characters, scripts the
+   font lacks (written as [U+XXXX]), naive times (read as UTC), renderings of any size
+   (cut to MAX_LINES lines of MAX_CHARS characters, with a note saying so).
+4. Times are shown in UTC; days (the chart, "since the no-contact date") are counted in the
+   caller's time zone, UTC when none is given.
+5. Cost grows with the items' text and nothing else: 10,000 items of a few dozen lines
+   each take seconds, because text is drawn line by line with measured widths.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import BinaryIO
+
+from proxy.access.pdf_text import BOLD, MONO, SANS, Cell, Pages
+from proxy.access.timeline import timeline_png
+
+BANNER = "derived rendering — the original is in originals/"
+SHORTENED = "[rendering shortened; the original is complete in originals/]"
+CONTINUED = "continued: "  # heads a page where a rendering goes on
+NOTE = (
+    "This report is a derived rendering. The originals, their SHA-256 hashes and the proofs "
+    "are in the bundle; verify.py checks them. Times are UTC. Characters the report's font "
+    "cannot show, and invisible or control characters, are written as [U+XXXX]."
+)
+MAX_CHARS = 20_000
+MAX_LINES = 200
+TOP_SENDERS = 50
+NO_SENDER, NO_PERSON = "(no sender)", "(unknown)"
+_SENDER_W = (235, 50, 110, 110)  # the summary's sender table: identity, items, first, last
+# The item table, on landscape pages: (x, width, family, heading) per column.
+_COLUMNS: tuple[Cell, ...] = (
+    (0, 46, SANS, "Bates"),
+    (48, 78, SANS, "Received (UTC)"),
+    (128, 36, SANS, "Channel"),
+    (166, 184, SANS, "Sender"),
+    (352, 152, SANS, "Rule"),
+    (506, 256, MONO, "SHA-256 of the original"),
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportItem:
+    """One held item as the report shows it (already decrypted and rendered safe)."""
+
+    bates: str  # "NC-000001"
+    received_at: datetime  # aware, UTC
+    channel: str  # "email" | "sms" | "voice"
+    sender: str  # the main sender identity (address or E.164 number), may be ""
+    person: str | None  # the blocked person's id the rule names, None if unknown
+    rule: str  # rule id, e.g. "people.mark.emails"
+    summary: str  # subject or first line
+    sha256: str  # hex SHA-256 of the original
+    rendering: str  # the safe text rendering (multi-line, any Unicode)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Identity:
+    """How often one sender identity made contact, and over which span."""
+
+    sender: str
+    count: int
+    first: datetime
+    last: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Summary:
+    """The pattern of contact in numbers; every sequence is sorted by count, then name."""
+
+    count: int
+    first: datetime | None
+    last: datetime | None
+    by_channel: tuple[tuple[str, int], ...]
+    by_person: tuple[tuple[str, int], ...]
+    by_sender: tuple[Identity, ...]
+    since: date | None
+    since_count: int
+    since_by_channel: tuple[tuple[str, int], ...]
+    since_senders: int
+    period: str  # "week" or "month"
+    new_identities: tuple[tuple[str, tuple[str, ...]], ...]  # period label, new senders
+    per_day: dict[str, dict[date, int]]  # channel -> local day -> items
+
+
+def utc(moment: datetime) -> datetime:
+    """The moment in UTC; a naive time is taken to be UTC already."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def local_day(moment: datetime, tz: tzinfo) -> date:
+    try:
+        return utc(moment).astimezone(tz).date()
+    except OverflowError:  # the first or last representable day, shifted past the edge
+        return utc(moment).date()
+
+
+def _ranked(counts: Counter[str]) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _period(day: date, period: str) -> str:
+    if period == "week":
+        return f"week of {day - timedelta(days=day.weekday())}"
+    return f"{day:%Y-%m}"
+
+
+def summarize(items: Sequence[ReportItem], *, no_contact_since: date | None, tz: tzinfo) -> Summary:
+    """Count the items: totals, spans, contact since the no-contact date, new identities."""
+    ordered = sorted(items, key=lambda item: utc(item.received_at))
+    senders: dict[str, list[datetime]] = {}  # sender -> [first, last], in order of first contact
+    tally: Counter[str] = Counter()
+    per_day: defaultdict[str, Counter[date]] = defaultdict(Counter)
+    since: list[ReportItem] = []
+    for item in ordered:
+        at, day = utc(item.received_at), local_day(item.received_at, tz)
+        sender = item.sender.strip() or NO_SENDER
+        tally[sender] += 1
+        senders.setdefault(sender, [at, at])[1] = at
+        per_day[item.channel][day] += 1
+        if no_contact_since is not None and day >= no_contact_since:
+            since.append(item)
+    first = utc(ordered[0].received_at) if ordered else None
+    last = utc(ordered[-1].received_at) if ordered else None
+    period = "week" if first and last and last - first <= timedelta(days=183) else "month"
+    new: defaultdict[str, list[str]] = defaultdict(list)
+    for sender, (seen, _) in senders.items():
+        if sender != NO_SENDER:
+            new[_period(local_day(seen, tz), period)].append(sender)
+    by_sender = sorted(
+        (Identity(sender=s, count=tally[s], first=f, last=la) for s, (f, la) in senders.items()),
+        key=lambda identity: (-identity.count, identity.sender),
+    )
+    return Summary(
+        count=len(ordered),
+        first=first,
+        last=last,
+        by_channel=_ranked(Counter(item.channel for item in ordered)),
+        by_person=_ranked(Counter(item.person or NO_PERSON for item in ordered)),
+        by_sender=tuple(by_sender),
+        since=no_contact_since,
+        since_count=len(since),
+        since_by_channel=_ranked(Counter(item.channel for item in since)),
+        since_senders=len({item.sender.strip() or NO_SENDER for item in since}),
+        period=period,
+        new_identities=tuple((label, tuple(names)) for label, names in new.items()),
+        per_day={channel: dict(days) for channel, days in per_day.items()},
+    )
+
+
+def when(moment: datetime) -> str:
+    """'2024-03-05 14:03:22', in UTC (isoformat, because strftime drops zeros of year 1)."""
+    return utc(moment).replace(tzinfo=None).isoformat(sep=" ", timespec="seconds")
+
+
+def write_report(
+    out: BinaryIO,
+    *,
+    items: Sequence[ReportItem],
+    title: str,
+    generated_at: datetime,
+    no_contact_since: date | None,
+    timezone: tzinfo | None = None,
+) -> None:
+    """Write the whole report (summary, chart, item table, renderings) as PDF to `out`."""
+    tz = timezone or UTC
+    summary = summarize(items, no_contact_since=no_contact_since, tz=tz)
+    pdf = Pages(footer=f"nocontact report generated {when(generated_at)} UTC")
+    pdf.set_title(pdf.faces[SANS].clean(" ".join(title.split())))
+    pdf.set_creator("nocontact")
+    pdf.set_creation_date(utc(generated_at))
+    _summary_pages(pdf, summary, title=title, generated_at=generated_at, tz=tz)
+    _chart_page(pdf, summary, tz=tz)
+    _table_pages(pdf, items)
+    _rendering_pages(pdf, items)
+    out.write(pdf.output())
+
+
+def _heading(pdf: Pages, text: str) -> None:
+    pdf.y_cursor += 6
+    if not pdf.room(40):
+        pdf.new_page(pdf.orientation)
+    pdf.line_of(BOLD, 11, text)
+
+
+def _rows(pdf: Pages, rows: Iterable[Sequence[str]], widths: Sequence[float]) -> None:
+    """A simple table: each row's cells side by side, starting 10 pt in."""
+    for row in rows:
+        pdf.advance(9 * 1.3)
+        x, cells = 10.0, []
+        for text, width in zip(row, widths, strict=False):
+            cells.append((x, width - 6, SANS, text))
+            x += width
+        pdf.row(9, cells)
+
+
+def _summary_pages(
+    pdf: Pages, s: Summary, *, title: str, generated_at: datetime, tz: tzinfo
+) -> None:
+    pdf.new_page("P")
+    pdf.y_cursor += 6
+    pdf.lines(BOLD, 16, pdf.faces[BOLD].wrap(" ".join(title.split()) or "Report", 16, 515))
+    pdf.line_of(SANS, 9, f"Generated {when(generated_at)} UTC · days counted in {tz}", gray=90)
+    pdf.y_cursor += 4
+    pdf.paragraph(SANS, 9, NOTE)
+    _heading(pdf, "Overview")
+    overview = [("Items held", str(s.count))]
+    if s.first and s.last:
+        overview += [
+            ("First contact", f"{when(s.first)} UTC"),
+            ("Last contact", f"{when(s.last)} UTC"),
+        ]
+    if s.since is not None:
+        channels = ", ".join(f"{channel} {n}" for channel, n in s.since_by_channel)
+        attempts = f"{s.since_count} from {s.since_senders} identities"
+        overview += [
+            ("No contact since", f"{s.since}"),
+            ("Contact attempts since", attempts + (f" ({channels})" if channels else "")),
+        ]
+    _rows(pdf, overview, (150, 355))
+    _heading(pdf, "By channel")
+    _rows(pdf, ((channel or "(none)", str(n)) for channel, n in s.by_channel), (150, 80))
+    _heading(pdf, "By person")
+    _rows(pdf, ((person, str(n)) for person, n in s.by_person), (150, 80))
+    _heading(pdf, f"By sender identity (top {TOP_SENDERS})")
+    _rows(pdf, [("Identity", "Items", "First contact (UTC)", "Last contact (UTC)")], _SENDER_W)
+    top, rest = s.by_sender[:TOP_SENDERS], s.by_sender[TOP_SENDERS:]
+    _rows(pdf, ((i.sender, str(i.count), when(i.first), when(i.last)) for i in top), _SENDER_W)
+    if rest:
+        others = f"others ({len(rest)} identities)"
+        _rows(pdf, [(others, str(sum(i.count for i in rest)), "", "")], _SENDER_W)
+    _heading(pdf, f"New identities over time (first contact, per {s.period})")
+    _rows(
+        pdf,
+        ((label, str(len(names)), ", ".join(names)) for label, names in s.new_identities),
+        (110, 40, 355),
+    )
+
+
+def _chart_page(pdf: Pages, s: Summary, *, tz: tzinfo) -> None:
+    pdf.new_page("L")
+    pdf.line_of(BOLD, 11, f"Items per day, by channel (days in {tz})")
+    png = timeline_png(s.per_day, since=s.since)
+    if png is None:
+        pdf.line_of(SANS, 9, "No items.")
+        return
+    pdf.image(png, x=pdf.margin, y=pdf.y_cursor + 8, w=pdf.w - 2 * pdf.margin)
+
+
+def _table_header(pdf: Pages) -> None:
+    pdf.new_page("L")
+    pdf.line_of(BOLD, 11, "Every item: one row each, with the SHA-256 of its original")
+    pdf.advance(10)
+    pdf.row(7.5, [(x, w, BOLD, heading) for x, w, _, heading in _COLUMNS])
+    pdf.rule(3)
+
+
+def _table_pages(pdf: Pages, items: Sequence[ReportItem]) -> None:
+    _table_header(pdf)
+    for item in items:
+        if not pdf.room(9.5):
+            _table_header(pdf)
+        pdf.y_cursor += 9.5
+        fields = (item.bates, when(item.received_at), item.channel, item.sender, item.rule)
+        cells = [
+            (x, w, family, text) for (x, w, family, _), text in zip(_COLUMNS, fields, strict=False)
+        ]
+        pdf.row(7, cells)
+        x, w, family, _ = _COLUMNS[-1]
+        pdf.row(6.5, [(x, w, family, item.sha256)])
+
+
+def _rendering_pages(pdf: Pages, items: Sequence[ReportItem]) -> None:
+    if not items:
+        return
+    pdf.new_page("P")
+    pdf.line_of(BOLD, 11, "Renderings of every item")
+    body = pdf.faces[SANS]
+    for item in items:
+        if not pdf.room(100):  # the item's header and its first lines stay together
+            pdf.new_page("P")
+        pdf.rule(6)
+        pdf.line_of(BOLD, 9, f"{item.bates}   {when(item.received_at)} UTC   {item.channel}")
+        pdf.line_of(SANS, 8, f"From: {item.sender}")
+        pdf.line_of(SANS, 8, f"Person: {item.person or NO_PERSON} · Rule: {item.rule}")
+        pdf.line_of(SANS, 8, f"Summary: {item.summary}")
+        pdf.line_of(SANS, 8, f"SHA-256: {item.sha256}", gray=90)
+        pdf.line_of(BOLD, 8, BANNER, gray=90)
+        pdf.y_cursor += 3
+        lines = body.wrap(item.rendering[:MAX_CHARS], 8.5, pdf.right - pdf.margin)
+        shortened = len(item.rendering) > MAX_CHARS or len(lines) > MAX_LINES
+        pdf.lines(SANS, 8.5, lines[:MAX_LINES], label=f"{CONTINUED}{item.bates}")
+        if shortened:
+            pdf.line_of(BOLD, 8, SHORTENED, gray=90)

@@ -1,0 +1,350 @@
+#!/usr/bin/env python3
+"""Check a nocontact evidence bundle offline: signatures, Merkle proofs and file hashes.
+
+This file ships in every bundle as verify.py. Run it inside the unzipped bundle
+(`python3 verify.py`), or give the directory (`python3 verify.py BUNDLE_DIR`); with
+`--key KEY`, the archive key must be exactly KEY (a copy obtained independently).
+
+Rules this script keeps:
+1. Standalone: the Python standard library (3.8 or later) and the `openssl` command
+   (OpenSSL 3, for Ed25519) only. It imports nothing of nocontact and needs no key that
+   opens anything: the examiner runs it on their own machine.
+2. Every claim is recomputed, none is taken on trust: manifest.sig must be a C2SP signed
+   note by the archive key that names the SHA-256 of manifest.json; the checkpoint must
+   verify under the same key and name its origin; each sealed file is hashed into its
+   archive leaf (kind 1, its index) and proven into the checkpoint's tree with the RFC
+   9162 section 2.1.3.2 algorithm, written out below; every listed file's SHA-256 and
+   size are checked; a listed file that is missing, or a file the manifest does not list,
+   is a problem.
+3. Every problem is reported, one line each, then one verdict line; exit status 0 only
+   when there is no problem at all. A manifest it cannot read ends the check early.
+4. What it cannot check is said in VERIFY.txt: that the originals are the decryption of
+   the sealed entries rests on the custodian's declaration, and whether this script is
+   itself unmodified must be checked against a copy from outside the bundle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+FORMAT = "nocontact-evidence-bundle"
+VERSION = 1
+ITEM_KIND = 1  # an archive entry of kind 1 is a held item
+SIGNATURE_HEADER = FORMAT + "/" + str(VERSION)
+DASH = "\u2014 "  # a C2SP signature line starts with an em dash and a space
+ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
+# Files a bundle carries that the manifest does not (or cannot) list.
+UNLISTED = frozenset(
+    ["manifest.json", "manifest.sig", "verify.py", "VERIFY.txt", "declaration-template.txt"]
+)
+# What file managers leave behind after unzipping; never evidence, never a problem.
+LITTER = frozenset([".DS_Store", "Thumbs.db", "desktop.ini", "__MACOSX", "__pycache__"])
+CHUNK = 1 << 20
+
+
+class Unverifiable(Exception):
+    """A signature that cannot be checked at all on this machine (no usable openssl)."""
+
+
+@dataclass(frozen=True)
+class Key:
+    """A C2SP Ed25519 verifier key: name+keyid+base64(0x01 || public key)."""
+
+    name: str
+    key_id: bytes
+    public: bytes
+    text: str
+
+
+def parse_key(text: str) -> Key:
+    """The verifier key in `text`; ValueError if it is not one, or its key id is wrong."""
+    parts = text.strip().split("+", 2)
+    if len(parts) != 3 or not parts[0] or any(c.isspace() for c in parts[0]):
+        raise ValueError("not name+keyid+base64")
+    try:
+        blob = base64.b64decode(parts[2], validate=True)
+    except binascii.Error:
+        raise ValueError("key is not base64") from None
+    if len(blob) != 33 or blob[0] != 1:
+        raise ValueError("not an Ed25519 key")
+    key_id = hashlib.sha256(parts[0].encode() + b"\n" + blob).digest()[:4]
+    if key_id.hex() != parts[1].lower():
+        raise ValueError("key id does not match the key")
+    return Key(name=parts[0], key_id=key_id, public=blob[1:], text=text.strip())
+
+
+def ed25519_verify(public: bytes, message: bytes, signature: bytes) -> bool:
+    """Whether `signature` is `public`'s Ed25519 signature of `message` (by openssl)."""
+    der = ED25519_SPKI_PREFIX + public
+    pem = "-----BEGIN PUBLIC KEY-----\n" + base64.b64encode(der).decode() + "\n"
+    pem += "-----END PUBLIC KEY-----\n"
+    with tempfile.TemporaryDirectory() as scratch:
+        paths = [os.path.join(scratch, name) for name in ("key.pem", "message", "signature")]
+        for path, data in ((paths[0], pem.encode()), (paths[1], message), (paths[2], signature)):
+            with open(path, "wb") as handle:
+                handle.write(data)
+        command = ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", paths[0], "-rawin",
+                   "-in", paths[1], "-sigfile", paths[2]]  # fmt: skip
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+        except OSError as error:
+            raise Unverifiable("cannot run openssl (" + str(error) + ")") from None
+    if done.returncode == 0 and "Verified Successfully" in done.stdout:
+        return True
+    if "Verification Failure" in done.stdout:
+        return False
+    detail = (done.stderr.strip().splitlines() or ["no output"])[0]
+    raise Unverifiable("openssl cannot check Ed25519 signatures here (OpenSSL 3 is needed): "
+                       + detail)  # fmt: skip
+
+
+def open_note(key: Key, note: bytes) -> str:
+    """The text of a C2SP signed note if `key` signed it; ValueError saying why not."""
+    try:
+        text = note.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    body, separator, signatures = text.rpartition("\n\n")
+    if not separator or not signatures.endswith("\n"):
+        raise ValueError("not a signed note (no signature block)")
+    body += "\n"
+    for line in signatures[:-1].split("\n"):
+        if not line.startswith(DASH):
+            raise ValueError("malformed signature line")
+        name, _, encoded = line[len(DASH) :].partition(" ")
+        try:
+            blob = base64.b64decode(encoded, validate=True)
+        except binascii.Error:
+            raise ValueError("signature is not base64") from None
+        if name == key.name and blob[:4] == key.key_id:
+            if ed25519_verify(key.public, body.encode(), blob[4:]):
+                return body
+            raise ValueError("the signature by " + key.name + " does not verify")
+    raise ValueError("not signed by " + key.name)
+
+
+def parse_checkpoint(text: str) -> tuple[str, int, bytes]:
+    """(origin, tree size, root hash) of a C2SP tlog-checkpoint text."""
+    lines = text.split("\n")
+    if len(lines) < 4 or lines[-1] != "" or not lines[1].isdigit():
+        raise ValueError("not a checkpoint (origin, size, root)")
+    try:
+        root = base64.b64decode(lines[2], validate=True)
+    except binascii.Error:
+        raise ValueError("checkpoint root is not base64") from None
+    if len(root) != 32:
+        raise ValueError("checkpoint root is not a SHA-256 hash")
+    return lines[0], int(lines[1]), root
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """RFC 6962 interior node: SHA-256(0x01 || left || right)."""
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def inclusion_root(leaf: bytes, index: int, size: int, proof: list[bytes]) -> bytes | None:
+    """RFC 9162 2.1.3.2: the root `proof` leads to from leaf `index` of `size`, or None."""
+    if not 0 <= index < size:
+        return None
+    fn, sn, r = index, size - 1, leaf
+    for p in proof:
+        if sn == 0:
+            return None
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            if not fn & 1:
+                while not (fn & 1 or fn == 0):
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    return r if sn == 0 else None
+
+
+class Check:
+    """One run over one bundle: the problems found, and what was established."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.problems: list[str] = []
+        self.listed: set[str] = set()
+        self.bates: set[str] = set()
+        self.leaves: set[int] = set()
+        self.key: Key | None = None
+        self.size = -1
+        self.root: bytes | None = None
+
+    def problem(self, text: str) -> None:
+        self.problems.append(text)
+        print("problem: " + text)
+
+    def path(self, name: object) -> str | None:
+        """The local path of a listed file, once; None (and a problem) if it is unsafe."""
+        parts = name.split("/") if isinstance(name, str) else [""]
+        if any(part in ("", ".", "..") or "\\" in part for part in parts):
+            self.problem("the manifest names an unsafe path: " + repr(name))
+            return None
+        if name in self.listed:
+            self.problem(str(name) + ": listed twice in the manifest")
+            return None
+        self.listed.add(str(name))
+        return os.path.join(self.directory, *parts)
+
+    def file(self, entry: Any, leaf_index: int | None = None) -> bytes | None:
+        """Check one listed file's hash and size; with `leaf_index`, return its leaf hash."""
+        path = self.path(entry["name"])
+        if path is None:
+            return None
+        name = entry["name"]
+        if not os.path.isfile(path):
+            self.problem(name + ": listed in the manifest but missing from the bundle")
+            return None
+        digest, leaf, size = hashlib.sha256(), hashlib.sha256(), 0
+        if leaf_index is not None:
+            leaf.update(b"\x00" + bytes([ITEM_KIND]) + leaf_index.to_bytes(8, "big"))
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(CHUNK), b""):
+                digest.update(chunk)
+                leaf.update(chunk)
+                size += len(chunk)
+        if digest.hexdigest() != entry["sha256"]:
+            self.problem(name + ": SHA-256 does not match the manifest (file altered)")
+        if size != entry["size"]:
+            self.problem(name + ": " + str(size) + " bytes, the manifest says "
+                         + str(entry["size"]))  # fmt: skip
+        return leaf.digest() if leaf_index is not None else None
+
+    def signatures(self, manifest: dict[str, Any], manifest_bytes: bytes, pinned: str) -> None:
+        """The archive key, manifest.sig and the checkpoint."""
+        archive = manifest["archive"]
+        self.key = parse_key(archive["verifier_key"])
+        print("archive key:      " + self.key.text)
+        print("archive key id:   " + self.key.key_id.hex())
+        if pinned and pinned.strip() != self.key.text:
+            self.problem("the archive key is not the key given with --key")
+        expected = SIGNATURE_HEADER + "\n" + hashlib.sha256(manifest_bytes).hexdigest() + "\n"
+        try:
+            with open(os.path.join(self.directory, "manifest.sig"), "rb") as handle:
+                if open_note(self.key, handle.read()) != expected:
+                    self.problem("manifest.sig is signed but names another manifest.json")
+        except FileNotFoundError:
+            self.problem("manifest.sig: missing from the bundle")
+        except (OSError, ValueError) as error:
+            self.problem("manifest.sig: " + str(error))
+        try:
+            origin, size, root = parse_checkpoint(
+                open_note(self.key, archive["checkpoint"].encode("utf-8"))
+            )
+        except ValueError as error:
+            self.problem("checkpoint: " + str(error))
+            return
+        if origin != self.key.name or origin != archive["origin"]:
+            self.problem("checkpoint: it names the log " + origin + ", not the archive's")
+        elif size != archive["tree_size"] or root.hex() != archive["root_hash"]:
+            self.problem("checkpoint: tree size or root differ from the manifest's")
+        else:
+            self.size, self.root = size, root
+
+    def item(self, item: Any) -> None:
+        """One held item: its sealed entry is in the signed tree; its files are intact."""
+        bates, index = item["bates"], item["leaf_index"]
+        if not isinstance(bates, str) or not isinstance(index, int) or bates in self.bates:
+            self.problem("item " + repr(bates) + ": Bates number missing or used twice")
+            return
+        if index in self.leaves:
+            self.problem(bates + ": archive entry " + str(index) + " is listed twice")
+        self.bates.add(bates)
+        self.leaves.add(index)
+        leaf = self.file(item["sealed"], index)
+        stated = bytes.fromhex(item["leaf_hash"])
+        if leaf is not None and leaf != stated:
+            self.problem(bates + ": the sealed file does not hash to the manifest's leaf hash")
+        if self.root is not None:
+            proof = [bytes.fromhex(node) for node in item["inclusion_proof"]]
+            if inclusion_root(stated, index, self.size, proof) != self.root:
+                self.problem(bates + ": the inclusion proof does not lead to the checkpoint")
+        for entry in item["files"]:
+            self.file(entry)
+
+    def unlisted(self) -> None:
+        """Files in the bundle that the manifest does not list."""
+        for top, folders, files in os.walk(self.directory):
+            folders[:] = sorted(f for f in folders if f not in LITTER)
+            for name in sorted(files):
+                local = os.path.relpath(os.path.join(top, name), self.directory)
+                relative = local.replace(os.sep, "/")
+                if relative not in self.listed | UNLISTED and name not in LITTER:
+                    self.problem(relative + ": in the bundle but not in the manifest")
+
+
+def check_bundle(directory: str, pinned: str = "") -> tuple[Check, dict[str, Any] | None]:
+    """Run every check on the bundle in `directory`; problems are printed as found."""
+    check = Check(directory)
+    try:
+        with open(os.path.join(directory, "manifest.json"), "rb") as handle:
+            manifest_bytes = handle.read()
+        manifest = json.loads(manifest_bytes.decode("utf-8"))
+    except (OSError, ValueError) as error:
+        check.problem("manifest.json cannot be read: " + str(error))
+        return check, None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        check.problem("manifest.json is not a nocontact evidence bundle manifest")
+        return check, None
+    if manifest.get("version") != VERSION:
+        check.problem("manifest version " + repr(manifest.get("version")) + " is not 1")
+        return check, None
+    print("manifest SHA-256: " + hashlib.sha256(manifest_bytes).hexdigest())
+    try:
+        check.signatures(manifest, manifest_bytes, pinned)
+    except Unverifiable as error:
+        check.problem("signatures cannot be checked: " + str(error))
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        check.problem("the manifest's archive section is malformed: " + repr(error))
+    items = manifest.get("items")
+    if not isinstance(items, list) or manifest.get("item_count") != len(items):
+        check.problem("the manifest's item list is malformed or its count is wrong")
+        items = []
+    for number, item in enumerate(items, start=1):
+        try:
+            check.item(item)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            check.problem("item #" + str(number) + " of the manifest is malformed: " + repr(error))
+    for entry in manifest.get("other_files") or []:
+        try:
+            check.file(entry)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            check.problem("a file entry of the manifest is malformed: " + repr(error))
+    check.unlisted()
+    return check, manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Verify a nocontact evidence bundle offline.")
+    parser.add_argument("directory", nargs="?", default=".", help="the unzipped bundle")
+    parser.add_argument("--key", default="", help="the archive key you expect (signing.pub)")
+    arguments = parser.parse_args(argv)
+    check, manifest = check_bundle(arguments.directory, arguments.key)
+    if check.problems or manifest is None or check.key is None or check.root is None:
+        count = max(1, len(check.problems))
+        print("bundle FAILED: " + str(count) + " problem" + ("s" if count != 1 else ""))
+        return 1
+    print("bundle OK: " + str(len(manifest["items"])) + " items verified against checkpoint"
+          " of size " + str(check.size) + ", root " + check.root.hex() + ", key "
+          + check.key.text)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
