@@ -23,8 +23,14 @@ from pypdf import PdfReader
 
 from proxy.access.keys import PASSPHRASE_ENV
 from proxy.access.reading import open_archive
+from proxy.archive import Archive
+from proxy.channels.sms.capture import Webhook, capture
+from proxy.channels.sms.provider import Media
 from proxy.cli import main
-from tests.factories import config_data
+from proxy.message import Channel
+from proxy.normalize import normalize_sms
+from proxy.rules import decide
+from tests.factories import RECEIVED_AT, config_data, make_rules
 from tests.test_smtp import Service, _send_sync, daemon, free_port
 
 MESSAGES = [
@@ -243,3 +249,52 @@ def test_custody_goes_through_the_daemon_while_it_holds_the_archive(tmp_path: Pa
         process.terminate()
         process.wait(timeout=60)
     assert custody_actions(Path(archive), key) == ["list"]
+
+
+def test_texts_and_voicemails_export_as_parameters_media_and_audio(tmp_path: Path) -> None:
+    """An MMS exports as its exact capture, readable parameters and the picture; a voicemail
+    as its audio; the bundle verifies and show renders the text."""
+    key = tmp_path / "k"
+    _, out, _ = nocontact("contact", "keygen", "--out", str(key))
+    recipient = next(line for line in out.splitlines() if line.startswith("age1"))
+    picture, audio = b"\x89PNG\r\n\x1a\n" + bytes(500), b"RIFF" + bytes(3000)
+    webhook = Webhook(url="https://home.example/twilio/sms", signature="c2ln",
+                      body=b"From=%2B15550100199&Body=open+the+door&NumMedia=1")  # fmt: skip
+    texts = [
+        capture(kind="text", webhook=webhook,
+                media=[Media(sid="ME1", content_type="image/png", data=picture)]),
+        capture(kind="voicemail", record={"call_sid": "CA1"},
+                media=[Media(sid="RE1", content_type="audio/x-wav", data=audio)]),
+    ]  # fmt: skip
+
+    async def hold() -> None:
+        archive = await Archive.open(tmp_path / "archive", recipients=[recipient])
+        rules = make_rules()
+        for raw, channel in zip(texts, (Channel.SMS, Channel.VOICE), strict=True):
+            message = normalize_sms(sender="+15550100199", recipient="+15550107777", text="",
+                                    raw=raw, received_at=RECEIVED_AT, channel=channel)  # fmt: skip
+            await archive.hold(message, decide(message, rules))
+        await archive.close()
+
+    asyncio.run(hold())
+    archive = str(tmp_path / "archive")
+    code, out, err = nocontact("contact", "show", "--archive", archive, "--identity", str(key), "1")
+    assert code == 0, err
+    assert "open the door" in out
+    assert "image/png" in out
+    bundle = tmp_path / "b.zip"
+    code, _, err = nocontact("contact", "export", "--archive", archive, "--identity", str(key),
+                             "--out", str(bundle), "--reason", "r")  # fmt: skip
+    assert code == 0, err
+    with zipfile.ZipFile(bundle) as zipped:
+        names = set(zipped.namelist())
+        assert zipped.read("originals/NC-000001.json") == texts[0]
+        assert zipped.read("originals/NC-000001-ME1.png") == picture
+        assert zipped.read("originals/NC-000002-RE1.wav") == audio
+        parameters = json.loads(zipped.read("originals/NC-000001-parameters.json"))
+        assert parameters["parameters"]["Body"] == "open the door"
+        zipped.extractall(tmp_path / "unpacked")
+    assert "originals/NC-000002.json" in names
+    result = subprocess.run([sys.executable, "verify.py"], cwd=tmp_path / "unpacked",
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stdout
