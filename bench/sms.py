@@ -80,6 +80,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `python bench/sms.py` puts bench/, not the repo, first
     sys.path.insert(0, str(REPO))
 
+from bench.procs import cpu_seconds, stop  # noqa: E402
 from tests.factories import config_data  # noqa: E402
 from tests.twilio_fake import FakeTwilio  # noqa: E402
 
@@ -100,7 +101,6 @@ GOAL_RATIO = 0.5
 SATURATED = 0.9  # client cores from which the load generator, not the server, sets the pace
 START_TIMEOUT = 60.0
 DRAIN_TIMEOUT = 120.0
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class BenchError(Exception):
@@ -162,47 +162,6 @@ async def start(name: str, command: list[str], port: int, log: Path) -> Server:
         return server
     stop(process)
     raise BenchError(f"{name} did not listen on port {port} in {START_TIMEOUT:.0f} s")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group, SIGKILL it after 10 s; never leaves a member behind."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    if group_pids(process.pid):  # a child that outlived its leader
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-
-
-def proc_stat(pid: int) -> list[str] | None:
-    """Fields of /proc/PID/stat after the command name (field 3 onwards), or None."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2 :].split()
-
-
-def group_pids(pgid: int) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (fields := proc_stat(int(entry))) and int(fields[2]) == pgid:
-            pids.append(int(entry))
-    return pids
-
-
-def cpu_seconds(pgid: int) -> float:
-    """User + system CPU seconds of the live processes of group `pgid`."""
-    total = 0
-    for pid in group_pids(pgid):
-        if fields := proc_stat(pid):
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICKS
 
 
 # -- the two servers -----------------------------------------------------------------------

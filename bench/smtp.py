@@ -68,6 +68,11 @@ from pathlib import Path
 import pyrage
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # `python bench/smtp.py` puts bench/, not the repo, first
+    sys.path.insert(0, str(REPO))
+
+from bench.procs import cpu_seconds, stop  # noqa: E402
+
 HELD_SENDER = "mark@blocked.example"
 FRIEND_SENDER = "jordan.lee@friends.example"
 RECIPIENT = "sam@home.example"
@@ -79,7 +84,6 @@ GOAL_HELD_RATIO = 0.7
 GOAL_ADDED_P99_MS = 15.0
 GOAL_RSS_MIB = 150e6 / 2**20  # 150 MB
 START_TIMEOUT = 60.0
-TICKS = os.sysconf("SC_CLK_TCK")
 ROOTS = re.compile(r"\(proxy/(__main__|cli|daemon)\.py\)$|^SMTP\._handle_client ")
 
 
@@ -140,53 +144,11 @@ def wait_for_greeting(server: Server) -> None:
     raise RuntimeError(f"{server.name} did not greet on port {server.port}:\n{tail(server.log)}")
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group, SIGKILL it after 10 s; never leaves a member behind."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    # a child that outlived its leader would still be in the group
-    if group_pids(process.pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-
-
 def tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
-
-
-def proc_stat(pid: int) -> list[str] | None:
-    """Fields of /proc/PID/stat after the command name (field 3 onwards), or None."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2 :].split()
-
-
-def group_pids(pgid: int) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (fields := proc_stat(int(entry))) and int(fields[2]) == pgid:
-            pids.append(int(entry))
-    return pids
-
-
-def cpu_seconds(pgid: int) -> float:
-    """User + system CPU seconds of the live processes of group `pgid`."""
-    total = 0
-    for pid in group_pids(pgid):
-        if fields := proc_stat(pid):
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICKS
 
 
 def status_kib(pid: int, key: str) -> int:

@@ -96,17 +96,8 @@ class _Zip:
 def export(archive: OpenedArchive, request: ExportRequest, advance: Callable[[int], None]) -> int:
     """Write the bundle; returns the number of items in it."""
     signer = _signer(archive)
-    partial = request.out.with_name(request.out.name + ".partial")
-    try:
-        sequences = _write(archive, request, advance, signer, partial)
-        record_custody(archive.root, CustodyRecord(
-            contact=request.contact, action="export", items=sequences,
-            at=datetime.now(UTC), reason=request.reason,
-        ))  # fmt: skip
-        os.replace(partial, request.out)
-    finally:
-        partial.unlink(missing_ok=True)
-    return len(sequences)
+    return _deliver(archive, request, "export",
+                    lambda partial: _write(archive, request, advance, signer, partial))  # fmt: skip
 
 
 def report(archive: OpenedArchive, request: ExportRequest, advance: Callable[[int], None]) -> int:
@@ -116,11 +107,24 @@ def report(archive: OpenedArchive, request: ExportRequest, advance: Callable[[in
         reports.append(report_item(bates(number), item))
         sequences.append(item.sequence)
         advance(1)
+
+    def write(partial: Path) -> tuple[int, ...]:
+        partial.write_bytes(_pdf(reports, request))
+        return tuple(sequences)
+
+    return _deliver(archive, request, "report", write)
+
+
+def _deliver(
+    archive: OpenedArchive, request: ExportRequest, action: str,
+    write: Callable[[Path], tuple[int, ...]],
+) -> int:  # fmt: skip
+    """Write beside `out`, record custody, then move into place (rule 4)."""
     partial = request.out.with_name(request.out.name + ".partial")
     try:
-        partial.write_bytes(_pdf(reports, request))
+        sequences = write(partial)
         record_custody(archive.root, CustodyRecord(
-            contact=request.contact, action="report", items=tuple(sequences),
+            contact=request.contact, action=action, items=sequences,
             at=datetime.now(UTC), reason=request.reason,
         ))  # fmt: skip
         os.replace(partial, request.out)
