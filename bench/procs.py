@@ -4,14 +4,18 @@ Rules this module keeps:
 1. A server under test runs in its own session, so its process group is everything it
    started; `stop` leaves no member of it behind.
 2. CPU is read from /proc (user + system ticks of every live member of the group).
+3. Also here: a free loopback port, and the summary of a py-spy profile.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
+import socket
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -56,3 +60,34 @@ def cpu_seconds(pgid: int) -> float:
         if fields := proc_stat(pid):
             total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / TICKS
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def top_frames(
+    path: Path, profiled: re.Pattern[str], roots: re.Pattern[str], count: int = 12
+) -> tuple[list[tuple[float, str]], ...]:
+    """From py-spy's raw output: (share, frame) of the frames most often on top of the stack,
+    and (share, function) of the functions matching `profiled` (and not `roots`, the entry
+    points every sample passes through) most often anywhere in it (inclusive)."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, samples = line.rpartition(" ")
+        if not samples.isdigit() or not stack:
+            continue
+        frames = stack.split(";")
+        own[frames[-1]] += int(samples)
+        for function in {re.sub(r":\d+\)$", ")", frame) for frame in frames}:
+            if profiled.search(function) and not roots.search(function):
+                inclusive[function] += int(samples)
+    total = sum(own.values()) or 1
+    return tuple(
+        [(n / total, frame) for frame, n in counter.most_common(count)]
+        for counter in (own, inclusive)
+    )

@@ -59,7 +59,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -80,7 +79,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `python bench/sms.py` puts bench/, not the repo, first
     sys.path.insert(0, str(REPO))
 
-from bench.procs import cpu_seconds, stop  # noqa: E402
+from bench.procs import cpu_seconds, free_port, stop, top_frames  # noqa: E402
 from tests.factories import config_data  # noqa: E402
 from tests.twilio_fake import FakeTwilio  # noqa: E402
 
@@ -122,13 +121,6 @@ class Server:
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}/sms"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def last_line(path: Path) -> str:
@@ -410,28 +402,6 @@ async def recording(server: Server, spy: str, out: Path) -> AsyncIterator[None]:
             stop(process)
 
 
-def top_frames(path: Path, count: int = 12) -> tuple[list[tuple[float, str]], ...]:
-    """From py-spy's raw output: (share, frame) of the frames most often on top of the stack,
-    and (share, function) of the functions of proxy/, aiohttp and twilio most often anywhere
-    in it (inclusive)."""
-    own: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
-    for line in path.read_text(errors="replace").splitlines():
-        stack, _, samples = line.rpartition(" ")
-        if not samples.isdigit() or not stack:
-            continue
-        frames = stack.split(";")
-        own[frames[-1]] += int(samples)
-        for function in {re.sub(r":\d+\)$", ")", frame) for frame in frames}:
-            if PROFILED.search(function) and not ROOTS.search(function):
-                inclusive[function] += int(samples)
-    total = sum(own.values()) or 1
-    return tuple(
-        [(n / total, frame) for frame, n in counter.most_common(count)]
-        for counter in (own, inclusive)
-    )
-
-
 # -- afterwards ----------------------------------------------------------------------------
 
 
@@ -615,7 +585,7 @@ def report(args: argparse.Namespace, results: Results) -> None:
     if not results.profile.exists():
         print(f"py-spy: no output ({results.profile})")
         return
-    own, inclusive = top_frames(results.profile)
+    own, inclusive = top_frames(results.profile, PROFILED, ROOTS)
     print(f"py-spy --gil, one more nocontact run ({results.profile}): top frames, own samples")
     for share, frame in own:
         print(f"  {share:>6.1%}  {frame}")

@@ -59,7 +59,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate, make_msgid
@@ -71,7 +70,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `python bench/smtp.py` puts bench/, not the repo, first
     sys.path.insert(0, str(REPO))
 
-from bench.procs import cpu_seconds, stop  # noqa: E402
+from bench.procs import cpu_seconds, free_port, stop, top_frames  # noqa: E402
 
 HELD_SENDER = "mark@blocked.example"
 FRIEND_SENDER = "jordan.lee@friends.example"
@@ -85,6 +84,7 @@ GOAL_ADDED_P99_MS = 15.0
 GOAL_RSS_MIB = 150e6 / 2**20  # 150 MB
 START_TIMEOUT = 60.0
 ROOTS = re.compile(r"\(proxy/(__main__|cli|daemon)\.py\)$|^SMTP\._handle_client ")
+PROFILED = re.compile(r"\((proxy|aiosmtpd|aiosmtplib)/")
 
 
 # -- processes -----------------------------------------------------------------------------
@@ -102,13 +102,6 @@ class Server:
     @property
     def pid(self) -> int:
         return self.process.pid
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def start(name: str, command: list[str], port: int, log: Path) -> Server:
@@ -405,31 +398,6 @@ def archive_entries(path: Path) -> str:
         return f"VERIFY FAILED: {failure}"
 
 
-def top_frames(path: Path, count: int = 12) -> tuple[list[tuple[float, str]], ...]:
-    """From py-spy's raw output: (share, frame) of the frames most often on top of the stack,
-    and (share, function) of the functions of proxy/, aiosmtpd and aiosmtplib most often
-    anywhere in it (inclusive)."""
-    own: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
-    for line in path.read_text(errors="replace").splitlines():
-        stack, _, samples = line.rpartition(" ")
-        if not samples.isdigit() or not stack:
-            continue
-        frames = stack.split(";")
-        own[frames[-1]] += int(samples)
-        functions = {re.sub(r":\d+\)$", ")", frame) for frame in frames}
-        for function in functions:
-            if re.search(r"\((proxy|aiosmtpd|aiosmtplib)/", function) and not ROOTS.search(
-                function
-            ):
-                inclusive[function] += int(samples)
-    total = sum(own.values()) or 1
-    return tuple(
-        [(n / total, frame) for frame, n in counter.most_common(count)]
-        for counter in (own, inclusive)
-    )
-
-
 # -- the run -------------------------------------------------------------------------------
 
 
@@ -556,7 +524,7 @@ def report(args: argparse.Namespace, results: Results) -> None:
         if not path.exists():
             print(f"py-spy: no output ({path})")
             continue
-        own, inclusive = top_frames(path)
+        own, inclusive = top_frames(path, PROFILED, ROOTS)
         print(f"py-spy --gil, one more smtp-source run ({path}): top frames, own samples")
         for share, frame in own:
             print(f"  {share:>6.1%}  {frame}")
