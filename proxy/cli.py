@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from proxy import __version__, daemon, logs
+from proxy import __version__, logs
 from proxy.access.commands import add_contact_commands
 from proxy.archive import VerifyFailure, verify_archive
 from proxy.archive.note import NoteError, Verifier
@@ -109,11 +109,15 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from proxy import daemon  # noqa: PLC0415 - the channels' libraries load only to run them
+
     logs.configure(level=args.log_level)
     return daemon.run(args.config)
 
 
 def _imap_sweep(args: argparse.Namespace) -> int:
+    from proxy import daemon  # noqa: PLC0415 - as above
+
     logs.configure(level="warning")
     return daemon.sweep(args.config)
 

@@ -14,19 +14,22 @@ import argparse
 import functools
 import hashlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from proxy.access import bundle
 from proxy.access.keys import IdentityProblem, fingerprint, keygen, load_identity
-from proxy.access.reading import AccessProblem, HeldItem, Selection, open_archive
+from proxy.access.reading import AccessProblem, Selection, open_archive
 from proxy.access.render import render, summary
 from proxy.archive import CustodyRecord
 from proxy.custody import CustodyProblem, record_custody
 from proxy.errors import InputError
 from proxy.progress import ProgressBar
+
+if TYPE_CHECKING:
+    from proxy.access.bundle import ExportRequest
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -72,10 +75,10 @@ def _keygen(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _record(args: argparse.Namespace, contact: str, action: str, items: list[HeldItem]) -> None:
-    record = CustodyRecord(contact=contact, action=action,
-                           items=tuple(i.sequence for i in items), at=datetime.now(UTC),
-                           reason=getattr(args, "reason", "") or "")  # fmt: skip
+def _record(args: argparse.Namespace, contact: str, action: str, items: Sequence[int]) -> None:
+    reason = getattr(args, "reason", "") or ""
+    record = CustodyRecord(contact=contact, action=action, items=tuple(items),
+                           at=datetime.now(UTC), reason=reason)  # fmt: skip
     record_custody(Path(args.archive), record)
 
 
@@ -83,16 +86,19 @@ def _list(args: argparse.Namespace) -> int:
     identity, recipient = load_identity(Path(args.identity))
     archive = open_archive(args.archive, identity)
     zone = _zone(args.timezone)
-    items = list(archive.items(_selection(args)))
-    _record(args, fingerprint(recipient), "list", items)
+    sequences, rows = [], []  # rows only: the originals are let go one by one
+    for item in archive.items(_selection(args)):
+        moment, first = item.received_at, summary(item.metadata, item.payload)[:40]
+        sequences.append(item.sequence)
+        rows.append(f"{item.sequence:>6}  {moment.astimezone(UTC):%Y-%m-%d %H:%M:%S}  "
+                    f"{moment.astimezone(zone):%Y-%m-%d %H:%M:%S %Z}".ljust(56)
+                    + f" {item.channel:<7} {item.sender[:32]:<32} "
+                    f"{first:<40} {item.rule_id or '-'}")  # fmt: skip
+    _record(args, fingerprint(recipient), "list", sequences)
     print(f"{'SEQ':>6}  {'RECEIVED (UTC)':<20} {'LOCAL':<25} {'CHANNEL':<7} "
           f"{'SENDER':<32} {'SUBJECT / FIRST LINE':<40} RULE")  # fmt: skip
-    for item in items:
-        moment = item.received_at
-        print(f"{item.sequence:>6}  {moment.astimezone(UTC):%Y-%m-%d %H:%M:%S}  "
-              f"{moment.astimezone(zone):%Y-%m-%d %H:%M:%S %Z}".ljust(56)
-              + f" {item.channel:<7} {item.sender[:32]:<32} "
-              f"{summary(item.metadata, item.payload)[:40]:<40} {item.rule_id or '-'}")  # fmt: skip
+    for row in rows:
+        print(row)
     if archive.unreadable:
         print(f"({archive.unreadable} items are sealed to other contacts only)")
     return EXIT_OK
@@ -104,20 +110,22 @@ def _show(args: argparse.Namespace) -> int:
     found = [item for item in archive.items() if item.sequence == args.seq]
     if not found:
         raise AccessProblem(f"no held item {args.seq} that this key opens (see `contact list`)")
-    _record(args, fingerprint(recipient), "show", found)
+    _record(args, fingerprint(recipient), "show", [found[0].sequence])
     print(f"Item {args.seq} — derived rendering; the original is kept byte for byte")
     print(render(found[0].metadata, found[0].payload))
     return EXIT_OK
 
 
-def _request(args: argparse.Namespace, contact: str) -> bundle.ExportRequest:
+def _request(args: argparse.Namespace, contact: str) -> ExportRequest:
     config_sha256 = no_contact_since = None
     if args.config is not None:
         from proxy.config import load_config  # noqa: PLC0415 - only when a config is given
 
         config_sha256 = hashlib.sha256(Path(args.config).read_bytes()).hexdigest()
         no_contact_since = load_config(args.config).no_contact_since
-    return bundle.ExportRequest(
+    from proxy.access.bundle import ExportRequest  # noqa: PLC0415 - see _produce
+
+    return ExportRequest(
         out=Path(args.out), reason=getattr(args, "reason", "") or "", contact=contact,
         selection=_selection(args), no_contact_since=args.no_contact_since or no_contact_since,
         config_sha256=config_sha256, timezone=_zone(args.timezone),
@@ -129,6 +137,9 @@ def _produce(args: argparse.Namespace, *, action: str) -> int:
     archive = open_archive(args.archive, identity)
     request = _request(args, fingerprint(recipient))
     bar = ProgressBar(f"{action}: items", archive.covered)
+    # The PDF and chart libraries load only for the commands that write them.
+    from proxy.access import bundle  # noqa: PLC0415
+
     write = bundle.export if action == "export" else bundle.report
     try:
         count = write(archive, request, bar.advance)

@@ -280,12 +280,13 @@ class Check:
 
     def unlisted(self) -> None:
         """Files in the bundle that the manifest does not list."""
+        known = self.listed | UNLISTED
         for top, folders, files in os.walk(self.directory):
             folders[:] = sorted(f for f in folders if f not in LITTER)
             for name in sorted(files):
                 local = os.path.relpath(os.path.join(top, name), self.directory)
                 relative = local.replace(os.sep, "/")
-                if relative not in self.listed | UNLISTED and name not in LITTER:
+                if relative not in known and name not in LITTER:
                     self.problem(relative + ": in the bundle but not in the manifest")
 
 
