@@ -28,8 +28,17 @@ def _skeleton(text: str) -> str:
     return str(_SPOOF.getSkeleton(0, text))
 
 
-def _fold_char(char: str) -> str:
-    """The folded form of one character (possibly empty, possibly several characters)."""
+def _fold_char(char: str, depth: int = 0) -> str:
+    """The folded form of one character (possibly empty, possibly several characters),
+    made only of characters that fold to themselves: a skeleton can yield characters that
+    fold further ('‰' -> 'º/₀₀' -> 'o/oo'), and folding must be idempotent."""
+    text = _fold_once(char)
+    if text == char or depth >= 4:
+        return text
+    return "".join(_fold_char(c, depth + 1) for c in text)
+
+
+def _fold_once(char: str) -> str:
     if char.isspace():
         return " "
     category = unicodedata.category(char)

@@ -25,6 +25,7 @@ import re
 from collections.abc import Iterator
 from datetime import datetime
 from email import policy
+from email.errors import MessageError
 from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesParser
@@ -46,6 +47,7 @@ _PARSER = BytesParser(policy=policy.compat32)
 # Parsing hostile input can fail in many ways inside the stdlib; each is caught at the
 # smallest scope that still lets us read the rest.
 _PARSE_FAULTS = (
+    MessageError,  # e.g. HeaderParseError from a broken base64 encoded word
     LookupError,
     ValueError,
     TypeError,
