@@ -138,6 +138,7 @@ def test_list_and_show_read_the_items_and_record_custody(held: tuple[Path, Path,
     assert code == 0
     assert "please" in out
     assert "mark@smith-family.example" in out
+    assert "mark.smith@gmail.com" in out  # as written, not in its matching form (no dots)
     assert "trip" not in out
     rows = [line for line in out.splitlines()[1:] if line.strip()]
     assert len(rows) == 3

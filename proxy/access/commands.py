@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from proxy.access.keys import IdentityProblem, fingerprint, keygen, load_identity
 from proxy.access.reading import AccessProblem, Selection, open_archive
-from proxy.access.render import render, summary
+from proxy.access.render import render, sender_as_written, summary
 from proxy.archive import CustodyRecord
 from proxy.custody import CustodyProblem, record_custody
 from proxy.errors import InputError
@@ -89,10 +89,11 @@ def _list(args: argparse.Namespace) -> int:
     sequences, rows = [], []  # rows only: the originals are let go one by one
     for item in archive.items(_selection(args)):
         moment, first = item.received_at, summary(item.metadata, item.payload)[:40]
+        sender = sender_as_written(item.metadata, item.payload, item.sender)[:32]
         sequences.append(item.sequence)
         rows.append(f"{item.sequence:>6}  {moment.astimezone(UTC):%Y-%m-%d %H:%M:%S}  "
                     f"{moment.astimezone(zone):%Y-%m-%d %H:%M:%S %Z}".ljust(56)
-                    + f" {item.channel:<7} {item.sender[:32]:<32} "
+                    + f" {item.channel:<7} {sender:<32} "
                     f"{first:<40} {item.rule_id or '-'}")  # fmt: skip
     _record(args, fingerprint(recipient), "list", sequences)
     print(f"{'SEQ':>6}  {'RECEIVED (UTC)':<20} {'LOCAL':<25} {'CHANNEL':<7} "

@@ -22,6 +22,8 @@ import json
 import mimetypes
 import urllib.parse
 from email.header import decode_header, make_header
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses
 from typing import Any
 
 from proxy.normalize.html import html_to_text
@@ -92,6 +94,19 @@ def original_files(stem: str, metadata: dict[str, Any], payload: bytes) -> list[
         extension = mimetypes.guess_extension(content_type) or ".bin"
         files.append((f"{stem}-{sid}{extension}", data))
     return files
+
+
+def sender_as_written(metadata: dict[str, Any], payload: bytes, canonical: str) -> str:
+    """An email's From address exactly as written (the seal keeps identities in their
+    matching form: no dots for Gmail, lowercase); anything else, `canonical`."""
+    if metadata.get("channel") != "email":
+        return canonical
+    try:
+        headers = BytesHeaderParser().parsebytes(payload)
+        written = [address for _, address in getaddresses(headers.get_all("From") or []) if address]
+    except Exception:  # a header the parser cannot read: the matching form will do
+        return canonical
+    return _clean(written[0]) if written else canonical
 
 
 def summary(metadata: dict[str, Any], payload: bytes) -> str:
