@@ -16,9 +16,24 @@ import signal
 import socket
 import subprocess
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(slots=True)
+class Server:
+    """A server process we started, leader of its own process group."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

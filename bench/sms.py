@@ -79,7 +79,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `python bench/sms.py` puts bench/, not the repo, first
     sys.path.insert(0, str(REPO))
 
-from bench.procs import cpu_seconds, free_port, stop, top_frames  # noqa: E402
+from bench.procs import Server, cpu_seconds, free_port, stop, top_frames  # noqa: E402
 from tests.factories import config_data  # noqa: E402
 from tests.twilio_fake import FakeTwilio  # noqa: E402
 
@@ -106,21 +106,11 @@ class BenchError(Exception):
     """An expected failure: printed as one line, exit status 1."""
 
 
+def url(server: Server) -> str:
+    return f"http://{HOST}:{server.port}/sms"
+
+
 # -- processes -----------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Server:
-    """A server process we started, leader of its own process group."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}/sms"
 
 
 def last_line(path: Path) -> str:
@@ -273,7 +263,7 @@ class Load:
         headers = {**FORM, "X-Twilio-Signature": request.signature}
         started = time.perf_counter()
         try:
-            async with session.post(target.server.url, data=request.body,
+            async with session.post(url(target.server), data=request.body,
                                     headers=headers) as response:  # fmt: skip
                 status, text = response.status, await response.text()
         except aiohttp.ClientError as error:
@@ -317,7 +307,7 @@ class Load:
                                                                           params)}  # fmt: skip
         async with (
             aiohttp.ClientSession() as session,
-            session.post(target.server.url, data=request.body, headers=headers) as response,
+            session.post(url(target.server), data=request.body, headers=headers) as response,
         ):
             if response.status != 403:
                 raise BenchError(f"{target.name} answered {response.status} to a forged "

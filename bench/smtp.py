@@ -70,7 +70,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `python bench/smtp.py` puts bench/, not the repo, first
     sys.path.insert(0, str(REPO))
 
-from bench.procs import cpu_seconds, free_port, stop, top_frames  # noqa: E402
+from bench.procs import Server, cpu_seconds, free_port, stop, top_frames  # noqa: E402
 
 HELD_SENDER = "mark@blocked.example"
 FRIEND_SENDER = "jordan.lee@friends.example"
@@ -88,20 +88,6 @@ PROFILED = re.compile(r"\((proxy|aiosmtpd|aiosmtplib)/")
 
 
 # -- processes -----------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Server:
-    """A server process we started, leader of its own process group."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
 
 
 def start(name: str, command: list[str], port: int, log: Path) -> Server:

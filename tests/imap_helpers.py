@@ -47,9 +47,9 @@ def message(template: str, mark: str) -> bytes:
 
 
 @contextlib.contextmanager
-def imap(server: servers.Dovecot) -> Iterator[imaplib.IMAP4]:
+def imap(server: servers.Dovecot, timeout: float = 10) -> Iterator[imaplib.IMAP4]:
     """A logged-in imaplib client of the private Dovecot."""
-    client = imaplib.IMAP4(servers.HOST, server.imap_port, timeout=10)
+    client = imaplib.IMAP4(servers.HOST, server.imap_port, timeout=timeout)
     try:
         client.login(servers.USER, servers.PASSWORD)
         yield client
