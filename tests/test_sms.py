@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -577,5 +578,56 @@ def test_a_held_call_with_voicemail_logs_what_an_allowed_call_does(tmp_path: Pat
         assert held_lines == allowed_lines
         assert len(phone.held()) == 2
         assert any(a.method == "DELETE" for a in fake.requests)  # its cleanup was tried
+
+    run_with_fake(test)
+
+
+def test_media_the_provider_lost_is_recorded_missing_and_the_text_kept(tmp_path: Path) -> None:
+    """A held MMS whose picture is gone at the provider (404) is sealed, with the gap noted."""
+
+    async def test(fake: FakeTwilio) -> None:
+        phone = Phone(tmp_path, fake)
+        async with phone.running():
+            sid, params = fake.inbound_message(
+                sender=MARK, to=NUMBER, body="CANARY", media=[("image/png", PICTURE)]
+            )
+            fake.media[sid] = []  # lost at the provider before we could fetch it
+            assert await phone.post("/sms", params) == (200, EMPTY)
+        [(_, raw)] = phone.held()
+        media: list[dict[str, Any]] = read_capture(raw)["media"]  # type: ignore[assignment]
+        assert len(media) == 1
+        assert "404" in media[0]["missing"]
+        assert urllib.parse.parse_qs(_parts(raw)["webhook"].decode())["Body"] == ["CANARY"]
+
+    run_with_fake(test)
+
+
+def test_one_failing_message_does_not_stop_reconciliation_of_the_others(tmp_path: Path) -> None:
+    """A message that fails is left for the next pass (the checkpoint waits for it); the
+    others are handled now, and the failed one is sealed once it can be."""
+
+    async def test(fake: FakeTwilio) -> None:
+        phone = Phone(tmp_path, fake)
+        async with phone.running() as runner:  # after the pass made at start
+            stubborn, _ = fake.inbound_message(sender=MARK, to=NUMBER, body="CANARY one")
+            other, _ = fake.inbound_message(sender=MARK, to=NUMBER, body="CANARY two")
+            fake.inbound_message(sender=FRIEND, to=NUMBER, body="hello")
+            line, real = runner.line, runner.line.evidence
+
+            async def failing(arrival: Any) -> bytes:
+                if arrival.sid == stubborn:
+                    raise OSError(5, "Input/output error")
+                return await real(arrival)
+
+            line.evidence = failing  # type: ignore[method-assign]
+            asked_at = datetime.now(UTC)
+            assert await runner.reconciler.pass_once() is False
+            assert runner.reconciler.checkpoint <= asked_at  # held back to the stubborn one
+            assert [m["provider_id"] for m, _ in phone.held()] == [other]
+            await eventually(lambda: len(fake.sent()) == 1)
+            line.evidence = real  # type: ignore[method-assign]
+            assert await runner.reconciler.pass_once() is True
+        assert sorted(m["provider_id"] for m, _ in phone.held()) == sorted([stubborn, other])
+        assert len(fake.sent()) == 1
 
     run_with_fake(test)

@@ -59,8 +59,11 @@ def _params(document: dict[str, Any]) -> dict[str, str]:
 
 
 def _media(document: dict[str, Any]) -> list[tuple[str, str, bytes]]:
+    """(sid, content type, bytes) of every piece the capture holds (not the missing ones)."""
     found = []
     for piece in document.get("media") or []:
+        if piece.get("missing"):
+            continue
         try:
             data = base64.b64decode(str(piece.get("base64", "")))
         except binascii.Error:
@@ -152,6 +155,9 @@ def _render_phone(document: dict[str, Any]) -> list[str]:
         lines.append("A voicemail (the recording is in the original's audio file).")
     for sid, content_type, data in _media(document):
         lines.append(f"[media {sid}: {content_type}, {_size(data)}]")
+    for piece in document.get("media") or []:
+        if piece.get("missing"):
+            lines.append(f"[media {piece.get('sid')}: not kept: {piece.get('missing')}]")
     return lines
 
 

@@ -92,23 +92,18 @@ class Journal:
         os.close(self._fd)
 
     def _write_forever(self) -> None:
-        while True:
-            first = self._queue.get()
+        stop = False
+        while not stop:
             batch: list[_Pending] = []
-            stop = first is None
-            item = first
+            item = self._queue.get()
             while item is not None:
                 batch.append(item)
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            else:
-                stop = True
-            if batch or stop:
-                self._commit(batch, sync=stop or any(f is not None for _, f in batch))
-            if stop:
-                return
+            stop = item is None  # close: everything before it is in this batch
+            self._commit(batch, sync=stop or any(f is not None for _, f in batch))
 
     def _commit(self, batch: list[_Pending], *, sync: bool) -> None:
         futures = [future for _, future in batch if future is not None]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from proxy.channels.sms.capture import Webhook, capture
 from proxy.channels.sms.ledger import Ledger
 from proxy.channels.sms.outbox import Outbox, Task
-from proxy.channels.sms.provider import Media, Provider
+from proxy.channels.sms.provider import Media, Provider, ProviderRefused
 from proxy.identity import e164
 from proxy.pipeline import PhoneArrival
 
@@ -76,13 +76,21 @@ class TwilioLine:
     async def evidence(self, arrival: TwilioArrival) -> bytes:
         pieces = await self.media_of(arrival)
         media: list[Media] = list(
-            await asyncio.gather(*(
-                self.provider.download(address, sid=sid, content_type=content_type)
-                for sid, content_type, address in pieces
-            ))
-        )  # fmt: skip
+            await asyncio.gather(*(self._download(*piece) for piece in pieces))
+        )
         return capture(kind=arrival.kind, webhook=arrival.webhook, record=arrival.record,
                        media=media)  # fmt: skip
+
+    async def _download(self, sid: str, content_type: str, address: str) -> Media:
+        """A piece of media; one the provider no longer has (404) is sealed as missing,
+        so the message itself is kept rather than retried forever."""
+        try:
+            return await self.provider.download(address, sid=sid, content_type=content_type)
+        except ProviderRefused as refusal:
+            if refusal.status != 404:
+                raise
+            return Media(sid=sid, content_type=content_type, data=b"",
+                         missing="the provider no longer had it (HTTP 404)")  # fmt: skip
 
     async def sealing(self, sid: str, digest: str, archive_size: int) -> None:
         await self.ledger.sealing(sid, digest, archive_size)

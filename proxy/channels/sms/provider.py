@@ -65,6 +65,7 @@ class Media:
     sid: str
     content_type: str
     data: bytes
+    missing: str = ""  # why there is no data: the provider no longer had it
 
 
 def _plain(instance: object, fields: Sequence[str]) -> dict[str, object]:

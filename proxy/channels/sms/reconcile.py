@@ -10,8 +10,10 @@ Rules this module keeps:
 3. Cleanup that a crash cut short is queued again: a held text still showing a body or
    media, a held voicemail still at the provider, and (redact_at_provider) a held call
    that ended more than ten minutes ago (time enough for its voicemail to be taken).
-4. The checkpoint moves only after a whole pass succeeded; a failed pass (provider down)
-   is logged without detail and simply tried again at the next interval.
+4. The checkpoint moves only after a whole pass read the logs; a failed pass (provider
+   down) is logged without detail and tried again at the next interval. An item that
+   fails on its own holds the checkpoint back to its time, and the rest go on: one
+   stubborn message never stops the others, and is itself never given up.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class Reconciler:
         self._watching = watching
         self._clock = clock
         self.passes = 0  # passes tried so far, finished or not
+        self._stuck: datetime | None = None  # the earliest item this pass could not handle
         if self._path.exists():
             self.checkpoint = datetime.fromisoformat(json.loads(self._path.read_text())["since"])
         else:  # first start: the provider's history before nocontact is not ours to judge
@@ -81,20 +84,35 @@ class Reconciler:
             await asyncio.sleep(every())
 
     async def pass_once(self) -> bool:
-        """One pass; True if it completed (and the checkpoint moved)."""
+        """One pass; True if everything in it was handled."""
         started = self._clock()
+        self._stuck = None
         try:
             await self._texts()
             await self._recordings()  # before calls: a held call is deleted only after
             await self._calls(started)
-        except Exception:  # RetryLater, or a fault: either way the next pass tries again
+        except Exception:  # the logs could not be read: the next pass tries again
             _log.warning("reconciliation pass did not finish; the next one will retry")
             return False
         finally:
             self.passes += 1
-        await asyncio.to_thread(self._save, started)
-        self.checkpoint = started
-        return True
+        # An item that failed (whatever it was) holds the checkpoint back to itself, so the
+        # next pass sees it again; the others are handled meanwhile, and the ledger keeps
+        # them from being handled twice.
+        checkpoint = started if self._stuck is None else min(started, self._stuck)
+        if self._stuck is not None:
+            _log.warning("reconciliation left some messages for the next pass")
+        await asyncio.to_thread(self._save, checkpoint)
+        self.checkpoint = checkpoint
+        return self._stuck is None
+
+    async def _take(self, arrival: TwilioArrival) -> None:
+        """Hand one arrival to the pipeline; a failure only marks the pass as stuck there."""
+        try:
+            await self._pipeline.receive_phone(arrival, self._line)
+        except Exception:
+            moment = arrival.received_at
+            self._stuck = moment if self._stuck is None else min(self._stuck, moment)
 
     async def _texts(self) -> None:
         watching, ledger = self._watching(), self._line.ledger
@@ -103,7 +121,7 @@ class Reconciler:
             if not ledger.handled(sid):
                 if record.get("status") != "received":
                     continue
-                await self._pipeline.receive_phone(self._text(record), self._line)
+                await self._take(self._text(record))
             elif ledger.held(sid) and watching.redact_at_provider:
                 media = int(str(record.get("num_media") or 0))
                 if record.get("body") or media:
@@ -138,7 +156,7 @@ class Reconciler:
                     text="", record=record,
                     received_at=_moment(record, "start_time", "date_created") or started,
                 )  # fmt: skip
-                await self._pipeline.receive_phone(arrival, self._line)
+                await self._take(arrival)
             elif ledger.held(sid) and watching.redact_at_provider:
                 ended = _moment(record, "end_time", "start_time")
                 if ended is not None and started - ended > _CALL_SETTLES:
@@ -164,4 +182,4 @@ class Reconciler:
                 received_at=_moment(record, "date_created") or self._clock(), live=False,
                 media=((sid, "audio/x-wav", f"{record['uri']}".removesuffix(".json") + ".wav"),),
             )  # fmt: skip
-            await self._pipeline.receive_phone(arrival, self._line)
+            await self._take(arrival)
