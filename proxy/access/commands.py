@@ -108,12 +108,12 @@ def _list(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     identity, recipient = load_identity(Path(args.identity))
     archive = open_archive(args.archive, identity)
-    found = [item for item in archive.items() if item.sequence == args.seq]
-    if not found:
+    item = archive.item(args.seq)
+    if item is None:
         raise AccessProblem(f"no held item {args.seq} that this key opens (see `contact list`)")
-    _record(args, fingerprint(recipient), "show", [found[0].sequence])
+    _record(args, fingerprint(recipient), "show", [item.sequence])
     print(f"Item {args.seq} — derived rendering; the original is kept byte for byte")
-    print(render(found[0].metadata, found[0].payload))
+    print(render(item.metadata, item.payload))
     return EXIT_OK
 
 

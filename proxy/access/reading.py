@@ -160,6 +160,18 @@ class OpenedArchive:
                 "this identity opens none of the archive's items: is it the right key file?"
             )
 
+    def item(self, sequence: int) -> HeldItem | None:
+        """The held item at `sequence`, if there is one and this key opens it (only that
+        one is decrypted)."""
+        for kind, index, body, leaf in self._records():
+            if index == sequence and kind is EntryKind.ITEM:
+                opened = self._open(index, body)
+                if opened is None:
+                    return None
+                return HeldItem(sequence=index, sealed=body, leaf_hash=leaf,
+                                metadata=opened[0], payload=opened[1])  # fmt: skip
+        return None
+
     def custody(self) -> list[CustodyEntry]:
         """Every custody record this key opens, in log order."""
         found = []
