@@ -204,13 +204,8 @@ class Pipeline:
         )
         return line.encode("ascii", errors="replace")
 
-    async def receive_phone(self, arrival: A, line: PhoneLine[A]) -> Decision:
-        """Seal or pass on one text, call or voicemail; returns once that is durable.
-
-        The decision is returned for the channel's answer (a call is put through or sent to
-        voicemail); a SID already handled is decided again, with no effect, so a replayed
-        webhook gets the same answer.
-        """
+    def decide_phone(self, arrival: PhoneArrival) -> tuple[InboundMessage, Decision]:
+        """What the rules in force say of a text, call or voicemail (pure: no effect)."""
         message = normalize_sms(
             sender=arrival.sender, recipient=arrival.recipient, text=arrival.text, raw=b"",
             received_at=arrival.received_at, default_region=self.default_region,
@@ -219,6 +214,16 @@ class Pipeline:
         decision = decide(message, self.rules)
         if arrival.voicemail and not decision.held:
             decision = _VOICEMAIL
+        return message, decision
+
+    async def receive_phone(self, arrival: A, line: PhoneLine[A]) -> Decision:
+        """Seal or pass on one text, call or voicemail; returns once that is durable.
+
+        The decision is returned for the channel's answer (a call is put through or sent to
+        voicemail); a SID already handled is decided again, with no effect, so a replayed
+        webhook gets the same answer.
+        """
+        message, decision = self.decide_phone(arrival)
         async with line.claim(arrival.sid) as fresh:
             if fresh and decision.held:
                 message = dataclasses.replace(message, raw=await line.evidence(arrival))

@@ -631,3 +631,30 @@ def test_one_failing_message_does_not_stop_reconciliation_of_the_others(tmp_path
         assert len(fake.sent()) == 1
 
     run_with_fake(test)
+
+
+def test_a_held_call_that_cannot_be_sealed_still_hears_voicemail(tmp_path: Path) -> None:
+    """No 5xx on a call (Twilio would announce an error): the usual voicemail answer, and
+    reconciliation keeps the call once it can."""
+
+    async def test(fake: FakeTwilio) -> None:
+        phone = Phone(tmp_path, fake)
+        async with phone.running() as runner:
+            call_sid, params = fake.inbound_call(sender=MARK, to=NUMBER)
+            archive = runner._archive  # the fault is injected here
+            real_append = archive.append
+
+            async def broken(*args: object, **kwargs: object) -> Any:
+                raise OSError(28, "No space left on device")
+
+            archive.append = broken  # type: ignore[method-assign]
+            status, twiml = await phone.post("/voice", params)
+            assert status == 200
+            assert "<Record" in twiml
+            assert "Dial" not in twiml
+            archive.append = real_append  # type: ignore[method-assign]
+            fake.finish_call(call_sid)
+            assert await runner.reconciler.pass_once()
+        assert [m["provider_id"] for m, _ in phone.held()] == [call_sid]
+
+    run_with_fake(test)

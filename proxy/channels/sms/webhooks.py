@@ -6,9 +6,11 @@ Rules this module keeps:
    anything is read into a message; a bad or missing signature gets 403 and nothing is
    stored or logged beyond the refusal itself.
 2. Silent to the sender: every text gets the same empty `<Response/>`, held or not; a held
-   caller hears an ordinary voicemail greeting. The only other answer is 503, when the
-   message is not yet durable: Twilio then tries its fallback, and reconciliation picks
-   the message up from the provider's log.
+   caller hears an ordinary voicemail greeting. The only other answer is 503, when a text
+   or a voicemail is not yet durable: Twilio then tries its fallback (the sender sees
+   nothing), and reconciliation picks the message up from the provider's log. A call is
+   never answered 503 (Twilio would tell the caller of an error): it gets its usual
+   answer, and reconciliation keeps it.
 3. The routes: POST /sms (texts and MMS), /voice (calls), /voice/recording (a voicemail
    is ready), /voice/done (after the voicemail: hang up).
 """
@@ -159,7 +161,14 @@ class Webhooks:
             recipient=params.get("To", ""), text="", received_at=self._clock(),
             webhook=webhook,
         )  # fmt: skip
-        decision = await self._pipeline.receive_phone(arrival, self._line)
+        try:
+            decision = await self._pipeline.receive_phone(arrival, self._line)
+        except Exception:
+            # A 5xx would make Twilio say "an application error has occurred" to the caller:
+            # a signal (rule 2). The caller gets the usual answer; the call stays in the
+            # provider's log, where reconciliation finds it and keeps it.
+            _log.error("a call is not yet durable; reconciliation picks it up")
+            decision = self._pipeline.decide_phone(arrival)[1]
         answering = self._answering()
         return voicemail(answering) if decision.held else put_through(answering, caller)
 
