@@ -113,9 +113,9 @@ def seal_item(
     return seal(metadata, message.raw, recipients)
 
 
-def seal_custody(record: CustodyRecord, recipients: Recipients) -> bytes:
-    """The age ciphertext of a custody record."""
-    metadata: dict[str, object] = {
+def custody_metadata(record: CustodyRecord) -> dict[str, object]:
+    """Everything the seal records about a custody record (it has no payload)."""
+    return {
         "kind": "custody",
         "contact": record.contact,
         "action": record.action,
@@ -123,7 +123,11 @@ def seal_custody(record: CustodyRecord, recipients: Recipients) -> bytes:
         "at": _iso(record.at),
         "reason": record.reason,
     }
-    return seal(metadata, b"", recipients)
+
+
+def seal_custody(record: CustodyRecord, recipients: Recipients) -> bytes:
+    """The age ciphertext of a custody record."""
+    return seal(custody_metadata(record), b"", recipients)
 
 
 def seal(metadata: Mapping[str, object], payload: bytes, recipients: Recipients) -> bytes:

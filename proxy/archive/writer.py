@@ -12,9 +12,9 @@ Rules this module keeps:
    stream of items costs one signature per interval, not per item. (A crash before that
    leaves complete, unsigned entries that opening the archive signs.) The `checkpoint`
    file is rewritten on a third thread, so its fsyncs never delay a batch.
-4. Sealing is CPU work: small items are sealed on the event loop (a thread hop would cost
-   more than the seal, and pyrage holds the GIL anyway), large ones (over 1 MiB) in a
-   worker thread so that other sessions keep running while it is encrypted.
+4. Sealing is CPU work, and pyrage holds the GIL while it encrypts: it is done in a child
+   process (`sealer`), so the event loop keeps serving every channel meanwhile and the
+   daemon uses a second core.
 5. A failed batch fails every entry in it with the log's typed error (`RetryLater`):
    nothing in it was acknowledged.
 """
@@ -36,11 +36,11 @@ from proxy.archive import layout
 from proxy.archive.errors import ArchiveUnavailable
 from proxy.archive.log import ArchiveLog, Clock, Receipt
 from proxy.archive.records import EntryKind
-from proxy.archive.seal import CustodyRecord, Recipients, seal_custody, seal_item
+from proxy.archive.seal import CustodyRecord, custody_metadata, item_metadata
+from proxy.archive.sealer import Sealer
 from proxy.errors import RetryLater
 from proxy.message import Decision, InboundMessage
 
-_INLINE_SEAL_BYTES = 1 << 20
 _Future = asyncio.Future[Receipt]
 _Pending = tuple[EntryKind, bytes, _Future]
 _CLOSE = None
@@ -66,10 +66,10 @@ class Archive:
     """An open archive, writable from the event loop it was opened on."""
 
     def __init__(
-        self, log: ArchiveLog, recipients: Recipients, *, clock: Clock, checkpoint_every: float
+        self, log: ArchiveLog, sealer: Sealer, *, clock: Clock, checkpoint_every: float
     ) -> None:
         self._log = log
-        self._recipients = recipients
+        self._sealer = sealer
         self._clock = clock
         self._checkpoint_every = checkpoint_every
         self._loop = asyncio.get_running_loop()
@@ -93,12 +93,12 @@ class Archive:
         clock: Clock = _utc_now,
     ) -> Archive:
         """Open (or create) the archive at `path`; raises ArchiveLocked if in use."""
-        parsed = Recipients.parse(recipients)
+        sealer = Sealer(recipients)
         log = await asyncio.to_thread(
             ArchiveLog.open, path, segment_bytes=segment_bytes, clock=clock
         )
         await asyncio.to_thread(_publish_recipients, log.root, recipients)
-        return cls(log, parsed, clock=clock, checkpoint_every=checkpoint_every)
+        return cls(log, sealer, clock=clock, checkpoint_every=checkpoint_every)
 
     @property
     def path(self) -> str:
@@ -117,12 +117,8 @@ class Archive:
         extras: Mapping[str, object] | None = None,
     ) -> bytes:
         """The sealed bytes of a held message, not yet stored (see `hold`)."""
-        now = self._clock()
-        if len(message.raw) < _INLINE_SEAL_BYTES:
-            return seal_item(message, decision, self._recipients, sealed_at=now, extras=extras)
-        return await asyncio.to_thread(
-            seal_item, message, decision, self._recipients, sealed_at=now, extras=extras
-        )
+        metadata = item_metadata(message, decision, sealed_at=self._clock(), extras=extras)
+        return await self._sealer.seal(metadata, message.raw)
 
     async def hold(
         self,
@@ -137,7 +133,8 @@ class Archive:
 
     async def record_custody(self, record: CustodyRecord) -> Receipt:
         """Seal and store a custody record (a contact's access)."""
-        return await self.append(EntryKind.CUSTODY, seal_custody(record, self._recipients))
+        sealed = await self._sealer.seal(custody_metadata(record), b"")
+        return await self.append(EntryKind.CUSTODY, sealed)
 
     async def append(self, kind: EntryKind, body: bytes) -> Receipt:
         """Store one already-sealed entry durably."""
@@ -212,6 +209,7 @@ class Archive:
 
     async def close(self) -> None:
         """Finish every queued entry, sign the tail, release the archive."""
+        await self._sealer.close()
         if not self._closing:
             self._closing = True
             self._queue.put(_CLOSE)

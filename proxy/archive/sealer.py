@@ -1,0 +1,204 @@
+"""Sealing in a child process: age encryption runs beside the event loop, not on it.
+
+Rules this module keeps:
+1. pyrage holds the GIL for the whole encryption (~60 us per contact for a text), so in
+   the daemon's process every seal stops every channel. The child
+   (`python -m proxy.archive.sealer age1...`) does it on another core. It is given only
+   the contacts' public keys, which open nothing: it can seal, never read.
+2. One pipe each way. A request is a job number and the pickle of (metadata, payload);
+   an answer is the job number, whether it worked, and the sealed bytes or the name of
+   the error (never its text, which could quote the item). The parent never unpickles.
+   The child reads whatever is waiting, seals it all and writes every answer in one go,
+   so a burst costs a few system calls, not two per item.
+3. Started on first use. If it exits, every job in flight fails with ArchiveUnavailable
+   (a RetryLater: the sender retries, nothing was acknowledged), and the next seal starts
+   a new child. The child writes nothing but answers; its stderr is discarded, since a
+   traceback is no place for an item.
+4. `close` ends its input; the child finishes what it has, answers, and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import pickle
+import struct
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import cast
+
+from proxy.archive.errors import ArchiveUnavailable
+from proxy.archive.seal import Recipients, seal
+
+_REQUEST = struct.Struct("!QQ")  # job, length of the pickle
+_ANSWER = struct.Struct("!QBQ")  # job, 1 if sealed, length of what follows
+_READ_BYTES = 1 << 20
+_CLOSE_SECONDS = 30.0
+_ROOT = str(Path(__file__).resolve().parents[2])  # the directory holding `proxy`
+
+
+class _Pipe(asyncio.SubprocessProtocol):
+    """The parent's end: answers in, futures resolved."""
+
+    def __init__(self, jobs: dict[int, asyncio.Future[bytes]]) -> None:
+        self._jobs = jobs
+        self._buffer = bytearray()
+        self.exited = asyncio.get_running_loop().create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        offset = 0
+        while len(buffer) - offset >= _ANSWER.size:
+            job, ok, length = _ANSWER.unpack_from(buffer, offset)
+            start = offset + _ANSWER.size
+            if len(buffer) < start + length:
+                break
+            body = bytes(buffer[start : start + length])
+            offset = start + length
+            future = self._jobs.pop(job, None)
+            if future is None or future.done():
+                continue
+            if ok:
+                future.set_result(body)
+            else:
+                future.set_exception(ArchiveUnavailable(f"sealing failed ({body.decode()})"))
+        del buffer[:offset]
+
+    def process_exited(self) -> None:
+        for future in self._jobs.values():
+            if not future.done():
+                future.set_exception(ArchiveUnavailable("the sealing process stopped"))
+        self._jobs.clear()
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+class Sealer:
+    """Seals (metadata, payload) to the contacts in a child process; see the rules above."""
+
+    def __init__(self, recipients: Sequence[str]) -> None:
+        Recipients.parse(recipients)  # a bad key fails here, not in the child
+        self._recipients = [r.strip() for r in recipients]
+        self._transport: asyncio.SubprocessTransport | None = None
+        self._pipe: _Pipe | None = None
+        self._jobs: dict[int, asyncio.Future[bytes]] = {}
+        self._next_job = 0
+        self._starting = asyncio.Lock()
+        self._closed = False
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id while one runs."""
+        transport = self._transport
+        if transport is None or transport.get_returncode() is not None:
+            return None
+        return transport.get_pid()
+
+    async def seal(self, metadata: Mapping[str, object], payload: bytes) -> bytes:
+        """The age ciphertext of the sealed format of (metadata, payload)."""
+        transport = self._transport
+        if transport is None or transport.is_closing() or transport.get_returncode() is not None:
+            transport = await self._start()
+        request = pickle.dumps((dict(metadata), payload), protocol=pickle.HIGHEST_PROTOCOL)
+        self._next_job += 1
+        job = self._next_job
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._jobs[job] = future
+        stdin = cast(asyncio.WriteTransport, transport.get_pipe_transport(0))
+        stdin.write(_REQUEST.pack(job, len(request)))
+        stdin.write(request)
+        return await future
+
+    async def _start(self) -> asyncio.SubprocessTransport:
+        async with self._starting:
+            if self._closed:
+                raise ArchiveUnavailable("the archive is closing")
+            transport = self._transport
+            if transport and transport.get_returncode() is None and not transport.is_closing():
+                return transport
+            self._jobs = {}
+            loop = asyncio.get_running_loop()
+            environment = dict(os.environ)
+            environment["PYTHONPATH"] = os.pathsep.join(
+                p for p in (_ROOT, environment.get("PYTHONPATH", "")) if p
+            )
+            try:
+                transport, pipe = await loop.subprocess_exec(
+                    lambda: _Pipe(self._jobs), sys.executable, "-m", "proxy.archive.sealer",
+                    *self._recipients, stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+                    env=environment,
+                )  # fmt: skip
+            except OSError as error:
+                raise ArchiveUnavailable(
+                    f"cannot start the sealing process: {error.strerror}"
+                ) from None
+            self._transport, self._pipe = transport, pipe
+            return transport
+
+    async def close(self) -> None:
+        """Let the child finish what it was given, then stop it."""
+        self._closed = True
+        async with self._starting:
+            transport, pipe = self._transport, self._pipe
+            if transport is None or pipe is None:
+                return
+            stdin = transport.get_pipe_transport(0)
+            if stdin is not None:
+                stdin.close()
+            try:
+                await asyncio.wait_for(asyncio.shield(pipe.exited), _CLOSE_SECONDS)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    transport.kill()
+                await pipe.exited
+            transport.close()
+            self._transport = self._pipe = None
+
+
+# -- the child ---------------------------------------------------------------------------
+
+
+def _answer(job: int, request: memoryview, recipients: Recipients) -> list[bytes]:
+    try:
+        metadata, payload = pickle.loads(request)  # noqa: S301 (only the parent writes here)
+        sealed = seal(metadata, payload, recipients)
+    except Exception as error:  # the name only: an error's text could quote the item
+        name = type(error).__name__.encode()
+        return [_ANSWER.pack(job, 0, len(name)), name]
+    return [_ANSWER.pack(job, 1, len(sealed)), sealed]
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def main(arguments: Sequence[str]) -> int:
+    recipients = Recipients.parse(list(arguments))
+    buffer = bytearray()
+    while chunk := os.read(0, _READ_BYTES):
+        buffer += chunk
+        answers: list[bytes] = []
+        offset = 0
+        view = memoryview(buffer)
+        while len(buffer) - offset >= _REQUEST.size:
+            job, length = _REQUEST.unpack_from(buffer, offset)
+            start = offset + _REQUEST.size
+            if len(buffer) < start + length:
+                break
+            answers += _answer(job, view[start : start + length], recipients)
+            offset = start + length
+        view.release()
+        del buffer[:offset]
+        if answers:
+            _write_all(1, b"".join(answers))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
