@@ -17,8 +17,9 @@ public_url + "/sms", posted form-encoded to the local port):
   - nocontact, every text held: signature checked, the webhook sealed (age), the seal noted
     in the ledger and appended to the archive (fsynced), the provider cleanup (blank the
     text, redact_at_provider: true) written to the durable outbox, then answered.
-  - a bare aiohttp app whose POST /sms reads the form, checks X-Twilio-Signature exactly as
-    the daemon does and answers the same empty TwiML: the floor any aiohttp webhook stands on.
+  - a bare aiohttp app whose POST /sms reads the form, checks X-Twilio-Signature with the
+    daemon's own function (`signed_params`) and answers the same empty TwiML: the floor
+    any aiohttp webhook stands on.
 
 Method:
   - warm-up: WARMUP requests to each target (closed loop, 4 clients).
@@ -153,15 +154,14 @@ def bare_child(port: int, token: str, public_url: str) -> None:
     """In a child process: POST /sms checks the signature as the daemon does, answers TwiML."""
     from aiohttp import web  # noqa: PLC0415 - only the child serves
 
+    from proxy.channels.sms.webhooks import signed_params  # noqa: PLC0415
+
     validator = RequestValidator(token)
 
     async def text(request: web.Request) -> web.Response:
         body = await request.read()
-        params = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace"),
-                                             keep_blank_values=True))  # fmt: skip
         signature = request.headers.get("X-Twilio-Signature", "")
-        if not signature or not validator.validate(public_url + request.path_qs, params,
-                                                   signature):  # fmt: skip
+        if signed_params(validator, public_url + request.path_qs, body, signature) is None:
             return web.Response(status=403)
         return web.Response(text=EMPTY, content_type="text/xml")
 

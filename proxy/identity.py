@@ -11,6 +11,8 @@ Rules this module keeps:
 
 from __future__ import annotations
 
+import functools
+
 import phonenumbers
 
 # Providers that deliver `first.last@` and `firstlast@` to the same mailbox.
@@ -63,6 +65,7 @@ def domain_suffixes(domain: str) -> list[str]:
     return [".".join(labels[i:]) for i in range(len(labels))]
 
 
+@functools.lru_cache(maxsize=4096)  # the same few numbers call and text again and again
 def e164(number: str, region: str | None) -> str | None:
     """A phone number in E.164 (+15550100199), or None if it cannot be read as one.
 

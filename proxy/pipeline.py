@@ -92,8 +92,9 @@ class PhoneLine(Protocol[A_contra]):
     async def evidence(self, arrival: A_contra) -> bytes:
         """Everything to seal about a held arrival (its media downloaded)."""
 
-    async def sealing(self, sid: str, digest: str, archive_size: int) -> None:
-        """Note durably that sealed bytes with this SHA-256 are about to be stored."""
+    def sealing(self, sid: str, digest: str, archive_size: int) -> Callable[[], None]:
+        """Note that sealed bytes with this SHA-256 are about to be stored; returns what
+        makes the note durable, which must run before they are stored."""
 
     async def held(self, arrival: A_contra) -> None:
         """The arrival is sealed: record it handled; queue the provider-side cleanup."""
@@ -230,8 +231,8 @@ class Pipeline:
                 extras = {"provider": "twilio", "voicemail": arrival.voicemail}
                 sealed = await self.archive.seal(message, decision, extras=extras)
                 digest = hashlib.sha256(sealed).hexdigest()
-                await line.sealing(arrival.sid, digest, self.archive.size)
-                await self.archive.append(EntryKind.ITEM, sealed)
+                noted = line.sealing(arrival.sid, digest, self.archive.size)
+                await self.archive.append(EntryKind.ITEM, sealed, first=noted)
                 await line.held(arrival)
             elif fresh:
                 await line.passed(arrival)

@@ -425,8 +425,8 @@ def test_ledger_settles_a_crash_between_sealing_note_and_handled_line(tmp_path: 
 
     async def test() -> None:
         journal, ledger = reopen(lambda since: set())
-        await ledger.sealing("SMstored", "a" * 64, 7)
-        await ledger.sealing("SMlost", "b" * 64, 9)
+        ledger.sealing("SMstored", "a" * 64, 7)()
+        ledger.sealing("SMlost", "b" * 64, 9)()
         journal.close()
         asked: list[int] = []
 

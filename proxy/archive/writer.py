@@ -27,7 +27,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,7 +42,8 @@ from proxy.errors import RetryLater
 from proxy.message import Decision, InboundMessage
 
 _Future = asyncio.Future[Receipt]
-_Pending = tuple[EntryKind, bytes, _Future]
+_First = Callable[[], None]
+_Pending = tuple[EntryKind, bytes, _Future, _First | None]
 _CLOSE = None
 
 
@@ -136,12 +137,18 @@ class Archive:
         sealed = await self._sealer.seal(custody_metadata(record), b"")
         return await self.append(EntryKind.CUSTODY, sealed)
 
-    async def append(self, kind: EntryKind, body: bytes) -> Receipt:
-        """Store one already-sealed entry durably."""
+    async def append(self, kind: EntryKind, body: bytes, *, first: _First | None = None) -> Receipt:
+        """Store one already-sealed entry durably.
+
+        `first`, if given, runs on the writer thread just before the entry is written (once
+        per batch however many entries share it): what must be on disk before the entry
+        is, such as a channel's note that these bytes are being stored. If it raises, the
+        entry is not written and the error is raised here.
+        """
         if self._closing:
             raise ArchiveUnavailable("the archive is closing")
         future: _Future = self._loop.create_future()
-        self._queue.put((kind, body, future))
+        self._queue.put((kind, body, future, first))
         return await future
 
     # -- the writer thread ---------------------------------------------------------------
@@ -186,10 +193,13 @@ class Archive:
                 return batch, False
 
     def _commit(self, batch: list[_Pending], checkpoint: bool) -> None:
-        futures = [future for _, _, future in batch]
+        batch = self._run_first(batch)
+        if not batch and not checkpoint:
+            return
+        futures = [future for _, _, future, _ in batch]
         try:
             receipts = self._log.append(
-                [(kind, body) for kind, body, _ in batch],
+                [(kind, body) for kind, body, _, _ in batch],
                 checkpoint=checkpoint,
                 now=self._clock(),
                 publish=False,
@@ -201,6 +211,21 @@ class Archive:
         note = self._log.take_head() if checkpoint else None
         if note is not None:
             self._publisher.submit(self._publish, note)
+
+    def _run_first(self, batch: list[_Pending]) -> list[_Pending]:
+        """Run each distinct `first` of the batch once; fail the entries whose `first` failed."""
+        failed: dict[_First, BaseException] = {}
+        for prerequisite in {first for _, _, _, first in batch if first is not None}:
+            try:
+                prerequisite()
+            except Exception as error:
+                failed[prerequisite] = error
+        if not failed:
+            return batch
+        for _, _, future, first in batch:
+            if first in failed:
+                self._loop.call_soon_threadsafe(_fail, [future], failed[first])
+        return [pending for pending in batch if pending[3] not in failed]
 
     def _publish(self, note: bytes) -> None:
         # The head anchors against truncation; a failure is retried at the next checkpoint.

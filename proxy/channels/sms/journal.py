@@ -1,20 +1,26 @@
-"""The phone line's journal: one append-only file of JSON lines, group-committed.
+"""The phone line's journal: one append-only file of JSON lines, written in order, synced in groups.
 
 Rules this module keeps:
-1. One writer thread takes everything queued as one batch: one write, and one fdatasync
-   if anything in the batch must be durable. Many webhooks in flight share one fsync.
-2. `append(..., durable=True)` returns only once the lines are on disk; `durable=False`
-   returns at once, and its lines reach the disk in order, no later than the next
-   durable batch (the file is append-only and written by one thread).
-3. A line torn by a crash is skipped when the journal is read: it was never relied on,
-   since nothing is acknowledged before its durable append returned.
-4. Opening rewrites the file compactly (`compact`) before any append: a crash during the
+1. `write` puts lines in the file at once, on the caller's thread (the event loop), in call
+   order: the file's order is the order of events, whoever asks for durability later.
+2. Durability is separate and grouped: `sync` returns once everything written before it
+   was called is on disk; one syncer thread runs one fdatasync for every caller waiting
+   then. `sync_now` does the same on the calling thread: the archive's writer runs it
+   just before it stores sealed bytes whose sealing note must be on disk first.
+3. A write or sync that fails raises JournalUnavailable (a RetryLater): the caller
+   acknowledges nothing. A write that failed half-way may leave a torn line; the next
+   write first ends it with a newline, and until that works every write is refused, so
+   no good line is ever glued to a torn one.
+4. A torn line is skipped when the journal is read: nothing relied on it, since nothing is
+   acknowledged before its lines were written (and synced, when it mattered).
+5. Opening rewrites the file compactly (`compact`) before any write: a crash during the
    rewrite leaves the old file or the new one (write, fsync, rename, fsync the directory).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import queue
@@ -24,9 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from proxy.archive.layout import replace_file
+from proxy.errors import RetryLater
 
 Entry = dict[str, Any]
-_Pending = tuple[bytes, "asyncio.Future[None] | None"]
+_STOP = None
+
+
+class JournalUnavailable(RetryLater):
+    """The journal cannot be written or synced now (a full or failing disk)."""
 
 
 def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
@@ -43,9 +54,10 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._waiting: queue.SimpleQueue[asyncio.Future[None] | None] = queue.SimpleQueue()
+        self._syncer: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._torn = False
 
     @classmethod
     def open(cls, path: Path) -> tuple[Journal, list[Entry]]:
@@ -64,61 +76,83 @@ class Journal:
 
     def compact(self, entries: Iterable[Entry]) -> None:
         """Replace the whole file with `entries` (at start, before any append)."""
-        assert self._thread is None, "compact only before the first append"
+        assert self._syncer is None, "compact only before the first sync"
         replace_file(self.path, b"".join(_encode(e) for e in entries))
         os.close(self._fd)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND, 0o600)
 
-    async def append(self, entries: Iterable[Entry], *, durable: bool) -> None:
+    def write(self, entries: Iterable[Entry]) -> None:
+        """Put `entries` in the file now, after everything written before (not yet synced)."""
         data = b"".join(_encode(e) for e in entries)
-        if self._thread is None:
+        try:
+            if self._torn:
+                _write_all(self._fd, b"\n")
+                self._torn = False
+            self._torn = True
+            _write_all(self._fd, data)
+            self._torn = False
+        except OSError as error:
+            raise JournalUnavailable(f"cannot write the phone journal: {error.strerror}") from None
+
+    async def sync(self) -> None:
+        """Return once everything written so far is on disk (one fdatasync for many)."""
+        if self._syncer is None:
             self._loop = asyncio.get_running_loop()
-            self._thread = threading.Thread(target=self._write_forever, name="sms-journal",
+            self._syncer = threading.Thread(target=self._sync_forever, name="sms-journal",
                                             daemon=True)  # fmt: skip
-            self._thread.start()
-        if not durable:
-            self._queue.put((data, None))
-            return
+            self._syncer.start()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put((data, future))
+        self._waiting.put(future)
         await future
 
+    def sync_now(self) -> None:
+        """Everything written so far, on disk before this returns (any thread)."""
+        try:
+            os.fdatasync(self._fd)
+        except OSError as error:
+            raise JournalUnavailable(f"cannot sync the phone journal: {error.strerror}") from None
+
+    async def append(self, entries: Iterable[Entry], *, durable: bool) -> None:
+        """`write`, then `sync` if `durable`."""
+        self.write(entries)
+        if durable:
+            await self.sync()
+
     def close(self) -> None:
-        """Write what is queued (durably), stop the writer, close the file."""
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
+        """Sync what was written, stop the syncer, close the file."""
+        if self._syncer is not None:
+            self._waiting.put(_STOP)
+            self._syncer.join()
+            self._syncer = None
+        with contextlib.suppress(OSError):  # nothing waits on it: what needed to be durable
+            os.fdatasync(self._fd)  # was synced when it was asked for
         os.close(self._fd)
 
-    def _write_forever(self) -> None:
+    def _sync_forever(self) -> None:
         stop = False
         while not stop:
-            batch: list[_Pending] = []
-            item = self._queue.get()
-            while item is not None:
+            batch: list[asyncio.Future[None]] = []
+            item = self._waiting.get()
+            while item is not _STOP:
                 batch.append(item)
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._waiting.get_nowait()
                 except queue.Empty:
                     break
-            stop = item is None  # close: everything before it is in this batch
-            self._commit(batch, sync=stop or any(f is not None for _, f in batch))
+            stop = item is _STOP
+            error: BaseException | None = None
+            try:
+                self.sync_now()
+            except JournalUnavailable as failure:
+                error = failure
+            if batch and self._loop is not None:
+                self._loop.call_soon_threadsafe(_settle, batch, error)
 
-    def _commit(self, batch: list[_Pending], *, sync: bool) -> None:
-        futures = [future for _, future in batch if future is not None]
-        error: BaseException | None = None
-        try:
-            data = b"".join(data for data, _ in batch)
-            while data:
-                written = os.write(self._fd, data)
-                data = data[written:]
-            if sync:
-                os.fdatasync(self._fd)
-        except OSError as failure:
-            error = failure
-        if futures and self._loop is not None:
-            self._loop.call_soon_threadsafe(_settle, futures, error)
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _encode(entry: Entry) -> bytes:

@@ -5,8 +5,11 @@ Rules this module keeps:
    or its forward in the outbox. A replayed webhook, a reconciliation pass, or both at once
    then find it handled and do nothing again.
 2. Its lines live in the line's journal. Before sealed bytes are stored, a *sealing* note
-   (SID, SHA-256 of the sealed bytes, the archive's size then) is appended durably; after
-   the archive has them, a *handled* line follows (not fsynced: the note stands for it).
+   (SID, SHA-256 of the sealed bytes, the archive's size then) is written, and it must be
+   on disk before they are: `sealing` returns the journal's `sync_now`, which the archive
+   runs on its writer thread just before storing them (one fdatasync for the batch, no
+   extra wait). After the archive has them, a *handled* line follows (not synced: the
+   note stands for it).
    At start, a note with no handled line is settled against the archive itself: if those
    exact sealed bytes are there, the SID was held; if not, it was never acknowledged and
    is handled again when it comes back (webhook retry or reconciliation).
@@ -82,10 +85,11 @@ class Ledger:
             if users[0] == 0:
                 del self._claims[sid]
 
-    async def sealing(self, sid: str, digest: str, archive_size: int) -> None:
-        """Note durably that sealed bytes with this SHA-256 are about to be stored."""
-        await self._journal.append([{"sid": sid, "sealed": digest, "at": archive_size}],
-                                   durable=True)  # fmt: skip
+    def sealing(self, sid: str, digest: str, archive_size: int) -> Callable[[], None]:
+        """Note that sealed bytes with this SHA-256 are about to be stored; returns what puts
+        the note on disk, to be run before they are."""
+        self._journal.write([{"sid": sid, "sealed": digest, "at": archive_size}])
+        return self._journal.sync_now
 
     @staticmethod
     def handled_line(sid: str, *, held: bool) -> Entry:

@@ -92,8 +92,8 @@ class TwilioLine:
             return Media(sid=sid, content_type=content_type, data=b"",
                          missing="the provider no longer had it (HTTP 404)")  # fmt: skip
 
-    async def sealing(self, sid: str, digest: str, archive_size: int) -> None:
-        await self.ledger.sealing(sid, digest, archive_size)
+    def sealing(self, sid: str, digest: str, archive_size: int) -> Callable[[], None]:
+        return self.ledger.sealing(sid, digest, archive_size)
 
     def cleanup(self, arrival: TwilioArrival, media: tuple[MediaRef, ...]) -> list[Task]:
         """What to remove at the provider once `arrival` is sealed."""
