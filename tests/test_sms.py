@@ -22,7 +22,11 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from multidict import MultiDict
 from structlog.testing import capture_logs
+from twilio.request_validator import RequestValidator, add_port, remove_port
 
 from proxy import logs
 from proxy.archive import Archive, verify_archive
@@ -32,7 +36,7 @@ from proxy.channels.sms.ledger import Ledger
 from proxy.channels.sms.line import forward_bodies
 from proxy.channels.sms.outbox import QUIET
 from proxy.channels.sms.runner import JOURNAL, SmsRunner
-from proxy.channels.sms.webhooks import EMPTY
+from proxy.channels.sms.webhooks import EMPTY, signed_params
 from proxy.config.model import SmsChannel
 from proxy.daemon import NO_NEXT_HOP
 from proxy.pipeline import Pipeline
@@ -658,3 +662,33 @@ def test_a_held_call_that_cannot_be_sealed_still_hears_voicemail(tmp_path: Path)
         assert [m["provider_id"] for m, _ in phone.held()] == [call_sid]
 
     run_with_fake(test)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fields=st.lists(
+        st.tuples(st.sampled_from(["Body", "From", "To", "MediaUrl0", "X"]), st.text(max_size=12)),
+        max_size=6,
+    ),
+    host=st.sampled_from(["home.example", "home.example:443", "home.example:8443"]),
+    scheme=st.sampled_from(["https", "http"]),
+    signed_as=st.sampled_from(["without port", "with port", "as given", "other token", "empty"]),
+)
+def test_signed_params_accepts_exactly_what_request_validator_accepts(
+    fields: list[tuple[str, str]], host: str, scheme: str, signed_as: str
+) -> None:
+    """The webhook's signature check is RequestValidator.validate's, field for field."""
+    validator = RequestValidator(TOKEN)
+    url = f"{scheme}://{host}/twilio/sms"
+    parsed = urllib.parse.urlparse(url)
+    body = urllib.parse.urlencode(fields).encode()
+    form = MultiDict(urllib.parse.parse_qsl(body.decode(), keep_blank_values=True))
+    signer = RequestValidator("another-token" if signed_as == "other token" else TOKEN)
+    signed_url = {"without port": remove_port(parsed), "with port": add_port(parsed)}.get(
+        signed_as, url
+    )
+    signature = "" if signed_as == "empty" else signer.compute_signature(signed_url, form)
+    expected = bool(signature) and validator.validate(url, form, signature)
+    assert (signed_params(validator, url, body, signature) is not None) == expected
+    if signed_as in ("without port", "with port", "as given"):
+        assert expected

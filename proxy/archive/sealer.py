@@ -85,6 +85,7 @@ class Sealer:
         self._transport: asyncio.SubprocessTransport | None = None
         self._pipe: _Pipe | None = None
         self._jobs: dict[int, asyncio.Future[bytes]] = {}
+        self._outgoing: list[bytes] = []
         self._next_job = 0
         self._starting = asyncio.Lock()
         self._closed = False
@@ -107,10 +108,17 @@ class Sealer:
         job = self._next_job
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._jobs[job] = future
-        stdin = cast(asyncio.WriteTransport, transport.get_pipe_transport(0))
-        stdin.write(_REQUEST.pack(job, len(request)))
-        stdin.write(request)
+        if not self._outgoing:
+            asyncio.get_running_loop().call_soon(self._send)
+        self._outgoing += (_REQUEST.pack(job, len(request)), request)
         return await future
+
+    def _send(self) -> None:
+        """Everything asked for in this turn of the event loop, in one write."""
+        outgoing, self._outgoing = self._outgoing, []
+        transport = self._transport
+        if transport is not None and (stdin := transport.get_pipe_transport(0)) is not None:
+            cast(asyncio.WriteTransport, stdin).write(b"".join(outgoing))
 
     async def _start(self) -> asyncio.SubprocessTransport:
         async with self._starting:

@@ -155,5 +155,8 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # one encoder, not one per line
+
+
 def _encode(entry: Entry) -> bytes:
-    return json.dumps(entry, separators=(",", ":")).encode() + b"\n"
+    return _ENCODER.encode(entry).encode() + b"\n"
