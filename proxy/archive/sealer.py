@@ -2,19 +2,20 @@
 
 Rules this module keeps:
 1. pyrage holds the GIL for the whole encryption (~60 us per contact for a text), so in
-   the daemon's process every seal stops every channel. The child
-   (`python -m proxy.archive.sealer age1...`) does it on another core. It is given only
-   the contacts' public keys, which open nothing: it can seal, never read.
+   the daemon's process every seal stops every channel. Children
+   (`python -m proxy.archive.sealer age1...`; one by default, `processes` for more, each
+   job to the one with the fewest waiting) do it on another core. They are given only
+   the contacts' public keys, which open nothing: they can seal, never read.
 2. One pipe each way. A request is a job number and the pickle of (metadata, payload);
    an answer is the job number, whether it worked, and the sealed bytes or the name of
    the error (never its text, which could quote the item). The parent never unpickles.
    The child reads whatever is waiting, seals it all and writes every answer in one go,
    so a burst costs a few system calls, not two per item.
-3. Started on first use. If it exits, every job in flight fails with ArchiveUnavailable
-   (a RetryLater: the sender retries, nothing was acknowledged), and the next seal starts
-   a new child. The child writes nothing but answers; its stderr is discarded, since a
-   traceback is no place for an item.
-4. `close` ends its input; the child finishes what it has, answers, and exits.
+3. A child is started on first use. If it exits, every job in flight there fails with
+   ArchiveUnavailable (a RetryLater: the sender retries, nothing was acknowledged), and
+   the next seal it is given starts a new one. A child writes nothing but answers; its
+   stderr is discarded, since a traceback is no place for an item.
+4. `close` ends their input; each child finishes what it has, answers, and exits.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ _REQUEST = struct.Struct("!QQ")  # job, length of the pickle
 _ANSWER = struct.Struct("!QBQ")  # job, 1 if sealed, length of what follows
 _READ_BYTES = 1 << 20
 _CLOSE_SECONDS = 30.0
+PROCESSES = 1  # on 2 cores a second child cost more (wake-ups, smaller batches) than it won
 _ROOT = str(Path(__file__).resolve().parents[2])  # the directory holding `proxy`
 
 
@@ -76,66 +78,64 @@ class _Pipe(asyncio.SubprocessProtocol):
             self.exited.set_result(None)
 
 
-class Sealer:
-    """Seals (metadata, payload) to the contacts in a child process; see the rules above."""
+class _Child:
+    """One sealing process: started on first use, replaced if it dies."""
 
-    def __init__(self, recipients: Sequence[str]) -> None:
-        Recipients.parse(recipients)  # a bad key fails here, not in the child
-        self._recipients = [r.strip() for r in recipients]
+    def __init__(self, recipients: list[str]) -> None:
+        self._recipients = recipients
         self._transport: asyncio.SubprocessTransport | None = None
         self._pipe: _Pipe | None = None
-        self._jobs: dict[int, asyncio.Future[bytes]] = {}
+        self.jobs: dict[int, asyncio.Future[bytes]] = {}
+        self.waiting = 0  # seals asked of this child and not yet answered
         self._outgoing: list[bytes] = []
-        self._next_job = 0
         self._starting = asyncio.Lock()
         self._closed = False
 
     @property
     def pid(self) -> int | None:
-        """The child's process id while one runs."""
         transport = self._transport
         if transport is None or transport.get_returncode() is not None:
             return None
         return transport.get_pid()
 
-    async def seal(self, metadata: Mapping[str, object], payload: bytes) -> bytes:
-        """The age ciphertext of the sealed format of (metadata, payload)."""
-        transport = self._transport
-        if transport is None or transport.is_closing() or transport.get_returncode() is not None:
-            transport = await self._start()
-        request = pickle.dumps((dict(metadata), payload), protocol=pickle.HIGHEST_PROTOCOL)
-        self._next_job += 1
-        job = self._next_job
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._jobs[job] = future
-        if not self._outgoing:
-            asyncio.get_running_loop().call_soon(self._send)
-        self._outgoing += (_REQUEST.pack(job, len(request)), request)
-        return await future
+    async def seal(self, job: int, request: bytes) -> bytes:
+        self.waiting += 1
+        try:
+            transport = self._transport
+            if not transport or transport.is_closing() or transport.get_returncode() is not None:
+                await self._start()
+            future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+            self.jobs[job] = future
+            if not self._outgoing:
+                asyncio.get_running_loop().call_soon(self._send)
+            self._outgoing += (_REQUEST.pack(job, len(request)), request)
+            return await future
+        finally:
+            self.waiting -= 1
 
     def _send(self) -> None:
-        """Everything asked for in this turn of the event loop, in one write."""
+        """Everything asked of this child in one turn of the event loop, in one write."""
         outgoing, self._outgoing = self._outgoing, []
         transport = self._transport
         if transport is not None and (stdin := transport.get_pipe_transport(0)) is not None:
             cast(asyncio.WriteTransport, stdin).write(b"".join(outgoing))
 
-    async def _start(self) -> asyncio.SubprocessTransport:
+    async def _start(self) -> None:
         async with self._starting:
             if self._closed:
                 raise ArchiveUnavailable("the archive is closing")
             transport = self._transport
             if transport and transport.get_returncode() is None and not transport.is_closing():
-                return transport
-            self._jobs = {}
+                return
+            self.jobs = {}
             loop = asyncio.get_running_loop()
             environment = dict(os.environ)
             environment["PYTHONPATH"] = os.pathsep.join(
                 p for p in (_ROOT, environment.get("PYTHONPATH", "")) if p
             )
             try:
-                transport, pipe = await loop.subprocess_exec(
-                    lambda: _Pipe(self._jobs), sys.executable, "-m", "proxy.archive.sealer",
+                self._transport, self._pipe = await loop.subprocess_exec(
+                    lambda: _Pipe(self.jobs), sys.executable, "-m", "proxy.archive.sealer",
                     *self._recipients, stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
                     env=environment,
@@ -144,8 +144,6 @@ class Sealer:
                 raise ArchiveUnavailable(
                     f"cannot start the sealing process: {error.strerror}"
                 ) from None
-            self._transport, self._pipe = transport, pipe
-            return transport
 
     async def close(self) -> None:
         """Let the child finish what it was given, then stop it."""
@@ -165,6 +163,32 @@ class Sealer:
                 await pipe.exited
             transport.close()
             self._transport = self._pipe = None
+
+
+class Sealer:
+    """Seals (metadata, payload) to the contacts in child processes; see the rules above."""
+
+    def __init__(self, recipients: Sequence[str], *, processes: int = PROCESSES) -> None:
+        Recipients.parse(recipients)  # a bad key fails here, not in a child
+        keys = [r.strip() for r in recipients]
+        self._children = [_Child(keys) for _ in range(max(1, processes))]
+        self._next_job = 0
+
+    @property
+    def pids(self) -> list[int]:
+        """The running children's process ids."""
+        return [pid for child in self._children if (pid := child.pid) is not None]
+
+    async def seal(self, metadata: Mapping[str, object], payload: bytes) -> bytes:
+        """The age ciphertext of the sealed format of (metadata, payload)."""
+        request = pickle.dumps((dict(metadata), payload), protocol=pickle.HIGHEST_PROTOCOL)
+        self._next_job += 1
+        child = min(self._children, key=lambda c: c.waiting)  # the least busy
+        return await child.seal(self._next_job, request)
+
+    async def close(self) -> None:
+        """Let every child finish what it was given, then stop it."""
+        await asyncio.gather(*(child.close() for child in self._children))
 
 
 # -- the child ---------------------------------------------------------------------------
