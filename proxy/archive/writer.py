@@ -12,9 +12,10 @@ Rules this module keeps:
    stream of items costs one signature per interval, not per item. (A crash before that
    leaves complete, unsigned entries that opening the archive signs.) The `checkpoint`
    file is rewritten on a third thread, so its fsyncs never delay a batch.
-4. Sealing is CPU work, and pyrage holds the GIL while it encrypts: it is done in a child
-   process (`sealer`), so the event loop keeps serving every channel meanwhile and the
-   daemon uses a second core.
+4. Sealing is CPU work, and pyrage holds the GIL while it encrypts: items under 1 MiB
+   are sealed in a child process (`sealer`), so the event loop keeps serving every
+   channel meanwhile and the daemon uses a second core. Larger ones are streamed through
+   age on a worker thread, without the copies a trip to the child would make.
 5. A failed batch fails every entry in it with the log's typed error (`RetryLater`):
    nothing in it was acknowledged.
 """
@@ -36,11 +37,12 @@ from proxy.archive import layout
 from proxy.archive.errors import ArchiveUnavailable
 from proxy.archive.log import ArchiveLog, Clock, Receipt
 from proxy.archive.records import EntryKind
-from proxy.archive.seal import CustodyRecord, custody_metadata, item_metadata
+from proxy.archive.seal import CustodyRecord, Recipients, custody_metadata, item_metadata, seal
 from proxy.archive.sealer import Sealer
 from proxy.errors import RetryLater
 from proxy.message import Decision, InboundMessage
 
+_CHILD_SEAL_BYTES = 1 << 20
 _Future = asyncio.Future[Receipt]
 _First = Callable[[], None]
 _Pending = tuple[EntryKind, bytes, _Future, _First | None]
@@ -67,10 +69,12 @@ class Archive:
     """An open archive, writable from the event loop it was opened on."""
 
     def __init__(
-        self, log: ArchiveLog, sealer: Sealer, *, clock: Clock, checkpoint_every: float
-    ) -> None:
+        self, log: ArchiveLog, recipients: Recipients, sealer: Sealer, *, clock: Clock,
+        checkpoint_every: float,
+    ) -> None:  # fmt: skip
         self._log = log
         self._sealer = sealer
+        self._recipients = recipients
         self._clock = clock
         self._checkpoint_every = checkpoint_every
         self._loop = asyncio.get_running_loop()
@@ -94,12 +98,12 @@ class Archive:
         clock: Clock = _utc_now,
     ) -> Archive:
         """Open (or create) the archive at `path`; raises ArchiveLocked if in use."""
-        sealer = Sealer(recipients)
+        parsed, sealer = Recipients.parse(recipients), Sealer(recipients)
         log = await asyncio.to_thread(
             ArchiveLog.open, path, segment_bytes=segment_bytes, clock=clock
         )
         await asyncio.to_thread(_publish_recipients, log.root, recipients)
-        return cls(log, sealer, clock=clock, checkpoint_every=checkpoint_every)
+        return cls(log, parsed, sealer, clock=clock, checkpoint_every=checkpoint_every)
 
     @property
     def path(self) -> str:
@@ -119,7 +123,11 @@ class Archive:
     ) -> bytes:
         """The sealed bytes of a held message, not yet stored (see `hold`)."""
         metadata = item_metadata(message, decision, sealed_at=self._clock(), extras=extras)
-        return await self._sealer.seal(metadata, message.raw)
+        if len(message.raw) < _CHILD_SEAL_BYTES:
+            return await self._sealer.seal(metadata, message.raw)
+        # A large item is streamed through age on a thread here: sent to the child it would
+        # be copied three times over (pickle, pipe buffers, answer), too much memory.
+        return await asyncio.to_thread(seal, metadata, message.raw, self._recipients)
 
     async def hold(
         self,
