@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from twilio.request_validator import RequestValidator, add_port, remove_port
 from proxy import logs
 from proxy.archive import Archive, verify_archive
 from proxy.channels.sms.capture import read_capture
-from proxy.channels.sms.journal import Journal
+from proxy.channels.sms.journal import Journal, JournalUnavailable
 from proxy.channels.sms.ledger import Ledger
 from proxy.channels.sms.line import forward_bodies
 from proxy.channels.sms.outbox import QUIET
@@ -692,3 +693,26 @@ def test_signed_params_accepts_exactly_what_request_validator_accepts(
     assert (signed_params(validator, url, body, signature) is not None) == expected
     if signed_as in ("without port", "with port", "as given"):
         assert expected
+
+
+def test_journal_drops_a_hint_it_cannot_write_but_refuses_a_durable_line(tmp_path: Path) -> None:
+    """A full or failing disk never stops the outbox over a 'done' line, and never lets a
+    line that must be durable pass as written."""
+
+    async def test() -> None:
+        journal, _ = Journal.open(tmp_path / JOURNAL)
+        good = journal._fd  # a descriptor that cannot be written stands in for a failing disk
+        journal._fd = os.open(journal.path, os.O_RDONLY)
+        await journal.append([{"done": "task"}], durable=False)
+        with pytest.raises(JournalUnavailable):
+            await journal.append([{"task": "forward"}], durable=True)
+        with pytest.raises(JournalUnavailable):
+            journal.write([{"sid": "SM1", "sealed": "a" * 64, "at": 0}])
+        os.close(journal._fd)
+        journal._fd = good
+        await journal.append([{"sid": "SM2", "held": True}], durable=True)
+        journal.close()
+        _, entries = Journal.open(tmp_path / JOURNAL)
+        assert entries == [{"sid": "SM2", "held": True}]
+
+    asyncio.run(test())

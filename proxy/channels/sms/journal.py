@@ -113,10 +113,19 @@ class Journal:
             raise JournalUnavailable(f"cannot sync the phone journal: {error.strerror}") from None
 
     async def append(self, entries: Iterable[Entry], *, durable: bool) -> None:
-        """`write`, then `sync` if `durable`."""
+        """`write`, then `sync` if `durable`.
+
+        A line that need not be durable is a hint (a task done, a handled SID whose sealing
+        note stands for it): if it cannot be written it is dropped, and a restart at worst
+        repeats that work. Raising instead would fail what is already safe, or stop the
+        outbox's loop.
+        """
+        if not durable:
+            with contextlib.suppress(JournalUnavailable):
+                self.write(entries)
+            return
         self.write(entries)
-        if durable:
-            await self.sync()
+        await self.sync()
 
     def close(self) -> None:
         """Sync what was written, stop the syncer, close the file."""
