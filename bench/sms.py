@@ -1,6 +1,6 @@
 """Benchmark: the SMS channel's webhook, held texts, against a bare aiohttp signature check.
 
-Run: .venv/bin/python bench/sms.py [--rate R] [--seconds S] [--concurrency C]
+Run: .venv/bin/python bench/sms.py [--rate R] [--seconds S] [--concurrency C,C,...]
      [--load-seconds T] [--repeats K] [--dir DIR] [--py-spy [EXE]]
 
 Three processes besides this one's: nocontact (`python -m proxy run`, only channels.sms
@@ -26,14 +26,20 @@ Method:
   - latency: one aiohttp ClientSession (keep-alive, no connection limit), open loop at R
     requests/s (default 50) for S s (default 20; a late request is sent at once); latency
     is from the POST to the whole answer read, p50/p99/max; daemon first, then bare.
-  - throughput: C clients (default 16), each one request at a time, for T s (default 10),
-    req/s; daemon, bare, daemon, bare, ... K times (default 3), the median reported, so a
-    drift in what else the machine does skews both alike. After each daemon run the bench
-    waits for its outbox to drain (every held text blanked at the fake) before going on, so
-    the daemon's left-over cleanup does not run during the bare handler's turn. Also: the
-    server's CPU per request (its process group, /proc) and the cores this process (the
-    clients and the fake) kept busy: near 1.0 means the load generator, not the server,
-    set the pace.
+  - throughput: a closed loop of C clients, each one request at a time, for T s (default
+    10), req/s; for each C of a sweep (default 16, 32, 64), daemon then bare, the whole
+    sweep K times (default 3), the median per target and C reported, so a drift in what
+    else the machine does skews both alike. A target's throughput is its best median over
+    the sweep: the rate it can sustain. A server that makes each answer durable first
+    (group commit: one fsync for everyone waiting) needs more requests in flight to reach
+    it than one that answers at once, as a database does; a single C would measure how
+    many clients the bench ran as much as the server. Twilio sends webhooks concurrently,
+    one request per message. The table shows every C, so the ratio at each is there too.
+    After each daemon run the bench waits for its outbox to drain (every held text blanked
+    at the fake) before going on, so the daemon's left-over cleanup does not run during
+    the bare handler's turn. Also: the server's CPU per request (its process group, /proc)
+    and the cores this process (the clients and the fake) kept busy: near 1.0 means the
+    load generator, not the server, set the pace.
   - every answer must be 200 with the empty <Response />; anything else stops the bench.
   - afterwards: the archive is verified keylessly (`verify_archive`) and every sealed item
     decrypted with the bench contact's key: one item per held answer, no SID twice, none
@@ -41,7 +47,8 @@ Method:
     Body="") it received and whether any held text still shows its body.
 
 Goals (issue 6): nocontact p99 <= 25 ms at 50 signed requests/s, and nocontact's
-throughput >= 0.5 x the bare handler's.
+throughput >= 0.5 x the bare handler's
+(each its best over the sweep).
 
 --py-spy [EXE]: after the timed runs, one more closed-loop run against nocontact with py-spy
 recording it (--gil: whichever thread holds the GIL), keeping DIR/py-spy-sms-held.txt
@@ -227,18 +234,30 @@ class Target:
     held: bool
     answered: list[str] = field(default_factory=list)  # SIDs answered 200 + EMPTY
     latencies: list[float] = field(default_factory=list)  # seconds, the paced client
-    rates: list[float] = field(default_factory=list)  # req/s per closed-loop run
-    cpus: list[float] = field(default_factory=list)  # server CPU seconds per request, per run
-    client_cores: list[float] = field(default_factory=list)  # this process, per run
+    runs: dict[int, list[Run]] = field(default_factory=dict)  # clients -> closed-loop runs
     drains: list[float] = field(default_factory=list)  # seconds until the outbox was empty
 
+    def rate(self, clients: int) -> float:
+        """The median req/s of the runs with this many clients."""
+        return statistics.median(run.rate for run in self.runs[clients])
+
     @property
-    def rate(self) -> float:
-        return statistics.median(self.rates)
+    def peak(self) -> int:
+        """The number of clients at which the median req/s was highest."""
+        return max(self.runs, key=self.rate)
 
     def percentile(self, fraction: float) -> float:
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One closed-loop run."""
+
+    rate: float  # req/s
+    cpu: float  # server CPU seconds per request
+    client_cores: float  # this process's CPU seconds per wall second
 
 
 class Load:
@@ -347,9 +366,9 @@ class Load:
         pgid = target.server.process.pid
         cpu, own = cpu_seconds(pgid), time.process_time()
         count, wall = await self.closed(target, clients=clients, seconds=seconds)
-        target.cpus.append((cpu_seconds(pgid) - cpu) / max(count, 1))
-        target.client_cores.append((time.process_time() - own) / wall)
-        target.rates.append(count / wall)
+        run = Run(rate=count / wall, cpu=(cpu_seconds(pgid) - cpu) / max(count, 1),
+                  client_cores=(time.process_time() - own) / wall)  # fmt: skip
+        target.runs.setdefault(clients, []).append(run)
 
 
 def redactions(fake: FakeTwilio) -> Counter[str]:
@@ -495,17 +514,18 @@ async def run(args: argparse.Namespace, work: Path) -> Results:
             target.latencies = await load.paced(target, rate=args.rate, seconds=args.seconds)
         await drained(fake, daemon.answered)
         for repeat in range(args.repeats):
-            for target in (daemon, bare):
-                print(f"throughput {repeat + 1}/{args.repeats}: {target.name}", file=sys.stderr)
-                await load.timed_run(target, clients=args.concurrency,
-                                     seconds=args.load_seconds)  # fmt: skip
-                if target.held:
-                    target.drains.append(await drained(fake, target.answered))
+            for clients in args.concurrency:
+                for target in (daemon, bare):
+                    print(f"throughput {repeat + 1}/{args.repeats}: {target.name}, "
+                          f"{clients} clients", file=sys.stderr)  # fmt: skip
+                    await load.timed_run(target, clients=clients, seconds=args.load_seconds)
+                    if target.held:
+                        target.drains.append(await drained(fake, target.answered))
         profile = args.dir / "py-spy-sms-held.txt" if args.py_spy else None
         if profile is not None:
             print("py-spy: one more run of nocontact, not counted", file=sys.stderr)
             async with recording(daemon.server, args.py_spy, profile):
-                await load.closed(daemon, clients=args.concurrency, seconds=args.load_seconds)
+                await load.closed(daemon, clients=daemon.peak, seconds=args.load_seconds)
             await drained(fake, daemon.answered)
         for target in (daemon, bare):
             if target.server.process.poll() is not None:
@@ -532,34 +552,47 @@ def verdict(ok: bool) -> str:
 
 
 def report(args: argparse.Namespace, results: Results) -> None:
-    daemon, bare, checked = results.daemon, results.bare, results.audit
+    daemon, bare = results.daemon, results.bare
+    sweep = ", ".join(map(str, args.concurrency))
     print(f"bench/sms.py: held texts, {args.rate:g} signed webhooks/s for {args.seconds:g} s, "
-          f"then closed loop {args.concurrency} clients x {args.load_seconds:g} s (median of "
+          f"then closed loops of {sweep} clients x {args.load_seconds:g} s (median of "
           f"{args.repeats}); {os.cpu_count()} cpus, load average before "
           f"{results.load:.2f}")  # fmt: skip
-    print(f" {'target':<22} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'req/s':>7} "
-          f"{'runs':>11} {'cpu ms/req':>10} {'client cores':>12}")  # fmt: skip
+    print(f" {'latency':<22} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}   (POST to the whole "
+          f"answer, {len(daemon.latencies):,} requests per target)")  # fmt: skip
     for target in (daemon, bare):
-        spread = f"{min(target.rates):,.0f}-{max(target.rates):,.0f}"
-        cores = f"{min(target.client_cores):.2f}-{max(target.client_cores):.2f}"
-        print(f" {target.name:<22} {target.percentile(0.5) * 1e3:>7.2f} "
-              f"{target.percentile(0.99) * 1e3:>7.2f} {max(target.latencies) * 1e3:>7.2f} "
-              f"{target.rate:>7,.0f} {spread:>11} "
-              f"{statistics.median(target.cpus) * 1e3:>10.3f} {cores:>12}")  # fmt: skip
-    print(f"  latency: {len(daemon.latencies):,} requests per target, POST to the whole "
-          f"answer; runs: slowest-fastest closed-loop run; cpu: the server's process group; "
-          f"client cores: this process (clients and the fake) per wall second")  # fmt: skip
+        print(
+            f" {target.name:<22} {target.percentile(0.5) * 1e3:>7.2f} "
+            f"{target.percentile(0.99) * 1e3:>7.2f} {max(target.latencies) * 1e3:>7.2f}"
+        )
+    print(f" {'throughput':<22} {'clients':>7} {'req/s':>7} {'runs':>11} {'cpu ms/req':>10} "
+          f"{'client cores':>12}")  # fmt: skip
+    for target in (daemon, bare):
+        for clients in args.concurrency:
+            runs = target.runs[clients]
+            rates = [run.rate for run in runs]
+            cores = [run.client_cores for run in runs]
+            spread = f"{min(rates):,.0f}-{max(rates):,.0f}"
+            mark = "  <- best" if clients == target.peak else ""
+            print(f" {target.name:<22} {clients:>7} {target.rate(clients):>7,.0f} {spread:>11} "
+                  f"{statistics.median(run.cpu for run in runs) * 1e3:>10.3f} "
+                  f"{min(cores):.2f}-{max(cores):.2f}{mark}")  # fmt: skip
+    ratios = ", ".join(f"{daemon.rate(c) / bare.rate(c):.2f} at {c}" for c in args.concurrency)
+    print(f"  runs: slowest-fastest; cpu: the server's process group; client cores: this "
+          f"process (clients and the fake) per wall second; ratio at each: {ratios}")  # fmt: skip
     print(f"  outbox drained after each nocontact run in "
           f"{', '.join(f'{s:.1f}' for s in daemon.drains)} s")  # fmt: skip
-    if statistics.median(bare.client_cores) >= SATURATED:
-        print(f"  the load generator was busy {statistics.median(bare.client_cores):.2f} of a "
-              f"core during the bare runs: the bare req/s is a lower bound, the ratio below "
-              f"an upper bound")  # fmt: skip
+    bare_cores = statistics.median(run.client_cores for run in bare.runs[bare.peak])
+    if bare_cores >= SATURATED:
+        print(f"  the load generator was busy {bare_cores:.2f} of a core during the bare runs: "
+              f"the bare req/s is a lower bound, the ratio below an upper bound")  # fmt: skip
     p99 = daemon.percentile(0.99) * 1e3
-    ratio = daemon.rate / bare.rate
+    ratio = daemon.rate(daemon.peak) / bare.rate(bare.peak)
     print(f"goal: p99 <= {GOAL_P99_MS:g} ms: {verdict(p99 <= GOAL_P99_MS)} ({p99:.2f} ms)")
     print(f"goal: throughput >= {GOAL_RATIO:g} x bare: {verdict(ratio >= GOAL_RATIO)} "
-          f"({ratio:.2f})")  # fmt: skip
+          f"({ratio:.2f}: {daemon.rate(daemon.peak):,.0f} req/s at {daemon.peak} clients, "
+          f"bare {bare.rate(bare.peak):,.0f} at {bare.peak})")  # fmt: skip
+    checked = results.audit
     doubled = checked.items - checked.unique
     print(f"archive: {checked.items:,} items sealed for {len(daemon.answered):,} held answers "
           f"({checked.missing} missing, {doubled} doubled, {checked.foreign} unknown); "
@@ -592,11 +625,23 @@ def audit_failures(checked: Audit, held: int) -> str | None:
     return None
 
 
+def clients_list(text: str) -> tuple[int, ...]:
+    """--concurrency: "16,32,64" -> (16, 32, 64)."""
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"client counts must be 1 or more: {text!r}")
+    return counts
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--rate", type=float, default=50.0, help="latency phase, requests/s")
     parser.add_argument("--seconds", type=float, default=20.0, help="latency phase, per target")
-    parser.add_argument("--concurrency", type=int, default=16, help="closed-loop clients")
+    parser.add_argument("--concurrency", type=clients_list, default=(16, 32, 64),
+                        help="closed-loop clients, a comma-separated sweep")  # fmt: skip
     parser.add_argument("--load-seconds", type=float, default=10.0,
                         help="seconds per closed-loop run")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3, help="closed-loop runs (median)")
