@@ -695,9 +695,9 @@ def test_signed_params_accepts_exactly_what_request_validator_accepts(
         assert expected
 
 
-def test_journal_drops_a_hint_it_cannot_write_but_refuses_a_durable_line(tmp_path: Path) -> None:
-    """A full or failing disk never stops the outbox over a 'done' line, and never lets a
-    line that must be durable pass as written."""
+def test_journal_keeps_a_hint_it_cannot_write_and_refuses_a_durable_line(tmp_path: Path) -> None:
+    """A full or failing disk never stops the outbox over a 'done' line, never lets a line
+    that must be durable pass as written, and loses no line once the disk works again."""
 
     async def test() -> None:
         journal, _ = Journal.open(tmp_path / JOURNAL)
@@ -706,13 +706,16 @@ def test_journal_drops_a_hint_it_cannot_write_but_refuses_a_durable_line(tmp_pat
         await journal.append([{"done": "task"}], durable=False)
         with pytest.raises(JournalUnavailable):
             await journal.append([{"task": "forward"}], durable=True)
-        with pytest.raises(JournalUnavailable):
-            journal.write([{"sid": "SM1", "sealed": "a" * 64, "at": 0}])
+        journal.write([{"sid": "SM1", "sealed": "a" * 64, "at": 0}])
+        with pytest.raises(JournalUnavailable):  # the archive's writer: the note is not durable
+            journal.sync_now()
         os.close(journal._fd)
         journal._fd = good
         await journal.append([{"sid": "SM2", "held": True}], durable=True)
+        _, entries = Journal.open(tmp_path / JOURNAL)  # synced: there before close
+        assert entries == [{"done": "task"}, {"task": "forward"},
+                           {"sid": "SM1", "sealed": "a" * 64, "at": 0},
+                           {"sid": "SM2", "held": True}]  # fmt: skip
         journal.close()
-        _, entries = Journal.open(tmp_path / JOURNAL)
-        assert entries == [{"sid": "SM2", "held": True}]
 
     asyncio.run(test())

@@ -1,16 +1,23 @@
-"""The phone line's journal: one append-only file of JSON lines, written in order, synced in groups.
+"""The phone line's journal: one append-only file of JSON lines, kept in order, synced in groups.
 
 Rules this module keeps:
-1. `write` puts lines in the file at once, on the caller's thread (the event loop), in call
-   order: the file's order is the order of events, whoever asks for durability later.
-2. Durability is separate and grouped: `sync` returns once everything written before it
-   was called is on disk; one syncer thread runs one fdatasync for every caller waiting
-   then. `sync_now` does the same on the calling thread: the archive's writer runs it
-   just before it stores sealed bytes whose sealing note must be on disk first.
-3. A write or sync that fails raises JournalUnavailable (a RetryLater): the caller
-   acknowledges nothing. A write that failed half-way may leave a torn line; the next
-   write first ends it with a newline, and until that works every write is refused, so
-   no good line is ever glued to a torn one.
+1. `write` queues lines in call order, in memory; they reach the file in that order, all
+   queued so far in one write: the file's order is the order of events. Whoever needs them
+   on disk syncs (rule 2); lines no one waits for are written within `FLUSH_AFTER`
+   seconds. So a held text costs the event loop no system call here: its sealing note
+   goes to disk with the archive writer's sync.
+2. Durability is grouped: `sync` returns once everything queued before it was called is on
+   disk; one syncer thread writes and fdatasyncs for every caller waiting then.
+   `sync_now` does the same on the calling thread: the archive's writer runs it just
+   before it stores sealed bytes whose sealing note must be on disk first.
+3. A sync that fails raises JournalUnavailable (a RetryLater): the caller acknowledges
+   nothing. Lines whose write failed stay queued, and the next write tries them all again,
+   first ending a torn line with a newline, so no good line is ever glued to a torn one.
+   A line may then be in the file twice; every line is idempotent (a note, a handled SID,
+   a named task, a task's done), so reading it twice changes nothing. A line whose sync
+   was refused may still reach the file later: at worst a forward its webhook's retry
+   queued again is sent twice after a restart; never is a line reported durable that
+   is not.
 4. A torn line is skipped when the journal is read: nothing relied on it, since nothing is
    acknowledged before its lines were written (and synced, when it mattered).
 5. Opening rewrites the file compactly (`compact`) before any write: a crash during the
@@ -34,6 +41,7 @@ from proxy.errors import RetryLater
 
 Entry = dict[str, Any]
 _STOP = None
+FLUSH_AFTER = 0.05  # seconds a line no one waits for may stay queued
 
 
 class JournalUnavailable(RetryLater):
@@ -57,6 +65,9 @@ class Journal:
         self._waiting: queue.SimpleQueue[asyncio.Future[None] | None] = queue.SimpleQueue()
         self._syncer: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()  # the queue and the file, between loop and threads
+        self._queued: list[bytes] = []
+        self._flush_timer: asyncio.TimerHandle | None = None
         self._torn = False
 
     @classmethod
@@ -82,17 +93,43 @@ class Journal:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND, 0o600)
 
     def write(self, entries: Iterable[Entry]) -> None:
-        """Put `entries` in the file now, after everything written before (not yet synced)."""
+        """Queue `entries` after everything queued before; see rule 1 for when they reach
+        the file."""
         data = b"".join(_encode(e) for e in entries)
-        try:
-            if self._torn:
-                _write_all(self._fd, b"\n")
+        with self._lock:
+            self._queued.append(data)
+        if self._flush_timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no event loop: nothing would come back for them
+                with contextlib.suppress(JournalUnavailable):
+                    self.flush()
+                return
+            self._flush_timer = loop.call_later(FLUSH_AFTER, self._flush_queued)
+
+    def _flush_queued(self) -> None:
+        self._flush_timer = None
+        with contextlib.suppress(JournalUnavailable):  # kept queued: the next write retries
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every queued line to the file, in order (any thread); not yet synced."""
+        with self._lock:
+            if not self._queued:
+                return
+            data = b"".join(self._queued)
+            try:
+                if self._torn:
+                    _write_all(self._fd, b"\n")
+                    self._torn = False
+                self._torn = True
+                _write_all(self._fd, data)
                 self._torn = False
-            self._torn = True
-            _write_all(self._fd, data)
-            self._torn = False
-        except OSError as error:
-            raise JournalUnavailable(f"cannot write the phone journal: {error.strerror}") from None
+            except OSError as error:
+                raise JournalUnavailable(
+                    f"cannot write the phone journal: {error.strerror}"
+                ) from None
+            self._queued.clear()
 
     async def sync(self) -> None:
         """Return once everything written so far is on disk (one fdatasync for many)."""
@@ -106,7 +143,8 @@ class Journal:
         await future
 
     def sync_now(self) -> None:
-        """Everything written so far, on disk before this returns (any thread)."""
+        """Everything queued so far, on disk before this returns (any thread)."""
+        self.flush()
         try:
             os.fdatasync(self._fd)
         except OSError as error:
@@ -116,25 +154,25 @@ class Journal:
         """`write`, then `sync` if `durable`.
 
         A line that need not be durable is a hint (a task done, a handled SID whose sealing
-        note stands for it): if it cannot be written it is dropped, and a restart at worst
-        repeats that work. Raising instead would fail what is already safe, or stop the
-        outbox's loop.
+        note stands for it): it never raises, and if the disk fails it stays queued until
+        a write works; a crash before then at worst repeats that work.
         """
-        if not durable:
-            with contextlib.suppress(JournalUnavailable):
-                self.write(entries)
-            return
         self.write(entries)
-        await self.sync()
+        if durable:
+            await self.sync()
 
     def close(self) -> None:
-        """Sync what was written, stop the syncer, close the file."""
+        """Write and sync what was queued, stop the syncer, close the file."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         if self._syncer is not None:
             self._waiting.put(_STOP)
             self._syncer.join()
             self._syncer = None
-        with contextlib.suppress(OSError):  # nothing waits on it: what needed to be durable
-            os.fdatasync(self._fd)  # was synced when it was asked for
+        # Nothing waits on what is left: what needed to be durable was synced when asked.
+        with contextlib.suppress(JournalUnavailable):
+            self.sync_now()
         os.close(self._fd)
 
     def _sync_forever(self) -> None:
