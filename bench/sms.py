@@ -371,24 +371,42 @@ class Load:
         target.runs.setdefault(clients, []).append(run)
 
 
-def redactions(fake: FakeTwilio) -> Counter[str]:
-    """Blanking requests (POST Messages/SM....json, Body="") the fake received, per SID."""
-    found: Counter[str] = Counter()
-    for asked in fake.asked("POST", ".json"):
-        if (match := REDACTION.search(asked.path)) and asked.form.get("Body") == [""]:
-            found[match.group(1)] += 1
-    return found
+class Redactions:
+    """Blanking requests (POST Messages/SM....json, Body="") the fake received, per SID,
+    counted as they come: a poll reads only the requests since the last one."""
+
+    def __init__(self, fake: FakeTwilio) -> None:
+        self._fake = fake
+        self._read = 0  # of fake.requests
+        self._settled = 0  # of the held SIDs, in order: all blanked before this one
+        self.found: Counter[str] = Counter()
+
+    def update(self) -> Counter[str]:
+        requests = self._fake.requests
+        for asked in requests[self._read :]:
+            if asked.method != "POST":
+                continue
+            if (match := REDACTION.search(asked.path)) and asked.form.get("Body") == [""]:
+                self.found[match.group(1)] += 1
+        self._read = len(requests)
+        return self.found
+
+    def left(self, held: list[str]) -> int:
+        """How many of `held` (every held SID so far, in order) are not blanked yet."""
+        found = self.update()
+        while self._settled < len(held) and held[self._settled] in found:
+            self._settled += 1
+        return sum(1 for sid in held[self._settled :] if sid not in found)
 
 
-async def drained(fake: FakeTwilio, held: list[str]) -> float:
+async def drained(redactions: Redactions, held: list[str]) -> float:
     """Seconds until every held SID so far has been blanked at the fake."""
     began = time.perf_counter()
     while time.perf_counter() - began < DRAIN_TIMEOUT:
-        done = redactions(fake)
-        if all(sid in done for sid in held):
+        if redactions.left(held) == 0:
             return time.perf_counter() - began
         await asyncio.sleep(0.1)
-    missing = sum(1 for sid in held if sid not in redactions(fake))
+    missing = redactions.left(held)
     raise BenchError(f"the outbox did not drain in {DRAIN_TIMEOUT:.0f} s ({missing:,} left)")
 
 
@@ -447,7 +465,7 @@ def audit(archive: Path, identity: pyrage.x25519.Identity, fake: FakeTwilio,
                     sids.append(str(metadata.get("provider_id")))
                 del record
     sealed, answered = set(sids), set(held)
-    blanks = redactions(fake)
+    blanks = Redactions(fake).update()
     showing = sum(1 for sid in answered if fake.messages.get(sid, {}).get("body"))
     return Audit(
         verified=verified, items=len(sids), unique=len(sealed),
@@ -503,16 +521,16 @@ async def run(args: argparse.Namespace, work: Path) -> Results:
         servers.append(await start_daemon(work, fake, str(identity.to_public())))
         bare = Target(name="bare aiohttp + sig", server=servers[0], held=False)
         daemon = Target(name="nocontact (held)", server=servers[1], held=True)
-        load = Load(fake)
+        load, redactions = Load(fake), Redactions(fake)
         for target in (daemon, bare):
             await load.refused(target)
             await load.warm_up(target)
-        await drained(fake, daemon.answered)
+        await drained(redactions, daemon.answered)
         for target in (daemon, bare):
             print(f"latency: {target.name}, {args.rate:g}/s for {args.seconds:g} s",
                   file=sys.stderr)  # fmt: skip
             target.latencies = await load.paced(target, rate=args.rate, seconds=args.seconds)
-        await drained(fake, daemon.answered)
+        await drained(redactions, daemon.answered)
         for repeat in range(args.repeats):
             for clients in args.concurrency:
                 for target in (daemon, bare):
@@ -520,13 +538,13 @@ async def run(args: argparse.Namespace, work: Path) -> Results:
                           f"{clients} clients", file=sys.stderr)  # fmt: skip
                     await load.timed_run(target, clients=clients, seconds=args.load_seconds)
                     if target.held:
-                        target.drains.append(await drained(fake, target.answered))
+                        target.drains.append(await drained(redactions, target.answered))
         profile = args.dir / "py-spy-sms-held.txt" if args.py_spy else None
         if profile is not None:
             print("py-spy: one more run of nocontact, not counted", file=sys.stderr)
             async with recording(daemon.server, args.py_spy, profile):
                 await load.closed(daemon, clients=daemon.peak, seconds=args.load_seconds)
-            await drained(fake, daemon.answered)
+            await drained(redactions, daemon.answered)
         for target in (daemon, bare):
             if target.server.process.poll() is not None:
                 raise BenchError(f"{target.name} exited during the run: "
