@@ -32,6 +32,7 @@ from typing import cast
 
 from proxy.archive.errors import ArchiveUnavailable
 from proxy.archive.seal import Recipients, seal
+from proxy.futures import fail
 
 _REQUEST = struct.Struct("!QQ")  # job, length of the pickle
 _ANSWER = struct.Struct("!QBQ")  # job, 1 if sealed, length of what follows
@@ -70,9 +71,7 @@ class _Pipe(asyncio.SubprocessProtocol):
         del buffer[:offset]
 
     def process_exited(self) -> None:
-        for future in self._jobs.values():
-            if not future.done():
-                future.set_exception(ArchiveUnavailable("the sealing process stopped"))
+        fail(self._jobs.values(), ArchiveUnavailable("the sealing process stopped"))
         self._jobs.clear()
         if not self.exited.done():
             self.exited.set_result(None)

@@ -40,6 +40,7 @@ from proxy.archive.records import EntryKind
 from proxy.archive.seal import CustodyRecord, Recipients, custody_metadata, item_metadata, seal
 from proxy.archive.sealer import Sealer
 from proxy.errors import RetryLater
+from proxy.futures import fail, resolve, settle
 from proxy.message import Decision, InboundMessage
 
 _CHILD_SEAL_BYTES = 1 << 20
@@ -51,18 +52,6 @@ _CLOSE = None
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def _resolve(futures: list[_Future], receipts: list[Receipt]) -> None:
-    for future, receipt in zip(futures, receipts, strict=True):
-        if not future.done():
-            future.set_result(receipt)
-
-
-def _fail(futures: list[_Future], error: BaseException) -> None:
-    for future in futures:
-        if not future.done():
-            future.set_exception(error)
 
 
 class Archive:
@@ -176,9 +165,9 @@ class Archive:
         try:
             self._log.close(now=self._clock())
         except BaseException as error:
-            self._loop.call_soon_threadsafe(_settle, self._stopped, error)
+            self._loop.call_soon_threadsafe(settle, [self._stopped], error)
         else:
-            self._loop.call_soon_threadsafe(_settle, self._stopped, None)
+            self._loop.call_soon_threadsafe(settle, [self._stopped], None)
 
     def _next_batch(self, last_checkpoint: float) -> tuple[list[_Pending], bool]:
         """Everything queued now (waiting for the first); and whether close was asked."""
@@ -213,9 +202,9 @@ class Archive:
                 publish=False,
             )
         except Exception as error:  # every entry of the batch fails the same way
-            self._loop.call_soon_threadsafe(_fail, futures, error)
+            self._loop.call_soon_threadsafe(fail, futures, error)
             return
-        self._loop.call_soon_threadsafe(_resolve, futures, receipts)
+        self._loop.call_soon_threadsafe(resolve, futures, receipts)
         note = self._log.take_head() if checkpoint else None
         if note is not None:
             self._publisher.submit(self._publish, note)
@@ -232,7 +221,7 @@ class Archive:
             return batch
         for _, _, future, first in batch:
             if first in failed:
-                self._loop.call_soon_threadsafe(_fail, [future], failed[first])
+                self._loop.call_soon_threadsafe(fail, [future], failed[first])
         return [pending for pending in batch if pending[3] not in failed]
 
     def _publish(self, note: bytes) -> None:
@@ -257,12 +246,3 @@ def _publish_recipients(root: os.PathLike[str], recipients: Sequence[str]) -> No
     data = "".join(f"{r.strip()}\n" for r in recipients).encode()
     if not path.exists() or path.read_bytes() != data:
         layout.replace_file(path, data)
-
-
-def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)

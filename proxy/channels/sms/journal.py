@@ -38,6 +38,7 @@ from typing import Any
 
 from proxy.archive.layout import replace_file
 from proxy.errors import RetryLater
+from proxy.futures import settle
 
 Entry = dict[str, Any]
 _STOP = None
@@ -46,16 +47,6 @@ FLUSH_AFTER = 0.05  # seconds a line no one waits for may stay queued
 
 class JournalUnavailable(RetryLater):
     """The journal cannot be written or synced now (a full or failing disk)."""
-
-
-def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
-    for future in futures:
-        if future.done():
-            continue
-        if error is None:
-            future.set_result(None)
-        else:
-            future.set_exception(error)
 
 
 class Journal:
@@ -193,7 +184,7 @@ class Journal:
             except JournalUnavailable as failure:
                 error = failure
             if batch and self._loop is not None:
-                self._loop.call_soon_threadsafe(_settle, batch, error)
+                self._loop.call_soon_threadsafe(settle, batch, error)
 
 
 def _write_all(fd: int, data: bytes) -> None:
