@@ -46,10 +46,8 @@ import json
 import os
 import pstats
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 import wave
@@ -68,6 +66,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `python bench/export.py` puts bench/, not the repo, first
     sys.path.insert(0, str(REPO))
 
+from bench.procs import scratch  # noqa: E402
 from proxy.archive import Archive, EntryKind  # noqa: E402
 from proxy.channels.sms.capture import Webhook, capture  # noqa: E402
 from proxy.channels.sms.provider import Media  # noqa: E402
@@ -412,26 +411,14 @@ def main() -> int:
     args = parser.parse_args()
     if args.items < 1:
         parser.error("--items must be at least 1")
-    made_dir = not args.dir.exists()
     try:
-        args.dir.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix="bench-export-", dir=args.dir))
-    except OSError as error:
-        print(f"bench/export.py: no directory under {args.dir}: {error}", file=sys.stderr)
-        return 1
-    try:
-        bench(args, work)
+        with scratch(args.dir, "bench-export-", keep=args.keep) as work:
+            if args.keep:
+                print(f"keeping {work}")
+            bench(args, work)
     except (BenchError, OSError, ValueError) as error:
         print(f"bench/export.py: {error}", file=sys.stderr)
         return 1
-    finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work)
-            if made_dir:
-                with contextlib.suppress(OSError):  # only if empty: someone else may use it
-                    args.dir.rmdir()
     return 0
 
 

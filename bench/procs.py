@@ -4,7 +4,8 @@ Rules this module keeps:
 1. A server under test runs in its own session, so its process group is everything it
    started; `stop` leaves no member of it behind.
 2. CPU is read from /proc (user + system ticks of every live member of the group).
-3. Also here: a free loopback port, and the summary of a py-spy profile.
+3. Also here: a free loopback port, a scratch directory, and the summary of a py-spy
+   profile.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +79,23 @@ def cpu_seconds(pgid: int) -> float:
         if fields := proc_stat(pid):
             total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / TICKS
+
+
+@contextlib.contextmanager
+def scratch(parent: Path, prefix: str, *, keep: bool = False) -> Iterator[Path]:
+    """A new directory under `parent` (made if need be) for one run; removed afterwards
+    unless `keep`, and `parent` too if this made it and nothing else is in it."""
+    made_parent = not parent.exists()
+    parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        yield work
+    finally:
+        if not keep:
+            shutil.rmtree(work)
+            if made_parent:
+                with contextlib.suppress(OSError):  # only if empty: someone else may use it
+                    parent.rmdir()
 
 
 def free_port(host: str = "127.0.0.1") -> int:

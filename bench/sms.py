@@ -70,7 +70,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 from collections import Counter
@@ -87,7 +86,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `python bench/sms.py` puts bench/, not the repo, first
     sys.path.insert(0, str(REPO))
 
-from bench.procs import Server, cpu_seconds, free_port, stop, top_frames  # noqa: E402
+from bench.procs import Server, cpu_seconds, free_port, scratch, stop, top_frames  # noqa: E402
 from tests.factories import config_data  # noqa: E402
 from tests.twilio_fake import FakeTwilio  # noqa: E402
 
@@ -676,20 +675,13 @@ def main() -> int:
         return 0
     if args.py_spy and shutil.which(args.py_spy) is None:
         parser.error(f"{args.py_spy} not found (pip install py-spy, e.g. in a separate venv)")
-    made_dir = not args.dir.exists()
-    args.dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="bench-sms-", dir=args.dir))
     started = time.perf_counter()
     try:
-        results = asyncio.run(run(args, work))
+        with scratch(args.dir, "bench-sms-") as work:
+            results = asyncio.run(run(args, work))
     except BenchError as error:
         print(f"bench/sms.py: {error}", file=sys.stderr)
         return 1
-    finally:
-        shutil.rmtree(work)
-        if made_dir:
-            with contextlib.suppress(OSError):  # only if empty: someone else may use it
-                args.dir.rmdir()
     report(args, results)
     print(f"whole run {time.perf_counter() - started:.0f} s")
     failure = audit_failures(results.audit, len(results.daemon.answered))

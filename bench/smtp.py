@@ -57,7 +57,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -70,7 +69,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `python bench/smtp.py` puts bench/, not the repo, first
     sys.path.insert(0, str(REPO))
 
-from bench.procs import Server, cpu_seconds, free_port, stop, top_frames  # noqa: E402
+from bench.procs import Server, cpu_seconds, free_port, scratch, stop, top_frames  # noqa: E402
 
 HELD_SENDER = "mark@blocked.example"
 FRIEND_SENDER = "jordan.lee@friends.example"
@@ -541,17 +540,9 @@ def main() -> None:
             parser.error(f"{tool} not found: install Postfix (apt-get install postfix)")
     if args.py_spy and shutil.which(args.py_spy) is None:
         parser.error(f"{args.py_spy} not found (pip install py-spy, e.g. in a separate venv)")
-    made_dir = not args.dir.exists()
-    args.dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="bench-smtp-", dir=args.dir))
     started = time.perf_counter()
-    try:
+    with scratch(args.dir, "bench-smtp-") as work:
         results = run(args, work)
-    finally:
-        shutil.rmtree(work)
-        if made_dir:
-            with contextlib.suppress(OSError):  # only if empty: someone else may use it
-                args.dir.rmdir()
     report(args, results)
     print(f"whole run {time.perf_counter() - started:.0f} s")
 
