@@ -719,3 +719,26 @@ def test_journal_keeps_a_hint_it_cannot_write_and_refuses_a_durable_line(tmp_pat
         journal.close()
 
     asyncio.run(test())
+
+
+def test_journal_refuses_every_sync_after_one_failed_and_after_close(tmp_path: Path) -> None:
+    """After a failed fdatasync the kernel may have dropped lines a later one would not
+    vouch for: every sync after it is refused. A closed journal refuses too (the archive's
+    writer may still ask)."""
+
+    async def test() -> None:
+        journal, _ = Journal.open(tmp_path / JOURNAL)
+        good = journal._fd
+        read_end, journal._fd = os.pipe()  # takes the write, refuses fdatasync (EINVAL)
+        with pytest.raises(JournalUnavailable):
+            await journal.append([{"task": "forward"}], durable=True)
+        os.close(journal._fd)
+        os.close(read_end)
+        journal._fd = good
+        with pytest.raises(JournalUnavailable):
+            await journal.append([{"sid": "SM2", "held": False}], durable=True)
+        journal.close()
+        with pytest.raises(JournalUnavailable):
+            journal.sync_now()
+
+    asyncio.run(test())

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from proxy.archive.errors import ArchiveCorrupt
 from proxy.archive.note import NoteError, Verifier, parse_checkpoint
+from proxy.disk import write_all
 
 FORMAT = "nocontact-archive"
 VERSION = 1
@@ -74,12 +75,12 @@ def read_head_size(root: Path, verifier: Verifier) -> int:
         raise ArchiveCorrupt(f"the {HEAD} file does not verify: {error}") from error
 
 
-def replace_file(path: Path, data: bytes) -> None:
+def replace_file(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Atomically replace `path` with `data`, durably."""
     temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        os.write(fd, data)
+        write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -48,6 +48,7 @@ from proxy.archive.segments import (
     raise_typed,
     segment_name,
 )
+from proxy.disk import write_all
 
 Clock = Callable[[], datetime]
 _IOV_MAX = 1024
@@ -439,7 +440,7 @@ def _lock(root: Path) -> int:
 def _write_new(path: Path, data: bytes, mode: int = 0o644) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        os.write(fd, data)
+        write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -32,6 +32,7 @@ from typing import cast
 
 from proxy.archive.errors import ArchiveUnavailable
 from proxy.archive.seal import Recipients, seal
+from proxy.disk import write_all
 from proxy.futures import fail
 
 _REQUEST = struct.Struct("!QQ")  # job, length of the pickle
@@ -203,12 +204,6 @@ def _answer(job: int, request: memoryview, recipients: Recipients) -> list[bytes
     return [_ANSWER.pack(job, 1, len(sealed)), sealed]
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 def main(arguments: Sequence[str]) -> int:
     recipients = Recipients.parse(list(arguments))
     buffer = bytearray()
@@ -227,7 +222,7 @@ def main(arguments: Sequence[str]) -> int:
         view.release()
         del buffer[:offset]
         if answers:
-            _write_all(1, b"".join(answers))
+            write_all(1, b"".join(answers))
     return 0
 
 

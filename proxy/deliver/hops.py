@@ -25,6 +25,7 @@ from typing import Protocol
 import aiosmtplib
 
 from proxy.deliver.address import Destination, Scheme
+from proxy.disk import write_all
 from proxy.errors import NocontactError, RetryLater
 
 _TIMEOUT = 60.0
@@ -74,9 +75,7 @@ class Maildir:
         temporary, final = self.root / "tmp" / name, self.root / "new" / name
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -11,7 +11,11 @@ Rules this module keeps:
    `sync_now` does the same on the calling thread: the archive's writer runs it just
    before it stores sealed bytes whose sealing note must be on disk first.
 3. A sync that fails raises JournalUnavailable (a RetryLater): the caller acknowledges
-   nothing. Lines whose write failed stay queued, and the next write tries them all again,
+   nothing. A failed fdatasync stops the journal's syncing for good, as a write error
+   stops the archive: after one, the kernel may have dropped the lines it could not
+   store and a later fdatasync can succeed without them, so every sync after it is
+   refused until a restart (syncs run one at a time, so none slips past a failure).
+   Lines whose write failed (a full disk) stay queued, and the next write tries them all again,
    first ending a torn line with a newline, so no good line is ever glued to a torn one.
    A line may then be in the file twice; every line is idempotent (a note, a handled SID,
    a named task, a task's done), so reading it twice changes nothing. A line whose sync
@@ -37,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.archive.layout import replace_file
+from proxy.disk import write_all
 from proxy.errors import RetryLater
 from proxy.futures import settle
 
@@ -57,9 +62,12 @@ class Journal:
         self._syncer: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()  # the queue and the file, between loop and threads
+        self._sync_lock = threading.Lock()  # one fdatasync at a time
         self._queued: list[bytes] = []
         self._flush_timer: asyncio.TimerHandle | None = None
         self._torn = False
+        self._broken: str | None = None  # why syncing stopped (rule 3)
+        self._closed = False
 
     @classmethod
     def open(cls, path: Path) -> tuple[Journal, list[Entry]]:
@@ -79,23 +87,18 @@ class Journal:
     def compact(self, entries: Iterable[Entry]) -> None:
         """Replace the whole file with `entries` (at start, before any append)."""
         assert self._syncer is None, "compact only before the first sync"
-        replace_file(self.path, b"".join(_encode(e) for e in entries))
+        replace_file(self.path, b"".join(_encode(e) for e in entries), mode=0o600)
         os.close(self._fd)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND, 0o600)
 
     def write(self, entries: Iterable[Entry]) -> None:
         """Queue `entries` after everything queued before; see rule 1 for when they reach
-        the file."""
+        the file. On the event loop."""
         data = b"".join(_encode(e) for e in entries)
         with self._lock:
             self._queued.append(data)
         if self._flush_timer is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # no event loop: nothing would come back for them
-                with contextlib.suppress(JournalUnavailable):
-                    self.flush()
-                return
+            loop = asyncio.get_running_loop()
             self._flush_timer = loop.call_later(FLUSH_AFTER, self._flush_queued)
 
     def _flush_queued(self) -> None:
@@ -106,15 +109,17 @@ class Journal:
     def flush(self) -> None:
         """Write every queued line to the file, in order (any thread); not yet synced."""
         with self._lock:
+            if self._closed:
+                raise JournalUnavailable("the phone journal is closed")
             if not self._queued:
                 return
             data = b"".join(self._queued)
             try:
                 if self._torn:
-                    _write_all(self._fd, b"\n")
+                    write_all(self._fd, b"\n")
                     self._torn = False
                 self._torn = True
-                _write_all(self._fd, data)
+                write_all(self._fd, data)
                 self._torn = False
             except OSError as error:
                 raise JournalUnavailable(
@@ -135,11 +140,17 @@ class Journal:
 
     def sync_now(self) -> None:
         """Everything queued so far, on disk before this returns (any thread)."""
-        self.flush()
-        try:
-            os.fdatasync(self._fd)
-        except OSError as error:
-            raise JournalUnavailable(f"cannot sync the phone journal: {error.strerror}") from None
+        with self._sync_lock:
+            if self._broken is not None:
+                raise JournalUnavailable(f"the phone journal stopped syncing ({self._broken})")
+            self.flush()
+            try:
+                os.fdatasync(self._fd)
+            except OSError as error:
+                self._broken = error.strerror or type(error).__name__
+                raise JournalUnavailable(
+                    f"cannot sync the phone journal: {error.strerror}"
+                ) from None
 
     async def append(self, entries: Iterable[Entry], *, durable: bool) -> None:
         """`write`, then `sync` if `durable`.
@@ -164,7 +175,9 @@ class Journal:
         # Nothing waits on what is left: what needed to be durable was synced when asked.
         with contextlib.suppress(JournalUnavailable):
             self.sync_now()
-        os.close(self._fd)
+        with self._sync_lock, self._lock:  # the archive's writer may still ask for a sync
+            self._closed = True
+            os.close(self._fd)
 
     def _sync_forever(self) -> None:
         stop = False
@@ -185,12 +198,6 @@ class Journal:
                 error = failure
             if batch and self._loop is not None:
                 self._loop.call_soon_threadsafe(settle, batch, error)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"))  # one encoder, not one per line
