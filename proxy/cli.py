@@ -111,8 +111,11 @@ def _verify(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from proxy import daemon  # noqa: PLC0415 - the channels' libraries load only to run them
 
-    logs.configure(level=args.log_level)
-    return daemon.run(args.config)
+    logs.configure(level=args.log_level, background=True)
+    try:
+        return daemon.run(args.config)
+    finally:
+        logs.drain()  # every line written before any last word on stderr
 
 
 def _imap_sweep(args: argparse.Namespace) -> int:

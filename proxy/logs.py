@@ -12,15 +12,25 @@ Rules this module keeps:
      can quote a header).
 3. JSON lines when the output is not a terminal (for journald and log shippers); readable
    lines on a terminal.
+4. The daemon never waits for its log (`configure(background=True)`): lines are handed to
+   one writer thread, which writes them in order, all waiting lines in one write. A log
+   file on a disk busy with the archive's fsyncs took ~0.1 ms a line, and a stalled
+   journald would take forever; either way, answering the senders must not wait for it.
+   At most `QUEUED_LINES` wait; past that, new lines are dropped and then counted in one
+   line of their own, so a dead sink cannot fill the memory. `drain` (also at exit)
+   writes what waits and stops the thread. Short commands write at once.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import queue
 import re
 import sys
+import threading
 import traceback
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -49,6 +59,7 @@ SAFE_KEYS = frozenset(
         "retry_in",
         "signal",
         "problems",
+        "dropped",
     }
 )
 
@@ -106,8 +117,81 @@ def redact(
     return event_dict
 
 
-def configure(*, level: str = "info", stream: TextIO | None = None) -> None:
-    """Set up structlog for the process: timestamps, levels, redaction, then rendering."""
+QUEUED_LINES = 100_000
+_STOP = None
+
+
+class _QueuedLog:
+    """The log's own thread (rule 4): lines in, written in order, never waited for."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._dropped = 0  # only ever touched under the GIL by `msg`; read by the thread
+        self._thread = threading.Thread(target=self._write_forever, name="log", daemon=True)
+        self._thread.start()
+
+    def msg(self, message: str) -> None:
+        if self._lines.qsize() >= QUEUED_LINES:
+            self._dropped += 1
+            return
+        self._lines.put(message)
+
+    debug = info = warning = error = critical = exception = msg
+
+    def _write_forever(self) -> None:
+        stop = False
+        while not stop:
+            lines: list[str] = []
+            line = self._lines.get()
+            while True:
+                if line is _STOP:
+                    stop = True
+                    break
+                lines.append(line)
+                try:
+                    line = self._lines.get_nowait()
+                except queue.Empty:
+                    break
+            if lines:
+                self._write("\n".join(lines) + "\n")
+            if self._dropped and not stop and self._lines.qsize() < QUEUED_LINES:
+                # Said in the log's own format, next round; only when there is room for it.
+                dropped, self._dropped = self._dropped, 0
+                get_logger("log").warning("log lines dropped: the log was not keeping up",
+                                          dropped=dropped)  # fmt: skip
+
+    def _write(self, text: str) -> None:
+        try:
+            self._stream.write(text)
+            self._stream.flush()
+        except (OSError, ValueError):  # a closed or broken sink: nowhere left to say so
+            pass
+
+    def drain(self) -> None:
+        if self._thread.is_alive():
+            self._lines.put(_STOP)
+            self._thread.join(timeout=5.0)
+
+
+_running: list[_QueuedLog] = []  # the daemon's log thread, while it runs (rule 1)
+
+
+def drain() -> None:
+    """Write every line the log thread still holds and stop it (rule 4); safe to repeat."""
+    while _running:
+        _running.pop().drain()
+
+
+atexit.register(drain)
+
+
+def configure(
+    *, level: str = "info", stream: TextIO | None = None, background: bool = False
+) -> None:
+    """Set up structlog for the process: timestamps, levels, redaction, then rendering;
+    `background` for the daemon: written on the log's own thread (rule 4)."""
+    drain()
     output = stream if stream is not None else sys.stderr
     renderer: structlog.typing.Processor
     if output.isatty():
@@ -125,9 +209,17 @@ def configure(*, level: str = "info", stream: TextIO | None = None) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=output),
+        logger_factory=_factory(output, background),
         cache_logger_on_first_use=False,
     )
+
+
+def _factory(output: TextIO, background: bool) -> Callable[..., Any]:
+    if not background:
+        return structlog.PrintLoggerFactory(file=output)
+    queued = _QueuedLog(output)
+    _running.append(queued)
+    return lambda *_: queued
 
 
 def get_logger(component: str) -> structlog.typing.FilteringBoundLogger:

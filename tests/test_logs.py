@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
 
+import pytest
 import structlog
 from structlog.testing import capture_logs
 
@@ -86,3 +89,69 @@ def test_level_filters() -> None:
     finally:
         structlog.reset_defaults()
     assert stream.getvalue() == ""
+
+
+class _StalledSink(io.StringIO):
+    """A log sink that blocks every write until released: a stalled journald."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.released = threading.Event()
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        self.released.wait(10)
+        return super().write(text)
+
+
+def test_the_daemon_never_waits_for_its_log_and_loses_no_line_it_kept() -> None:
+    """With a stalled sink, logging returns at once; once it moves, every line is written,
+    in order, redacted."""
+    sink = _StalledSink()
+    logs.configure(level="info", stream=sink, background=True)
+    try:
+        logger = logs.get_logger("sms")
+        started = time.monotonic()
+        for n in range(200):
+            logger.info("message handled", channel="sms", attempt=n, subject=HELD.subject)
+        assert time.monotonic() - started < 2.0  # not 200 stalled writes
+        assert sink.getvalue() == ""
+        sink.released.set()
+        logs.drain()
+    finally:
+        sink.released.set()
+        structlog.reset_defaults()
+    records = [json.loads(line) for line in sink.getvalue().splitlines()]
+    assert [r["attempt"] for r in records] == list(range(200))
+    for record in records:  # a timestamp's digits may spell a canary ("12:00:01.555")
+        record.pop("timestamp")
+    _assert_clean(json.dumps(records))
+
+
+def test_a_dead_sink_cannot_fill_the_memory_and_the_drop_is_said(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past QUEUED_LINES waiting, new lines are dropped, and one line says how many."""
+    monkeypatch.setattr(logs, "QUEUED_LINES", 10)
+    sink = _StalledSink()
+    logs.configure(level="info", stream=sink, background=True)
+    try:
+        logger = logs.get_logger("sms")
+        logger.info("first")
+        time.sleep(0.2)  # the log thread holds "first" in its stalled write
+        for n in range(50):
+            logger.info("message handled", attempt=n)
+        sink.released.set()
+        time.sleep(0.5)  # the thread writes what it kept, then says what it dropped
+        logs.drain()
+    finally:
+        sink.released.set()
+        structlog.reset_defaults()
+    records = [json.loads(line) for line in sink.getvalue().splitlines()]
+    kept = [r["attempt"] for r in records if r["event"] == "message handled"]
+    assert kept == list(range(10))
+    dropped = [r for r in records if r["event"].startswith("log lines dropped")]
+    assert len(dropped) == 1
+    assert dropped[0]["dropped"] == 40
