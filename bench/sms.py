@@ -17,9 +17,9 @@ public_url + "/sms", posted form-encoded to the local port):
   - nocontact, every text held: signature checked, the webhook sealed (age), the seal noted
     in the ledger and appended to the archive (fsynced), the provider cleanup (blank the
     text, redact_at_provider: true) written to the durable outbox, then answered.
-  - a bare aiohttp app whose POST /sms reads the form, checks X-Twilio-Signature with the
-    daemon's own function (`signed_params`) and answers the same empty TwiML: the floor
-    any aiohttp webhook stands on.
+  - a bare aiohttp app (on uvloop, as the daemon) whose POST /sms reads the form, checks
+    X-Twilio-Signature with the daemon's own function (`signed_params`) and answers the
+    same empty TwiML: the floor any aiohttp webhook stands on.
 
 Method:
   - warm-up: WARMUP requests to each target (closed loop, 4 clients).
@@ -79,6 +79,7 @@ from pathlib import Path
 
 import aiohttp
 import pyrage
+import uvloop
 import yaml
 from twilio.request_validator import RequestValidator
 
@@ -173,7 +174,9 @@ def bare_child(port: int, token: str, public_url: str) -> None:
 
     app = web.Application(client_max_size=1 << 20)
     app.router.add_post("/sms", text)
-    web.run_app(app, host=HOST, port=port, access_log=None, print=None)
+    # The daemon's own event loop (uvloop), so the two differ only in what they do.
+    web.run_app(app, host=HOST, port=port, access_log=None, print=None,
+                loop=uvloop.new_event_loop())  # fmt: skip
 
 
 async def start_bare(work: Path, token: str) -> Server:

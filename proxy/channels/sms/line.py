@@ -75,9 +75,9 @@ class TwilioLine:
 
     async def evidence(self, arrival: TwilioArrival) -> bytes:
         pieces = await self.media_of(arrival)
-        media: list[Media] = list(
-            await asyncio.gather(*(self._download(*piece) for piece in pieces))
-        )
+        media: list[Media] = []
+        if pieces:  # most texts have none: no gather's futures for them
+            media = list(await asyncio.gather(*(self._download(*piece) for piece in pieces)))
         return capture(kind=arrival.kind, webhook=arrival.webhook, record=arrival.record,
                        media=media)  # fmt: skip
 
