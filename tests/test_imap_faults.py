@@ -8,6 +8,7 @@ rebuilt with a new UIDVALIDITY, and SIGKILL at random moments during a burst.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -15,8 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from imapclient import IMAPClient
 
 from proxy.archive import verify_archive
+from proxy.channels.imap import watch
+from proxy.channels.imap.state import AccountState
+from proxy.config.model import ImapAccount
+from proxy.pipeline import Fate
 from tests import servers
 from tests.imap_helpers import (
     ABOUT_HIM,
@@ -72,6 +78,72 @@ def test_dovecot_restarted_under_the_watcher(dovecot: servers.Dovecot, tmp_path:
         assert flags(dovecot, "INBOX") == {allowed: frozenset()}
     assert sealed(daemon.archive) == Counter([before, held, junk])
     verify_archive(daemon.archive)
+
+
+class _Shelf:
+    """The archive as a watcher sees it, kept in a list: this test is about the watcher."""
+
+    def __init__(self) -> None:
+        self.kept: list[bytes] = []
+
+    def size(self) -> int:
+        return len(self.kept)
+
+    def store(self, sealed: list[bytes]) -> None:
+        self.kept.extend(sealed)
+
+    def stored(self, since: int) -> set[str]:
+        return set()
+
+
+def test_mail_landing_during_a_search_is_not_left_for_the_keepalive(
+    dovecot: servers.Dovecot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mail the server takes in during an empty UID SEARCH is handled at once.
+
+    Dovecot announces such mail only in that search's reply and never again in IDLE, so a
+    watcher that went straight back to IDLE would leave it for the 2-minute keepalive. The
+    real client below has the mail land between the watcher's NOOP and its first search.
+    """
+    landed: list[str] = []
+
+    class LandsDuringTheSearch(IMAPClient):  # type: ignore[misc]  # imapclient is untyped
+        def search(self, criteria: object = "ALL", charset: str | None = None) -> list[int]:
+            if not landed:
+                landed.append(append(dovecot, "INBOX", FROM_HIM))
+            return list(super().search(criteria, charset))
+
+    def connect(account: ImapAccount) -> IMAPClient:
+        client = LandsDuringTheSearch(account.host, port=account.port, ssl=False)
+        client.login(account.username, servers.PASSWORD)
+        return client
+
+    monkeypatch.setattr(watch, "connect", connect)
+    password = tmp_path / "password"
+    password.write_text(servers.PASSWORD)
+    account = ImapAccount.model_validate({
+        "name": "home", "host": servers.HOST, "port": dovecot.imap_port, "tls": "none",
+        "username": servers.USER, "password_file": str(password),
+    })  # fmt: skip
+    held: list[bytes] = []
+
+    def handle(found: list[watch.Found]) -> list[tuple[Fate, bytes | None]]:
+        held.extend(raw for raw, _, _ in found)
+        return [(Fate.HELD, raw) for raw, _, _ in found]
+
+    stop, shelf = threading.Event(), _Shelf()
+    watcher = watch.FolderWatcher(
+        account, "INBOX", AccountState(tmp_path / "state.json"), handle=handle, archive=shelf,
+        stop=stop,
+    )  # fmt: skip
+    watcher.start()
+    try:
+        wait_for(lambda: bool(landed) and _gone(dovecot, "INBOX", *landed), timeout=5.0)
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+    assert [landed[0].encode() in raw for raw in held] == [True]
+    assert shelf.kept == held
 
 
 def _rebuild(server: servers.Dovecot, folder: str) -> None:

@@ -10,8 +10,10 @@ Rules this module keeps:
    at again, and a message already sealed is removed without being sealed twice.
 3. New mail is found by UID, never by IDLE's word alone: the UIDs above the last handled
    one are searched after every (re-)entry into IDLE, so mail that lands while IDLE is
-   being re-issued is not missed. IDLE is re-issued before `idle_seconds` (29 min) and at
-   least every `keepalive` seconds, whose round trip also detects a dead connection.
+   being re-issued is not missed, nor mail the server took in during an empty search
+   (announced in that search's reply, never again in IDLE). IDLE is re-issued before
+   `idle_seconds` (29 min) and at least every `keepalive` seconds, whose round trip also
+   detects a dead connection.
    With `poll_seconds` set, IDLE is replaced by a UID SEARCH every `poll_seconds`: mail is
    found as soon as the server stores it, not when it gets round to notifying (Dovecot
    waits ~0.5 s), at the cost of two round trips (NOOP, UID SEARCH) per folder per poll.
@@ -155,8 +157,11 @@ class FolderWatcher(threading.Thread):
         """
         while not self.stop.is_set():
             client.noop()  # lets the server take in mail delivered since the last command
+            _announced_new(client)  # what it said is in the search that follows
             uids = sorted(uid for uid in client.search(["UID", f"{last + 1}:*"]) if uid > last)
             if not uids:
+                if _announced_new(client):  # arrived during the search: search again
+                    continue
                 break
             for start in range(0, len(uids), _CHUNK):
                 if self.stop.is_set():
@@ -218,6 +223,17 @@ class FolderWatcher(threading.Thread):
             client.uid_expunge(uids)
         else:
             client.expunge()
+
+
+def _announced_new(client: IMAPClient) -> bool:
+    """Whether the server said, since last asked, that new mail is in the folder (EXISTS).
+
+    Dovecot searches the folder as it was when UID SEARCH began, takes in mail delivered
+    meanwhile at the end of the command, and says so in an untagged EXISTS that IDLE will
+    not repeat. imapclient leaves such replies in imaplib's store of untagged responses
+    (as it reads SELECT's and QUOTA's there itself); this takes them out.
+    """
+    return bool(client._imap.untagged_responses.pop("EXISTS", None))
 
 
 def _utc(moment: datetime) -> datetime:
