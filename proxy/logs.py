@@ -18,7 +18,8 @@ Rules this module keeps:
    journald would take forever; either way, answering the senders must not wait for it.
    At most `QUEUED_LINES` wait; past that, new lines are dropped and then counted in one
    line of their own, so a dead sink cannot fill the memory. `drain` (also at exit)
-   writes what waits and stops the thread. Short commands write at once.
+   writes what waits and stops the thread; a line logged after it is written at once.
+   Short commands write at once.
 """
 
 from __future__ import annotations
@@ -127,11 +128,15 @@ class _QueuedLog:
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        self._dropped = 0  # only ever touched under the GIL by `msg`; read by the thread
+        self._dropped = 0  # counted by `msg`, reset by the thread: a race only undercounts
+        self._drained = False  # after `drain`, lines are written at once, never lost
         self._thread = threading.Thread(target=self._write_forever, name="log", daemon=True)
         self._thread.start()
 
     def msg(self, message: str) -> None:
+        if self._drained:
+            self._write(message + "\n")
+            return
         if self._lines.qsize() >= QUEUED_LINES:
             self._dropped += 1
             return
@@ -169,6 +174,7 @@ class _QueuedLog:
             pass
 
     def drain(self) -> None:
+        self._drained = True  # set first: every line queued before it is written by the thread
         if self._thread.is_alive():
             self._lines.put(_STOP)
             self._thread.join(timeout=5.0)

@@ -155,3 +155,19 @@ def test_a_dead_sink_cannot_fill_the_memory_and_the_drop_is_said(
     dropped = [r for r in records if r["event"].startswith("log lines dropped")]
     assert len(dropped) == 1
     assert dropped[0]["dropped"] == 40
+
+
+def test_a_line_logged_after_drain_is_written_not_lost() -> None:
+    """Once the log thread is drained (at exit), a late line is written at once."""
+    stream = io.StringIO()
+    logs.configure(level="info", stream=stream, background=True)
+    try:
+        logs.get_logger("daemon").info("before")
+        logs.drain()
+        logs.get_logger("daemon").info("after")
+    finally:
+        structlog.reset_defaults()
+    assert [json.loads(line)["event"] for line in stream.getvalue().splitlines()] == [
+        "before",
+        "after",
+    ]
