@@ -163,11 +163,21 @@ class Journal:
         if durable:
             await self.sync()
 
-    def close(self) -> None:
-        """Write and sync what was queued, stop the syncer, close the file."""
+    async def aclose(self) -> None:
+        """`close` from the event loop: the flush timer is cancelled here, on its loop (a
+        TimerHandle is not for other threads), the rest runs on a worker thread."""
+        self._cancel_flush_timer()
+        await asyncio.to_thread(self.close)
+
+    def _cancel_flush_timer(self) -> None:
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
+
+    def close(self) -> None:
+        """Write and sync what was queued, stop the syncer, close the file. Off the event
+        loop, call it after the loop's `aclose` has cancelled the flush timer, or use
+        `aclose`; a timer that fires after this finds the journal closed and does nothing."""
         if self._syncer is not None:
             self._waiting.put(_STOP)
             self._syncer.join()

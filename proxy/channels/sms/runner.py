@@ -134,4 +134,4 @@ class SmsRunner:
                 await task
         self._tasks = []
         await self.provider.close()
-        await asyncio.to_thread(self.journal.close)
+        await self.journal.aclose()
