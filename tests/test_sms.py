@@ -308,6 +308,38 @@ def test_missed_webhooks_are_picked_up_by_reconciliation(tmp_path: Path) -> None
     run_with_fake(test)
 
 
+def test_reconciliation_passes_asked_for_together_run_one_at_a_time(tmp_path: Path) -> None:
+    """A pass asked for while another runs (the one at start, say) waits for it: two never
+    race on the checkpoint file or share what the other could not handle."""
+
+    async def test(fake: FakeTwilio) -> None:
+        phone = Phone(tmp_path, fake)
+        async with phone.running() as runner:
+            fake.inbound_message(sender=FRIEND, to=NUMBER, body="call me")
+            reconciler = runner.reconciler
+            reading_texts = reconciler._texts
+            running, most = [0], [0]
+
+            async def texts() -> None:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+                try:
+                    await asyncio.sleep(0.05)  # long enough for the others to start
+                    await reading_texts()
+                finally:
+                    running[0] -= 1
+
+            reconciler._texts = texts  # type: ignore[method-assign]
+            done = await asyncio.gather(*(reconciler.pass_once() for _ in range(3)))
+            assert done == [True, True, True]
+            assert most[0] == 1
+            await eventually(lambda: len(fake.sent()) == 1)
+        assert [str(m["body"]) for m in fake.sent()] == [f"From {FRIEND}: call me"]
+        assert not list((tmp_path / "sms").glob("*.tmp"))
+
+    run_with_fake(test)
+
+
 def test_held_caller_gets_voicemail_which_is_sealed_then_deleted(tmp_path: Path) -> None:
     """A held call: greeting + Record; the recording is fetched, sealed, then deleted."""
 

@@ -14,6 +14,9 @@ Rules this module keeps:
    down) is logged without detail and tried again at the next interval. An item that
    fails on its own holds the checkpoint back to its time, and the rest go on: one
    stubborn message never stops the others, and is itself never given up.
+5. One pass at a time: a pass asked for while one runs (the periodic one, a test, a
+   manual trigger) starts when it ends, so two never share the stuck mark or race on
+   the checkpoint file.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ class Reconciler:
         self._clock = clock
         self.passes = 0  # passes tried so far, finished or not
         self._stuck: datetime | None = None  # the earliest item this pass could not handle
+        self._passing = asyncio.Lock()  # rule 5
         if self._path.exists():
             self.checkpoint = datetime.fromisoformat(json.loads(self._path.read_text())["since"])
         else:  # first start: the provider's history before nocontact is not ours to judge
@@ -75,7 +79,7 @@ class Reconciler:
 
     def _save(self, moment: datetime) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        replace_file(self._path, json.dumps({"since": moment.isoformat()}).encode())
+        replace_file(self._path, json.dumps({"since": moment.isoformat()}).encode(), mode=0o600)
 
     async def run(self, every: Callable[[], float]) -> None:
         """A pass now, then one every `every()` seconds, until cancelled."""
@@ -84,7 +88,11 @@ class Reconciler:
             await asyncio.sleep(every())
 
     async def pass_once(self) -> bool:
-        """One pass; True if everything in it was handled."""
+        """One pass, after any pass in progress; True if everything in it was handled."""
+        async with self._passing:
+            return await self._pass()
+
+    async def _pass(self) -> bool:
         started = self._clock()
         self._stuck = None
         try:
