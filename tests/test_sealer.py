@@ -22,7 +22,7 @@ RECIPIENTS = [str(IDENTITY.to_public()), str(OTHER.to_public())]
 
 def test_what_the_child_seals_opens_with_each_contacts_key() -> None:
     async def main() -> None:
-        sealer = Sealer(RECIPIENTS, processes=3)
+        sealer = Sealer(RECIPIENTS, processes=3, inline_every=None)
         small, large = b"it's me", os.urandom(3 << 20)  # large: sealed as a stream
         try:
             sealed = await asyncio.gather(
@@ -47,7 +47,7 @@ def test_what_the_child_seals_opens_with_each_contacts_key() -> None:
 
 def test_a_child_that_dies_fails_its_jobs_as_retry_later_and_is_replaced() -> None:
     async def main() -> None:
-        sealer = Sealer(RECIPIENTS, processes=1)
+        sealer = Sealer(RECIPIENTS, processes=1, inline_every=None)
         try:
             await sealer.seal({"kind": "item"}, b"first")
             [first] = sealer.pids
@@ -69,9 +69,34 @@ def test_a_child_that_dies_fails_its_jobs_as_retry_later_and_is_replaced() -> No
     asyncio.run(main())
 
 
-def test_a_seal_that_fails_in_the_child_names_only_the_error() -> None:
+def test_when_quiet_a_small_item_is_sealed_here_and_under_load_by_the_child() -> None:
+    """One seal per INLINE_EVERY runs on the loop, none while the child has work, none
+    for a large item; what either seals opens the same."""
+
     async def main() -> None:
-        sealer = Sealer(RECIPIENTS)
+        sealer = Sealer(RECIPIENTS, inline_every=60.0)
+        try:
+            quiet = await sealer.seal({"kind": "item", "n": 1}, b"quiet")
+            assert sealer.pids == []  # no child was needed
+            busy = await asyncio.gather(
+                *(sealer.seal({"kind": "item", "n": n}, b"busy") for n in range(2, 6))
+            )
+            assert len(sealer.pids) == 1
+        finally:
+            await sealer.close()
+        for n, item in enumerate([quiet, *busy], 1):
+            metadata, payload = parse_sealed(pyrage.decrypt(item, [IDENTITY]))
+            assert (metadata["n"], payload) == (n, b"quiet" if n == 1 else b"busy")
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("inline_every", [None, 60.0])
+def test_a_seal_that_fails_names_only_the_error(inline_every: float | None) -> None:
+    """In the child or here, the error's name only: its text could quote the item."""
+
+    async def main() -> None:
+        sealer = Sealer(RECIPIENTS, inline_every=inline_every)
         try:
             with pytest.raises(ArchiveUnavailable) as caught:
                 await sealer.seal({"kind": "item", "secret": {"CANARY"}}, b"CANARY")  # no JSON

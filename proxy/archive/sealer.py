@@ -16,16 +16,23 @@ Rules this module keeps:
    the next seal it is given starts a new one. A child writes nothing but answers; its
    stderr is discarded, since a traceback is no place for an item.
 4. `close` ends their input; each child finishes what it has, answers, and exits.
+5. When the channel is quiet, a small item is sealed here, on the event loop: at most one
+   such seal every `INLINE_EVERY` seconds (a few per cent of the loop at any load), none
+   while a child has work waiting, none above `INLINE_BYTES`. A seal costs the loop
+   ~0.1-0.4 ms of GIL, a round trip to the child costs the item one more scheduling hop
+   (2-3 ms at 50 texts/s on a machine with CPU steal). Under load the child takes the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import pickle
 import struct
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import cast
@@ -39,6 +46,8 @@ _REQUEST = struct.Struct("!QQ")  # job, length of the pickle
 _ANSWER = struct.Struct("!QBQ")  # job, 1 if sealed, length of what follows
 _READ_BYTES = 1 << 20
 _CLOSE_SECONDS = 30.0
+INLINE_EVERY = 0.005  # seconds between two seals on the event loop (rule 5); None: never
+INLINE_BYTES = 64 << 10
 PROCESSES = 1  # on 2 cores a second child cost more (wake-ups, smaller batches) than it won
 _ROOT = str(Path(__file__).resolve().parents[2])  # the directory holding `proxy`
 
@@ -168,11 +177,17 @@ class _Child:
 class Sealer:
     """Seals (metadata, payload) to the contacts in child processes; see the rules above."""
 
-    def __init__(self, recipients: Sequence[str], *, processes: int = PROCESSES) -> None:
-        Recipients.parse(recipients)  # a bad key fails here, not in a child
+    def __init__(
+        self, recipients: Sequence[str], *, processes: int = PROCESSES,
+        inline_every: float | None = INLINE_EVERY,
+    ) -> None:  # fmt: skip
+        self._parsed = Recipients.parse(recipients)  # a bad key fails here, not in a child
         keys = [r.strip() for r in recipients]
         self._children = [_Child(keys) for _ in range(max(1, processes))]
         self._next_job = 0
+        self._inline_every = inline_every
+        self._last_inline = -math.inf
+        self._closed = False
 
     @property
     def pids(self) -> list[int]:
@@ -181,13 +196,31 @@ class Sealer:
 
     async def seal(self, metadata: Mapping[str, object], payload: bytes) -> bytes:
         """The age ciphertext of the sealed format of (metadata, payload)."""
+        if self._quiet(len(payload)):
+            try:
+                return seal(metadata, payload, self._parsed)
+            except Exception as error:  # as the child says it: the name only (rule 2)
+                raise ArchiveUnavailable(f"sealing failed ({type(error).__name__})") from None
         request = pickle.dumps((dict(metadata), payload), protocol=pickle.HIGHEST_PROTOCOL)
         self._next_job += 1
         child = min(self._children, key=lambda c: c.waiting)  # the least busy
         return await child.seal(self._next_job, request)
 
+    def _quiet(self, size: int) -> bool:
+        """Whether this seal runs here (rule 5); if so, it counts as the latest."""
+        if self._inline_every is None or self._closed or size > INLINE_BYTES:
+            return False
+        now = time.monotonic()
+        if now - self._last_inline < self._inline_every:
+            return False
+        if any(child.waiting for child in self._children):
+            return False
+        self._last_inline = now
+        return True
+
     async def close(self) -> None:
         """Let every child finish what it was given, then stop it."""
+        self._closed = True
         await asyncio.gather(*(child.close() for child in self._children))
 
 
