@@ -12,7 +12,7 @@ import pytest
 
 from proxy.archive import ArchiveUnavailable
 from proxy.archive.seal import parse_sealed
-from proxy.archive.sealer import Sealer
+from proxy.archive.sealer import INLINE_BYTES, Sealer
 from proxy.errors import RetryLater
 
 IDENTITY = pyrage.x25519.Identity.generate()
@@ -87,6 +87,14 @@ def test_when_quiet_a_small_item_is_sealed_here_and_under_load_by_the_child() ->
         for n, item in enumerate([quiet, *busy], 1):
             metadata, payload = parse_sealed(pyrage.decrypt(item, [IDENTITY]))
             assert (metadata["n"], payload) == (n, b"quiet" if n == 1 else b"busy")
+        sealer = Sealer(RECIPIENTS, inline_every=0.0)  # every seal may run here, but
+        large = b"x" * (INLINE_BYTES + 1)  # one too large for the loop goes to the child
+        try:
+            sealed = await sealer.seal({"kind": "item"}, large)
+            assert len(sealer.pids) == 1
+        finally:
+            await sealer.close()
+        assert parse_sealed(pyrage.decrypt(sealed, [IDENTITY]))[1] == large
 
     asyncio.run(main())
 

@@ -52,6 +52,11 @@ PROCESSES = 1  # on 2 cores a second child cost more (wake-ups, smaller batches)
 _ROOT = str(Path(__file__).resolve().parents[2])  # the directory holding `proxy`
 
 
+def _failed(name: str) -> ArchiveUnavailable:
+    """A seal that failed, named by its error's type only (rule 2)."""
+    return ArchiveUnavailable(f"sealing failed ({name})")
+
+
 class _Pipe(asyncio.SubprocessProtocol):
     """The parent's end: answers in, futures resolved."""
 
@@ -77,7 +82,7 @@ class _Pipe(asyncio.SubprocessProtocol):
             if ok:
                 future.set_result(body)
             else:
-                future.set_exception(ArchiveUnavailable(f"sealing failed ({body.decode()})"))
+                future.set_exception(_failed(body.decode()))
         del buffer[:offset]
 
     def process_exited(self) -> None:
@@ -175,7 +180,8 @@ class _Child:
 
 
 class Sealer:
-    """Seals (metadata, payload) to the contacts in child processes; see the rules above."""
+    """Seals (metadata, payload) to the contacts in child processes, or here when quiet;
+    see the rules above."""
 
     def __init__(
         self, recipients: Sequence[str], *, processes: int = PROCESSES,
@@ -200,7 +206,7 @@ class Sealer:
             try:
                 return seal(metadata, payload, self._parsed)
             except Exception as error:  # as the child says it: the name only (rule 2)
-                raise ArchiveUnavailable(f"sealing failed ({type(error).__name__})") from None
+                raise _failed(type(error).__name__) from None
         request = pickle.dumps((dict(metadata), payload), protocol=pickle.HIGHEST_PROTOCOL)
         self._next_job += 1
         child = min(self._children, key=lambda c: c.waiting)  # the least busy

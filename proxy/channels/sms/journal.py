@@ -166,18 +166,14 @@ class Journal:
     async def aclose(self) -> None:
         """`close` from the event loop: the flush timer is cancelled here, on its loop (a
         TimerHandle is not for other threads), the rest runs on a worker thread."""
-        self._cancel_flush_timer()
-        await asyncio.to_thread(self.close)
-
-    def _cancel_flush_timer(self) -> None:
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
+        await asyncio.to_thread(self.close)
 
     def close(self) -> None:
-        """Write and sync what was queued, stop the syncer, close the file. Off the event
-        loop, call it after the loop's `aclose` has cancelled the flush timer, or use
-        `aclose`; a timer that fires after this finds the journal closed and does nothing."""
+        """Write and sync what was queued, stop the syncer, close the file (a flush timer
+        still pending finds the journal closed and does nothing)."""
         if self._syncer is not None:
             self._waiting.put(_STOP)
             self._syncer.join()
