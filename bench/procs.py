@@ -4,8 +4,8 @@ Rules this module keeps:
 1. A server under test runs in its own session, so its process group is everything it
    started; `stop` leaves no member of it behind.
 2. CPU is read from /proc (user + system ticks of every live member of the group).
-3. Also here: a free loopback port, a scratch directory, and the summary of a py-spy
-   profile.
+3. Also here: a free loopback port, a scratch directory, and py-spy: recording a server
+   (samples of whichever thread holds the GIL) and the summary of its profile.
 """
 
 from __future__ import annotations
@@ -103,6 +103,25 @@ def free_port(host: str = "127.0.0.1") -> int:
         probe.bind((host, 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def start_py_spy(spy: str, pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy recording process `pid` into `out` (raw collapsed stacks, --gil), in its own
+    session; give it about a second to attach before the part to profile."""
+    command = [spy, "record", "--pid", str(pid), "--rate", "500", "--format", "raw",
+               "--output", str(out), "--nonblocking", "--gil"]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+
+
+def stop_py_spy(process: subprocess.Popen[bytes]) -> None:
+    """SIGINT, on which py-spy writes its output; `stop` it if it has not ended in 30 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        stop(process)
 
 
 def top_frames(

@@ -87,7 +87,16 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `python bench/sms.py` puts bench/, not the repo, first
     sys.path.insert(0, str(REPO))
 
-from bench.procs import Server, cpu_seconds, free_port, scratch, stop, top_frames  # noqa: E402
+from bench.procs import (  # noqa: E402
+    Server,
+    cpu_seconds,
+    free_port,
+    scratch,
+    start_py_spy,
+    stop,
+    stop_py_spy,
+    top_frames,
+)
 from tests.factories import config_data  # noqa: E402
 from tests.twilio_fake import FakeTwilio  # noqa: E402
 
@@ -415,20 +424,12 @@ async def drained(redactions: Redactions, held: list[str]) -> float:
 @contextlib.asynccontextmanager
 async def recording(server: Server, spy: str, out: Path) -> AsyncIterator[None]:
     """py-spy on `server` while the block runs: samples of whichever thread holds the GIL."""
-    command = [spy, "record", "--pid", str(server.process.pid), "--rate", "500", "--format",
-               "raw", "--output", str(out), "--nonblocking", "--gil"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)  # fmt: skip
+    process = start_py_spy(spy, server.pid, out)
     await asyncio.sleep(1.0)  # py-spy attaches
     try:
         yield
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGINT)  # py-spy writes its output on SIGINT
-        try:
-            await asyncio.to_thread(process.wait, 30)
-        except subprocess.TimeoutExpired:
-            stop(process)
+        await asyncio.to_thread(stop_py_spy, process)
 
 
 # -- afterwards ----------------------------------------------------------------------------

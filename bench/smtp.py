@@ -69,7 +69,16 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `python bench/smtp.py` puts bench/, not the repo, first
     sys.path.insert(0, str(REPO))
 
-from bench.procs import Server, cpu_seconds, free_port, scratch, stop, top_frames  # noqa: E402
+from bench.procs import (  # noqa: E402
+    Server,
+    cpu_seconds,
+    free_port,
+    scratch,
+    start_py_spy,
+    stop,
+    stop_py_spy,
+    top_frames,
+)
 
 HELD_SENDER = "mark@blocked.example"
 FRIEND_SENDER = "jordan.lee@friends.example"
@@ -282,20 +291,12 @@ def paced_latencies(port: int, sender: str, *, rate: float, seconds: float) -> l
 @contextlib.contextmanager
 def recording(server: Server, spy: str, out: Path) -> Iterator[None]:
     """py-spy on `server` while the block runs: samples of whichever thread holds the GIL."""
-    command = [spy, "record", "--pid", str(server.pid), "--rate", "500", "--format", "raw",
-               "--output", str(out), "--nonblocking", "--gil"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)  # fmt: skip
+    process = start_py_spy(spy, server.pid, out)
     time.sleep(1.0)  # py-spy attaches
     try:
         yield
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGINT)  # py-spy writes its output on SIGINT
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            stop(process)
+        stop_py_spy(process)
 
 
 def warm_up_and_latency(row: Row, args: argparse.Namespace) -> None:
