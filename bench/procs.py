@@ -40,12 +40,15 @@ class Server:
         return self.process.pid
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group, SIGKILL it after 10 s; never leaves a member behind."""
+def stop(
+    process: subprocess.Popen[bytes], first: signal.Signals = signal.SIGTERM, grace: float = 10
+) -> None:
+    """Send `first` to the process group, SIGKILL it after `grace` s; never leaves a member
+    behind."""
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(process.pid, first)
     try:
-        process.wait(timeout=10)
+        process.wait(timeout=grace)
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
@@ -107,21 +110,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def start_py_spy(spy: str, pid: int, out: Path) -> subprocess.Popen[bytes]:
     """py-spy recording process `pid` into `out` (raw collapsed stacks, --gil), in its own
-    session; give it about a second to attach before the part to profile."""
+    session; give it about a second to attach before the part to profile. Stop it with
+    `stop(process, signal.SIGINT, 30)`: SIGINT is what makes py-spy write its output."""
     command = [spy, "record", "--pid", str(pid), "--rate", "500", "--format", "raw",
                "--output", str(out), "--nonblocking", "--gil"]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # fmt: skip
-
-
-def stop_py_spy(process: subprocess.Popen[bytes]) -> None:
-    """SIGINT, on which py-spy writes its output; `stop` it if it has not ended in 30 s."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGINT)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        stop(process)
 
 
 def top_frames(

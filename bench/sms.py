@@ -94,7 +94,6 @@ from bench.procs import (  # noqa: E402
     scratch,
     start_py_spy,
     stop,
-    stop_py_spy,
     top_frames,
 )
 from tests.factories import config_data  # noqa: E402
@@ -429,7 +428,7 @@ async def recording(server: Server, spy: str, out: Path) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await asyncio.to_thread(stop_py_spy, process)
+        await asyncio.to_thread(stop, process, signal.SIGINT, 30)  # py-spy writes on SIGINT
 
 
 # -- afterwards ----------------------------------------------------------------------------

@@ -76,7 +76,6 @@ from bench.procs import (  # noqa: E402
     scratch,
     start_py_spy,
     stop,
-    stop_py_spy,
     top_frames,
 )
 
@@ -296,7 +295,7 @@ def recording(server: Server, spy: str, out: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        stop_py_spy(process)
+        stop(process, signal.SIGINT, 30)  # py-spy writes its output on SIGINT
 
 
 def warm_up_and_latency(row: Row, args: argparse.Namespace) -> None:
