@@ -385,16 +385,63 @@ def test_dot_stuffed_lines_arrive_unchanged(tmp_path: Path) -> None:
     assert delivered.endswith(b"\r\n" + message)
 
 
-def test_overlong_line_is_refused_whole(tmp_path: Path) -> None:
-    """A line over RFC 5321's limit is refused (500) and nothing is kept."""
-    service = Service(tmp_path, f"maildir:{tmp_path / 'mail'}")
+LONG_HEADER = b"DKIM-Signature: v=1; h=" + b":".join([b"from"] * 999) + b"\r\n"
+LONG_BODY_LINE = b"\r\n" + b"y" * (1 << 20) + b"\r\n"
 
-    async def run() -> int:
+
+def _long_line_letters() -> list[tuple[str, bytes]]:
+    """His and a friend's message with a 5,000-byte header line, then with a 1 MB line."""
+    letters = []
+    for sender, message in (("mark.smith@gmail.com", HELD), ("friend@example.org", ALLOWED)):
+        head, _, body = message.partition(b"\r\n\r\n")
+        assert len(LONG_HEADER) > 5000
+        letters.append((sender, head + b"\r\n" + LONG_HEADER + b"\r\n" + body))
+        letters.append((sender, message + b"." + LONG_BODY_LINE))  # a stuffed dot, too
+    return letters
+
+
+def test_long_lines_are_accepted_held_and_delivered(tmp_path: Path) -> None:
+    """The daemon takes a 5,000-byte header line and a 1 MB line: sealed when held,
+    delivered byte-identical when allowed, 250 either way."""
+    port, config = free_port(), tmp_path / "config.yaml"
+    _write_config(config, port)
+    letters = _long_line_letters()
+    with daemon(config, port) as process:
+        replies = []
+        with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
+            client.ehlo("client.test")
+            for sender, message in letters:
+                client.mail(sender)
+                client.rcpt("sam@home.example")
+                replies.append(client.data(message)[0])
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+    assert replies == [250] * 4
+    delivered = maildir_messages(tmp_path / "mail")
+    allowed = [m for s, m in letters if s == "friend@example.org"]
+    assert sorted(m.split(b"\r\n", 3)[3] for m in delivered) == sorted(allowed)
+    sealed = [original for _, original in held_items(tmp_path / "archive")]
+    assert sorted(sealed) == sorted(m for s, m in letters if s == "mark.smith@gmail.com")
+    verify_archive(tmp_path / "archive")
+
+
+def test_long_line_over_the_size_limit_is_552_held_or_not(tmp_path: Path) -> None:
+    """One line longer than max_message_bytes is 552 for his mail and a friend's alike,
+    and nothing is kept."""
+    service = Service(tmp_path, f"maildir:{tmp_path / 'mail'}", max_message_bytes=4096)
+
+    async def run() -> list[tuple[int, bytes]]:
+        replies = []
         async with service.running():
-            try:
-                return (await service.send("friend@example.org", ALLOWED + b"y" * 5000))[0]
-            except smtplib.SMTPDataError as error:
-                return error.smtp_code
+            for sender, message in (
+                ("mark.smith@gmail.com", HELD),
+                ("friend@example.org", ALLOWED),
+            ):
+                replies.append(await service.send(sender, message + b"z" * 5000 + b"\r\n"))
+        return replies
 
-    assert asyncio.run(run()) == 500
+    held, allowed = asyncio.run(run())
+    assert held == allowed
+    assert held[0] == 552
     assert maildir_messages(tmp_path / "mail") == []
+    assert held_items(service.archive_path) == []

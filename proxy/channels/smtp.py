@@ -7,19 +7,30 @@ Rules this module keeps:
    MTA keeps the message and retries. An exception never becomes a 5xx (aiosmtpd's
    default), because a 5xx makes the sender drop the mail.
 3. DATA is read into one growing buffer, not one object per line (aiosmtpd's own way
-   costs ~4x a message's size in memory: +198 MiB for 50 MiB, measured). `_Server`
-   overrides only `smtp_DATA`, keeping aiosmtpd's replies and checks; it relies on
-   aiosmtpd 1.4's internal hooks, so pyproject pins aiosmtpd < 1.5.
+   costs ~4x a message's size in memory: +198 MiB for 50 MiB, measured), in linear cost.
+   A line may be of any length (a 1 MB line is taken whole, as Postfix takes it): a
+   refusal would be a bounce. Only the size limit refuses (552), before any decision.
+   `_Server` overrides only `connection_made`/`connection_lost` (rule 6) and `smtp_DATA`,
+   keeping aiosmtpd's replies and checks; it relies on aiosmtpd 1.4's internal hooks, so
+   pyproject pins aiosmtpd < 1.5.
 4. Silent to the sender: held and delivered mail get the same reply, word for word; we
    never send a bounce, DSN or auto-reply. The only 5xx replies are the protocol's own
    (size over the limit: 552) and a next hop's permanent refusal of allowed mail, passed
    back as it was given.
+5. An idle client is cut off after `idle_timeout_seconds` (RFC 5321 4.5.3.2): between
+   commands (aiosmtpd's timer) and inside DATA (no bytes for that long). While we work on
+   a message the timer is stopped: the server's own time never cuts off a sender.
+6. Connection limits, as Postfix's: at most `max_connections` sessions, and at most
+   `max_connections_per_client` from one address. Beyond either, the new connection gets
+   421 4.7.0 (try later, never 5xx) and is closed before any greeting. The limits look
+   only at the client's address, never at who the sender is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +44,8 @@ from proxy.pipeline import Arrival, Pipeline
 
 ACCEPTED = "250 2.0.0 Ok: queued"
 RETRY = "451 4.3.0 Temporary failure, please try again later"
+TOO_MANY = "421 4.7.0 Too many connections, please try again later"
+_REFUSALS_LOGGED_EVERY = 60.0
 
 _log = get_logger("smtp")
 
@@ -55,7 +68,7 @@ class SmtpHandler:
                 raw=raw if isinstance(raw, bytes) else raw.encode(),
                 sender=envelope.mail_from or "",
                 recipients=tuple(envelope.rcpt_tos),
-                peer=_peer(session),
+                peer=_address(session.peer),
                 helo=session.host_name or "",
                 options=tuple(
                     o for o in envelope.mail_options if not o.upper().startswith("SIZE=")
@@ -84,13 +97,71 @@ class SmtpHandler:
         return RETRY
 
 
+class Admission:
+    """Open sessions, counted in total and per client address (rule 6)."""
+
+    def __init__(self, *, total: int, per_client: int) -> None:
+        self.total, self.per_client = total, per_client
+        self.open = 0
+        self.by_address: dict[str, int] = {}
+        self.refused = 0
+        self._logged_at = -_REFUSALS_LOGGED_EVERY
+
+    def admit(self, address: str) -> bool:
+        """Count a new session in, or say no (and count the refusal)."""
+        if self.open >= self.total or self.by_address.get(address, 0) >= self.per_client:
+            self.refused += 1
+            now = time.monotonic()
+            if now - self._logged_at >= _REFUSALS_LOGGED_EVERY:  # a flood is not a log flood
+                self._logged_at = now
+                _log.warning("smtp connection limit reached", refused=self.refused)
+            return False
+        self.open += 1
+        self.by_address[address] = self.by_address.get(address, 0) + 1
+        return True
+
+    def release(self, address: str) -> None:
+        self.open -= 1
+        left = self.by_address[address] - 1
+        if left:
+            self.by_address[address] = left
+        else:
+            del self.by_address[address]
+
+
 # The names aiosmtpd looks for on itself with dir(): auth_* (AUTH mechanisms) and smtp_*
 # (the commands it answers).
 _OWN_NAMES = tuple(sorted(n for n in dir(SMTP) if n.startswith(("auth_", "smtp_"))))
 
 
 class _Server(SMTP):
-    """aiosmtpd's SMTP with a leaner DATA reader (rule 3); everything else is aiosmtpd's."""
+    """aiosmtpd's SMTP with a leaner DATA reader (rule 3) and connection limits (rule 6)."""
+
+    def __init__(self, handler: SmtpHandler, admission: Admission, **settings: Any) -> None:
+        super().__init__(handler, **settings)
+        self._admission = admission
+        self._admitted: str | None = None  # the address counted in, until the session ends
+        self._turned_away = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.transport is None:  # the TCP connection (STARTTLS calls this once more)
+            address = _address(transport.get_extra_info("peername"))
+            if not self._admission.admit(address):
+                self._turned_away = True
+                assert isinstance(transport, asyncio.WriteTransport)
+                transport.write(TOO_MANY.encode() + b"\r\n")
+                transport.close()  # sends the 421 first
+                return
+            self._admitted = address
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._turned_away:
+            return
+        if self._admitted is not None:
+            self._admission.release(self._admitted)
+            self._admitted = None
+        super().connection_lost(error)
 
     def __dir__(self) -> list[str]:
         # aiosmtpd's __init__ runs inspect.getmembers(self) on every connection (~80 us) to
@@ -109,35 +180,41 @@ class _Server(SMTP):
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         content, limit = bytearray(), self.data_size_limit
-        too_much = too_long = in_line = False
+        too_much = in_line = False
         while self.transport is not None:
             try:
                 line = await self._reader.readuntil(b"\r\n")
-            except asyncio.LimitOverrunError as error:  # a line over the RFC 5321 limit
-                too_long, content = True, bytearray()
+            except asyncio.LimitOverrunError as error:  # a long line: take what is there
                 line = await self._reader.read(error.consumed)
+            self._reset_timeout()  # idle means no bytes for timeout seconds (rule 5)
             if not in_line and line == b".\r\n":
                 break
             if not in_line and line.startswith(b"."):
                 line = line[1:]  # RFC 5321 4.5.2: undo dot-stuffing
             in_line = not line.endswith(b"\r\n")
-            if not (too_much or too_long):
+            if not too_much:
                 content += line
                 if limit and len(content) > limit:
                     too_much, content = True, bytearray()
-        if too_long or too_much:
+        if too_much:
             self._reset()
-            await self.push(
-                "500 Line too long (see RFC5321 4.5.3.1.6)" if too_long
-                else "552 Error: Too much mail data"
-            )  # fmt: skip
+            await self.push("552 Error: Too much mail data")
             return
         original = bytes(content)
         del content
         self.envelope.content = self.envelope.original_content = original
-        status = await self._call_handler_hook("DATA")
+        self._stop_timeout()  # our work is not the client's idleness (rule 5)
+        try:
+            status = await self._call_handler_hook("DATA")
+        finally:
+            self._reset_timeout()
         self._reset()
         await self.push("250 OK" if status is MISSING else status)
+
+    def _stop_timeout(self) -> None:
+        handle: asyncio.TimerHandle | None = self._timeout_handle
+        if handle is not None:
+            handle.cancel()
 
     def _reset(self) -> None:
         # aiosmtpd's own post-DATA reset (a fresh envelope); untyped there, so cast here.
@@ -145,8 +222,8 @@ class _Server(SMTP):
         reset()
 
 
-def _peer(session: Session) -> str:
-    peer: Any = session.peer
+def _address(peer: object) -> str:
+    """The client's address from a peername (a tuple for IP, a string for a unix socket)."""
     if isinstance(peer, tuple) and peer:
         return str(peer[0])
     return str(peer or "unknown")
@@ -165,10 +242,14 @@ async def serve_smtp(settings: SmtpChannel, handler: SmtpHandler) -> asyncio.bas
     """Start listening; returns the asyncio server (close it to stop accepting)."""
     host, port = parse_listen(settings.listen)
     context = tls_context(settings)
+    admission = Admission(total=settings.max_connections,
+                          per_client=settings.max_connections_per_client)  # fmt: skip
 
     def protocol() -> SMTP:
         return _Server(
             handler,
+            admission,
+            timeout=settings.idle_timeout_seconds,
             data_size_limit=settings.max_message_bytes,
             enable_SMTPUTF8=True,
             decode_data=False,

@@ -170,11 +170,34 @@ class SmtpChannel(_Section):
         default=None, description="PEM certificate chain; with tls_key_file, offers STARTTLS"
     )
     tls_key_file: str | None = Field(default=None, description="PEM private key for STARTTLS")
+    max_connections: int = Field(
+        default=500,
+        ge=1,
+        description="Sessions open at once; one more is told 421 (try later) and closed",
+    )
+    max_connections_per_client: int = Field(
+        default=50,
+        ge=1,
+        description="Sessions open at once from one client address (at most "
+        "max_connections); one more is told 421 (try later) and closed",
+    )
+    idle_timeout_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="A client silent this long (between commands or inside DATA) is "
+        "disconnected (RFC 5321 4.5.3.2: at least 300)",
+    )
 
     @model_validator(mode="after")
     def _tls_pair(self) -> SmtpChannel:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("give both tls_cert_file and tls_key_file, or neither")
+        return self
+
+    @model_validator(mode="after")
+    def _per_client_within_total(self) -> SmtpChannel:
+        if self.max_connections_per_client > self.max_connections:
+            raise ValueError("max_connections_per_client must be at most max_connections")
         return self
 
 
