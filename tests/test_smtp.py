@@ -288,10 +288,10 @@ def _wait_for_port(port: int, process: subprocess.Popen[str], timeout: float = 3
 
 
 @contextlib.contextmanager
-def daemon(config: Path, port: int) -> Iterator[subprocess.Popen[str]]:
+def daemon(config: Path, port: int, **popen: Any) -> Iterator[subprocess.Popen[str]]:
     process = subprocess.Popen(
         [sys.executable, "-m", "proxy", "run", "-c", str(config)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen,
     )  # fmt: skip
     try:
         _wait_for_port(port, process)
