@@ -563,7 +563,7 @@ def test_full_disk_refuses_at_rollover_and_resumes_when_space_returns(small_disk
     try:
         refusal = append_until_refused(log, acked)
         assert isinstance(refusal, ArchiveFull)
-        assert "disk is full" in str(refusal)
+        assert "disk is full (preparing segment 3)" in str(refusal)
         size = log.tree.size
         log_dir = path / layout.LOG_DIR
         assert sorted(os.listdir(log_dir)) == [segment_name(1), segment_name(2)]
@@ -581,6 +581,29 @@ def test_full_disk_refuses_at_rollover_and_resumes_when_space_returns(small_disk
         log.close()
     verify_archive(path)
     assert_holds(path, acked)
+
+
+def test_a_segment_without_room_is_refused_before_a_byte_is_written(
+    small_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Preparing a segment the disk has no room for raises ArchiveFull without filling the
+    disk first, so other files on it (the checkpoint file) can still be written meanwhile."""
+    (small_disk / "other").write_bytes(bytes(SEGMENT))
+    free_before = os.statvfs(small_disk).f_bavail
+    lowest = [free_before]
+    write = os.write
+
+    def watched_write(fd: int, data: bytes | memoryview) -> int:
+        written = write(fd, data)
+        lowest.append(os.statvfs(small_disk).f_bavail)
+        return written
+
+    monkeypatch.setattr(os, "write", watched_write)
+    with pytest.raises(ArchiveFull):
+        create_segment(small_disk, 2, 2 * SEGMENT)
+    monkeypatch.undo()
+    assert min(lowest) == free_before
+    assert os.listdir(small_disk) == ["other"]
 
 
 def test_creation_that_failed_on_a_full_disk_can_be_retried(tmp_path: Path) -> None:

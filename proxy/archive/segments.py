@@ -6,7 +6,10 @@ Rules this module keeps:
    are already allocated, so `fdatasync` flushes only data, no file-size metadata: this
    is what lets one sealed append cost less than a plain append-and-fsync (measured
    ~9,400/s vs ~6,000/s here), and why a full disk shows up when a segment is prepared,
-   not half-way through a record.
+   not half-way through a record. A segment the disk has no room for is refused before
+   a byte of it is written: filling the disk with zeros to find out would, for that
+   moment, make every other write on the disk fail (the `checkpoint` file, the channels'
+   state), though the log itself had room to go on.
 2. The next segment is prepared in the background while the current one fills, so the
    writer rarely waits. A failure to prepare is kept and raised, typed, when the segment
    is needed; nothing is acknowledged that is not on disk.
@@ -64,6 +67,10 @@ def create_segment(directory: Path, number: int, size: int) -> Path:
     final = directory / segment_name(number)
     temporary = directory / (segment_name(number) + ".tmp")
     try:
+        temporary.unlink(missing_ok=True)  # left by a crash, its room is ours to count
+        disk = os.statvfs(directory)
+        if disk.f_bavail * disk.f_frsize < size:  # rule 1: refuse, never fill the disk
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             remaining, unflushed = size, 0
