@@ -4,11 +4,13 @@ Rules this module keeps:
 1. Start-up order: config valid -> archive open (the single-writer lock) -> next hop ->
    listen. Anything that fails stops the start with one line; nothing listens half-ready.
 2. SIGTERM / SIGINT: stop accepting connections, let every message already in DATA
-   finish (sealed or delivered, then answered), close the archive (its tail signed), exit 0.
-3. SIGHUP: reload the config. New rules and next hop apply to the next message, and no
-   connection is dropped. An invalid new config changes nothing; the reason is logged
-   (one problem per log line, no content of any message). Changes to the listen address
-   or the archive need a restart, and the log says so.
+   finish (sealed or delivered, then answered), close the next hop's pooled connections
+   and the archive (its tail signed), exit 0.
+3. SIGHUP: reload the config. New rules and next hop apply to the next message (the old
+   next hop's pooled connections are closed), and no connection is dropped. An invalid
+   new config changes nothing; the reason is logged (one problem per log line, no
+   content of any message). Changes to the listen address or the archive need a
+   restart, and the log says so.
 4. The archive's custody socket is open while the daemon runs, so a contact's tools can
    record their access in the log the daemon holds.
 5. A demo contact (config `demo: true`) gets a throwaway key pair on first start, and a
@@ -95,6 +97,9 @@ class _NoNextHop:
     ) -> None:
         raise DeliveryDeferred("no next hop is configured")
 
+    async def aclose(self) -> None:
+        """Nothing is kept open."""
+
 
 NO_NEXT_HOP = _NoNextHop()
 
@@ -138,6 +143,7 @@ class Daemon:
     def __init__(self, config_path: str) -> None:
         self.config_path = config_path
         self.stop = asyncio.Event()
+        self._closing: set[asyncio.Task[None]] = set()  # replaced next hops, closing
 
     async def run(self) -> int:
         config = load_config(self.config_path)
@@ -189,6 +195,8 @@ class Daemon:
                 await asyncio.wait_for(handler.idle.wait(), _DRAIN_SECONDS)
             except TimeoutError:
                 _log.warning("stopping with messages still in flight; their senders will retry")
+            await pipeline.next_hop.aclose()  # its pooled connections
+            await asyncio.gather(*self._closing)
         finally:
             await archive.close()
         _log.info("stopped")
@@ -213,8 +221,12 @@ class Daemon:
         if (config.channels.sms is None) != (running.channels.sms is None):
             _log.error("reload refused: the sms channel cannot be added or removed while running")
             return
+        replaced = pipeline.next_hop
         pipeline.replace(rules=compile_rules(config), next_hop=next_hop,
                          default_region=config.default_region)  # fmt: skip
+        closing = asyncio.get_running_loop().create_task(replaced.aclose())
+        self._closing.add(closing)  # messages still on its connections close them when done
+        closing.add_done_callback(self._closing.discard)
         if phone is not None and config.channels.sms is not None:
             phone.replace(config.channels.sms, config.default_region)
         live = {"smtp": {"deliver"}, "sms": set(_SMS_LIVE)}

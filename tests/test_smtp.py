@@ -88,6 +88,7 @@ class Service:
         finally:
             server.close()
             await server.wait_closed()
+            await pipeline.next_hop.aclose()
             await archive.close()
 
     async def send(self, sender: str, message: bytes, **options: Any) -> tuple[int, bytes]:

@@ -9,26 +9,38 @@ Rules this module keeps:
    the next hop's own answer, passed back unchanged). Anything else is a defect.
 3. The bytes handed on are exactly the bytes given: no re-encoding, no line-ending games
    beyond SMTP's own dot-stuffing, which the client libraries do and the server undoes.
+4. SMTP and LMTP connections are kept in a `Pool` and reused. A reused connection that
+   fails at the transaction's first command (MAIL: refused with 421, closed, timed out)
+   cannot have taken the message, so it is tried once more on a fresh connection; any
+   failure after MAIL was accepted is DeliveryDeferred and never retried here: a message
+   whose DATA may have been taken is never sent twice, and a 2xx is final. A connection
+   goes back to the pool only after every answer was 2xx. `aclose` closes the pool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import smtplib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import aiosmtplib
 
 from proxy.deliver.address import Destination, Scheme
+from proxy.deliver.pool import Link, Pool
 from proxy.disk import write_all
 from proxy.errors import NocontactError, RetryLater
 
 _TIMEOUT = 60.0
+_CLOSING = 421  # the next hop is closing this connection (its own idle timeout, a restart)
+POOL_SIZE = 20  # Postfix's default concurrency per destination
+POOL_IDLE_SECONDS = 30.0  # well under Postfix's and Dovecot's own idle timeouts
+POOL_CHECK_AFTER = 5.0
 
 
 class DeliveryDeferred(RetryLater):
@@ -48,6 +60,9 @@ class NextHop(Protocol):
     async def deliver(
         self, data: bytes, sender: str, recipients: Sequence[str], options: Sequence[str]
     ) -> None: ...
+
+    async def aclose(self) -> None:
+        """Close what is kept open (the pool's connections)."""
 
 
 def open_next_hop(destination: Destination, *, hostname: str) -> NextHop:
@@ -94,16 +109,21 @@ class Maildir:
         except OSError as error:
             raise DeliveryDeferred(f"maildir delivery failed ({error.strerror})") from error
 
+    async def aclose(self) -> None:
+        """Nothing is kept open."""
+
 
 class SmtpHop:
-    """Relay to an SMTP server (e.g. Postfix's reinjection port) with aiosmtplib."""
+    """Relay to an SMTP server (e.g. Postfix's reinjection port) with aiosmtplib, over
+    pooled connections (rule 4)."""
 
     def __init__(self, host: str, port: int, *, hostname: str) -> None:
         self.host, self.port, self.hostname = host, port, hostname
+        self.pool: Pool[_SmtpLink] = Pool(self._open, size=POOL_SIZE,
+                                          idle_seconds=POOL_IDLE_SECONDS,
+                                          check_after=POOL_CHECK_AFTER)  # fmt: skip
 
-    async def deliver(
-        self, data: bytes, sender: str, recipients: Sequence[str], options: Sequence[str]
-    ) -> None:
+    async def _open(self) -> _SmtpLink:
         client = aiosmtplib.SMTP(
             hostname=self.host, port=self.port, local_hostname=self.hostname,
             timeout=_TIMEOUT, start_tls=False, use_tls=False,
@@ -111,73 +131,215 @@ class SmtpHop:
         try:
             await client.connect()
             await client.ehlo()
-            errors, _ = await client.sendmail(
-                sender, list(recipients), data,
-                mail_options=_supported(options, client.supports_extension),
-            )  # fmt: skip
-        except aiosmtplib.SMTPRecipientsRefused as refused:
-            _refused(
-                [(r.code, r.message) for r in refused.recipients], len(recipients)
-            )  # fmt: skip
         except aiosmtplib.SMTPResponseException as error:
-            if 500 <= error.code < 600:
-                raise DeliveryRefused(error.code, error.message) from error
+            client.close()
             raise DeliveryDeferred(f"next hop answered {error.code}") from error
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
-            raise DeliveryDeferred(f"next hop unreachable ({type(error).__name__})") from error
-        finally:
             client.close()
-        if errors:
-            _refused([(e.code, e.message) for e in errors.values()], len(recipients))
-
-
-class LmtpHop:
-    """Delivery over LMTP (e.g. Dovecot), TCP or a unix socket, with stdlib smtplib.LMTP.
-
-    LMTP answers DATA once per recipient; smtplib reads only the first answer, so the
-    others are read with `getreply`. Runs in a worker thread (smtplib blocks).
-    """
-
-    def __init__(self, destination: Destination, *, hostname: str) -> None:
-        self.destination, self.hostname = destination, hostname
-
-    def _send(
-        self, data: bytes, sender: str, recipients: Sequence[str], options: Sequence[str]
-    ) -> None:
-        where = self.destination
-        host = where.path or where.host
-        with smtplib.LMTP(host, where.port or 24, local_hostname=self.hostname,
-                          timeout=_TIMEOUT) as client:  # fmt: skip
-            client.ehlo()
-            code, text = client.mail(sender, _supported(options, client.has_extn))
-            if code != 250:
-                _answer(code, text)
-            accepted: list[tuple[int, bytes]] = []
-            refusals: list[tuple[int, bytes]] = []
-            for recipient in recipients:
-                code, text = client.rcpt(recipient)
-                (accepted if code in (250, 251) else refusals).append((code, text))
-            if not accepted:
-                client.rset()
-                _refused([(c, t.decode(errors="replace")) for c, t in refusals], len(recipients))
-            answers = [client.data(data)]
-            answers += [client.getreply() for _ in accepted[1:]]
-            failed = [(c, t.decode(errors="replace")) for c, t in answers if c != 250]
-            if refusals or failed:
-                _refused(
-                    [(c, t.decode(errors="replace")) for c, t in refusals] + failed,
-                    len(recipients),
-                )
+            raise DeliveryDeferred(f"next hop unreachable ({type(error).__name__})") from error
+        return _SmtpLink(client)
 
     async def deliver(
         self, data: bytes, sender: str, recipients: Sequence[str], options: Sequence[str]
     ) -> None:
+        async def transaction(link: _SmtpLink) -> None:
+            await _smtp_transaction(link.client, data, sender, recipients, options)
+
+        await _lend(self.pool, transaction)
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+
+
+class _SmtpLink:
+    def __init__(self, client: aiosmtplib.SMTP) -> None:
+        self.client = client
+
+    async def check(self) -> bool:
         try:
-            await asyncio.to_thread(self._send, data, sender, recipients, options)
-        except (DeliveryDeferred, DeliveryRefused):
+            await self.client.noop()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            return False
+        return True
+
+    async def quit(self) -> None:
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+            await self.client.quit()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+async def _smtp_transaction(
+    client: aiosmtplib.SMTP,
+    data: bytes,
+    sender: str,
+    recipients: Sequence[str],
+    options: Sequence[str],
+) -> None:
+    mail_options = _supported(options, client.supports_extension)
+    utf8 = any(option.upper() == "SMTPUTF8" for option in mail_options)
+    if client.supports_extension("size"):
+        mail_options.insert(0, f"SIZE={len(data)}")
+    try:
+        await client.mail(sender, options=mail_options, encoding="utf-8" if utf8 else "ascii")
+    except aiosmtplib.SMTPResponseException as error:
+        if error.code == _CLOSING:
+            raise _Unused(f"next hop answered {error.code}") from error
+        _answer(error.code, error.message.encode())
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+        raise _Unused(f"next hop unreachable ({type(error).__name__})") from error
+    try:
+        refusals: list[tuple[int, str]] = []
+        for recipient in recipients:
+            try:
+                await client.rcpt(recipient, encoding="utf-8" if utf8 else "ascii")
+            except aiosmtplib.SMTPRecipientRefused as refused:
+                refusals.append((refused.code, refused.message))
+        if len(refusals) == len(recipients):
+            _refused(refusals, len(recipients))
+        await client.data(data)
+    except aiosmtplib.SMTPResponseException as error:
+        _answer(error.code, error.message.encode())
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+        raise DeliveryDeferred(f"next hop unreachable ({type(error).__name__})") from error
+    if refusals:
+        _refused(refusals, len(recipients))
+
+
+class LmtpHop:
+    """Delivery over LMTP (e.g. Dovecot), TCP or a unix socket, with stdlib smtplib.LMTP,
+    over pooled connections (rule 4).
+
+    LMTP answers DATA once per recipient; smtplib reads only the first answer, so the
+    others are read with `getreply`. Each transaction runs in a worker thread (smtplib
+    blocks); the pool itself is used on the event loop.
+    """
+
+    def __init__(self, destination: Destination, *, hostname: str) -> None:
+        self.destination, self.hostname = destination, hostname
+        self.pool: Pool[_LmtpLink] = Pool(self._open, size=POOL_SIZE,
+                                          idle_seconds=POOL_IDLE_SECONDS,
+                                          check_after=POOL_CHECK_AFTER)  # fmt: skip
+
+    def _connect(self) -> smtplib.LMTP:
+        where = self.destination
+        client = smtplib.LMTP(where.path or where.host, where.port or 24,
+                              local_hostname=self.hostname, timeout=_TIMEOUT)  # fmt: skip
+        try:
+            code, _ = client.ehlo()
+        except BaseException:
+            client.close()
             raise
+        if code != 250:
+            client.close()
+            raise DeliveryDeferred(f"next hop answered {code}")
+        return client
+
+    async def _open(self) -> _LmtpLink:
+        try:
+            return _LmtpLink(await asyncio.to_thread(self._connect))
         except (TimeoutError, smtplib.SMTPException, OSError) as error:
             raise DeliveryDeferred(f"next hop unreachable ({type(error).__name__})") from error
+
+    async def deliver(
+        self, data: bytes, sender: str, recipients: Sequence[str], options: Sequence[str]
+    ) -> None:
+        async def transaction(link: _LmtpLink) -> None:
+            await asyncio.to_thread(_lmtp_transaction, link.client, data, sender, recipients,
+                                    options)  # fmt: skip
+
+        await _lend(self.pool, transaction)
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+
+
+class _LmtpLink:
+    def __init__(self, client: smtplib.LMTP) -> None:
+        self.client = client
+
+    def _noop(self) -> bool:
+        try:
+            return self.client.noop()[0] == 250
+        except (smtplib.SMTPException, OSError):
+            return False
+
+    def _quit(self) -> None:
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            self.client.quit()
+
+    async def check(self) -> bool:
+        return await asyncio.to_thread(self._noop)
+
+    async def quit(self) -> None:
+        await asyncio.to_thread(self._quit)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _lmtp_transaction(
+    client: smtplib.LMTP,
+    data: bytes,
+    sender: str,
+    recipients: Sequence[str],
+    options: Sequence[str],
+) -> None:
+    try:
+        code, text = client.mail(sender, _supported(options, client.has_extn))
+    except (smtplib.SMTPServerDisconnected, OSError) as error:
+        raise _Unused(f"next hop unreachable ({type(error).__name__})") from error
+    if code == _CLOSING:
+        raise _Unused(f"next hop answered {code}")
+    try:
+        if code != 250:
+            _answer(code, text)
+        accepted: list[tuple[int, bytes]] = []
+        refusals: list[tuple[int, bytes]] = []
+        for recipient in recipients:
+            code, text = client.rcpt(recipient)
+            (accepted if code in (250, 251) else refusals).append((code, text))
+        if not accepted:
+            _refused([(c, t.decode(errors="replace")) for c, t in refusals], len(recipients))
+        answers = [client.data(data)]
+        answers += [client.getreply() for _ in accepted[1:]]
+    except (TimeoutError, smtplib.SMTPException, OSError) as error:
+        if isinstance(error, smtplib.SMTPResponseException):  # DATA's 354 never came
+            said = error.smtp_error
+            _answer(error.smtp_code, said if isinstance(said, bytes) else said.encode())
+        raise DeliveryDeferred(f"next hop unreachable ({type(error).__name__})") from error
+    failed = [(c, t.decode(errors="replace")) for c, t in answers if c != 250]
+    if refusals or failed:
+        _refused([(c, t.decode(errors="replace")) for c, t in refusals] + failed, len(recipients))
+
+
+class _Unused(DeliveryDeferred):
+    """The connection failed at the transaction's first command: nothing of the message
+    can have been taken, so it may be tried once more on a fresh connection (rule 4)."""
+
+
+L = TypeVar("L", bound=Link)
+
+
+async def _lend(pool: Pool[L], transaction: Callable[[L], Awaitable[None]]) -> None:
+    """Run a transaction on a pooled connection, retrying once on a fresh one if a reused
+    connection failed before anything was sent (rule 4); keep it only if all went well."""
+    link, reused = await pool.take()
+    while True:
+        try:
+            await transaction(link)
+        except _Unused as unused:
+            pool.discard(link)
+            if not reused:
+                raise DeliveryDeferred(str(unused)) from unused
+            link, reused = await pool.fresh(), False
+            continue
+        except BaseException:
+            pool.discard(link)
+            raise
+        pool.give_back(link)
+        return
 
 
 def _supported(options: Sequence[str], has: Callable[[str], bool]) -> list[str]:
