@@ -288,6 +288,9 @@ class _Walker:
         except UnicodeEncodeError:
             self._fail(loc, _spot(node), "contains a character that is not valid Unicode")
             return None
+        if "\0" in value:  # no name, address or path holds one; os.path raises on it
+            self._fail(loc, _spot(node), "contains a NUL character (\\0)")
+            return None
         return self._substitute(value, loc, _spot(node))
 
     def _substitute(self, text: str, loc: Loc, spot: Spot) -> str | None:

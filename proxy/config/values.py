@@ -120,6 +120,10 @@ def web_url(value: str) -> str:
     parts = urllib.parse.urlsplit(value.strip())
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError(f"'{value}' is not a web address (expected https://host/path)")
+    try:
+        parts.port  # noqa: B018 - reading it checks it; twilio's validator reads it per request
+    except ValueError:
+        raise ValueError(f"'{value}' has a port that is not a number from 0 to 65535") from None
     if parts.query or parts.fragment:
         raise ValueError(f"'{value}' has a query or fragment (expected https://host/path)")
     return urllib.parse.urlunsplit(parts).rstrip("/")

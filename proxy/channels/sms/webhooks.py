@@ -85,12 +85,22 @@ def signed_params(
     """
     text = body.decode("utf-8", "replace")
     params = MultiDict(urllib.parse.parse_qsl(text, keep_blank_values=True))
-    if not signature:
+    if not signature or not _signable(url):
         return None
     for form in _url_forms(url):
         if compare(validator.compute_signature(form, params), signature):
             return params
     return None
+
+
+def _signable(url: str) -> bool:
+    """Whether Twilio could have signed `url`: it signs UTF-8 text, and aiohttp's pure-Python
+    parser hands on a request line's undecodable bytes as lone surrogates (fuzzing found it)."""
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=64)
