@@ -87,7 +87,10 @@ class InboundMessage:
     quoted parts, the From, To and Cc lines). `search_text` is the same text folded for
     matching (see `proxy.fold`), computed once by normalize so the rules do no
     per-character work of their own. `authentication_results` are the receiving servers'
-    SPF/DKIM/DMARC verdicts (email), kept so the seal records them.
+    SPF/DKIM/DMARC verdicts (email), kept so the seal records them. `complete` is False
+    when reading the message closely stopped at a cap (`proxy.normalize.limits`): the
+    rules then also scan all of `raw` (`proxy.rules.scan`); `headers_complete` is False
+    when the header block itself was not read to its end.
     """
 
     channel: Channel
@@ -102,6 +105,8 @@ class InboundMessage:
     provider_id: str | None = None
     authentication_results: tuple[str, ...] = ()
     defects: tuple[str, ...] = field(default=())
+    complete: bool = True
+    headers_complete: bool = True
 
     def __repr__(self) -> str:
         return (

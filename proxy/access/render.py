@@ -197,5 +197,5 @@ def _render_part(part: Any) -> list[str]:
     except LookupError:
         text = data.decode("utf-8", "replace")
     if content_type == "text/html":
-        text = html_to_text(text)
+        text = html_to_text(text).text
     return [*text.splitlines(), ""]

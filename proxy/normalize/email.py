@@ -16,7 +16,11 @@ Rules this module keeps:
    split over quoted lines still reads as one.
 4. Never raises. A header or part that cannot be read is read again as raw text, and a
    message the parser rejects as a whole is searched as raw text: broken MIME is still held
-   if it is his.
+   if it is his. Every string it yields is valid text (`proxy.normalize.valid`).
+5. Bounded: only the prefix `proxy.normalize.limits` allows is parsed, text is capped per
+   part and per message, and so are the encoded words decoded per header and the
+   addresses and numbers read out. Past any cap the message is marked incomplete
+   (`InboundMessage.complete`), and the rules scan all of its bytes linearly.
 """
 
 from __future__ import annotations
@@ -35,7 +39,9 @@ from proxy.fold import fold
 from proxy.identity import canonical_email
 from proxy.message import Channel, Envelope, Identity, IdentityKind, InboundMessage
 from proxy.normalize.html import html_to_text
+from proxy.normalize.limits import LIMITS, analysed_prefix
 from proxy.normalize.mentions import mentions_in
+from proxy.normalize.valid import valid_text
 
 _SENDER_HEADERS = ("from", "sender", "reply-to", "return-path", "resent-from", "resent-sender")
 _VISIBLE_HEADERS = ("from", "to", "cc")
@@ -59,6 +65,26 @@ _PARSE_FAULTS = (
 )
 
 
+class _Reading:
+    """What is left of one message's reading budget (module rule 5), and whether the
+    close reading covered everything."""
+
+    __slots__ = ("complete", "defects", "text_left")
+
+    def __init__(self, complete: bool) -> None:
+        self.complete = complete
+        self.text_left = LIMITS.message_text
+        self.defects: list[str] = []
+
+    def take(self, text: str, cap: int = LIMITS.part_text) -> str:
+        """`text`, cut to the part cap and to what is left of the message's."""
+        allowed = min(cap, self.text_left)
+        if len(text) > allowed:
+            text, self.complete = text[:allowed], False
+        self.text_left -= len(text)
+        return text
+
+
 def normalize_email(
     raw: bytes,
     *,
@@ -74,40 +100,48 @@ def normalize_email(
     lines): enough for the direct rules, at a fraction of the cost for a large message.
     The result still carries the whole `raw`, which is what gets sealed.
     """
-    defects: list[str] = []
-    source = _header_block(raw) if headers_only else raw
+    prefix = analysed_prefix(raw)
+    source = prefix.data[: prefix.header_end] if headers_only else prefix.data
+    reading = _Reading(prefix.headers_complete if headers_only else prefix.complete)
+    defects = reading.defects
     try:
         message = _PARSER.parsebytes(source)
-        senders = list(_senders_of(message, defects))
-        authentication = tuple(_all_values(message, "authentication-results", defects))
-        subject = _header_text(message, "subject", defects)
-        text = "\n".join(_visible_text(message, defects, headers_only=headers_only))
+        senders = list(_senders_of(message, reading))
+        authentication = tuple(
+            valid_text(v) for v in _all_values(message, "authentication-results", defects)
+        )
+        subject = reading.take(_header_text(message, "subject", reading))
+        text = "\n".join(_visible_text(message, reading, headers_only=headers_only))
     except _PARSE_FAULTS as fault:
         defects.append(f"unparseable message: {type(fault).__name__}")
         senders, subject, authentication = [], "", ()
-        text = source.decode("utf-8", errors="replace")
+        text = reading.take(source.decode("utf-8", errors="replace"), LIMITS.message_text)
+        reading.complete = False
     envelope_address = canonical_email(envelope_sender) if envelope_sender else None
     if envelope_address is not None:
         senders.append(Identity(kind=IdentityKind.EMAIL, value=envelope_address, source="envelope"))
     text = _QUOTE_MARKERS.sub("", text)
+    mentions, all_mentions = mentions_in(text, default_region, limit=LIMITS.mentions)
     return InboundMessage(
         channel=Channel.EMAIL,
         raw=raw,
-        envelope=Envelope(sender=envelope_sender, recipients=recipients),
+        envelope=Envelope(sender=valid_text(envelope_sender), recipients=recipients),
         senders=tuple(dict.fromkeys(senders)),
-        mentions=mentions_in(text, default_region),
+        mentions=mentions,
         subject=subject,
         text=text,
         search_text=fold(f"{subject}\n{text}"),
         received_at=received_at,
         authentication_results=authentication,
         defects=tuple(defects),
+        complete=reading.complete and all_mentions,
+        headers_complete=prefix.headers_complete,
     )
 
 
-def _senders_of(message: Message, defects: list[str]) -> Iterator[Identity]:
+def _senders_of(message: Message, reading: _Reading) -> Iterator[Identity]:
     for header in _SENDER_HEADERS:
-        for display_name, address in _addresses(message, header, defects):
+        for display_name, address in _addresses(message, header, reading):
             canonical = canonical_email(address) if address else None
             if canonical is not None:
                 yield Identity(kind=IdentityKind.EMAIL, value=canonical, source=header)
@@ -117,17 +151,17 @@ def _senders_of(message: Message, defects: list[str]) -> Iterator[Identity]:
                 )
 
 
-def _addresses(message: Message, header: str, defects: list[str]) -> list[tuple[str, str]]:
+def _addresses(message: Message, header: str, reading: _Reading) -> list[tuple[str, str]]:
     """(display name, address) pairs of every instance of `header`, however broken."""
-    values = _all_values(message, header, defects)
+    values = _all_values(message, header, reading.defects)
     if not values:
         return []
     try:
         pairs = getaddresses(values)
     except _PARSE_FAULTS:
-        defects.append(f"unreadable {header} header")
+        reading.defects.append(f"unreadable {header} header")
         return []
-    return [(_decoded(name), _unescape(address)) for name, address in pairs]
+    return [(_decoded(name, reading), valid_text(_unescape(address))) for name, address in pairs]
 
 
 def _all_values(message: Message, header: str, defects: list[str]) -> list[str]:
@@ -155,59 +189,77 @@ def _unescape(text: str) -> str:
         return text
 
 
-def _decoded(text: str) -> str:
-    """A header's text with RFC 2047 encoded words decoded and raw UTF-8 read as UTF-8."""
+def _decoded(text: str, reading: _Reading) -> str:
+    """A header's text with RFC 2047 encoded words decoded and raw UTF-8 read as UTF-8.
+
+    At most `encoded_words` words are decoded (module rule 5); the rest is kept as written.
+    """
     if "=?" in text:
+        head, tail = text, ""
+        cut = _nth_word(text, LIMITS.encoded_words)
+        if cut is not None:
+            head, tail, reading.complete = text[:cut], text[cut:], False
         try:
-            return _unescape(str(make_header(decode_header(text))))
+            return valid_text(_unescape(str(make_header(decode_header(head)))) + tail)
         except _PARSE_FAULTS:
             pass
-    return _unescape(" ".join(text.split()))
+    return valid_text(_unescape(" ".join(text.split())))
 
 
-def _header_text(message: Message, header: str, defects: list[str]) -> str:
-    values = _all_values(message, header, defects)
-    return " ".join(_decoded(v) for v in values)
+def _nth_word(text: str, n: int) -> int | None:
+    """Where the `n`th encoded word after the first begins, if there are that many."""
+    at = text.find("=?")
+    for _ in range(n):
+        if at == -1:
+            return None
+        at = text.find("=?", at + 2)
+    return None if at == -1 else at
+
+
+def _header_text(message: Message, header: str, reading: _Reading) -> str:
+    values = _all_values(message, header, reading.defects)
+    return " ".join(_decoded(v, reading) for v in values)
 
 
 def _visible_text(
-    message: Message, defects: list[str], *, headers_only: bool = False
+    message: Message, reading: _Reading, *, headers_only: bool = False
 ) -> Iterator[str]:
     for header in _VISIBLE_HEADERS:
-        value = _header_text(message, header, defects)
+        value = reading.take(_header_text(message, header, reading))
         if value:
             yield f"{header.title()}: {value}"
-    if not headers_only:
-        for part in message.walk():
-            yield from _part_text(part, defects)
+    if headers_only:
+        return
+    for count, part in enumerate(message.walk()):
+        if count >= LIMITS.parts or reading.text_left <= 0:
+            reading.complete = False
+            return
+        yield from _part_text(part, reading)
 
 
-def _header_block(raw: bytes) -> bytes:
-    """The message up to and including the blank line after its headers."""
-    ends = [end for end in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if end >= 0]
-    if not ends:
-        return raw[: 1 << 20]
-    end = min(ends)
-    return raw[: end + (4 if raw.startswith(b"\r\n\r\n", end) else 2)]
-
-
-def _part_text(part: Message, defects: list[str]) -> Iterator[str]:
+def _part_text(part: Message, reading: _Reading) -> Iterator[str]:
     try:
         content_type = part.get_content_type()
         filename = part.get_filename()
     except _PARSE_FAULTS:
-        defects.append("unreadable part headers")
+        reading.defects.append("unreadable part headers")
         content_type, filename = "application/octet-stream", None
     if filename:
-        yield f"[attachment: {_decoded(filename)}]"
+        yield reading.take(f"[attachment: {_decoded(filename, reading)}]")
     if content_type in ("message/rfc822", "message/global"):
-        yield from _forwarded_headers(part, defects)
+        yield from _forwarded_headers(part, reading)
     elif content_type == "text/rfc822-headers" or content_type.startswith("text/"):
-        body = _decoded_payload(part, defects)
-        yield html_to_text(body) if content_type == "text/html" else body
+        body = _decoded_payload(part, reading.defects)
+        if content_type == "text/html":
+            if len(body) > LIMITS.html_markup:
+                body, reading.complete = body[: LIMITS.html_markup], False
+            rendered = html_to_text(body, min(LIMITS.part_text, reading.text_left))
+            reading.complete = reading.complete and rendered.complete
+            body = rendered.text
+        yield reading.take(body)
 
 
-def _forwarded_headers(part: Message, defects: list[str]) -> Iterator[str]:
+def _forwarded_headers(part: Message, reading: _Reading) -> Iterator[str]:
     try:
         payload = part.get_payload()
         inner = payload[0] if isinstance(payload, list) and payload else None
@@ -216,7 +268,7 @@ def _forwarded_headers(part: Message, defects: list[str]) -> Iterator[str]:
     if not isinstance(inner, Message):
         return
     for header in _FORWARDED_HEADERS:
-        value = _header_text(inner, header, defects)
+        value = reading.take(_header_text(inner, header, reading))
         if value:
             yield f"{header.title()}: {value}"
 
@@ -228,11 +280,11 @@ def _decoded_payload(part: Message, defects: list[str]) -> str:
         data = None
     if not isinstance(data, bytes):
         raw = part.get_payload()
-        return raw if isinstance(raw, str) else ""
+        return valid_text(raw) if isinstance(raw, str) else ""
     charset = _charset(part)
     try:
-        return data.decode(charset, errors="replace")
-    except LookupError:
+        return valid_text(data.decode(charset, errors="replace"))
+    except _PARSE_FAULTS:  # an unknown charset, or a codec that cannot replace (idna)
         defects.append("unknown charset")
         return data.decode("utf-8", errors="replace")
 

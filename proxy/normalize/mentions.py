@@ -6,12 +6,15 @@ Rules this module keeps:
 2. Cost is linear in the text: a cheap scan for candidates ('@', runs of digits), then the
    real parsers (canonical_email, phonenumbers) only on the few candidates.
 3. Never raises on any text.
+4. Bounded: at most `limit` of each kind are parsed; the caller learns if there were more
+   (the rules then scan the whole message linearly, `proxy.rules.scan`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from itertools import islice
 
 from proxy.identity import canonical_email, e164
 from proxy.message import Identity, IdentityKind
@@ -57,7 +60,12 @@ def phones_in(text: str, region: str | None, source: str) -> Iterator[Identity]:
             yield Identity(kind=IdentityKind.PHONE, value=number, source=source)
 
 
-def mentions_in(text: str, region: str | None, source: str = "text") -> tuple[Identity, ...]:
-    """Addresses and numbers written in `text`, each once."""
-    found = dict.fromkeys([*addresses_in(text, source), *phones_in(text, region, source)])
-    return tuple(found)
+def mentions_in(
+    text: str, region: str | None, source: str = "text", *, limit: int = 1_000
+) -> tuple[tuple[Identity, ...], bool]:
+    """Addresses and numbers written in `text`, each once, at most `limit` of each kind
+    read (a precise parse costs microseconds each); and whether that was all of them."""
+    addresses = list(islice(addresses_in(text, source), limit + 1))
+    phones = list(islice(phones_in(text, region, source), limit + 1))
+    complete = len(addresses) <= limit and len(phones) <= limit
+    return tuple(dict.fromkeys([*addresses[:limit], *phones[:limit]])), complete

@@ -16,10 +16,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import ahocorasick_rs
+import phonenumbers
 
 from proxy.config.model import Config
 from proxy.fold import fold
 from proxy.identity import canonical_email, e164
+from proxy.rules.scan import ScanBook, Target, compile_scan
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,6 +51,7 @@ class Rulebook:
     allow: IdentityTable
     mention_names: ahocorasick_rs.AhoCorasick | None  # every folded name and alias
     mention_rules: tuple[Rule, ...]  # the rule of each name, by pattern index
+    scan: ScanBook  # the linear scan of a message past the reading caps
 
 
 def compile_rules(config: Config) -> Rulebook:
@@ -56,6 +59,8 @@ def compile_rules(config: Config) -> Rulebook:
     region = config.default_region
     direct, intermediaries, allow = IdentityTable(), IdentityTable(), IdentityTable()
     mentions: dict[str, Rule] = {}
+    words: dict[str, Target] = {}
+    phones: dict[str, Target] = {}
     for person in config.people:
         key = f"people.{person.id}"
         _add_emails(direct, person.emails, Rule(rule_id=f"{key}.emails", what=person.id))
@@ -70,6 +75,13 @@ def compile_rules(config: Config) -> Rulebook:
             rule = Rule(rule_id=rule_id, what=person.id)
             for name in names:
                 direct.names.setdefault(fold(name), rule)
+                words.setdefault(fold(name), Target(rule_id=rule_id, what=person.id))
+        _scan_emails(words, person.emails, Target(rule_id=f"{key}.emails", what=person.id))
+        for domain in person.domains:
+            target = Target(rule_id=f"{key}.domains", what=person.id)
+            for lead in "@.":
+                words.setdefault(fold(lead + domain.lower().rstrip(".")), target)
+        _scan_phones(phones, person.phones, region, rule_id=f"{key}.phones", what=person.id)
         for names, rule_id in named[1:]:
             rule = Rule(rule_id=rule_id, what=person.id)
             for name in names:
@@ -80,6 +92,10 @@ def compile_rules(config: Config) -> Rulebook:
         rule = Rule(rule_id=f"intermediaries.{middle.id}", what=middle.id)
         _add_emails(intermediaries, middle.emails, rule)
         _add_phones(intermediaries, middle.phones, region, rule)
+        _scan_emails(words, middle.emails, Target(rule_id=rule.rule_id, what=middle.id,
+                                                  intermediary=True))  # fmt: skip
+        _scan_phones(phones, middle.phones, region, rule_id=rule.rule_id, what=middle.id,
+                     intermediary=True)  # fmt: skip
     _add_emails(allow, config.allow.emails, Rule(rule_id="allow.emails", what="allowed"))
     _add_domains(allow, config.allow.domains, Rule(rule_id="allow.domains", what="allowed"))
     _add_phones(allow, config.allow.phones, region, Rule(rule_id="allow.phones", what="allowed"))
@@ -89,7 +105,36 @@ def compile_rules(config: Config) -> Rulebook:
         allow=allow,
         mention_names=ahocorasick_rs.AhoCorasick(list(mentions)) if mentions else None,
         mention_rules=tuple(mentions.values()),
+        scan=compile_scan(words, phones),
     )
+
+
+def _scan_emails(words: dict[str, Target], addresses: Iterable[str], target: Target) -> None:
+    """An address as written and as canonical (the linear scan has no parser to canonize)."""
+    for address in addresses:
+        for form in (address.strip().lower(), canonical_email(address)):
+            if form:
+                words.setdefault(fold(form), target)
+
+
+def _scan_phones(
+    phones: dict[str, Target], numbers: Iterable[str], region: str | None, *, rule_id: str,
+    what: str, intermediary: bool = False,
+) -> None:  # fmt: skip
+    """A number's national digits, with the leads it may be written after: its country
+    code, a trunk prefix, or an international prefix and the country code."""
+    for written in numbers:
+        number = e164(written, region)
+        if number is None:
+            continue
+        parsed = phonenumbers.parse(number)
+        country = str(parsed.country_code)
+        national = phonenumbers.national_significant_number(parsed)
+        leads = frozenset({country, "0", "1", f"00{country}", f"011{country}"})
+        phones.setdefault(
+            national, Target(rule_id=rule_id, what=what, intermediary=intermediary,
+                             phone_leads=leads),
+        )  # fmt: skip
 
 
 def _add_emails(table: IdentityTable, addresses: Iterable[str], rule: Rule) -> None:

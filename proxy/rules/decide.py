@@ -10,6 +10,10 @@ Rules this module keeps:
 4. Passive rules: anything from an intermediary; any mention of a blocked person's name or
    alias (whole words, in folded text) or of his address, domain or number.
 5. Every decision names the rule (a config key) and says why, without quoting content.
+6. A message read only in part (past a cap, `InboundMessage.complete` False) is also
+   scanned whole (`proxy.rules.scan`): his identity in a header block that was not read
+   to its end holds it as direct (a sender header may be there); anywhere else, as
+   passive. Past the caps the rules err towards holding.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from proxy.message import (
     Kind,
 )
 from proxy.rules.book import IdentityTable, Rule, Rulebook
+from proxy.rules.scan import scan
 
 # The identities allow rules trust: who the reader would believe wrote it.
 _AUTHOR_SOURCES = frozenset({"from", "caller"})
@@ -46,6 +51,11 @@ def decide(message: InboundMessage, rules: Rulebook) -> Decision:
                     rule_id=rule.rule_id,
                     reason=f"{identity.source} {_noun(identity)} is on the allow list",
                 )
+    return _passive(message, rules) or DELIVER_BY_DEFAULT
+
+
+def _passive(message: InboundMessage, rules: Rulebook) -> Decision | None:
+    """The passive hold, if the message is from an intermediary or is about him."""
     for identity in message.senders:
         rule = _look_up(rules.intermediaries, identity, names=False)
         if rule is not None:
@@ -63,7 +73,15 @@ def decide(message: InboundMessage, rules: Rulebook) -> Decision:
         return _hold(
             Kind.PASSIVE, rule, f"the text mentions {rule.what} by {rule.rule_id.rsplit('.', 1)[1]}"
         )
-    return DELIVER_BY_DEFAULT
+    if not message.complete:
+        found = scan(message.raw, rules.scan)
+        if found is not None:
+            what = "intermediary " if found.intermediary else ""
+            return _hold(
+                Kind.PASSIVE, Rule(rule_id=found.rule_id, what=found.what),
+                f"the message names {what}{found.what} (found by the linear scan)",
+            )  # fmt: skip
+    return None
 
 
 def decide_direct(message: InboundMessage, rules: Rulebook) -> Decision | None:
@@ -76,7 +94,20 @@ def decide_direct(message: InboundMessage, rules: Rulebook) -> Decision | None:
         rule = _look_up(rules.direct, identity, names=True)
         if rule is not None:
             return _hold(Kind.DIRECT, rule, f"{identity.source} {_noun(identity)} is {rule.what}")
+    if not message.headers_complete:
+        found = scan(message.raw[: _header_block_end(message.raw)], rules.scan)
+        if found is not None and not found.intermediary:
+            return _hold(
+                Kind.DIRECT, Rule(rule_id=found.rule_id, what=found.what),
+                f"the header block names {found.what} past what was read closely",
+            )  # fmt: skip
     return None
+
+
+def _header_block_end(raw: bytes) -> int:
+    """Where the header block ends: its blank line (linear, C-level)."""
+    ends = [end for end in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if end >= 0]
+    return min(ends) if ends else len(raw)
 
 
 def _hold(kind: Kind, rule: Rule, reason: str) -> Decision:

@@ -1,0 +1,131 @@
+"""Reading caps: a hostile shape is read in part, and what is past the caps still holds."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.message import Action, Kind
+from proxy.normalize import normalize_email, normalize_sms
+from proxy.normalize.limits import LIMITS, analysed_prefix
+from proxy.normalize.valid import valid_text
+from proxy.rules import decide
+from tests.factories import RECEIVED_AT, make_rules
+
+RULES = make_rules()
+MIB = 1 << 20
+HEAD = b"From: friend@example.org\r\nTo: sam@home.example\r\n"
+
+
+def _shapes() -> dict[str, bytes]:
+    """Each hostile shape at about 1 MiB, from a friend, naming him only at the very end."""
+    text = b"Content-Type: text/plain\r\n\r\n"
+    html = b"Content-Type: text/html\r\n\r\n"
+    mixed = b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+    depth = 1_000
+    nest = b"".join(
+        b'--b%d\r\nContent-Type: multipart/mixed; boundary="b%d"\r\n\r\n' % (i, i + 1)
+        for i in range(depth)
+    )
+    return {
+        "unclosed tags": HEAD + html + b"<a " * (MIB // 3),
+        "nested tags": HEAD + html + b"<b>x" * (MIB // 4),
+        "one long line": HEAD + text + b"a" * MIB + b" ",
+        "addresses": HEAD + text + b"a@b.cc " * (MIB // 7),
+        "numbers": HEAD + text
+        + b"".join(b"+1 212 555 %04d, " % (i % 10_000) for i in range(MIB // 17)),
+        "headers": HEAD + b"".join(b"X-H%d: v\r\n" % i for i in range(MIB // 12)) + text,
+        "encoded words": HEAD + b"Subject: "
+        + b" ".join([b"=?utf-8?q?a?="] * (MIB // 14)) + b"\r\n" + text,
+        "tiny parts": HEAD + mixed + b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n" * (MIB // 40),
+        "deep nesting": HEAD + b'Content-Type: multipart/mixed; boundary="b0"\r\n\r\n' + nest
+        + b"--b%d\r\nContent-Type: text/plain\r\n\r\n" % depth + b"hello\r\n" * (MIB // 7),
+    }  # fmt: skip
+
+
+SHAPES = _shapes()
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_a_hostile_shape_is_read_in_part_and_delivered_if_innocent(shape: str) -> None:
+    """Past a cap the message is marked incomplete, and with nothing of his it is delivered."""
+    message = normalize_email(SHAPES[shape], envelope_sender="", received_at=RECEIVED_AT)
+    assert not message.complete
+    assert decide(message, RULES).action is Action.DELIVER
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_his_name_past_every_cap_still_holds_the_message(shape: str) -> None:
+    """A name placed after a megabyte of hostile shape is found by the linear scan."""
+    raw = SHAPES[shape] + b"\r\nlove, Mark Smith\r\n"
+    decision = decide(normalize_email(raw, envelope_sender="", received_at=RECEIVED_AT), RULES)
+    assert decision.action is Action.HOLD
+    assert decision.rule_id == "people.mark.name"
+
+
+def test_his_sender_header_past_the_header_cap_is_a_direct_hold() -> None:
+    """A From line buried after the header cap cannot be rescued by an allowed From."""
+    junk = b"".join(b"X-Pad-%d: %s\r\n" % (i, b"v" * 60) for i in range(LIMITS.header_bytes // 60))
+    raw = b"From: dana@reyes-law.example\r\n" + junk + b"Sender: mark.smith@gmail.com\r\n\r\nhi\r\n"
+    message = normalize_email(raw, envelope_sender="", received_at=RECEIVED_AT)
+    assert not message.headers_complete
+    decision = decide(message, RULES)
+    assert (decision.action, decision.kind) == (Action.HOLD, Kind.DIRECT)
+
+
+def test_an_ordinary_message_is_read_whole() -> None:
+    """Real mail stays within every cap, so the close reading alone decides it."""
+    raw = (
+        HEAD + b"Subject: lunch\r\nContent-Type: text/plain\r\n\r\n" + b"see you at noon\r\n" * 500
+    )
+    message = normalize_email(raw, envelope_sender="", received_at=RECEIVED_AT)
+    assert message.complete
+    assert message.headers_complete
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"Subject: =?utf-7?q?+2AA-?=\r\n\r\nx",
+        b"From: =?utf-7?q?+2AA-?= <a@example.org>\r\n\r\nx",
+        b"Content-Type: text/plain; charset=utf-7\r\n\r\n+2AA-",
+        b"Content-Type: text/plain; charset=utf-16-le\r\n\r\n\x00\xd8",
+        b"Content-Type: text/html; charset=utf-7\r\n\r\n<p>+2AA-</p>",
+        b"Content-Type: text/plain; charset=idna\r\n\r\n\xff\xfe",
+        b"Content-Type: text/plain\r\n"
+        b"Content-Disposition: attachment; filename==?utf-7?q?+2AA-?=\r\n\r\nx",
+    ],
+)
+def test_every_decode_path_yields_valid_text(raw: bytes) -> None:
+    """A lone surrogate from any decoder becomes U+FFFD: every field encodes as UTF-8."""
+    message = normalize_email(raw, envelope_sender="", received_at=RECEIVED_AT)
+    fields = [message.subject, message.text, message.search_text]
+    fields += [i.value for i in (*message.senders, *message.mentions)]
+    for field in fields:
+        field.encode("utf-8")
+    decide(message, RULES)
+
+
+def test_a_text_with_a_lone_surrogate_is_valid_text() -> None:
+    """A text message is made valid the same way."""
+    message = normalize_sms(
+        sender="+1 555 010 0199\ud800", recipient="", text="hi \udc80 Mark Smith", raw=b"",
+        received_at=RECEIVED_AT,
+    )  # fmt: skip
+    message.text.encode("utf-8")
+    message.envelope.sender.encode("utf-8")
+    assert decide(message, RULES).action is Action.HOLD
+
+
+def test_valid_text_keeps_every_other_character() -> None:
+    """Only lone surrogates change; astral characters and accents stay."""
+    assert valid_text("M\u00e1rk \U0001f600 \ud800x") == "M\u00e1rk \U0001f600 \ufffdx"
+
+
+def test_the_prefix_is_cut_at_a_line_end_before_the_first_cap() -> None:
+    """The parser is given whole lines, never more than the caps allow."""
+    raw = HEAD + b"\r\n" + b"line\r\n" * (LIMITS.body_lines + 10)
+    prefix = analysed_prefix(raw)
+    assert not prefix.complete
+    assert prefix.headers_complete
+    assert prefix.data.endswith(b"\n")
+    assert prefix.data.count(b"\n") <= LIMITS.body_lines + HEAD.count(b"\n") + 1
