@@ -7,6 +7,8 @@ Rules this module keeps:
    fetched with BODY.PEEK, so a check can never set the \\Seen it is looking for.
 3. The daemon runs as a real `python -m proxy run` child process, its output appended to a
    log file (a pipe could fill and stall it); a failed wait shows that log's tail.
+4. A watcher can also run in the test's own process (`watching`), with a client class of
+   the test's choosing, when a test must see or steer what goes over the wire.
 """
 
 from __future__ import annotations
@@ -16,14 +18,20 @@ import imaplib
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
 import yaml
+from imapclient import IMAPClient
 
+from proxy.channels.imap import watch
+from proxy.channels.imap.state import AccountState
+from proxy.config.model import ImapAccount
 from tests import servers
 from tests.factories import config_data
 from tests.test_smtp import RECIPIENT, held_items
@@ -204,3 +212,60 @@ class Daemon:
                 self.kill()
             raise
         self.stop()
+
+
+class Shelf:
+    """The archive as a watcher sees it, kept in a list: for tests about the watcher."""
+
+    def __init__(self) -> None:
+        self.kept: list[bytes] = []
+
+    def size(self) -> int:
+        return len(self.kept)
+
+    def store(self, sealed: list[bytes]) -> None:
+        self.kept.extend(sealed)
+
+    def stored(self, since: int) -> set[str]:
+        return set()
+
+
+def account(tmp: Path, server: servers.Dovecot) -> ImapAccount:
+    """The private Dovecot's account, as the daemon's config would give it."""
+    password = tmp / "password"
+    password.write_text(servers.PASSWORD)
+    return ImapAccount.model_validate({
+        "name": "home", "host": servers.HOST, "port": server.imap_port, "tls": "none",
+        "username": servers.USER, "password_file": str(password),
+    })  # fmt: skip
+
+
+@contextlib.contextmanager
+def watching(
+    tmp: Path, server: servers.Dovecot, handle: watch.Handle, *, folder: str = "INBOX",
+    client: type[IMAPClient] = IMAPClient, shelf: Shelf | None = None,
+) -> Iterator[watch.FolderWatcher]:  # fmt: skip
+    """A FolderWatcher of `folder` in this process, logging in with `client`; stopped after.
+
+    Its state is tmp/state.json, so a second `watching` of the same `tmp` is a restart.
+    """
+
+    def connect(account: ImapAccount) -> IMAPClient:
+        logged_in = client(account.host, port=account.port, ssl=False)
+        logged_in.login(account.username, servers.PASSWORD)
+        return logged_in
+
+    stop = threading.Event()
+    watcher = watch.FolderWatcher(
+        account(tmp, server), folder, AccountState(tmp / "state.json"), handle=handle,
+        archive=shelf if shelf is not None else Shelf(), stop=stop,
+    )  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(watch, "connect", connect)
+        try:
+            watcher.start()
+            yield watcher
+        finally:
+            stop.set()
+            watcher.join(timeout=30)
+    assert not watcher.is_alive(), "the watcher did not stop"

@@ -7,28 +7,33 @@ rebuilt with a new UIDVALIDITY, and SIGKILL at random moments during a burst.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import pytest
 from imapclient import IMAPClient
 
 from proxy.archive import verify_archive
 from proxy.channels.imap import watch
+from proxy.channels.imap.runner import ImapRunner
 from proxy.channels.imap.state import AccountState
-from proxy.config.model import ImapAccount
-from proxy.pipeline import Fate
+from proxy.config.model import ImapChannel
+from proxy.pipeline import Fate, Pipeline
 from tests import servers
 from tests.imap_helpers import (
     ABOUT_HIM,
     ALLOWED,
     FROM_HIM,
     Daemon,
+    Shelf,
     append,
     append_raw,
     flags,
@@ -40,7 +45,9 @@ from tests.imap_helpers import (
     tokens,
     uidvalidity,
     wait_for,
+    watching,
 )
+from tests.test_smtp import held_items
 
 SEEN = b"\\Seen"
 RECONNECT_SECONDS = 20.0
@@ -80,24 +87,8 @@ def test_dovecot_restarted_under_the_watcher(dovecot: servers.Dovecot, tmp_path:
     verify_archive(daemon.archive)
 
 
-class _Shelf:
-    """The archive as a watcher sees it, kept in a list: this test is about the watcher."""
-
-    def __init__(self) -> None:
-        self.kept: list[bytes] = []
-
-    def size(self) -> int:
-        return len(self.kept)
-
-    def store(self, sealed: list[bytes]) -> None:
-        self.kept.extend(sealed)
-
-    def stored(self, since: int) -> set[str]:
-        return set()
-
-
 def test_mail_landing_during_a_search_is_not_left_for_the_keepalive(
-    dovecot: servers.Dovecot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    dovecot: servers.Dovecot, tmp_path: Path
 ) -> None:
     """Mail the server takes in during an empty UID SEARCH is handled at once.
 
@@ -113,37 +104,85 @@ def test_mail_landing_during_a_search_is_not_left_for_the_keepalive(
                 landed.append(append(dovecot, "INBOX", FROM_HIM))
             return list(super().search(criteria, charset))
 
-    def connect(account: ImapAccount) -> IMAPClient:
-        client = LandsDuringTheSearch(account.host, port=account.port, ssl=False)
-        client.login(account.username, servers.PASSWORD)
-        return client
-
-    monkeypatch.setattr(watch, "connect", connect)
-    password = tmp_path / "password"
-    password.write_text(servers.PASSWORD)
-    account = ImapAccount.model_validate({
-        "name": "home", "host": servers.HOST, "port": dovecot.imap_port, "tls": "none",
-        "username": servers.USER, "password_file": str(password),
-    })  # fmt: skip
     held: list[bytes] = []
 
-    def handle(found: list[watch.Found]) -> list[tuple[Fate, bytes | None]]:
+    def handle(found: list[watch.Found]) -> list[watch.Judged]:
         held.extend(raw for raw, _, _ in found)
         return [(Fate.HELD, raw) for raw, _, _ in found]
 
-    stop, shelf = threading.Event(), _Shelf()
-    watcher = watch.FolderWatcher(
-        account, "INBOX", AccountState(tmp_path / "state.json"), handle=handle, archive=shelf,
-        stop=stop,
-    )  # fmt: skip
-    watcher.start()
-    try:
+    shelf = Shelf()
+    with watching(tmp_path, dovecot, handle, client=LandsDuringTheSearch, shelf=shelf):
         wait_for(lambda: bool(landed) and _gone(dovecot, "INBOX", *landed), timeout=5.0)
-    finally:
-        stop.set()
-        watcher.join(timeout=10)
     assert [landed[0].encode() in raw for raw in held] == [True]
     assert shelf.kept == held
+
+
+POISON_SUBJECT = "=?utf-7?q?+2AA-?="  # decodes to a lone surrogate, '\ud800'
+
+
+def test_a_message_that_cannot_be_decided_holds_back_nothing_and_is_retried(
+    dovecot: servers.Dovecot, tmp_path: Path
+) -> None:
+    """A message whose handling raises stays untouched while later mail is handled at once;
+    it is tried again (after a restart too) and removed only once it is sealed."""
+    first = append(dovecot, "INBOX", FROM_HIM)
+    stuck = append(dovecot, "INBOX", FROM_HIM, flags="(\\Flagged)")
+    later = append(dovecot, "INBOX", FROM_HIM)
+    tries: list[str] = []
+    failing = threading.Event()
+    failing.set()
+
+    def handle(found: list[watch.Found]) -> list[watch.Judged]:
+        judged: list[watch.Judged] = []
+        for raw, _, _ in found:
+            if stuck.encode() in raw:
+                tries.append(stuck)
+                if failing.is_set():
+                    judged.append(None)
+                    continue
+            judged.append((Fate.HELD, raw))
+        return judged
+
+    shelf = Shelf()
+    with watching(tmp_path, dovecot, handle, shelf=shelf):
+        wait_for(lambda: _gone(dovecot, "INBOX", first, later), timeout=5.0)
+        wait_for(lambda: len(tries) >= 2, timeout=5.0)  # looked at again, about 1 s later
+        assert flags(dovecot, "INBOX") == {stuck: frozenset({b"\\Flagged"})}
+    assert AccountState(tmp_path / "state.json").folder("INBOX").retry  # type: ignore[union-attr]
+    failing.clear()
+    with watching(tmp_path, dovecot, handle, shelf=shelf):  # a restart: tried again at once
+        wait_for(lambda: _gone(dovecot, "INBOX", stuck), timeout=5.0)
+    assert sorted(raw.split(b"Subject: ")[1][:32].decode() for raw in shelf.kept) == sorted(
+        [first, stuck, later]
+    )
+    assert AccountState(tmp_path / "state.json").folder("INBOX").retry == ()  # type: ignore[union-attr]
+
+
+POISON_FROM_HIM = f"From: Mark <mark.smith@gmail.com>\r\nSubject: {POISON_SUBJECT}\r\n\r\nx\r\n"
+POISON_FROM_A_FRIEND = f"From: friend@example.org\r\nSubject: {POISON_SUBJECT}\r\n\r\nhi\r\n"
+
+
+@pytest.mark.parametrize("poison", [POISON_FROM_HIM, POISON_FROM_A_FRIEND], ids=["his", "friend"])
+def test_a_poison_subject_never_blocks_the_folder(
+    dovecot: servers.Dovecot, tmp_path: Path, poison: str
+) -> None:
+    """A Subject that decodes to a lone surrogate never keeps the held mail after it in
+    INBOX for more than 5 s, and is itself handled (pull mode: held, or delivered)."""
+    local = tmp_path / "local"
+    daemon = Daemon(tmp_path, dovecot, mode="pull", deliver=f"maildir:{local}")
+    with daemon.running():
+        append_raw(dovecot, "INBOX", poison.encode())
+        held = append(dovecot, "INBOX", FROM_HIM)
+        wait_for(lambda: _gone(dovecot, "INBOX", held), timeout=5.0, why=daemon.tail)
+        wait_for(lambda: not messages(dovecot, "INBOX"), timeout=10.0, why=daemon.tail)
+    delivered = [path.read_bytes() for path in (local / "new").iterdir()] if local.exists() else []
+    if poison is POISON_FROM_HIM:
+        assert delivered == []
+        assert len(held_items(daemon.archive)) == 2
+    else:
+        assert [raw.endswith(poison.encode()) for raw in delivered] == [True]
+        assert sealed(daemon.archive) == Counter([held])
+    verify_archive(daemon.archive)
 
 
 def _rebuild(server: servers.Dovecot, folder: str) -> None:
@@ -291,3 +330,30 @@ def test_sigkill_during_a_burst_loses_and_doubles_nothing(
     doubled = {mark: n for mark, n in counts.items() if n > 1}
     if doubled:
         raise SealedTwice(f"seed {seed}, {kills} kills: sealed more than once: {doubled}")
+
+
+def test_the_runner_decides_each_message_of_a_batch_on_its_own(tmp_path: Path) -> None:
+    """A message whose decision raises is answered None; the rest of its batch is decided."""
+
+    class PoisonedPipeline:
+        archive = None
+
+        async def receive_stored(self, raw: bytes, **_: object) -> tuple[Fate, bytes | None]:
+            if raw == b"poison":
+                raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+            return Fate.HELD, raw.upper()
+
+    settings = ImapChannel.model_validate({
+        "accounts": [{"name": "home", "host": servers.HOST, "port": 1, "tls": "none",
+                      "username": servers.USER, "password_file": str(tmp_path / "none")}],
+        "state_dir": str(tmp_path / "imap"),
+    })  # fmt: skip
+    batch = [(raw, datetime.now(UTC), "home/INBOX") for raw in (b"one", b"poison", b"two")]
+
+    async def main() -> list[watch.Judged]:
+        runner = ImapRunner(
+            settings, cast(Pipeline, PoisonedPipeline()), asyncio.get_running_loop()
+        )
+        return await asyncio.to_thread(runner._handle, batch)
+
+    assert asyncio.run(main()) == [(Fate.HELD, b"ONE"), None, (Fate.HELD, b"TWO")]

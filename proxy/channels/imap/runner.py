@@ -3,7 +3,9 @@
 Rules this module keeps:
 1. Thin: a fetched message goes to `Pipeline.receive_stored` on the daemon's event loop;
    the watcher thread waits for the answer (sealed or not) before it removes anything.
-2. `stop` returns when every watcher thread has left its folder.
+2. Each message of a batch is decided on its own: one that raises is answered None (the
+   watcher leaves it and tries it again later) and never fails the others.
+3. `stop` returns when every watcher thread has left its folder.
 """
 
 from __future__ import annotations
@@ -11,16 +13,17 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from proxy.archive import Archive, EntryKind
 from proxy.archive.reader import item_digests
 from proxy.channels.imap.state import AccountState
-from proxy.channels.imap.watch import AccountWatcher, FolderWatcher, Found
+from proxy.channels.imap.watch import AccountWatcher, FolderWatcher, Found, Judged
 from proxy.config.model import ImapChannel
 from proxy.deliver.address import parse_destination
 from proxy.deliver.hops import NextHop, open_next_hop
-from proxy.pipeline import Fate, Pipeline
+from proxy.pipeline import Pipeline
 from proxy.progress import ProgressBar
 
 
@@ -74,23 +77,24 @@ class ImapRunner:
             for account in settings.accounts
         ]
 
-    def _handle(self, batch: list[Found]) -> list[tuple[Fate, bytes | None]]:
-        """Decide (and seal, not store) a batch on the event loop; wait for every answer."""
+    def _handle(self, batch: list[Found]) -> list[Judged]:
+        """Decide (and seal, not store) a batch on the event loop; wait for every answer.
 
-        async def all_of() -> list[tuple[Fate, bytes | None]]:
-            return list(
-                await asyncio.gather(
-                    *(
-                        self._pipeline.receive_stored(
-                            raw,
-                            received_at=received_at,
-                            origin=origin,
-                            deliver_to=self._pull.get(origin.split("/", 1)[0]),
-                        )
-                        for raw, received_at, origin in batch
-                    )
-                )
-            )
+        A message whose decision raises is answered None (rule 2); its error is not
+        logged, since what failed on a message could say what the message was.
+        """
+
+        async def one(raw: bytes, received_at: datetime, origin: str) -> Judged:
+            try:
+                return await self._pipeline.receive_stored(
+                    raw, received_at=received_at, origin=origin,
+                    deliver_to=self._pull.get(origin.split("/", 1)[0]),
+                )  # fmt: skip
+            except Exception:
+                return None
+
+        async def all_of() -> list[Judged]:
+            return list(await asyncio.gather(*(one(*found) for found in batch)))
 
         return asyncio.run_coroutine_threadsafe(all_of(), self._loop).result()
 

@@ -12,6 +12,9 @@ Rules this module keeps:
    the sealed bytes, and the archive's size then). After a crash, a pending note is
    settled against the archive itself: if an entry with exactly those sealed bytes was
    stored, the message counts as sealed; if not, it is sealed when it is seen again.
+4. A message whose handling failed is never skipped for good: its UID is kept in its
+   folder's `retry` list, written in the same replace as the `last_uid` that passed it,
+   so later mail moves on while that message is still looked at again, after a restart too.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from proxy.archive.layout import replace_file
 
@@ -30,6 +34,16 @@ from proxy.archive.layout import replace_file
 class FolderState:
     uidvalidity: int
     last_uid: int
+    retry: tuple[int, ...] = ()  # UIDs up to last_uid whose handling failed: look again
+
+
+def _folder_state(data: dict[str, Any]) -> FolderState:
+    """One folder's entry in the state file (a file written before retries has none)."""
+    return FolderState(
+        uidvalidity=int(data["uidvalidity"]),
+        last_uid=int(data["last_uid"]),
+        retry=tuple(int(uid) for uid in data.get("retry", ())),
+    )
 
 
 class AccountState:
@@ -44,10 +58,7 @@ class AccountState:
         self.pending_since = 0  # the archive's size when the oldest pending note was made
         if path.exists():
             data = json.loads(path.read_text())
-            self._folders = {
-                name: FolderState(uidvalidity=f["uidvalidity"], last_uid=f["last_uid"])
-                for name, f in data.get("folders", {}).items()
-            }
+            self._folders = {name: _folder_state(f) for name, f in data.get("folders", {}).items()}
             self._sealed = set(data.get("sealed", []))
             self._pending = dict(data.get("pending", {}))
             self.pending_since = int(data.get("pending_since", 0))
@@ -92,7 +103,7 @@ class AccountState:
         """Replace the state file (the caller holds the lock)."""
         data = {
             "folders": {
-                n: {"uidvalidity": f.uidvalidity, "last_uid": f.last_uid}
+                n: {"uidvalidity": f.uidvalidity, "last_uid": f.last_uid, "retry": list(f.retry)}
                 for n, f in sorted(self._folders.items())
             },
             "sealed": sorted(self._sealed),

@@ -17,17 +17,26 @@ Rules this module keeps:
    With `poll_seconds` set, IDLE is replaced by a UID SEARCH every `poll_seconds`: mail is
    found as soon as the server stores it, not when it gets round to notifying (Dovecot
    waits ~0.5 s), at the cost of two round trips (NOOP, UID SEARCH) per folder per poll.
-6. New mail is handled in batches: decided and sealed together (one archive fsync),
-   remembered in one state write, removed with one command.
-4. Any fault drops the connection and reconnects with exponential backoff (1 s to 5 min).
-   Nothing is logged about any message; only that a folder's connection failed.
-5. A changed UIDVALIDITY means the folder was rebuilt: it is scanned again from the start.
+4. New mail is handled in batches, in UID order: decided and sealed together (one archive
+   fsync), remembered in one state write, removed with one command. A batch is bounded by
+   bytes as well as count (see batches.py): the sizes (RFC822.SIZE) are fetched first,
+   then the bodies, so a burst of large messages never holds more than about one budget
+   of mail in memory, and a message larger than the budget is fetched alone.
+5. One message that cannot be handled (its decision or sealing raises, or the server
+   sends no body) never holds back the others: each message of a batch is decided on its
+   own, the rest go on, and that one stays in the folder, untouched, its UID kept in the
+   folder's retry list (state.py rule 4). It is looked at again after 1 s, then less and
+   less often (at most every 5 min), for as long as it fails; never removed unsealed.
+6. Any other fault drops the connection and reconnects with exponential backoff (1 s to
+   5 min). Nothing is logged about any message; only that a folder's connection failed.
+7. A changed UIDVALIDITY means the folder was rebuilt: it is scanned again from the start.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -36,16 +45,19 @@ from typing import Any, Protocol
 
 from imapclient import IMAPClient
 
+from proxy.channels.imap.batches import plan
 from proxy.channels.imap.connect import connect, default_folders
 from proxy.channels.imap.state import AccountState, FolderState
 from proxy.config.model import ImapAccount
 from proxy.logs import get_logger
 from proxy.pipeline import Fate
 
-# handle([(raw message, INTERNALDATE, "account/folder"), ...]) -> for each, what becomes
-# of it and (if held) its sealed bytes, not yet stored.
+# handle([(raw message, INTERNALDATE, "account/folder"), ...]) -> for each, in order, what
+# becomes of it and (if held) its sealed bytes, not yet stored; or None if it could not be
+# decided or sealed (it stays in the folder and is looked at again later: rule 5).
 Found = tuple[bytes, datetime, str]
-Handle = Callable[[list[Found]], list[tuple[Fate, bytes | None]]]
+Judged = tuple[Fate, bytes | None] | None
+Handle = Callable[[list[Found]], list[Judged]]
 
 
 class Archivist(Protocol):
@@ -60,8 +72,9 @@ class Archivist(Protocol):
 
 _log = get_logger("imap")
 _KEEPALIVE = 120.0
-_CHUNK = 200  # messages per FETCH: few round trips, bounded memory
 _BACKOFF_MAX = 300.0
+_SIZES_PER_FETCH = 1000
+_RETRY_FIRST = 1.0  # a message that failed is looked at again after this, then doubling
 
 
 class FolderWatcher(threading.Thread):
@@ -75,6 +88,8 @@ class FolderWatcher(threading.Thread):
         super().__init__(name=f"imap-{account.name}-{folder}", daemon=True)
         self.account, self.folder, self.state = account, folder, state
         self.handle, self.archive, self.stop, self.progress = handle, archive, stop, progress
+        # UIDs whose handling failed -> (when to look again, monotonic; the last wait)
+        self._retry: dict[int, tuple[float, float]] = {}
 
     def sweep(self) -> None:
         """One pass over the folder (for `nocontact imap sweep`), then return."""
@@ -99,8 +114,14 @@ class FolderWatcher(threading.Thread):
                 client.logout()
 
     def _last(self, uidvalidity: int) -> int:
+        """The last UID handled in this folder, and (rule 5) the UIDs to look at again."""
         known = self.state.folder(self.folder)
-        return known.last_uid if known is not None and known.uidvalidity == uidvalidity else 0
+        if known is None or known.uidvalidity != uidvalidity:
+            self._retry = {}
+            return 0
+        now = time.monotonic()
+        self._retry = {uid: self._retry.get(uid, (now, 0.0)) for uid in known.retry}
+        return known.last_uid
 
     def run(self) -> None:
         backoff = 1.0
@@ -140,7 +161,7 @@ class FolderWatcher(threading.Thread):
         """Wait in IDLE until the server says something, keepalive, or stop."""
         client.idle()
         started = time.monotonic()
-        limit = min(self.account.idle_seconds, _KEEPALIVE)
+        limit = min(self.account.idle_seconds, _KEEPALIVE, self._until_retry(started))
         try:
             while not self.stop.is_set() and time.monotonic() - started < limit:
                 if client.idle_check(timeout=0.5):
@@ -148,45 +169,82 @@ class FolderWatcher(threading.Thread):
         finally:
             client.idle_done()
 
+    def _until_retry(self, now: float) -> float:
+        """Seconds until a message that failed is due to be looked at again (inf: none)."""
+        return max(0.0, min((due for due, _ in self._retry.values()), default=math.inf) - now)
+
     def _handle_new(self, client: IMAPClient, uidvalidity: int, last: int) -> int:
-        """Handle every message above UID `last`, in UID order, in fetches of `_CHUNK`.
+        """Handle every message above UID `last`, and those due another try, in UID order.
 
         Searches again after handling, until nothing new is found: mail that arrived
         while we were removing (announced in a reply we do not read) is not left for the
         next IDLE notice.
         """
+        now = time.monotonic()
+        again = sorted(uid for uid, (due, _) in self._retry.items() if due <= now)
         while not self.stop.is_set():
             client.noop()  # lets the server take in mail delivered since the last command
             _announced_new(client)  # what it said is in the search that follows
-            uids = sorted(uid for uid in client.search(["UID", f"{last + 1}:*"]) if uid > last)
-            if not uids:
+            new = sorted(uid for uid in client.search(["UID", f"{last + 1}:*"]) if uid > last)
+            if not new and not again:
                 if _announced_new(client):  # arrived during the search: search again
                     continue
                 break
-            for start in range(0, len(uids), _CHUNK):
-                if self.stop.is_set():
-                    break
-                chunk = uids[start : start + _CHUNK]
-                fetched = client.fetch(chunk, ["BODY.PEEK[]", "INTERNALDATE"])
-                self._handle_chunk(client, uidvalidity, last, chunk, fetched)
-                last = chunk[-1]
-                self.state.record(self.folder, FolderState(uidvalidity=uidvalidity, last_uid=last))
-                self.progress(len(chunk))
+            last = self._handle_uids(client, uidvalidity, last, again + new)
+            again = []
         return last
 
-    def _handle_chunk(
-        self, client: IMAPClient, uidvalidity: int, last: int, chunk: list[int],
+    def _handle_uids(self, client: IMAPClient, uidvalidity: int, last: int, uids: list[int]) -> int:
+        """Handle `uids` in batches under a byte budget (rule 4); the new last UID."""
+        sizes: dict[int, object] = {}
+        for start in range(0, len(uids), _SIZES_PER_FETCH):  # commands of bounded length
+            answer = client.fetch(uids[start : start + _SIZES_PER_FETCH], ["RFC822.SIZE"])
+            sizes.update((uid, data.get(b"RFC822.SIZE")) for uid, data in answer.items())
+        for batch in plan(uids, sizes):
+            if self.stop.is_set():
+                break
+            fetched = client.fetch(batch, ["BODY.PEEK[]", "INTERNALDATE"])
+            failed = self._handle_batch(client, uidvalidity, last, batch, fetched)
+            last = max(last, batch[-1])
+            self._reschedule(batch, failed)
+            self.state.record(self.folder, self._state(uidvalidity, last))
+            self.progress(len(batch))
+        return last
+
+    def _state(self, uidvalidity: int, last: int) -> FolderState:
+        return FolderState(uidvalidity=uidvalidity, last_uid=last, retry=tuple(sorted(self._retry)))
+
+    def _reschedule(self, batch: list[int], failed: set[int]) -> None:
+        """Forget the retries that were handled; put off those that failed again (rule 5)."""
+        now = time.monotonic()
+        for uid in batch:
+            if uid in failed:
+                _, wait = self._retry.get(uid, (now, 0.0))
+                wait = min(max(wait * 2, _RETRY_FIRST), _BACKOFF_MAX)
+                self._retry[uid] = (now + wait, wait)
+            else:
+                self._retry.pop(uid, None)
+
+    def _handle_batch(
+        self, client: IMAPClient, uidvalidity: int, last: int, batch: list[int],
         fetched: dict[int, dict[bytes, Any]],
-    ) -> None:  # fmt: skip
-        """Decide and seal a chunk together, remember what was sealed, then remove."""
+    ) -> set[int]:  # fmt: skip
+        """Decide and seal a batch together, remember what was sealed, then remove.
+
+        Returns the UIDs that could not be handled: they stay in the folder (rule 5).
+        """
         origin = f"{self.account.name}/{self.folder}"
         known: list[tuple[int, str]] = []  # sealed on an earlier pass: remove, never reseal
         new: list[tuple[int, str, Found]] = []
-        for uid in chunk:
+        failed: set[int] = set()
+        for uid in batch:
             data = fetched.get(uid)
             if data is None:  # expunged meanwhile by someone else
                 continue
-            raw: bytes = data[b"BODY[]"]
+            raw = data.get(b"BODY[]")
+            if not isinstance(raw, bytes):  # the server sent no body: ask again later
+                failed.add(uid)
+                continue
             arrived = data.get(b"INTERNALDATE")
             received = _utc(arrived) if isinstance(arrived, datetime) else datetime.now(UTC)
             digest = hashlib.sha256(raw).hexdigest()
@@ -195,21 +253,28 @@ class FolderWatcher(threading.Thread):
             else:
                 new.append((uid, digest, (raw, received, origin)))
         judged = self.handle([found for _, _, found in new]) if new else []
-        sealed = [(uid, digest, body) for (uid, digest, _), (fate, body) in zip(new, judged,
-                  strict=True) if fate is Fate.HELD and body is not None]  # fmt: skip
-        pulled = [uid for (uid, _, _), (fate, _) in zip(new, judged, strict=True)
-                  if fate is Fate.DELIVERED]  # fmt: skip
+        sealed: list[tuple[int, str, bytes]] = []
+        pulled: list[int] = []
+        for (uid, digest, _), outcome in zip(new, judged, strict=True):
+            fate, body = outcome if outcome is not None else (None, None)
+            if fate is Fate.HELD and body is not None:
+                sealed.append((uid, digest, body))
+            elif fate is Fate.DELIVERED:
+                pulled.append(uid)
+            elif fate is not Fate.KEPT:  # undecided, or held without sealed bytes
+                failed.add(uid)
         if sealed:  # rule 2: note, store, remember, and only then remove
             notes = {d: hashlib.sha256(body).hexdigest() for _, d, body in sealed}
             self.state.pend(notes, since=self.archive.size())
             self.archive.store([body for _, _, body in sealed])
         held = known + [(uid, digest) for uid, digest, _ in sealed]
         if held:
-            before = FolderState(uidvalidity=uidvalidity, last_uid=last)
+            before = self._state(uidvalidity, last)
             self.state.record(self.folder, before, sealed=[digest for _, digest in held])
             self._remove(client, [uid for uid, _ in held], self.account.move_held_to)
         if pulled:
             self._remove(client, pulled, self.account.move_pulled_to)
+        return failed
 
     def _remove(self, client: IMAPClient, uids: list[int], target: str | None) -> None:
         """Remove `uids` from the folder: one UID MOVE, or one STORE and one UID EXPUNGE."""
