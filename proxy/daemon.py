@@ -21,6 +21,8 @@ Rules this module keeps:
 7. At start the soft limit on open files is raised to the hard limit: every SMTP session
    and next-hop connection is a descriptor (`max_connections` is 500 by default, and
    many systems start a process with a soft limit of 1024).
+8. Email is read by `proxy.readers`: its reading processes start with the daemon (before
+   it listens), take new rules on reload, and stop after the last message is answered.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from proxy.errors import ConfigError, NocontactError
 from proxy.logs import get_logger
 from proxy.pipeline import Pipeline
 from proxy.progress import ProgressBar
+from proxy.readers import Readers
 from proxy.rules import compile_rules
 
 _log = get_logger("daemon")
@@ -155,12 +158,14 @@ class Daemon:
             )
         archive = await Archive.open(config.archive.path, recipients=demo_recipients(config))
         loop = asyncio.get_running_loop()
+        readers = Readers(config)
         try:
+            await readers.start()
             pipeline = Pipeline(
                 rules=compile_rules(config), archive=archive,
                 next_hop=_next_hop(settings) if settings else NO_NEXT_HOP,
                 hostname=settings.hostname if settings else "nocontact.local",
-                default_region=config.default_region,
+                default_region=config.default_region, readers=readers,
             )  # fmt: skip
             handler = SmtpHandler(pipeline)
             custody = await _custody_socket(archive)
@@ -198,6 +203,7 @@ class Daemon:
             await pipeline.next_hop.aclose()  # its pooled connections
             await asyncio.gather(*self._closing)
         finally:
+            await readers.close()
             await archive.close()
         _log.info("stopped")
         return 0
@@ -224,6 +230,8 @@ class Daemon:
         replaced = pipeline.next_hop
         pipeline.replace(rules=compile_rules(config), next_hop=next_hop,
                          default_region=config.default_region)  # fmt: skip
+        if pipeline.readers is not None:
+            pipeline.readers.replace(config)
         closing = asyncio.get_running_loop().create_task(replaced.aclose())
         self._closing.add(closing)  # messages still on its connections close them when done
         closing.add_done_callback(self._closing.discard)
@@ -250,14 +258,16 @@ async def _sweep(config_path: str) -> int:
             "the daemon is running: it sweeps every folder when it starts and watches them "
             "since; stop it to sweep by hand"
         ) from error
+    readers = Readers(config)
     try:
         pipeline = Pipeline(
             rules=compile_rules(config), archive=archive, next_hop=NO_NEXT_HOP,
-            hostname="nocontact.local", default_region=config.default_region,
+            hostname="nocontact.local", default_region=config.default_region, readers=readers,
         )  # fmt: skip
         runner = ImapRunner(imap, pipeline, asyncio.get_running_loop())
         await asyncio.to_thread(runner.sweep, ProgressBar)
     finally:
+        await readers.close()
         await archive.close()
     return 0
 

@@ -3,7 +3,7 @@
 Rules this module keeps:
 1. normalize -> decide -> (seal into the archive | hand to the next hop) -> return.
    Mail from a blocked person is decided on its headers (direct rules); only other mail
-   has its body read for the passive rules.
+   has its body read for the passive rules (`proxy.readers.read_email`).
    The caller acknowledges upstream only after `receive` returns; if it raises, nothing
    was acknowledged and the sender must retry (RetryLater) or is refused (DeliveryRefused,
    only ever for mail the rules let through: the next hop's own answer).
@@ -12,8 +12,9 @@ Rules this module keeps:
 3. Delivered mail is byte-identical to what arrived, with one `Received:` line prepended.
 4. Rules can be replaced at any time (SIGHUP); a message is decided by the rules in force
    when it arrived, in one piece.
-5. Heavy CPU work on large messages (parsing) runs in a worker thread, so one 50 MB
-   message never stalls the other sessions.
+5. An email is read by `proxy.readers`: small ones here, larger ones in a child process
+   within a budget, so no message, however large or crafted, stalls the other sessions.
+   Without `readers` (one-shot commands, tests) every email is read here.
 6. Texts, calls and voicemails (`receive_phone`): each provider SID is handled once, under
    the line's claim. Held: the evidence (webhook or record, media downloaded) is sealed,
    noted as being stored, stored; then the line records it and queues the provider-side
@@ -23,7 +24,6 @@ Rules this module keeps:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import enum
@@ -32,17 +32,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from functools import partial
 from typing import Protocol, TypeVar
 
 from proxy.archive import Archive, EntryKind
 from proxy.deliver.hops import NextHop
 from proxy.logs import get_logger
 from proxy.message import Action, Channel, Decision, InboundMessage, Kind
-from proxy.normalize import normalize_email, normalize_sms
-from proxy.rules import Rulebook, decide, decide_direct
+from proxy.normalize import normalize_sms
+from proxy.readers import Postmark, Readers, read_email
+from proxy.rules import Rulebook, decide
 
-_THREAD_PARSE_BYTES = 1 << 20
 _log = get_logger("pipeline")
 
 
@@ -120,9 +119,11 @@ class Pipeline:
         next_hop: NextHop,
         hostname: str,
         default_region: str | None,
+        readers: Readers | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.rules = rules
+        self.readers = readers
         self.archive = archive
         self.next_hop = next_hop
         self.hostname = hostname
@@ -137,20 +138,13 @@ class Pipeline:
         self, raw: bytes, rules: Rulebook, *, sender: str, recipients: tuple[str, ...],
         received_at: datetime,
     ) -> tuple[InboundMessage, Decision]:  # fmt: skip
-        normalize = partial(
-            normalize_email, envelope_sender=sender, recipients=recipients,
-            received_at=received_at, default_region=self.default_region,
+        postmark = Postmark(
+            sender=sender, recipients=recipients, received_at=received_at,
+            default_region=self.default_region,
         )  # fmt: skip
-        # His mail is decided from its headers alone: the body is sealed, never parsed.
-        message = normalize(raw, headers_only=True)
-        decision = decide_direct(message, rules)
-        if decision is None:
-            if len(raw) < _THREAD_PARSE_BYTES:
-                message = normalize(raw)
-            else:
-                message = await asyncio.to_thread(normalize, raw)
-            decision = decide(message, rules)
-        return message, decision
+        if self.readers is None:
+            return read_email(raw, postmark, rules)
+        return await self.readers.read(raw, postmark, rules)
 
     async def receive_stored(
         self,

@@ -1,0 +1,266 @@
+"""Reading an email beside the event loop: child processes, each message within a budget.
+
+Rules this module keeps:
+1. `read_email` is the whole reading of one email: his mail is decided from its header
+   block alone (the body is sealed, never parsed); other mail is read closely within the
+   caps of `proxy.normalize.limits`, and past them scanned linearly (`proxy.rules.scan`).
+   Pure: bytes, rules and the time in; the message (without its bytes) and the decision out.
+2. A message of at most `INLINE_BYTES` is read on the event loop: the caps bound its cost
+   to a few milliseconds. Anything larger is read by a child process
+   (`python -m proxy.readers`), so no message, however crafted, stalls another session,
+   the webhooks or IMAP: the event loop only moves its bytes.
+3. Each child reads one message at a time, with a wall-clock budget of `BUDGET_BASE`
+   seconds plus `BUDGET_PER_MIB` per MiB. A child over budget is killed, and the message
+   is decided by the linear scan alone (its header block read closely, all of its bytes
+   scanned) in a fresh child. If even that fails, the message is held as unreadable
+   (passive: a contact can release it): never left undecided, never a 4xx for its content.
+4. Children are given the config, compile the rules themselves, and are replaced (lazily,
+   between messages) when the rules change. They hold no key; they write nothing but
+   answers, and their stderr is discarded (a traceback is no place for a message).
+5. The parent unpickles only what its own child wrote: values normalize and decide made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import pickle
+import struct
+import sys
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from proxy.config.model import Config
+from proxy.errors import RetryLater
+from proxy.message import Action, Decision, InboundMessage, Kind
+from proxy.normalize import normalize_email
+from proxy.rules import Rulebook, compile_rules, decide, decide_direct
+
+INLINE_BYTES = 32 << 10
+BUDGET_BASE = 2.0
+BUDGET_PER_MIB = 1.0
+PROCESSES = 2  # one slow message never queues the next behind it
+_FRAME = struct.Struct("!Q")
+_CHUNK = 1 << 20
+_ROOT = str(Path(__file__).resolve().parents[1])  # the directory holding `proxy`
+
+UNREADABLE = Decision(
+    action=Action.HOLD, kind=Kind.PASSIVE, rule_id="limits.unreadable",
+    reason="the message could not be read within its budget",
+)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Postmark:
+    """What the channel knows of an email besides its bytes: its envelope and arrival."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    received_at: datetime
+    default_region: str | None
+
+
+def read_email(
+    raw: bytes, postmark: Postmark, rules: Rulebook, *, scan_only: bool = False
+) -> tuple[InboundMessage, Decision]:
+    """Read and decide one email (rule 1); with `scan_only`, the linear scan decides."""
+    normalize = partial(
+        normalize_email, envelope_sender=postmark.sender, recipients=postmark.recipients,
+        received_at=postmark.received_at, default_region=postmark.default_region,
+    )  # fmt: skip
+    message = normalize(raw, headers_only=True)
+    decision = decide_direct(message, rules)
+    if decision is None:
+        message = dataclasses.replace(message, complete=False) if scan_only else normalize(raw)
+        decision = decide(message, rules)
+    return message, decision
+
+
+def budget(size: int) -> float:
+    """Seconds a child may take to read a message of `size` bytes (rule 3)."""
+    return BUDGET_BASE + BUDGET_PER_MIB * size / (1 << 20)
+
+
+class ReadersUnavailable(RetryLater):
+    """No reading process can be started (a system fault, never a message's content)."""
+
+
+class _OverBudget(Exception):
+    """A child did not answer in time, or died."""
+
+
+class _Child:
+    """One reading process: started on first use, replaced when stale or broken."""
+
+    def __init__(self, config: Config, generation: int) -> None:
+        self.generation = generation
+        self._config = config
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def _start(self) -> asyncio.subprocess.Process:
+        environment = dict(os.environ)
+        environment["PYTHONPATH"] = os.pathsep.join(
+            p for p in (_ROOT, environment.get("PYTHONPATH", "")) if p
+        )
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "proxy.readers", stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+                env=environment, limit=1 << 20,
+            )  # fmt: skip
+        except OSError as error:
+            raise ReadersUnavailable(f"cannot start a reading process: {error.strerror}") from None
+        assert process.stdin is not None
+        _write(process.stdin, pickle.dumps(self._config, protocol=pickle.HIGHEST_PROTOCOL))
+        self._process = process
+        return process
+
+    async def ensure_started(self) -> asyncio.subprocess.Process:
+        process = self._process
+        if process is None or process.returncode is not None:
+            process = await self._start()
+        return process
+
+    async def read(self, raw: bytes, postmark: Postmark, *, scan_only: bool) -> Any:
+        process = await self.ensure_started()
+        assert process.stdin is not None
+        assert process.stdout is not None
+        request = pickle.dumps((postmark, scan_only), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            async with asyncio.timeout(budget(len(raw))):
+                _write(process.stdin, request)
+                process.stdin.write(_FRAME.pack(len(raw)))
+                view = memoryview(raw)
+                for start in range(0, len(raw), _CHUNK):  # a copy of one chunk at most
+                    process.stdin.write(view[start : start + _CHUNK])
+                    await process.stdin.drain()
+                (length,) = _FRAME.unpack(await process.stdout.readexactly(_FRAME.size))
+                answer = await process.stdout.readexactly(length)
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ConnectionError):
+            await self.kill()
+            raise _OverBudget from None
+        return pickle.loads(answer)  # noqa: S301 (rule 5: our own child's values)
+
+    async def kill(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+    async def close(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.returncode is not None:
+            return
+        assert process.stdin is not None
+        process.stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), 10.0)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+
+class Readers:
+    """Reads emails inline or in child processes, by size; see the module rules."""
+
+    def __init__(self, config: Config, *, processes: int = PROCESSES) -> None:
+        self._config = config
+        self._generation = 0
+        self._idle: asyncio.Queue[_Child] = asyncio.Queue()
+        for _ in range(max(1, processes)):
+            self._idle.put_nowait(_Child(config, 0))
+
+    async def start(self) -> None:
+        """Start the children now, so the first large message does not wait for one."""
+        children = [self._idle.get_nowait() for _ in range(self._idle.qsize())]
+        try:
+            await asyncio.gather(*(child.ensure_started() for child in children))
+        finally:
+            for child in children:
+                self._idle.put_nowait(child)
+
+    def replace(self, config: Config) -> None:
+        """New rules: children made for the old ones are replaced between messages."""
+        self._config, self._generation = config, self._generation + 1
+
+    async def read(
+        self, raw: bytes, postmark: Postmark, rules: Rulebook
+    ) -> tuple[InboundMessage, Decision]:
+        """The message (with its bytes) and the decision on it; never raises for content."""
+        if len(raw) <= INLINE_BYTES:
+            return read_email(raw, postmark, rules)
+        try:
+            message, decision = await self._in_child(raw, postmark, scan_only=False)
+        except _OverBudget:
+            try:
+                message, decision = await self._in_child(raw, postmark, scan_only=True)
+            except _OverBudget:
+                message, decision = _unread(raw, postmark), UNREADABLE
+        return dataclasses.replace(message, raw=raw), decision
+
+    async def _in_child(self, raw: bytes, postmark: Postmark, *, scan_only: bool) -> Any:
+        child = await self._idle.get()
+        try:
+            if child.generation != self._generation:
+                await child.close()
+                child = _Child(self._config, self._generation)
+            return await child.read(raw, postmark, scan_only=scan_only)
+        finally:
+            self._idle.put_nowait(child)
+
+    async def close(self) -> None:
+        """Stop every child (waits for those reading to finish)."""
+        children = [await self._idle.get() for _ in range(self._idle.qsize())]
+        await asyncio.gather(*(child.close() for child in children))
+
+
+def _unread(raw: bytes, postmark: Postmark) -> InboundMessage:
+    """The bare message of an email no child could read: its postmark, nothing else."""
+    return normalize_email(
+        b"", envelope_sender=postmark.sender, recipients=postmark.recipients,
+        received_at=postmark.received_at, default_region=postmark.default_region,
+    )  # fmt: skip
+
+
+def _write(stream: asyncio.StreamWriter, data: bytes) -> None:
+    stream.write(_FRAME.pack(len(data)))
+    stream.write(data)
+
+
+# -- the child ---------------------------------------------------------------------------
+
+
+def _frame(source: Any) -> bytes | None:
+    head = source.read(_FRAME.size)
+    if len(head) < _FRAME.size:
+        return None
+    (length,) = _FRAME.unpack(head)
+    data: bytes = source.read(length)
+    return data if len(data) == length else None
+
+
+def main() -> int:
+    source, sink = sys.stdin.buffer, sys.stdout.buffer
+    first = _frame(source)
+    if first is None:
+        return 0
+    config: Config = pickle.loads(first)  # noqa: S301 (only the parent writes here)
+    rules = compile_rules(config)
+    while (request := _frame(source)) is not None and (raw := _frame(source)) is not None:
+        postmark, scan_only = pickle.loads(request)  # noqa: S301 (only the parent writes here)
+        message, decision = read_email(raw, postmark, rules, scan_only=scan_only)
+        slim = dataclasses.replace(message, raw=b"", text="", search_text="")
+        answer = pickle.dumps((slim, decision), protocol=pickle.HIGHEST_PROTOCOL)
+        sink.write(_FRAME.pack(len(answer)) + answer)
+        sink.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

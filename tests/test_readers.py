@@ -1,0 +1,120 @@
+"""Reading beside the event loop: large mail in a child, within a budget, always decided."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from proxy import readers as readers_module
+from proxy.message import Action, Kind
+from proxy.readers import INLINE_BYTES, UNREADABLE, Postmark, Readers, read_email
+from proxy.rules import compile_rules
+from tests.factories import RECEIVED_AT, make_config
+
+CONFIG = make_config()
+RULES = compile_rules(CONFIG)
+POSTMARK = Postmark(
+    sender="friend@example.org", recipients=("sam@home.example",), received_at=RECEIVED_AT,
+    default_region="US",
+)  # fmt: skip
+PADDING = b"nothing to see here, just an ordinary line of a long letter\r\n" * (
+    2 * INLINE_BYTES // 60
+)
+INNOCENT = b"From: friend@example.org\r\nSubject: news\r\n\r\n" + PADDING
+ABOUT_HIM = INNOCENT + b"and I saw Mark Smith at the gate\r\n"
+
+
+def _with_readers(body: Callable[[Readers], Awaitable[None]], **options: int) -> None:
+    async def run() -> None:
+        readers = Readers(CONFIG, **options)
+        try:
+            await body(readers)
+        finally:
+            await readers.close()
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize(("raw", "action"), [(INNOCENT, Action.DELIVER), (ABOUT_HIM, Action.HOLD)])
+def test_a_large_message_is_decided_in_a_child_as_it_would_be_here(
+    raw: bytes, action: Action
+) -> None:
+    """The child reads with the same rules: the same decision, and the bytes come back whole."""
+
+    async def body(readers: Readers) -> None:
+        message, decision = await readers.read(raw, POSTMARK, RULES)
+        inline_message, inline_decision = read_email(raw, POSTMARK, RULES)
+        assert decision.action is action
+        assert (decision.rule_id, decision.kind) == (inline_decision.rule_id, inline_decision.kind)
+        assert message.raw == raw
+        assert message.senders == inline_message.senders
+
+    _with_readers(body)
+
+
+def test_a_child_that_dies_mid_read_leaves_the_message_to_the_linear_scan() -> None:
+    """A killed child is replaced, and the message is still decided, by the scan."""
+
+    async def body(readers: Readers) -> None:
+        await readers.start()
+        child = readers._idle.get_nowait()
+        readers._idle.put_nowait(child)
+        process = await child.ensure_started()
+        os.kill(process.pid, signal.SIGKILL)
+        await process.wait()
+        dead = [process]  # handed out once, as if it had died unseen between two messages
+
+        async def first_the_dead_one() -> asyncio.subprocess.Process:
+            return dead.pop() if dead else await started()
+
+        started = child.ensure_started
+        child.ensure_started = first_the_dead_one  # type: ignore[method-assign]
+        _, decision = await readers.read(ABOUT_HIM, POSTMARK, RULES)
+        assert not dead
+        assert decision.action is Action.HOLD
+        assert decision.rule_id == "people.mark.name"
+        assert "linear scan" in decision.reason
+
+    _with_readers(body, processes=1)
+
+
+def test_a_message_over_every_budget_is_held_as_unreadable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With no time at all to read, the message is held (releasable), never left undecided."""
+    monkeypatch.setattr(readers_module, "BUDGET_BASE", 0.0)
+    monkeypatch.setattr(readers_module, "BUDGET_PER_MIB", 0.0)
+
+    async def body(readers: Readers) -> None:
+        message, decision = await readers.read(INNOCENT, POSTMARK, RULES)
+        assert decision is UNREADABLE
+        assert decision.kind is Kind.PASSIVE
+        assert message.raw == INNOCENT
+
+    _with_readers(body)
+
+
+def test_new_rules_reach_the_children() -> None:
+    """After replace, a child reads with the new config's rules."""
+    renamed = make_config(people=[{"id": "rick", "name": "Rick Jones", "emails": []}])
+
+    async def body(readers: Readers) -> None:
+        _, before = await readers.read(ABOUT_HIM, POSTMARK, RULES)
+        readers.replace(renamed)
+        _, after = await readers.read(ABOUT_HIM, POSTMARK, compile_rules(renamed))
+        assert before.action is Action.HOLD
+        assert after.action is Action.DELIVER
+
+    _with_readers(body, processes=1)
+
+
+def test_his_mail_is_decided_from_its_headers_alone() -> None:
+    """A direct match needs no body reading: the message is not read past its header block."""
+    raw = b"From: mark.smith@gmail.com\r\n\r\n" + PADDING
+    message, decision = read_email(raw, POSTMARK, RULES)
+    assert decision.kind is Kind.DIRECT
+    assert "ordinary line" not in message.text
