@@ -142,6 +142,7 @@ class _Server(SMTP):
         self._admission = admission
         self._admitted: str | None = None  # the address counted in, until the session ends
         self._turned_away = False
+        self._heard = 0.0  # the loop's time of the last bytes read inside DATA
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.transport is None:  # the TCP connection (STARTTLS calls this once more)
@@ -179,14 +180,14 @@ class _Server(SMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        content, limit = bytearray(), self.data_size_limit
+        content, limit, clock = bytearray(), self.data_size_limit, self.loop.time
         too_much = in_line = False
         while self.transport is not None:
             try:
                 line = await self._reader.readuntil(b"\r\n")
             except asyncio.LimitOverrunError as error:  # a long line: take what is there
                 line = await self._reader.read(error.consumed)
-            self._reset_timeout()  # idle means no bytes for timeout seconds (rule 5)
+            self._heard = clock()  # idle means no bytes for that long (rule 5, _timeout_cb)
             if not in_line and line == b".\r\n":
                 break
             if not in_line and line.startswith(b"."):
@@ -210,6 +211,16 @@ class _Server(SMTP):
             self._reset_timeout()
         self._reset()
         await self.push("250 OK" if status is MISSING else status)
+
+    def _timeout_cb(self) -> None:
+        # Inside DATA the timer is not re-armed for every line (a timer each costs more
+        # than reading the line); when it fires, it waits on if bytes came meanwhile.
+        quiet = self.loop.time() - self._heard
+        if quiet < self._timeout_duration:
+            self._reset_timeout(self._timeout_duration - quiet)
+            return
+        hang_up: Callable[[], None] = super()._timeout_cb  # untyped in aiosmtpd
+        hang_up()
 
     def _stop_timeout(self) -> None:
         handle: asyncio.TimerHandle | None = self._timeout_handle
