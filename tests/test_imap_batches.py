@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from imapclient import IMAPClient
@@ -68,18 +69,27 @@ def _padded(mark: str, size: int) -> bytes:
 
 
 class _Recorder(IMAPClient):  # type: ignore[misc]  # imapclient is untyped
-    """A real client that notes the UIDs of every body FETCH it sends."""
+    """A real client that notes the UIDs of every body FETCH it sends; `lie`, if set,
+    replaces each RFC822.SIZE the server announced (None: as if it announced none)."""
 
     body_fetches: list[list[int]]
+    lie: tuple[int | None] | None = None
 
-    def fetch(self, messages: object, data: list[str], modifiers: object = None) -> object:
+    def fetch(self, messages: object, data: list[str], modifiers: object = None) -> Any:
         result = super().fetch(messages, data, modifiers)
         if any("BODY" in item for item in data):
             type(self).body_fetches.append(sorted(result))
+        if self.lie is not None:
+            for answer in result.values():
+                answer.pop(b"RFC822.SIZE", None)
+                if self.lie[0] is not None:
+                    answer[b"RFC822.SIZE"] = self.lie[0]
         return result
 
 
-def _watch(tmp_path: Path, server: servers.Dovecot, marks: list[str]) -> list[list[int]]:
+def _watch(
+    tmp_path: Path, server: servers.Dovecot, marks: list[str], lie: tuple[int | None] | None = None
+) -> list[list[int]]:
     """Watch INBOX until every message `marks` names is gone; the UIDs of each body FETCH,
     after checking that the messages were handed over once each, in arrival order."""
     handed: list[bytes] = []
@@ -90,6 +100,8 @@ def _watch(tmp_path: Path, server: servers.Dovecot, marks: list[str]) -> list[li
 
     class Recorder(_Recorder):
         body_fetches: list[list[int]] = []  # noqa: RUF012  # one list per test
+
+    Recorder.lie = lie
 
     with watching(tmp_path, server, handle, client=Recorder):
         wait_for(lambda: not any(tokens(server, "INBOX")[mark] for mark in marks), timeout=60)
@@ -122,3 +134,17 @@ def test_a_message_larger_than_the_budget_is_fetched_alone(
         append_raw(dovecot, "INBOX", _padded(mark, size))
     fetches = _watch(tmp_path, dovecot, marks)
     assert [len(uids) for uids in fetches] == [2, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("lie", "fetches"), [((1,), [5]), ((None,), [1] * 5)], ids=["tiny", "none"]
+)
+def test_a_server_lying_about_sizes_costs_memory_never_mail(
+    dovecot: servers.Dovecot, tmp_path: Path, lie: tuple[int | None], fetches: list[int]
+) -> None:
+    """Sizes announced too small, or not at all, change only how mail is batched: every
+    message is still handled once, in order."""
+    marks = [token() for _ in range(5)]
+    for mark in marks:
+        append_raw(dovecot, "INBOX", _padded(mark, 100_000))
+    assert [len(uids) for uids in _watch(tmp_path, dovecot, marks, lie)] == fetches
