@@ -1,0 +1,273 @@
+"""Benchmark: hostile messages against a benign one of the same size, with a probe running.
+
+Run: .venv/bin/python bench/hostile.py [--repeats K] [--dir DIR]
+
+One daemon (`python -m proxy run`, its own process group, a fresh archive and Maildir under
+a scratch directory in DIR, default <repo>/var) takes, in turn, a benign message and each
+hostile shape, every one from an ordinary sender (so its whole body must be read) and ending
+with the blocked person's name half the time (so it must be found past every cap). Each is
+sent K times (default 3) on a fresh connection; its time is connect to the reply after the
+final dot, and the median is reported.
+
+All the while a probe sends one small message every 50 ms on its own connection (MAIL, RCPT,
+DATA, and the reply): its p50, p99 and max latency over the whole run tell whether any
+hostile message stalled the other sessions.
+
+Shapes (issue 20): lone surrogates (utf-7 subject and body), unclosed `<a ` (html.parser's
+quadratic case), nested `<b>`, one 1 MB line, phone-like digits, many addresses, 1,000-deep
+nested multiparts, 50,000 tiny parts, 100,000 encoded words in one header, 10 MB of headers.
+
+Goals: every shape's median <= 3x the benign message of its size (1 MB; the 10 MB header
+block against a benign 10 MB message); probe p99 <= 20 ms; no 4xx/5xx anywhere; peak RSS of
+the daemon's process group < idle + 150 MB. Every held shape must be in the archive and
+every allowed one in the Maildir (counted at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import os
+import smtplib
+import statistics
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyrage
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.procs import Server, free_port, group_pids, scratch, stop
+from bench.smtp import start
+from proxy.archive import verify_archive
+from proxy.archive.reader import item_digests
+
+HOST = "127.0.0.1"
+MIB = 1 << 20
+FRIEND = "friend@example.org"
+NAME = b"\r\nlove, Mark Smith\r\n"
+HEAD = b"From: Friend <friend@example.org>\r\nTo: sam@home.example\r\nSubject: hello\r\n"
+PROBE = b"From: friend@example.org\r\nSubject: probe\r\n\r\nstill there?\r\n"
+PROBE_EVERY = 0.05
+WARM = 3
+REPO = Path(__file__).resolve().parents[1]
+
+
+def benign(size: int) -> bytes:
+    """An ordinary letter with a photo attached: prose, then base64 in 76-column lines."""
+    prose = b"Dear Sam, the garden is lovely this year and the tomatoes came in.\r\n" * 20
+    photo = base64.encodebytes(os.urandom(size * 3 // 4)).replace(b"\n", b"\r\n")
+    return (
+        HEAD + b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="x"\r\n\r\n'
+        b"--x\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + prose
+        + b"--x\r\nContent-Type: image/jpeg\r\nContent-Transfer-Encoding: base64\r\n"
+        b'Content-Disposition: attachment; filename="garden.jpg"\r\n\r\n' + photo + b"--x--\r\n"
+    )  # fmt: skip
+
+
+def shapes() -> dict[str, bytes]:
+    """Each hostile shape of issue 20, about 1 MB unless its name says otherwise."""
+    text = b"Content-Type: text/plain\r\n\r\n"
+    html = b"Content-Type: text/html\r\n\r\n"
+    depth = 1_000
+    nest = b"".join(
+        b'--b%d\r\nContent-Type: multipart/mixed; boundary="b%d"\r\n\r\n' % (i, i + 1)
+        for i in range(depth)
+    )
+    return {
+        "lone surrogates (utf-7)": b"From: friend@example.org\r\nSubject: =?utf-7?q?+2AA-?=\r\n"
+        b"Content-Type: text/plain; charset=utf-7\r\n\r\n" + b"+2AA- +2ADcAA-\r\n" * (MIB // 16),
+        "unclosed <a (quadratic html)": HEAD + html + b"<a " * (MIB // 3),
+        "nested <b> html": HEAD + html + b"<b>x" * (MIB // 4),
+        "1 MB single line": HEAD + text + b"a" * MIB + b"\r\n",
+        "phone-like digits": HEAD + text
+        + b"".join(b"+1 212 555 %04d, " % (i % 10_000) for i in range(MIB // 17)),
+        "many addresses": HEAD + text + b"a@b.cc " * (MIB // 7),
+        "1,000-deep multiparts": HEAD + b'Content-Type: multipart/mixed; boundary="b0"\r\n\r\n'
+        + nest + b"--b%d\r\nContent-Type: text/plain\r\n\r\n" % depth
+        + b"hello\r\n" * ((MIB - len(nest)) // 7),
+        "50,000 tiny parts (2 MB)": HEAD + b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        + b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n" * 50_000 + b"--b--\r\n",
+        "100,000 encoded words (1.4 MB)": HEAD.replace(b"Subject: hello\r\n", b"")
+        + b"Subject: " + b" ".join([b"=?utf-8?q?a?="] * 100_000) + b"\r\n" + text + b"hi\r\n",
+        "10 MB of headers": HEAD + b"".join(b"X-H%d: v\r\n" % i for i in range(10 * MIB // 12))
+        + text + b"hi\r\n",
+    }  # fmt: skip
+
+
+@dataclass(slots=True)
+class Probe:
+    """One small message every 50 ms on one connection, timed MAIL to the DATA reply."""
+
+    port: int
+    latencies: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        with smtplib.SMTP(HOST, self.port, timeout=60) as client:
+            client.ehlo("probe.test")
+            next_at = time.monotonic()
+            while not self.stopping.is_set():
+                started = time.monotonic()
+                try:
+                    client.mail(FRIEND)
+                    client.rcpt("sam@home.example")
+                    code, _ = client.data(PROBE)
+                except smtplib.SMTPException as error:
+                    self.failures.append(f"probe: {error}")
+                    return
+                self.latencies.append(time.monotonic() - started)
+                if code != 250:
+                    self.failures.append(f"probe: {code}")
+                next_at += PROBE_EVERY
+                self.stopping.wait(max(0.0, next_at - time.monotonic()))
+
+
+def send(port: int, raw: bytes) -> tuple[float, int]:
+    """Seconds from connect to the reply after the final dot, and the reply code."""
+    started = time.monotonic()
+    with smtplib.SMTP(HOST, port, timeout=300) as client:
+        client.ehlo("bench.test")
+        client.mail(FRIEND, ["SMTPUTF8"] if b"\xc3" in raw[:200] else [])
+        client.rcpt("sam@home.example")
+        try:
+            code, _ = client.data(raw)
+        except smtplib.SMTPResponseException as error:
+            code = error.smtp_code
+    return time.monotonic() - started, code
+
+
+def rss_kib(pgid: int, field_name: str) -> int:
+    """The sum over the process group of one /proc/PID/status field (VmRSS or VmHWM)."""
+    total = 0
+    for pid in group_pids(pgid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith(field_name + ":"):
+                    total += int(line.split()[1])
+    return total
+
+
+def start_daemon(work: Path) -> tuple[Server, Path, Path]:
+    port = free_port()
+    archive, mail, config = work / "archive", work / "mail", work / "nocontact.yaml"
+    recipient = pyrage.x25519.Identity.generate().to_public()
+    config.write_text(
+        f"archive: {{path: {archive}}}\n"
+        f"contacts: [{{name: Bench, role: lawyer, age_recipient: {recipient}}}]\n"
+        "people: [{id: mark, name: Mark Smith, emails: [mark.smith@gmail.com]}]\n"
+        "default_region: US\n"
+        "channels:\n"
+        "  smtp:\n"
+        f"    listen: {HOST}:{port}\n"
+        f"    deliver: maildir:{mail}\n"
+        f"    max_message_bytes: {64 * MIB}\n"
+    )
+    command = [sys.executable, "-m", "proxy", "run", "-c", str(config)]
+    return start("nocontact", command, port, work / "nocontact.log"), archive, mail
+
+
+def median_ms(values: list[float]) -> float:
+    return statistics.median(values) * 1000
+
+
+def percentile_ms(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def run(repeats: int, work: Path) -> int:
+    server, archive, mail = start_daemon(work)
+    failures: list[str] = []
+    try:
+        for _ in range(WARM):  # warm: imports, the reading children, the Maildir
+            send(server.port, benign(64 << 10))
+        time.sleep(1.0)
+        idle = rss_kib(server.pid, "VmRSS")
+        probe = Probe(server.port)
+        prober = threading.Thread(target=probe.run, daemon=True)
+        prober.start()
+        targets: list[tuple[str, bytes, str]] = [
+            ("benign 1 MB", benign(MIB), "benign 1 MB"),
+            ("benign 10 MB", benign(10 * MIB), "benign 10 MB"),
+        ]
+        for name, raw in shapes().items():
+            targets.append((name, raw, "benign 10 MB" if len(raw) > 5 * MIB else "benign 1 MB"))
+        times: dict[str, list[float]] = {name: [] for name, _, _ in targets}
+        held = delivered = 0
+        for round_ in range(repeats):
+            for name, raw, _ in targets:
+                with_name = round_ % 2 == 1 and not name.startswith("benign")
+                elapsed, code = send(server.port, raw + NAME if with_name else raw)
+                times[name].append(elapsed)
+                if code != 250:
+                    failures.append(f"{name}: reply {code}")
+                held += with_name
+                delivered += not with_name
+        probe.stopping.set()
+        prober.join()
+        failures += probe.failures
+        peak = rss_kib(server.pid, "VmHWM")
+    finally:
+        stop(server.process)
+    print(f"bench/hostile.py: each shape {repeats} times, median; {os.cpu_count()} cpus, "
+          f"load average before {os.getloadavg()[0]:.2f}")  # fmt: skip
+    print(f" {'message':32} {'MiB':>6} {'median ms':>10} {'runs ms':>15} {'x benign':>9}")
+    worst = 0.0
+    for name, raw, peer in targets:
+        ratio = statistics.median(times[name]) / statistics.median(times[peer])
+        if not name.startswith("benign"):
+            worst = max(worst, ratio)
+        runs = f"{min(times[name]) * 1000:,.0f}-{max(times[name]) * 1000:,.0f}"
+        print(f" {name:32} {len(raw) / MIB:6.2f} {median_ms(times[name]):10,.1f} {runs:>15} "
+              f"{ratio:9.2f}")  # fmt: skip
+    lat = probe.latencies
+    print(f" probe: {len(lat)} messages, p50 {percentile_ms(lat, 0.5):.1f} ms, "
+          f"p99 {percentile_ms(lat, 0.99):.1f} ms, max {max(lat) * 1000:.1f} ms")  # fmt: skip
+    grown = (peak - idle) / 1024
+    print(
+        f" memory: idle RSS {idle / 1024:.0f} MiB, peak {peak / 1024:.0f} MiB "
+        f"(+{grown:.0f} MiB; process group: the daemon and its reading children)"
+    )
+    stored = len(list((mail / "new").iterdir())) if (mail / "new").exists() else 0
+    verify_archive(archive)
+    items = len(item_digests(archive / "log", 0))
+    expected = WARM + delivered + len(lat)
+    print(f" delivered: {stored} in the Maildir (expected {expected}: warm-up, shapes, probes); "
+          f"held: {items} sealed items for {held} sent, archive verify OK")  # fmt: skip
+    if stored != expected:
+        failures.append(f"maildir holds {stored}, expected {expected}")
+    if items != held:
+        failures.append(f"archive holds {items} items, expected {held}")
+    goals = [
+        (f"every shape <= 3x benign: {'PASS' if worst <= 3 else 'FAIL'} (worst {worst:.2f})",
+         worst <= 3),
+        (f"probe p99 <= 20 ms: {'PASS' if percentile_ms(lat, 0.99) <= 20 else 'FAIL'} "
+         f"({percentile_ms(lat, 0.99):.1f} ms)", percentile_ms(lat, 0.99) <= 20),
+        (f"no 4xx/5xx: {'PASS' if not failures else 'FAIL'} ({'; '.join(failures) or 'none'})",
+         not failures),
+        (f"peak RSS < idle + 150 MB: {'PASS' if grown * 1.048576 < 150 else 'FAIL'} "
+         f"(+{grown * 1.048576:.0f} MB)", grown * 1.048576 < 150),
+    ]  # fmt: skip
+    for text, _ in goals:
+        print(f"goal: {text}")
+    return 0 if all(ok for _, ok in goals) else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dir", type=Path, default=REPO / "var")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    args = parser.parse_args()
+    with scratch(args.dir, "bench-hostile-", keep=args.keep) as work:
+        return run(args.repeats, work)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
