@@ -224,6 +224,22 @@ def test_forged_or_missing_signature_is_403_and_nothing_is_kept(
     run_with_fake(test)
 
 
+def test_an_oversized_webhook_is_refused_and_nothing_is_kept(tmp_path: Path) -> None:
+    """A body over the cap is 413 before it is read into memory, signed or not."""
+
+    async def test(fake: FakeTwilio) -> None:
+        phone = Phone(tmp_path, fake)
+        async with phone.running():
+            _, params = fake.inbound_message(sender=MARK, to=NUMBER, body="x" * (2 << 20))
+            status, _ = await phone.post("/sms", params)
+            assert status == 413
+            _, small = fake.inbound_message(sender=MARK, to=NUMBER, body="still here")
+            assert (await phone.post("/sms", small))[0] == 200
+        assert len(phone.held()) == 1
+
+    run_with_fake(test)
+
+
 def test_replayed_webhook_gets_the_same_answer_and_is_stored_once(tmp_path: Path) -> None:
     """The same MessageSid posted again, even concurrently or after a restart, is kept once."""
 

@@ -13,6 +13,9 @@ Rules this module keeps:
    answer, and reconciliation keeps it.
 3. The routes: POST /sms (texts and MMS), /voice (calls), /voice/recording (a voicemail
    is ready), /voice/done (after the voicemail: hang up).
+4. Bounded: a request body over `MAX_BODY` (1 MiB; Twilio's largest is a few KiB) is
+   refused with 413 by aiohttp before it is read whole; form values are read as the
+   pipeline reads every text (`proxy.normalize.valid`: never a lone surrogate).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from proxy.pipeline import Pipeline
 
 _log = get_logger("sms")
 _XML = "text/xml"
+MAX_BODY = 1 << 20
 EMPTY = str(MessagingResponse())
 _HANG_UP = str(VoiceResponse().hangup())
 _MAX_VOICEMAIL_SECONDS = 180
@@ -148,7 +152,7 @@ class Webhooks:
         self._clock = clock
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=1 << 20)
+        app = web.Application(client_max_size=MAX_BODY)
         routes = {
             "/sms": self._text, "/voice": self._call,
             "/voice/recording": self._recording, "/voice/done": self._done,
