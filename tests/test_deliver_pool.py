@@ -267,8 +267,8 @@ def test_pool_sweeps_idle_connections_and_checks_old_ones() -> None:
 
 
 def test_pool_aclose_quits_waiting_and_closes_lent_on_return() -> None:
-    """aclose says QUIT on every waiting connection, closes a lent one when it comes back,
-    and lends nothing more."""
+    """aclose says QUIT on every waiting connection and closes a lent one when it comes
+    back; a connection taken afterwards is fresh and closed when given back."""
 
     async def run() -> tuple[list[_Link], bool]:
         made: list[_Link] = []
@@ -278,18 +278,18 @@ def test_pool_aclose_quits_waiting_and_closes_lent_on_return() -> None:
         pool.give_back(waiting)
         await pool.aclose()
         pool.give_back(lent)
-        try:
-            await pool.take()
-        except RuntimeError:
-            return made, True
-        return made, False
+        late, reused = await pool.take()
+        pool.give_back(late)
+        return made, reused
 
-    made, refused = asyncio.run(run())
+    made, reused = asyncio.run(run())
     assert made[0].quit_said
     assert made[0].closed
     assert made[1].closed
     assert not made[1].quit_said
-    assert refused
+    assert not reused
+    assert len(made) == 3
+    assert made[2].closed
 
 
 def _wait(condition: Callable[[], bool], timeout: float = 10) -> bool:

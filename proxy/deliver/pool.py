@@ -10,8 +10,10 @@ Rules this module keeps:
    again; one that fails the check is closed and the next is tried. `take` says whether
    the connection was used before, so the borrower knows a failure at its first command
    may only mean the next hop closed it meanwhile (see `hops`, rule 4).
-4. After `aclose` nothing is lent: the waiting connections are closed (QUIT, briefly
-   waited for) and each lent one is closed when it comes back.
+4. After `aclose` nothing waits: the waiting connections are closed (QUIT, briefly
+   waited for) and each lent one is closed when it comes back. A delivery that still
+   comes (one that took the old next hop just before a reload) gets a fresh connection,
+   closed after it, rather than a fault.
 5. Used on the event loop only; not thread-safe.
 """
 
@@ -69,8 +71,6 @@ class Pool(Generic[L]):
 
     async def take(self) -> tuple[L, bool]:
         """A connection to use, and whether it was used before (rule 3)."""
-        if self.closed:
-            raise RuntimeError("the next hop's pool is closed")
         while self._waiting:
             since, link = self._waiting.pop()  # the most recent: the likeliest still open
             idle = time.monotonic() - since
