@@ -36,20 +36,13 @@ SECOND = b"From: friend@example.org\r\nSubject: two\r\n\r\nsecond\r\n"
 class Mailbox:
     """An aiosmtpd next hop's handler that records what it took and misbehaves on cue."""
 
-    def __init__(self, *, pipelining: bool = False) -> None:
-        self.pipelining = pipelining
+    def __init__(self) -> None:
         self.messages: list[bytes] = []
         self.connections = 0
         self.quits = 0
         self.answer_mail: str | None = None  # once, instead of 250
         self.vanish_after_data = False  # take the message, then drop the line unanswered
         self.sessions: list[SMTP] = []
-
-    async def handle_EHLO(  # noqa: N802 - aiosmtpd hook
-        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, lines: list[str]
-    ) -> list[str]:
-        session.host_name = hostname
-        return [lines[0], "250-PIPELINING", *lines[1:]] if self.pipelining else lines
 
     async def handle_MAIL(  # noqa: N802 - aiosmtpd hook
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -64,7 +57,7 @@ class Mailbox:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd hook
         self.messages.append(envelope.original_content or b"")
         if self.vanish_after_data:
-            assert isinstance(server.transport, asyncio.Transport)
+            assert server.transport is not None
             server.transport.abort()
         return "250 OK"
 
@@ -79,11 +72,9 @@ class Mailbox:
 
 
 @contextlib.asynccontextmanager
-async def next_hop_server(
-    kind: type[SMTP] = SMTP, *, pipelining: bool = False
-) -> AsyncIterator[tuple[int, Mailbox]]:
-    """A next hop in this event loop, on a free port (offering PIPELINING or not)."""
-    mailbox = Mailbox(pipelining=pipelining)
+async def next_hop_server(kind: type[SMTP] = SMTP) -> AsyncIterator[tuple[int, Mailbox]]:
+    """A next hop in this event loop, on a free port."""
+    mailbox = Mailbox()
 
     def session() -> SMTP:
         mailbox.connections += 1
@@ -149,13 +140,12 @@ def test_connection_closed_meanwhile_is_replaced_and_the_message_delivered_once(
     assert mailbox.connections == 2
 
 
-@pytest.mark.parametrize("pipelining", [False, True], ids=["plain", "pipelining"])
-def test_421_at_mail_on_a_kept_connection_is_tried_once_more_fresh(pipelining: bool) -> None:
+def test_421_at_mail_on_a_kept_connection_is_tried_once_more_fresh() -> None:
     """A next hop closing a kept connection (421 at MAIL) gets the message on a fresh one;
     the same 421 on a fresh connection is not retried: the sender is told to retry."""
 
     async def run() -> tuple[Mailbox, bool]:
-        async with next_hop_server(pipelining=pipelining) as (port, mailbox):
+        async with next_hop_server() as (port, mailbox):
             hop = hop_to(SMTP, port)
             await deliver(hop, FIRST)
             mailbox.answer_mail = "421 4.4.2 closing: idle too long"
@@ -178,13 +168,12 @@ def test_421_at_mail_on_a_kept_connection_is_tried_once_more_fresh(pipelining: b
     assert deferred
 
 
-@pytest.mark.parametrize("pipelining", [False, True], ids=["plain", "pipelining"])
-def test_failure_after_data_is_451_and_never_sent_twice(tmp_path: Path, pipelining: bool) -> None:
+def test_failure_after_data_is_451_and_never_sent_twice(tmp_path: Path) -> None:
     """A next hop that takes the message and drops the line before answering leaves the
     sender with 451, and nothing is sent again on our side; the pool recovers."""
 
     async def run() -> tuple[list[int], Mailbox]:
-        async with next_hop_server(pipelining=pipelining) as (port, mailbox):
+        async with next_hop_server() as (port, mailbox):
             service = Service(tmp_path, f"smtp://127.0.0.1:{port}")
             async with service.running():
                 codes = [(await service.send("friend@example.org", ALLOWED))[0]]
@@ -331,24 +320,3 @@ def test_daemon_closes_its_pool_on_reload_and_stop(tmp_path: Path) -> None:
     assert reloaded
     assert stopped
     assert len(mailbox.messages) == 2
-
-
-@pytest.mark.parametrize("pipelining", [False, True], ids=["plain", "pipelining"])
-def test_dots_and_utf8_reach_the_next_hop_exactly(pipelining: bool) -> None:
-    """Lines of dots, a leading dot and 8-bit text arrive byte for byte, with or without
-    PIPELINING, which the client uses when it is offered."""
-    message = ".lead\r\n.\r\n..\r\nGrüße\r\n.\r\nend\r\n".encode()
-
-    async def run() -> tuple[Mailbox, bool]:
-        async with next_hop_server(pipelining=pipelining) as (port, mailbox):
-            hop = SmtpHop("127.0.0.1", port, hostname="test")
-            await hop.deliver(message, "zoë@exämple.org", ["sam@home.example"], ["SMTPUTF8"])
-            link, _ = await hop.pool.take()
-            offered = link.session.has("pipelining")
-            hop.pool.give_back(link)
-            await hop.aclose()
-        return mailbox, offered
-
-    mailbox, offered = asyncio.run(run())
-    assert mailbox.messages == [message]
-    assert offered is pipelining

@@ -29,14 +29,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+import aiosmtplib
+
 from proxy.deliver.address import Destination, Scheme
 from proxy.deliver.pool import Link, Pool
-from proxy.deliver.smtp_client import CLOSING as _CLOSING
-from proxy.deliver.smtp_client import Lost, SmtpSession
 from proxy.disk import write_all
 from proxy.errors import NocontactError, RetryLater
 
 _TIMEOUT = 60.0
+_CLOSING = 421  # the next hop is closing this connection (its own idle timeout, a restart)
 POOL_SIZE = 20  # Postfix's default concurrency per destination
 POOL_IDLE_SECONDS = 30.0  # well under Postfix's and Dovecot's own idle timeouts
 POOL_CHECK_AFTER = 5.0
@@ -113,8 +114,8 @@ class Maildir:
 
 
 class SmtpHop:
-    """Relay to an SMTP server (e.g. Postfix's reinjection port) over pooled connections
-    (rule 4), with `smtp_client` (pipelined: two round trips a message)."""
+    """Relay to an SMTP server (e.g. Postfix's reinjection port) with aiosmtplib, over
+    pooled connections (rule 4)."""
 
     def __init__(self, host: str, port: int, *, hostname: str) -> None:
         self.host, self.port, self.hostname = host, port, hostname
@@ -123,18 +124,26 @@ class SmtpHop:
                                           check_after=POOL_CHECK_AFTER)  # fmt: skip
 
     async def _open(self) -> _SmtpLink:
+        client = aiosmtplib.SMTP(
+            hostname=self.host, port=self.port, local_hostname=self.hostname,
+            timeout=_TIMEOUT, start_tls=False, use_tls=False,
+        )  # fmt: skip
         try:
-            session = await SmtpSession.open(self.host, self.port, hostname=self.hostname,
-                                             timeout=_TIMEOUT)  # fmt: skip
-        except Lost as lost:
-            raise DeliveryDeferred(str(lost)) from lost
-        return _SmtpLink(session)
+            await client.connect()
+            await client.ehlo()
+        except aiosmtplib.SMTPResponseException as error:
+            client.close()
+            raise DeliveryDeferred(f"next hop answered {error.code}") from error
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+            client.close()
+            raise DeliveryDeferred(f"next hop unreachable ({type(error).__name__})") from error
+        return _SmtpLink(client)
 
     async def deliver(
         self, data: bytes, sender: str, recipients: Sequence[str], options: Sequence[str]
     ) -> None:
         async def transaction(link: _SmtpLink) -> None:
-            await _smtp_transaction(link.session, data, sender, recipients, options)
+            await _smtp_transaction(link.client, data, sender, recipients, options)
 
         await _lend(self.pool, transaction)
 
@@ -143,60 +152,57 @@ class SmtpHop:
 
 
 class _SmtpLink:
-    def __init__(self, session: SmtpSession) -> None:
-        self.session = session
+    def __init__(self, client: aiosmtplib.SMTP) -> None:
+        self.client = client
 
     async def check(self) -> bool:
         try:
-            return (await self.session.noop()).code == 250
-        except Lost:
+            await self.client.noop()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
             return False
+        return True
 
     async def quit(self) -> None:
-        await self.session.quit()
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+            await self.client.quit()
 
     def close(self) -> None:
-        self.session.close()
+        self.client.close()
 
 
 async def _smtp_transaction(
-    session: SmtpSession,
+    client: aiosmtplib.SMTP,
     data: bytes,
     sender: str,
     recipients: Sequence[str],
     options: Sequence[str],
 ) -> None:
-    mail_options = _supported(options, session.has)
-    if session.has("size"):
+    mail_options = _supported(options, client.supports_extension)
+    utf8 = any(option.upper() == "SMTPUTF8" for option in mail_options)
+    if client.supports_extension("size"):
         mail_options.insert(0, f"SIZE={len(data)}")
     try:
-        replies = await session.envelope(sender, recipients, mail_options)
-    except Lost as lost:
-        if not lost.answered:  # not even MAIL was answered: nothing can have been taken
-            raise _Unused(str(lost)) from lost
-        raise DeliveryDeferred(str(lost)) from lost
-    mail, rcpts, after = (
-        replies[0],
-        replies[1 : 1 + len(recipients)],
-        replies[1 + len(recipients) :],
-    )
-    if mail.code == _CLOSING:
-        raise _Unused(f"next hop answered {mail.code}")
-    if mail.code != 250:
-        _answer(mail.code, mail.text.encode())
-    if replies[-1].code == _CLOSING:
-        raise DeliveryDeferred(f"next hop answered {_CLOSING}")
-    refusals = [(r.code, r.text) for r in rcpts if r.code not in (250, 251)]
-    if len(refusals) == len(recipients):
-        _refused(refusals, len(recipients))
-    if not after or after[0].code != 354:
-        _answer(after[0].code if after else 451, after[0].text.encode() if after else b"")
+        await client.mail(sender, options=mail_options, encoding="utf-8" if utf8 else "ascii")
+    except aiosmtplib.SMTPResponseException as error:
+        if error.code == _CLOSING:
+            raise _Unused(f"next hop answered {error.code}") from error
+        _answer(error.code, error.message.encode())
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+        raise _Unused(f"next hop unreachable ({type(error).__name__})") from error
     try:
-        final = await session.message(data)
-    except Lost as lost:
-        raise DeliveryDeferred(str(lost)) from lost  # the message may have been taken: no retry
-    if final.code != 250:
-        _answer(final.code, final.text.encode())
+        refusals: list[tuple[int, str]] = []
+        for recipient in recipients:
+            try:
+                await client.rcpt(recipient, encoding="utf-8" if utf8 else "ascii")
+            except aiosmtplib.SMTPRecipientRefused as refused:
+                refusals.append((refused.code, refused.message))
+        if len(refusals) == len(recipients):
+            _refused(refusals, len(recipients))
+        await client.data(data)
+    except aiosmtplib.SMTPResponseException as error:
+        _answer(error.code, error.message.encode())
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+        raise DeliveryDeferred(f"next hop unreachable ({type(error).__name__})") from error
     if refusals:
         _refused(refusals, len(recipients))
 
