@@ -13,7 +13,8 @@ Rules this module keeps:
    ~0.1 s per MiB, a quarter of that for a quarter), and
    at most `encoded_words` RFC 2047 words are decoded per header (the rest is kept raw).
    At most `mentions` addresses and as many numbers are read out of the text by the
-   precise parsers.
+   precise parsers. A Content-Type or Content-Disposition value is read to
+   `parameter_chars` (the stdlib re-counts quotes before every ';' of it: quadratic).
 4. Finding the cut is itself linear: C-level searches over the bytes, at most a cap's
    worth of steps.
 """
@@ -38,13 +39,13 @@ class Limits:
     html_markup: int = 256 << 10
     message_text: int = 4 << 20
     mentions: int = 1_000
+    parameter_chars: int = 1_000
 
 
 LIMITS = Limits()
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _DELIMITER = re.compile(rb"\n--")
-_BOUNDARY = re.compile(rb"(?i)boundary")
 _LINE = re.compile(rb"\n")
 
 
@@ -69,18 +70,28 @@ def analysed_prefix(raw: bytes, limits: Limits = LIMITS) -> Prefix:
         return Prefix(data=data, header_end=len(data), complete=False, headers_complete=False)
     header_end = end.end()
     cut = min(len(raw), header_end + limits.body_bytes)
-    for pattern, count in (
-        (_LINE, limits.body_lines),
-        (_DELIMITER, limits.parts),
-        (_BOUNDARY, limits.boundaries + 1),
-    ):
-        found = _nth(pattern, raw, header_end, cut, count)
-        if found is not None:
-            cut = found
+    if raw.count(b"\n", header_end, cut) >= limits.body_lines:  # a C-level count first
+        cut = _nth(_LINE, raw, header_end, cut, limits.body_lines) or cut
+    if raw.count(b"\n--", header_end, cut) >= limits.parts:
+        cut = _nth(_DELIMITER, raw, header_end, cut, limits.parts) or cut
+    found = _nth_boundary(raw[header_end:cut].lower(), limits.boundaries + 1)
+    if found is not None:
+        cut = header_end + found
     if cut < len(raw):
         cut = raw.rfind(b"\n", header_end, cut) + 1 or header_end
         return Prefix(data=raw[:cut], header_end=header_end, complete=False, headers_complete=True)
     return Prefix(data=raw, header_end=header_end, complete=True, headers_complete=True)
+
+
+def _nth_boundary(lowered: bytes, n: int) -> int | None:
+    """Where the `n`th "boundary" parameter name starts in `lowered` (a case-blind regex
+    costs 4 us per KiB; lowering and finding, 0.7)."""
+    at = -1
+    for _ in range(n):
+        at = lowered.find(b"boundary", at + 1)
+        if at == -1:
+            return None
+    return at
 
 
 def _nth(pattern: re.Pattern[bytes], raw: bytes, start: int, end: int, n: int) -> int | None:
