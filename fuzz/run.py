@@ -1,6 +1,6 @@
 """Run a fuzz target for a bounded time, from its seeds, and say what broke it.
 
-Usage: python -m fuzz.run [TARGET|all] [SECONDS] [--survey] [--work DIR]
+Usage: python -m fuzz.run [TARGET|all] [SECONDS] [--survey] [--work DIR] [-- LIBFUZZER-FLAGS]
 
 Rules this module keeps:
 1. Each target runs in its own process (atheris owns the process it fuzzes in), with
@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,10 +81,10 @@ class Outcome:
 
 def run(
     target: Target, seconds: int, work: Path, *, survey: Path | None = None,
-    seeds: Path | None = None,
+    seeds: Path | None = None, flags: Sequence[str] = (),
 ) -> Outcome:  # fmt: skip
     """Fuzz `target` for `seconds` from its seeds (or from `seeds`, a directory, if given),
-    keeping corpus and artifacts in `work`."""
+    keeping corpus and artifacts in `work`; `flags` go to libFuzzer after ours."""
     home = work / target.name
     corpus, artifacts = home / "corpus", home / "artifacts"
     for directory in (corpus, artifacts):
@@ -100,7 +101,7 @@ def run(
         sys.executable, "-m", "fuzz.launch", target.name,
         f"-max_total_time={seconds}", f"-max_len={target.max_len}",
         f"-timeout={HANG_SECONDS}", f"-rss_limit_mb={RSS_LIMIT_MB}",
-        f"-artifact_prefix={artifacts}/", "-print_final_stats=1",
+        f"-artifact_prefix={artifacts}/", "-print_final_stats=1", *flags,
         str(corpus), str(seeds),
     ]  # fmt: skip
     with log.open("wb") as output:
@@ -173,7 +174,11 @@ def describe(outcome: Outcome) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line of scripts/fuzz: exit 0 if every target ran clean, 1 otherwise."""
-    parser = argparse.ArgumentParser(prog="scripts/fuzz", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="scripts/fuzz",
+        description=__doc__.split("\n")[0],
+        epilog="Anything after -- goes to libFuzzer, e.g. -- -len_control=0",
+    )
     parser.add_argument("target", nargs="?", default="all", choices=[*TARGETS, "all"])
     parser.add_argument("seconds", nargs="?", type=int, default=300)
     parser.add_argument("--work", type=Path, default=ROOT / "var" / "fuzz")
@@ -182,12 +187,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="keep going after a finding; write each distinct one to WORK/TARGET/survey",
     )
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    split = argv.index("--") if "--" in argv else len(argv)
+    args, flags = parser.parse_args(argv[:split]), argv[split + 1 :]
     names = list(TARGETS) if args.target == "all" else [args.target]
     clean = True
     for name in names:
         survey = args.work / name / "survey" if args.survey else None
-        outcome = run(TARGETS[name], args.seconds, args.work, survey=survey)
+        outcome = run(TARGETS[name], args.seconds, args.work, survey=survey, flags=flags)
         print(describe(outcome))
         if survey is not None:
             found = sorted(p.name for p in survey.glob("*") if p.suffix != ".txt")
