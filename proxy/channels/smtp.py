@@ -142,7 +142,7 @@ class _Server(SMTP):
         self._admission = admission
         self._admitted: str | None = None  # the address counted in, until the session ends
         self._turned_away = False
-        self._heard = 0.0  # the loop's time of the last bytes read inside DATA
+        self._heard = 0.0  # the loop's time of the last bytes received
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.transport is None:  # the TCP connection (STARTTLS calls this once more)
@@ -180,29 +180,15 @@ class _Server(SMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        content, limit, clock = bytearray(), self.data_size_limit, self.loop.time
-        too_much = in_line = False
-        while self.transport is not None:
-            try:
-                line = await self._reader.readuntil(b"\r\n")
-            except asyncio.LimitOverrunError as error:  # a long line: take what is there
-                line = await self._reader.read(error.consumed)
-            self._heard = clock()  # idle means no bytes for that long (rule 5, _timeout_cb)
-            if not in_line and line == b".\r\n":
-                break
-            if not in_line and line.startswith(b"."):
-                line = line[1:]  # RFC 5321 4.5.2: undo dot-stuffing
-            in_line = not line.endswith(b"\r\n")
-            if not too_much:
-                content += line
-                if limit and len(content) > limit:
-                    too_much, content = True, bytearray()
-        if too_much:
+        try:
+            original = await self._read_data()
+        except asyncio.IncompleteReadError:  # the client left mid-message: nothing to answer
+            self._reset()
+            return
+        if original is None:
             self._reset()
             await self.push("552 Error: Too much mail data")
             return
-        original = bytes(content)
-        del content
         self.envelope.content = self.envelope.original_content = original
         self._stop_timeout()  # our work is not the client's idleness (rule 5)
         try:
@@ -212,9 +198,57 @@ class _Server(SMTP):
         self._reset()
         await self.push("250 OK" if status is MISSING else status)
 
+    async def _read_data(self) -> bytes | None:
+        """The message up to the end-of-data line, dots unstuffed; None if it is larger than
+        `data_size_limit` (the rest is read and dropped). IncompleteReadError if the client
+        leaves first.
+
+        The end is CRLF "." CRLF and nothing else (a bare LF before the dot is not one: the
+        SMTP smuggling of CVE-2023-51764). The reader is searched, never drained line by
+        line: `readuntil` finds LF "." CRLF in C, and the CR before it is checked here; a
+        line start whose CRLF was already taken (the first line, and the line after such a
+        bare LF) is read to its CR first. Cost is a few calls per message, not per line.
+        """
+        reader, limit = self._reader, self.data_size_limit
+        content, kept = bytearray(), True
+        at_line_start = True  # the body begins at a line start, its CRLF already read
+        while True:
+            if at_line_start:
+                piece = await _read_until(reader, b"\r")
+                if piece == b".\r":
+                    following = await reader.readexactly(1)
+                    if following == b"\n":
+                        break  # the end-of-data line
+                    piece += following
+                at_line_start = False
+            else:
+                piece = await _read_until(reader, b"\n.\r\n")
+                ended = piece.endswith(b"\r\n.\r\n") or (
+                    piece == b"\n.\r\n" and content[-1:] == b"\r"  # its CR came before
+                )
+                if ended:
+                    content += piece[:-3]  # keep the last line's CRLF, drop ".\r\n"
+                    break
+                at_line_start = piece.endswith(b"\n.\r\n")  # a bare LF: not the end
+            content += piece
+            if limit and len(content) > limit:
+                kept = False
+                del content[:-8]  # only the tail, to find the end by
+        if not kept:
+            return None
+        if content.startswith(b"."):  # RFC 5321 4.5.2: undo dot-stuffing, every line
+            del content[0]
+        if b"\r\n." in content:
+            content = content.replace(b"\r\n.", b"\r\n")
+        return bytes(content)
+
+    def data_received(self, data: bytes) -> None:
+        self._heard = self.loop.time()  # idle means no bytes for that long (rule 5)
+        super().data_received(data)
+
     def _timeout_cb(self) -> None:
-        # Inside DATA the timer is not re-armed for every line (a timer each costs more
-        # than reading the line); when it fires, it waits on if bytes came meanwhile.
+        # The timer is not re-armed for every chunk of bytes (a timer each costs more than
+        # the chunk); when it fires, it waits on if bytes came meanwhile.
         quiet = self.loop.time() - self._heard
         if quiet < self._timeout_duration:
             self._reset_timeout(self._timeout_duration - quiet)
@@ -231,6 +265,14 @@ class _Server(SMTP):
         # aiosmtpd's own post-DATA reset (a fresh envelope); untyped there, so cast here.
         reset: Callable[[], None] = self._set_post_data_state
         reset()
+
+
+async def _read_until(reader: asyncio.StreamReader, separator: bytes) -> bytes:
+    """Up to and including `separator`, or as much as the reader's limit allows."""
+    try:
+        return await reader.readuntil(separator)
+    except asyncio.LimitOverrunError as error:  # a long stretch: take what is there
+        return await reader.readexactly(error.consumed)
 
 
 def _address(peer: object) -> str:
