@@ -10,8 +10,10 @@ Rules this module keeps:
    with base64 that may be broken (cut short, padding lost, junk inside).
 3. `messages_naming(name)` places a name somewhere a reader would read it (a header, a
    text or HTML part, a forwarded message's headers, an attachment's file name), written
-   in any of those ways; the rest of the message is random structure around it. Text
-   around the name never joins a letter onto it, so the name still stands as words.
+   in any of those ways, in a part whose charset may follow a long run of other
+   parameters (a mail client reads the whole header); the rest of the message is random
+   structure around it. Text around the name never joins a letter onto it, so the name
+   still stands as words.
 """
 
 from __future__ import annotations
@@ -166,6 +168,7 @@ class Leaf:
     charset: tuple[str, str]
     encoding: str
     text: str
+    padding: int = 0  # parameters written before charset= (30 characters each)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -257,8 +260,14 @@ def render(part: Part, headers: tuple[tuple[str, str], ...] = ()) -> bytes:
 def _render_part(part: Part) -> bytes:
     if isinstance(part, Leaf):
         label = part.charset[0].encode("utf-8", "replace")
+        padding = b"".join(b'; x%d="%s"' % (n, b"y" * 20) for n in range(part.padding))
         head = (
-            b"Content-Type: text/" + part.subtype.encode() + b'; charset="' + label + b'"\n'
+            b"Content-Type: text/"
+            + part.subtype.encode()
+            + padding
+            + b'; charset="'
+            + label
+            + b'"\n'
             b"Content-Transfer-Encoding: " + part.encoding.encode() + b"\n\n"
         )
         return head + _body_bytes(part) + b"\n"
@@ -328,7 +337,8 @@ def messages_naming(draw: st.DrawFn, name: str) -> tuple[str, bytes]:
         if not _round_trips(text, codec):
             label, codec = "utf-8", "utf-8"
         leaf = Leaf(subtype=subtype, charset=(label, codec),
-                    encoding=draw(st.sampled_from(TRANSFER_ENCODINGS[:5])), text=text)  # fmt: skip
+                    encoding=draw(st.sampled_from(TRANSFER_ENCODINGS[:5])), text=text,
+                    padding=draw(st.sampled_from((0, 5, 40))))  # fmt: skip
         named = _mixed([filler, leaf], draw(st.booleans()))
         if place == "forwarded-text":
             named = _mixed([filler, Forward(headers=(("Subject", "fwd"),), body=leaf)], True)

@@ -7,6 +7,7 @@ regressions at the end are inputs fuzzing found (/work/fuzz-findings.md, fuzz/re
 
 from __future__ import annotations
 
+import base64
 import time
 from pathlib import Path
 
@@ -126,6 +127,31 @@ def test_quoted_parameter_full_of_semicolons_costs_linear_time(headers: bytes) -
     (the stdlib's email.message._parseparam recounts the quotes before every ';')."""
     raw = b"From: friend@example.org\n" + headers + b"\n\nhi\n"
     assert _elapsed(raw) < LINEAR_LIMIT_SECONDS
+
+
+_PADDING = b"".join(b'; x%d="%s"' % (n, b"y" * 20) for n in range(40))  # 1,108 characters
+
+
+@pytest.mark.parametrize(
+    ("charset", "encoding", "body"),
+    [
+        (b"utf-16", b"base64", base64.encodebytes("hello from Mark Smith".encode("utf-16"))),
+        (b"utf-7", b"7bit", b"hello from Mark+ACA-Smith"),
+    ],
+    ids=["utf-16-base64", "utf-7"],
+)
+def test_charset_after_long_parameters_still_reads_the_name(
+    charset: bytes, encoding: bytes, body: bytes
+) -> None:
+    """A charset= written after 1,100 characters of other parameters still decodes the part
+    (a mail client reads the whole header): his name in it is found, not delivered."""
+    raw = (
+        b"From: friend@example.org\nContent-Type: text/plain" + _PADDING + b"; charset=" + charset
+        + b"\nContent-Transfer-Encoding: " + encoding + b"\n\n" + body + b"\n"
+    )  # fmt: skip
+    decision = decide(_normalize(raw), ONE_PERSON)
+    assert decision.held
+    assert decision.rule_id == "people.mark.name"
 
 
 @pytest.mark.parametrize("path", sorted(REGRESSIONS.glob("*")), ids=lambda p: p.name)
