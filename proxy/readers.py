@@ -38,7 +38,7 @@ from proxy.config.model import Config
 from proxy.errors import RetryLater
 from proxy.message import Action, Decision, InboundMessage, Kind
 from proxy.normalize import normalize_email
-from proxy.rules import Rulebook, compile_rules, decide, decide_direct
+from proxy.rules import Rulebook, compile_rules, decide_direct, decide_not_direct
 
 INLINE_BYTES = 32 << 10
 BUDGET_BASE = 2.0
@@ -76,7 +76,7 @@ def read_email(
     decision = decide_direct(message, rules)
     if decision is None:
         message = dataclasses.replace(message, complete=False) if scan_only else normalize(raw)
-        decision = decide(message, rules)
+        decision = decide_not_direct(message, rules)
     return message, decision
 
 

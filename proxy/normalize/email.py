@@ -53,14 +53,27 @@ _PARAMETER_HEADERS = frozenset({"content-type", "content-disposition"})
 
 
 class _ReadingPolicy(Compat32):
-    """compat32, with MIME parameter headers read only to `parameter_chars` (module rule
-    5): `email.message._parseparam` re-counts the quotes before every ';', so a value
-    opening a quote and followed by 60,000 ';' cost it seconds, inside the parser itself."""
+    """compat32, with a MIME parameter header read only up to its `parameters`th ';'
+    (module rule 5): `email.message._parseparam` re-counts the quotes before every ';', so
+    a value opening a quote and followed by 60,000 ';' cost it seconds, inside the parser
+    itself."""
 
     def header_fetch_parse(self, name: str, value: str) -> Any:
-        if len(value) > LIMITS.parameter_chars and name.lower() in _PARAMETER_HEADERS:
-            value = value[: LIMITS.parameter_chars]
+        if _overlong(name, value):
+            value = value[: _nth_semicolon(value, LIMITS.parameters)]
         return super().header_fetch_parse(name, value)
+
+
+def _overlong(name: str, value: str) -> bool:
+    """Whether a header has more parameters than are read (a C-level count first)."""
+    return value.count(";") > LIMITS.parameters and name.lower() in _PARAMETER_HEADERS
+
+
+def _nth_semicolon(value: str, n: int) -> int:
+    at = -1
+    for _ in range(n):
+        at = value.find(";", at + 1)
+    return at
 
 
 _PARSER = BytesParser(policy=_ReadingPolicy())
@@ -264,10 +277,7 @@ def _visible_text(
         if count >= LIMITS.parts or reading.text_left <= 0:
             reading.complete = False
             return
-        if any(
-            len(value) > LIMITS.parameter_chars and name.lower() in _PARAMETER_HEADERS
-            for name, value in part.raw_items()
-        ):
+        if any(_overlong(name, value) for name, value in part.raw_items()):
             reading.complete = False  # read only in part (_ReadingPolicy)
         yield from _part_text(part, reading)
 

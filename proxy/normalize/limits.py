@@ -13,8 +13,10 @@ Rules this module keeps:
    ~0.1 s per MiB, a quarter of that for a quarter), and
    at most `encoded_words` RFC 2047 words are decoded per header (the rest is kept raw).
    At most `mentions` addresses and as many numbers are read out of the text by the
-   precise parsers. A Content-Type or Content-Disposition value is read to
-   `parameter_chars` (the stdlib re-counts quotes before every ';' of it: quadratic).
+   precise parsers. A Content-Type or Content-Disposition value is read only up to its
+   `parameters`th ';' (the stdlib re-counts the quotes before every ';' of it: quadratic
+   in the count, so a few ';' cost nothing however long the value; real headers have a
+   handful).
 4. Finding the cut is itself linear: C-level searches over the bytes, at most a cap's
    worth of steps.
 """
@@ -39,7 +41,7 @@ class Limits:
     html_markup: int = 256 << 10
     message_text: int = 4 << 20
     mentions: int = 1_000
-    parameter_chars: int = 1_000
+    parameters: int = 100
 
 
 LIMITS = Limits()

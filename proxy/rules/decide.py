@@ -39,8 +39,12 @@ _AUTHOR_SOURCES = frozenset({"from", "caller"})
 def decide(message: InboundMessage, rules: Rulebook) -> Decision:
     """Hold or deliver `message`, by the precedence in the module rules."""
     direct = decide_direct(message, rules)
-    if direct is not None:
-        return direct
+    return direct if direct is not None else decide_not_direct(message, rules)
+
+
+def decide_not_direct(message: InboundMessage, rules: Rulebook) -> Decision:
+    """The decision on a message `decide_direct` has already cleared (allow, passive, or
+    deliver): a reader that decided the direct rules on the header block need not again."""
     for identity in message.senders:
         if identity.source in _AUTHOR_SOURCES:
             rule = _look_up(rules.allow, identity, names=False)

@@ -34,6 +34,7 @@ from proxy.fold import fold
 WINDOW = 1 << 20
 OVERLAP = 4 << 10
 _BASE64_BLOCK = re.compile(rb"(?m)(?:^[A-Za-z0-9+/]{16,}={0,2}\r?\n)+")
+_ENCODED_WORD_WHOLE = re.compile(rb"=\?[^?\s*]{1,64}(?:\*[^?\s]*)?\?[qQbB]\?[^?\s]{0,2048}\?=")
 _ENCODED_WORD = re.compile(rb"=\?([^?\s*]{1,64})(?:\*[^?\s]*)?\?([qQbB])\?([^?\s]{0,2048})\?=")
 _PHONE_SEPARATORS = b" ().-/\t"  # dropped from the digits projection
 _DIGITS = bytes(c if 0x30 <= c <= 0x39 else 0x7C for c in range(256))  # else '|'
@@ -103,13 +104,17 @@ def _readings(window: bytes) -> Iterator[bytes]:
             yield binascii.a2b_base64(block.group())
         except (binascii.Error, ValueError):
             continue
-    words = set(_ENCODED_WORD.findall(window))  # a flood of one word is decoded once
+    words = set(_ENCODED_WORD_WHOLE.findall(window))  # a flood of one word is decoded once
     if words:
-        yield " ".join(_decoded_word(*word) for word in words).encode("utf-8", "replace")
+        yield " ".join(_decoded_word(word) for word in words).encode("utf-8", "replace")
 
 
-def _decoded_word(charset: bytes, encoding: bytes, payload: bytes) -> str:
+def _decoded_word(word: bytes) -> str:
     """One RFC 2047 word's text, by the standard library's own decoders; junk as written."""
+    match = _ENCODED_WORD.match(word)
+    if match is None:
+        return word.decode("ascii", errors="replace")
+    charset, encoding, payload = match.groups()
     try:
         if encoding in b"qQ":
             data = binascii.a2b_qp(payload, header=True)
