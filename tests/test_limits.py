@@ -72,6 +72,16 @@ def test_his_sender_header_past_the_header_cap_is_a_direct_hold() -> None:
     assert (decision.action, decision.kind) == (Action.HOLD, Kind.DIRECT)
 
 
+def test_an_intermediary_past_the_header_cap_holds_the_message_as_passive() -> None:
+    """An intermediary's address in a header block not read to its end holds the message
+    (passive: she is not him), even beside an allowed From."""
+    junk = b"".join(b"X-Pad-%d: %s\r\n" % (i, b"v" * 60) for i in range(LIMITS.header_bytes // 60))
+    raw = b"From: dana@reyes-law.example\r\n" + junk + b"Reply-To: carol@example.net\r\n\r\nhi\r\n"
+    decision = decide(normalize_email(raw, envelope_sender="", received_at=RECEIVED_AT), RULES)
+    assert (decision.action, decision.kind) == (Action.HOLD, Kind.PASSIVE)
+    assert decision.rule_id == "intermediaries.carol"
+
+
 def test_an_ordinary_message_is_read_whole() -> None:
     """Real mail stays within every cap, so the close reading alone decides it."""
     raw = (

@@ -298,7 +298,9 @@ def _part_text(part: Message, reading: _Reading) -> Iterator[str]:
         if content_type == "text/html":
             if len(body) > LIMITS.html_markup:
                 body, reading.complete = body[: LIMITS.html_markup], False
-            rendered = html_to_text(body, min(LIMITS.part_text, reading.text_left))
+            rendered = html_to_text(
+                body, min(LIMITS.part_text, reading.text_left), LIMITS.html_nodes
+            )
             reading.complete = reading.complete and rendered.complete
             body = rendered.text
         yield reading.take(body)

@@ -9,9 +9,10 @@ Rules this module keeps:
    into one (which could hide, or invent, a name); inline elements add nothing, so a
    name split by <b> still reads as one word.
 3. Alt and title text is kept: a mention in an image's alt text is still a mention.
-4. Bounded: at most `limit` characters of text come out, and at most `limit` nodes are
-   walked; the walk is iterative (no recursion, whatever the nesting). The caller learns
-   whether the limit cut the text short, and scans the rest another way.
+4. Bounded: at most `limit` characters of text come out, and at most `nodes` nodes are
+   walked (each costs a Python step; real mail has a few thousand); the walk is iterative
+   (no recursion, whatever the nesting). The caller learns whether a limit cut the text
+   short, and scans the rest another way.
 5. Never raises: markup is text, and any text parses.
 """
 
@@ -42,13 +43,14 @@ class HtmlText:
     complete: bool
 
 
-def html_to_text(markup: str, limit: int = 1 << 22) -> HtmlText:
-    """The visible text of an HTML document or fragment, at most `limit` characters."""
+def html_to_text(markup: str, limit: int = 1 << 22, nodes: int = 1 << 20) -> HtmlText:
+    """The visible text of an HTML document or fragment: at most `limit` characters, from
+    at most `nodes` nodes."""
     chunks: list[str] = []
     budget = limit
     node: LexborNode | None = LexborHTMLParser(markup).root
-    while node is not None and budget > 0:
-        budget -= 1
+    while node is not None and budget > 0 and nodes > 0:
+        nodes -= 1
         tag = node.tag
         descend = False
         if tag == _TEXT:

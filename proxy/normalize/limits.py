@@ -10,7 +10,8 @@ Rules this module keeps:
    `parts` delimiter lines, `boundaries` multipart declarations (which bound the nesting).
 3. Decoded text is capped per part (`part_text`) and per message (`message_text`), HTML
    markup given to the HTML parser per part (`html_markup`: deep nesting costs lexbor
-   ~0.1 s per MiB, a quarter of that for a quarter), and
+   ~0.1 s per MiB, a quarter of that for a quarter) and nodes walked in it (`html_nodes`:
+   a Python step each; a long newsletter has a few thousand), and
    at most `encoded_words` RFC 2047 words are decoded per header (the rest is kept raw).
    At most `mentions` addresses and as many numbers are read out of the text by the
    precise parsers. A Content-Type or Content-Disposition value is read only up to its
@@ -39,6 +40,7 @@ class Limits:
     encoded_words: int = 1_000
     part_text: int = 1 << 20
     html_markup: int = 256 << 10
+    html_nodes: int = 20_000
     message_text: int = 4 << 20
     mentions: int = 1_000
     parameters: int = 100

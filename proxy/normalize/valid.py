@@ -6,15 +6,14 @@ Rules this module keeps:
    `surrogateescape` for bytes that are not UTF-8. One such character made the seal, the
    log and `test-rules` raise, so a crafted subject kept a message undecided forever.
 2. A lone surrogate becomes U+FFFD, the replacement character, as a reader's screen
-   would show it; every other character is kept, so a name around it still matches.
-3. Cost is one C-level pass (an encode attempt); only text that fails it is rewritten.
+   would show it; two that make a pair become the character they spell; every other
+   character is kept, so a name around them still matches.
+3. Cost is one C-level pass (an encode attempt); text that fails it is rewritten by two
+   more (UTF-16 with surrogates passed, then decoded with replacement), never per character.
 """
 
 from __future__ import annotations
 
-import re
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
 
 
@@ -25,5 +24,7 @@ def valid_text(text: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return _SURROGATE.sub(REPLACEMENT, text)
+        # A pair of surrogates that spells one character becomes that character; a lone one
+        # cannot be decoded from UTF-16 and becomes U+FFFD.
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     return text

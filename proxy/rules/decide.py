@@ -11,8 +11,10 @@ Rules this module keeps:
    alias (whole words, in folded text) or of his address, domain or number.
 5. Every decision names the rule (a config key) and says why, without quoting content.
 6. A message read only in part (past a cap, `InboundMessage.complete` False) is also
-   scanned whole (`proxy.rules.scan`): his identity in a header block that was not read
-   to its end holds it as direct (a sender header may be there); anywhere else, as
+   scanned whole (`proxy.rules.scan`), each byte once. A header block not read to its end
+   is scanned with the direct rules, and anything found there holds the message at once
+   (his identity as direct: a sender header may be there, and no allowed From rescues
+   it; an intermediary's as passive); the rest of the message after the allow rules, as
    passive. Past the caps the rules err towards holding.
 """
 
@@ -78,7 +80,9 @@ def _passive(message: InboundMessage, rules: Rulebook) -> Decision | None:
             Kind.PASSIVE, rule, f"the text mentions {rule.what} by {rule.rule_id.rsplit('.', 1)[1]}"
         )
     if not message.complete:
-        found = scan(message.raw, rules.scan)
+        # A header block not read to its end was scanned by decide_direct (rule 6).
+        start = 0 if message.headers_complete else _header_block_end(message.raw)
+        found = scan(message.raw, rules.scan, start)
         if found is not None:
             what = "intermediary " if found.intermediary else ""
             return _hold(
@@ -99,10 +103,11 @@ def decide_direct(message: InboundMessage, rules: Rulebook) -> Decision | None:
         if rule is not None:
             return _hold(Kind.DIRECT, rule, f"{identity.source} {_noun(identity)} is {rule.what}")
     if not message.headers_complete:
-        found = scan(message.raw[: _header_block_end(message.raw)], rules.scan)
-        if found is not None and not found.intermediary:
+        found = scan(message.raw, rules.scan, 0, _header_block_end(message.raw))
+        if found is not None:
+            kind = Kind.PASSIVE if found.intermediary else Kind.DIRECT
             return _hold(
-                Kind.DIRECT, Rule(rule_id=found.rule_id, what=found.what),
+                kind, Rule(rule_id=found.rule_id, what=found.what),
                 f"the header block names {found.what} past what was read closely",
             )  # fmt: skip
     return None

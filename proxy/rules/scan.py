@@ -33,7 +33,10 @@ from proxy.fold import fold
 
 WINDOW = 1 << 20
 OVERLAP = 4 << 10
-_BASE64_BLOCK = re.compile(rb"(?m)(?:^[A-Za-z0-9+/]{16,}={0,2}\r?\n)+")
+_QUOTED_PRINTABLE = re.compile(rb"=(?:[0-9A-Fa-f]{2}|\r?\n)")  # an escape or a soft break
+# Lines of base64 as MIME writes them (76 columns; 1,000 allows any encoder), found from
+# the line feed before them: a literal start lets the regex engine skip ahead in C.
+_BASE64_BLOCK = re.compile(rb"\n((?:[A-Za-z0-9+/]{16,1000}={0,2}\r?\n)+)")
 _ENCODED_WORD_WHOLE = re.compile(rb"=\?[^?\s*]{1,64}(?:\*[^?\s]*)?\?[qQbB]\?[^?\s]{0,2048}\?=")
 _ENCODED_WORD = re.compile(rb"=\?([^?\s*]{1,64})(?:\*[^?\s]*)?\?([qQbB])\?([^?\s]{0,2048})\?=")
 _PHONE_SEPARATORS = b" ().-/\t"  # dropped from the digits projection
@@ -73,11 +76,11 @@ def compile_scan(words: dict[str, Target], phones: dict[str, Target]) -> ScanBoo
     )
 
 
-def scan(raw: bytes, book: ScanBook) -> Target | None:
-    """The first target named anywhere in `raw` (module rules), or None."""
+def scan(raw: bytes, book: ScanBook, start: int = 0, end: int | None = None) -> Target | None:
+    """The first target named anywhere in raw[start:end] (module rules), or None."""
     if book.words is None and book.phones is None:
         return None
-    for window in _windows(raw):
+    for window in _windows(raw, start, len(raw) if end is None else end):
         for text in _readings(window):
             found = _find(text, book)
             if found is not None:
@@ -85,23 +88,22 @@ def scan(raw: bytes, book: ScanBook) -> Target | None:
     return None
 
 
-def _windows(raw: bytes) -> Iterator[bytes]:
-    start = 0
+def _windows(raw: bytes, start: int, end: int) -> Iterator[bytes]:
     while True:
-        yield raw[start : start + WINDOW + OVERLAP]
+        yield raw[start : min(end, start + WINDOW + OVERLAP)]
         start += WINDOW
-        if start >= len(raw):
+        if start >= end:
             return
 
 
 def _readings(window: bytes) -> Iterator[bytes]:
     """What a reader could see in `window`, as UTF-8 bytes (module rule 3)."""
     yield window
-    if b"=" in window:
+    if _QUOTED_PRINTABLE.search(window):
         yield binascii.a2b_qp(window)  # junk decodes to junk: it never raises
     for block in _BASE64_BLOCK.finditer(window):
         try:
-            yield binascii.a2b_base64(block.group())
+            yield binascii.a2b_base64(block.group(1))
         except (binascii.Error, ValueError):
             continue
     words = set(_ENCODED_WORD_WHOLE.findall(window))  # a flood of one word is decoded once
