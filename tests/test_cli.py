@@ -90,6 +90,11 @@ def test_test_rules_sms(sms: tuple[str, str], expected: str) -> None:
          "hold intermediaries.his-mother passive"),
         (b"From: friend@example.org\nSubject: lunch\n\nnoon?\n", "deliver"),
         (b"\x00\xff not an email at all", "deliver"),
+        (b"From: friend@example.org\nSubject: =?utf-7?q?+2AA-?=\n\nhi\n", "deliver"),
+        (b"From: =?utf-7?q?+2AA-?= <mark.smith@gmail.com>\n\nhi\n",
+         "hold people.mark.emails direct"),
+        (b"From: friend@example.org\nContent-Type: text/html\n\n" + b"<a " * 40_000
+         + b">Mark Smith", "hold people.mark.name passive"),
     ],
 )  # fmt: skip
 def test_test_rules_email(tmp_path: Path, message: bytes, expected: str) -> None:
