@@ -333,12 +333,12 @@ def messages_naming(draw: st.DrawFn, name: str) -> tuple[str, bytes]:
     elif place in ("text-part", "html-part", "forwarded-text"):
         subtype = "plain" if place != "html-part" else "html"
         text = spoken if subtype == "plain" else f"<p>{spoken}</p>"
-        label, codec = draw(charsets())
+        label, codec = draw(st.one_of(st.sampled_from(CHARSETS), charsets()))  # real, mostly
         if not _round_trips(text, codec):
             label, codec = "utf-8", "utf-8"
         leaf = Leaf(subtype=subtype, charset=(label, codec),
                     encoding=draw(st.sampled_from(TRANSFER_ENCODINGS[:5])), text=text,
-                    padding=draw(st.sampled_from((0, 5, 40))))  # fmt: skip
+                    padding=draw(st.sampled_from((0, 5, 40, 120))))  # fmt: skip
         named = _mixed([filler, leaf], draw(st.booleans()))
         if place == "forwarded-text":
             named = _mixed([filler, Forward(headers=(("Subject", "fwd"),), body=leaf)], True)
