@@ -139,3 +139,16 @@ def test_the_prefix_is_cut_at_a_line_end_before_the_first_cap() -> None:
     assert prefix.headers_complete
     assert prefix.data.endswith(b"\n")
     assert prefix.data.count(b"\n") <= LIMITS.body_lines + HEAD.count(b"\n") + 1
+
+
+def test_an_overlong_parameter_header_keeps_the_charset_it_names() -> None:
+    """A Content-Type cut for cost (30,000 ';' before its charset) still decodes the part in
+    the charset it names, so his name in UTF-7 is found."""
+    raw = (
+        b"From: friend@example.org\r\nContent-Type: text/plain" + b";" * 30_000
+        + b'; charset="utf-7"\r\n\r\nhello from Mark+ACA-Smith\r\n'
+    )  # fmt: skip
+    message = normalize_email(raw, envelope_sender="", received_at=RECEIVED_AT)
+    assert not message.complete
+    decision = decide(message, RULES)
+    assert decision.rule_id == "people.mark.name"

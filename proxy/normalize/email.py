@@ -50,30 +50,41 @@ _FORWARDED_HEADERS = ("from", "sender", "reply-to", "to", "cc", "subject")
 _QUOTE_MARKERS = re.compile(r"(?m)^[ \t]*(?:>[ \t]?)+")
 _FOLDING = re.compile(r"\r?\n(?=[ \t])")
 _PARAMETER_HEADERS = frozenset({"content-type", "content-disposition"})
+_KEPT_PARAMETER = re.compile(
+    r'(?i)\b(charset|boundary|name|filename)\*?=(?:"[^"\r\n]{0,256}"|[^;"\s]{1,256})'
+)
 
 
 class _ReadingPolicy(Compat32):
-    """compat32, with a MIME parameter header read only up to its `parameters`th ';'
-    (module rule 5): `email.message._parseparam` re-counts the quotes before every ';', so
-    a value opening a quote and followed by 60,000 ';' cost it seconds, inside the parser
-    itself."""
+    """compat32, with an overlong MIME parameter header read in part (module rule 5):
+    `email.message._parseparam` re-counts the quotes before every ';', so a value opening
+    a quote and followed by 60,000 ';' cost it seconds, inside the parser itself."""
 
     def header_fetch_parse(self, name: str, value: str) -> Any:
         if _overlong(name, value):
-            value = value[: _nth_semicolon(value, LIMITS.parameters)]
+            value = _readable_part(value)
         return super().header_fetch_parse(name, value)
 
 
 def _overlong(name: str, value: str) -> bool:
-    """Whether a header has more parameters than are read (a C-level count first)."""
-    return value.count(";") > LIMITS.parameters and name.lower() in _PARAMETER_HEADERS
+    """Whether the stdlib would take too long over a header's parameters (C-level count)."""
+    return (
+        len(value) * value.count(";") > LIMITS.parameter_cost and name.lower() in _PARAMETER_HEADERS
+    )
 
 
-def _nth_semicolon(value: str, n: int) -> int:
+def _readable_part(value: str) -> str:
+    """As much of `value` as the stdlib reads quickly, then the parameters that change how
+    the part reads, taken from the rest by one linear search (each attempt bounded)."""
+    keep = max(1, LIMITS.parameter_cost // len(value))  # the ';' a quick read may hold
     at = -1
-    for _ in range(n):
+    for _ in range(keep):
         at = value.find(";", at + 1)
-    return at
+    head, rest = value[:at], value[at:]
+    kept: dict[str, str] = {}
+    for match in _KEPT_PARAMETER.finditer(rest):
+        kept.setdefault(match.group(1).lower(), match.group(0))
+    return head + "".join(f"; {parameter}" for parameter in kept.values())
 
 
 _PARSER = BytesParser(policy=_ReadingPolicy())
@@ -337,8 +348,12 @@ def _decoded_payload(part: Message, defects: list[str]) -> str:
 
 
 def _charset(part: Message) -> str:
+    """The part's charset, without an RFC 2045 comment ("utf-16 (the charset)"): compat32
+    keeps the comment in the value, and a mail client reads past it."""
     try:
         charset = part.get_content_charset()
     except _PARSE_FAULTS:
         charset = None
+    if charset and "(" in charset:
+        charset = charset.split("(", 1)[0].strip().strip('"')
     return charset or "utf-8"

@@ -14,10 +14,11 @@ Rules this module keeps:
    a Python step each; a long newsletter has a few thousand), and
    at most `encoded_words` RFC 2047 words are decoded per header (the rest is kept raw).
    At most `mentions` addresses and as many numbers are read out of the text by the
-   precise parsers. A Content-Type or Content-Disposition value is read only up to its
-   `parameters`th ';' (the stdlib re-counts the quotes before every ';' of it: quadratic
-   in the count, so a few ';' cost nothing however long the value; real headers have a
-   handful).
+   precise parsers. The stdlib reads a Content-Type or Content-Disposition value by
+   re-counting the quotes before every ';' (length x count of ';': 60,000 of them in a
+   60 KB value cost 4-9 s); a value over `parameter_cost` is cut where it fits, and the
+   parameters that change how the part reads (charset, boundary, name, filename) are
+   taken from the rest and kept.
 4. Finding the cut is itself linear: C-level searches over the bytes, at most a cap's
    worth of steps.
 """
@@ -42,15 +43,13 @@ class Limits:
     html_markup: int = 256 << 10
     html_nodes: int = 20_000
     message_text: int = 4 << 20
-    mentions: int = 1_000
-    parameters: int = 100
+    mentions: int = 250
+    parameter_cost: int = 10_000_000  # characters x ';' of one parameter header
 
 
 LIMITS = Limits()
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
-_DELIMITER = re.compile(rb"\n--")
-_LINE = re.compile(rb"\n")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,10 +73,8 @@ def analysed_prefix(raw: bytes, limits: Limits = LIMITS) -> Prefix:
         return Prefix(data=data, header_end=len(data), complete=False, headers_complete=False)
     header_end = end.end()
     cut = min(len(raw), header_end + limits.body_bytes)
-    if raw.count(b"\n", header_end, cut) >= limits.body_lines:  # a C-level count first
-        cut = _nth(_LINE, raw, header_end, cut, limits.body_lines) or cut
-    if raw.count(b"\n--", header_end, cut) >= limits.parts:
-        cut = _nth(_DELIMITER, raw, header_end, cut, limits.parts) or cut
+    cut = _nth(b"\n", raw, header_end, cut, limits.body_lines)
+    cut = _nth(b"\n--", raw, header_end, cut, limits.parts)
     found = _nth_boundary(raw[header_end:cut].lower(), limits.boundaries + 1)
     if found is not None:
         cut = header_end + found
@@ -98,9 +95,12 @@ def _nth_boundary(lowered: bytes, n: int) -> int | None:
     return at
 
 
-def _nth(pattern: re.Pattern[bytes], raw: bytes, start: int, end: int, n: int) -> int | None:
-    """The offset of the `n`th match of `pattern` in raw[start:end], if there are that many."""
-    for index, match in enumerate(pattern.finditer(raw, start, end), 1):
-        if index >= n:
-            return match.start()
-    return None
+def _nth(separator: bytes, raw: bytes, start: int, end: int, n: int) -> int:
+    """Where the `n`th `separator` in raw[start:end] starts, or `end` if there are fewer.
+
+    A C-level count first; then one C-level split (a Python step per match would cost
+    ~0.3 us each, 10 ms for 32,768 lines)."""
+    if raw.count(separator, start, end) < n:
+        return end
+    rest = raw[start:end].split(separator, n)[-1]
+    return end - len(rest) - len(separator)
