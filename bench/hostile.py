@@ -26,7 +26,6 @@ every allowed one in the Maildir (counted at the end).
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import multiprocessing
 import multiprocessing.process
@@ -49,58 +48,15 @@ from bench.procs import Server, free_port, group_pids, scratch, stop
 from bench.smtp import start
 from proxy.archive import verify_archive
 from proxy.archive.reader import item_digests
+from tests.hostile_shapes import MIB, benign, shapes
 
 HOST = "127.0.0.1"
-MIB = 1 << 20
 FRIEND = "friend@example.org"
 NAME = b"\r\nlove, Mark Smith\r\n"
-HEAD = b"From: Friend <friend@example.org>\r\nTo: sam@home.example\r\nSubject: hello\r\n"
 PROBE = b"From: friend@example.org\r\nSubject: probe\r\n\r\nstill there?\r\n"
 PROBE_EVERY = 0.05
 WARM = 3
 REPO = Path(__file__).resolve().parents[1]
-
-
-def benign(size: int) -> bytes:
-    """An ordinary letter with a photo attached: prose, then base64 in 76-column lines."""
-    prose = b"Dear Sam, the garden is lovely this year and the tomatoes came in.\r\n" * 20
-    photo = base64.encodebytes(os.urandom(size * 3 // 4)).replace(b"\n", b"\r\n")
-    return (
-        HEAD + b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="x"\r\n\r\n'
-        b"--x\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + prose
-        + b"--x\r\nContent-Type: image/jpeg\r\nContent-Transfer-Encoding: base64\r\n"
-        b'Content-Disposition: attachment; filename="garden.jpg"\r\n\r\n' + photo + b"--x--\r\n"
-    )  # fmt: skip
-
-
-def shapes() -> dict[str, bytes]:
-    """Each hostile shape of issue 20, about 1 MB unless its name says otherwise."""
-    text = b"Content-Type: text/plain\r\n\r\n"
-    html = b"Content-Type: text/html\r\n\r\n"
-    depth = 1_000
-    nest = b"".join(
-        b'--b%d\r\nContent-Type: multipart/mixed; boundary="b%d"\r\n\r\n' % (i, i + 1)
-        for i in range(depth)
-    )
-    return {
-        "lone surrogates (utf-7)": b"From: friend@example.org\r\nSubject: =?utf-7?q?+2AA-?=\r\n"
-        b"Content-Type: text/plain; charset=utf-7\r\n\r\n" + b"+2AA- +2ADcAA-\r\n" * (MIB // 16),
-        "unclosed <a (quadratic html)": HEAD + html + b"<a " * (MIB // 3),
-        "nested <b> html": HEAD + html + b"<b>x" * (MIB // 4),
-        "1 MB single line": HEAD + text + b"a" * MIB + b"\r\n",
-        "phone-like digits": HEAD + text
-        + b"".join(b"+1 212 555 %04d, " % (i % 10_000) for i in range(MIB // 17)),
-        "many addresses": HEAD + text + b"a@b.cc " * (MIB // 7),
-        "1,000-deep multiparts": HEAD + b'Content-Type: multipart/mixed; boundary="b0"\r\n\r\n'
-        + nest + b"--b%d\r\nContent-Type: text/plain\r\n\r\n" % depth
-        + b"hello\r\n" * ((MIB - len(nest)) // 7),
-        "50,000 tiny parts (2 MB)": HEAD + b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
-        + b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n" * 50_000 + b"--b--\r\n",
-        "100,000 encoded words (1.4 MB)": HEAD.replace(b"Subject: hello\r\n", b"")
-        + b"Subject: " + b" ".join([b"=?utf-8?q?a?="] * 100_000) + b"\r\n" + text + b"hi\r\n",
-        "10 MB of headers": HEAD + b"".join(b"X-H%d: v\r\n" % i for i in range(10 * MIB // 12))
-        + text + b"hi\r\n",
-    }  # fmt: skip
 
 
 @dataclass(slots=True)

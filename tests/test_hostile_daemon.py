@@ -11,23 +11,8 @@ import smtplib
 from pathlib import Path
 
 from tests import servers
+from tests.hostile_shapes import MIB, nested_multiparts
 from tests.test_smtp_integration import FRIEND, MARK, Nocontact, sealed_originals
-
-MIB = 1 << 20
-DEPTH = 1_000
-
-
-def _nested() -> bytes:
-    opening = b"".join(
-        b'--b%d\r\nContent-Type: multipart/mixed; boundary="b%d"\r\n\r\n' % (i, i + 1)
-        for i in range(DEPTH)
-    )
-    return (
-        b'Content-Type: multipart/mixed; boundary="b0"\r\n\r\n' + opening
-        + b"--b%d\r\nContent-Type: text/plain\r\n\r\nhello\r\n" % DEPTH
-        + b"".join(b"--b%d--\r\n" % i for i in reversed(range(DEPTH + 1)))
-    )  # fmt: skip
-
 
 REPRODUCTIONS = {
     "utf-7 subject": b"Subject: =?utf-7?q?+2AA-?=\r\n\r\nhi\r\n",
@@ -36,7 +21,7 @@ REPRODUCTIONS = {
     "unclosed <a": b"Content-Type: text/html\r\n\r\n" + b"<a " * 40_000 + b"\r\n",
     "phone-like digits": b"\r\n" + b"".join(b"+1 212 555 %04d\r\n" % i for i in range(MIB // 17)),
     "many headers": b"".join(b"X-H%d: v\r\n" % i for i in range(2 * MIB // 12)) + b"\r\nhi\r\n",
-    "deep multipart": _nested(),
+    "deep multipart": nested_multiparts(1_000, 0),
     "one long line": b"\r\n" + b"x" * MIB + b"\r\n",
 }
 

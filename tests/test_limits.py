@@ -10,39 +10,12 @@ from proxy.normalize.limits import LIMITS, analysed_prefix
 from proxy.normalize.valid import valid_text
 from proxy.rules import decide
 from tests.factories import RECEIVED_AT, make_rules
+from tests.hostile_shapes import HEAD, MIB, shapes
 
 RULES = make_rules()
-MIB = 1 << 20
-HEAD = b"From: friend@example.org\r\nTo: sam@home.example\r\n"
 
 
-def _shapes() -> dict[str, bytes]:
-    """Each hostile shape at about 1 MiB, from a friend, naming him only at the very end."""
-    text = b"Content-Type: text/plain\r\n\r\n"
-    html = b"Content-Type: text/html\r\n\r\n"
-    mixed = b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
-    depth = 1_000
-    nest = b"".join(
-        b'--b%d\r\nContent-Type: multipart/mixed; boundary="b%d"\r\n\r\n' % (i, i + 1)
-        for i in range(depth)
-    )
-    return {
-        "unclosed tags": HEAD + html + b"<a " * (MIB // 3),
-        "nested tags": HEAD + html + b"<b>x" * (MIB // 4),
-        "one long line": HEAD + text + b"a" * MIB + b" ",
-        "addresses": HEAD + text + b"a@b.cc " * (MIB // 7),
-        "numbers": HEAD + text
-        + b"".join(b"+1 212 555 %04d, " % (i % 10_000) for i in range(MIB // 17)),
-        "headers": HEAD + b"".join(b"X-H%d: v\r\n" % i for i in range(MIB // 12)) + text,
-        "encoded words": HEAD + b"Subject: "
-        + b" ".join([b"=?utf-8?q?a?="] * (MIB // 14)) + b"\r\n" + text,
-        "tiny parts": HEAD + mixed + b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n" * (MIB // 40),
-        "deep nesting": HEAD + b'Content-Type: multipart/mixed; boundary="b0"\r\n\r\n' + nest
-        + b"--b%d\r\nContent-Type: text/plain\r\n\r\n" % depth + b"hello\r\n" * (MIB // 7),
-    }  # fmt: skip
-
-
-SHAPES = _shapes()
+SHAPES = {name: raw for name, raw in shapes().items() if len(raw) < 3 * MIB}
 
 
 @pytest.mark.parametrize("shape", sorted(SHAPES))
