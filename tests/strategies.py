@@ -10,8 +10,9 @@ Rules this module keeps:
    with base64 that may be broken (cut short, padding lost, junk inside).
 3. `messages_naming(name)` places a name somewhere a reader would read it (a header, a
    text or HTML part, a forwarded message's headers, an attachment's file name), written
-   in any of those ways, in a part whose charset may follow a long run of other
-   parameters (a mail client reads the whole header); the rest of the message is random
+   in any of those ways, in a part whose charset is spelled in any way MIME allows and may
+   follow a long run of other parameters (a mail client reads the whole header), or is
+   named twice (clients differ on which wins); the rest of the message is random
    structure around it. Text around the name never joins a letter onto it, so the name
    still stands as words.
 """
@@ -169,6 +170,7 @@ class Leaf:
     encoding: str
     text: str
     padding: int = 0  # parameters written before charset= (30 characters each)
+    spelling: str = "quoted"  # how charset= is written: a key of CHARSET_SPELLINGS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -190,6 +192,20 @@ class Forward:
 
 
 Part = Leaf | Multi | Forward
+
+# Ways to write one charset parameter that a MIME reader must understand (RFC 2045, 2231).
+# Where one header names two charsets, readers differ on which wins: a filter must read both.
+CHARSET_SPELLINGS: dict[str, bytes] = {
+    "quoted": b'charset="LABEL"',
+    "bare": b"charset=LABEL",
+    "upper-key": b"CHARSET=LABEL",
+    "folded": b"\n charset=LABEL",
+    "rfc2231-extended": b"charset*=us-ascii'en'LABEL",
+    "rfc2231-continued": b'charset*0=""; charset*1="LABEL"',
+    "comment-after": b"charset=LABEL (the charset)",
+    "twice-real-first": b"charset=LABEL; charset=us-ascii",
+    "twice-real-last": b"charset=us-ascii; charset=LABEL",
+}
 
 HEADER_NAMES = ("From", "To", "Cc", "Subject", "Reply-To", "Sender", "X-Junk", "Content-Type")
 
@@ -261,15 +277,11 @@ def _render_part(part: Part) -> bytes:
     if isinstance(part, Leaf):
         label = part.charset[0].encode("utf-8", "replace")
         padding = b"".join(b'; x%d="%s"' % (n, b"y" * 20) for n in range(part.padding))
+        charset = CHARSET_SPELLINGS[part.spelling].replace(b"LABEL", label)
         head = (
-            b"Content-Type: text/"
-            + part.subtype.encode()
-            + padding
-            + b'; charset="'
-            + label
-            + b'"\n'
+            b"Content-Type: text/" + part.subtype.encode() + padding + b"; " + charset + b"\n"
             b"Content-Transfer-Encoding: " + part.encoding.encode() + b"\n\n"
-        )
+        )  # fmt: skip
         return head + _body_bytes(part) + b"\n"
     if isinstance(part, Forward):
         return b"Content-Type: message/rfc822\n\n" + render(part.body, part.headers)
@@ -338,7 +350,8 @@ def messages_naming(draw: st.DrawFn, name: str) -> tuple[str, bytes]:
             label, codec = "utf-8", "utf-8"
         leaf = Leaf(subtype=subtype, charset=(label, codec),
                     encoding=draw(st.sampled_from(TRANSFER_ENCODINGS[:5])), text=text,
-                    padding=draw(st.sampled_from((0, 5, 40, 120))))  # fmt: skip
+                    padding=draw(st.sampled_from((0, 5, 40, 120))),
+                    spelling=draw(st.sampled_from(sorted(CHARSET_SPELLINGS))))  # fmt: skip
         named = _mixed([filler, leaf], draw(st.booleans()))
         if place == "forwarded-text":
             named = _mixed([filler, Forward(headers=(("Subject", "fwd"),), body=leaf)], True)

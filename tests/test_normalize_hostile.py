@@ -158,6 +158,24 @@ def test_charset_after_many_parameters_still_reads_the_name(
     assert decision.rule_id == "people.mark.name"
 
 
+@pytest.mark.parametrize(
+    "parameters",
+    [b"charset=us-ascii; charset=utf-16", b"charset=utf-16 (the charset)"],
+    ids=["named-twice", "with-a-comment"],
+)
+def test_every_charset_a_reader_could_use_is_tried(parameters: bytes) -> None:
+    """A charset named twice (readers differ on which wins) or followed by an RFC 2045
+    comment still decodes the part in utf-16 for the rules: his name in it is found."""
+    body = base64.encodebytes("hello from Mark Smith".encode("utf-16"))
+    raw = (
+        b"From: friend@example.org\nContent-Type: text/plain; " + parameters
+        + b"\nContent-Transfer-Encoding: base64\n\n" + body
+    )  # fmt: skip
+    decision = decide(_normalize(raw), ONE_PERSON)
+    assert decision.held
+    assert decision.rule_id == "people.mark.name"
+
+
 @pytest.mark.parametrize("path", sorted(REGRESSIONS.glob("*")), ids=lambda p: p.name)
 def test_fuzz_finding_is_read_without_raising_and_in_time(path: Path) -> None:
     """A message fuzzing found breaking issue 20 (fuzz/regressions/email/) is normalized and
