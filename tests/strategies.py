@@ -12,7 +12,8 @@ Rules this module keeps:
    text or HTML part, a forwarded message's headers, an attachment's file name), written
    in any of those ways, in a part whose charset is spelled in any way MIME allows and may
    follow a long run of other parameters (a mail client reads the whole header), or is
-   named twice (clients differ on which wins); the rest of the message is random
+   named twice (clients differ on which wins), and in HTML split by tags, comments and
+   content a browser does not render; the rest of the message is random
    structure around it. Text around the name never joins a letter onto it, so the name
    still stands as words.
 """
@@ -344,7 +345,8 @@ def messages_naming(draw: st.DrawFn, name: str) -> tuple[str, bytes]:
         named = filler
     elif place in ("text-part", "html-part", "forwarded-text"):
         subtype = "plain" if place != "html-part" else "html"
-        text = spoken if subtype == "plain" else f"<p>{spoken}</p>"
+        html = f"<p>{before}{draw(html_spellings(name))}{after}</p>"
+        text = spoken if subtype == "plain" else html
         label, codec = draw(st.one_of(st.sampled_from(CHARSETS), charsets()))  # real, mostly
         if not _round_trips(text, codec):
             label, codec = "utf-8", "utf-8"
@@ -366,6 +368,25 @@ def messages_naming(draw: st.DrawFn, name: str) -> tuple[str, bytes]:
     else:
         return place, _with_attachment(render(filler, tuple(headers)), name)
     return place, render(named, tuple(headers))
+
+
+@st.composite
+def html_spellings(draw: st.DrawFn, name: str) -> str:
+    """`name` as HTML a browser shows as that name: split by inline tags, a comment, a
+    character reference, or content the browser does not render (hidden, display:none)."""
+    at = draw(st.integers(1, len(name) - 1))
+    head, tail = name[:at], name[at:]
+    inserts = {
+        "none": "",
+        "inline-tags": "<b></b><span></span>",
+        "comment": "<!-- x -->",
+        "hidden": "<span hidden>zz</span>",
+        "display-none": "<span style='display: none'>zz</span>",
+    }
+    kind = draw(st.sampled_from(sorted(inserts)))
+    if draw(st.booleans()):
+        head = f"&#{ord(head[0])};{head[1:]}"
+    return f"{head}{inserts[kind]}{tail}"
 
 
 def _mixed(children: list[Part], filler_first: bool) -> Multi:

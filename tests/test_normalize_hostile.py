@@ -176,6 +176,23 @@ def test_every_charset_a_reader_could_use_is_tried(parameters: bytes) -> None:
     assert decision.rule_id == "people.mark.name"
 
 
+@pytest.mark.parametrize(
+    "markup",
+    [
+        b"<p>M<span hidden>zz</span>ark Smith</p>",
+        b"<p>M<span style='display:none'>zz</span>ark Smith</p>",
+    ],
+    ids=["hidden", "display-none"],
+)
+def test_html_a_browser_does_not_render_does_not_hide_his_name(markup: bytes) -> None:
+    """Text a browser does not show (the hidden attribute, display:none), spliced into his
+    name, does not keep the name the reader sees ("Mark Smith") from the rules."""
+    raw = b"From: friend@example.org\nContent-Type: text/html; charset=utf-8\n\n" + markup
+    decision = decide(_normalize(raw), ONE_PERSON)
+    assert decision.held
+    assert decision.rule_id == "people.mark.name"
+
+
 @pytest.mark.parametrize("path", sorted(REGRESSIONS.glob("*")), ids=lambda p: p.name)
 def test_fuzz_finding_is_read_without_raising_and_in_time(path: Path) -> None:
     """A message fuzzing found breaking issue 20 (fuzz/regressions/email/) is normalized and
