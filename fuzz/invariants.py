@@ -6,6 +6,8 @@ Rules this module keeps:
 2. UTF-8 all the way: `assert_utf8` walks a value (dataclasses, tuples, lists, dicts, strings)
    and fails on any string that does not encode, such as one holding a lone surrogate. A
    string like that would make the archive's seal, the logs or a JSON report raise later.
+   `assert_seals` seals a message as the archive would and opens the seal again: its
+   metadata and the original bytes must come back exactly.
 3. Linear cost: one input may take at most `LIMIT_SECONDS` (`NOCONTACT_FUZZ_LIMIT` overrides
    it), at every length up to the target's `-max_len`. A quadratic parser passes small
    inputs and fails here on large ones; libFuzzer's own `-timeout` catches a true hang.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import time
 import traceback
@@ -28,7 +31,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyrage
+
+from proxy.archive.seal import Recipients, item_metadata, parse_sealed, seal_item
 from proxy.config.model import Config
+from proxy.message import Decision, InboundMessage
 from proxy.rules import Rulebook, compile_rules
 
 LIMIT_SECONDS = float(os.environ.get("NOCONTACT_FUZZ_LIMIT", "2.0"))
@@ -39,6 +46,10 @@ _MAX_SLOW_SAMPLES = 20
 # A fixed age public key: the rulebook never seals, it only has to validate.
 _RECIPIENT = "age1v2pf68wd4y0u803wvxxs9uunz2fvcu4ep6jmk7glm32ss8f0tsuskzl33j"
 PERSON_NAME = "Mark Smith"
+
+
+_IDENTITY = pyrage.x25519.Identity.generate()
+_RECIPIENTS = Recipients.parse([str(_IDENTITY.to_public())])
 
 
 class InvariantBroken(AssertionError):
@@ -101,6 +112,17 @@ def _strings(value: object, path: str) -> Iterator[tuple[str, str]]:
     elif isinstance(value, tuple | list | frozenset | set):
         for index, item in enumerate(value):
             yield from _strings(item, f"{path}[{index}]")
+
+
+def assert_seals(message: InboundMessage, decision: Decision) -> None:
+    """Fail unless `message` seals, and the seal opens to its metadata and its exact bytes."""
+    sealed = seal_item(message, decision, _RECIPIENTS, sealed_at=RECEIVED_AT)
+    metadata, payload = parse_sealed(pyrage.decrypt(sealed, [_IDENTITY]))
+    if payload != message.raw:
+        raise InvariantBroken("the seal's payload is not the message's bytes")
+    expected = json.loads(json.dumps(item_metadata(message, decision, sealed_at=RECEIVED_AT)))
+    if {key: metadata.get(key) for key in expected} != expected:
+        raise InvariantBroken("the seal's metadata is not the message's")
 
 
 @contextmanager

@@ -9,20 +9,27 @@ directory) and the exception; copy the input to fuzz/regressions/TARGET/ to keep
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from twilio.request_validator import RequestValidator
 
-from fuzz.invariants import InvariantBroken, assert_utf8, timed
+from fuzz import invariants
+from fuzz.invariants import InvariantBroken, assert_seals, assert_utf8, timed
 from fuzz.run import CANARY, ROOT, TARGETS, describe, run
+from proxy.archive.seal import seal_item
 from proxy.channels.sms.webhooks import signed_params
 from proxy.config import load_config
 from proxy.errors import ConfigError
+from proxy.message import InboundMessage
+from proxy.rules import decide
+from tests.factories import email, make_rules
 
 FUZZ_SECONDS = int(os.environ.get("NOCONTACT_FUZZ_SECONDS", "45"))
 # Email findings are normalize's: tests/test_normalize_hostile.py replays them.
@@ -75,6 +82,20 @@ def test_assert_utf8_finds_a_lone_surrogate_deep_inside() -> None:
     assert_utf8(_Nested(values=("fine", {"key": ["ok", b"\xff"]})))
     with pytest.raises(InvariantBroken, match=r"\['key'\]\[1\] is not UTF-8"):
         assert_utf8(_Nested(values=("fine", {"key": ["ok", "a\ud800"]})))
+
+
+def test_assert_seals_opens_the_seal_and_compares_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A message seals and opens to itself; a seal holding other bytes breaks the invariant."""
+    message = email("From: friend@example.org\nSubject: hi", "Mark Smith")
+    decision = decide(message, make_rules())
+    assert_seals(message, decision)
+
+    def other_bytes(message: InboundMessage, *args: Any, **kwargs: Any) -> bytes:
+        return seal_item(dataclasses.replace(message, raw=b"other"), *args, **kwargs)
+
+    monkeypatch.setattr(invariants, "seal_item", other_bytes)
+    with pytest.raises(InvariantBroken, match="payload"):
+        assert_seals(message, decision)
 
 
 def test_timed_fails_a_slow_block() -> None:
