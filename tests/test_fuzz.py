@@ -1,5 +1,5 @@
 """The fuzz targets (fuzz/): each runs clean for a bounded time, and no input that ever broke
-one breaks it again.
+one breaks it again; with the findings of fuzzing outside normalize (config, webhooks, SMTP).
 
 The runs take NOCONTACT_FUZZ_SECONDS (default 45) each, about three minutes for the four;
 skip them locally with NOCONTACT_FUZZ_SECONDS=0 or deselect them with -k "not fuzz_run".
@@ -9,9 +9,11 @@ directory) and the exception; copy the input to fuzz/regressions/TARGET/ to keep
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import importlib
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ from proxy.errors import ConfigError
 from proxy.message import InboundMessage
 from proxy.rules import decide
 from tests.factories import email, make_rules
+from tests.test_smtp import Service, held_items
 
 FUZZ_SECONDS = int(os.environ.get("NOCONTACT_FUZZ_SECONDS", "45"))
 # Email findings are normalize's: tests/test_normalize_hostile.py replays them.
@@ -136,3 +139,42 @@ def test_webhook_url_with_undecodable_bytes_is_unsigned() -> None:
     validator = RequestValidator("token")
     url = "https://sms.example/sms?a=\udcff"
     assert signed_params(validator, url, b"From=%2B15550100199", "c2lnbmF0dXJl") is None
+
+
+def _smtp_session(port: int, commands: list[bytes]) -> list[bytes]:
+    """Each reply (its last line) to `commands`, sent as raw bytes: smtplib sends only ASCII."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        replies = connection.makefile("rb")
+        answers = [replies.readline()]
+        for command in commands:
+            connection.sendall(command + b"\r\n")
+            answer = replies.readline()
+            while answer[3:4] == b"-":
+                answer = replies.readline()
+            answers.append(answer)
+        return answers
+
+
+@pytest.mark.parametrize(
+    ("ehlo", "rcpt"),
+    [(b"EHLO \xffclient", b"RCPT TO:<sam@home.example>"),
+     (b"EHLO client", b"RCPT TO:<\xffsam@home.example>")],
+    ids=["ehlo", "rcpt-to"],
+)  # fmt: skip
+def test_8bit_smtp_arguments_do_not_stop_his_mail_being_sealed(
+    tmp_path: Path, ehlo: bytes, rcpt: bytes
+) -> None:
+    """His message after an EHLO or RCPT TO holding a byte that is not UTF-8 (a lone
+    surrogate once aiosmtpd decodes it) is sealed and answered 250, not 451 for ever: the
+    seal's JSON could not encode it, so his server would retry, then bounce."""
+    service = Service(tmp_path, f"maildir:{tmp_path / 'mail'}")
+    message = b"From: Mark <mark.smith@gmail.com>\r\nSubject: hi\r\n\r\nit is me\r\n."
+    commands = [ehlo, b"MAIL FROM:<mark.smith@gmail.com>", rcpt, b"DATA", message, b"QUIT"]
+
+    async def session() -> list[bytes]:
+        async with service.running():
+            return await asyncio.to_thread(_smtp_session, service.port, commands)
+
+    replies = asyncio.run(session())
+    assert replies[5].startswith(b"250"), replies[5]
+    assert len(held_items(service.archive_path)) == 1

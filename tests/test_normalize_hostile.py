@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fuzz.invariants import assert_utf8
+from fuzz.invariants import assert_seals, assert_utf8
 from proxy.message import InboundMessage
 from proxy.normalize import normalize_email
 from proxy.rules import decide
@@ -78,6 +78,27 @@ def test_a_blocked_name_anywhere_readable_is_found(placed: tuple[str, bytes]) ->
     assert decision.rule_id.startswith("people.mark."), decision.rule_id
 
 
+# What aiosmtpd hands over with SMTPUTF8 on: command arguments decoded as UTF-8 with
+# surrogate escapes, so an 8-bit byte in MAIL FROM or RCPT TO arrives as a lone surrogate.
+ENVELOPE_TEXT = st.binary(max_size=40).map(lambda b: b.decode("utf-8", "surrogateescape"))
+
+
+@_HOSTILE
+@given(ENVELOPE_TEXT, st.lists(ENVELOPE_TEXT, max_size=3))
+def test_hostile_envelope_reads_as_utf8_and_seals(sender: str, recipients: list[str]) -> None:
+    """Any MAIL FROM and RCPT TO bytes give a message of UTF-8 strings that seals."""
+    message = normalize_email(
+        b"From: friend@example.org\n\nhi\n",
+        envelope_sender=sender,
+        recipients=tuple(recipients),
+        received_at=RECEIVED_AT,
+        default_region="US",
+    )
+    decision = decide(message, ONE_PERSON)
+    assert_utf8(message, "message")
+    assert_seals(message, decision)
+
+
 # Regressions: inputs fuzzing found. Each fails until normalize/rules keep issue 20.
 
 UTF7_LONE_SURROGATE = b"From: friend@example.org\nSubject: =?utf-7?q?+2AA-?=\n\nhi\n"
@@ -94,6 +115,22 @@ def test_utf7_lone_surrogate_reads_as_utf8(raw: bytes) -> None:
     """UTF-7 "+2AA-" decodes to a lone surrogate (U+D800); it must not reach the message,
     nor make decide raise (Aho-Corasick refuses such text)."""
     _check(raw)
+
+
+def test_8bit_envelope_recipient_reads_as_utf8_and_seals() -> None:
+    """RCPT TO:<\xffsam@home.example> (a lone surrogate from aiosmtpd) does not reach the
+    message's strings, so a held message from him still seals instead of raising."""
+    message = normalize_email(
+        b"From: friend@example.org\n\nhi\n",
+        envelope_sender="mark.smith@gmail.com",
+        recipients=("\udcffsam@home.example",),
+        received_at=RECEIVED_AT,
+        default_region="US",
+    )
+    decision = decide(message, ONE_PERSON)
+    assert decision.held
+    assert_utf8(message, "message")
+    assert_seals(message, decision)
 
 
 def _elapsed(raw: bytes) -> float:
