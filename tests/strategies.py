@@ -10,7 +10,8 @@ Rules this module keeps:
    with base64 that may be broken (cut short, padding lost, junk inside).
 3. `messages_naming(name)` places a name somewhere a reader would read it (a header, a
    text or HTML part, a forwarded message's headers, an attachment's file name), written
-   in any of those ways, in a part whose charset is spelled in any way MIME allows and may
+   in any of those ways, in a part whose charset and transfer encoding are spelled in any
+   way MIME allows (case, whitespace, comments), whose charset may
    follow a long run of other parameters (a mail client reads the whole header), or is
    named twice (clients differ on which wins), and in HTML split by tags, comments and
    content a browser does not render; the rest of the message is random
@@ -172,6 +173,7 @@ class Leaf:
     text: str
     padding: int = 0  # parameters written before charset= (30 characters each)
     spelling: str = "quoted"  # how charset= is written: a key of CHARSET_SPELLINGS
+    encoding_spelling: str = "{}"  # how the transfer encoding is written: a format string
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -193,6 +195,10 @@ class Forward:
 
 
 Part = Leaf | Multi | Forward
+
+# Ways to write a transfer encoding that a MIME reader must understand: case, and the
+# whitespace and comments RFC 2045 allows around a structured header's value.
+ENCODING_SPELLINGS = ("{}", "{} ", " {}", "{}\t", "{} (as sent)")
 
 # Ways to write one charset parameter that a MIME reader must understand (RFC 2045, 2231).
 # Where one header names two charsets, readers differ on which wins: a filter must read both.
@@ -281,7 +287,8 @@ def _render_part(part: Part) -> bytes:
         charset = CHARSET_SPELLINGS[part.spelling].replace(b"LABEL", label)
         head = (
             b"Content-Type: text/" + part.subtype.encode() + padding + b"; " + charset + b"\n"
-            b"Content-Transfer-Encoding: " + part.encoding.encode() + b"\n\n"
+            b"Content-Transfer-Encoding: "
+            + part.encoding_spelling.format(part.encoding).encode() + b"\n\n"
         )  # fmt: skip
         return head + _body_bytes(part) + b"\n"
     if isinstance(part, Forward):
@@ -353,7 +360,8 @@ def messages_naming(draw: st.DrawFn, name: str) -> tuple[str, bytes]:
         leaf = Leaf(subtype=subtype, charset=(label, codec),
                     encoding=draw(st.sampled_from(TRANSFER_ENCODINGS[:5])), text=text,
                     padding=draw(st.sampled_from((0, 5, 40, 120))),
-                    spelling=draw(st.sampled_from(sorted(CHARSET_SPELLINGS))))  # fmt: skip
+                    spelling=draw(st.sampled_from(sorted(CHARSET_SPELLINGS))),
+                    encoding_spelling=draw(st.sampled_from(ENCODING_SPELLINGS)))  # fmt: skip
         named = _mixed([filler, leaf], draw(st.booleans()))
         if place == "forwarded-text":
             named = _mixed([filler, Forward(headers=(("Subject", "fwd"),), body=leaf)], True)

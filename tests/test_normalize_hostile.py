@@ -230,6 +230,56 @@ def test_html_a_browser_does_not_render_does_not_hide_his_name(markup: bytes) ->
     assert decision.rule_id == "people.mark.name"
 
 
+_BASE64_NAME = base64.encodebytes(b"hello from Mark Smith today")
+_QP_NAME = b"hello from =4Dark =53mith today\n"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body"),
+    [
+        (b"base64 ", _BASE64_NAME),
+        (b"base64\t", _BASE64_NAME),
+        (b"base64 (as sent)", _BASE64_NAME),
+        (b"quoted-printable ", _QP_NAME),
+    ],
+    ids=["base64-trailing-space", "base64-trailing-tab", "base64-comment", "qp-trailing-space"],
+)
+def test_transfer_encoding_with_whitespace_or_comment_is_decoded(
+    encoding: bytes, body: bytes
+) -> None:
+    """A transfer encoding followed by a space, a tab or an RFC 2045 comment (which a mail
+    client reads as that encoding) is decoded for the rules: his name in the part is found."""
+    raw = (
+        b"From: friend@example.org\nContent-Type: text/plain; charset=utf-8\n"
+        b"Content-Transfer-Encoding: " + encoding + b"\n\n" + body
+    )
+    decision = decide(_normalize(raw), ONE_PERSON)
+    assert decision.held
+    assert decision.rule_id == "people.mark.name"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"From: friend@example.org\nContent-Type: text/plain\nContent-Transfer-Encoding: 7bit\n"
+        b"Content-Transfer-Encoding: base64\n\n" + _BASE64_NAME,
+        b"From: friend@example.org\nContent-Type: multipart/mixed; boundary=a; boundary=b\n\n"
+        b"--b\nContent-Type: text/plain\nContent-Transfer-Encoding: base64\n\n"
+        + _BASE64_NAME
+        + b"--b--\n",
+        b"From: friend@example.org\nContent-Type: text/plain\nContent-Type: text/html\n\n"
+        b"<p>Ma<b></b>rk Smith</p>",
+    ],
+    ids=["transfer-encoding-twice", "boundary-twice", "content-type-twice"],
+)
+def test_a_header_given_twice_is_read_both_ways(raw: bytes) -> None:
+    """A part whose transfer encoding, boundary or type is given twice (readers differ on
+    which wins) is read both ways for the rules: his name, read either way, is found."""
+    decision = decide(_normalize(raw), ONE_PERSON)
+    assert decision.held
+    assert decision.rule_id == "people.mark.name"
+
+
 @pytest.mark.parametrize("path", sorted(REGRESSIONS.glob("*")), ids=lambda p: p.name)
 def test_fuzz_finding_is_read_without_raising_and_in_time(path: Path) -> None:
     """A message fuzzing found breaking issue 20 (fuzz/regressions/email/) is normalized and
