@@ -135,13 +135,16 @@ def encoded_words(draw: st.DrawFn, text: st.SearchStrategy[str] = WILD_TEXT) -> 
 
 def readable_encoded_words(text: str) -> st.SearchStrategy[str]:
     """`text` as encoded words a reader decodes back to it: any charset that can write it,
-    q or b, split over adjacent words at any point (whitespace between them is dropped)."""
+    perhaps with an RFC 2231 language (`utf-8*en`), q or b, split over adjacent words at any
+    point (whitespace between them is dropped), perhaps beside a word in a charset no codec
+    knows (which a reader shows as it can, and which must not hide its neighbours)."""
 
     @st.composite
     def build(draw: st.DrawFn) -> str:
         label, codec = draw(
             st.sampled_from([(lbl, cdc) for lbl, cdc in CHARSETS if _round_trips(text, cdc)])
         )
+        label += draw(st.sampled_from(("", "", "*en", "*en-US")))
         cut = draw(st.integers(0, len(text)))
         pieces = [p for p in (text[:cut], text[cut:]) if p]
         words = []
@@ -151,7 +154,12 @@ def readable_encoded_words(text: str) -> st.SearchStrategy[str]:
                 words.append(f"=?{label}?b?{base64.b64encode(data).decode('ascii')}?=")
             else:
                 words.append(f"=?{label}?q?{_q_encode(data)}?=")
-        return draw(st.sampled_from((" ", "\r\n ", "\n\t"))).join(words)
+        separator = draw(st.sampled_from((" ", "\r\n ", "\n\t")))
+        written = separator.join(words)
+        if draw(st.booleans()):
+            return written
+        bogus = f"=?{draw(st.sampled_from(BOGUS_CHARSETS[:2]))}?q?hello?="
+        return f"{bogus} {written}" if draw(st.booleans()) else f"{written} , {bogus}"
 
     return build()
 

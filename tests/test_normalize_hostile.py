@@ -280,6 +280,24 @@ def test_a_header_given_twice_is_read_both_ways(raw: bytes) -> None:
     assert decision.rule_id == "people.mark.name"
 
 
+@pytest.mark.parametrize(
+    "subject",
+    [
+        b"=?iso-8859-1?q?Mark_Smith?= =?x-no-such-charset?q?hello?=",
+        b"=?x-no-such-charset?q?hello?= =?utf-8?b?TWFyayBTbWl0aA==?=",
+        b"=?UTF-8*en?Q?Mark_Smith?=",
+    ],
+    ids=["beside-an-unknown-charset", "after-an-unknown-charset", "rfc2231-language"],
+)
+def test_an_encoded_word_mail_clients_decode_is_decoded(subject: bytes) -> None:
+    """An encoded word naming him is decoded even beside a word in a charset no codec knows,
+    or with an RFC 2231 language after its charset (utf-8*en), as mail clients decode it."""
+    raw = b"From: friend@example.org\nSubject: " + subject + b"\n\nhi\n"
+    decision = decide(_normalize(raw), ONE_PERSON)
+    assert decision.held
+    assert decision.rule_id == "people.mark.name"
+
+
 @pytest.mark.parametrize("path", sorted(REGRESSIONS.glob("*")), ids=lambda p: p.name)
 def test_fuzz_finding_is_read_without_raising_and_in_time(path: Path) -> None:
     """A message fuzzing found breaking issue 20 (fuzz/regressions/email/) is normalized and
