@@ -421,3 +421,19 @@ def _with_attachment(message: bytes, name: str) -> bytes:
         b"Content-Disposition: attachment; filename*=utf-8''" + quoted.encode() + b".pdf\n"
         b"Content-Transfer-Encoding: base64\n\nJVBERi0=\n--=_att_=--\n"
     )
+
+
+# Digits a reader reads as digits (ASCII, fullwidth, Arabic-Indic, Devanagari, mathematical
+# bold), and the separators people and phones put between groups (NBSP and narrow NBSP
+# come from copied contact cards; U+2011 is the non-breaking hyphen).
+DIGIT_ZEROS = (0x30, 0xFF10, 0x660, 0x966, 0x1D7CE)
+PHONE_SEPARATORS = (" ", "-", ".", "\u00a0", "\u202f", "\u2009", "\u2011", "\u2013")
+
+
+@st.composite
+def phone_spellings(draw: st.DrawFn, groups: tuple[str, ...]) -> str:
+    """A phone number given as ASCII digit `groups` (("555", "010", "0199")), written with
+    any digits a reader reads and any separators between the groups."""
+    zero = draw(st.sampled_from(DIGIT_ZEROS))
+    separator = draw(st.sampled_from(PHONE_SEPARATORS))
+    return separator.join("".join(chr(zero + int(d)) for d in group) for group in groups)

@@ -19,8 +19,8 @@ from fuzz.invariants import assert_seals, assert_utf8
 from proxy.message import InboundMessage
 from proxy.normalize import normalize_email
 from proxy.rules import decide
-from tests.factories import RECEIVED_AT, make_rules
-from tests.strategies import encoded_words, hostile_messages, messages_naming
+from tests.factories import RECEIVED_AT, make_rules, sms
+from tests.strategies import encoded_words, hostile_messages, messages_naming, phone_spellings
 
 ONE_PERSON = make_rules(intermediaries=[], allow={})  # Mark Smith, and no one else
 NAME = "Mark Smith"
@@ -99,6 +99,21 @@ def test_hostile_envelope_reads_as_utf8_and_seals(sender: str, recipients: list[
     assert_seals(message, decision)
 
 
+@_HOSTILE
+@given(phone_spellings(("555", "010", "0199")), st.sampled_from(("sms", "email")))
+def test_his_number_written_any_readable_way_is_found(number: str, channel: str) -> None:
+    """His number in a text or an email, in any digits a reader reads (fullwidth,
+    Arabic-Indic ...) and with any separator (NBSP, non-breaking hyphen, en dash ...), is
+    found as his."""
+    text = f"his new number is {number} call him"
+    message = sms("+15550100177", text) if channel == "sms" else _normalize(
+        f"From: friend@example.org\nContent-Type: text/plain; charset=utf-8\n\n{text}\n".encode()
+    )  # fmt: skip
+    decision = decide(message, ONE_PERSON)
+    assert decision.held, f"{number!r} was not found"
+    assert decision.rule_id == "people.mark.phones"
+
+
 # Regressions: inputs fuzzing found. Each fails until normalize/rules keep issue 20.
 
 UTF7_LONE_SURROGATE = b"From: friend@example.org\nSubject: =?utf-7?q?+2AA-?=\n\nhi\n"
@@ -131,6 +146,21 @@ def test_8bit_envelope_recipient_reads_as_utf8_and_seals() -> None:
     assert decision.held
     assert_utf8(message, "message")
     assert_seals(message, decision)
+
+
+@pytest.mark.parametrize(
+    "number",
+    ["555\u00a0010\u00a00199", "555\u2011010\u20110199", "555\u2013010\u20130199",
+     "\uff15\uff15\uff15 \uff10\uff11\uff10 \uff10\uff11\uff19\uff19",
+     "\u0665\u0665\u0665 \u0660\u0661\u0660 \u0660\u0661\u0669\u0669"],
+    ids=["nbsp", "non-breaking-hyphen", "en-dash", "fullwidth-digits", "arabic-indic-digits"],
+)  # fmt: skip
+def test_his_number_with_unicode_digits_or_separators_is_found(number: str) -> None:
+    """ "his new number is 555 010 0199" with NBSP (as copied from a contact card), a
+    non-breaking hyphen, an en dash, fullwidth or Arabic-Indic digits holds the text."""
+    decision = decide(sms("+15550100177", f"his new number is {number}"), ONE_PERSON)
+    assert decision.held
+    assert decision.rule_id == "people.mark.phones"
 
 
 def _elapsed(raw: bytes) -> float:
