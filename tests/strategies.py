@@ -437,3 +437,19 @@ def phone_spellings(draw: st.DrawFn, groups: tuple[str, ...]) -> str:
     zero = draw(st.sampled_from(DIGIT_ZEROS))
     separator = draw(st.sampled_from(PHONE_SEPARATORS))
     return separator.join("".join(chr(zero + int(d)) for d in group) for group in groups)
+
+
+@st.composite
+def address_spellings(draw: st.DrawFn, local: str, domain: str) -> str:
+    """`local@domain` as a reader still reads it: a fullwidth or small at sign, an
+    ideographic or fullwidth full stop in the domain (IDNA reads them as dots), fullwidth
+    letters, or a zero-width space inside."""
+    at = draw(st.sampled_from(("@", "\uff20", "\ufe6b")))
+    dot = draw(st.sampled_from((".", "\u3002", "\uff0e", "\uff61")))
+    address = f"{local}{at}{domain.replace('.', dot)}"
+    if draw(st.booleans()):
+        address = "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in address)
+    if draw(st.booleans()):
+        cut = draw(st.integers(1, len(address) - 1))
+        address = address[:cut] + "\u200b" + address[cut:]
+    return address

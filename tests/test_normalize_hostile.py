@@ -20,7 +20,13 @@ from proxy.message import InboundMessage
 from proxy.normalize import normalize_email
 from proxy.rules import decide
 from tests.factories import RECEIVED_AT, make_rules, sms
-from tests.strategies import encoded_words, hostile_messages, messages_naming, phone_spellings
+from tests.strategies import (
+    address_spellings,
+    encoded_words,
+    hostile_messages,
+    messages_naming,
+    phone_spellings,
+)
 
 ONE_PERSON = make_rules(intermediaries=[], allow={})  # Mark Smith, and no one else
 NAME = "Mark Smith"
@@ -114,6 +120,16 @@ def test_his_number_written_any_readable_way_is_found(number: str, channel: str)
     assert decision.rule_id == "people.mark.phones"
 
 
+@_HOSTILE
+@given(address_spellings("mark.smith", "gmail.com"))
+def test_his_address_written_any_readable_way_is_found(address: str) -> None:
+    """His address in a text, with a fullwidth or small at sign, ideographic full stops,
+    fullwidth letters or a zero-width space inside, is found as his."""
+    decision = decide(sms("+15550100177", f"write to him at {address} now"), ONE_PERSON)
+    assert decision.held, f"{address!r} was not found"
+    assert decision.rule_id == "people.mark.emails"
+
+
 # Regressions: inputs fuzzing found. Each fails until normalize/rules keep issue 20.
 
 UTF7_LONE_SURROGATE = b"From: friend@example.org\nSubject: =?utf-7?q?+2AA-?=\n\nhi\n"
@@ -161,6 +177,19 @@ def test_his_number_with_unicode_digits_or_separators_is_found(number: str) -> N
     decision = decide(sms("+15550100177", f"his new number is {number}"), ONE_PERSON)
     assert decision.held
     assert decision.rule_id == "people.mark.phones"
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["mark.smith\uff20gmail.com", "mark.smith@gmail\u3002com", "mark.smith\u200b@gmail.com"],
+    ids=["fullwidth-at", "ideographic-full-stop", "zero-width-space"],
+)
+def test_his_address_with_lookalike_punctuation_is_found(address: str) -> None:
+    """His address written with a fullwidth at sign (U+FF20), an ideographic full stop (U+3002)
+    in the domain, or a zero-width space inside holds the text."""
+    decision = decide(sms("+15550100177", f"write to {address}"), ONE_PERSON)
+    assert decision.held
+    assert decision.rule_id == "people.mark.emails"
 
 
 def _elapsed(raw: bytes) -> float:
