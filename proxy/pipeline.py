@@ -39,6 +39,7 @@ from proxy.deliver.hops import NextHop
 from proxy.logs import get_logger
 from proxy.message import Action, Channel, Decision, InboundMessage, Kind
 from proxy.normalize import normalize_sms
+from proxy.normalize.valid import valid_text
 from proxy.readers import Postmark, Readers, read_email
 from proxy.rules import Rulebook, decide
 
@@ -182,8 +183,8 @@ class Pipeline:
             received_at=received_at,
         )  # fmt: skip
         if decision.held:
-            await self.archive.hold(message, decision, extras={"peer": arrival.peer,
-                                                               "helo": arrival.helo})  # fmt: skip
+            extras = {"peer": valid_text(arrival.peer), "helo": valid_text(arrival.helo)}
+            await self.archive.hold(message, decision, extras=extras)
         else:
             trace = self._received(arrival, received_at)
             await next_hop.deliver(trace + arrival.raw, arrival.sender, arrival.recipients,

@@ -137,7 +137,11 @@ def seal(metadata: Mapping[str, object], payload: bytes, recipients: Recipients)
         "payload_bytes": len(payload),
         "payload_sha256": hashlib.sha256(payload).hexdigest(),
     }
-    line = json.dumps(described, ensure_ascii=False, separators=(",", ":")).encode()
+    # Values are valid text by the time they get here (proxy.normalize.valid); should one
+    # not be, a '?' in the metadata beats a seal that fails for ever (the bytes are intact).
+    line = json.dumps(described, ensure_ascii=False, separators=(",", ":")).encode(
+        "utf-8", errors="replace"
+    )
     length = len(MAGIC) + len(line) + 1 + len(payload)
     parts = (MAGIC, line, b"\n", payload, bytes(-length % PAD_TO))
     if len(payload) < _STREAM_BYTES:

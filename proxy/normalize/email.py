@@ -25,6 +25,7 @@ Rules this module keeps:
 
 from __future__ import annotations
 
+import binascii
 import re
 from collections.abc import Iterator
 from datetime import datetime
@@ -33,7 +34,7 @@ from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import Compat32
-from email.utils import getaddresses
+from email.utils import collapse_rfc2231_value, getaddresses
 from typing import Any
 
 from proxy.fold import fold
@@ -43,12 +44,14 @@ from proxy.normalize.html import html_to_text
 from proxy.normalize.limits import LIMITS, analysed_prefix
 from proxy.normalize.mentions import mentions_in
 from proxy.normalize.valid import valid_text
+from proxy.normalize.words import decode_words
 
 _SENDER_HEADERS = ("from", "sender", "reply-to", "return-path", "resent-from", "resent-sender")
 _VISIBLE_HEADERS = ("from", "to", "cc")
 _FORWARDED_HEADERS = ("from", "sender", "reply-to", "to", "cc", "subject")
 _QUOTE_MARKERS = re.compile(r"(?m)^[ \t]*(?:>[ \t]?)+")
 _FOLDING = re.compile(r"\r?\n(?=[ \t])")
+_MAX_CHARSETS = 3
 _PARAMETER_HEADERS = frozenset({"content-type", "content-disposition"})
 _KEPT_PARAMETER = re.compile(
     r'(?i)\b(charset|boundary|name|filename)\*?=(?:"[^"\r\n]{0,256}"|[^;"\s]{1,256})'
@@ -108,12 +111,13 @@ class _Reading:
     """What is left of one message's reading budget (module rule 5), and whether the
     close reading covered everything."""
 
-    __slots__ = ("complete", "defects", "text_left")
+    __slots__ = ("also", "complete", "defects", "text_left")
 
     def __init__(self, complete: bool) -> None:
         self.complete = complete
         self.text_left = LIMITS.message_text
         self.defects: list[str] = []
+        self.also: list[str] = []  # other ways a reader could read a header: searched too
 
     def take(self, text: str, cap: int = LIMITS.part_text) -> str:
         """`text`, cut to the part cap and to what is left of the message's."""
@@ -151,11 +155,15 @@ def normalize_email(
         )
         subject = reading.take(_header_text(message, "subject", reading))
         text = "\n".join(_visible_text(message, reading, headers_only=headers_only))
+        if reading.also:
+            text += "\n" + reading.take("\n".join(reading.also))
     except _PARSE_FAULTS as fault:
         defects.append(f"unparseable message: {type(fault).__name__}")
         senders, subject, authentication = [], "", ()
         text = reading.take(source.decode("utf-8", errors="replace"), LIMITS.message_text)
         reading.complete = False
+    envelope_sender = valid_text(envelope_sender)  # SMTPUTF8 arguments arrive surrogate-escaped
+    recipients = tuple(valid_text(recipient) for recipient in recipients)
     envelope_address = canonical_email(envelope_sender) if envelope_sender else None
     if envelope_address is not None:
         senders.append(Identity(kind=IdentityKind.EMAIL, value=envelope_address, source="envelope"))
@@ -164,7 +172,7 @@ def normalize_email(
     return InboundMessage(
         channel=Channel.EMAIL,
         raw=raw,
-        envelope=Envelope(sender=valid_text(envelope_sender), recipients=recipients),
+        envelope=Envelope(sender=envelope_sender, recipients=recipients),
         senders=tuple(dict.fromkeys(senders)),
         mentions=mentions,
         subject=subject,
@@ -247,6 +255,9 @@ def _decoded(text: str, reading: _Reading) -> str:
     """A header's text with RFC 2047 encoded words decoded and raw UTF-8 read as UTF-8.
 
     At most `encoded_words` words are decoded (module rule 5); the rest is kept as written.
+    Where the standard library gives up on the header, or leaves words it could not read
+    (an unknown charset, a language tag), each word is also decoded on its own, as a
+    lenient mail client would (`proxy.normalize.words`).
     """
     if "=?" in text:
         head, tail = text, ""
@@ -254,9 +265,13 @@ def _decoded(text: str, reading: _Reading) -> str:
         if cut is not None:
             head, tail, reading.complete = text[:cut], text[cut:], False
         try:
-            return valid_text(_unescape(str(make_header(decode_header(head)))) + tail)
+            decoded = _unescape(str(make_header(decode_header(head))))
         except _PARSE_FAULTS:
-            pass
+            decoded = _unescape(" ".join(head.split()))
+        for lenient in (decode_words(head), decode_words(head, joined=False)):
+            if lenient.split() != decoded.split():  # a reader could show it so: search it
+                reading.also.append(valid_text(lenient))
+        return valid_text(decoded + tail)
     return valid_text(_unescape(" ".join(text.split())))
 
 
@@ -288,9 +303,27 @@ def _visible_text(
         if count >= LIMITS.parts or reading.text_left <= 0:
             reading.complete = False
             return
-        if any(_overlong(name, value) for name, value in part.raw_items()):
-            reading.complete = False  # read only in part (_ReadingPolicy)
+        if _ambiguous(part):
+            reading.complete = False  # read only in part, or one way of several
         yield from _part_text(part, reading)
+
+
+def _ambiguous(part: Message) -> bool:
+    """Whether the part was read in part (an overlong parameter header, _ReadingPolicy) or
+    one way of several: a Content-Type given twice, or a parameter of it (a boundary) named
+    twice, which readers settle differently. The linear scan then reads every byte."""
+    types = 0
+    for name, value in part.raw_items():
+        if _overlong(name, value):
+            return True
+        types += name.lower() == "content-type"
+    if types > 1:
+        return True
+    try:
+        names = [name.lower() for name, _ in part.get_params(failobj=[])[1:]]
+    except _PARSE_FAULTS:
+        return True
+    return len(names) != len(set(names))
 
 
 def _part_text(part: Message, reading: _Reading) -> Iterator[str]:
@@ -332,14 +365,59 @@ def _forwarded_headers(part: Message, reading: _Reading) -> Iterator[str]:
 
 
 def _decoded_payload(part: Message, defects: list[str]) -> str:
+    """The part's text: in each transfer encoding and each charset it names, where it names
+    several or writes one oddly (readers differ on which one wins, and a mail client reads
+    "base64 (as sent)" as base64), so every reading a reader could make is searched."""
+    readings = []
+    for data in _payloads(part):
+        readings += [_in_charset(data, charset, defects) for charset in _charsets(part)]
+    return "\n".join(readings)
+
+
+def _payloads(part: Message) -> list[bytes | str]:
+    """The part's body in each transfer encoding it names: the standard library's reading,
+    and, where a header is written in a way it does not read, the lenient one too."""
     try:
         data = part.get_payload(decode=True)
     except _PARSE_FAULTS:
         data = None
     if not isinstance(data, bytes):
         raw = part.get_payload()
-        return valid_text(raw) if isinstance(raw, str) else ""
-    charset = _charset(part)
+        return [raw if isinstance(raw, str) else ""]
+    written = [
+        value for name, value in part.raw_items()
+        if name.lower() == "content-transfer-encoding" and isinstance(value, str)
+    ]  # fmt: skip
+    if len(written) <= 1 and all(value.lower() == _bare(value) for value in written):
+        return [data]  # one encoding, written plainly: the standard library read it
+    readings: list[bytes | str] = [data]
+    raw = part.get_payload()
+    body = raw.encode("utf-8", errors="surrogateescape") if isinstance(raw, str) else b""
+    for encoding in sorted({_bare(value) for value in written}):
+        readings.append(_transfer_decoded(body, encoding))
+    return readings
+
+
+def _bare(value: str) -> str:
+    """A header value without its RFC 2045 comment and whitespace, in lower case."""
+    return value.split("(", 1)[0].strip().lower()
+
+
+def _transfer_decoded(body: bytes, encoding: str) -> bytes:
+    """`body` undone from a transfer encoding, by the standard library's decoders."""
+    try:
+        if encoding == "base64":
+            return binascii.a2b_base64(body + b"=" * (-len(body.strip()) % 4))
+        if encoding == "quoted-printable":
+            return binascii.a2b_qp(body)
+    except (binascii.Error, ValueError):
+        pass
+    return body
+
+
+def _in_charset(data: bytes | str, charset: str, defects: list[str]) -> str:
+    if isinstance(data, str):  # a payload the parser kept as text
+        return valid_text(data)
     try:
         return valid_text(data.decode(charset, errors="replace"))
     except _PARSE_FAULTS:  # an unknown charset, or a codec that cannot replace (idna)
@@ -347,13 +425,18 @@ def _decoded_payload(part: Message, defects: list[str]) -> str:
         return data.decode("utf-8", errors="replace")
 
 
-def _charset(part: Message) -> str:
-    """The part's charset, without an RFC 2045 comment ("utf-16 (the charset)"): compat32
-    keeps the comment in the value, and a mail client reads past it."""
+def _charsets(part: Message) -> list[str]:
+    """The part's charsets (at most `_MAX_CHARSETS` distinct), each without an RFC 2045
+    comment ("utf-16 (the charset)"): compat32 keeps the comment in the value, and a mail
+    client reads past it. UTF-8 when none is named."""
     try:
-        charset = part.get_content_charset()
+        params = part.get_params(failobj=[])
+        values = [collapse_rfc2231_value(v) for k, v in params if k.lower() == "charset"]
     except _PARSE_FAULTS:
-        charset = None
-    if charset and "(" in charset:
-        charset = charset.split("(", 1)[0].strip().strip('"')
-    return charset or "utf-8"
+        values = []
+    charsets = []
+    for value in values:
+        charset = value.split("(", 1)[0].strip().strip('"').lower()
+        if charset and charset not in charsets:
+            charsets.append(charset)
+    return charsets[:_MAX_CHARSETS] or ["utf-8"]

@@ -8,11 +8,15 @@ Rules this module keeps:
 3. Never raises on any text.
 4. Bounded: at most `limit` of each kind are parsed; the caller learns if there were more
    (the rules then scan the whole message linearly, `proxy.rules.scan`).
+5. Found as a reader reads them: digits of any script (full-width, Arabic-Indic), any
+   dash, a full-width at sign, ideographic full stops and invisible format characters (a
+   zero-width space inside an address) are made plain first, in one C-level translate.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator
 from itertools import islice
 
@@ -60,11 +64,38 @@ def phones_in(text: str, region: str | None, source: str) -> Iterator[Identity]:
             yield Identity(kind=IdentityKind.PHONE, value=number, source=source)
 
 
+class _PlainTable(dict[int, str]):
+    """A translate table to the plain form addresses and numbers are found in (rule 5),
+    each character worked out the first time it is seen."""
+
+    def __missing__(self, codepoint: int) -> str:
+        char = chr(codepoint)
+        category = unicodedata.category(char)
+        if category == "Cf":
+            plain = ""  # zero-width and other invisible format characters
+        elif category == "Nd":
+            plain = str(unicodedata.digit(char))
+        elif category == "Pd":
+            plain = "-"
+        elif char in _FULL_STOPS:
+            plain = "."
+        else:
+            nfkc = unicodedata.normalize("NFKC", char)
+            plain = nfkc if len(nfkc) == 1 and nfkc.isascii() else char
+        self[codepoint] = plain
+        return plain
+
+
+_FULL_STOPS = frozenset("\u3002\uff61\uff0e\ufe52")
+_PLAIN = _PlainTable({c: chr(c) for c in range(128)})
+
+
 def mentions_in(
     text: str, region: str | None, source: str = "text", *, limit: int = 1_000
 ) -> tuple[tuple[Identity, ...], bool]:
     """Addresses and numbers written in `text`, each once, at most `limit` of each kind
     read (a precise parse costs microseconds each); and whether that was all of them."""
+    text = text.translate(_PLAIN)
     addresses = list(islice(addresses_in(text, source), limit + 1))
     phones = list(islice(phones_in(text, region, source), limit + 1))
     complete = len(addresses) <= limit and len(phones) <= limit

@@ -12,7 +12,8 @@ Rules this module keeps:
    of the text, against each blocked number's national digits, alone or after its country
    code or a trunk or international prefix.
 3. What it reads, per window: the bytes as UTF-8, the same with quoted-printable undone,
-   base64 blocks decoded, and RFC 2047 encoded words decoded one by one. Cost is linear
+   base64 blocks decoded, RFC 2047 encoded words decoded one by one
+   (`proxy.normalize.words`), and the text between HTML tags joined up. Cost is linear
    in the message: C-level passes (decode, translate, regex, automaton) and a Python step
    per match, never per character.
 4. A match stands only at word boundaries, as in the close reading: "Markus" is not
@@ -30,15 +31,15 @@ from dataclasses import dataclass
 import ahocorasick_rs
 
 from proxy.fold import fold
+from proxy.normalize.words import decode_word, encoded_words
 
 WINDOW = 1 << 20
 OVERLAP = 4 << 10
+_TAG = re.compile(rb"<[^<>]{0,256}>")
 _QUOTED_PRINTABLE = re.compile(rb"=(?:[0-9A-Fa-f]{2}|\r?\n)")  # an escape or a soft break
 # Lines of base64 as MIME writes them (76 columns; 1,000 allows any encoder), found from
 # the line feed before them: a literal start lets the regex engine skip ahead in C.
 _BASE64_BLOCK = re.compile(rb"\n((?:[A-Za-z0-9+/]{16,1000}={0,2}\r?\n)+)")
-_ENCODED_WORD_WHOLE = re.compile(rb"=\?[^?\s*]{1,64}(?:\*[^?\s]*)?\?[qQbB]\?[^?\s]{0,2048}\?=")
-_ENCODED_WORD = re.compile(rb"=\?([^?\s*]{1,64})(?:\*[^?\s]*)?\?([qQbB])\?([^?\s]{0,2048})\?=")
 _PHONE_SEPARATORS = b" ().-/\t"  # dropped from the digits projection
 _DIGITS = bytes(c if 0x30 <= c <= 0x39 else 0x7C for c in range(256))  # else '|'
 
@@ -106,25 +107,11 @@ def _readings(window: bytes) -> Iterator[bytes]:
             yield binascii.a2b_base64(block.group(1))
         except (binascii.Error, ValueError):
             continue
-    words = set(_ENCODED_WORD_WHOLE.findall(window))  # a flood of one word is decoded once
+    words = encoded_words(window)  # a flood of one word is decoded once
     if words:
-        yield " ".join(_decoded_word(word) for word in words).encode("utf-8", "replace")
-
-
-def _decoded_word(word: bytes) -> str:
-    """One RFC 2047 word's text, by the standard library's own decoders; junk as written."""
-    match = _ENCODED_WORD.match(word)
-    if match is None:
-        return word.decode("ascii", errors="replace")
-    charset, encoding, payload = match.groups()
-    try:
-        if encoding in b"qQ":
-            data = binascii.a2b_qp(payload, header=True)
-        else:
-            data = binascii.a2b_base64(payload + b"=" * (-len(payload) % 4))
-        return data.decode(charset.decode("ascii", "replace"), errors="replace")
-    except (binascii.Error, LookupError, ValueError, UnicodeError):
-        return payload.decode("ascii", errors="replace")
+        yield " ".join(decode_word(word) for word in words).encode("utf-8", "replace")
+    if b"<" in window:  # markup: the text between the tags, as a browser joins it
+        yield _TAG.sub(b"", window)
 
 
 def _find(data: bytes, book: ScanBook) -> Target | None:
