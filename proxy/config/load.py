@@ -89,6 +89,10 @@ def read_document(
         if not isinstance(root, MappingNode):
             message = f"the top level must be a mapping of keys, not {_node_kind(root)}"
             raise _refuse(file, _spot(root), message)
+        if root.tag != _TAG + "map":  # a tagged mapping, e.g. !!set {a, b}
+            tag = root.tag.replace(_TAG, "!!", 1)
+            message = f"the top level must be a plain mapping of keys, not one tagged '{tag}'"
+            raise _refuse(file, _spot(root), message)
         _measure(file, root, {}, set(), 0)
         walker = _Walker(file=file, loader=loader, environ=environ)
         data = walker.value(root, ())
