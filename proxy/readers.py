@@ -10,9 +10,10 @@ Rules this module keeps:
    (`python -m proxy.readers`), so no message, however crafted, stalls another session,
    the webhooks or IMAP: the event loop only moves its bytes.
 3. Each child reads one message at a time, with a wall-clock budget of `BUDGET_BASE`
-   seconds plus `BUDGET_PER_MIB` per MiB. A child over budget is killed, and the message
-   is decided by the linear scan alone (its header block read closely, all of its bytes
-   scanned) in a fresh child. If even that fails, the message is held as unreadable
+   seconds plus `BUDGET_PER_MIB` per MiB (a read cancelled half-way, as when the sender
+   hangs up, kills the child: its pipe holds half a frame). A child over budget is
+   killed, and the message is decided by the linear scan alone (its header block read
+   closely, all of its bytes scanned) in a fresh child. If even that fails, the message is held as unreadable
    (passive: a contact can release it): never left undecided, never a 4xx for its content.
 4. Children are given the config, compile the rules themselves, and are replaced (lazily,
    between messages) when the rules change. They hold no key; they write nothing but
@@ -143,7 +144,17 @@ class _Child:
         except (TimeoutError, OSError, asyncio.IncompleteReadError, ConnectionError):
             await self.kill()
             raise _OverBudget from None
+        except BaseException:  # cancelled mid-exchange (the sender left): the pipe is torn
+            self._abandon()
+            raise
         return pickle.loads(answer)  # noqa: S301 (rule 5: our own child's values)
+
+    def _abandon(self) -> None:
+        """Kill the child without waiting (asyncio reaps it); the next read starts anew."""
+        process, self._process = self._process, None
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
 
     async def kill(self) -> None:
         process, self._process = self._process, None

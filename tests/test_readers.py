@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import Awaitable, Callable
@@ -118,3 +119,21 @@ def test_his_mail_is_decided_from_its_headers_alone() -> None:
     message, decision = read_email(raw, POSTMARK, RULES)
     assert decision.kind is Kind.DIRECT
     assert "ordinary line" not in message.text
+
+
+def test_a_read_cancelled_half_way_leaves_no_torn_pipe() -> None:
+    """A read cancelled mid-exchange (the sender hung up) kills that child, and the next
+    message is read by a fresh one, correctly."""
+
+    async def body(readers: Readers) -> None:
+        await readers.start()
+        reading = asyncio.ensure_future(readers.read(INNOCENT + PADDING * 40, POSTMARK, RULES))
+        await asyncio.sleep(0.02)  # mid-write or mid-read
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+        _, decision = await readers.read(ABOUT_HIM, POSTMARK, RULES)
+        assert decision.rule_id == "people.mark.name"
+        assert "linear scan" not in decision.reason
+
+    _with_readers(body, processes=1)

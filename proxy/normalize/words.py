@@ -5,7 +5,8 @@ Rules this module keeps:
    header at one bad word (an unknown charset, an RFC 2231 language tag `=?UTF-8*en?Q?`,
    broken base64); a mail client decodes every word it can. `decode_words` does that, word
    by word, with the standard library's own decoders (binascii, codecs).
-2. Space between two encoded words is dropped (RFC 2047 6.2), so a name split across
+2. What comes out is valid text (a utf-7 word may decode to a lone surrogate).
+   Space between two encoded words is dropped (RFC 2047 6.2), so a name split across
    words reads whole; the caller may ask for it kept too, as some readers show it. A
    word it cannot decode is kept as written; nothing raises.
 3. The cost is linear: one regex pass, each word bounded in length, and a flood of one
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import binascii
 import re
+
+from proxy.normalize.valid import valid_text
 
 _BETWEEN_WORDS = re.compile(rb"(?<=\?=)[ \t\r\n]+(?==\?)")
 _WORD = re.compile(rb"=\?([^?\s*]{1,64})(?:\*[^?\s]{0,32})?\?([qQbB])\?([^?\s]{0,2048})\?=")
@@ -32,7 +35,7 @@ def decode_word(word: bytes) -> str:
             data = binascii.a2b_qp(payload, header=True)
         else:
             data = binascii.a2b_base64(payload + b"=" * (-len(payload) % 4))
-        return data.decode(charset.decode("ascii", "replace"), errors="replace")
+        return valid_text(data.decode(charset.decode("ascii", "replace"), errors="replace"))
     except (binascii.Error, LookupError, ValueError, UnicodeError):
         return word.decode("ascii", errors="replace")
 
@@ -45,7 +48,10 @@ def encoded_words(data: bytes) -> set[bytes]:
 def decode_words(text: str, *, joined: bool = True) -> str:
     """`text` with every encoded word decoded on its own (rule 1); with `joined`, the space
     between two words is dropped as RFC 2047 says, else kept (readers differ)."""
-    data = text.encode("utf-8", errors="surrogateescape")
+    try:
+        data = text.encode("utf-8", errors="surrogateescape")  # raw 8-bit header bytes
+    except UnicodeEncodeError:  # a surrogate no escape made
+        data = valid_text(text).encode("utf-8")
     cache: dict[bytes, str] = {}
 
     def decoded(match: re.Match[bytes]) -> bytes:
