@@ -13,8 +13,9 @@ Rules this module keeps:
    seconds plus `BUDGET_PER_MIB` per MiB (a read cancelled half-way, as when the sender
    hangs up, kills the child: its pipe holds half a frame). A child over budget is
    killed, and the message is decided by the linear scan alone (its header block read
-   closely, all of its bytes scanned) in a fresh child. If even that fails, the message is held as unreadable
-   (passive: a contact can release it): never left undecided, never a 4xx for its content.
+   closely, all of its bytes scanned) in a fresh child. If even that fails, the message
+   is held as unreadable (passive: a contact can release it): never left undecided, never
+   a 4xx for its content.
 4. Children are given the config, compile the rules themselves, and are replaced (lazily,
    between messages) when the rules change. They hold no key; they write nothing but
    answers, and their stderr is discarded (a traceback is no place for a message).
