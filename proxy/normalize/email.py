@@ -1,9 +1,12 @@
 """An RFC 5322 message, as bytes, to an `InboundMessage`.
 
 Rules this module keeps:
-1. Parsing is the standard library's: `email.parser` for the MIME structure,
-   `email.utils.getaddresses` for address lists, `email.header` for RFC 2047 encoded words.
-   We write no MIME or address parser of our own.
+1. Parsing is the standard library's: `email.parser` for the MIME structure (made safe for
+   crafted input in `proxy.normalize.parsing`), `email.utils.getaddresses` for address
+   lists, `email.header` for RFC 2047 encoded words (and each word on its own where it
+   gives up, `proxy.normalize.words`). A part's body is read in every transfer encoding
+   and charset a reader could use (`proxy.normalize.bodies`). We write no MIME or address
+   parser of our own.
    Why not `policy.default`'s header objects: measured here they cost ~85 us per header
    and 4x the parse time of `compat32` (208 us vs 52 us for 10 KB), which would make
    parsing most of the SMTP channel's budget; the decoders above give the same identities.
@@ -25,24 +28,21 @@ Rules this module keeps:
 
 from __future__ import annotations
 
-import binascii
 import re
 from collections.abc import Iterator
 from datetime import datetime
-from email.errors import MessageError
 from email.header import decode_header, make_header
 from email.message import Message
-from email.parser import BytesParser
-from email.policy import Compat32
-from email.utils import collapse_rfc2231_value, getaddresses
-from typing import Any
+from email.utils import getaddresses
 
 from proxy.fold import fold
 from proxy.identity import canonical_email
 from proxy.message import Channel, Envelope, Identity, IdentityKind, InboundMessage
+from proxy.normalize.bodies import decoded_payload
 from proxy.normalize.html import html_to_text
 from proxy.normalize.limits import LIMITS, analysed_prefix
 from proxy.normalize.mentions import mentions_in
+from proxy.normalize.parsing import PARSE_FAULTS, ambiguous, parse
 from proxy.normalize.valid import valid_text
 from proxy.normalize.words import decode_words
 
@@ -51,60 +51,6 @@ _VISIBLE_HEADERS = ("from", "to", "cc")
 _FORWARDED_HEADERS = ("from", "sender", "reply-to", "to", "cc", "subject")
 _QUOTE_MARKERS = re.compile(r"(?m)^[ \t]*(?:>[ \t]?)+")
 _FOLDING = re.compile(r"\r?\n(?=[ \t])")
-_MAX_CHARSETS = 3
-_PARAMETER_HEADERS = frozenset({"content-type", "content-disposition"})
-_KEPT_PARAMETER = re.compile(
-    r'(?i)\b(charset|boundary|name|filename)\*?=(?:"[^"\r\n]{0,256}"|[^;"\s]{1,256})'
-)
-
-
-class _ReadingPolicy(Compat32):
-    """compat32, with an overlong MIME parameter header read in part (module rule 5):
-    `email.message._parseparam` re-counts the quotes before every ';', so a value opening
-    a quote and followed by 60,000 ';' cost it seconds, inside the parser itself."""
-
-    def header_fetch_parse(self, name: str, value: str) -> Any:
-        if _overlong(name, value):
-            value = _readable_part(value)
-        return super().header_fetch_parse(name, value)
-
-
-def _overlong(name: str, value: str) -> bool:
-    """Whether the stdlib would take too long over a header's parameters (C-level count)."""
-    return (
-        len(value) * value.count(";") > LIMITS.parameter_cost and name.lower() in _PARAMETER_HEADERS
-    )
-
-
-def _readable_part(value: str) -> str:
-    """As much of `value` as the stdlib reads quickly, then the parameters that change how
-    the part reads, taken from the rest by one linear search (each attempt bounded)."""
-    keep = max(1, LIMITS.parameter_cost // len(value))  # the ';' a quick read may hold
-    at = -1
-    for _ in range(keep):
-        at = value.find(";", at + 1)
-    head, rest = value[:at], value[at:]
-    kept: dict[str, str] = {}
-    for match in _KEPT_PARAMETER.finditer(rest):
-        kept.setdefault(match.group(1).lower(), match.group(0))
-    return head + "".join(f"; {parameter}" for parameter in kept.values())
-
-
-_PARSER = BytesParser(policy=_ReadingPolicy())
-
-# Parsing hostile input can fail in many ways inside the stdlib; each is caught at the
-# smallest scope that still lets us read the rest.
-_PARSE_FAULTS = (
-    MessageError,  # e.g. HeaderParseError from a broken base64 encoded word
-    LookupError,
-    ValueError,
-    TypeError,
-    AttributeError,
-    IndexError,
-    UnicodeError,
-    AssertionError,
-    RecursionError,
-)
 
 
 class _Reading:
@@ -148,7 +94,7 @@ def normalize_email(
     reading = _Reading(prefix.headers_complete if headers_only else prefix.complete)
     defects = reading.defects
     try:
-        message = _parse(source, prefix.header_end)
+        message = parse(source, prefix.header_end)
         senders = list(_senders_of(message, reading))
         authentication = tuple(
             valid_text(v) for v in _all_values(message, "authentication-results", defects)
@@ -157,7 +103,7 @@ def normalize_email(
         text = "\n".join(_visible_text(message, reading, headers_only=headers_only))
         if reading.also:
             text += "\n" + reading.take("\n".join(reading.also))
-    except _PARSE_FAULTS as fault:
+    except PARSE_FAULTS as fault:
         defects.append(f"unparseable message: {type(fault).__name__}")
         senders, subject, authentication = [], "", ()
         text = reading.take(source.decode("utf-8", errors="replace"), LIMITS.message_text)
@@ -186,21 +132,6 @@ def normalize_email(
     )
 
 
-def _parse(source: bytes, header_end: int) -> Message:
-    """The standard library's parse of `source`, whose header block ends at `header_end`.
-
-    A single-part message (most mail) has its body attached as the parser itself would
-    (ASCII with surrogate escapes, as one string) without the parser's line-by-line loop,
-    which was half the cost of reading a 10 KB letter; anything else, or a header block
-    the parser finds fault with, is parsed whole.
-    """
-    head = _PARSER.parsebytes(source[:header_end], headersonly=True)
-    if head.defects or head.get_content_maintype() in ("multipart", "message"):
-        return _PARSER.parsebytes(source)
-    head.set_payload(source[header_end:].decode("ascii", errors="surrogateescape"))
-    return head
-
-
 def _senders_of(message: Message, reading: _Reading) -> Iterator[Identity]:
     for header in _SENDER_HEADERS:
         for display_name, address in _addresses(message, header, reading):
@@ -220,7 +151,7 @@ def _addresses(message: Message, header: str, reading: _Reading) -> list[tuple[s
         return []
     try:
         pairs = getaddresses(values)
-    except _PARSE_FAULTS:
+    except PARSE_FAULTS:
         reading.defects.append(f"unreadable {header} header")
         return []
     return [(_decoded(name, reading), valid_text(_unescape(address))) for name, address in pairs]
@@ -238,7 +169,7 @@ def _all_values(message: Message, header: str, defects: list[str]) -> list[str]:
             for name, value in message.raw_items()
             if name.lower() == header and isinstance(value, str)
         ]
-    except _PARSE_FAULTS:
+    except PARSE_FAULTS:
         defects.append(f"unreadable {header} header")
         return []
 
@@ -266,7 +197,7 @@ def _decoded(text: str, reading: _Reading) -> str:
             head, tail, reading.complete = text[:cut], text[cut:], False
         try:
             decoded = _unescape(str(make_header(decode_header(head))))
-        except _PARSE_FAULTS:
+        except PARSE_FAULTS:
             decoded = _unescape(" ".join(head.split()))
         for lenient in (decode_words(head), decode_words(head, joined=False)):
             if lenient.split() != decoded.split():  # a reader could show it so: search it
@@ -303,34 +234,16 @@ def _visible_text(
         if count >= LIMITS.parts or reading.text_left <= 0:
             reading.complete = False
             return
-        if _ambiguous(part):
+        if ambiguous(part):
             reading.complete = False  # read only in part, or one way of several
         yield from _part_text(part, reading)
-
-
-def _ambiguous(part: Message) -> bool:
-    """Whether the part was read in part (an overlong parameter header, _ReadingPolicy) or
-    one way of several: a Content-Type given twice, or a parameter of it (a boundary) named
-    twice, which readers settle differently. The linear scan then reads every byte."""
-    types = 0
-    for name, value in part.raw_items():
-        if _overlong(name, value):
-            return True
-        types += name.lower() == "content-type"
-    if types > 1:
-        return True
-    try:
-        names = [name.lower() for name, _ in part.get_params(failobj=[])[1:]]
-    except _PARSE_FAULTS:
-        return True
-    return len(names) != len(set(names))
 
 
 def _part_text(part: Message, reading: _Reading) -> Iterator[str]:
     try:
         content_type = part.get_content_type()
         filename = part.get_filename()
-    except _PARSE_FAULTS:
+    except PARSE_FAULTS:
         reading.defects.append("unreadable part headers")
         content_type, filename = "application/octet-stream", None
     if filename:
@@ -338,7 +251,7 @@ def _part_text(part: Message, reading: _Reading) -> Iterator[str]:
     if content_type in ("message/rfc822", "message/global"):
         yield from _forwarded_headers(part, reading)
     elif content_type == "text/rfc822-headers" or content_type.startswith("text/"):
-        body = _decoded_payload(part, reading.defects)
+        body = decoded_payload(part, reading.defects)
         if content_type == "text/html":
             if len(body) > LIMITS.html_markup:
                 body, reading.complete = body[: LIMITS.html_markup], False
@@ -354,7 +267,7 @@ def _forwarded_headers(part: Message, reading: _Reading) -> Iterator[str]:
     try:
         payload = part.get_payload()
         inner = payload[0] if isinstance(payload, list) and payload else None
-    except _PARSE_FAULTS:
+    except PARSE_FAULTS:
         inner = None
     if not isinstance(inner, Message):
         return
@@ -362,81 +275,3 @@ def _forwarded_headers(part: Message, reading: _Reading) -> Iterator[str]:
         value = reading.take(_header_text(inner, header, reading))
         if value:
             yield f"{header.title()}: {value}"
-
-
-def _decoded_payload(part: Message, defects: list[str]) -> str:
-    """The part's text: in each transfer encoding and each charset it names, where it names
-    several or writes one oddly (readers differ on which one wins, and a mail client reads
-    "base64 (as sent)" as base64), so every reading a reader could make is searched."""
-    readings = []
-    for data in _payloads(part):
-        readings += [_in_charset(data, charset, defects) for charset in _charsets(part)]
-    return "\n".join(readings)
-
-
-def _payloads(part: Message) -> list[bytes | str]:
-    """The part's body in each transfer encoding it names: the standard library's reading,
-    and, where a header is written in a way it does not read, the lenient one too."""
-    try:
-        data = part.get_payload(decode=True)
-    except _PARSE_FAULTS:
-        data = None
-    if not isinstance(data, bytes):
-        raw = part.get_payload()
-        return [raw if isinstance(raw, str) else ""]
-    written = [
-        value for name, value in part.raw_items()
-        if name.lower() == "content-transfer-encoding" and isinstance(value, str)
-    ]  # fmt: skip
-    if len(written) <= 1 and all(value.lower() == _bare(value) for value in written):
-        return [data]  # one encoding, written plainly: the standard library read it
-    readings: list[bytes | str] = [data]
-    raw = part.get_payload()
-    body = raw.encode("utf-8", errors="surrogateescape") if isinstance(raw, str) else b""
-    for encoding in sorted({_bare(value) for value in written}):
-        readings.append(_transfer_decoded(body, encoding))
-    return readings
-
-
-def _bare(value: str) -> str:
-    """A header value without its RFC 2045 comment and whitespace, in lower case."""
-    return value.split("(", 1)[0].strip().lower()
-
-
-def _transfer_decoded(body: bytes, encoding: str) -> bytes:
-    """`body` undone from a transfer encoding, by the standard library's decoders."""
-    try:
-        if encoding == "base64":
-            return binascii.a2b_base64(body + b"=" * (-len(body.strip()) % 4))
-        if encoding == "quoted-printable":
-            return binascii.a2b_qp(body)
-    except (binascii.Error, ValueError):
-        pass
-    return body
-
-
-def _in_charset(data: bytes | str, charset: str, defects: list[str]) -> str:
-    if isinstance(data, str):  # a payload the parser kept as text
-        return valid_text(data)
-    try:
-        return valid_text(data.decode(charset, errors="replace"))
-    except _PARSE_FAULTS:  # an unknown charset, or a codec that cannot replace (idna)
-        defects.append("unknown charset")
-        return data.decode("utf-8", errors="replace")
-
-
-def _charsets(part: Message) -> list[str]:
-    """The part's charsets (at most `_MAX_CHARSETS` distinct), each without an RFC 2045
-    comment ("utf-16 (the charset)"): compat32 keeps the comment in the value, and a mail
-    client reads past it. UTF-8 when none is named."""
-    try:
-        params = part.get_params(failobj=[])
-        values = [collapse_rfc2231_value(v) for k, v in params if k.lower() == "charset"]
-    except _PARSE_FAULTS:
-        values = []
-    charsets = []
-    for value in values:
-        charset = value.split("(", 1)[0].strip().strip('"').lower()
-        if charset and charset not in charsets:
-            charsets.append(charset)
-    return charsets[:_MAX_CHARSETS] or ["utf-8"]
