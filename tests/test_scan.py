@@ -45,6 +45,7 @@ def test_scan_finds_each_kind_of_identity_at_word_bounds(data: bytes, rule: str 
     "wrapped",
     [
         base64.encodebytes(b"hello from Mark Smith, again"),
+        base64.encodebytes("hello from Mark Smith, again".encode("utf-16")),
         quopri.encodestring("Caf\u00e9 with Mark=Smith".encode().replace(b"=", b" ") * 3),
         b"Subject: =?utf-8?b?" + base64.b64encode(b"Mark Smith") + b"?=",
         b"Subject: =?iso-8859-1?q?M=E1rk_Smith?=",
@@ -71,3 +72,10 @@ def test_a_name_deep_in_a_large_message_is_found() -> None:
     found = scan(data, BOOK)
     assert found is not None
     assert found.rule_id == "people.mark.aliases"
+
+
+def test_a_binary_attachment_is_not_read_as_text() -> None:
+    """Base64 that decodes to a binary (NULs where text has none) is not searched: a
+    picture's bytes are no mention, and folding them would cost the scan dearly."""
+    picture = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"Mark Smith" + bytes(range(256)) * 8
+    assert scan(b"junk\r\n" + base64.encodebytes(picture) + b"\r\n", BOOK) is None

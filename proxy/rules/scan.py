@@ -12,8 +12,9 @@ Rules this module keeps:
    of the text, against each blocked number's national digits, alone or after its country
    code or a trunk or international prefix.
 3. What it reads, per window: the bytes as UTF-8, the same with quoted-printable undone,
-   base64 blocks decoded, RFC 2047 encoded words decoded one by one
-   (`proxy.normalize.words`), and the text between HTML tags joined up. Cost is linear
+   base64 blocks decoded (as UTF-16 if every other byte is NUL; not at all if they decode
+   to a binary, with NULs elsewhere in their first 4 KiB), RFC 2047 encoded words decoded
+   one by one (`proxy.normalize.words`), and the text between HTML tags joined up. Cost is linear
    in the message: C-level passes (decode, translate, regex, automaton) and a Python step
    per match, never per character.
 4. A match stands only at word boundaries, as in the close reading: "Markus" is not
@@ -40,6 +41,7 @@ _QUOTED_PRINTABLE = re.compile(rb"=(?:[0-9A-Fa-f]{2}|\r?\n)")  # an escape or a 
 # Lines of base64 as MIME writes them (76 columns; 1,000 allows any encoder), found from
 # the line feed before them: a literal start lets the regex engine skip ahead in C.
 _BASE64_BLOCK = re.compile(rb"\n((?:[A-Za-z0-9+/]{16,1000}={0,2}\r?\n)+)")
+_SNIFF = 4096  # bytes looked at to tell decoded text from a binary attachment
 _PHONE_SEPARATORS = b" ().-/\t"  # dropped from the digits projection
 _DIGITS = bytes(c if 0x30 <= c <= 0x39 else 0x7C for c in range(256))  # else '|'
 
@@ -104,14 +106,28 @@ def _readings(window: bytes) -> Iterator[bytes]:
         yield binascii.a2b_qp(window)  # junk decodes to junk: it never raises
     for block in _BASE64_BLOCK.finditer(window):
         try:
-            yield binascii.a2b_base64(block.group(1))
+            decoded = binascii.a2b_base64(block.group(1))
         except (binascii.Error, ValueError):
             continue
+        text = _text_of(decoded)
+        if text is not None:
+            yield text
     words = encoded_words(window)  # a flood of one word is decoded once
     if words:
         yield " ".join(decode_word(word) for word in words).encode("utf-8", "replace")
     if b"<" in window:  # markup: the text between the tags, as a browser joins it
         yield _TAG.sub(b"", window)
+
+
+def _text_of(decoded: bytes) -> bytes | None:
+    """Decoded base64 as UTF-8 text: itself, or from UTF-16; None for a binary (rule 3)."""
+    head = decoded[:_SNIFF]
+    if b"\x00" not in head:
+        return decoded
+    for parity, codec in ((1, "utf-16-le"), (0, "utf-16-be")):
+        if head[parity::2].count(0) * 10 >= len(head) * 4:  # most of every other byte
+            return decoded.decode(codec, errors="replace").encode("utf-8", errors="replace")
+    return None
 
 
 def _find(data: bytes, book: ScanBook) -> Target | None:
