@@ -26,7 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import dataclasses
+import functools
 import os
 import pickle
 import struct
@@ -271,7 +274,27 @@ def main() -> int:
         answer = pickle.dumps((slim, decision), protocol=pickle.HIGHEST_PROTOCOL)
         sink.write(_FRAME.pack(len(answer)) + answer)
         sink.flush()
+        del message, raw
+        _give_back_memory()
     return 0
+
+
+def _give_back_memory() -> None:
+    """Hand the memory of the message just read back to the system: glibc keeps freed
+    heap for reuse, so each child would otherwise hold its largest message's worth
+    (measured: +26 MiB after a 10 MB letter; none after this). Elsewhere, nothing."""
+    libc = _libc()
+    if libc is not None:
+        with contextlib.suppress(AttributeError):  # not glibc
+            libc.malloc_trim(0)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
 
 
 if __name__ == "__main__":
