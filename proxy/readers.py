@@ -20,6 +20,8 @@ Rules this module keeps:
    between messages) when the rules change. They hold no key; they write nothing but
    answers, and their stderr is discarded (a traceback is no place for a message).
 5. The parent unpickles only what its own child wrote: values normalize and decide made.
+6. Children run at a lower CPU priority (nice 10): reading is background work, and on a
+   small machine the event loop, which answers every session, must not queue behind it.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ BUDGET_PER_MIB = 1.0
 PROCESSES = 2  # one slow message never queues the next behind it
 _FRAME = struct.Struct("!Q")
 _CHUNK = 1 << 20
+_NICENESS = 10
 _ROOT = str(Path(__file__).resolve().parents[1])  # the directory holding `proxy`
 
 UNREADABLE = Decision(
@@ -261,6 +264,8 @@ def _frame(source: Any) -> bytes | None:
 
 
 def main() -> int:
+    with contextlib.suppress(OSError):
+        os.nice(_NICENESS)  # rule 6: the event loop wins the CPU over reading
     source, sink = sys.stdin.buffer, sys.stdout.buffer
     first = _frame(source)
     if first is None:
