@@ -125,3 +125,15 @@ def test_an_overlong_parameter_header_keeps_the_charset_it_names() -> None:
     assert not message.complete
     decision = decide(message, RULES)
     assert decision.rule_id == "people.mark.name"
+
+
+def test_a_charset_written_the_rfc_2231_way_does_not_stop_the_reading() -> None:
+    """charset*=us-ascii'en'utf-8 (an RFC 2231 tuple, on which the stdlib's get_payload
+    raises) with an odd transfer encoding: the part is still read and his name found."""
+    raw = (
+        b"From: friend@example.org\r\nContent-Type: text/html; charset*=us-ascii'en'utf-8\r\n"
+        b"Content-Transfer-Encoding: 7bit \r\n\r\n<p>&#77;<!-- x -->ark Smith \xc3\x9f</p>\r\n"
+    )  # fmt: skip
+    message = normalize_email(raw, envelope_sender="", received_at=RECEIVED_AT)
+    assert not message.defects
+    assert decide(message, RULES).rule_id == "people.mark.name"

@@ -41,8 +41,7 @@ def _payloads(part: Message) -> list[bytes | str]:
     except PARSE_FAULTS:
         data = None
     if not isinstance(data, bytes):
-        raw = part.get_payload()
-        return [raw if isinstance(raw, str) else ""]
+        return [_stored(part).decode("utf-8", errors="replace")]
     written = [
         value for name, value in part.raw_items()
         if name.lower() == "content-transfer-encoding" and isinstance(value, str)
@@ -50,11 +49,20 @@ def _payloads(part: Message) -> list[bytes | str]:
     if len(written) <= 1 and all(value.lower() == _bare(value) for value in written):
         return [data]  # one encoding, written plainly: the standard library read it
     readings: list[bytes | str] = [data]
-    raw = part.get_payload()
-    body = raw.encode("utf-8", errors="surrogateescape") if isinstance(raw, str) else b""
+    body = _stored(part)
     for encoding in sorted({_bare(value) for value in written}):
         readings.append(_transfer_decoded(body, encoding))
     return readings
+
+
+def _stored(part: Message) -> bytes:
+    """The part's body as it arrived. The parser keeps it as ASCII text with surrogate
+    escapes; `get_payload()` would decode it with the part's charset, and raises when the
+    charset is written the RFC 2231 way (charset*=us-ascii'en'utf-8: a tuple)."""
+    payload = getattr(part, "_payload", None)  # the stored form, read only
+    if not isinstance(payload, str):
+        return b""
+    return payload.encode("ascii", errors="surrogateescape")
 
 
 def _bare(value: str) -> str:

@@ -251,7 +251,11 @@ def _part_text(part: Message, reading: _Reading) -> Iterator[str]:
     if content_type in ("message/rfc822", "message/global"):
         yield from _forwarded_headers(part, reading)
     elif content_type == "text/rfc822-headers" or content_type.startswith("text/"):
-        body = decoded_payload(part, reading.defects)
+        try:
+            body = decoded_payload(part, reading.defects)
+        except PARSE_FAULTS:  # one part the stdlib chokes on: the scan reads it (rule 4)
+            reading.defects.append("unreadable part body")
+            reading.complete, body = False, ""
         if content_type == "text/html":
             if len(body) > LIMITS.html_markup:
                 body, reading.complete = body[: LIMITS.html_markup], False
