@@ -2,7 +2,7 @@
 
 Issue 20: no input, however crafted, makes normalize or decide raise, and cost is linear in
 size. The properties run on random MIME trees and encoded words (tests/strategies.py); the
-regressions at the end are inputs fuzzing found (/work/fuzz-findings.md, fuzz/regressions/).
+regressions at the end are inputs fuzzing found (docs/fuzz-findings.md, fuzz/regressions/).
 """
 
 from __future__ import annotations
