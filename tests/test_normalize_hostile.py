@@ -45,6 +45,13 @@ def _normalize(raw: bytes, *, headers_only: bool = False) -> InboundMessage:
     )
 
 
+def _assert_held_by_his_name(raw: bytes) -> None:
+    """The message is held, and by his name (not by some other rule)."""
+    decision = decide(_normalize(raw), ONE_PERSON)
+    assert decision.held
+    assert decision.rule_id == "people.mark.name"
+
+
 def _check(raw: bytes) -> None:
     """Normalize (whole, and headers only) and decide; every string must be UTF-8."""
     for headers_only in (False, True):
@@ -249,9 +256,7 @@ def test_charset_after_many_parameters_still_reads_the_name(
         + b"; charset=" + charset + b"\nContent-Transfer-Encoding: " + encoding + b"\n\n"
         + body + b"\n"
     )  # fmt: skip
-    decision = decide(_normalize(raw), ONE_PERSON)
-    assert decision.held
-    assert decision.rule_id == "people.mark.name"
+    _assert_held_by_his_name(raw)
 
 
 @pytest.mark.parametrize(
@@ -267,9 +272,7 @@ def test_every_charset_a_reader_could_use_is_tried(parameters: bytes) -> None:
         b"From: friend@example.org\nContent-Type: text/plain; " + parameters
         + b"\nContent-Transfer-Encoding: base64\n\n" + body
     )  # fmt: skip
-    decision = decide(_normalize(raw), ONE_PERSON)
-    assert decision.held
-    assert decision.rule_id == "people.mark.name"
+    _assert_held_by_his_name(raw)
 
 
 @pytest.mark.parametrize(
@@ -284,9 +287,7 @@ def test_html_a_browser_does_not_render_does_not_hide_his_name(markup: bytes) ->
     """Text a browser does not show (the hidden attribute, display:none), spliced into his
     name, does not keep the name the reader sees ("Mark Smith") from the rules."""
     raw = b"From: friend@example.org\nContent-Type: text/html; charset=utf-8\n\n" + markup
-    decision = decide(_normalize(raw), ONE_PERSON)
-    assert decision.held
-    assert decision.rule_id == "people.mark.name"
+    _assert_held_by_his_name(raw)
 
 
 _BASE64_NAME = base64.encodebytes(b"hello from Mark Smith today")
@@ -312,9 +313,7 @@ def test_transfer_encoding_with_whitespace_or_comment_is_decoded(
         b"From: friend@example.org\nContent-Type: text/plain; charset=utf-8\n"
         b"Content-Transfer-Encoding: " + encoding + b"\n\n" + body
     )
-    decision = decide(_normalize(raw), ONE_PERSON)
-    assert decision.held
-    assert decision.rule_id == "people.mark.name"
+    _assert_held_by_his_name(raw)
 
 
 @pytest.mark.parametrize(
@@ -334,9 +333,7 @@ def test_transfer_encoding_with_whitespace_or_comment_is_decoded(
 def test_a_header_given_twice_is_read_both_ways(raw: bytes) -> None:
     """A part whose transfer encoding, boundary or type is given twice (readers differ on
     which wins) is read both ways for the rules: his name, read either way, is found."""
-    decision = decide(_normalize(raw), ONE_PERSON)
-    assert decision.held
-    assert decision.rule_id == "people.mark.name"
+    _assert_held_by_his_name(raw)
 
 
 @pytest.mark.parametrize(
@@ -352,9 +349,7 @@ def test_an_encoded_word_mail_clients_decode_is_decoded(subject: bytes) -> None:
     """An encoded word naming him is decoded even beside a word in a charset no codec knows,
     or with an RFC 2231 language after its charset (utf-8*en), as mail clients decode it."""
     raw = b"From: friend@example.org\nSubject: " + subject + b"\n\nhi\n"
-    decision = decide(_normalize(raw), ONE_PERSON)
-    assert decision.held
-    assert decision.rule_id == "people.mark.name"
+    _assert_held_by_his_name(raw)
 
 
 @pytest.mark.parametrize("path", sorted(REGRESSIONS.glob("*")), ids=lambda p: p.name)
