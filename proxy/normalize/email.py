@@ -113,7 +113,8 @@ def normalize_email(
     envelope_address = canonical_email(envelope_sender) if envelope_sender else None
     if envelope_address is not None:
         senders.append(Identity(kind=IdentityKind.EMAIL, value=envelope_address, source="envelope"))
-    text = _QUOTE_MARKERS.sub("", text)
+    if ">" in text:  # a C-level look first: the multi-line regex tries every line
+        text = _QUOTE_MARKERS.sub("", text)
     mentions, all_mentions = mentions_in(text, default_region, limit=LIMITS.mentions)
     return InboundMessage(
         channel=Channel.EMAIL,
@@ -165,7 +166,7 @@ def _all_values(message: Message, header: str, defects: list[str]) -> list[str]:
     """
     try:
         return [
-            _FOLDING.sub("", value)
+            _FOLDING.sub("", value) if "\n" in value else value
             for name, value in message.raw_items()
             if name.lower() == header and isinstance(value, str)
         ]
