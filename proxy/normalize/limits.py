@@ -62,16 +62,22 @@ class Prefix:
     headers_complete: bool  # the prefix holds the whole header block
 
 
+def header_block_end(raw: bytes, within: int | None = None) -> int | None:
+    """The offset just past the blank line that ends the header block (looked for in the
+    first `within` bytes, or all of them), or None if there is none."""
+    end = _HEADER_END.search(raw, 0, len(raw) if within is None else within)
+    return None if end is None else end.end()
+
+
 def analysed_prefix(raw: bytes, limits: Limits = LIMITS) -> Prefix:
     """The prefix of `raw` within every cap (rule 2), cut at a line end."""
-    end = _HEADER_END.search(raw, 0, limits.header_bytes + 4)
-    if end is None:
+    header_end = header_block_end(raw, limits.header_bytes + 4)
+    if header_end is None:
         if len(raw) <= limits.header_bytes:
             return Prefix(data=raw, header_end=len(raw), complete=True, headers_complete=True)
         cut = raw.rfind(b"\n", 0, limits.header_bytes) + 1
         data = raw[:cut] + b"\r\n"  # the block ends here: what follows is not read closely
         return Prefix(data=data, header_end=len(data), complete=False, headers_complete=False)
-    header_end = end.end()
     cut = min(len(raw), header_end + limits.body_bytes)
     cut = _nth(b"\n", raw, header_end, cut, limits.body_lines)
     cut = _nth(b"\n--", raw, header_end, cut, limits.parts)

@@ -31,6 +31,7 @@ from proxy.message import (
     InboundMessage,
     Kind,
 )
+from proxy.normalize.limits import header_block_end
 from proxy.rules.book import IdentityTable, Rule, Rulebook
 from proxy.rules.scan import scan
 
@@ -114,9 +115,9 @@ def decide_direct(message: InboundMessage, rules: Rulebook) -> Decision | None:
 
 
 def _header_block_end(raw: bytes) -> int:
-    """Where the header block ends: its blank line (linear, C-level)."""
-    ends = [end for end in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if end >= 0]
-    return min(ends) if ends else len(raw)
+    """Where the header block ends (the whole message if no blank line ends it)."""
+    end = header_block_end(raw)
+    return len(raw) if end is None else end
 
 
 def _hold(kind: Kind, rule: Rule, reason: str) -> Decision:
