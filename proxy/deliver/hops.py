@@ -27,7 +27,7 @@ import smtplib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import aiosmtplib
 
@@ -113,15 +113,45 @@ class Maildir:
         """Nothing is kept open."""
 
 
-class SmtpHop:
+L = TypeVar("L", bound=Link)
+
+
+class _PooledHop(Generic[L]):
+    """A next hop reached over pooled connections (rule 4): a subclass opens a link and
+    runs one transaction on it; lending, retrying once and closing are done here."""
+
+    def __init__(self) -> None:
+        self.pool: Pool[L] = Pool(self._open, size=POOL_SIZE, idle_seconds=POOL_IDLE_SECONDS,
+                                  check_after=POOL_CHECK_AFTER)  # fmt: skip
+
+    async def _open(self) -> L:
+        raise NotImplementedError
+
+    async def _transaction(
+        self, link: L, data: bytes, sender: str, recipients: Sequence[str],
+        options: Sequence[str],
+    ) -> None:  # fmt: skip
+        raise NotImplementedError
+
+    async def deliver(
+        self, data: bytes, sender: str, recipients: Sequence[str], options: Sequence[str]
+    ) -> None:
+        async def transaction(link: L) -> None:
+            await self._transaction(link, data, sender, recipients, options)
+
+        await _lend(self.pool, transaction)
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+
+
+class SmtpHop(_PooledHop["_SmtpLink"]):
     """Relay to an SMTP server (e.g. Postfix's reinjection port) with aiosmtplib, over
     pooled connections (rule 4)."""
 
     def __init__(self, host: str, port: int, *, hostname: str) -> None:
         self.host, self.port, self.hostname = host, port, hostname
-        self.pool: Pool[_SmtpLink] = Pool(self._open, size=POOL_SIZE,
-                                          idle_seconds=POOL_IDLE_SECONDS,
-                                          check_after=POOL_CHECK_AFTER)  # fmt: skip
+        super().__init__()
 
     async def _open(self) -> _SmtpLink:
         client = aiosmtplib.SMTP(
@@ -139,16 +169,11 @@ class SmtpHop:
             raise DeliveryDeferred(f"next hop unreachable ({type(error).__name__})") from error
         return _SmtpLink(client)
 
-    async def deliver(
-        self, data: bytes, sender: str, recipients: Sequence[str], options: Sequence[str]
-    ) -> None:
-        async def transaction(link: _SmtpLink) -> None:
-            await _smtp_transaction(link.client, data, sender, recipients, options)
-
-        await _lend(self.pool, transaction)
-
-    async def aclose(self) -> None:
-        await self.pool.aclose()
+    async def _transaction(
+        self, link: _SmtpLink, data: bytes, sender: str, recipients: Sequence[str],
+        options: Sequence[str],
+    ) -> None:  # fmt: skip
+        await _smtp_transaction(link.client, data, sender, recipients, options)
 
 
 class _SmtpLink:
@@ -207,7 +232,7 @@ async def _smtp_transaction(
         _refused(refusals, len(recipients))
 
 
-class LmtpHop:
+class LmtpHop(_PooledHop["_LmtpLink"]):
     """Delivery over LMTP (e.g. Dovecot), TCP or a unix socket, with stdlib smtplib.LMTP,
     over pooled connections (rule 4).
 
@@ -218,9 +243,7 @@ class LmtpHop:
 
     def __init__(self, destination: Destination, *, hostname: str) -> None:
         self.destination, self.hostname = destination, hostname
-        self.pool: Pool[_LmtpLink] = Pool(self._open, size=POOL_SIZE,
-                                          idle_seconds=POOL_IDLE_SECONDS,
-                                          check_after=POOL_CHECK_AFTER)  # fmt: skip
+        super().__init__()
 
     def _connect(self) -> smtplib.LMTP:
         where = self.destination
@@ -242,17 +265,12 @@ class LmtpHop:
         except (TimeoutError, smtplib.SMTPException, OSError) as error:
             raise DeliveryDeferred(f"next hop unreachable ({type(error).__name__})") from error
 
-    async def deliver(
-        self, data: bytes, sender: str, recipients: Sequence[str], options: Sequence[str]
-    ) -> None:
-        async def transaction(link: _LmtpLink) -> None:
-            await asyncio.to_thread(_lmtp_transaction, link.client, data, sender, recipients,
-                                    options)  # fmt: skip
-
-        await _lend(self.pool, transaction)
-
-    async def aclose(self) -> None:
-        await self.pool.aclose()
+    async def _transaction(
+        self, link: _LmtpLink, data: bytes, sender: str, recipients: Sequence[str],
+        options: Sequence[str],
+    ) -> None:  # fmt: skip
+        await asyncio.to_thread(_lmtp_transaction, link.client, data, sender, recipients,
+                                options)  # fmt: skip
 
 
 class _LmtpLink:
@@ -317,9 +335,6 @@ def _lmtp_transaction(
 class _Unused(DeliveryDeferred):
     """The connection failed at the transaction's first command: nothing of the message
     can have been taken, so it may be tried once more on a fresh connection (rule 4)."""
-
-
-L = TypeVar("L", bound=Link)
 
 
 async def _lend(pool: Pool[L], transaction: Callable[[L], Awaitable[None]]) -> None:
