@@ -32,6 +32,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import ssl
 import time
 from collections.abc import Callable
@@ -49,6 +50,7 @@ ACCEPTED = "250 2.0.0 Ok: queued"
 RETRY = "451 4.3.0 Temporary failure, please try again later"
 TOO_MANY = "421 4.7.0 Too many connections, please try again later"
 _REFUSALS_LOGGED_EVERY = 60.0
+_YIELD_EVERY = 256  # pieces of DATA read before other sessions get a turn
 
 _log = get_logger("smtp")
 
@@ -215,7 +217,9 @@ class _Server(SMTP):
         reader, limit = self._reader, self.data_size_limit
         content, kept = bytearray(), True
         at_line_start = True  # the body begins at a line start, its CRLF already read
-        while True:
+        for turn in itertools.count(1):
+            if turn % _YIELD_EVERY == 0:  # many short pieces (LF "." CRLF over and over):
+                await asyncio.sleep(0)  # readuntil never waits while bytes are buffered
             if at_line_start:
                 piece = await _read_until(reader, b"\r")
                 if piece == b".\r":
