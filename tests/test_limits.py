@@ -137,3 +137,20 @@ def test_a_charset_written_the_rfc_2231_way_does_not_stop_the_reading() -> None:
     message = normalize_email(raw, envelope_sender="", received_at=RECEIVED_AT)
     assert not message.defects
     assert decide(message, RULES).rule_id == "people.mark.name"
+
+
+def test_a_message_the_parser_rejects_is_still_held_as_direct(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When the parser gives up on a message, his From line is still found by the scan of
+    its header block, and holds it as direct (an allowed From cannot rescue it)."""
+
+    def rejects(source: bytes, header_end: int) -> None:
+        raise RecursionError
+
+    monkeypatch.setattr("proxy.normalize.email.parse", rejects)
+    raw = b"From: dana@reyes-law.example\r\nSender: mark.smith@gmail.com\r\n\r\nhi\r\n"
+    message = normalize_email(raw, envelope_sender="", received_at=RECEIVED_AT)
+    assert not message.headers_complete
+    decision = decide(message, RULES)
+    assert (decision.action, decision.kind) == (Action.HOLD, Kind.DIRECT)

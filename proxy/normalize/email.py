@@ -93,6 +93,7 @@ def normalize_email(
     source = prefix.data[: prefix.header_end] if headers_only else prefix.data
     reading = _Reading(prefix.headers_complete if headers_only else prefix.complete)
     defects = reading.defects
+    headers_read = prefix.headers_complete
     try:
         message = parse(source, prefix.header_end)
         senders = list(_senders_of(message, reading))
@@ -107,7 +108,7 @@ def normalize_email(
         defects.append(f"unparseable message: {type(fault).__name__}")
         senders, subject, authentication = [], "", ()
         text = reading.take(source.decode("utf-8", errors="replace"), LIMITS.message_text)
-        reading.complete = False
+        reading.complete = headers_read = False  # the rules scan it, headers as direct
     envelope_sender = valid_text(envelope_sender)  # SMTPUTF8 arguments arrive surrogate-escaped
     recipients = tuple(valid_text(recipient) for recipient in recipients)
     envelope_address = canonical_email(envelope_sender) if envelope_sender else None
@@ -129,7 +130,7 @@ def normalize_email(
         authentication_results=authentication,
         defects=tuple(defects),
         complete=reading.complete and all_mentions,
-        headers_complete=prefix.headers_complete,
+        headers_complete=headers_read,
     )
 
 
