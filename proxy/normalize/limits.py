@@ -25,7 +25,6 @@ Rules this module keeps:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 
@@ -49,7 +48,6 @@ class Limits:
 
 LIMITS = Limits()
 
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,8 +63,14 @@ class Prefix:
 def header_block_end(raw: bytes, within: int | None = None) -> int | None:
     """The offset just past the blank line that ends the header block (looked for in the
     first `within` bytes, or all of them), or None if there is none."""
-    end = _HEADER_END.search(raw, 0, len(raw) if within is None else within)
-    return None if end is None else end.end()
+    # Two C-level finds, the second bounded by the first (a regex with no literal start
+    # costs ~10 ns a byte: 0.1 s over 10 MB of headers).
+    limit = len(raw) if within is None else min(within, len(raw))
+    crlf = raw.find(b"\n\r\n", 0, limit)
+    lf = raw.find(b"\n\n", 0, limit if crlf < 0 else crlf + 1)
+    if lf >= 0:
+        return lf + 2
+    return None if crlf < 0 else crlf + 3
 
 
 def analysed_prefix(raw: bytes, limits: Limits = LIMITS) -> Prefix:
