@@ -49,7 +49,6 @@ class Limits:
 LIMITS = Limits()
 
 
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Prefix:
     """The part of a message the MIME parser reads, and whether that is all of it."""
