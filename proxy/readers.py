@@ -37,7 +37,6 @@ import pickle
 import struct
 import sys
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ from proxy.config.model import Config
 from proxy.errors import RetryLater
 from proxy.message import Action, Decision, InboundMessage, Kind
 from proxy.normalize import normalize_email
+from proxy.normalize.email import EmailReading
 from proxy.rules import Rulebook, compile_rules, decide_direct, decide_not_direct
 
 INLINE_BYTES = 32 << 10
@@ -76,14 +76,14 @@ def read_email(
     raw: bytes, postmark: Postmark, rules: Rulebook, *, scan_only: bool = False
 ) -> tuple[InboundMessage, Decision]:
     """Read and decide one email (rule 1); with `scan_only`, the linear scan decides."""
-    normalize = partial(
-        normalize_email, envelope_sender=postmark.sender, recipients=postmark.recipients,
+    reading = EmailReading(
+        raw, envelope_sender=postmark.sender, recipients=postmark.recipients,
         received_at=postmark.received_at, default_region=postmark.default_region,
     )  # fmt: skip
-    message = normalize(raw, headers_only=True)
+    message = reading.headers()
     decision = decide_direct(message, rules)
     if decision is None:
-        message = dataclasses.replace(message, complete=False) if scan_only else normalize(raw)
+        message = dataclasses.replace(message, complete=False) if scan_only else reading.whole()
         decision = decide_not_direct(message, rules)
     return message, decision
 

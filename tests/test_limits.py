@@ -139,16 +139,18 @@ def test_a_charset_written_the_rfc_2231_way_does_not_stop_the_reading() -> None:
     assert decide(message, RULES).rule_id == "people.mark.name"
 
 
+@pytest.mark.parametrize("step", ["parse_head", "with_body"])
 def test_a_message_the_parser_rejects_is_still_held_as_direct(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
-    """When the parser gives up on a message, his From line is still found by the scan of
-    its header block, and holds it as direct (an allowed From cannot rescue it)."""
+    """When the parser gives up on a message, at its header block or its body, his Sender
+    line is still found by the scan of its header block, and holds it as direct (an
+    allowed From cannot rescue it)."""
 
-    def rejects(source: bytes, header_end: int) -> None:
+    def rejects(*_: object) -> None:
         raise RecursionError
 
-    monkeypatch.setattr("proxy.normalize.email.parse", rejects)
+    monkeypatch.setattr(f"proxy.normalize.email.{step}", rejects)
     raw = b"From: dana@reyes-law.example\r\nSender: mark.smith@gmail.com\r\n\r\nhi\r\n"
     message = normalize_email(raw, envelope_sender="", received_at=RECEIVED_AT)
     assert not message.headers_complete

@@ -34,6 +34,7 @@ from datetime import datetime
 from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses
+from typing import NamedTuple
 
 from proxy.fold import fold
 from proxy.identity import canonical_email
@@ -42,14 +43,16 @@ from proxy.normalize.bodies import decoded_payload
 from proxy.normalize.html import html_to_text
 from proxy.normalize.limits import LIMITS, analysed_prefix
 from proxy.normalize.mentions import mentions_in
-from proxy.normalize.parsing import PARSE_FAULTS, ambiguous, parse
+from proxy.normalize.parsing import PARSE_FAULTS, ambiguous, parse_head, with_body
 from proxy.normalize.valid import valid_text
 from proxy.normalize.words import decode_words
 
 _SENDER_HEADERS = ("from", "sender", "reply-to", "return-path", "resent-from", "resent-sender")
 _VISIBLE_HEADERS = ("from", "to", "cc")
 _FORWARDED_HEADERS = ("from", "sender", "reply-to", "to", "cc", "subject")
-_QUOTE_MARKERS = re.compile(r"(?m)^[ \t]*(?:>[ \t]?)+")
+# After a line break (the text is read with one put before it): a literal first character
+# lets the regex engine skip to line starts, where "(?m)^" tries every position (8x).
+_QUOTE_MARKERS = re.compile(r"\n[ \t]*(?:>[ \t]?)+")
 _FOLDING = re.compile(r"\r?\n(?=[ \t])")
 
 
@@ -64,6 +67,12 @@ class _Reading:
         self.text_left = LIMITS.message_text
         self.defects: list[str] = []
         self.also: list[str] = []  # other ways a reader could read a header: searched too
+
+    def copy(self) -> _Reading:
+        """The budget as it stands, to go on reading from without changing this one."""
+        other = _Reading(self.complete)
+        other.text_left, other.defects, other.also = self.text_left, [*self.defects], [*self.also]
+        return other
 
     def take(self, text: str, cap: int = LIMITS.part_text) -> str:
         """`text`, cut to the part cap and to what is left of the message's."""
@@ -89,49 +98,109 @@ def normalize_email(
     lines): enough for the direct rules, at a fraction of the cost for a large message.
     The result still carries the whole `raw`, which is what gets sealed.
     """
-    prefix = analysed_prefix(raw)
-    source = prefix.data[: prefix.header_end] if headers_only else prefix.data
-    reading = _Reading(prefix.headers_complete if headers_only else prefix.complete)
-    defects = reading.defects
-    headers_read = prefix.headers_complete
-    try:
-        message = parse(source, prefix.header_end)
-        senders = list(_senders_of(message, reading))
-        authentication = tuple(
-            valid_text(v) for v in _all_values(message, "authentication-results", defects)
-        )
-        subject = reading.take(_header_text(message, "subject", reading))
-        text = "\n".join(_visible_text(message, reading, headers_only=headers_only))
+    reading = EmailReading(
+        raw, envelope_sender=envelope_sender, recipients=recipients,
+        received_at=received_at, default_region=default_region,
+    )  # fmt: skip
+    return reading.headers() if headers_only else reading.whole()
+
+
+class EmailReading:
+    """One email read in two steps, its header block read once: `headers()` (enough for
+    the direct rules: his body is never parsed), then, only if needed, `whole()`."""
+
+    def __init__(
+        self, raw: bytes, *, envelope_sender: str, recipients: tuple[str, ...] = (),
+        received_at: datetime, default_region: str | None = None,
+    ) -> None:  # fmt: skip
+        self.raw, self.received_at, self.default_region = raw, received_at, default_region
+        self.prefix = prefix = analysed_prefix(raw)
+        self.envelope_sender = valid_text(envelope_sender)  # SMTPUTF8 arrives escaped
+        self.recipients = tuple(valid_text(recipient) for recipient in recipients)
+        address = canonical_email(self.envelope_sender) if self.envelope_sender else None
+        self.envelope = (
+            [Identity(kind=IdentityKind.EMAIL, value=address, source="envelope")]
+            if address is not None else []
+        )  # fmt: skip
+        self.reading = reading = _Reading(complete=True)
+        self.head: Message | None = None
+        self.said = _Said([], "", ())
+        try:
+            head = parse_head(prefix.data, prefix.header_end)
+            senders = list(_senders_of(head, reading))
+            authentication = tuple(
+                valid_text(v) for v in _all_values(head, "authentication-results", reading.defects)
+            )  # fmt: skip
+            subject = reading.take(_header_text(head, "subject", reading))
+            self.lines = list(_visible_headers(head, reading))
+        except PARSE_FAULTS as fault:
+            self.lines = _unparseable(reading, fault, prefix.data[: prefix.header_end])
+        else:
+            self.head, self.said = head, _Said(senders, subject, authentication)
+
+    def headers(self) -> InboundMessage:
+        """The header block alone, read."""
+        headers_read = self.prefix.headers_complete and self.head is not None
+        return self._message(self.reading, self.lines, self.said, headers_read=headers_read,
+                             complete=self.prefix.headers_complete)  # fmt: skip
+
+    def whole(self) -> InboundMessage:
+        """The whole message, read within the caps (its header block is not read again)."""
+        if self.head is None:
+            return self.headers()
+        reading, lines = self.reading.copy(), list(self.lines)
+        try:
+            message = with_body(self.head, self.prefix.data, self.prefix.header_end)
+            lines.extend(_body_text(message, reading))
+        except PARSE_FAULTS as fault:
+            lines = _unparseable(reading, fault, self.prefix.data)
+            return self._message(reading, lines, _Said([], "", ()), headers_read=False,
+                                 complete=False)  # fmt: skip
+        return self._message(reading, lines, self.said, headers_read=self.prefix.headers_complete,
+                             complete=self.prefix.complete)  # fmt: skip
+
+    def _message(
+        self, reading: _Reading, lines: list[str], said: _Said, *, headers_read: bool,
+        complete: bool,
+    ) -> InboundMessage:  # fmt: skip
+        text = "\n".join(lines)
         if reading.also:
             text += "\n" + reading.take("\n".join(reading.also))
-    except PARSE_FAULTS as fault:
-        defects.append(f"unparseable message: {type(fault).__name__}")
-        senders, subject, authentication = [], "", ()
-        text = reading.take(source.decode("utf-8", errors="replace"), LIMITS.message_text)
-        reading.complete = headers_read = False  # the rules scan it, headers as direct
-    envelope_sender = valid_text(envelope_sender)  # SMTPUTF8 arguments arrive surrogate-escaped
-    recipients = tuple(valid_text(recipient) for recipient in recipients)
-    envelope_address = canonical_email(envelope_sender) if envelope_sender else None
-    if envelope_address is not None:
-        senders.append(Identity(kind=IdentityKind.EMAIL, value=envelope_address, source="envelope"))
-    if ">" in text:  # a C-level look first: the multi-line regex tries every line
-        text = _QUOTE_MARKERS.sub("", text)
-    mentions, all_mentions = mentions_in(text, default_region, limit=LIMITS.mentions)
-    return InboundMessage(
-        channel=Channel.EMAIL,
-        raw=raw,
-        envelope=Envelope(sender=envelope_sender, recipients=recipients),
-        senders=tuple(dict.fromkeys(senders)),
-        mentions=mentions,
-        subject=subject,
-        text=text,
-        search_text=fold(f"{subject}\n{text}"),
-        received_at=received_at,
-        authentication_results=authentication,
-        defects=tuple(defects),
-        complete=reading.complete and all_mentions,
-        headers_complete=headers_read,
-    )
+        if ">" in text:  # a C-level look first: most lines hold no quote marker
+            text = _QUOTE_MARKERS.sub("\n", "\n" + text)[1:]
+        mentions, all_mentions = mentions_in(text, self.default_region, limit=LIMITS.mentions)
+        return InboundMessage(
+            channel=Channel.EMAIL,
+            raw=self.raw,
+            envelope=Envelope(sender=self.envelope_sender, recipients=self.recipients),
+            senders=tuple(dict.fromkeys([*said.senders, *self.envelope])),
+            mentions=mentions,
+            subject=said.subject,
+            text=text,
+            search_text=fold(f"{said.subject}\n{text}"),
+            received_at=self.received_at,
+            authentication_results=said.authentication,
+            defects=tuple(reading.defects),
+            complete=complete and reading.complete and all_mentions,
+            headers_complete=headers_read,
+        )
+
+
+class _Said(NamedTuple):
+    """What the header block says of who sent it and what about."""
+
+    senders: list[Identity]
+    subject: str
+    authentication: tuple[str, ...]
+
+
+def _unparseable(reading: _Reading, fault: Exception, source: bytes) -> list[str]:
+    """The text of a message the parser rejects as a whole: its raw bytes, searched as
+    text (module rule 4); the rules then scan it, its header block as direct."""
+    reading.defects.append(f"unparseable message: {type(fault).__name__}")
+    reading.complete = False
+    reading.also.clear()  # other readings of headers the parser gave up on
+    return [reading.take(source.decode("utf-8", errors="replace"), LIMITS.message_text)]
 
 
 def _senders_of(message: Message, reading: _Reading) -> Iterator[Identity]:
@@ -223,15 +292,14 @@ def _header_text(message: Message, header: str, reading: _Reading) -> str:
     return " ".join(_decoded(v, reading) for v in values)
 
 
-def _visible_text(
-    message: Message, reading: _Reading, *, headers_only: bool = False
-) -> Iterator[str]:
+def _visible_headers(message: Message, reading: _Reading) -> Iterator[str]:
     for header in _VISIBLE_HEADERS:
         value = reading.take(_header_text(message, header, reading))
         if value:
             yield f"{header.title()}: {value}"
-    if headers_only:
-        return
+
+
+def _body_text(message: Message, reading: _Reading) -> Iterator[str]:
     for count, part in enumerate(message.walk()):
         if count >= LIMITS.parts or reading.text_left <= 0:
             reading.complete = False

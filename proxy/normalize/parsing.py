@@ -82,15 +82,20 @@ PARSE_FAULTS = (
 )
 
 
-def parse(source: bytes, header_end: int) -> Message:
-    """The standard library's parse of `source`, whose header block ends at `header_end`.
+def parse_head(source: bytes, header_end: int) -> Message:
+    """The standard library's parse of the header block of `source` (ending at
+    `header_end`), without its body: enough to read the senders."""
+    return _PARSER.parsebytes(source[:header_end], headersonly=True)
 
-    A single-part message (most mail) has its body attached as the parser itself would
-    (ASCII with surrogate escapes, as one string) without the parser's line-by-line loop,
-    which was half the cost of reading a 10 KB letter; anything else, or a header block
-    the parser finds fault with, is parsed whole.
+
+def with_body(head: Message, source: bytes, header_end: int) -> Message:
+    """The whole message, given its header block `head` as `parse_head` read it.
+
+    A single-part message (most mail) has its body attached to `head` as the parser itself
+    would (ASCII with surrogate escapes, as one string) without the parser's line-by-line
+    loop, which was half the cost of reading a 10 KB letter; anything else, or a header
+    block the parser finds fault with, is parsed whole.
     """
-    head = _PARSER.parsebytes(source[:header_end], headersonly=True)
     if head.defects or head.get_content_maintype() in ("multipart", "message"):
         return _PARSER.parsebytes(source)
     head.set_payload(source[header_end:].decode("ascii", errors="surrogateescape"))
