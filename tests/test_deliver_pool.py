@@ -38,6 +38,7 @@ class Mailbox:
 
     def __init__(self) -> None:
         self.messages: list[bytes] = []
+        self.envelopes: list[tuple[str | None, list[str]]] = []
         self.connections = 0
         self.quits = 0
         self.answer_mail: str | None = None  # once, instead of 250
@@ -56,6 +57,7 @@ class Mailbox:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd hook
         self.messages.append(envelope.original_content or b"")
+        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         if self.vanish_after_data:
             assert isinstance(server.transport, asyncio.Transport)
             server.transport.abort()

@@ -446,3 +446,45 @@ def test_long_line_over_the_size_limit_is_552_held_or_not(tmp_path: Path) -> Non
     assert held[0] == 552
     assert maildir_messages(tmp_path / "mail") == []
     assert held_items(service.archive_path) == []
+
+
+def _envelope_replies(port: int, sender: str, recipient: str) -> tuple[bytes, bytes]:
+    """The raw replies to MAIL and RCPT (smtplib would not send control characters)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        lines = sock.makefile("rb")
+
+        def say(command: bytes) -> bytes:
+            sock.sendall(command + b"\r\n")
+            while (line := lines.readline())[3:4] == b"-":
+                pass
+            return line
+
+        lines.readline()
+        say(b"EHLO client.test")
+        mail = say(b"MAIL FROM:<" + sender.encode() + b">")
+        return mail, say(b"RCPT TO:<" + recipient.encode() + b">")
+
+
+def test_control_characters_in_an_address_are_501_held_or_not(tmp_path: Path) -> None:
+    """MAIL or RCPT with a control character gets Postfix's 501, word for word the same
+    whether the sender is his address or a friend's; nothing is sealed or delivered."""
+    service = Service(tmp_path, f"maildir:{tmp_path / 'mail'}")
+
+    async def run() -> list[tuple[bytes, bytes]]:
+        async with service.running():
+            return [
+                await asyncio.to_thread(_envelope_replies, service.port, sender, recipient)
+                for sender, recipient in [
+                    ("mark.smith@gmail.com\x01", "sam@home.example"),
+                    ("friend@example.org\x01", "sam@home.example"),
+                    ("mark.smith@gmail.com", "sam\x7f@home.example"),
+                    ("friend@example.org", "sam\x1b@home.example"),
+                ]
+            ]
+
+    replies = asyncio.run(run())
+    assert replies[0] == replies[1] == (b"501 5.1.7 Bad sender address syntax\r\n",
+                                        b"503 Error: need MAIL command\r\n")  # fmt: skip
+    assert replies[2][1] == replies[3][1] == b"501 5.1.3 Bad recipient address syntax\r\n"
+    assert maildir_messages(tmp_path / "mail") == []
+    assert held_items(service.archive_path) == []

@@ -27,6 +27,9 @@ Rules this module keeps:
    `max_connections_per_client` from one address. Beyond either, the new connection gets
    421 4.7.0 (try later, never 5xx) and is closed before any greeting. The limits look
    only at the client's address, never at who the sender is.
+7. A MAIL or RCPT address holding a control character (C0 or DEL) is refused with 501, as
+   Postfix refuses it, before any decision and whoever it names: no next hop would take
+   it (aiosmtplib refuses to send it), and a 451 for ever would bounce later.
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ from proxy.pipeline import Arrival, Pipeline
 ACCEPTED = "250 2.0.0 Ok: queued"
 RETRY = "451 4.3.0 Temporary failure, please try again later"
 TOO_MANY = "421 4.7.0 Too many connections, please try again later"
+BAD_SENDER = "501 5.1.7 Bad sender address syntax"
+BAD_RECIPIENT = "501 5.1.3 Bad recipient address syntax"
+_CONTROLS = str.maketrans("", "", "".join(map(chr, [*range(32), 127])))
 _REFUSALS_LOGGED_EVERY = 60.0
 _YIELD_EVERY = 256  # pieces of DATA read before other sessions get a turn
 
@@ -93,13 +99,37 @@ class SmtpHandler:
                 self.idle.set()
         return ACCEPTED
 
+    async def handle_MAIL(  # noqa: N802 - aiosmtpd's hook name
+        self, server: SMTP, session: Session, envelope: Envelope, address: str,
+        options: list[str],
+    ) -> str:  # fmt: skip
+        if _has_control(address):
+            return BAD_SENDER
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+        self, server: SMTP, session: Session, envelope: Envelope, address: str,
+        options: list[str],
+    ) -> str:  # fmt: skip
+        if _has_control(address):
+            return BAD_RECIPIENT
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 OK"
+
     def __dir__(self) -> list[str]:
         # aiosmtpd looks its hooks up with dir() (and inspect.getmembers) per connection.
-        return ["handle_DATA", "handle_exception"]
+        return ["handle_DATA", "handle_MAIL", "handle_RCPT", "handle_exception"]
 
     async def handle_exception(self, error: Exception) -> str:
         _log.warning("smtp session fault", exc_info=error)
         return RETRY
+
+
+def _has_control(address: str) -> bool:
+    return len(address.translate(_CONTROLS)) != len(address)
 
 
 class Admission:

@@ -8,13 +8,18 @@ Rules this module keeps:
    timed out, 4xx; the sender must retry) or `DeliveryRefused` (5xx for every recipient:
    the next hop's own answer, passed back unchanged). Anything else is a defect.
 3. The bytes handed on are exactly the bytes given: no re-encoding, no line-ending games
-   beyond SMTP's own dot-stuffing, which the client libraries do and the server undoes.
+   beyond SMTP's own: dot-stuffing, which the server undoes, and a lone CR or LF sent as
+   CRLF (as aiosmtplib and smtplib do: servers refuse bare line ends, RFC 5321 2.3.8).
+   Envelope addresses go on byte for byte.
 4. SMTP and LMTP connections are kept in a `Pool` and reused. A reused connection that
    fails at the transaction's first command (MAIL: refused with 421, closed, timed out)
    cannot have taken the message, so it is tried once more on a fresh connection; any
    failure after MAIL was accepted is DeliveryDeferred and never retried here: a message
    whose DATA may have been taken is never sent twice, and a 2xx is final. A connection
    goes back to the pool only after every answer was 2xx. `aclose` closes the pool.
+5. SMTP transactions use aiosmtplib's command API (`execute_command`) and its protocol's
+   reply reading; only the DATA bytes are prepared here (`wire_form`, the same bytes as
+   aiosmtplib's own). A transaction has one deadline, `_TIMEOUT`, as a whole.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
 import aiosmtplib
+from aiosmtplib.protocol import normalize_message_line_endings
 
 from proxy.deliver.address import Destination, Scheme
 from proxy.deliver.pool import Link, Pool
@@ -156,11 +162,12 @@ class SmtpHop(_PooledHop["_SmtpLink"]):
     async def _open(self) -> _SmtpLink:
         client = aiosmtplib.SMTP(
             hostname=self.host, port=self.port, local_hostname=self.hostname,
-            timeout=_TIMEOUT, start_tls=False, use_tls=False,
+            timeout=None, start_tls=False, use_tls=False,
         )  # fmt: skip
         try:
-            await client.connect()
-            await client.ehlo()
+            async with asyncio.timeout(_TIMEOUT):
+                await client.connect()
+                await client.ehlo()
         except aiosmtplib.SMTPResponseException as error:
             client.close()
             raise DeliveryDeferred(f"next hop answered {error.code}") from error
@@ -182,14 +189,16 @@ class _SmtpLink:
 
     async def check(self) -> bool:
         try:
-            await self.client.noop()
+            async with asyncio.timeout(_TIMEOUT):
+                await self.client.noop()
         except (aiosmtplib.SMTPException, OSError, TimeoutError):
             return False
         return True
 
     async def quit(self) -> None:
         with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
-            await self.client.quit()
+            async with asyncio.timeout(_TIMEOUT):
+                await self.client.quit()
 
     def close(self) -> None:
         self.client.close()
@@ -202,34 +211,69 @@ async def _smtp_transaction(
     recipients: Sequence[str],
     options: Sequence[str],
 ) -> None:
+    """One transaction on an EHLO'd connection, with aiosmtplib's commands (rule 5)."""
     mail_options = _supported(options, client.supports_extension)
-    utf8 = any(option.upper() == "SMTPUTF8" for option in mail_options)
     if client.supports_extension("size"):
         mail_options.insert(0, f"SIZE={len(data)}")
     try:
-        await client.mail(sender, options=mail_options, encoding="utf-8" if utf8 else "ascii")
-    except aiosmtplib.SMTPResponseException as error:
-        if error.code == _CLOSING:
-            raise _Unused(f"next hop answered {error.code}") from error
-        _answer(error.code, error.message.encode())
+        async with asyncio.timeout(_TIMEOUT):
+            answer = await client.execute_command(
+                b"MAIL", b"FROM:" + _path(sender), *(o.encode() for o in mail_options)
+            )
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
         raise _Unused(f"next hop unreachable ({type(error).__name__})") from error
+    if answer.code == _CLOSING:
+        raise _Unused(f"next hop answered {answer.code}")
+    if answer.code != 250:
+        _answer(answer.code, answer.message.encode())
     try:
-        refusals: list[tuple[int, str]] = []
-        for recipient in recipients:
-            try:
-                await client.rcpt(recipient, encoding="utf-8" if utf8 else "ascii")
-            except aiosmtplib.SMTPRecipientRefused as refused:
-                refusals.append((refused.code, refused.message))
-        if len(refusals) == len(recipients):
-            _refused(refusals, len(recipients))
-        await client.data(data)
-    except aiosmtplib.SMTPResponseException as error:
-        _answer(error.code, error.message.encode())
+        async with asyncio.timeout(_TIMEOUT):
+            refusals: list[tuple[int, str]] = []
+            for recipient in recipients:
+                answer = await client.execute_command(b"RCPT", b"TO:" + _path(recipient))
+                if answer.code not in (250, 251):
+                    refusals.append((answer.code, answer.message))
+            if len(refusals) == len(recipients):
+                _refused(refusals, len(recipients))
+            answer = await client.execute_command(b"DATA")
+            if answer.code != 354:
+                _answer(answer.code, answer.message.encode())
+            protocol = client.protocol
+            if protocol is None:
+                raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+            protocol.write(wire_form(data))
+            answer = await protocol.read_response(timeout=None)
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
         raise DeliveryDeferred(f"next hop unreachable ({type(error).__name__})") from error
+    if answer.code != 250:
+        _answer(answer.code, answer.message.encode())
     if refusals:
         _refused(refusals, len(recipients))
+
+
+def _path(address: str) -> bytes:
+    """A MAIL or RCPT path as the sender gave it: aiosmtpd has taken off its brackets, and
+    kept its bytes (surrogate-escaped 8-bit, SMTPUTF8 or not), which go on unchanged."""
+    if address in ("", "<>"):
+        return b"<>"  # the null reverse-path of bounces
+    return b"<" + address.encode("utf-8", errors="surrogateescape") + b">"
+
+
+def wire_form(data: bytes) -> bytes:
+    """The message as DATA sends it (RFC 5321 4.5.2): CRLF line endings (a lone CR or LF
+    becomes CRLF, as aiosmtplib does), dot-stuffed, ending CRLF . CRLF.
+
+    The same bytes as aiosmtplib's own DATA, at a fraction of the cost: its two regexes
+    try every position of the message (~70 us for 10 KB, a quarter of a relay's cost),
+    while most mail needs no line ending changed, which three C-level counts tell."""
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+        data = normalize_message_line_endings(data)
+    elif not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    if data.startswith(b"."):
+        data = b"." + data
+    return data.replace(b"\n.", b"\n..") + b".\r\n"
 
 
 class LmtpHop(_PooledHop["_LmtpLink"]):
