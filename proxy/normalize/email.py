@@ -50,6 +50,9 @@ from proxy.normalize.words import decode_words
 _SENDER_HEADERS = ("from", "sender", "reply-to", "return-path", "resent-from", "resent-sender")
 _VISIBLE_HEADERS = ("from", "to", "cc")
 _FORWARDED_HEADERS = ("from", "sender", "reply-to", "to", "cc", "subject")
+_READ_HEADERS = frozenset(
+    {*_SENDER_HEADERS, *_VISIBLE_HEADERS, "subject", "authentication-results"}
+)
 # After a line break (the text is read with one put before it): a literal first character
 # lets the regex engine skip to line starts, where "(?m)^" tries every position (8x).
 _QUOTE_MARKERS = re.compile(r"\n[ \t]*(?:>[ \t]?)+")
@@ -127,12 +130,11 @@ class EmailReading:
         self.said = _Said([], "", ())
         try:
             head = parse_head(prefix.data, prefix.header_end)
-            senders = list(_senders_of(head, reading))
-            authentication = tuple(
-                valid_text(v) for v in _all_values(head, "authentication-results", reading.defects)
-            )  # fmt: skip
-            subject = reading.take(_header_text(head, "subject", reading))
-            self.lines = list(_visible_headers(head, reading))
+            fields = _fields(head, _READ_HEADERS)
+            senders = list(_senders_of(fields, reading))
+            authentication = tuple(valid_text(v) for v in fields.get("authentication-results", ()))
+            subject = reading.take(_header_text(fields, "subject", reading))
+            self.lines = list(_visible_headers(fields, reading))
         except PARSE_FAULTS as fault:
             self.lines = _unparseable(reading, fault, prefix.data[: prefix.header_end])
         else:
@@ -203,9 +205,9 @@ def _unparseable(reading: _Reading, fault: Exception, source: bytes) -> list[str
     return [reading.take(source.decode("utf-8", errors="replace"), LIMITS.message_text)]
 
 
-def _senders_of(message: Message, reading: _Reading) -> Iterator[Identity]:
+def _senders_of(fields: _Fields, reading: _Reading) -> Iterator[Identity]:
     for header in _SENDER_HEADERS:
-        for display_name, address in _addresses(message, header, reading):
+        for display_name, address in _addresses(fields, header, reading):
             canonical = canonical_email(address) if address else None
             if canonical is not None:
                 yield Identity(kind=IdentityKind.EMAIL, value=canonical, source=header)
@@ -215,9 +217,9 @@ def _senders_of(message: Message, reading: _Reading) -> Iterator[Identity]:
                 )
 
 
-def _addresses(message: Message, header: str, reading: _Reading) -> list[tuple[str, str]]:
+def _addresses(fields: _Fields, header: str, reading: _Reading) -> list[tuple[str, str]]:
     """(display name, address) pairs of every instance of `header`, however broken."""
-    values = _all_values(message, header, reading.defects)
+    values = fields.get(header)
     if not values:
         return []
     try:
@@ -228,21 +230,22 @@ def _addresses(message: Message, header: str, reading: _Reading) -> list[tuple[s
     return [(_decoded(name, reading), valid_text(_unescape(address))) for name, address in pairs]
 
 
-def _all_values(message: Message, header: str, defects: list[str]) -> list[str]:
-    """Every instance of `header`, as its raw text, unfolded.
+_Fields = dict[str, list[str]]
+
+
+def _fields(message: Message, wanted: frozenset[str]) -> _Fields:
+    """Every instance of each `wanted` header, by lowercased name, as its raw text,
+    unfolded: one pass over the header block.
 
     Raw items, not `get_all`: compat32 turns 8-bit (SMTPUTF8) headers into `Header`
     objects whose text has lost the bytes; the raw text keeps them for `_unescape`.
     """
-    try:
-        return [
-            _FOLDING.sub("", value) if "\n" in value else value
-            for name, value in message.raw_items()
-            if name.lower() == header and isinstance(value, str)
-        ]
-    except PARSE_FAULTS:
-        defects.append(f"unreadable {header} header")
-        return []
+    fields: _Fields = {}
+    for name, value in message.raw_items():
+        key = name.lower()
+        if key in wanted and isinstance(value, str):
+            fields.setdefault(key, []).append(_FOLDING.sub("", value) if "\n" in value else value)
+    return fields
 
 
 def _unescape(text: str) -> str:
@@ -287,14 +290,13 @@ def _nth_word(text: str, n: int) -> int | None:
     return None if at == -1 else at
 
 
-def _header_text(message: Message, header: str, reading: _Reading) -> str:
-    values = _all_values(message, header, reading.defects)
-    return " ".join(_decoded(v, reading) for v in values)
+def _header_text(fields: _Fields, header: str, reading: _Reading) -> str:
+    return " ".join(_decoded(v, reading) for v in fields.get(header, ()))
 
 
-def _visible_headers(message: Message, reading: _Reading) -> Iterator[str]:
+def _visible_headers(fields: _Fields, reading: _Reading) -> Iterator[str]:
     for header in _VISIBLE_HEADERS:
-        value = reading.take(_header_text(message, header, reading))
+        value = reading.take(_header_text(fields, header, reading))
         if value:
             yield f"{header.title()}: {value}"
 
@@ -345,7 +347,8 @@ def _forwarded_headers(part: Message, reading: _Reading) -> Iterator[str]:
         inner = None
     if not isinstance(inner, Message):
         return
+    fields = _fields(inner, frozenset(_FORWARDED_HEADERS))
     for header in _FORWARDED_HEADERS:
-        value = reading.take(_header_text(inner, header, reading))
+        value = reading.take(_header_text(fields, header, reading))
         if value:
             yield f"{header.title()}: {value}"
