@@ -67,6 +67,7 @@ class Probe:
 
     port: int
     latencies: list[float] = field(default_factory=list)
+    started: list[float] = field(default_factory=list)  # when each was sent (monotonic)
     failures: list[str] = field(default_factory=list)
     _process: multiprocessing.process.BaseProcess | None = None
     _stopping: Any = None
@@ -83,12 +84,13 @@ class Probe:
     def finish(self) -> None:
         assert self._process is not None
         self._stopping.set()
-        self.latencies, self.failures = self._results.recv()
+        self.started, self.latencies, self.failures = self._results.recv()
         self._process.join()
 
 
 def _probe(port: int, stopping: Any, results: Any) -> None:
     latencies: list[float] = []
+    sent: list[float] = []
     failures: list[str] = []
     try:
         with smtplib.SMTP(HOST, port, timeout=60) as client:
@@ -100,13 +102,14 @@ def _probe(port: int, stopping: Any, results: Any) -> None:
                 client.rcpt("sam@home.example")
                 code, _ = client.data(PROBE)
                 latencies.append(time.monotonic() - started)
+                sent.append(started)
                 if code != 250:
                     failures.append(f"probe: {code}")
                 next_at += PROBE_EVERY
                 stopping.wait(max(0.0, next_at - time.monotonic()))
     except (smtplib.SMTPException, OSError) as error:
         failures.append(f"probe: {error}")
-    results.send((latencies, failures))
+    results.send((sent, latencies, failures))
 
 
 def on_the_wire(raw: bytes) -> bytes:
@@ -201,6 +204,7 @@ class Measured:
 
     targets: list[tuple[str, bytes, str]]  # name, message, the benign peer it is judged by
     times: dict[str, list[float]]
+    spans: list[tuple[float, float, str]]  # each send: from, to (monotonic), its name
     probe: Probe
     idle: int  # KiB resident before, the whole group
     peak: int  # KiB resident at most, sampled
@@ -221,16 +225,18 @@ def measure(server: Server, repeats: int) -> Measured:
     for name, raw in shapes().items():
         targets.append((name, raw, "benign 10 MB" if len(raw) > 5 * MIB else "benign 1 MB"))
     probe, sampler = Probe(server.port), Sampler(server.pid)
-    seen = Measured(targets=targets, times={name: [] for name, _, _ in targets}, probe=probe,
-                    idle=rss_kib(server.pid), peak=0)  # fmt: skip
+    seen = Measured(targets=targets, times={name: [] for name, _, _ in targets}, spans=[],
+                    probe=probe, idle=rss_kib(server.pid), peak=0)  # fmt: skip
     watcher = threading.Thread(target=sampler.run, daemon=True)
     watcher.start()
     probe.start()
     for round_ in range(repeats):
         for name, raw, _ in targets:
             with_name = round_ % 2 == 1 and not name.startswith("benign")
+            began = time.monotonic()
             elapsed, code = send(server.port, raw + NAME if with_name else raw)
             seen.times[name].append(elapsed)
+            seen.spans.append((began, time.monotonic(), name))
             if code != 250:
                 seen.failures.append(f"{name}: reply {code}")
             seen.held += with_name
@@ -241,6 +247,18 @@ def measure(server: Server, repeats: int) -> Measured:
     seen.failures += probe.failures
     seen.peak = sampler.peak
     return seen
+
+
+def slowest(seen: Measured, count: int = 3) -> str:
+    """The slowest probes, each with what was being sent meanwhile (where to look)."""
+    found = []
+    pairs = sorted(zip(seen.probe.latencies, seen.probe.started, strict=True), reverse=True)
+    for latency, started in pairs[:count]:
+        during = [
+            name for begin, end, name in seen.spans if begin <= started + latency and started <= end
+        ]
+        found.append(f"{latency * 1000:.1f} ms ({', '.join(during) or 'between sends'})")
+    return "; ".join(found)
 
 
 def report(seen: Measured, archive: Path, mail: Path) -> int:
@@ -259,6 +277,7 @@ def report(seen: Measured, archive: Path, mail: Path) -> int:
     p99 = percentile_ms(lat, 0.99)
     print(f" probe: {len(lat)} messages, p50 {percentile_ms(lat, 0.5):.1f} ms, "
           f"p99 {p99:.1f} ms, max {max(lat) * 1000:.1f} ms")  # fmt: skip
+    print(f" slowest probes: {slowest(seen)}")
     grown = (seen.peak - seen.idle) / 1024 * 1.048576  # MB
     print(f" memory: idle RSS {seen.idle / 1024:.0f} MiB, peak {seen.peak / 1024:.0f} MiB "
           f"(the daemon and its children together, sampled every 20 ms)")  # fmt: skip

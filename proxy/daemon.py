@@ -23,6 +23,11 @@ Rules this module keeps:
    many systems start a process with a soft limit of 1024).
 8. Email is read by `proxy.readers`: its reading processes start with the daemon (before
    it listens), take new rules on reload, and stop after the last message is answered.
+9. The interpreter hands the GIL between threads every `SWITCH_INTERVAL` (1 ms, not the
+   default 5): a thread that holds it in C (pyrage sealing a large item on a worker
+   thread) then lets the event loop in every millisecond. At 5 ms a small message's few
+   wake-ups each waited up to 5 ms behind a 10 MB seal (bench/hostile.py's probe: p99
+   29 ms during the 10 MB held message).
 """
 
 from __future__ import annotations
@@ -277,6 +282,10 @@ def sweep(config_path: str) -> int:
     return asyncio.run(_sweep(config_path))
 
 
+SWITCH_INTERVAL = 0.001
+
+
 def run(config_path: str) -> int:
     """Run the daemon until SIGTERM; the exit code."""
+    sys.setswitchinterval(SWITCH_INTERVAL)  # rule 9
     return uvloop.run(Daemon(config_path).run())

@@ -6,7 +6,10 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from proxy.channels import smtp
 from tests.test_smtp import Service, maildir_messages
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -106,3 +109,17 @@ def test_many_tiny_lines_arrive_byte_identical(tmp_path: Path) -> None:
     replies, body = _delivered(tmp_path, [b"Subject: x\r\n\r\n" + lines + b".\r\n"])
     assert replies[0].startswith(b"250 ")
     assert body == lines
+
+
+_PIECES = st.sampled_from([b"\r", b"\n", b"\r\n", b".", b"..", b"\r\n.", b"a", b"xyzxyzxyz"])
+
+
+@given(st.lists(_PIECES, max_size=40).map(b"".join))
+def test_unstuffing_in_slices_is_unstuffing_whole(content: bytes) -> None:
+    """Dot-stuffing undone a slice at a time (here 7 bytes) gives what one pass over the
+    whole message would: a leading dot dropped, and the dot after every CRLF."""
+    expected = content[1:] if content.startswith(b".") else content
+    expected = expected.replace(b"\r\n.", b"\r\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(smtp, "_SLICE", 7)
+        assert asyncio.run(smtp._unstuffed(bytearray(content))) == expected

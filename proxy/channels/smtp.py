@@ -57,6 +57,7 @@ BAD_RECIPIENT = "501 5.1.3 Bad recipient address syntax"
 _CONTROLS = str.maketrans("", "", "".join(map(chr, [*range(32), 127])))
 _REFUSALS_LOGGED_EVERY = 60.0
 _YIELD_EVERY = 256  # pieces of DATA read before other sessions get a turn
+_SLICE = 1 << 20  # bytes of DATA un-stuffed before other sessions get a turn
 
 _log = get_logger("smtp")
 
@@ -273,11 +274,7 @@ class _Server(SMTP):
                 del content[:-8]  # only the tail, to find the end by
         if not kept:
             return None
-        if content.startswith(b"."):  # RFC 5321 4.5.2: undo dot-stuffing, every line
-            del content[0]
-        if b"\r\n." in content:
-            content = content.replace(b"\r\n.", b"\r\n")
-        return bytes(content)
+        return await _unstuffed(content)
 
     def data_received(self, data: bytes) -> None:
         self._heard = self.loop.time()  # idle means no bytes for that long (rule 5)
@@ -302,6 +299,31 @@ class _Server(SMTP):
         # aiosmtpd's own post-DATA reset (a fresh envelope); untyped there, so cast here.
         reset: Callable[[], None] = self._set_post_data_state
         reset()
+
+
+async def _unstuffed(content: bytearray) -> bytes:
+    """`content` with dot-stuffing undone (RFC 5321 4.5.2: a line's leading "." dropped).
+
+    In slices of `_SLICE` bytes, other sessions getting a turn between two: a search of
+    10 MB for CRLF "." holds the event loop ~10 ms. Each slice but the first begins at a
+    CR, so no CRLF "." spans two; a slice with no CR past its first `_SLICE` bytes is
+    searched only that far (nothing past it can begin a CRLF ".")."""
+    if content.startswith(b"."):
+        del content[0]
+    view, parts, start = memoryview(content), [], 0
+    while start < len(content):
+        if start:
+            await asyncio.sleep(0)
+        cut = content.find(b"\r", start + _SLICE)
+        end = len(content) if cut == -1 else cut
+        searched = end if cut != -1 else min(end, start + _SLICE + 2)
+        part = bytes(view[start:searched])
+        parts.append(part.replace(b"\r\n.", b"\r\n") if b"\r\n." in part else part)
+        if searched < end:
+            parts.append(bytes(view[searched:end]))
+        start = end
+    view.release()
+    return b"".join(parts) if len(parts) != 1 else parts[0]
 
 
 async def _read_until(reader: asyncio.StreamReader, separator: bytes) -> bytes:
