@@ -101,8 +101,9 @@ class _NoNextHop:
     """The next hop of a daemon with no SMTP channel: nothing is ever delivered through it."""
 
     async def deliver(
-        self, data: bytes, sender: str, recipients: Sequence[str], options: Sequence[str]
-    ) -> None:
+        self, data: bytes, sender: str, recipients: Sequence[str], options: Sequence[str],
+        *, trace: bytes = b"",
+    ) -> None:  # fmt: skip
         raise DeliveryDeferred("no next hop is configured")
 
     async def aclose(self) -> None:

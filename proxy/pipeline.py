@@ -187,8 +187,8 @@ class Pipeline:
             await self.archive.hold(message, decision, extras=extras)
         else:
             trace = self._received(arrival, received_at)
-            await next_hop.deliver(trace + arrival.raw, arrival.sender, arrival.recipients,
-                                   arrival.options)  # fmt: skip
+            await next_hop.deliver(arrival.raw, arrival.sender, arrival.recipients,
+                                   arrival.options, trace=trace)  # fmt: skip
         _log.info("message handled", channel="smtp")
 
     def _received(self, arrival: Arrival, received_at: datetime) -> bytes:

@@ -122,4 +122,4 @@ def test_unstuffing_in_slices_is_unstuffing_whole(content: bytes) -> None:
     expected = expected.replace(b"\r\n.", b"\r\n")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(smtp, "_SLICE", 7)
-        assert asyncio.run(smtp._unstuffed(bytearray(content))) == expected
+        assert asyncio.run(smtp._unstuffed(content)) == expected

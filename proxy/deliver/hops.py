@@ -64,8 +64,10 @@ class DeliveryRefused(NocontactError):
 
 class NextHop(Protocol):
     async def deliver(
-        self, data: bytes, sender: str, recipients: Sequence[str], options: Sequence[str]
-    ) -> None: ...
+        self, data: bytes, sender: str, recipients: Sequence[str], options: Sequence[str],
+        *, trace: bytes = b"",
+    ) -> None:  # fmt: skip
+        """Hand on `trace` (our Received line) followed by `data` (rule 1)."""
 
     async def aclose(self) -> None:
         """Close what is kept open (the pool's connections)."""
@@ -89,13 +91,14 @@ class Maildir:
         self.root = root
         self.hostname = hostname.replace("/", "_").replace(":", "_")
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, trace: bytes, data: bytes) -> None:
         for sub in ("tmp", "new", "cur"):
             (self.root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
         name = f"{time.time_ns()}.P{os.getpid()}Q{next(self._counter)}.{self.hostname}"
         temporary, final = self.root / "tmp" / name, self.root / "new" / name
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
+            write_all(fd, trace)  # two writes: no joined copy of a large message
             write_all(fd, data)
             os.fsync(fd)
         finally:
@@ -108,10 +111,11 @@ class Maildir:
             os.close(directory)
 
     async def deliver(
-        self, data: bytes, sender: str, recipients: Sequence[str], options: Sequence[str]
-    ) -> None:
+        self, data: bytes, sender: str, recipients: Sequence[str], options: Sequence[str],
+        *, trace: bytes = b"",
+    ) -> None:  # fmt: skip
         try:
-            await asyncio.to_thread(self._write, data)
+            await asyncio.to_thread(self._write, trace, data)
         except OSError as error:
             raise DeliveryDeferred(f"maildir delivery failed ({error.strerror})") from error
 
@@ -140,8 +144,11 @@ class _PooledHop(Generic[L]):
         raise NotImplementedError
 
     async def deliver(
-        self, data: bytes, sender: str, recipients: Sequence[str], options: Sequence[str]
-    ) -> None:
+        self, data: bytes, sender: str, recipients: Sequence[str], options: Sequence[str],
+        *, trace: bytes = b"",
+    ) -> None:  # fmt: skip
+        data = trace + data if trace else data
+
         async def transaction(link: L) -> None:
             await self._transaction(link, data, sender, recipients, options)
 
