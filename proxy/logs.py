@@ -61,6 +61,10 @@ SAFE_KEYS = frozenset(
         "signal",
         "problems",
         "dropped",
+        "period_seconds",
+        "smtp",
+        "imap",
+        "sms",
     }
 )
 

@@ -36,14 +36,12 @@ from typing import Protocol, TypeVar
 
 from proxy.archive import Archive, EntryKind
 from proxy.deliver.hops import NextHop
-from proxy.logs import get_logger
 from proxy.message import Action, Channel, Decision, InboundMessage, Kind
 from proxy.normalize import normalize_sms
 from proxy.normalize.valid import valid_text
 from proxy.readers import Postmark, Readers, read_email
 from proxy.rules import Rulebook, decide
-
-_log = get_logger("pipeline")
+from proxy.traffic import Traffic
 
 
 class Fate(enum.Enum):
@@ -130,6 +128,7 @@ class Pipeline:
         self.hostname = hostname
         self.default_region = default_region
         self._clock = clock
+        self.traffic = Traffic()  # totals of every message, never per message
 
     def replace(self, *, rules: Rulebook, next_hop: NextHop, default_region: str | None) -> None:
         """Swap in new rules (a reload); messages already being decided keep the old ones."""
@@ -165,7 +164,7 @@ class Pipeline:
         message, decision = await self._decide(
             raw, self.rules, sender="", recipients=(), received_at=received_at
         )
-        _log.info("message handled", channel="imap")
+        self.traffic.count("imap")
         if decision.held:
             return Fate.HELD, await self.archive.seal(message, decision, extras={"imap": origin})
         if deliver_to is not None:
@@ -189,7 +188,7 @@ class Pipeline:
             trace = self._received(arrival, received_at)
             await next_hop.deliver(arrival.raw, arrival.sender, arrival.recipients,
                                    arrival.options, trace=trace)  # fmt: skip
-        _log.info("message handled", channel="smtp")
+        self.traffic.count("smtp")
 
     def _received(self, arrival: Arrival, received_at: datetime) -> bytes:
         helo = "".join(c for c in arrival.helo if c.isprintable() and c not in "()")[:255]
@@ -231,6 +230,5 @@ class Pipeline:
                 await line.held(arrival)
             elif fresh:
                 await line.passed(arrival)
-        if not arrival.voicemail:  # only held callers leave one: its line would tell
-            _log.info("message handled", channel=arrival.channel.value)
+        self.traffic.count("sms")
         return decision

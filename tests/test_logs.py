@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import threading
@@ -14,6 +15,7 @@ from structlog.testing import capture_logs
 
 from proxy import logs
 from proxy.rules import decide
+from proxy.traffic import Traffic, bucket
 from tests.factories import email, make_rules
 
 HELD = email(
@@ -178,3 +180,44 @@ def test_a_line_logged_after_drain_is_written_not_lost() -> None:
         "before",
         "after",
     ]
+
+
+def test_traffic_is_logged_as_coarse_totals_of_every_message() -> None:
+    """Totals per channel, in buckets a household mailbox never leaves the first of; the
+    counts start again after each report."""
+    traffic = Traffic()
+    for _ in range(99):
+        traffic.count("smtp")
+    for _ in range(100):
+        traffic.count("sms")
+    assert traffic.report(("smtp", "imap", "sms")) == {
+        "smtp": "under 100", "imap": "under 100", "sms": "100 to 999",
+    }  # fmt: skip
+    assert traffic.report(("smtp",)) == {"smtp": "under 100"}
+    assert [bucket(n) for n in (0, 1, 99, 100, 999, 1000, 10**9)] == [
+        "under 100", "under 100", "under 100", "100 to 999", "100 to 999", "1000 or more",
+        "1000 or more",
+    ]  # fmt: skip
+
+
+def test_traffic_totals_are_logged_once_a_period_through_the_real_pipeline() -> None:
+    """Each period one "traffic" line, its buckets kept by the redaction, its counts reset."""
+    stream = io.StringIO()
+    logs.configure(level="info", stream=stream)
+    traffic = Traffic()
+
+    async def run() -> None:
+        for _ in range(150):
+            traffic.count("smtp")
+        task = asyncio.get_running_loop().create_task(traffic.log_every(("smtp", "sms"), 0.05))
+        await asyncio.sleep(0.13)
+        task.cancel()
+
+    try:
+        asyncio.run(run())
+    finally:
+        structlog.reset_defaults()
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(r["event"], r["smtp"], r["sms"]) for r in records] == [
+        ("traffic", "100 to 999", "under 100"), ("traffic", "under 100", "under 100"),
+    ]  # fmt: skip
