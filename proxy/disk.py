@@ -1,4 +1,4 @@
-"""Writing to a file descriptor: every byte, or an OSError."""
+"""Writing files: every byte, or an OSError; private files private from their creation."""
 
 from __future__ import annotations
 
@@ -11,3 +11,11 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def create_private(path: str | os.PathLike[str]) -> int:
+    """A new file at `path`, mode 0600 from its creation (never chmod'ed afterwards), as a
+    descriptor open for writing. FileExistsError if anything is there, a symlink included:
+    it is never followed, nor is a file already there written over."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.open(path, flags, 0o600)

@@ -186,6 +186,7 @@ def test_export_bundle_verifies_offline_and_a_flipped_byte_fails(
         "--out", str(out), "--reason", "protective order",
     )  # fmt: skip
     assert code == 0, err
+    assert out.stat().st_mode & 0o777 == 0o600  # decrypted originals: hers and the contact's
     unpacked = tmp_path / "bundle"
     with zipfile.ZipFile(out) as bundle:
         bundle.extractall(unpacked)
@@ -208,6 +209,31 @@ def test_export_bundle_verifies_offline_and_a_flipped_byte_fails(
         data[len(data) // 2] ^= 0x01
         target.write_bytes(bytes(data))
     assert custody_actions(archive, key)[-1] == "export"
+
+
+def test_export_refuses_a_partial_left_there_and_a_symlinked_destination(
+    held: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    """An export never writes over a `.partial` already there (another export's) nor
+    follows a symlink where the bundle goes: one line, exit 1, nothing touched."""
+    archive, key, _ = held
+    out = tmp_path / "bundle.zip"
+    partial = tmp_path / "bundle.zip.partial"
+    partial.write_bytes(b"another export")
+    export = ("contact", "export", "--archive", str(archive), "--identity", str(key),
+              "--reason", "protective order")  # fmt: skip
+    code, _, err = nocontact(*export, "--out", str(out))
+    assert code == 1
+    assert "already exists" in err.strip().splitlines()[-1]
+    assert partial.read_bytes() == b"another export"
+    assert not out.exists()
+    target = tmp_path / "elsewhere.zip"
+    link = tmp_path / "linked.zip"
+    link.symlink_to(target)
+    code, _, err = nocontact(*export, "--out", str(link))
+    assert code == 1
+    assert "symlink" in err
+    assert not target.exists()
 
 
 def test_report_has_one_row_per_item_and_is_recorded(

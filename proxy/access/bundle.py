@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
 from importlib import resources
 from pathlib import Path
+from typing import BinaryIO
 
 from proxy import __version__
 from proxy.access import bundle_texts
@@ -38,6 +39,7 @@ from proxy.access.report import ReportItem, write_report
 from proxy.archive import CustodyRecord, layout
 from proxy.archive.note import NoteError, Signer
 from proxy.custody import record_custody
+from proxy.disk import create_private
 
 _COMPRESSIBLE = {".eml", ".json", ".txt", ".pdf"}  # compressible; everything else is stored as is
 MAX_RENDERING = 20_000
@@ -83,8 +85,8 @@ def _signer(archive: OpenedArchive) -> Signer:
 class _Zip:
     """A zip being written, recording each file's SHA-256 and size."""
 
-    def __init__(self, path: Path) -> None:
-        self.file = zipfile.ZipFile(path, "w", allowZip64=True)
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = zipfile.ZipFile(file, "w", allowZip64=True)
 
     def add(self, name: str, data: bytes, role: str) -> BundleFile:
         compress = (
@@ -110,8 +112,8 @@ def report(archive: OpenedArchive, request: ExportRequest, advance: Callable[[in
         sequences.append(item.sequence)
         advance(1)
 
-    def write(partial: Path) -> tuple[int, ...]:
-        partial.write_bytes(_pdf(reports, request))
+    def write(partial: BinaryIO) -> tuple[int, ...]:
+        partial.write(_pdf(reports, request))
         return tuple(sequences)
 
     return _deliver(archive, request, "report", write)
@@ -119,12 +121,29 @@ def report(archive: OpenedArchive, request: ExportRequest, advance: Callable[[in
 
 def _deliver(
     archive: OpenedArchive, request: ExportRequest, action: str,
-    write: Callable[[Path], tuple[int, ...]],
+    write: Callable[[BinaryIO], tuple[int, ...]],
 ) -> int:  # fmt: skip
-    """Write beside `out`, record custody, then move into place (rule 4)."""
+    """Write beside `out`, record custody, then move into place (rule 4). The file is the
+    contact's alone from its creation (0600: it holds decrypted originals); an `out` that
+    is a symlink, or a `.partial` already there (another export, or one cut short), is
+    refused rather than followed or written over."""
     partial = request.out.with_name(request.out.name + ".partial")
+    if request.out.is_symlink():
+        raise AccessProblem(f"{request.out} is a symlink: give the export a plain file name")
     try:
-        sequences = write(partial)
+        fd = create_private(partial)
+    except FileExistsError:
+        raise AccessProblem(
+            f"{partial} already exists: another export is writing it, or one was cut short"
+            " (remove it, then export again)"
+        ) from None
+    except OSError as error:
+        raise AccessProblem(f"cannot create {partial}: {error.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as file:
+            sequences = write(file)
+            file.flush()
+            os.fsync(file.fileno())
         record_custody(archive.root, CustodyRecord(
             contact=request.contact, action=action, items=sequences,
             at=datetime.now(UTC), reason=request.reason,
@@ -137,7 +156,7 @@ def _deliver(
 
 def _write(
     archive: OpenedArchive, request: ExportRequest, advance: Callable[[int], None],
-    signer: Signer, partial: Path,
+    signer: Signer, partial: BinaryIO,
 ) -> tuple[int, ...]:  # fmt: skip
     out = _Zip(partial)
     items: list[BundleItem] = []
