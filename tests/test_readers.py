@@ -6,7 +6,11 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +19,8 @@ from proxy.message import Action, Kind
 from proxy.readers import INLINE_BYTES, UNREADABLE, Postmark, Readers, read_email
 from proxy.rules import compile_rules
 from tests.factories import RECEIVED_AT, make_config
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CONFIG = make_config()
 RULES = compile_rules(CONFIG)
@@ -137,3 +143,18 @@ def test_a_read_cancelled_half_way_leaves_no_torn_pipe() -> None:
         assert "linear scan" not in decision.reason
 
     _with_readers(body, processes=1)
+
+
+def test_the_kernel_ends_a_reader_past_its_cpu_budget() -> None:
+    """A reading process that spends more CPU than its budget is ended by SIGXCPU (its
+    RLIMIT_CPU), however long the clock says it took: the budget is CPU, not wall time."""
+    spin = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from proxy.readers import _limit_cpu\n"
+        "_limit_cpu(0.5)\n"
+        "while True: pass\n"
+    )
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", spin, str(ROOT)], timeout=60, check=False)
+    assert result.returncode == -signal.SIGXCPU
+    assert time.monotonic() - started < 30

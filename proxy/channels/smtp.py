@@ -102,25 +102,19 @@ class SmtpHandler:
                 self.idle.set()
         return ACCEPTED
 
+    # MAIL and RCPT: only the refusal of rule 7; MISSING lets aiosmtpd take the address
+    # (and answer 250) as it does without a hook.
     async def handle_MAIL(  # noqa: N802 - aiosmtpd's hook name
         self, server: SMTP, session: Session, envelope: Envelope, address: str,
         options: list[str],
-    ) -> str:  # fmt: skip
-        if _has_control(address):
-            return BAD_SENDER
-        envelope.mail_from = address
-        envelope.mail_options.extend(options)
-        return "250 OK"
+    ) -> object:  # fmt: skip
+        return BAD_SENDER if _has_control(address) else MISSING
 
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
         self, server: SMTP, session: Session, envelope: Envelope, address: str,
         options: list[str],
-    ) -> str:  # fmt: skip
-        if _has_control(address):
-            return BAD_RECIPIENT
-        envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(options)
-        return "250 OK"
+    ) -> object:  # fmt: skip
+        return BAD_RECIPIENT if _has_control(address) else MISSING
 
     def __dir__(self) -> list[str]:
         # aiosmtpd looks its hooks up with dir() (and inspect.getmembers) per connection.
