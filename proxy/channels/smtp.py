@@ -321,15 +321,14 @@ async def _unstuffed(content: bytes) -> bytes:
         start = end
     if not any(stuffed for *_, stuffed in slices):
         return content[first:] if first else content
-    parts = []
+    undone = io.BytesIO()  # its buffer is handed over whole: no joining copy at the end
     with memoryview(content) as view:
         for start, searched, end, stuffed in slices:
-            part = bytes(view[start:searched])
-            parts.append(part.replace(b"\r\n.", b"\r\n") if stuffed else part)
-            if searched < end:
-                parts.append(bytes(view[searched:end]))
+            part = view[start:searched]
+            undone.write(bytes(part).replace(b"\r\n.", b"\r\n") if stuffed else part)
+            undone.write(view[searched:end])
             await asyncio.sleep(0)
-    return b"".join(parts)
+    return undone.getvalue()
 
 
 async def _read_until(reader: asyncio.StreamReader, separator: bytes) -> bytes:
