@@ -88,6 +88,7 @@ def cpu_seconds(pgid: int) -> float:
 def scratch(parent: Path, prefix: str, *, keep: bool = False) -> Iterator[Path]:
     """A new directory under `parent` (made if need be) for one run; removed afterwards
     unless `keep`, and `parent` too if this made it and nothing else is in it."""
+    parent = parent.resolve()  # absolute: the servers started in it have other cwds
     made_parent = not parent.exists()
     parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
