@@ -29,11 +29,20 @@ from typing import Any
 from proxy.normalize.html import html_to_text
 
 MAX_LINES = 400
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0, 9), 11, 12, *range(14, 32), 127)}
+# What reaches the contact's terminal escaped, never acted on: C0 controls but tab and
+# line feed (a lone CR too: the rest of a line would overwrite what came before), DEL,
+# the C1 controls (0x80-0x9f: some terminals take 0x9b as an escape sequence), and the
+# bidirectional controls ('\u202e' shows "exe.txt" for "txt.exe", and can turn a line of
+# the listing around).
+_BIDI = (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+_CONTROL = {
+    c: (f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}")
+    for c in (*range(0, 9), *range(11, 32), *range(127, 160), *_BIDI)
+}
 
 
 def _clean(text: str) -> str:
-    return text.translate(_CONTROL)
+    return text.replace("\r\n", "\n").translate(_CONTROL)
 
 
 def _capture(payload: bytes) -> dict[str, Any] | None:

@@ -1,0 +1,25 @@
+"""What `contact list` and `contact show` print of a held item: nothing a terminal acts on."""
+
+from __future__ import annotations
+
+from proxy.access.render import render, summary
+
+_EMAIL = {"channel": "email"}
+
+
+def test_a_subject_shows_its_controls_escaped_bidi_and_c1_included() -> None:
+    """C0, DEL, C1 (0x9b begins an escape sequence on some terminals) and bidirectional
+    controls (U+202E turns "exe.txt" around) are shown as escapes, never sent."""
+    subject = "invoice\u202etxt.exe \x9b31m \x1b[2J \u2066x\u2069 \x7f"
+    shown = summary({**_EMAIL, "subject": subject}, b"")
+    assert shown == "invoice\\u202etxt.exe \\x9b31m \\x1b[2J \\u2066x\\u2069 \\x7f"
+
+
+def test_no_carriage_return_reaches_the_terminal() -> None:
+    """CRLF line ends read as lines; a lone CR (which would let the rest of a line overwrite
+    its start on the terminal) never reaches it: a line break in a body, \\x0d elsewhere."""
+    payload = b"From: a@b.example\r\nSubject: s\r\n\r\nfirst line\r\nMark\rFriend\r\n"
+    shown = render(_EMAIL, payload)
+    assert "first line\nMark\nFriend\n" in shown
+    assert "\r" not in shown
+    assert summary({"channel": "sms", "subject": "Mark\rFriend"}, b"") == "Mark Friend"
