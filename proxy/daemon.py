@@ -22,7 +22,8 @@ Rules this module keeps:
    and next-hop connection is a descriptor (`max_connections` is 500 by default, and
    many systems start a process with a soft limit of 1024).
 8. Email is read by `proxy.readers`: its reading processes start with the daemon (before
-   it listens), take new rules on reload, and stop after the last message is answered.
+   it listens, as do the sealing ones: a process first seen at the first held item would
+   date it), take new rules on reload, and stop after the last message is answered.
 9. The interpreter hands the GIL between threads every `SWITCH_INTERVAL` (1 ms, not the
    default 5): a thread that holds it in C (pyrage sealing a large item on a worker
    thread) then lets the event loop in every millisecond. At 5 ms a small message's few
@@ -30,6 +31,8 @@ Rules this module keeps:
    29 ms during the 10 MB held message).
 10. No line is logged per message (it would date every held one); `proxy.traffic` logs
     coarse totals of all messages once an hour.
+11. No core dumps, here or in a child (a core holds messages and secrets), and children
+    get only the environment Python needs (`proxy.processes`).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from proxy.deliver.hops import DeliveryDeferred, NextHop, open_next_hop
 from proxy.errors import ConfigError, NocontactError
 from proxy.logs import get_logger
 from proxy.pipeline import Pipeline
+from proxy.processes import no_core_dumps
 from proxy.progress import ProgressBar
 from proxy.readers import Readers
 from proxy.rules import compile_rules
@@ -175,7 +179,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         readers = Readers(config)
         try:
-            await readers.start()
+            await asyncio.gather(readers.start(), archive.start_sealing())  # rule 8
             pipeline = Pipeline(
                 rules=compile_rules(config), archive=archive,
                 next_hop=_next_hop(settings) if settings else NO_NEXT_HOP,
@@ -300,4 +304,5 @@ SWITCH_INTERVAL = 0.001
 def run(config_path: str) -> int:
     """Run the daemon until SIGTERM; the exit code."""
     sys.setswitchinterval(SWITCH_INTERVAL)  # rule 9
+    no_core_dumps()  # rule 11
     return uvloop.run(Daemon(config_path).run())

@@ -23,7 +23,7 @@ Rules this module keeps:
 4. Children are given the config, compile the rules themselves, and are replaced (lazily,
    between messages) when the rules change. They hold no key; they write nothing but
    answers, and their stderr is discarded (a traceback is no place for a message). They
-   dump no core (a message's text would be in it).
+   get only the environment Python needs and dump no core (`proxy.processes`).
 5. The parent unpickles only what its own child wrote: values normalize and decide made.
 6. Children run at the lowest CPU priority (nice 19): reading is background work, and
    on a small machine the event loop, which answers every session, must not queue behind
@@ -47,7 +47,6 @@ import resource
 import struct
 import sys
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from proxy.config.model import Config
@@ -55,6 +54,7 @@ from proxy.errors import RetryLater
 from proxy.message import Action, Decision, InboundMessage, Kind
 from proxy.normalize import normalize_email
 from proxy.normalize.email import EmailReading
+from proxy.processes import child_environment, no_core_dumps
 from proxy.rules import Rulebook, compile_rules, decide_direct, decide_not_direct
 
 INLINE_BYTES = 32 << 10
@@ -66,7 +66,6 @@ PROCESSES = 2  # one slow message never queues the next behind it
 _FRAME = struct.Struct("!Q")
 _CHUNK = 1 << 20
 _NICENESS = 19
-_ROOT = str(Path(__file__).resolve().parents[1])  # the directory holding `proxy`
 
 UNREADABLE = Decision(
     action=Action.HOLD, kind=Kind.PASSIVE, rule_id="limits.unreadable",
@@ -127,10 +126,7 @@ class _Child:
         self._process: asyncio.subprocess.Process | None = None
 
     async def _start(self) -> asyncio.subprocess.Process:
-        environment = dict(os.environ)
-        environment["PYTHONPATH"] = os.pathsep.join(
-            p for p in (_ROOT, environment.get("PYTHONPATH", "")) if p
-        )
+        environment = child_environment()
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "proxy.readers", stdin=asyncio.subprocess.PIPE,
@@ -284,8 +280,7 @@ def _frame(source: Any) -> bytes | None:
 def main() -> int:
     with contextlib.suppress(OSError):
         os.nice(_NICENESS)  # rule 6: the event loop wins the CPU over reading
-    with contextlib.suppress(OSError, ValueError):
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # rule 4
+    no_core_dumps()  # rule 4
     source, sink = sys.stdin.buffer, sys.stdout.buffer
     first = _frame(source)
     if first is None:

@@ -11,10 +11,12 @@ Rules this module keeps:
    the error (never its text, which could quote the item). The parent never unpickles.
    The child reads whatever is waiting, seals it all and writes every answer in one go,
    so a burst costs a few system calls, not two per item.
-3. A child is started on first use. If it exits, every job in flight there fails with
+3. A daemon starts its children at its own start (`Sealer.start`); otherwise a child is
+   started on first use. If it exits, every job in flight there fails with
    ArchiveUnavailable (a RetryLater: the sender retries, nothing was acknowledged), and
    the next seal it is given starts a new one. A child writes nothing but answers; its
-   stderr is discarded, since a traceback is no place for an item.
+   stderr is discarded, since a traceback is no place for an item. It gets only the
+   environment Python needs and dumps no core (`proxy.processes`).
 4. `close` ends their input; each child finishes what it has, answers, and exits.
 5. When the channel is quiet, a small item is sealed here, on the event loop: at most one
    such seal every `INLINE_EVERY` seconds (a few per cent of the loop at any load), none
@@ -34,13 +36,13 @@ import struct
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import cast
 
 from proxy.archive.errors import ArchiveUnavailable
 from proxy.archive.seal import Recipients, seal
 from proxy.disk import write_all
 from proxy.futures import fail
+from proxy.processes import child_environment, no_core_dumps
 
 _REQUEST = struct.Struct("!QQ")  # job, length of the pickle
 _ANSWER = struct.Struct("!QBQ")  # job, 1 if sealed, length of what follows
@@ -49,7 +51,6 @@ _CLOSE_SECONDS = 30.0
 INLINE_EVERY = 0.005  # seconds between two seals on the event loop (rule 5); None: never
 INLINE_BYTES = 64 << 10
 PROCESSES = 1  # on 2 cores a second child cost more (wake-ups, smaller batches) than it won
-_ROOT = str(Path(__file__).resolve().parents[2])  # the directory holding `proxy`
 
 
 def _failed(name: str) -> ArchiveUnavailable:
@@ -134,6 +135,10 @@ class _Child:
         if transport is not None and (stdin := transport.get_pipe_transport(0)) is not None:
             cast(asyncio.WriteTransport, stdin).write(b"".join(outgoing))
 
+    async def start(self) -> None:
+        """Start the child if it is not running."""
+        await self._start()
+
     async def _start(self) -> None:
         async with self._starting:
             if self._closed:
@@ -143,10 +148,7 @@ class _Child:
                 return
             self.jobs = {}
             loop = asyncio.get_running_loop()
-            environment = dict(os.environ)
-            environment["PYTHONPATH"] = os.pathsep.join(
-                p for p in (_ROOT, environment.get("PYTHONPATH", "")) if p
-            )
+            environment = child_environment()
             try:
                 self._transport, self._pipe = await loop.subprocess_exec(
                     lambda: _Pipe(self.jobs), sys.executable, "-m", "proxy.archive.sealer",
@@ -200,6 +202,11 @@ class Sealer:
         """The running children's process ids."""
         return [pid for child in self._children if (pid := child.pid) is not None]
 
+    async def start(self) -> None:
+        """Start every child now (a daemon does, at its start): one first appearing in `ps`
+        at the first held item would date it."""
+        await asyncio.gather(*(child.start() for child in self._children))
+
     async def seal(self, metadata: Mapping[str, object], payload: bytes) -> bytes:
         """The age ciphertext of the sealed format of (metadata, payload)."""
         if self._quiet(len(payload)):
@@ -244,6 +251,7 @@ def _answer(job: int, request: memoryview, recipients: Recipients) -> list[bytes
 
 
 def main(arguments: Sequence[str]) -> int:
+    no_core_dumps()  # its memory holds what it seals
     recipients = Recipients.parse(list(arguments))
     buffer = bytearray()
     while chunk := os.read(0, _READ_BYTES):

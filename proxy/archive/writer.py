@@ -103,6 +103,11 @@ class Archive:
         """Entries stored so far (a lower bound while appends are in flight)."""
         return self._log.tree.size
 
+    async def start_sealing(self) -> None:
+        """Start the sealing processes now, not at the first held item (which they would
+        date by appearing then)."""
+        await self._sealer.start()
+
     async def seal(
         self,
         message: InboundMessage,
