@@ -63,7 +63,7 @@ if str(REPO) not in sys.path:  # `python bench/imap.py` puts bench/, not the rep
     sys.path.insert(0, str(REPO))
 
 from tests import servers  # noqa: E402
-from tests.factories import config_data  # noqa: E402
+from tests.factories import config_data, write_secret  # noqa: E402
 from tests.imap_helpers import imap as imap_client  # noqa: E402
 
 HELD_FROM = "Mark <mark.smith@gmail.com>"
@@ -229,7 +229,7 @@ def wait_removed(dovecot: servers.Dovecot, what: str, timeout: float = 60.0) -> 
 def write_config(work: Path, dovecot: servers.Dovecot, **extra: object) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     password = work / "password"
-    password.write_text(servers.PASSWORD)
+    write_secret(password, servers.PASSWORD)
     recipient = str(pyrage.x25519.Identity.generate().to_public())
     account = {"name": "home", "host": servers.HOST, "port": dovecot.imap_port, "tls": "none",
                "username": servers.USER, "password_file": str(password), **extra}  # fmt: skip

@@ -96,7 +96,7 @@ from bench.procs import (  # noqa: E402
     stop,
     top_frames,
 )
-from tests.factories import config_data  # noqa: E402
+from tests.factories import config_data, write_secret  # noqa: E402
 from tests.twilio_fake import FakeTwilio  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -195,7 +195,7 @@ async def start_bare(work: Path, token: str) -> Server:
 
 def write_config(work: Path, fake: FakeTwilio, port: int, recipient: str) -> Path:
     token_file = work / "twilio-auth-token"
-    token_file.write_text(fake.auth_token + "\n")
+    write_secret(token_file, fake.auth_token + "\n")
     token_file.chmod(0o600)
     sms = {
         "listen": f"{HOST}:{port}", "public_url": PUBLIC_URL, "account_sid": fake.account_sid,

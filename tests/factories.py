@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from proxy.config.model import Config
+from proxy.disk import create_private
 from proxy.message import InboundMessage
 from proxy.normalize import normalize_email, normalize_sms
 from proxy.rules import Rulebook, compile_rules
@@ -111,3 +113,12 @@ def loopback_certificate(directory: Path) -> tuple[Path, Path]:
                                            serialization.NoEncryption()))  # fmt: skip
     key_path.chmod(0o644)  # Dovecot reads it after dropping root
     return cert_path, key_path
+
+
+def write_secret(path: Path, text: str) -> Path:
+    """A file holding a secret, as a deployment keeps one: 0600 from its creation (the
+    config refuses one others may read)."""
+    path.unlink(missing_ok=True)
+    with os.fdopen(create_private(path), "w") as file:
+        file.write(text)
+    return path

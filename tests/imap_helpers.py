@@ -33,7 +33,7 @@ from proxy.channels.imap import watch
 from proxy.channels.imap.state import AccountState
 from proxy.config.model import ImapAccount
 from tests import servers
-from tests.factories import config_data
+from tests.factories import config_data, write_secret
 from tests.test_smtp import RECIPIENT, held_items
 
 FROM_HIM = "From: Mark <mark.smith@gmail.com>\r\nSubject: {token}\r\n\r\nit's me\r\n"
@@ -148,7 +148,7 @@ class Daemon:
         self.log = tmp / "daemon.log"
         self.config = tmp / "config.yaml"
         password = tmp / "password"
-        password.write_text(servers.PASSWORD)
+        write_secret(password, servers.PASSWORD)
         settings = {"name": "home", "host": servers.HOST, "port": server.imap_port,
                     "tls": "none", "username": servers.USER, "password_file": str(password),
                     **account}  # fmt: skip
@@ -233,7 +233,7 @@ class Shelf:
 def account(tmp: Path, server: servers.Dovecot) -> ImapAccount:
     """The private Dovecot's account, as the daemon's config would give it."""
     password = tmp / "password"
-    password.write_text(servers.PASSWORD)
+    write_secret(password, servers.PASSWORD)
     return ImapAccount.model_validate({
         "name": "home", "host": servers.HOST, "port": server.imap_port, "tls": "none",
         "username": servers.USER, "password_file": str(password),

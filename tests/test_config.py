@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from proxy.config import Config, json_schema, load_config
 from proxy.config.load import read_document
 from proxy.errors import ConfigError
+from tests.factories import write_secret
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config.example.yaml"
@@ -700,3 +701,48 @@ def test_sms_channel_problems_are_located(in_tmp: Path, monkeypatch: pytest.Monk
     assert len(found) == 2
     assert "no Twilio auth token" in found[0]
     assert "channels.sms.forward_to" in found[1]
+
+
+IMAP = """\
+channels:
+  imap:
+    accounts:
+      - name: home
+        host: {host}
+        tls: {tls}
+        username: sam
+        password_file: password
+"""
+
+
+def test_a_secret_file_others_may_read_is_refused(in_tmp: Path) -> None:
+    """A password (or token, or TLS key) file with group or other access is one line naming
+    its mode; at 0600 it is taken."""
+    password = in_tmp / "password"
+    password.write_text("hunter2")
+    password.chmod(0o644)
+    (in_tmp / "config.yaml").write_text(BASE + IMAP.format(host="imap.example", tls="implicit"))
+    (found,) = problems("config.yaml")
+    assert "channels.imap.accounts[0].password_file" in found
+    assert "can be read by other users (mode 0644)" in found
+    assert "hunter2" not in found
+    password.chmod(0o600)
+    assert load_config("config.yaml").channels.imap is not None
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost", "127.0.0.53"])
+def test_tls_none_is_for_loopback_hosts(in_tmp: Path, host: str) -> None:
+    """tls: none (the password in the clear) is taken for a server on this machine..."""
+    write_secret(in_tmp / "password", "hunter2")
+    (in_tmp / "config.yaml").write_text(BASE + IMAP.format(host=host, tls="none"))
+    assert load_config("config.yaml").channels.imap is not None
+
+
+@pytest.mark.parametrize("host", ["imap.example", "10.0.0.2", "localhost.example"])
+def test_tls_none_is_refused_for_any_other_host(in_tmp: Path, host: str) -> None:
+    """...and refused, in one line, for any other."""
+    write_secret(in_tmp / "password", "hunter2")
+    (in_tmp / "config.yaml").write_text(BASE + IMAP.format(host=host, tls="none"))
+    (found,) = problems("config.yaml")
+    assert "channels.imap.accounts[0].tls" in found
+    assert "in the clear" in found

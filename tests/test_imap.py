@@ -22,7 +22,7 @@ import yaml
 
 from proxy.archive import verify_archive
 from tests import servers
-from tests.factories import config_data, loopback_certificate
+from tests.factories import config_data, loopback_certificate, write_secret
 from tests.imap_helpers import imap
 from tests.test_smtp import RECIPIENT, held_items
 
@@ -79,7 +79,7 @@ def _wait(condition: object, timeout: float = 20.0) -> None:
 
 def _config(tmp: Path, server: servers.Dovecot, **extra: object) -> Path:
     password = tmp / "password"
-    password.write_text(servers.PASSWORD)
+    write_secret(password, servers.PASSWORD)
     config = tmp / "config.yaml"
     account = {"name": "home", "host": servers.HOST, "port": server.imap_port, "tls": "none",
                "username": servers.USER, "password_file": str(password), **extra}  # fmt: skip

@@ -42,7 +42,7 @@ from proxy.channels.sms.webhooks import EMPTY, signed_params
 from proxy.config.model import SmsChannel
 from proxy.daemon import NO_NEXT_HOP
 from proxy.pipeline import Pipeline
-from tests.factories import config_data, make_rules
+from tests.factories import config_data, make_rules, write_secret
 from tests.test_smtp import RECIPIENT, free_port, held_items
 from tests.twilio_fake import FakeTwilio, Signing, post_webhook
 
@@ -86,7 +86,7 @@ class Phone:
         self.tmp, self.fake = tmp, fake
         self.port = free_port()
         token_file = tmp / "token"
-        token_file.write_text(TOKEN + "\n")
+        write_secret(token_file, TOKEN + "\n")
         data = {
             "listen": f"127.0.0.1:{self.port}", "public_url": PUBLIC, "account_sid": ACCOUNT,
             "auth_token_file": str(token_file), "number": NUMBER, "forward_to": PHONE,
@@ -513,7 +513,7 @@ def test_long_texts_are_split_within_the_provider_limit() -> None:
 
 
 def _daemon_config(path: Path, fake: FakeTwilio, port: int, forward_to: str) -> None:
-    (path.parent / "token").write_text(TOKEN)
+    write_secret(path.parent / "token", TOKEN)
     data = config_data(
         archive={"path": str(path.parent / "archive")},
         contacts=[{"name": "Test Contact", "role": "lawyer", "age_recipient": RECIPIENT}],

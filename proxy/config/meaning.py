@@ -11,6 +11,9 @@ Rules this module keeps:
    must hold exactly one age public key; a private key is refused without echoing it, since
    the daemon must never hold a key that opens the archive.
 4. The Config returned holds absolute paths and every contact's `age_recipient`.
+5. A file holding a secret (an IMAP password, the Twilio auth token, the STARTTLS key) is
+   refused if its group or others may read it: one line naming it and its mode.
+6. `tls: none` (a password in the clear) only for an IMAP server on a loopback address.
 """
 
 from __future__ import annotations
@@ -93,6 +96,10 @@ def _resolve_deliver(
     return []
 
 
+# Files holding a secret: refused if anyone but their owner may read them.
+_SECRETS = frozenset({"password_file", "auth_token_file", "tls_key_file"})
+
+
 def _resolve_files(
     document: Document, key: Loc, section: object, names: tuple[str, ...],
     update: dict[str, object],
@@ -105,6 +112,11 @@ def _resolve_files(
             path = _absolute(document.directory, written)
             if not os.path.isfile(path):
                 problems.append(document.problem((*key, name), f"no such file: {path}"))
+            elif name in _SECRETS and (mode := os.stat(path).st_mode & 0o777) & 0o077:
+                problems.append(document.problem(
+                    (*key, name), f"{path} can be read by other users (mode {mode:04o}): "
+                    "make it 0600, owned by the user the daemon runs as",
+                ))  # fmt: skip
             update[name] = path
     return problems
 
@@ -119,6 +131,11 @@ def _resolve_imap(document: Document, channels: Channels) -> tuple[Channels, lis
         key = ("channels", "imap", "accounts", index)
         update: dict[str, object] = {}
         problems += _resolve_files(document, key, account, ("password_file", "ca_file"), update)
+        if account.tls == "none" and not values.loopback_host(account.host):
+            problems.append(document.problem(
+                (*key, "tls"), f"none sends the password in the clear: only for a server on "
+                f"this machine (127.0.0.1, ::1, localhost), not {account.host}",
+            ))  # fmt: skip
         if account.deliver is not None:
             problems += _resolve_deliver(document, key, account.deliver, update)
         accounts.append(account.model_copy(update=update))

@@ -9,6 +9,7 @@ Rules this module keeps:
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import urllib.parse
 from email.errors import HeaderParseError
@@ -140,3 +141,14 @@ def _region_from(info: ValidationInfo) -> str | None:
     context = info.context if isinstance(info.context, dict) else {}
     found = context.get("default_region")
     return found if isinstance(found, str) else None
+
+
+def loopback_host(host: str) -> bool:
+    """Whether `host` names this machine by a loopback address or as localhost (no DNS
+    lookup: a name that resolves to loopback today may not tomorrow)."""
+    if host.strip("[]").lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
