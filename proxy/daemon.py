@@ -7,7 +7,9 @@ Rules this module keeps:
    finish (sealed or delivered, then answered), close the next hop's pooled connections
    and the archive (its tail signed), exit 0.
 3. SIGHUP: reload the config. New rules and next hop apply to the next message (the old
-   next hop's pooled connections are closed), and no connection is dropped. An invalid
+   next hop's pooled connections are closed), and no connection is dropped. A changed set
+   of contacts too: every item sealed after the reload is sealed to the new set, and the
+   change is recorded in the archive's log (`Archive.replace_recipients`). An invalid
    new config changes nothing; the reason is logged (one problem per log line, no
    content of any message). Changes to the listen address or the archive need a
    restart, and the log says so.
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import resource
 import signal
 import sys
@@ -57,6 +60,7 @@ from proxy.config.model import SmtpChannel
 from proxy.custody import serve_custody
 from proxy.deliver.address import parse_destination
 from proxy.deliver.hops import DeliveryDeferred, NextHop, open_next_hop
+from proxy.disk import create_private
 from proxy.errors import ConfigError, NocontactError
 from proxy.logs import get_logger
 from proxy.pipeline import Pipeline
@@ -86,8 +90,9 @@ def demo_recipients(config: Config) -> list[str]:
         private = public.with_suffix(".key")
         identity = pyrage.x25519.Identity.generate()
         public.parent.mkdir(parents=True, exist_ok=True)
-        private.write_text(f"# nocontact DEMO key: not for real use\n{identity}\n")
-        private.chmod(0o600)
+        private.unlink(missing_ok=True)  # a half-made pair: made again, whole
+        with os.fdopen(create_private(private), "w") as file:  # 0600 from its creation
+            file.write(f"# nocontact DEMO key: not for real use\n{identity}\n")
         public.write_text(f"{identity.to_public()}\n")
         recipients.append(str(identity.to_public()))
     for contact in config.contacts:
@@ -166,6 +171,7 @@ class Daemon:
         self.config_path = config_path
         self.stop = asyncio.Event()
         self._closing: set[asyncio.Task[None]] = set()  # replaced next hops, closing
+        self._recipients: list[str] = []  # the contacts' keys items are sealed to now
 
     async def run(self) -> int:
         config = load_config(self.config_path)
@@ -175,7 +181,7 @@ class Daemon:
             raise StartError(
                 "no channel is configured (add channels.smtp, channels.imap or channels.sms)"
             )
-        archive = await Archive.open(config.archive.path, recipients=demo_recipients(config))
+        archive = await self._open_archive(config)
         loop = asyncio.get_running_loop()
         readers = Readers(config)
         try:
@@ -200,7 +206,7 @@ class Daemon:
                 _log.info("imap watching", archive=config.archive.path)
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, self.stop.set)
-            loop.add_signal_handler(signal.SIGHUP, lambda: self._reload(config, pipeline, phone))
+            loop.add_signal_handler(signal.SIGHUP, self._reload, config, pipeline, archive, phone)
             totals = loop.create_task(pipeline.traffic.log_every(_channels(config)))
             # Everything made at start (rules, config, imports) lives as long as the daemon:
             # moved out of the collector's reach, a full collection takes ~6 ms, not ~40.
@@ -229,7 +235,9 @@ class Daemon:
         _log.info("stopped")
         return 0
 
-    def _reload(self, running: Config, pipeline: Pipeline, phone: SmsRunner | None) -> None:
+    def _reload(
+        self, running: Config, pipeline: Pipeline, archive: Archive, phone: SmsRunner | None
+    ) -> None:
         try:
             config = load_config(self.config_path)
         except ConfigError as error:
@@ -258,6 +266,7 @@ class Daemon:
         closing.add_done_callback(self._closing.discard)
         if phone is not None and config.channels.sms is not None:
             phone.replace(config.channels.sms, config.default_region)
+        self._new_contacts(config, archive)
         live = {"smtp": {"deliver"}, "sms": set(_SMS_LIVE)}
         if (
             config.channels.model_dump(exclude=live) != running.channels.model_dump(exclude=live)
@@ -265,6 +274,28 @@ class Daemon:
         ):
             _log.warning("channel or archive settings changed: restart to apply those")
         _log.info("config reloaded")
+
+    async def _open_archive(self, config: Config) -> Archive:
+        self._recipients = demo_recipients(config)
+        return await Archive.open(config.archive.path, recipients=self._recipients)
+
+    def _new_contacts(self, config: Config, archive: Archive) -> None:
+        """Seal to the new set of contacts from now on, if it changed (rule 3)."""
+        recipients = demo_recipients(config)
+        if sorted(recipients) == sorted(self._recipients):
+            return
+        self._recipients = recipients
+        changing = asyncio.get_running_loop().create_task(archive.replace_recipients(recipients))
+        self._closing.add(changing)
+        changing.add_done_callback(self._closing.discard)
+        changing.add_done_callback(_contacts_replaced)
+
+
+def _contacts_replaced(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        _log.error("the change of contacts could not be recorded in the archive; restart")
+    else:
+        _log.info("contacts changed: new items are sealed to the new set, and the log says so")
 
 
 async def _sweep(config_path: str) -> int:

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from proxy.access.keys import IdentityProblem, fingerprint, keygen, load_identity
+from proxy.access.keys import IdentityProblem, keygen, load_identity
 from proxy.access.reading import AccessProblem, Selection, open_archive
 from proxy.access.render import render, sender_as_written, summary
 from proxy.archive import CustodyRecord
+from proxy.archive.seal import fingerprint
 from proxy.custody import CustodyProblem, record_custody
 from proxy.errors import InputError
 from proxy.progress import ProgressBar

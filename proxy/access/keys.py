@@ -14,13 +14,13 @@ Rules this module keeps:
 from __future__ import annotations
 
 import getpass
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
 import pyrage
 
+from proxy.archive.seal import fingerprint
 from proxy.errors import NocontactError
 
 PASSPHRASE_ENV = "NOCONTACT_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
@@ -29,10 +29,6 @@ _ENCRYPTED = b"age-encryption.org/v1\n"
 
 class IdentityProblem(NocontactError):
     """An identity that cannot be made or used; the message says why in one line."""
-
-
-def fingerprint(recipient: str) -> str:
-    return hashlib.sha256(recipient.strip().encode()).hexdigest()[:16]
 
 
 def _passphrase(*, confirm: bool) -> str:

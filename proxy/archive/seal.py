@@ -61,6 +61,11 @@ class CustodyRecord:
     reason: str = ""
 
 
+def fingerprint(recipient: str) -> str:
+    """A contact's short name for a public key: its hash (it opens nothing)."""
+    return hashlib.sha256(recipient.strip().encode()).hexdigest()[:16]
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 

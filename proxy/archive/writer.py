@@ -18,6 +18,11 @@ Rules this module keeps:
    age on a worker thread, without the copies a trip to the child would make.
 5. A failed batch fails every entry in it with the log's typed error (`RetryLater`):
    nothing in it was acknowledged.
+6. The contacts sealed to can change while the archive is open (`replace_recipients`, a
+   reload): every item sealed after the call is sealed to the new set, the new public
+   keys are published beside the log, and the change is itself an entry of the log (a
+   custody record naming the new keys' fingerprints, sealed to the new set). A change
+   made while the daemon was stopped is recorded the same way when it opens the archive.
 """
 
 from __future__ import annotations
@@ -37,7 +42,14 @@ from proxy.archive import layout
 from proxy.archive.errors import ArchiveUnavailable
 from proxy.archive.log import ArchiveLog, Clock, Receipt
 from proxy.archive.records import EntryKind
-from proxy.archive.seal import CustodyRecord, Recipients, custody_metadata, item_metadata, seal
+from proxy.archive.seal import (
+    CustodyRecord,
+    Recipients,
+    custody_metadata,
+    fingerprint,
+    item_metadata,
+    seal,
+)
 from proxy.archive.sealer import Sealer
 from proxy.errors import RetryLater
 from proxy.futures import fail, resolve, settle
@@ -91,8 +103,11 @@ class Archive:
         log = await asyncio.to_thread(
             ArchiveLog.open, path, segment_bytes=segment_bytes, clock=clock
         )
-        await asyncio.to_thread(_publish_recipients, log.root, recipients)
-        return cls(log, parsed, sealer, clock=clock, checkpoint_every=checkpoint_every)
+        changed = await asyncio.to_thread(_publish_recipients, log.root, recipients)
+        archive = cls(log, parsed, sealer, clock=clock, checkpoint_every=checkpoint_every)
+        if changed:  # the contacts changed while it was closed (rule 6)
+            await archive.record_custody(_contacts_changed(recipients, clock()))
+        return archive
 
     @property
     def path(self) -> str:
@@ -102,6 +117,19 @@ class Archive:
     def size(self) -> int:
         """Entries stored so far (a lower bound while appends are in flight)."""
         return self._log.tree.size
+
+    async def replace_recipients(self, recipients: Sequence[str]) -> None:
+        """Seal to `recipients` from now on (rule 6); ValueError for a bad key, and then
+        nothing changes."""
+        parsed, sealer = Recipients.parse(recipients), Sealer(recipients)
+        old, self._sealer, self._recipients = self._sealer, sealer, parsed  # before any await
+        try:
+            await sealer.start()
+            changed = await asyncio.to_thread(_publish_recipients, self._log.root, recipients)
+            if changed:
+                await self.record_custody(_contacts_changed(recipients, self._clock()))
+        finally:
+            await old.close()  # seals it was given finish first
 
     async def start_sealing(self) -> None:
         """Start the sealing processes now, not at the first held item (which they would
@@ -244,10 +272,24 @@ class Archive:
         await asyncio.to_thread(self._thread.join)
 
 
-def _publish_recipients(root: os.PathLike[str], recipients: Sequence[str]) -> None:
+def _publish_recipients(root: os.PathLike[str], recipients: Sequence[str]) -> bool:
     """Write the contacts' public keys beside the log: a contact's tools seal custody
-    records to all of them, even on a copy of the archive. Public keys open nothing."""
+    records to all of them, even on a copy of the archive. Public keys open nothing.
+    Whether they replaced a different set (a new archive has none to replace)."""
     path = Path(root) / layout.RECIPIENTS
     data = "".join(f"{r.strip()}\n" for r in recipients).encode()
-    if not path.exists() or path.read_bytes() != data:
+    before = path.read_bytes() if path.exists() else None
+    if before != data:
         layout.replace_file(path, data)
+    return before is not None and set(before.split()) != set(data.split())
+
+
+CONTACTS_CHANGED = "contacts changed"
+
+
+def _contacts_changed(recipients: Sequence[str], at: datetime) -> CustodyRecord:
+    """The log's record of a new set of contacts: the daemon's doing, naming each new key
+    by its fingerprint (a public key's hash: it opens nothing)."""
+    fingerprints = sorted(fingerprint(r.strip()) for r in recipients)
+    return CustodyRecord(contact="daemon", action=CONTACTS_CHANGED, items=(), at=at,
+                         reason="from now on sealed to " + ", ".join(fingerprints))  # fmt: skip
