@@ -3,8 +3,10 @@
 Rules this module keeps:
 1. It implements `proxy.pipeline.PhoneLine`; the pipeline decides the order, this module
    only knows Twilio: the ledger of handled SIDs, the outbox, the REST API.
-2. Held: cleanup tasks (redact_at_provider: blank the text, delete its media; always:
-   delete a voicemail's recording) go to the durable outbox, so a restart finishes them.
+2. Held: cleanup tasks (redact_at_provider: delete the text's media and then its record,
+   so neither its body nor his number nor its time stays in the provider's console; a
+   voicemail's call record too; always: delete a voicemail's recording) go to the durable
+   outbox, so a restart finishes them.
    Nothing is deleted at the provider before its seal is on disk.
 3. Allowed: a text is forwarded as "From <number>: <text>" with its media, split to stay
    within the provider's 1,600 characters. A call the daemon never saw live (found by
@@ -104,7 +106,7 @@ class TwilioLine:
             return tasks
         if arrival.kind == "text" and self._settings().redact_at_provider:
             tasks = [Task(kind="delete_media", sid=arrival.sid, media_sid=m[0]) for m in media]
-            return [*tasks, Task(kind="blank_text", sid=arrival.sid)]
+            return [*tasks, Task(kind="delete_text", sid=arrival.sid)]
         return []  # a call in progress: reconciliation removes it once it has ended
 
     async def held(self, arrival: TwilioArrival) -> None:

@@ -6,7 +6,7 @@ Rules this module keeps:
    restart picks up every task without a done line; nothing is lost, and an accepted task
    is repeated only if the crash came between the provider's answer and the done line.
 2. Two kinds of work: forwarding an allowed text to the survivor's phone, and cleaning a
-   held item out of the provider's logs (blank a text, delete media, a recording, a call).
+   held item out of the provider's logs (delete a text, its media, a recording, a call).
    Who the forward goes to is read at sending time, so fixing `forward_to` (and SIGHUP)
    delivers what was waiting.
 3. Forwards go first. Cleanup waits for a quiet moment (no webhook for `QUIET` seconds)
@@ -48,7 +48,7 @@ _FIELDS = ("kind", "sid", "media_sid", "body", "media_urls")
 class Task:
     """One request to make of the provider."""
 
-    kind: str  # forward | blank_text | delete_media | delete_recording | delete_call
+    kind: str  # forward | delete_text | blank_text | delete_media | delete_recording | delete_call
     sid: str = ""
     media_sid: str = ""
     body: str = ""
@@ -224,7 +224,9 @@ class Outbox:
             addresses = self._addresses()
             await provider.send_text(to=addresses.forward_to, sender=addresses.number,
                                      body=task.body, media_urls=task.media_urls)  # fmt: skip
-        elif task.kind == "blank_text":
+        elif task.kind == "delete_text":
+            await provider.delete_text(task.sid)
+        elif task.kind == "blank_text":  # queued by an older version: still done
             await provider.blank_text(task.sid)
         elif task.kind == "delete_media":
             await provider.delete_media(task.sid, task.media_sid)

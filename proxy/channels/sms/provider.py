@@ -200,8 +200,13 @@ class Provider:
     # -- redacting -------------------------------------------------------------------------
 
     async def blank_text(self, sid: str) -> None:
-        """Redact a message's body in the provider's logs."""
+        """Redact a message's body in the provider's logs (a task queued by an older
+        version; held texts are now deleted whole)."""
         await self._gone_ok(self._client.messages(sid).update_async(body=""))
+
+    async def delete_text(self, sid: str) -> None:
+        """Delete a message's record, and with it its media, from the provider's logs."""
+        await self._gone_ok(self._client.messages(sid).delete_async())
 
     async def delete_media(self, message_sid: str, media_sid: str) -> None:
         await self._gone_ok(self._client.messages(message_sid).media(media_sid).delete_async())

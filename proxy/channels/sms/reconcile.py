@@ -7,8 +7,9 @@ Rules this module keeps:
    harmless: a SID is handled once, whichever way it came.
 2. Only what is final is taken: a text "received", a call that has ended, a recording
    "completed". Anything still in progress is left for its webhook or the next pass.
-3. Cleanup that a crash cut short is queued again: a held text still showing a body or
-   media, a held voicemail still at the provider, and (redact_at_provider) a held call
+3. Cleanup that a crash cut short is queued again: a held text still at the provider
+   (deleted ones are not listed; one an older version only blanked is), a held voicemail
+   still at the provider, and (redact_at_provider) a held call
    that ended more than ten minutes ago (time enough for its voicemail to be taken).
 4. The checkpoint moves only after a whole pass read the logs; a failed pass (provider
    down) is logged without detail and tried again at the next interval. An item that
@@ -130,11 +131,10 @@ class Reconciler:
                 if record.get("status") != "received":
                     continue
                 await self._take(self._text(record))
-            elif ledger.held(sid) and watching.redact_at_provider:
+            elif ledger.held(sid) and watching.redact_at_provider:  # still there: delete it
                 media = int(str(record.get("num_media") or 0))
-                if record.get("body") or media:
-                    refs = tuple(await self._provider.media_of(sid)) if media else ()
-                    await self._again(self._line.cleanup(self._text(record), refs))
+                refs = tuple(await self._provider.media_of(sid)) if media else ()
+                await self._again(self._line.cleanup(self._text(record), refs))
 
     async def _again(self, tasks: list[Task]) -> None:
         """Queue cleanup a crash cut short, unless it is already waiting."""
