@@ -811,3 +811,21 @@ def test_journal_closed_from_the_loop_keeps_a_line_no_one_waited_for(tmp_path: P
         assert entries == [{"done": "task"}]
 
     asyncio.run(test())
+
+
+def test_unsigned_requests_do_not_put_off_the_cleanup_of_held_texts(tmp_path: Path) -> None:
+    """Cleanup waits for a quiet moment between webhooks; a flood of unsigned requests (403
+    each) is no webhook, and the held text is still deleted at the provider."""
+
+    async def test(fake: FakeTwilio) -> None:
+        phone = Phone(tmp_path, fake)
+        async with phone.running():
+            sid, params = fake.inbound_message(sender=MARK, to=NUMBER, body="CANARY")
+            assert await phone.post("/sms", params) == (200, EMPTY)
+            deadline = asyncio.get_running_loop().time() + QUIET * 6
+            while asyncio.get_running_loop().time() < deadline and sid in fake.messages:
+                assert (await phone.post("/sms", params, signature="forged"))[0] == 403
+                await asyncio.sleep(QUIET / 5)
+            assert sid not in fake.messages
+
+    run_with_fake(test)

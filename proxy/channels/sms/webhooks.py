@@ -165,7 +165,6 @@ class Webhooks:
         self, handler: Callable[[Webhook, Mapping[str, str]], Awaitable[str]]
     ) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def checked(request: web.Request) -> web.Response:
-            self._line.outbox.arrival()
             body = await request.read()
             url = self._answering().public_url + request.path_qs
             signature = request.headers.get("X-Twilio-Signature", "")
@@ -173,6 +172,9 @@ class Webhooks:
             if params is None:
                 _log.warning("webhook refused: bad or missing signature")
                 return web.Response(status=403)
+            # Only a signed request is an arrival: unsigned ones, sent without pause, would
+            # otherwise put off the cleanup of held texts at the provider for ever.
+            self._line.outbox.arrival()
             try:
                 twiml = await handler(Webhook(url=url, body=body, signature=signature), params)
             except _Unusable:
