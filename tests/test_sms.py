@@ -829,3 +829,29 @@ def test_unsigned_requests_do_not_put_off_the_cleanup_of_held_texts(tmp_path: Pa
             assert sid not in fake.messages
 
     run_with_fake(test)
+
+
+def test_reconciliation_takes_only_this_numbers_voicemails(tmp_path: Path) -> None:
+    """A recording of a call to another number of the same account is neither sealed, nor
+    deleted, nor touched; this number's held voicemail is sealed and deleted."""
+
+    async def test(fake: FakeTwilio) -> None:
+        phone = Phone(tmp_path, fake)
+        async with phone.running():
+            pass  # first start: the checkpoint is set
+        theirs, _ = fake.inbound_call(sender=MARK, to="+15550109999")
+        fake.finish_call(theirs)
+        other, _ = fake.recording(call_sid=theirs, audio=b"RIFF-theirs")
+        ours, _ = fake.inbound_call(sender=MARK, to=NUMBER)
+        fake.finish_call(ours)
+        mine, _ = fake.recording(call_sid=ours, audio=b"RIFF-ours")
+        async with phone.running() as runner:
+            await eventually(lambda: mine not in fake.recordings)
+            assert await runner.reconciler.pass_once()
+        assert other in fake.recordings
+        assert fake.audio[other] == b"RIFF-theirs"
+        sealed = {m["provider_id"] for m, _ in phone.held()}
+        assert mine in sealed
+        assert other not in sealed
+
+    run_with_fake(test)

@@ -2,6 +2,7 @@
 
 Rules this module keeps:
 1. Each pass reads the inbound messages, calls and recordings since the last checkpoint
+   (recordings of calls to this number only: an account may have others)
    (less a margin for clock skew and late log entries) and hands every SID the ledger has
    not handled to the pipeline, exactly as a webhook would. The ledger makes overlap
    harmless: a SID is handled once, whichever way it came.
@@ -33,6 +34,7 @@ from proxy.archive.layout import replace_file
 from proxy.channels.sms.line import TwilioArrival, TwilioLine
 from proxy.channels.sms.outbox import Task
 from proxy.channels.sms.provider import Provider, ProviderRefused
+from proxy.identity import e164
 from proxy.logs import get_logger
 from proxy.message import Channel
 from proxy.pipeline import Pipeline
@@ -183,6 +185,8 @@ class Reconciler:
                 call = await self._provider.call(call_sid)
             except ProviderRefused:  # its call is gone: the voicemail is kept all the same
                 call = {}
+            if call and e164(str(call.get("to") or ""), None) != self._watching().number:
+                continue  # another number's voicemail in the same account: not ours to take
             arrival = TwilioArrival(
                 sid=sid, channel=Channel.VOICE, kind="voicemail", voicemail=True,
                 sender=str(call.get("from") or ""), recipient=str(call.get("to") or ""),
