@@ -11,13 +11,12 @@ Rules this module keeps:
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from proxy import disk
 from proxy.archive.errors import ArchiveCorrupt
 from proxy.archive.note import NoteError, Verifier, parse_checkpoint
-from proxy.disk import write_all
 
 FORMAT = "nocontact-archive"
 VERSION = 1
@@ -76,17 +75,6 @@ def read_head_size(root: Path, verifier: Verifier) -> int:
 
 
 def replace_file(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Atomically replace `path` with `data`, durably."""
-    temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    """Atomically and durably replace an archive file (public by default: the checkpoint
+    and the contacts' public keys are for anyone to check)."""
+    disk.replace_file(path, data, mode)

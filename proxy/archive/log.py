@@ -44,11 +44,10 @@ from proxy.archive.segments import SUFFIX as SEGMENT_SUFFIX
 from proxy.archive.segments import (
     SegmentPreparer,
     create_segment,
-    fsync_directory,
     raise_typed,
     segment_name,
 )
-from proxy.disk import write_all
+from proxy.disk import fsync_directory, write_all
 
 Clock = Callable[[], datetime]
 _IOV_MAX = 1024

@@ -25,6 +25,7 @@ import threading
 from pathlib import Path
 
 from proxy.archive.errors import ArchiveFull, ArchiveUnavailable
+from proxy.disk import fsync_directory
 
 SUFFIX = ".seg"
 _ZEROS = bytes(1 << 20)
@@ -45,14 +46,6 @@ def segment_numbers(directory: Path) -> list[int]:
         if "." + suffix == SUFFIX and stem.isdigit() and len(stem) == 8:
             numbers.append(int(stem))
     return sorted(numbers)
-
-
-def fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def raise_typed(error: OSError, what: str) -> None:

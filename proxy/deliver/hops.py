@@ -39,7 +39,7 @@ from aiosmtplib.protocol import normalize_message_line_endings
 
 from proxy.deliver.address import Destination, Scheme
 from proxy.deliver.pool import Link, Pool
-from proxy.disk import write_all
+from proxy.disk import fsync_directory, write_all
 from proxy.errors import NocontactError, RetryLater
 
 _TIMEOUT = 60.0
@@ -104,11 +104,7 @@ class Maildir:
         finally:
             os.close(fd)
         os.rename(temporary, final)
-        directory = os.open(self.root / "new", os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        fsync_directory(self.root / "new")
 
     async def deliver(
         self, data: bytes, sender: str, recipients: Sequence[str], options: Sequence[str],

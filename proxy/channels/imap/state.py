@@ -20,14 +20,13 @@ Rules this module keeps:
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from proxy.archive.layout import replace_file
+from proxy.disk import replace_file
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,5 +110,4 @@ class AccountState:
             "pending_since": self.pending_since,
         }
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        replace_file(self.path, json.dumps(data).encode())
-        os.chmod(self.path, 0o600)
+        replace_file(self.path, json.dumps(data).encode())  # 0600 from its creation

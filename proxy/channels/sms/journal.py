@@ -40,8 +40,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from proxy.archive.layout import replace_file
-from proxy.disk import write_all
+from proxy.disk import replace_file, write_all
 from proxy.errors import RetryLater
 from proxy.futures import settle
 
@@ -87,7 +86,7 @@ class Journal:
     def compact(self, entries: Iterable[Entry]) -> None:
         """Replace the whole file with `entries` (at start, before any append)."""
         assert self._syncer is None, "compact only before the first sync"
-        replace_file(self.path, b"".join(_encode(e) for e in entries), mode=0o600)
+        replace_file(self.path, b"".join(_encode(e) for e in entries))
         os.close(self._fd)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND, 0o600)
 

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from proxy.archive.layout import replace_file
 from proxy.channels.sms.line import TwilioArrival, TwilioLine
 from proxy.channels.sms.outbox import Task
 from proxy.channels.sms.provider import Provider, ProviderRefused
+from proxy.disk import replace_file
 from proxy.identity import e164
 from proxy.logs import get_logger
 from proxy.message import Channel
@@ -82,7 +82,7 @@ class Reconciler:
 
     def _save(self, moment: datetime) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        replace_file(self._path, json.dumps({"since": moment.isoformat()}).encode(), mode=0o600)
+        replace_file(self._path, json.dumps({"since": moment.isoformat()}).encode())
 
     async def run(self, every: Callable[[], float]) -> None:
         """A pass now, then one every `every()` seconds, until cancelled."""
