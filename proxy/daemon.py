@@ -108,6 +108,11 @@ def demo_recipients(config: Config) -> list[str]:
     return recipients
 
 
+def _reply_after(settings: SmtpChannel | None) -> float:
+    """Seconds before a reply to DATA (`channels.smtp.reply_after_ms`)."""
+    return settings.reply_after_ms / 1000 if settings is not None else 0.0
+
+
 def _channels(config: Config) -> tuple[str, ...]:
     """The names of the configured channels, for the traffic totals (rule 10)."""
     configured = config.channels
@@ -192,7 +197,7 @@ class Daemon:
                 hostname=settings.hostname if settings else "nocontact.local",
                 default_region=config.default_region, readers=readers,
             )  # fmt: skip
-            handler = SmtpHandler(pipeline)
+            handler = SmtpHandler(pipeline, reply_after=_reply_after(settings))
             custody = await _custody_socket(archive)
             server = await _smtp(settings, handler) if settings is not None else None
             phone = None

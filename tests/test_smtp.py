@@ -488,3 +488,30 @@ def test_control_characters_in_an_address_are_501_held_or_not(tmp_path: Path) ->
     assert replies[2][1] == replies[3][1] == b"501 5.1.3 Bad recipient address syntax\r\n"
     assert maildir_messages(tmp_path / "mail") == []
     assert held_items(service.archive_path) == []
+
+
+def test_held_and_delivered_mail_are_answered_after_the_same_time(tmp_path: Path) -> None:
+    """The reply to DATA takes reply_after_ms whether the message was sealed or delivered:
+    over 40 of each, sent in turn, the medians differ by well under a millisecond, and
+    neither comes sooner than the floor (25 ms here: room for a loaded test machine)."""
+    port, config = free_port(), tmp_path / "config.yaml"
+    _write_config(config, port)
+    data = yaml.safe_load(config.read_text())
+    data["channels"]["smtp"]["reply_after_ms"] = 25
+    config.write_text(yaml.safe_dump(data))
+    times: dict[bool, list[float]] = {True: [], False: []}
+    with daemon(config, port), smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.ehlo("client.test")
+        for turn in range(82):
+            held = turn % 2 == 0
+            client.mail("mark.smith@gmail.com" if held else "friend@example.org")
+            client.rcpt("sam@home.example")
+            started = time.perf_counter()
+            code, _ = client.data(HELD if held else ALLOWED)
+            if turn >= 2:  # the first of each warms the sealer and the Maildir
+                times[held].append(time.perf_counter() - started)
+            assert code == 250
+    medians = {held: sorted(t)[len(t) // 2] for held, t in times.items()}
+    assert min(min(t) for t in times.values()) >= 0.024  # the loop's timers count whole ms
+    assert abs(medians[True] - medians[False]) < 0.001, medians
+    assert len(held_items(tmp_path / "archive")) == 41

@@ -187,6 +187,14 @@ class SmtpChannel(_Section):
         description="A client silent this long (between commands or inside DATA) is "
         "disconnected (RFC 5321 4.5.3.2: at least 300)",
     )
+    reply_after_ms: float = Field(
+        default=10.0,
+        ge=0,
+        le=10_000,
+        description="The reply to DATA comes no sooner than this after the data ended, "
+        "held or delivered: sealing and relaying take different times, and the time of "
+        "the reply must not tell a sender which his message met",
+    )
 
     @model_validator(mode="after")
     def _tls_pair(self) -> SmtpChannel:
