@@ -59,7 +59,7 @@ from proxy.config import Config, load_config
 from proxy.config.model import SmtpChannel
 from proxy.custody import serve_custody
 from proxy.deliver.address import parse_destination
-from proxy.deliver.hops import DeliveryDeferred, NextHop, open_next_hop
+from proxy.deliver.hops import Answer, DeliveryDeferred, NextHop, open_next_hop
 from proxy.disk import create_private
 from proxy.errors import ConfigError, NocontactError
 from proxy.logs import get_logger
@@ -128,6 +128,9 @@ class _NoNextHop:
         *, trace: bytes = b"",
     ) -> None:  # fmt: skip
         raise DeliveryDeferred("no next hop is configured")
+
+    async def verify(self, recipient: str) -> Answer | None:
+        return None
 
     async def aclose(self) -> None:
         """Nothing is kept open."""

@@ -74,9 +74,11 @@ class Mailbox:
 
 
 @contextlib.asynccontextmanager
-async def next_hop_server(kind: type[SMTP] = SMTP) -> AsyncIterator[tuple[int, Mailbox]]:
+async def next_hop_server(
+    kind: type[SMTP] = SMTP, *, mailbox: Mailbox | None = None
+) -> AsyncIterator[tuple[int, Mailbox]]:
     """A next hop in this event loop, on a free port."""
-    mailbox = Mailbox()
+    mailbox = mailbox if mailbox is not None else Mailbox()
 
     def session() -> SMTP:
         mailbox.connections += 1

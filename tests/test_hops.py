@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.deliver.hops import SmtpHop, wire_form
+from proxy.deliver.hops import Answer, SmtpHop, wire_form
 from tests.test_deliver_pool import Mailbox, next_hop_server
+from tests.test_smtp import free_port
 
 # Messages made of the pieces that matter to DATA: line ends of every kind, and dots.
 _PIECES = st.sampled_from([b"\r\n", b"\n", b"\r", b".", b"..", b"a", b" ", b"\xc3\xa9", b"\r\n."])
@@ -51,3 +53,60 @@ def test_envelope_goes_on_byte_for_byte() -> None:
     assert quoted.envelopes == [('"friend of sam"@example.org', ["sam@home.example"])]
     utf8 = _relay(message, "zoë@exämple.org", ["sam@home.example"], ["SMTPUTF8"])
     assert utf8.envelopes == [("zoë@exämple.org", ["sam@home.example"])]
+
+
+class _Mailboxes(Mailbox):
+    """A next hop that knows one recipient and refuses any other at RCPT."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd hook
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        self.asked.append(address)
+        if address != "sam@home.example":
+            return "550 5.1.1 <" + address + ">: no such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+def test_a_recipient_is_verified_with_the_next_hop_and_the_answer_remembered() -> None:
+    """verify asks MAIL FROM:<> / RCPT / RSET: the known recipient 250, another the next
+    hop's 550; asked again, the answers come from memory; the connection stays usable."""
+
+    async def run() -> tuple[list[Answer | None], list[str], list[bytes]]:
+        mailboxes = _Mailboxes()
+        async with next_hop_server(mailbox=mailboxes) as (port, mailbox):
+            hop = SmtpHop("127.0.0.1", port, hostname="test")
+            answers = [
+                await hop.verify(r)
+                for r in ("sam@home.example", "nobody@home.example", "sam@home.example",
+                          "nobody@home.example")
+            ]  # fmt: skip
+            await hop.deliver(b"Subject: hi\r\n\r\nhi\r\n", "friend@example.org",
+                              ["sam@home.example"], [])  # fmt: skip
+            await hop.aclose()
+        return answers, mailboxes.asked, mailbox.messages
+
+    answers, asked, messages = asyncio.run(run())
+    assert answers[0] == answers[2] == (250, "OK")
+    assert answers[1] == answers[3]
+    assert answers[1] is not None
+    assert answers[1][0] == 550
+    assert asked == ["sam@home.example", "nobody@home.example", "sam@home.example"]
+    assert messages == [b"Subject: hi\r\n\r\nhi\r\n"]
+
+
+def test_a_next_hop_that_is_down_cannot_verify() -> None:
+    """No next hop listening: verify says None (the channel answers 450: try later)."""
+
+    async def run() -> object:
+        hop = SmtpHop("127.0.0.1", free_port(), hostname="test")
+        try:
+            return await hop.verify("sam@home.example")
+        finally:
+            await hop.aclose()
+
+    assert asyncio.run(run()) is None

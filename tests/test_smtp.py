@@ -26,7 +26,7 @@ from proxy.archive import Archive, EntryKind, verify_archive
 from proxy.archive.reader import SegmentScan, contiguous_segments, mapped
 from proxy.archive.seal import parse_sealed
 from proxy.archive.segments import segment_name
-from proxy.channels.smtp import ACCEPTED, RETRY, SmtpHandler, serve_smtp
+from proxy.channels.smtp import ACCEPTED, SmtpHandler, serve_smtp
 from proxy.config.model import SmtpChannel
 from proxy.deliver.address import parse_destination
 from proxy.deliver.hops import open_next_hop
@@ -134,16 +134,21 @@ def test_held_is_sealed_and_allowed_is_delivered_byte_identical(tmp_path: Path) 
     verify_archive(service.archive_path)
 
 
-def test_next_hop_down_means_451_and_nothing_kept(tmp_path: Path) -> None:
-    """An allowed message the next hop cannot take is answered 451 and stored nowhere."""
+def test_next_hop_down_means_450_at_rcpt_and_nothing_kept(tmp_path: Path) -> None:
+    """A next hop that cannot be asked about the recipient: 450 at RCPT (try later), the
+    same for his mail and a friend's, and nothing is stored anywhere."""
     service = Service(tmp_path, f"smtp://127.0.0.1:{free_port()}")
 
-    async def run() -> tuple[int, bytes]:
+    async def run() -> list[tuple[bytes, bytes]]:
         async with service.running():
-            return await service.send("friend@example.org", ALLOWED)
+            return [
+                await asyncio.to_thread(_envelope_replies, service.port, sender, "sam@home.example")
+                for sender in ("friend@example.org", "mark.smith@gmail.com")
+            ]
 
-    code, text = asyncio.run(run())
-    assert (code, text) == (451, RETRY[4:].encode())
+    replies = asyncio.run(run())
+    assert replies[0] == replies[1]
+    assert replies[0][1].startswith(b"450 4.1.1 ")
     assert held_items(service.archive_path) == []
 
 

@@ -481,29 +481,31 @@ def test_held_and_delivered_mail_get_the_same_answers(
     assert answers[Kind.MENTION] == answers[Kind.ALLOWED]
 
 
-def test_next_hop_down_answers_451_and_the_retry_arrives_once(
+def test_next_hop_down_answers_4xx_and_the_retry_arrives_once(
     spare_dovecot: servers.Dovecot, nocontact: Callable[[int, str], Nocontact]
 ) -> None:
-    """With the next hop stopped, or pointed (by SIGHUP) at a closed port, allowed mail gets
-    451 4.3.0 while held mail is still sealed (250); once the next hop is back, the
-    sender's retry is delivered exactly once."""
+    """With the next hop stopped, a recipient it has not confirmed cannot be checked: 450 at
+    RCPT for his mail and a friend's alike. Once it is back, the retries are delivered (or
+    sealed) exactly once. Pointed (by SIGHUP) at a closed port after the recipient was
+    confirmed, allowed mail gets 451 4.3.0 at DATA, and its retry arrives once too."""
     daemon = nocontact(servers.free_port(), spare_dovecot.lmtp_url)
     daemon.start()
     mine, his, later = batch([Kind.ALLOWED, Kind.DIRECT, Kind.ALLOWED])
 
     spare_dovecot.stop()
-    with pytest.raises(smtplib.SMTPDataError) as refused:
-        send(daemon.port, [mine])
-    assert refused.value.smtp_code == 451
-    assert reply_text(refused.value).startswith("4.3.0 ")
-    send(daemon.port, [his])  # holding needs no next hop
+    refusals = []
+    for one in (mine, his):
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+            send(daemon.port, [one])
+        refusals.append(refused.value.recipients)
+    assert refusals[0] == refusals[1]
+    assert refusals[0][ADDRESS][0] == 450
     spare_dovecot.start()
-    send(daemon.port, [mine])  # the sender's retry
+    send(daemon.port, [mine, his])  # the senders' retries
 
     daemon.reload(f"lmtp://{HOST}:{servers.free_port()}")  # nothing listens there
-    with pytest.raises(smtplib.SMTPDataError) as refused:
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
         send(daemon.port, [later])
-    assert refused.value.smtp_code == 451
     daemon.reload(spare_dovecot.lmtp_url)
     send(daemon.port, [later])
     assert daemon.stop() == 0
@@ -646,3 +648,30 @@ def test_sigkill_mid_data_never_loses_a_message(
             f"250: RFC 1047's window); {context}",
             stacklevel=1,
         )
+
+
+def test_a_made_up_recipient_gets_the_same_550_at_rcpt_from_anyone(
+    dovecot: servers.Dovecot, nocontact: Callable[[int, str], Nocontact]
+) -> None:
+    """Recipients are checked with Dovecot at RCPT whoever sends: a made-up one gets the
+    same 550 from his mail as from a friend's (it was 250 and sealed for his, 550 at DATA
+    for the friend's), and a message to a real and a made-up recipient reaches the real
+    one once (it was 451 three times and three copies)."""
+    daemon = nocontact(servers.free_port(), dovecot.lmtp_url)
+    daemon.start()
+    nobody = f"nobody-{secrets.token_hex(4)}@{ADDRESS.split('@')[1]}"
+    answers = {}
+    for sender in (MARK, FRIEND):
+        with smtplib.SMTP(HOST, daemon.port, timeout=30) as client:
+            client.ehlo("sender.example")
+            client.mail(sender)
+            answers[sender] = (client.rcpt(nobody), client.rcpt(ADDRESS))
+    assert answers[MARK] == answers[FRIEND]
+    assert answers[FRIEND][0][0] == 550
+    assert answers[FRIEND][1][0] == 250
+    (one,) = batch([Kind.ALLOWED])
+    with smtplib.SMTP(HOST, daemon.port, timeout=30) as client:
+        refused = client.sendmail(one.sender, [ADDRESS, nobody], one.raw)
+    assert list(refused) == [nobody]
+    assert daemon.stop() == 0
+    assert tokens(dovecot.messages())[one.token] == 1

@@ -36,6 +36,11 @@ Rules this module keeps:
    ~2.8 ms, relayed ~2.3 ms at the median in bench/smtp.py), and a sender timing many
    replies would learn which his met. Both finish well inside the default 10 ms, so both
    are answered at 10 ms.
+9. A recipient is checked at RCPT, whoever the sender: the next hop is asked as Postfix's
+   `reject_unverified_recipient` asks it (`NextHop.verify`). One it refuses for good gets
+   550 at RCPT, one it cannot answer for now 450; so a made-up recipient gets the same
+   answer from his mail as from anyone's (before, 250 and sealed if held, 550 at DATA if
+   allowed), and a message never reaches DATA with a recipient the next hop would refuse.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ from proxy.config.model import SmtpChannel
 from proxy.deliver.address import parse_listen
 from proxy.deliver.hops import DeliveryRefused
 from proxy.logs import get_logger
+from proxy.normalize.valid import valid_text
 from proxy.pipeline import Arrival, Pipeline
 
 ACCEPTED = "250 2.0.0 Ok: queued"
@@ -61,6 +67,7 @@ RETRY = "451 4.3.0 Temporary failure, please try again later"
 TOO_MANY = "421 4.7.0 Too many connections, please try again later"
 BAD_SENDER = "501 5.1.7 Bad sender address syntax"
 BAD_RECIPIENT = "501 5.1.3 Bad recipient address syntax"
+UNVERIFIED = "450 4.1.1 Recipient address cannot be checked now, please try again later"
 _CONTROLS = str.maketrans("", "", "".join(map(chr, [*range(32), 127])))
 _REFUSALS_LOGGED_EVERY = 60.0
 _YIELD_EVERY = 256  # pieces of DATA read before other sessions get a turn
@@ -131,7 +138,18 @@ class SmtpHandler:
         self, server: SMTP, session: Session, envelope: Envelope, address: str,
         options: list[str],
     ) -> object:  # fmt: skip
-        return BAD_RECIPIENT if _has_control(address) else MISSING
+        if _has_control(address):
+            return BAD_RECIPIENT
+        answer = await self.pipeline.next_hop.verify(address)  # rule 9
+        if answer is None:
+            return UNVERIFIED
+        code, text = answer
+        if code >= 500:
+            first = text.splitlines()[0] if text else ""
+            return f"550 5.1.1 Recipient address rejected: {valid_text(first)[:200]}".rstrip()
+        if code >= 400:
+            return UNVERIFIED
+        return MISSING
 
     def __dir__(self) -> list[str]:
         # aiosmtpd looks its hooks up with dir() (and inspect.getmembers) per connection.

@@ -20,6 +20,11 @@ Rules this module keeps:
 5. SMTP transactions use aiosmtplib's command API (`execute_command`) and its protocol's
    reply reading; only the DATA bytes are prepared here (`wire_form`, the same bytes as
    aiosmtplib's own). A transaction has one deadline, `_TIMEOUT`, as a whole.
+6. `verify` asks the next hop about one recipient as Postfix's address verification does:
+   MAIL FROM:<>, RCPT TO, RSET, on a pooled connection, never completing a transaction.
+   Its answer is remembered (a taken recipient for `VERIFIED_SECONDS`, one refused for
+   good for `REFUSED_SECONDS`, a 4xx not at all). A next hop that refuses the null sender
+   cannot be asked, and its recipients pass unchecked; one that is down gives None.
 """
 
 from __future__ import annotations
@@ -47,6 +52,11 @@ _CLOSING = 421  # the next hop is closing this connection (its own idle timeout,
 POOL_SIZE = 20  # Postfix's default concurrency per destination
 POOL_IDLE_SECONDS = 30.0  # well under Postfix's and Dovecot's own idle timeouts
 POOL_CHECK_AFTER = 5.0
+VERIFIED_SECONDS = 3600.0  # how long a recipient the next hop took is taken as good
+REFUSED_SECONDS = 300.0  # and one it refused for good, as refused
+VERIFIED_MOST = 10_000  # recipients remembered (a flood of made-up ones costs no memory)
+Answer = tuple[int, str]  # a reply: its code and text
+_NOT_CHECKED: Answer = (250, "not checked")
 
 
 class DeliveryDeferred(RetryLater):
@@ -68,6 +78,9 @@ class NextHop(Protocol):
         *, trace: bytes = b"",
     ) -> None:  # fmt: skip
         """Hand on `trace` (our Received line) followed by `data` (rule 1)."""
+
+    async def verify(self, recipient: str) -> Answer | None:
+        """The next hop's answer to this recipient (rule 6); None if it cannot be asked."""
 
     async def aclose(self) -> None:
         """Close what is kept open (the pool's connections)."""
@@ -115,11 +128,16 @@ class Maildir:
         except OSError as error:
             raise DeliveryDeferred(f"maildir delivery failed ({error.strerror})") from error
 
+    async def verify(self, recipient: str) -> Answer | None:
+        """A Maildir is one mailbox: every recipient reaches it."""
+        return _NOT_CHECKED
+
     async def aclose(self) -> None:
         """Nothing is kept open."""
 
 
 L = TypeVar("L", bound=Link)
+T = TypeVar("T")
 
 
 class _PooledHop(Generic[L]):
@@ -129,6 +147,7 @@ class _PooledHop(Generic[L]):
     def __init__(self) -> None:
         self.pool: Pool[L] = Pool(self._open, size=POOL_SIZE, idle_seconds=POOL_IDLE_SECONDS,
                                   check_after=POOL_CHECK_AFTER)  # fmt: skip
+        self._verified: dict[str, tuple[Answer, float]] = {}  # recipient: (answer, until)
 
     async def _open(self) -> L:
         raise NotImplementedError
@@ -149,6 +168,32 @@ class _PooledHop(Generic[L]):
             await self._transaction(link, data, sender, recipients, options)
 
         await _lend(self.pool, transaction)
+
+    async def _probe(self, link: L, recipient: str) -> Answer:
+        raise NotImplementedError
+
+    async def verify(self, recipient: str) -> Answer | None:
+        """The next hop's answer to RCPT TO:<recipient> (rule 6), or None if it cannot be
+        asked now (it is down: its answer would be a guess)."""
+        now = time.monotonic()
+        known = self._verified.get(recipient)
+        if known is not None and known[1] > now:
+            return known[0]
+
+        async def probe(link: L) -> Answer:
+            return await self._probe(link, recipient)
+
+        try:
+            answer = await _lend(self.pool, probe)
+        except DeliveryDeferred:
+            return None
+        lasts = VERIFIED_SECONDS if answer[0] < 400 else REFUSED_SECONDS if answer[0] >= 500 else 0
+        if lasts:
+            self._verified.pop(recipient, None)
+            self._verified[recipient] = (answer, now + lasts)
+            while len(self._verified) > VERIFIED_MOST:
+                self._verified.pop(next(iter(self._verified)))  # the oldest
+        return answer
 
     async def aclose(self) -> None:
         await self.pool.aclose()
@@ -184,6 +229,24 @@ class SmtpHop(_PooledHop["_SmtpLink"]):
         options: Sequence[str],
     ) -> None:  # fmt: skip
         await _smtp_transaction(link.client, data, sender, recipients, options)
+
+    async def _probe(self, link: _SmtpLink, recipient: str) -> Answer:
+        client = link.client
+        try:
+            async with asyncio.timeout(_TIMEOUT):
+                mail = await client.execute_command(b"MAIL", b"FROM:<>")
+                if mail.code == _CLOSING:
+                    raise _Unused(f"next hop answered {mail.code}")
+                if mail.code != 250:  # it will not be asked with a null sender: not checked
+                    await client.execute_command(b"RSET")
+                    return _NOT_CHECKED
+                rcpt = await client.execute_command(b"RCPT", b"TO:" + _path(recipient))
+                reset = await client.execute_command(b"RSET")
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+            raise _Unused(f"next hop unreachable ({type(error).__name__})") from error
+        if reset.code != 250:
+            raise DeliveryDeferred(f"next hop answered {reset.code}")
+        return rcpt.code, rcpt.message
 
 
 class _SmtpLink:
@@ -319,6 +382,26 @@ class LmtpHop(_PooledHop["_LmtpLink"]):
         await asyncio.to_thread(_lmtp_transaction, link.client, data, sender, recipients,
                                 options)  # fmt: skip
 
+    async def _probe(self, link: _LmtpLink, recipient: str) -> Answer:
+        return await asyncio.to_thread(_lmtp_probe, link.client, recipient)
+
+
+def _lmtp_probe(client: smtplib.LMTP, recipient: str) -> Answer:
+    try:
+        code, _ = client.mail("")
+        if code == _CLOSING:
+            raise _Unused(f"next hop answered {code}")
+        if code != 250:
+            client.rset()
+            return _NOT_CHECKED
+        code, text = client.rcpt(recipient)
+        reset, _ = client.rset()
+    except (TimeoutError, smtplib.SMTPException, OSError) as error:
+        raise _Unused(f"next hop unreachable ({type(error).__name__})") from error
+    if reset != 250:
+        raise DeliveryDeferred(f"next hop answered {reset}")
+    return code, text.decode(errors="replace")
+
 
 class _LmtpLink:
     def __init__(self, client: smtplib.LMTP) -> None:
@@ -384,13 +467,13 @@ class _Unused(DeliveryDeferred):
     can have been taken, so it may be tried once more on a fresh connection (rule 4)."""
 
 
-async def _lend(pool: Pool[L], transaction: Callable[[L], Awaitable[None]]) -> None:
+async def _lend(pool: Pool[L], transaction: Callable[[L], Awaitable[T]]) -> T:
     """Run a transaction on a pooled connection, retrying once on a fresh one if a reused
     connection failed before anything was sent (rule 4); keep it only if all went well."""
     link, reused = await pool.take()
     while True:
         try:
-            await transaction(link)
+            result = await transaction(link)
         except _Unused as unused:
             pool.discard(link)
             if not reused:
@@ -401,7 +484,7 @@ async def _lend(pool: Pool[L], transaction: Callable[[L], Awaitable[None]]) -> N
             pool.discard(link)
             raise
         pool.give_back(link)
-        return
+        return result
 
 
 def _supported(options: Sequence[str], has: Callable[[str], bool]) -> list[str]:
