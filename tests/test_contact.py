@@ -175,6 +175,29 @@ def test_a_wrong_key_or_a_tampered_archive_is_one_line_and_exit_1(
     assert "Traceback" not in err
 
 
+def test_a_self_made_key_cannot_tell_an_empty_archive_from_a_full_one(
+    held: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    """A key that is not one of the contacts gets the same one line and exit 1 from an
+    archive with items and from one with none (it got an empty listing from the second)."""
+    archive, _, recipient = held
+
+    async def empty() -> None:
+        opened = await Archive.open(tmp_path / "empty", recipients=[recipient])
+        await opened.close()
+
+    asyncio.run(empty())
+    other = tmp_path / "other.key"
+    nocontact("contact", "keygen", "--out", str(other))
+    answers = [
+        nocontact("contact", "list", "--archive", str(root), "--identity", str(other))
+        for root in (archive, tmp_path / "empty")
+    ]
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 1
+    assert "not one of the archive's contacts" in answers[0][2]
+
+
 def test_export_bundle_verifies_offline_and_a_flipped_byte_fails(
     held: tuple[Path, Path, str], tmp_path: Path
 ) -> None:

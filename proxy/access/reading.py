@@ -6,8 +6,11 @@ Rules this module keeps:
    checkpoint are read (a live writer's last 250 ms wait for the next one).
 2. Decryption happens here and nowhere else, with the identity in memory only; what is
    decrypted is handed out as values (`HeldItem`, `CustodyEntry`) and never written.
-3. A key that opens none of the items is a wrong key (one clear line). An item sealed
-   before this contact was added cannot be opened by them; it is counted, not hidden.
+3. A key that is not one of the archive's contacts (its published `recipients`) is
+   refused before any item is looked at, with the same line whether the archive is
+   empty or not: a self-made key must not tell one from the other. A key that opens
+   none of the items is a wrong key too (one clear line). An item sealed before this
+   contact was added cannot be opened by them; it is counted, not hidden.
    A seal that decrypts but is malformed is corruption, named by its sequence number.
 """
 
@@ -22,11 +25,13 @@ from typing import Any
 
 import pyrage
 
-from proxy.archive import EntryKind, VerifyFailure, VerifyReport, verify_archive
+from proxy.archive import EntryKind, VerifyFailure, VerifyReport, layout, verify_archive
 from proxy.archive.reader import SegmentScan, contiguous_segments, mapped
 from proxy.archive.seal import SealedFormatError, parse_sealed
 from proxy.archive.segments import segment_name
 from proxy.errors import NocontactError
+
+WRONG_KEY = "this key is not one of the archive's contacts: is it the right key file?"
 
 
 class AccessProblem(NocontactError):
@@ -156,9 +161,7 @@ class OpenedArchive:
             if selection.admits(item):
                 yield item
         if self.unreadable and not self._opened:
-            raise AccessProblem(
-                "this identity opens none of the archive's items: is it the right key file?"
-            )
+            raise AccessProblem(WRONG_KEY)
 
     def item(self, sequence: int) -> HeldItem | None:
         """The held item at `sequence`, if there is one and this key opens it (only that
@@ -200,4 +203,15 @@ def open_archive(root: str | os.PathLike[str], identity: Any) -> OpenedArchive:
         report = verify_archive(path)
     except VerifyFailure as failure:
         raise AccessProblem(f"the archive does not verify, so nothing is read: {failure}") from None
+    _one_of_the_contacts(path, identity)
     return OpenedArchive(root=path, report=report, identity=identity)
+
+
+def _one_of_the_contacts(root: Path, identity: Any) -> None:
+    """Refuse a key whose public half the archive does not seal to (rule 3)."""
+    published = root / layout.RECIPIENTS
+    to_public = getattr(identity, "to_public", None)
+    if not published.exists() or to_public is None:
+        return  # an archive from before the list was kept, or a key of another kind
+    if str(to_public()) not in published.read_text(errors="replace").split():
+        raise AccessProblem(WRONG_KEY)
