@@ -9,14 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import pyrage
-import yaml
 
 from proxy.archive import Archive, EntryKind, verify_archive
 from proxy.archive.reader import SegmentScan, contiguous_segments, mapped
 from proxy.archive.seal import fingerprint, parse_sealed
 from proxy.archive.segments import segment_name
-from tests.factories import config_data
-from tests.test_smtp import HELD, IDENTITY, RECIPIENT, _send_sync, daemon, free_port
+from tests.test_smtp import (
+    HELD,
+    IDENTITY,
+    RECIPIENT,
+    _send_sync,
+    _write_config,
+    daemon,
+    free_port,
+    stopped,
+)
 
 
 def _entries(root: Path) -> list[tuple[EntryKind, bytes]]:
@@ -38,33 +45,21 @@ def _opened(sealed: bytes, identity: pyrage.x25519.Identity) -> dict[str, Any] |
     return metadata
 
 
-def _config(path: Path, port: int, recipient: str) -> None:
-    data = config_data(
-        archive={"path": str(path.parent / "archive")},
-        contacts=[{"name": "Test Contact", "role": "lawyer", "age_recipient": recipient}],
-        channels={"smtp": {"listen": f"127.0.0.1:{port}",
-                           "deliver": f"maildir:{path.parent / 'mail'}"}},
-    )  # fmt: skip
-    path.write_text(yaml.safe_dump(data))
-
-
 def test_new_contacts_take_effect_on_sighup_and_the_change_is_in_the_log(
     tmp_path: Path,
 ) -> None:
     """Before the reload an item opens with the old key only; after it, with the new key
     only; the log holds a custody record, sealed to the new key, naming its fingerprint."""
     port, config = free_port(), tmp_path / "config.yaml"
-    _config(config, port, RECIPIENT)
+    _write_config(config, port)
     newcomer = pyrage.x25519.Identity.generate()
     with daemon(config, port) as process:
         _send_sync(port, "mark.smith@gmail.com", HELD)
-        _config(config, port, str(newcomer.to_public()))
+        _write_config(config, port, recipient=str(newcomer.to_public()))
         process.send_signal(signal.SIGHUP)
         time.sleep(1.5)
         _send_sync(port, "mark.smith@gmail.com", HELD)
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=60)
-        assert process.returncode == 0, stderr
+        stderr = stopped(process)
     assert "contacts changed" in stderr
     entries = _entries(tmp_path / "archive")
     items = [body for kind, body in entries if kind is EntryKind.ITEM]

@@ -270,10 +270,15 @@ def test_starttls_when_a_certificate_is_configured(tmp_path: Path) -> None:
 # -- the daemon as a process -------------------------------------------------------------
 
 
-def _write_config(path: Path, port: int, people: list[dict[str, Any]] | None = None) -> None:
+def _write_config(
+    path: Path, port: int, people: list[dict[str, Any]] | None = None, *,
+    recipient: str | None = None,
+) -> None:  # fmt: skip
     data = config_data(
         archive={"path": str(path.parent / "archive")},
-        contacts=[{"name": "Test Contact", "role": "lawyer", "age_recipient": RECIPIENT}],
+        contacts=[
+            {"name": "Test Contact", "role": "lawyer", "age_recipient": recipient or RECIPIENT}
+        ],
         channels={"smtp": {"listen": f"127.0.0.1:{port}",
                            "deliver": f"maildir:{path.parent / 'mail'}"}},
     )  # fmt: skip
@@ -308,6 +313,14 @@ def daemon(config: Path, port: int, **popen: Any) -> Iterator[subprocess.Popen[s
         process.communicate()
 
 
+def stopped(process: subprocess.Popen[str]) -> str:
+    """SIGTERM the daemon; its stderr, once it has exited 0."""
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    return stderr
+
+
 def _send_sync(port: int, sender: str, message: bytes) -> int:
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
         client.sendmail(sender, ["sam@home.example"], message)
@@ -330,9 +343,7 @@ def test_sigterm_stops_cleanly_and_sighup_reloads_rules(tmp_path: Path) -> None:
         process.send_signal(signal.SIGHUP)
         time.sleep(1.0)
         _send_sync(port, "new.alias@example.net", newcomer)
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=60)
-        assert process.returncode == 0, stderr
+        stderr = stopped(process)
     assert len(maildir_messages(tmp_path / "mail")) == 1
     assert len(held_items(tmp_path / "archive")) == 2
     assert "reload refused" in stderr
