@@ -193,7 +193,7 @@ def _write(
         verifier = resources.files("proxy.access").joinpath("verify_bundle.py").read_bytes()
         out.add("verify.py", verifier, "verifier")
         out.add(bundle_texts.VERIFY_NAME, bundle_texts.VERIFY_TEXT.encode(), "instructions")
-        declaration = bundle_texts.DECLARATION_TEMPLATE.format(
+        declaration = bundle_texts.fill_declaration(
             manifest_sha256=hashlib.sha256(manifest).hexdigest(),
             verifier_key=archive.report.verifier.encode(), item_count=len(items),
             created_at=created,
