@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from proxy.access.reading import HeldItem
 from proxy.access.render import render, summary
+from proxy.archive.seal import main_sender
 
 _EMAIL = {"channel": "email"}
 
@@ -23,3 +25,20 @@ def test_no_carriage_return_reaches_the_terminal() -> None:
     assert "first line\nMark\nFriend\n" in shown
     assert "\r" not in shown
     assert summary({"channel": "sms", "subject": "Mark\rFriend"}, b"") == "Mark Friend"
+
+
+def test_an_item_is_named_by_one_reading_of_its_senders() -> None:
+    """The listing, the report and the manifest name an item by `main_sender`: an address
+    or number from From, the caller or the envelope, never a display name (the kind is
+    written "display_name"; the listing skipped only a kind "name", which never exists)."""
+    metadata = {"senders": [
+        {"kind": "display_name", "value": "Mark", "source": "from"},
+        {"kind": "email", "value": "reply@elsewhere.example", "source": "reply-to"},
+        {"kind": "email", "value": "mark@example.org", "source": "envelope"},
+    ]}  # fmt: skip
+    assert main_sender(metadata) == "mark@example.org"
+    item = HeldItem(sequence=1, sealed=b"", leaf_hash=b"", metadata=metadata, payload=b"")
+    assert item.sender == "mark@example.org"
+    names_only = {"senders": [{"kind": "display_name", "value": "Mark", "source": "from"}]}
+    assert main_sender(names_only) == "Mark"  # nothing better: still shown
+    assert main_sender({}) == ""

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from proxy.archive.merkle import verify_inclusion
 from proxy.archive.note import NoteError, Signer, Verifier, parse_checkpoint
+from proxy.archive.seal import main_sender
 
 FORMAT = "nocontact-evidence-bundle"
 VERSION = 1
@@ -162,8 +163,7 @@ def _item_entry(item: BundleItem, proof: Sequence[bytes], names: set[str]) -> di
     sender_list: list[object] = []
     if isinstance(senders, Sequence) and not isinstance(senders, str | bytes):
         sender_list = [dict(s) if isinstance(s, Mapping) else s for s in senders]
-    first = sender_list[0] if sender_list else None
-    sender = first.get("value") if isinstance(first, Mapping) else None
+    sender = main_sender(metadata) or None  # as the report and the listing name it
     return {
         "bates": item.bates,
         "leaf_index": item.leaf_index,

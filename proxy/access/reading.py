@@ -27,7 +27,7 @@ import pyrage
 
 from proxy.archive import EntryKind, VerifyFailure, VerifyReport, layout, verify_archive
 from proxy.archive.reader import SegmentScan, contiguous_segments, mapped
-from proxy.archive.seal import SealedFormatError, parse_sealed
+from proxy.archive.seal import SealedFormatError, main_sender, parse_sealed
 from proxy.archive.segments import segment_name
 from proxy.errors import NocontactError
 
@@ -71,12 +71,7 @@ class HeldItem:
 
     @property
     def sender(self) -> str:
-        senders = self.metadata.get("senders") or []
-        for wanted in ("from", "caller", "envelope"):
-            for identity in senders:
-                if identity.get("source") == wanted and identity.get("kind") != "name":
-                    return str(identity.get("value", ""))
-        return str(senders[0].get("value", "")) if senders else ""
+        return main_sender(self.metadata)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

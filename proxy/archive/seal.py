@@ -26,7 +26,7 @@ from typing import Any
 
 import pyrage
 
-from proxy.message import Decision, InboundMessage
+from proxy.message import Decision, IdentityKind, InboundMessage
 
 MAGIC = b"NOCONTACT-SEALED 1\n"
 _STREAM_BYTES = 1 << 20
@@ -59,6 +59,27 @@ class CustodyRecord:
     items: tuple[int, ...]
     at: datetime
     reason: str = ""
+
+
+# The senders a reader names an item by, most trusted first: the author, then the envelope.
+_MAIN_SOURCES = ("from", "caller", "envelope")
+
+
+def main_sender(metadata: Mapping[str, object]) -> str:
+    """The identity an item is listed under, read from its sealed metadata: the first
+    address or number from From, the caller, or the envelope (a display name names no
+    one reliably); else the first identity of any kind; else "". Every listing, report
+    and manifest names an item by this one reading."""
+    senders = metadata.get("senders")
+    if not isinstance(senders, list):
+        return ""
+    identities = [s for s in senders if isinstance(s, Mapping)]
+    for source in _MAIN_SOURCES:
+        for identity in identities:
+            kind = identity.get("kind")
+            if identity.get("source") == source and kind != IdentityKind.DISPLAY_NAME.value:
+                return str(identity.get("value", ""))
+    return str(identities[0].get("value", "")) if identities else ""
 
 
 def fingerprint(recipient: str) -> str:
