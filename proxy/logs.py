@@ -20,6 +20,9 @@ Rules this module keeps:
    line of their own, so a dead sink cannot fill the memory. `drain` (also at exit)
    writes what waits and stops the thread; a line logged after it is written at once.
    Short commands write at once.
+5. Libraries' stdlib logging (aiosmtpd, asyncio, aiohttp...) reaches the same output
+   through the same redaction, at WARNING and above, as its logger's name and level only:
+   a library's message text is never written.
 """
 
 from __future__ import annotations
@@ -222,6 +225,22 @@ def configure(
         logger_factory=_factory(output, background),
         cache_logger_on_first_use=False,
     )
+    root = logging.getLogger()
+    root.handlers = [_Library()]
+    root.setLevel(logging.WARNING)
+
+
+class _Library(logging.Handler):
+    """Libraries' own stdlib log records, passed on as their logger's name and level only
+    (rule 5): never their text, which can name a sender (aiosmtpd's 'mail.log' writes
+    '%r unrecognised: %s' with the client's address and what it typed)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logger = structlog.get_logger(component=record.name)
+        if record.exc_info and record.exc_info[1] is not None:
+            logger.log(record.levelno, "library log", exc_info=record.exc_info)
+        else:
+            logger.log(record.levelno, "library log")
 
 
 def _factory(output: TextIO, background: bool) -> Callable[..., Any]:

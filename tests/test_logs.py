@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import threading
 import time
 from datetime import datetime
@@ -221,3 +222,31 @@ def test_traffic_totals_are_logged_once_a_period_through_the_real_pipeline() -> 
     assert [(r["event"], r["smtp"], r["sms"]) for r in records] == [
         ("traffic", "100 to 999", "under 100"), ("traffic", "under 100", "under 100"),
     ]  # fmt: skip
+
+
+def test_a_librarys_own_log_lines_keep_only_their_logger_and_level() -> None:
+    """aiosmtpd's 'mail.log' writes what a client typed; through our logging it becomes
+    "library log" with the logger's name and level: no address, no text, and an exception
+    as its type and place only."""
+    stream = io.StringIO()
+    logs.configure(level="info", stream=stream)
+    try:
+        library = logging.getLogger("mail.log")
+        library.info("%r sender: %s", ("192.0.2.7", 4000), "mark.smith@gmail.com")
+        library.warning("%r unrecognised: %s", ("192.0.2.7", 4000), "MARK.SMITH@GMAIL.COM")
+        try:
+            raise ValueError("CANARY-SUBJECT from mark.smith@gmail.com")
+        except ValueError:
+            library.exception("%r SMTP session exception", ("192.0.2.7", 4000))
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers = []
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(r["event"], r["component"], r["level"]) for r in records] == [
+        ("library log", "mail.log", "warning"), ("library log", "mail.log", "error"),
+    ]  # fmt: skip
+    assert records[1]["error"] == "ValueError"
+    text = stream.getvalue().lower()
+    assert "mark" not in text
+    assert "192.0.2.7" not in text
+    assert "canary" not in text
