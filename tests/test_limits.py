@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from proxy.message import Action, Kind
+from proxy.normalize import email as email_module
 from proxy.normalize import normalize_email, normalize_sms
+from proxy.normalize.email import EmailReading
 from proxy.normalize.limits import LIMITS, analysed_prefix
 from proxy.normalize.valid import valid_text
 from proxy.rules import decide
@@ -156,3 +160,22 @@ def test_a_message_the_parser_rejects_is_still_held_as_direct(
     assert not message.headers_complete
     decision = decide(message, RULES)
     assert (decision.action, decision.kind) == (Action.HOLD, Kind.DIRECT)
+
+
+def test_reading_the_header_block_first_leaves_the_whole_reading_unchanged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """read_email reads the header block for the direct rules, then the whole message from
+    the same reading: the second is what a reading of the whole alone gives, even at the
+    message's text cap (the header step's other readings of a subject were counted twice
+    against it, and cut the body short)."""
+    raw = b"From: a@b.example\r\nSubject: =?UTF-8*en?Q?Mark_Smith?= news\r\n\r\n" + (
+        b"hello there\r\n" * 20
+    )
+    alone = EmailReading(raw, envelope_sender="", received_at=RECEIVED_AT).whole()
+    tight = dataclasses.replace(LIMITS, message_text=len(alone.text) + 2)
+    monkeypatch.setattr(email_module, "LIMITS", tight)
+    alone = EmailReading(raw, envelope_sender="", received_at=RECEIVED_AT).whole()
+    reading = EmailReading(raw, envelope_sender="", received_at=RECEIVED_AT)
+    reading.headers()
+    assert reading.whole() == alone

@@ -143,7 +143,9 @@ class EmailReading:
     def headers(self) -> InboundMessage:
         """The header block alone, read."""
         headers_read = self.prefix.headers_complete and self.head is not None
-        return self._message(self.reading, self.lines, self.said, headers_read=headers_read,
+        # A copy: what this takes of the text budget must not count again in whole().
+        return self._message(self.reading.copy(), self.lines, self.said,
+                             headers_read=headers_read,
                              complete=self.prefix.headers_complete)  # fmt: skip
 
     def whole(self) -> InboundMessage:
