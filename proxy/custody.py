@@ -10,6 +10,10 @@ Rules this module keeps:
    entry is durable, or {"error": "..."}. It accepts custody records only; what it is
    told is never logged. A malformed request is refused without touching the archive.
 3. `record_custody` returns the entry's index only once the entry is on disk.
+4. A contact's tools read what a checkpoint covers, and the daemon signs on a fixed
+   cadence (archive/writer.py rule 3): before reading, they ask it over the same socket to
+   sign now (`{"sign": true}`; `sign_now`), so the newest items are in what they read.
+   Asking says nothing about held items and learns nothing the log does not show.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from proxy.archive import (
     layout,
 )
 from proxy.archive.seal import seal_custody
+from proxy.archive.verify import writer_is_live as _writer_is_live
 from proxy.errors import NocontactError
 from proxy.logs import get_logger
 
@@ -112,8 +117,19 @@ def _socket_path(root: Path) -> Iterator[str]:
 
 
 def _through_daemon(root: Path, record: CustodyRecord) -> int:
+    return _ask_daemon(root, _record_json(record), "index", "the custody record")
+
+
+def sign_now(root: Path) -> None:
+    """While the daemon holds the archive, have it sign a checkpoint over everything stored
+    so far (rule 4); with no daemon, a closed archive is signed already."""
+    if _writer_is_live(root):
+        _ask_daemon(root, {"sign": True}, "size", "a checkpoint")
+
+
+def _ask_daemon(root: Path, request_data: dict[str, object], key: str, what: str) -> int:
     path = root / SOCKET
-    request = json.dumps(_record_json(record)).encode() + b"\n"
+    request = json.dumps(request_data).encode() + b"\n"
     try:
         with (
             socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection,
@@ -130,11 +146,9 @@ def _through_daemon(root: Path, record: CustodyRecord) -> int:
         ) from None
     try:
         reply = json.loads(answer)
-        return int(reply["index"])
+        return int(reply[key])
     except (ValueError, KeyError, TypeError):
-        raise CustodyProblem(
-            "the daemon did not store the custody record; nothing was done"
-        ) from None
+        raise CustodyProblem(f"the daemon did not store {what}; nothing was done") from None
 
 
 async def serve_custody(archive: Archive) -> asyncio.AbstractServer:
@@ -146,6 +160,10 @@ async def serve_custody(archive: Archive) -> asyncio.AbstractServer:
     async def take(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             line = await asyncio.wait_for(reader.readline(), 30)
+            if line == b'{"sign": true}\n':  # rule 4
+                size = await archive.sign()
+                writer.write(json.dumps({"size": size}).encode() + b"\n")
+                return
             try:
                 record = _record_from(json.loads(line))
             except (ValueError, KeyError, TypeError):

@@ -15,11 +15,19 @@ Rules this module keeps:
 5. An email is read by `proxy.readers`: small ones here, larger ones in a child process
    within a budget, so no message, however large or crafted, stalls the other sessions.
    Without `readers` (one-shot commands, tests) every email is read here.
-6. Texts, calls and voicemails (`receive_phone`): each provider SID is handled once, under
-   the line's claim. Held: the evidence (webhook or record, media downloaded) is sealed,
-   noted as being stored, stored; then the line records it and queues the provider-side
-   cleanup. Allowed: the line forwards it durably (or lets the call through). A voicemail
-   is held whatever the rules say now: only held callers are ever sent to voicemail.
+6. Sealed once, the same protocol for every channel that can meet an arrival twice:
+   the channel names the arrival's *mark* (`imap:<SHA-256>`, `twilio:<SID>`); one the
+   archive already holds is not decided or sealed again; a held one is stored with its
+   mark (the archive notes it before the entry, archive/once.py), and only after that
+   does the channel act upstream (remove it, clean up at the provider). So a crash at any
+   point neither loses an arrival nor seals it twice, and no channel's state records
+   what was held.
+7. Texts, calls and voicemails (`receive_phone`): each provider SID is handled once, under
+   the line's claim. Held: the evidence (webhook or record, media downloaded) is sealed
+   and stored with its mark; then the line records it handled and cleans up at the
+   provider. Allowed: the line forwards it durably (or lets the call through). A
+   voicemail is held whatever the rules say now: only held callers are ever sent to
+   voicemail.
 """
 
 from __future__ import annotations
@@ -90,12 +98,12 @@ class PhoneLine(Protocol[A_contra]):
     async def evidence(self, arrival: A_contra) -> bytes:
         """Everything to seal about a held arrival (its media downloaded)."""
 
-    def sealing(self, sid: str, digest: str, archive_size: int) -> Callable[[], None]:
-        """Note that sealed bytes with this SHA-256 are about to be stored; returns what
-        makes the note durable, which must run before they are stored."""
+    def mark(self, sid: str) -> str:
+        """The arrival's mark in the archive (rule 6)."""
 
     async def held(self, arrival: A_contra) -> None:
-        """The arrival is sealed: record it handled; queue the provider-side cleanup."""
+        """The arrival is stored: record it handled (as `passed` does); clean up at the
+        provider."""
 
     async def passed(self, arrival: A_contra) -> None:
         """The arrival is allowed: forward it durably; record it handled."""
@@ -153,25 +161,28 @@ class Pipeline:
         received_at: datetime,
         origin: str,
         deliver_to: tuple[NextHop, str] | None,
-    ) -> tuple[Fate, bytes | None]:
-        """Decide on a message found in a mailbox; (pull mode) deliver it if allowed.
-
-        Returns what becomes of it and, if HELD, its sealed bytes: NOT yet stored. The IMAP
-        watcher first notes durably which sealed bytes it is about to store, then stores
-        them (`Archive.append`), then removes the message upstream; so a crash at any point
-        neither loses the message nor, on restart, seals it twice.
+    ) -> Fate:
+        """Decide on a message found in a mailbox; seal it durably if held, or (pull mode)
+        deliver it if allowed. A message the archive already holds (looked at again after
+        a crash, or restored into the mailbox) is HELD again without being sealed twice
+        (rule 6): the caller removes it.
         """
+        mark = "imap:" + hashlib.sha256(raw).hexdigest()
+        if self.archive.sealed(mark):
+            return Fate.HELD
         message, decision = await self._decide(
             raw, self.rules, sender="", recipients=(), received_at=received_at
         )
         self.traffic.count("imap")
         if decision.held:
-            return Fate.HELD, await self.archive.seal(message, decision, extras={"imap": origin})
+            sealed = await self.archive.seal(message, decision, extras={"imap": origin})
+            await self.archive.append(EntryKind.SEALED, sealed, once=mark)
+            return Fate.HELD
         if deliver_to is not None:
             hop, recipient = deliver_to
             await hop.deliver(raw, "", (recipient,), ())
-            return Fate.DELIVERED, None
-        return Fate.KEPT, None
+            return Fate.DELIVERED
+        return Fate.KEPT
 
     async def receive(self, arrival: Arrival) -> None:
         """Seal or deliver one email; returns once it is durably one or the other."""
@@ -219,14 +230,15 @@ class Pipeline:
         webhook gets the same answer.
         """
         message, decision = self.decide_phone(arrival)
+        mark = line.mark(arrival.sid)
         async with line.claim(arrival.sid) as fresh:
-            if fresh and decision.held:
+            if fresh and self.archive.sealed(mark):  # stored before a crash: settle it
+                await line.held(arrival)
+            elif fresh and decision.held:
                 message = dataclasses.replace(message, raw=await line.evidence(arrival))
                 extras = {"provider": "twilio", "voicemail": arrival.voicemail}
                 sealed = await self.archive.seal(message, decision, extras=extras)
-                digest = hashlib.sha256(sealed).hexdigest()
-                noted = line.sealing(arrival.sid, digest, self.archive.size)
-                await self.archive.append(EntryKind.ITEM, sealed, first=noted)
+                await self.archive.append(EntryKind.SEALED, sealed, once=mark)
                 await line.held(arrival)
             elif fresh:
                 await line.passed(arrival)

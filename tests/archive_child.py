@@ -67,7 +67,7 @@ def crash_sync(options: argparse.Namespace) -> None:
     while True:
         bodies = [body_of(rng) for _ in range(rng.randint(1, 4))]
         receipts = log.append(
-            [(EntryKind.ITEM, body) for body in bodies], checkpoint=rng.random() < 0.3, now=now()
+            [(EntryKind.SEALED, body) for body in bodies], checkpoint=rng.random() < 0.3, now=now()
         )
         for receipt, body in zip(receipts, bodies, strict=True):
             ack(receipt, body)
@@ -91,7 +91,7 @@ async def crash_async(options: argparse.Namespace) -> None:
         own = random.Random(seed)
         while True:
             body = body_of(own)
-            ack(await archive.append(EntryKind.ITEM, body), body)
+            ack(await archive.append(EntryKind.SEALED, body), body)
 
     await asyncio.gather(*(produce(rng.randrange(1 << 32)) for _ in range(options.producers)))
 
@@ -119,7 +119,7 @@ def fill(options: argparse.Namespace) -> None:
     try:
         for _ in range(options.count):
             body = body_of(rng, 2_000, 6_000)
-            (receipt,) = log.append([(EntryKind.ITEM, body)], checkpoint=True, now=now())
+            (receipt,) = log.append([(EntryKind.SEALED, body)], checkpoint=True, now=now())
             ack(receipt, body)
     except NocontactError as error:
         emit(f"{type(error).__name__}: {error}")
@@ -134,7 +134,9 @@ def split(options: argparse.Namespace) -> None:
     first, orphan, oversized, last = b"first" * 50, b"orphan" * 50, bytes(1 << 20), b"last" * 50
     for batch in ([first], [orphan, oversized], [last]):
         try:
-            receipts = log.append([(EntryKind.ITEM, b) for b in batch], checkpoint=True, now=now())
+            receipts = log.append(
+                [(EntryKind.SEALED, b) for b in batch], checkpoint=True, now=now()
+            )
         except NocontactError as error:
             emit(f"{type(error).__name__}: {error}")
             continue
@@ -150,7 +152,7 @@ def append_and_die(options: argparse.Namespace) -> None:
     log = ArchiveLog.open(options.path, segment_bytes=options.segment_bytes)
     for _ in range(options.count):
         bodies = [body_of(rng, 200, 2_000) for _ in range(3)]
-        receipts = log.append([(EntryKind.ITEM, b) for b in bodies], checkpoint=True, now=now())
+        receipts = log.append([(EntryKind.SEALED, b) for b in bodies], checkpoint=True, now=now())
         for receipt, body in zip(receipts, bodies, strict=True):
             ack(receipt, body)
     os._exit(0)  # no close: the `checkpoint` file keeps the size it had at open

@@ -215,16 +215,14 @@ class Daemon:
 
 
 class Shelf:
-    """The archive as a watcher sees it, kept in a list: for tests about the watcher."""
+    """The archive as a watcher sees it (marks an older state hands over): for tests about
+    the watcher, whose `handle` stands for the pipeline that seals."""
 
     def __init__(self) -> None:
-        self.kept: list[bytes] = []
+        self.adopted: list[str] = []
 
-    def size(self) -> int:
-        return len(self.kept)
-
-    def store(self, sealed: list[bytes]) -> None:
-        self.kept.extend(sealed)
+    def adopt(self, marks: list[str]) -> None:
+        self.adopted.extend(marks)
 
     def stored(self, since: int) -> set[str]:
         return set()

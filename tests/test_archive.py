@@ -25,8 +25,10 @@ from proxy.archive import (
     layout,
     verify_archive,
 )
+from proxy.archive.log import TIME_GRAIN
 from proxy.archive.merkle import verify_inclusion
-from proxy.archive.note import Verifier
+from proxy.archive.note import Verifier, parse_checkpoint
+from proxy.archive.once import SealedMarks
 from proxy.archive.reader import SegmentScan, contiguous_segments, mapped
 from proxy.archive.records import HEADER_BYTES
 from proxy.archive.seal import parse_sealed
@@ -75,7 +77,7 @@ def test_held_items_are_sealed_and_read_back_whole(tmp_path: Path) -> None:
         await archive.close()
 
     asyncio.run(run())
-    items = [body for kind, _, body in _entries(root) if kind is EntryKind.ITEM]
+    items = [body for kind, _, body in _entries(root) if kind is EntryKind.SEALED]
     assert len(items) == 1
     metadata, original = parse_sealed(pyrage.decrypt(items[0], [IDENTITY]))
     assert original == message.raw
@@ -114,29 +116,118 @@ def test_nothing_readable_on_disk(tmp_path: Path) -> None:
     assert found == []
 
 
-def test_custody_records_are_sealed_entries(tmp_path: Path) -> None:
-    """A custody record is an entry of its own kind, sealed like an item."""
+def test_custody_records_look_like_items_and_are_signed_at_once(tmp_path: Path) -> None:
+    """Outside the seal a custody record is a sealed entry like any item (only its sealed
+    metadata says what it is), and a checkpoint follows it at once, for the contact's
+    tools, which read only what a checkpoint covers."""
     root = tmp_path / "archive"
 
-    async def run() -> None:
+    async def run() -> int:
         archive = await Archive.open(root, recipients=[RECIPIENT])
-        await archive.record_custody(
-            CustodyRecord(
-                contact="SHA256:abc",
-                action="export",
-                items=(1, 2),
-                at=NOW,
-                reason="for the hearing",
-            )
-        )
+        receipt = await archive.record_custody(
+            CustodyRecord(contact="SHA256:abc", action="export", items=(1, 2), at=NOW,
+                          reason="for the hearing")
+        )  # fmt: skip
         await archive.close()
+        return receipt.index
 
-    asyncio.run(run())
-    custody = [body for kind, _, body in _entries(root) if kind is EntryKind.CUSTODY]
-    metadata, _ = parse_sealed(pyrage.decrypt(custody[0], [IDENTITY]))
+    index = asyncio.run(run())
+    entries = list(_entries(root))
+    assert {kind for kind, _, _ in entries} == {EntryKind.SEALED, EntryKind.CHECKPOINT}
+    kind, _, body = entries[index]
+    assert kind is EntryKind.SEALED
+    assert entries[index + 1][0] is EntryKind.CHECKPOINT
+    metadata, _ = parse_sealed(pyrage.decrypt(body, [IDENTITY]))
+    assert metadata["kind"] == "custody"
     assert metadata["action"] == "export"
     assert metadata["reason"] == "for the hearing"
     verify_archive(root)
+
+
+def test_checkpoints_come_on_a_fixed_cadence_with_coarse_times(tmp_path: Path) -> None:
+    """Checkpoints are signed at every tick whether or not anything arrived; their times are
+    rounded down to the grain, and the segment's modification time is the latest
+    checkpoint's, not the latest entry's."""
+    root = tmp_path / "archive"
+
+    async def run() -> None:
+        archive = await Archive.open(root, recipients=[RECIPIENT], checkpoint_every=0.1)
+        await asyncio.sleep(0.55)  # idle: ticks all the same
+        await archive.append(EntryKind.SEALED, b"sealed bytes")
+        await archive.close()
+
+    asyncio.run(run())
+    entries = list(_entries(root))
+    checkpoints = [body for kind, _, body in entries if kind is EntryKind.CHECKPOINT]
+    assert len(checkpoints) >= 5  # creation, open, ticks while idle, close
+    verifier = Verifier.decode((root / layout.VERIFIER_KEY).read_text())
+    for note in checkpoints:
+        moment = parse_checkpoint(verifier.open(note)).time
+        assert moment.timestamp() % TIME_GRAIN == 0
+    mtime = (root / layout.LOG_DIR / "00000001.seg").stat().st_mtime
+    assert mtime % TIME_GRAIN == 0
+    assert mtime == parse_checkpoint(verifier.open(checkpoints[-1])).time.timestamp()
+
+
+def test_opening_and_closing_always_sign(tmp_path: Path) -> None:
+    """Whether or not anything came since the last checkpoint, opening and closing add one:
+    the number of checkpoints never says that something arrived."""
+    quiet, busy = tmp_path / "quiet", tmp_path / "busy"
+    for root, entries in ((quiet, 0), (busy, 1)):
+        log = ArchiveLog.open(root, segment_bytes=SMALL_SEGMENTS)
+        log.append([(EntryKind.SEALED, b"x")] * entries, checkpoint=False, now=NOW)
+        log.close(now=NOW)
+        ArchiveLog.open(root, segment_bytes=SMALL_SEGMENTS).close(now=NOW)
+    kinds = [[kind for kind, _, _ in _entries(root)] for root in (quiet, busy)]
+    assert kinds[0] == [EntryKind.CHECKPOINT] * 4  # created, closed, opened, closed
+    assert kinds[1] == [EntryKind.CHECKPOINT, EntryKind.SEALED] + [EntryKind.CHECKPOINT] * 3
+
+
+def test_a_version_1_archive_is_read_and_upgraded(tmp_path: Path) -> None:
+    """Custody entries of kind 2 from version 1 stay valid; opening the archive upgrades
+    archive.json, and verify accepts both forms."""
+    root = tmp_path / "archive"
+    log = ArchiveLog.open(root, segment_bytes=SMALL_SEGMENTS)
+    log.append([(EntryKind.CUSTODY, b"an old custody record")], checkpoint=True, now=NOW)
+    log.close(now=NOW)
+    manifest = layout.read_manifest(root)
+    old = layout.Manifest(origin=manifest.origin, segment_bytes=manifest.segment_bytes, version=1)
+    (root / layout.MANIFEST).write_bytes(layout.manifest_bytes(old))
+    verify_archive(root)
+    ArchiveLog.open(root, segment_bytes=SMALL_SEGMENTS).close(now=NOW)
+    assert layout.read_manifest(root).version == layout.VERSION == 2
+    verify_archive(root)
+    assert EntryKind.CUSTODY in {kind for kind, _, _ in _entries(root)}
+
+
+def test_an_arrival_is_sealed_once_across_restarts_and_unsettled_notes(tmp_path: Path) -> None:
+    """Marks stored with their entries survive a restart; a note whose sealed bytes never
+    reached the log (a crash between note and store) is dropped, a stored one kept."""
+    root = tmp_path / "archive"
+
+    async def first() -> None:
+        archive = await Archive.open(root, recipients=[RECIPIENT])
+        assert not archive.sealed("imap:one")
+        await archive.append(EntryKind.SEALED, b"sealed one", once="imap:one")
+        assert archive.sealed("imap:one")
+        await archive.close()
+
+    asyncio.run(first())
+    assert b"imap:one" not in (root / "sealed").read_bytes()  # marks are keyed hashes
+    log = ArchiveLog.open(root, segment_bytes=SMALL_SEGMENTS)  # a crash, by hand:
+    marks = SealedMarks.open(root, log.derive_key(b"nocontact sealed marks v1"), lambda _: set())
+    marks.note([("imap:stored", b"sealed stored"), ("imap:lost", b"sealed lost")], log.tree.size)
+    log.append([(EntryKind.SEALED, b"sealed stored")], checkpoint=False, now=NOW)
+    marks.close()
+    log.close(now=NOW)
+
+    async def second() -> list[bool]:
+        archive = await Archive.open(root, recipients=[RECIPIENT])
+        found = [archive.sealed(m) for m in ("imap:one", "imap:stored", "imap:lost")]
+        await archive.close()
+        return found
+
+    assert asyncio.run(second()) == [True, True, False]
 
 
 def test_group_commit_shares_fsyncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -171,14 +262,14 @@ def test_group_commit_shares_fsyncs(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_idle_archive_signs_its_tail(tmp_path: Path) -> None:
-    """Entries are under a signed checkpoint within checkpoint_every, even with no more traffic."""
+    """Entries are under a signed checkpoint at the next tick, even with no more traffic."""
     root = tmp_path / "archive"
 
     async def run() -> int:
         archive = await Archive.open(root, recipients=[RECIPIENT], checkpoint_every=0.05)
         await asyncio.sleep(0.1)
-        await archive.append(EntryKind.ITEM, b"sealed bytes")
-        await archive.append(EntryKind.ITEM, b"more sealed bytes")
+        await archive.append(EntryKind.SEALED, b"sealed bytes")
+        await archive.append(EntryKind.SEALED, b"more sealed bytes")
         await asyncio.sleep(0.3)
         verifier = Verifier.decode((root / layout.VERIFIER_KEY).read_text())
         signed = layout.read_head_size(root, verifier)
@@ -193,7 +284,7 @@ def test_inclusion_proof_against_the_signed_head(tmp_path: Path) -> None:
     root = tmp_path / "archive"
     log = ArchiveLog.open(root, segment_bytes=SMALL_SEGMENTS)
     for i in range(20):
-        log.append([(EntryKind.ITEM, os.urandom(100 + i))], checkpoint=i % 7 == 0, now=NOW)
+        log.append([(EntryKind.SEALED, os.urandom(100 + i))], checkpoint=i % 7 == 0, now=NOW)
     log.close()
     report = verify_archive(root)
     reopened = ArchiveLog.open(root, segment_bytes=SMALL_SEGMENTS)
@@ -212,7 +303,7 @@ def _build(root: Path) -> None:
     log = ArchiveLog.open(root, segment_bytes=4096)
     for i in range(12):
         body = bytes([i]) * (300 + 97 * i)
-        log.append([(EntryKind.ITEM, body)], checkpoint=i % 4 == 3, now=NOW)
+        log.append([(EntryKind.SEALED, body)], checkpoint=i % 4 == 3, now=NOW)
     log.close()
 
 

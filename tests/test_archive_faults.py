@@ -173,7 +173,7 @@ def stored(path: Path, bodies: Container[int] | None = None) -> list[Stored]:
 
 def items(path: Path) -> dict[int, str]:
     """Index -> body sha256 of every item entry in the log."""
-    return {e.index: e.body_sha for e in stored(path) if e.kind is EntryKind.ITEM}
+    return {e.index: e.body_sha for e in stored(path) if e.kind is EntryKind.SEALED}
 
 
 def assert_holds(path: Path, acked: dict[int, str], context: str = "") -> None:
@@ -221,7 +221,7 @@ def fill_log(path: Path, batches: int, *, segment_bytes: int = SEGMENT) -> dict[
     log = ArchiveLog.open(path, segment_bytes=segment_bytes)
     for _ in range(batches):
         bodies = [rng.randbytes(rng.randint(100, 3000)) for _ in range(3)]
-        receipts = log.append([(EntryKind.ITEM, b) for b in bodies], checkpoint=True, now=NOW)
+        receipts = log.append([(EntryKind.SEALED, b) for b in bodies], checkpoint=True, now=NOW)
         acked |= {r.index: sha(b) for r, b in zip(receipts, bodies, strict=True)}
     log.close()
     return acked
@@ -302,7 +302,7 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_entry(tmp_path: Path) -
         assert len(entries) == size, context
         for index, ack in acked.items():
             entry = entries[index]
-            assert entry.kind is EntryKind.ITEM, f"{context}: entry {index}"
+            assert entry.kind is EntryKind.SEALED, f"{context}: entry {index}"
             assert entry.leaf_hash.hex() == ack.leaf_hash, f"{context}: entry {index} changed"
             if index in new:
                 assert entry.body_sha == ack.body_sha, f"{context}: entry {index} body"
@@ -321,7 +321,7 @@ def test_torn_record_at_the_end_is_zeroed_and_the_rest_kept(tmp_path: Path, cut:
     acked = fill_log(path, 4)
     size = verify_archive(path).entries
     segment, end = log_end(path)
-    record, _ = encode(EntryKind.ITEM, size, b"never acknowledged" * 30)
+    record, _ = encode(EntryKind.SEALED, size, b"never acknowledged" * 30)
     with segment.open("r+b") as handle:
         handle.seek(end)
         handle.write(record[:cut])
@@ -329,16 +329,17 @@ def test_torn_record_at_the_end_is_zeroed_and_the_rest_kept(tmp_path: Path, cut:
         verify_archive(path)
 
     log = ArchiveLog.open(path)
-    assert log.tree.size == size
+    assert log.tree.size == size + 1  # the torn record is gone; opening signed a checkpoint
+    assert log.last_checkpoint == size
     with segment.open("rb") as handle:
         handle.seek(end)
-        assert handle.read(len(record)) == bytes(len(record)), "the torn bytes were kept"
-    (receipt,) = log.append([(EntryKind.ITEM, b"next")], checkpoint=False, now=NOW)
-    assert receipt.index == size
+        assert handle.read(HEADER_BYTES) != record[:HEADER_BYTES], "the torn bytes were kept"
+    (receipt,) = log.append([(EntryKind.SEALED, b"next")], checkpoint=False, now=NOW)
+    assert receipt.index == size + 1
     log.close()
 
     verify_archive(path)
-    assert_holds(path, acked | {size: sha(b"next")})
+    assert_holds(path, acked | {size + 1: sha(b"next")})
 
 
 def test_complete_unsigned_record_at_the_end_is_kept_and_signed(tmp_path: Path) -> None:
@@ -349,13 +350,13 @@ def test_complete_unsigned_record_at_the_end_is_kept_and_signed(tmp_path: Path) 
     size = verify_archive(path).entries
     segment, end = log_end(path)
     body = b"written, not yet acknowledged" * 10
-    record, _ = encode(EntryKind.ITEM, size, body)
+    record, _ = encode(EntryKind.SEALED, size, body)
     with segment.open("r+b") as handle:
         handle.seek(end)
         handle.write(record)
 
     ArchiveLog.open(path).close()
-    assert verify_archive(path).entries == size + 2  # the entry and the checkpoint over it
+    assert verify_archive(path).entries == size + 3  # the entry; opening and closing signed
     assert_holds(path, acked | {size: sha(body)})
 
 
@@ -384,11 +385,12 @@ def test_damaged_body_under_a_checkpoint_is_never_repaired(tmp_path: Path) -> No
     fill_log(path, 4)
     victim = stored(path)[6]
     flip(path, victim, HEADER_BYTES + victim.length // 2)
-    before = snapshot(path)
+    segment, end = log_end(path)
+    before = segment.read_bytes()[:end]
 
     with contextlib.suppress(ArchiveCorrupt):
         ArchiveLog.open(path).close()
-    assert snapshot(path) == before
+    assert segment.read_bytes()[:end] == before  # only appended to (checkpoints), never changed
     with pytest.raises(VerifyFailure, match=f"entry {victim.index}: content"):
         verify_archive(path)
 
@@ -403,7 +405,7 @@ def test_damaged_entry_signed_in_the_log_after_a_crash_is_not_discarded(tmp_path
     acked = body_shas(acks)
     entries = stored(path)
     victim = entries[5]
-    assert victim.kind is EntryKind.ITEM
+    assert victim.kind is EntryKind.SEALED
     assert any(e.kind is EntryKind.CHECKPOINT and e.index > victim.index for e in entries)
     flip(path, victim, 0)
     before = snapshot(path)
@@ -527,7 +529,7 @@ def append_until_refused(log: ArchiveLog, acked: dict[int, str]) -> RetryLater:
     for count in range(1, 200):
         body = rng.randbytes(8000)
         try:
-            (receipt,) = log.append([(EntryKind.ITEM, body)], checkpoint=False, now=NOW)
+            (receipt,) = log.append([(EntryKind.SEALED, body)], checkpoint=False, now=NOW)
             acked[receipt.index] = sha(body)
             if count % 4 == 0:
                 log.append([], checkpoint=True, now=NOW)
@@ -569,12 +571,12 @@ def test_full_disk_refuses_at_rollover_and_resumes_when_space_returns(small_disk
         assert sorted(os.listdir(log_dir)) == [segment_name(1), segment_name(2)]
         assert_holds(path, acked)
         with pytest.raises(ArchiveFull):
-            log.append([(EntryKind.ITEM, b"still no room" * 1000)], checkpoint=False, now=NOW)
+            log.append([(EntryKind.SEALED, b"still no room" * 1000)], checkpoint=False, now=NOW)
         assert log.tree.size == size
 
         subprocess.run(["mount", "-o", "remount,size=4m", str(small_disk)], check=True)
         body = b"room again" * 1000
-        (receipt,) = log.append([(EntryKind.ITEM, body)], checkpoint=True, now=NOW)
+        (receipt,) = log.append([(EntryKind.SEALED, body)], checkpoint=True, now=NOW)
         assert receipt.index == size
         acked[receipt.index] = sha(body)
     finally:
@@ -694,13 +696,13 @@ def test_deleting_the_current_segment_makes_appends_unavailable(tmp_path: Path) 
     path = tmp_path / "archive"
     log = ArchiveLog.open(path, segment_bytes=SEGMENT)
     try:
-        batch = [(EntryKind.ITEM, b"one"), (EntryKind.ITEM, b"two")]
+        batch = [(EntryKind.SEALED, b"one"), (EntryKind.SEALED, b"two")]
         log.append(batch, checkpoint=True, now=NOW)
         size = log.tree.size
         (path / layout.LOG_DIR / segment_name(1)).unlink()
         for _ in range(2):
             with pytest.raises(ArchiveUnavailable, match="deleted"):
-                log.append([(EntryKind.ITEM, b"three")], checkpoint=True, now=NOW)
+                log.append([(EntryKind.SEALED, b"three")], checkpoint=True, now=NOW)
             assert log.tree.size == size
     finally:
         log.close()
@@ -714,7 +716,7 @@ async def _acknowledge(archive: Archive, count: int) -> tuple[dict[int, str], li
     acked: dict[int, str] = {}
     for number in range(count):
         body = f"item {number} ".encode() * 800
-        acked[(await archive.append(EntryKind.ITEM, body)).index] = sha(body)
+        acked[(await archive.append(EntryKind.SEALED, body)).index] = sha(body)
     message = email("From: Mark Smith <mark.smith@gmail.com>\nSubject: hi", "call me")
     held = await archive.hold(message, decide(message, make_rules()))
     return acked, [held]
@@ -723,7 +725,7 @@ async def _acknowledge(archive: Archive, count: int) -> tuple[dict[int, str], li
 async def _fail_together(archive: Archive, count: int) -> list[BaseException]:
     """Start `count` appends at once; every one of them must fail."""
     results = await asyncio.gather(
-        *(archive.append(EntryKind.ITEM, f"lost {n}".encode()) for n in range(count)),
+        *(archive.append(EntryKind.SEALED, f"lost {n}".encode()) for n in range(count)),
         return_exceptions=True,
     )
     assert all(isinstance(r, BaseException) for r in results), "an append was acknowledged"
@@ -747,7 +749,7 @@ def test_async_batch_after_the_segment_is_deleted_fails_whole(tmp_path: Path) ->
         failures = await _fail_together(archive, 8)
         assert all(isinstance(f, ArchiveUnavailable) for f in failures), failures
         with pytest.raises(RetryLater):
-            await archive.append(EntryKind.ITEM, b"later")
+            await archive.append(EntryKind.SEALED, b"later")
         await archive.close()
         segment.write_bytes(kept)  # put the acknowledged entries back, as a restore would
         return acked, held
@@ -758,7 +760,7 @@ def test_async_batch_after_the_segment_is_deleted_fails_whole(tmp_path: Path) ->
     assert_holds(path, acked)
     entries = stored(path)
     assert entries[held[0].index].leaf_hash == held[0].leaf_hash
-    assert len([e for e in entries if e.kind is EntryKind.ITEM]) == len(acked) + 1
+    assert len([e for e in entries if e.kind is EntryKind.SEALED]) == len(acked) + 1
 
 
 def test_async_writer_stays_poisoned_after_a_write_error(tmp_path: Path) -> None:
@@ -776,7 +778,7 @@ def test_async_writer_stays_poisoned_after_a_write_error(tmp_path: Path) -> None
             failures = await _fail_together(archive, 8)
         assert all(isinstance(f, ArchiveFull) for f in failures), failures
         with pytest.raises(ArchiveUnavailable, match="stopped after a write error"):
-            await archive.append(EntryKind.ITEM, b"the fault is gone")
+            await archive.append(EntryKind.SEALED, b"the fault is gone")
         await archive.close()
         return acked
 
@@ -786,11 +788,11 @@ def test_async_writer_stays_poisoned_after_a_write_error(tmp_path: Path) -> None
     async def reopened() -> Receipt:
         archive = await Archive.open(path, recipients=[RECIPIENT], segment_bytes=SEGMENT)
         try:
-            return await archive.append(EntryKind.ITEM, b"after reopening")
+            return await archive.append(EntryKind.SEALED, b"after reopening")
         finally:
             await archive.close()
 
     receipt = asyncio.run(reopened())
-    assert receipt.index == size
+    assert receipt.index == size + 1  # after opening's checkpoint
     verify_archive(path)
     assert_holds(path, acked | {receipt.index: sha(b"after reopening")})

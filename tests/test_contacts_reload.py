@@ -62,13 +62,15 @@ def test_new_contacts_take_effect_on_sighup_and_the_change_is_in_the_log(
         stderr = stopped(process)
     assert "contacts changed" in stderr
     entries = _entries(tmp_path / "archive")
-    items = [body for kind, body in entries if kind is EntryKind.ITEM]
+    sealed = [body for kind, body in entries if kind is EntryKind.SEALED]
+    kinds = [(_opened(b, IDENTITY) or _opened(b, newcomer) or {}).get("kind") for b in sealed]
+    items = [body for body, kind in zip(sealed, kinds, strict=True) if kind == "item"]
     assert len(items) == 2
     assert _opened(items[0], IDENTITY) is not None
     assert _opened(items[0], newcomer) is None
     assert _opened(items[1], newcomer) is not None
     assert _opened(items[1], IDENTITY) is None
-    records = [_opened(body, newcomer) for kind, body in entries if kind is EntryKind.CUSTODY]
+    records = [_opened(body, newcomer) for body in sealed]
     changes = [r for r in records if r is not None and r.get("action") == "contacts changed"]
     assert len(changes) == 1
     assert fingerprint(str(newcomer.to_public())) in changes[0]["reason"]
@@ -86,8 +88,8 @@ def test_contacts_changed_while_stopped_are_recorded_at_the_next_open(tmp_path: 
 
     for recipient in (RECIPIENT, str(newcomer.to_public()), str(newcomer.to_public())):
         asyncio.run(opened_with(recipient))
-    custody = [body for kind, body in _entries(tmp_path / "archive") if kind is EntryKind.CUSTODY]
-    assert len(custody) == 1
-    record = _opened(custody[0], newcomer)
+    sealed = [body for kind, body in _entries(tmp_path / "archive") if kind is EntryKind.SEALED]
+    assert len(sealed) == 1  # nothing was held: the one sealed entry is the custody record
+    record = _opened(sealed[0], newcomer)
     assert record is not None
     assert record["action"] == "contacts changed"

@@ -96,7 +96,7 @@ def _watch(
 
     def handle(found: list[watch.Found]) -> list[watch.Judged]:
         handed.extend(raw for raw, _, _ in found)
-        return [(Fate.HELD, raw) for raw, _, _ in found]
+        return [Fate.HELD for _ in found]
 
     class Recorder(_Recorder):
         body_fetches: list[list[int]] = []  # noqa: RUF012  # one list per test

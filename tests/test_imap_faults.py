@@ -33,7 +33,6 @@ from tests.imap_helpers import (
     ALLOWED,
     FROM_HIM,
     Daemon,
-    Shelf,
     append,
     append_raw,
     flags,
@@ -108,13 +107,11 @@ def test_mail_landing_during_a_search_is_not_left_for_the_keepalive(
 
     def handle(found: list[watch.Found]) -> list[watch.Judged]:
         held.extend(raw for raw, _, _ in found)
-        return [(Fate.HELD, raw) for raw, _, _ in found]
+        return [Fate.HELD for _ in found]
 
-    shelf = Shelf()
-    with watching(tmp_path, dovecot, handle, client=LandsDuringTheSearch, shelf=shelf):
+    with watching(tmp_path, dovecot, handle, client=LandsDuringTheSearch):
         wait_for(lambda: bool(landed) and _gone(dovecot, "INBOX", *landed), timeout=5.0)
     assert [landed[0].encode() in raw for raw in held] == [True]
-    assert shelf.kept == held
 
 
 POISON_SUBJECT = "=?utf-7?q?+2AA-?="  # decodes to a lone surrogate, '\ud800'
@@ -140,19 +137,20 @@ def test_a_message_that_cannot_be_decided_holds_back_nothing_and_is_retried(
                 if failing.is_set():
                     judged.append(None)
                     continue
-            judged.append((Fate.HELD, raw))
+            judged.append(Fate.HELD)
+            handed_over.append(raw)
         return judged
 
-    shelf = Shelf()
-    with watching(tmp_path, dovecot, handle, shelf=shelf):
+    handed_over: list[bytes] = []
+    with watching(tmp_path, dovecot, handle):
         wait_for(lambda: _gone(dovecot, "INBOX", first, later), timeout=5.0)
         wait_for(lambda: len(tries) >= 2, timeout=5.0)  # looked at again, about 1 s later
         assert flags(dovecot, "INBOX") == {stuck: frozenset({b"\\Flagged"})}
     assert AccountState(tmp_path / "state.json").folder("INBOX").retry  # type: ignore[union-attr]
     failing.clear()
-    with watching(tmp_path, dovecot, handle, shelf=shelf):  # a restart: tried again at once
+    with watching(tmp_path, dovecot, handle):  # a restart: tried again at once
         wait_for(lambda: _gone(dovecot, "INBOX", stuck), timeout=5.0)
-    assert sorted(raw.split(b"Subject: ")[1][:32].decode() for raw in shelf.kept) == sorted(
+    assert sorted(raw.split(b"Subject: ")[1][:32].decode() for raw in handed_over) == sorted(
         [first, stuck, later]
     )
     assert AccountState(tmp_path / "state.json").folder("INBOX").retry == ()  # type: ignore[union-attr]
@@ -339,10 +337,10 @@ def test_the_runner_decides_each_message_of_a_batch_on_its_own(tmp_path: Path) -
     class PoisonedPipeline:
         archive = None
 
-        async def receive_stored(self, raw: bytes, **_: object) -> tuple[Fate, bytes | None]:
+        async def receive_stored(self, raw: bytes, **_: object) -> Fate:
             if raw == b"poison":
                 raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
-            return Fate.HELD, raw.upper()
+            return Fate.HELD if raw == b"one" else Fate.KEPT
 
     settings = ImapChannel.model_validate({
         "accounts": [{"name": "home", "host": servers.HOST, "port": 1, "tls": "none",
@@ -357,4 +355,4 @@ def test_the_runner_decides_each_message_of_a_batch_on_its_own(tmp_path: Path) -
         )
         return await asyncio.to_thread(runner._handle, batch)
 
-    assert asyncio.run(main()) == [(Fate.HELD, b"ONE"), None, (Fate.HELD, b"TWO")]
+    assert asyncio.run(main()) == [Fate.HELD, None, Fate.KEPT]

@@ -108,7 +108,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Source:
     tree = MerkleTree([stored for _, _, _, stored in records])
     files: dict[str, bytes] = {}
     items, proofs = [], {}
-    held = [(i, body, stored) for kind, i, body, stored in records if kind is EntryKind.ITEM]
+    held = [(i, body, stored) for kind, i, body, stored in records if kind is EntryKind.SEALED]
     for number, (index, body, stored) in enumerate(held, start=1):
         bates = f"NC-{number:06d}"
         metadata, payload = parse_sealed(pyrage.decrypt(body, [IDENTITY]))

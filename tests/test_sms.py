@@ -336,12 +336,12 @@ def test_reconciliation_passes_asked_for_together_run_one_at_a_time(tmp_path: Pa
             reading_texts = reconciler._texts
             running, most = [0], [0]
 
-            async def texts() -> None:
+            async def texts(since: datetime, reach: datetime) -> None:
                 running[0] += 1
                 most[0] = max(most[0], running[0])
                 try:
                     await asyncio.sleep(0.05)  # long enough for the others to start
-                    await reading_texts()
+                    await reading_texts(since, reach)
                 finally:
                     running[0] -= 1
 
@@ -466,40 +466,35 @@ def test_logs_say_the_same_for_held_and_allowed_and_never_who(tmp_path: Path) ->
     run_with_fake(test)
 
 
-def test_ledger_settles_a_crash_between_sealing_note_and_handled_line(tmp_path: Path) -> None:
-    """A sealing note counts as handled iff the archive holds exactly those sealed bytes."""
-
+def test_ledger_hands_an_older_versions_held_sids_to_the_archive(tmp_path: Path) -> None:
+    """An older journal's `"held": true` lines and sealing notes become the archive's marks
+    (a note only if the archive holds exactly those sealed bytes); the rewritten journal
+    records every handled SID alike."""
     path = tmp_path / JOURNAL
+    path.write_text(
+        '{"sid":"SMold","held":true}\n{"sid":"SMfine","held":false}\n'
+        f'{{"sid":"SMstored","sealed":"{"a" * 64}","at":7}}\n'
+        f'{{"sid":"SMlost","sealed":"{"b" * 64}","at":9}}\n'
+    )
+    adopted: list[str] = []
+    asked: list[int] = []
 
-    def reopen(stored: Callable[[int], set[str]]) -> tuple[Journal, Ledger]:
-        journal, entries = Journal.open(path)
-        ledger = Ledger.restore(journal, entries, stored)
-        journal.compact(ledger.lines())
-        return journal, ledger
+    def stored(since: int) -> set[str]:
+        asked.append(since)
+        return {"a" * 64}
 
-    async def test() -> None:
-        journal, ledger = reopen(lambda since: set())
-        ledger.sealing("SMstored", "a" * 64, 7)()
-        ledger.sealing("SMlost", "b" * 64, 9)()
-        journal.close()
-        asked: list[int] = []
-
-        def stored(since: int) -> set[str]:
-            asked.append(since)
-            return {"a" * 64}
-
-        journal, again = reopen(stored)
-        assert again.handled("SMstored")
-        assert again.held("SMstored")
-        assert not again.handled("SMlost")
-        assert asked == [7]
-        journal.close()
-        journal, third = reopen(lambda since: set())  # compacted: no notes left to settle
-        assert third.handled("SMstored")
-        assert not third.handled("SMlost")
-        journal.close()
-
-    asyncio.run(test())
+    journal, entries = Journal.open(path)
+    ledger = Ledger.restore(journal, entries, sealed=lambda mark: mark in adopted,
+                            stored=stored, adopt=adopted.extend)  # fmt: skip
+    journal.compact(ledger.lines())
+    journal.close()
+    assert sorted(adopted) == ["twilio:SMold", "twilio:SMstored"]
+    assert asked == [7]
+    assert [ledger.held(sid) for sid in ("SMold", "SMstored", "SMfine")] == [True, True, False]
+    assert [ledger.handled(sid) for sid in ("SMfine", "SMlost")] == [True, False]
+    assert sorted(path.read_text().splitlines()) == [
+        '{"sid":"SMfine"}', '{"sid":"SMold"}', '{"sid":"SMstored"}'
+    ]  # fmt: skip
 
 
 def test_long_texts_are_split_within_the_provider_limit() -> None:

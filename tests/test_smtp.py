@@ -53,7 +53,7 @@ def held_items(root: Path) -> list[tuple[dict[str, Any], bytes]]:
     for number in contiguous_segments(log_dir):
         with mapped(log_dir / segment_name(number)) as buffer:
             for record in SegmentScan(number, buffer):
-                if record.header.kind is EntryKind.ITEM:
+                if record.header.kind is EntryKind.SEALED:
                     found.append(parse_sealed(pyrage.decrypt(bytes(record.body), [IDENTITY])))
                 del record
     return found

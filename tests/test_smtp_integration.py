@@ -152,7 +152,7 @@ def sealed_originals(archive: Path) -> list[bytes]:
             bodies += [
                 bytes(record.body)
                 for record in SegmentScan(number, buffer)
-                if record.header.kind is EntryKind.ITEM
+                if record.header.kind is EntryKind.SEALED
             ]
     return [parse_sealed(pyrage.decrypt(body, [IDENTITY]))[1] for body in bodies]
 

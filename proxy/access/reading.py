@@ -29,6 +29,7 @@ from proxy.archive import EntryKind, VerifyFailure, VerifyReport, layout, verify
 from proxy.archive.reader import SegmentScan, contiguous_segments, mapped
 from proxy.archive.seal import SealedFormatError, main_sender, parse_sealed
 from proxy.archive.segments import segment_name
+from proxy.custody import CustodyProblem, sign_now
 from proxy.errors import NocontactError
 
 WRONG_KEY = "this key is not one of the archive's contacts: is it the right key file?"
@@ -116,7 +117,7 @@ class OpenedArchive:
         return self.report.checkpoint.size
 
     def _records(self) -> Iterator[tuple[EntryKind, int, bytes, bytes]]:
-        log_dir = self.root / "log"
+        log_dir = self.root / layout.LOG_DIR
         for number in contiguous_segments(log_dir):
             with mapped(log_dir / segment_name(number)) as buffer:
                 for record in SegmentScan(number, buffer):
@@ -142,7 +143,7 @@ class OpenedArchive:
         selection = selection or Selection()
         self.unreadable = self._opened = 0
         for kind, index, body, leaf in self._records():
-            if kind is not EntryKind.ITEM:
+            if kind is not EntryKind.SEALED:
                 continue
             opened = self._open(index, body)
             if opened is None:
@@ -150,6 +151,8 @@ class OpenedArchive:
                 continue
             self._opened += 1
             metadata, payload = opened
+            if metadata.get("kind") == "custody":  # looks like an item outside the seal
+                continue
             item = HeldItem(
                 sequence=index, sealed=body, leaf_hash=leaf, metadata=metadata, payload=payload
             )
@@ -162,9 +165,9 @@ class OpenedArchive:
         """The held item at `sequence`, if there is one and this key opens it (only that
         one is decrypted)."""
         for kind, index, body, leaf in self._records():
-            if index == sequence and kind is EntryKind.ITEM:
+            if index == sequence and kind is EntryKind.SEALED:
                 opened = self._open(index, body)
-                if opened is None:
+                if opened is None or opened[0].get("kind") == "custody":
                     return None
                 return HeldItem(sequence=index, sealed=body, leaf_hash=leaf,
                                 metadata=opened[0], payload=opened[1])  # fmt: skip
@@ -173,12 +176,10 @@ class OpenedArchive:
     def custody(self) -> list[CustodyEntry]:
         """Every custody record this key opens, in log order."""
         found = []
-        for kind, index, body, _ in self._records():
-            if kind is not EntryKind.CUSTODY:
-                continue
+        for _, index, body, _ in self._records():
             opened = self._open(index, body)
-            if opened is None:
-                continue
+            if opened is None or opened[0].get("kind") != "custody":
+                continue  # (version 1 wrote custody as a kind of its own; its seal says so too)
             record = opened[0]
             found.append(
                 CustodyEntry(
@@ -192,8 +193,13 @@ class OpenedArchive:
 
 
 def open_archive(root: str | os.PathLike[str], identity: Any) -> OpenedArchive:
-    """The archive at `root`, verified, to be read with `identity`."""
+    """The archive at `root`, verified, to be read with `identity` (a running daemon first
+    signs what it stored since its last checkpoint)."""
     path = Path(root)
+    try:
+        sign_now(path)  # the daemon's newest items, under a checkpoint before reading
+    except CustodyProblem as problem:
+        raise AccessProblem(str(problem)) from None
     try:
         report = verify_archive(path)
     except VerifyFailure as failure:

@@ -19,7 +19,8 @@ from proxy.archive.errors import ArchiveCorrupt
 from proxy.archive.note import NoteError, Verifier, parse_checkpoint
 
 FORMAT = "nocontact-archive"
-VERSION = 1
+VERSION = 2  # 2: items and custody records share one entry kind (records.py rule 3)
+VERSIONS = (1, 2)  # what can be read; a version 1 archive is upgraded when next opened
 ORIGIN_PREFIX = "nocontact.archive/"
 SEGMENT_BYTES = 64 << 20
 
@@ -36,11 +37,12 @@ RECIPIENTS = "recipients"  # the contacts' age public keys, for sealing custody 
 class Manifest:
     origin: str
     segment_bytes: int
+    version: int = VERSION
 
 
 def manifest_bytes(manifest: Manifest) -> bytes:
     """The one exact form archive.json is written in (verify accepts no other)."""
-    data = {"format": FORMAT, "version": VERSION, "origin": manifest.origin,
+    data = {"format": FORMAT, "version": manifest.version, "origin": manifest.origin,
             "segment_bytes": manifest.segment_bytes}  # fmt: skip
     return (json.dumps(data, indent=2) + "\n").encode()
 
@@ -53,14 +55,18 @@ def read_manifest(root: Path) -> Manifest:
         raise ArchiveCorrupt(f"{MANIFEST} is unreadable: {error}") from error
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ArchiveCorrupt(f"{root} is not a nocontact archive ({MANIFEST} says otherwise)")
-    if data.get("version") != VERSION:
-        raise ArchiveCorrupt(f"archive format version {data.get('version')!r} is not {VERSION}")
+    version = data.get("version")
+    if version not in VERSIONS:
+        raise ArchiveCorrupt(
+            f"archive format version {version!r} is not one this nocontact reads "
+            f"({', '.join(map(str, VERSIONS))}): use a newer nocontact"
+        )
     origin, size = data.get("origin"), data.get("segment_bytes")
     if not isinstance(origin, str) or not origin.startswith(ORIGIN_PREFIX):
         raise ArchiveCorrupt(f"{MANIFEST} has no valid origin")
     if not isinstance(size, int) or size < 4096:
         raise ArchiveCorrupt(f"{MANIFEST} has no valid segment_bytes")
-    return Manifest(origin=origin, segment_bytes=size)
+    return Manifest(origin=origin, segment_bytes=size, version=int(version))
 
 
 def read_head_size(root: Path, verifier: Verifier) -> int:

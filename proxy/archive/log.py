@@ -9,12 +9,19 @@ Rules this module keeps:
    later append raises `ArchiveUnavailable` until the archive is reopened, because after a
    failed fsync the kernel may have dropped the data it reported dirty.
 3. A batch may end with a checkpoint entry: the Ed25519-signed C2SP checkpoint of the
-   tree before it. The writer decides when (see writer.py); `close` always leaves the
-   whole log covered by a checkpoint. The latest checkpoint is also kept in the file
+   tree before it. The writer decides when (see writer.py). Opening and closing always
+   sign one, whether or not entries came since the last: a checkpoint's presence never
+   says that something arrived. The latest checkpoint is also kept in the file
    `checkpoint`, so cutting entries off the end of the log is detected.
 4. Opening recovers from a crash: a torn record at the end (written, never acknowledged)
    is zeroed, never kept half; complete records after the last checkpoint are kept and
    signed. Damage inside the signed part is never "repaired": it raises `ArchiveCorrupt`.
+5. Times are coarse: a checkpoint's time is rounded down to `TIME_GRAIN` (10 minutes),
+   and after every batch the segment's modification time is set back to the latest
+   checkpoint's, so neither dates an entry more finely than the checkpoint cadence does.
+   (The inode's change time, which no one can set, still moves: docs/what-files-tell.md.)
+6. Opening a version 1 archive upgrades its `archive.json` to the current version: the
+   entries already written keep their kinds and stay valid (records.py rule 3).
 """
 
 from __future__ import annotations
@@ -48,9 +55,17 @@ from proxy.archive.segments import (
     segment_name,
 )
 from proxy.disk import fsync_directory, write_all
+from proxy.errors import RetryLater
 
 Clock = Callable[[], datetime]
 _IOV_MAX = 1024
+TIME_GRAIN = 600  # seconds: checkpoint times are rounded down to this (rule 5)
+
+
+def coarse(moment: datetime) -> datetime:
+    """`moment` rounded down to `TIME_GRAIN` (rule 5), in UTC."""
+    seconds = int(moment.timestamp())
+    return datetime.fromtimestamp(seconds - seconds % TIME_GRAIN, UTC)
 
 
 def _utc_now() -> datetime:
@@ -82,6 +97,7 @@ class ArchiveLog:
         self._offset = 0
         self._capacity = 0
         self._latest_note: bytes | None = None  # the newest checkpoint note
+        self._signed_at = 0  # the newest checkpoint's (coarse) time, in ns since the epoch
         self._head_stale = False  # the `checkpoint` file is older than _latest_note
         self._broken: str | None = None
 
@@ -148,8 +164,11 @@ class ArchiveLog:
             raise ArchiveCorrupt("signing.pub does not match the archive's signing key")
         log = cls(root, lock_fd, signer, manifest.segment_bytes)
         log._recover(verifier)
-        if log.unsigned:
-            log.append([], checkpoint=True, now=clock())
+        if manifest.version != layout.VERSION:  # rule 6
+            upgraded = layout.Manifest(origin=manifest.origin,
+                                       segment_bytes=manifest.segment_bytes)  # fmt: skip
+            layout.replace_file(root / layout.MANIFEST, layout.manifest_bytes(upgraded))
+        log.append([], checkpoint=True, now=clock())  # rule 3: whether or not any are unsigned
         log.publish_head()
         return log
 
@@ -282,20 +301,23 @@ class ArchiveLog:
             records.append(record)
             self.tree.append(digest)
         note = None
+        signed_at = self._signed_at
         if checkpoint:
-            size = self.tree.size
+            size, stamp = self.tree.size, coarse(now)
             note = self._signer.sign(
-                Checkpoint(origin=self._signer.name, size=size, root=self.tree.root(), time=now)
+                Checkpoint(origin=self._signer.name, size=size, root=self.tree.root(), time=stamp)
                 .body()
             )  # fmt: skip
+            signed_at = int(stamp.timestamp()) * 1_000_000_000
             record, digest = encode_parts(EntryKind.CHECKPOINT, size, note)
             records.append(record)
             self.tree.append(digest)
         try:
-            self._write(records)
+            self._write(records, signed_at)
         except BaseException:
             self.tree.truncate(start_size)
             raise
+        self._signed_at = signed_at
         if note is not None:
             self.last_checkpoint = self.tree.size - 1
             self._latest_note, self._head_stale = note, True
@@ -303,7 +325,7 @@ class ArchiveLog:
                 self.publish_head()
         return receipts
 
-    def _write(self, records: list[Parts]) -> None:
+    def _write(self, records: list[Parts], signed_at: int) -> None:
         """Write a batch: first every segment it needs is made ready, then the bytes go in.
 
         Any segment the batch rolls into is created (or found prepared) before a byte is
@@ -328,6 +350,7 @@ class ArchiveLog:
                 if index:
                     self._use_segment(self._segment + 1, 0)
                 self._flush(group)
+                os.utime(self._fd, ns=(signed_at, signed_at))  # rule 5
         except OSError as error:
             self._broken = error.strerror or type(error).__name__
             raise_typed(error, "appending")
@@ -349,6 +372,10 @@ class ArchiveLog:
             offset += expected
         os.fdatasync(self._fd)
         self._offset = offset
+
+    def derive_key(self, purpose: bytes) -> bytes:
+        """A secret key for `purpose`, derived from the archive's signing key."""
+        return self._signer.derive_key(purpose)
 
     @property
     def unsigned(self) -> int:
@@ -375,8 +402,12 @@ class ArchiveLog:
     def close(self, *, now: datetime | None = None) -> None:
         """Sign whatever is unsigned, publish the head, and let go of the lock."""
         try:
-            if self._broken is None and self.unsigned:
-                self.append([], checkpoint=True, now=now or _utc_now())
+            if self._broken is None:  # rule 3: whether or not any are unsigned
+                try:
+                    self.append([], checkpoint=True, now=now or _utc_now())
+                except RetryLater:
+                    if self.unsigned:  # entries need it: say so; else nothing is lost
+                        raise
             if self._broken is None:
                 self.publish_head()
         finally:

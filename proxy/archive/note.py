@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
@@ -151,6 +153,12 @@ class Signer:
 
     def to_pem(self) -> bytes:
         return self._key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+
+    def derive_key(self, purpose: bytes) -> bytes:
+        """A 32-byte key for `purpose`, derived from the signing key (HKDF-SHA256): secret
+        wherever the signing key is, and never usable to sign."""
+        raw = self._key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        return HKDF(algorithm=SHA256(), length=32, salt=None, info=purpose).derive(raw)
 
     def sign(self, body: str) -> bytes:
         """The signed note: `body` (ending in a newline), a blank line, our signature."""

@@ -167,7 +167,7 @@ def item_digests(log_dir: Path, since: int) -> set[str]:
             try:
                 for record in scan:
                     header = record.header
-                    if header.kind is EntryKind.ITEM and header.index >= since:
+                    if header.kind is EntryKind.SEALED and header.index >= since:
                         found.add(hashlib.sha256(record.body).hexdigest())
                     del record
             except Damage:

@@ -9,7 +9,10 @@ Rules this module keeps:
    the tree commits to each entry's kind and position as well as its bytes: a swapped,
    duplicated or re-kinded entry no longer matches.
 3. In the clear there is only what verification needs: kind, index, length and hash. The
-   body of an item or custody entry is an age ciphertext; a checkpoint's is a signed note.
+   kind says only "sealed" or "checkpoint": an item and a custody record look alike
+   outside the seal (which one it is, is in its sealed metadata). Version 1 archives
+   wrote custody records as kind 2; those entries stay valid, and nothing writes kind 2 now.
+   The body of a sealed entry is an age ciphertext; a checkpoint's is a signed note.
 4. All-zero bytes where a header should be mean "no more records" (segments are zeroed
    before use); anything else that is not a valid header is an error.
 """
@@ -31,10 +34,10 @@ _ZERO_HEADER = bytes(HEADER_BYTES)
 
 
 class EntryKind(enum.IntEnum):
-    """What an entry is. Only checkpoints are readable without a contact's key."""
+    """What an entry is, as far as anyone without a contact's key can tell."""
 
-    ITEM = 1
-    CUSTODY = 2
+    SEALED = 1  # a held item or a custody record: which one, only the seal says
+    CUSTODY = 2  # a custody record written by format version 1 (never written now)
     CHECKPOINT = 3
 
 

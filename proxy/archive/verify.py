@@ -71,7 +71,7 @@ def verify_archive(path: str | os.PathLike[str], *, pinned: Verifier | None = No
     if pinned is not None and pinned != verifier:
         raise VerifyFailure(f"{layout.VERIFIER_KEY} is not the key you gave (--key)")
     walk = _Walk(manifest.origin, verifier, manifest.segment_bytes)
-    walk.run(root / layout.LOG_DIR, live=_writer_is_live(root))
+    walk.run(root / layout.LOG_DIR, live=writer_is_live(root))
     head = _head(root, verifier)
     if walk.last is None:
         raise VerifyFailure("the log has no signed checkpoint")
@@ -201,7 +201,7 @@ def _head(root: Path, verifier: Verifier) -> Checkpoint:
         raise VerifyFailure(f"the {layout.HEAD} file does not verify: {error}") from error
 
 
-def _writer_is_live(root: Path) -> bool:
+def writer_is_live(root: Path) -> bool:
     """True if another process holds the archive's writer lock right now."""
     try:
         fd = os.open(root / layout.LOCK, os.O_RDONLY)

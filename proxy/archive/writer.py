@@ -6,12 +6,15 @@ Rules this module keeps:
 2. Group commit: one dedicated writer thread takes everything queued as one batch, writes
    and fsyncs it, and hands all the receipts back to the event loop in one call. Many
    producers share one fsync; a single producer pays one fsync and two thread hops.
-3. Checkpoints: a batch carries a signed checkpoint when the last one is older than
-   `checkpoint_every` (default 250 ms), and an idle archive signs its unsigned tail after
-   that long. So every entry is under a signature within `checkpoint_every`, and a steady
-   stream of items costs one signature per interval, not per item. (A crash before that
-   leaves complete, unsigned entries that opening the archive signs.) The `checkpoint`
-   file is rewritten on a third thread, so its fsyncs never delay a batch.
+3. Checkpoints on a fixed cadence: one is signed at every multiple of `checkpoint_every`
+   (10 minutes) of wall-clock time, whether or not anything arrived, so neither their
+   number nor their times (rounded down, log.py rule 5) say when items came. Entries are
+   durable at once and signed at the next tick; a crash before it leaves complete,
+   unsigned entries that opening the archive signs. A custody record is signed at once
+   (`sign`): a contact's tools read only what a checkpoint covers, and a contact's
+   action says nothing about held items. The `checkpoint` file is rewritten on a third
+   thread, so its fsyncs never delay a batch. (`checkpoint_every` 0, for tests: a
+   checkpoint after every batch, none while idle.)
 4. Sealing is CPU work, and pyrage holds the GIL while it encrypts: items under 1 MiB
    are sealed in a child process (`sealer`), so the event loop keeps serving every
    channel meanwhile and the daemon uses a second core. Larger ones are streamed through
@@ -23,24 +26,31 @@ Rules this module keeps:
    keys are published beside the log, and the change is itself an entry of the log (a
    custody record naming the new keys' fingerprints, sealed to the new set). A change
    made while the daemon was stopped is recorded the same way when it opens the archive.
+7. Sealed once (once.py): an entry appended with a `once` mark is noted with it before
+   it is stored, in the batch's own order; `sealed(mark)` then says the archive holds that
+   arrival, so no channel seals it twice and no channel's state need say what was held.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from proxy.archive import layout
 from proxy.archive.errors import ArchiveUnavailable
 from proxy.archive.log import ArchiveLog, Clock, Receipt
+from proxy.archive.once import SealedMarks
+from proxy.archive.reader import item_digests
 from proxy.archive.records import EntryKind
 from proxy.archive.seal import (
     CustodyRecord,
@@ -56,9 +66,19 @@ from proxy.futures import fail, resolve, settle
 from proxy.message import Decision, InboundMessage
 
 _CHILD_SEAL_BYTES = 1 << 20
+CHECKPOINT_EVERY = 600.0
 _Future = asyncio.Future[Receipt]
-_First = Callable[[], None]
-_Pending = tuple[EntryKind, bytes, _Future, _First | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    kind: EntryKind
+    body: bytes
+    future: _Future
+    once: str | None  # the arrival's mark (rule 7)
+    sign: bool  # a checkpoint right after it (rule 3)
+
+
 _CLOSE = None
 
 
@@ -70,10 +90,11 @@ class Archive:
     """An open archive, writable from the event loop it was opened on."""
 
     def __init__(
-        self, log: ArchiveLog, recipients: Recipients, sealer: Sealer, *, clock: Clock,
-        checkpoint_every: float,
+        self, log: ArchiveLog, marks: SealedMarks, recipients: Recipients, sealer: Sealer, *,
+        clock: Clock, checkpoint_every: float,
     ) -> None:  # fmt: skip
         self._log = log
+        self._marks = marks
         self._sealer = sealer
         self._recipients = recipients
         self._clock = clock
@@ -95,7 +116,7 @@ class Archive:
         *,
         recipients: Sequence[str],
         segment_bytes: int = layout.SEGMENT_BYTES,
-        checkpoint_every: float = 0.25,
+        checkpoint_every: float = CHECKPOINT_EVERY,
         clock: Clock = _utc_now,
     ) -> Archive:
         """Open (or create) the archive at `path`; raises ArchiveLocked if in use."""
@@ -103,8 +124,13 @@ class Archive:
         log = await asyncio.to_thread(
             ArchiveLog.open, path, segment_bytes=segment_bytes, clock=clock
         )
+        try:
+            marks = await asyncio.to_thread(_open_marks, log)
+        except BaseException:
+            log.close(now=clock())
+            raise
         changed = await asyncio.to_thread(_publish_recipients, log.root, recipients)
-        archive = cls(log, parsed, sealer, clock=clock, checkpoint_every=checkpoint_every)
+        archive = cls(log, marks, parsed, sealer, clock=clock, checkpoint_every=checkpoint_every)
         if changed:  # the contacts changed while it was closed (rule 6)
             await archive.record_custody(_contacts_changed(recipients, clock()))
         return archive
@@ -160,53 +186,79 @@ class Archive:
     ) -> Receipt:
         """Seal a held message and store it durably; returns once it is on disk."""
         sealed = await self.seal(message, decision, extras=extras)
-        return await self.append(EntryKind.ITEM, sealed)
+        return await self.append(EntryKind.SEALED, sealed)
 
     async def record_custody(self, record: CustodyRecord) -> Receipt:
-        """Seal and store a custody record (a contact's access)."""
+        """Seal and store a custody record (a contact's access), signed at once (rule 3)."""
         sealed = await self._sealer.seal(custody_metadata(record), b"")
-        return await self.append(EntryKind.CUSTODY, sealed)
+        return await self.append(EntryKind.SEALED, sealed, sign=True)
 
-    async def append(self, kind: EntryKind, body: bytes, *, first: _First | None = None) -> Receipt:
-        """Store one already-sealed entry durably.
-
-        `first`, if given, runs on the writer thread just before the entry is written (once
-        per batch however many entries share it): what must be on disk before the entry
-        is, such as a channel's note that these bytes are being stored. If it raises, the
-        entry is not written and the error is raised here.
-        """
+    async def sign(self) -> int:
+        """Sign a checkpoint now, over everything stored so far (for a contact's tools,
+        rule 3); the tree size it signs."""
         if self._closing:
             raise ArchiveUnavailable("the archive is closing")
         future: _Future = self._loop.create_future()
-        self._queue.put((kind, body, future, first))
+        self._queue.put(_Pending(EntryKind.CHECKPOINT, b"", future, None, True))
+        await future
+        return self._log.last_checkpoint
+
+    def sealed(self, mark: str) -> bool:
+        """Whether the arrival with this mark is sealed, or being sealed now (rule 7)."""
+        return self._marks.holds(mark)
+
+    def stored(self, since: int) -> set[str]:
+        """SHA-256 of the sealed bytes of every sealed entry from index `since` on, read
+        from disk (blocking: call off the event loop). Settles an older version's notes."""
+        return item_digests(self._log.root / layout.LOG_DIR, since)
+
+    async def adopt(self, marks: Sequence[str]) -> None:
+        """Remember marks of arrivals a channel's older state says were sealed."""
+        await asyncio.to_thread(self._marks.adopt, marks)
+
+    async def append(
+        self, kind: EntryKind, body: bytes, *, once: str | None = None, sign: bool = False
+    ) -> Receipt:
+        """Store one already-sealed entry durably; with `once`, the arrival's mark is noted
+        first (rule 7); with `sign`, a checkpoint follows it at once."""
+        if self._closing:
+            raise ArchiveUnavailable("the archive is closing")
+        future: _Future = self._loop.create_future()
+        self._queue.put(_Pending(kind, body, future, once, sign))
         return await future
 
     # -- the writer thread ---------------------------------------------------------------
 
     def _write_forever(self) -> None:
-        last_checkpoint = time.monotonic()
         closing = False
+        tick = self._next_tick()
         while not closing:
-            batch, closing = self._next_batch(last_checkpoint)
-            due = time.monotonic() - last_checkpoint >= self._checkpoint_every
-            checkpoint = due and (bool(batch) or self._log.unsigned > 0)
+            batch, closing = self._next_batch(tick)
+            due = tick <= time.time()
+            if due:
+                tick = self._next_tick()
+            every_batch = self._checkpoint_every <= 0 and bool(batch)
+            checkpoint = due or every_batch or any(pending.sign for pending in batch)
             if batch or checkpoint:
                 self._commit(batch, checkpoint)
-                if checkpoint:
-                    last_checkpoint = time.monotonic()
         self._publisher.shutdown(wait=True)
         try:
             self._log.close(now=self._clock())
+            self._marks.close()
         except BaseException as error:
             self._loop.call_soon_threadsafe(settle, [self._stopped], error)
         else:
             self._loop.call_soon_threadsafe(settle, [self._stopped], None)
 
-    def _next_batch(self, last_checkpoint: float) -> tuple[list[_Pending], bool]:
-        """Everything queued now (waiting for the first); and whether close was asked."""
-        timeout = None
-        if self._log.unsigned:
-            timeout = max(0.0, last_checkpoint + self._checkpoint_every - time.monotonic())
+    def _next_tick(self) -> float:
+        """The next multiple of `checkpoint_every` in wall-clock time (inf: no ticks)."""
+        every = self._checkpoint_every
+        return math.inf if every <= 0 else (math.floor(time.time() / every) + 1) * every
+
+    def _next_batch(self, tick: float) -> tuple[list[_Pending], bool]:
+        """Everything queued now (waiting for the first, until the next tick); and whether
+        close was asked."""
+        timeout = None if tick == math.inf else max(0.0, tick - time.time())
         batch: list[_Pending] = []
         try:
             first = self._queue.get(timeout=timeout)
@@ -223,39 +275,36 @@ class Archive:
                 return batch, False
 
     def _commit(self, batch: list[_Pending], checkpoint: bool) -> None:
-        batch = self._run_first(batch)
-        if not batch and not checkpoint:
-            return
-        futures = [future for _, _, future, _ in batch]
+        futures = [pending.future for pending in batch]
+        marks = [(p.once, p.body) for p in batch if p.once is not None]
         try:
+            try:
+                self._marks.note(marks, self._log.tree.size)
+            except OSError as error:
+                raise ArchiveUnavailable(
+                    f"cannot note sealed items beside the archive: {error.strerror}"
+                ) from None
+            entries = [(p.kind, p.body) for p in batch if p.kind is not EntryKind.CHECKPOINT]
             receipts = self._log.append(
-                [(kind, body) for kind, body, _, _ in batch],
+                entries,
                 checkpoint=checkpoint,
                 now=self._clock(),
                 publish=False,
             )
         except Exception as error:  # every entry of the batch fails the same way
+            self._marks.forget(mark for mark, _ in marks)
             self._loop.call_soon_threadsafe(fail, futures, error)
             return
+        if marks:
+            with contextlib.suppress(OSError):  # a hint: opening checks the notes anyway
+                self._marks.settle()
+        signed = Receipt(index=self._log.last_checkpoint, leaf_hash=b"")
+        answers = iter(receipts)  # a request to sign (no entry of its own) gets the checkpoint
+        receipts = [signed if p.kind is EntryKind.CHECKPOINT else next(answers) for p in batch]
         self._loop.call_soon_threadsafe(resolve, futures, receipts)
         note = self._log.take_head() if checkpoint else None
         if note is not None:
             self._publisher.submit(self._publish, note)
-
-    def _run_first(self, batch: list[_Pending]) -> list[_Pending]:
-        """Run each distinct `first` of the batch once; fail the entries whose `first` failed."""
-        failed: dict[_First, BaseException] = {}
-        for prerequisite in {first for _, _, _, first in batch if first is not None}:
-            try:
-                prerequisite()
-            except Exception as error:
-                failed[prerequisite] = error
-        if not failed:
-            return batch
-        for _, _, future, first in batch:
-            if first in failed:
-                self._loop.call_soon_threadsafe(fail, [future], failed[first])
-        return [pending for pending in batch if pending[3] not in failed]
 
     def _publish(self, note: bytes) -> None:
         # The head anchors against truncation; a failure is retried at the next checkpoint.
@@ -270,6 +319,14 @@ class Archive:
             self._queue.put(_CLOSE)
         await asyncio.shield(self._stopped)
         await asyncio.to_thread(self._thread.join)
+
+
+def _open_marks(log: ArchiveLog) -> SealedMarks:
+    """The archive's sealed marks (once.py), checked against the log after a crash."""
+    key = log.derive_key(b"nocontact sealed marks v1")
+    return SealedMarks.open(
+        log.root, key, lambda since: item_digests(log.root / layout.LOG_DIR, since)
+    )
 
 
 def _publish_recipients(root: os.PathLike[str], recipients: Sequence[str]) -> bool:

@@ -2,7 +2,9 @@
 
 Rules this module keeps:
 1. Thin: a fetched message goes to `Pipeline.receive_stored` on the daemon's event loop;
-   the watcher thread waits for the answer (sealed or not) before it removes anything.
+   the watcher thread waits for the answer (durably sealed or not) before it removes
+   anything. A batch's messages are decided concurrently, so the held ones share one
+   archive sync (the writer's group commit).
 2. Each message of a batch is decided on its own: one that raises is answered None (the
    watcher leaves it and tries it again later) and never fails the others.
 3. `stop` returns when every watcher thread has left its folder.
@@ -16,8 +18,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from proxy.archive import Archive, EntryKind
-from proxy.archive.reader import item_digests
+from proxy.archive import Archive
 from proxy.channels.imap.state import AccountState
 from proxy.channels.imap.watch import AccountWatcher, FolderWatcher, Found, Judged
 from proxy.config.model import ImapChannel
@@ -33,20 +34,13 @@ class _ArchiveForWatchers:
     def __init__(self, archive: Archive, loop: asyncio.AbstractEventLoop) -> None:
         self._archive, self._loop = archive, loop
 
-    def size(self) -> int:
-        return self._archive.size
-
-    def store(self, sealed: list[bytes]) -> None:
-        """Store sealed items durably, together (one group commit); wait for it."""
-
-        async def all_of() -> None:
-            await asyncio.gather(*(self._archive.append(EntryKind.ITEM, b) for b in sealed))
-
-        asyncio.run_coroutine_threadsafe(all_of(), self._loop).result()
+    def adopt(self, marks: list[str]) -> None:
+        """Remember marks of messages an older version sealed; wait for it."""
+        asyncio.run_coroutine_threadsafe(self._archive.adopt(marks), self._loop).result()
 
     def stored(self, since: int) -> set[str]:
         """SHA-256 of every item's sealed bytes from entry `since` on (read from disk)."""
-        return item_digests(Path(self._archive.path) / "log", since)
+        return self._archive.stored(since)
 
 
 class ImapRunner:
@@ -78,7 +72,7 @@ class ImapRunner:
         ]
 
     def _handle(self, batch: list[Found]) -> list[Judged]:
-        """Decide (and seal, not store) a batch on the event loop; wait for every answer.
+        """Decide (and seal durably) a batch on the event loop; wait for every answer.
 
         A message whose decision raises is answered None (rule 2); its error is not
         logged, since what failed on a message could say what the message was.

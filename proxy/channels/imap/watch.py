@@ -4,10 +4,12 @@ Rules this module keeps:
 1. imapclient blocks, so each watched folder has its own thread and connection; the
    decision and the sealing run on the daemon's event loop (`Handle`).
 2. Order, for every new message: fetch with BODY.PEEK[] (never sets \\Seen; flags of
-   mail that stays are never touched) -> decide -> seal (durable) -> remember it was
-   sealed -> remove it (UID MOVE, or \\Deleted + UID EXPUNGE) -> remember the UID.
-   Nothing is removed before it is sealed. A crash anywhere means the message is looked
-   at again, and a message already sealed is removed without being sealed twice.
+   mail that stays are never touched) -> decide -> if held, stored in the archive with
+   its mark (durable: pipeline rule 6) -> remove it (UID MOVE, or \\Deleted + UID
+   EXPUNGE) -> remember the UID. Nothing is removed before it is sealed. A crash
+   anywhere means the message is looked at again, and one the archive already holds is
+   removed without being sealed twice. The account's state records the same for every
+   message whatever became of it: only each folder's position.
 3. New mail is found by UID, never by IDLE's word alone: the UIDs above the last handled
    one are searched after every (re-)entry into IDLE, so mail that lands while IDLE is
    being re-issued is not missed, nor mail the server took in during an empty search
@@ -35,7 +37,6 @@ Rules this module keeps:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import threading
 import time
@@ -53,19 +54,17 @@ from proxy.logs import get_logger
 from proxy.pipeline import Fate
 
 # handle([(raw message, INTERNALDATE, "account/folder"), ...]) -> for each, in order, what
-# becomes of it and (if held) its sealed bytes, not yet stored; or None if it could not be
-# decided or sealed (it stays in the folder and is looked at again later: rule 5).
+# became of it (HELD: durably sealed); or None if it could not be decided or sealed (it
+# stays in the folder and is looked at again later: rule 5).
 Found = tuple[bytes, datetime, str]
-Judged = tuple[Fate, bytes | None] | None
+Judged = Fate | None
 Handle = Callable[[list[Found]], list[Judged]]
 
 
 class Archivist(Protocol):
-    """What a watcher needs of the archive: its size, and storing sealed bytes durably."""
+    """What a watcher needs of the archive: taking over the marks an older state kept."""
 
-    def size(self) -> int: ...
-
-    def store(self, sealed: list[bytes]) -> None: ...
+    def adopt(self, marks: list[str]) -> None: ...
 
     def stored(self, since: int) -> set[str]: ...
 
@@ -204,7 +203,7 @@ class FolderWatcher(threading.Thread):
             if self.stop.is_set():
                 break
             fetched = client.fetch(batch, ["BODY.PEEK[]", "INTERNALDATE"])
-            failed = self._handle_batch(client, uidvalidity, last, batch, fetched)
+            failed = self._handle_batch(client, batch, fetched)
             last = max(last, batch[-1])
             self._reschedule(batch, failed)
             self.state.record(self.folder, self._state(uidvalidity, last))
@@ -226,16 +225,14 @@ class FolderWatcher(threading.Thread):
                 self._retry.pop(uid, None)
 
     def _handle_batch(
-        self, client: IMAPClient, uidvalidity: int, last: int, batch: list[int],
-        fetched: dict[int, dict[bytes, Any]],
-    ) -> set[int]:  # fmt: skip
-        """Decide and seal a batch together, remember what was sealed, then remove.
+        self, client: IMAPClient, batch: list[int], fetched: dict[int, dict[bytes, Any]]
+    ) -> set[int]:
+        """Decide and seal a batch together (one archive sync), then remove what went.
 
         Returns the UIDs that could not be handled: they stay in the folder (rule 5).
         """
         origin = f"{self.account.name}/{self.folder}"
-        known: list[tuple[int, str]] = []  # sealed on an earlier pass: remove, never reseal
-        new: list[tuple[int, str, Found]] = []
+        found: list[tuple[int, Found]] = []
         failed: set[int] = set()
         for uid in batch:
             data = fetched.get(uid)
@@ -247,31 +244,19 @@ class FolderWatcher(threading.Thread):
                 continue
             arrived = data.get(b"INTERNALDATE")
             received = _utc(arrived) if isinstance(arrived, datetime) else datetime.now(UTC)
-            digest = hashlib.sha256(raw).hexdigest()
-            if self.state.was_sealed(digest):
-                known.append((uid, digest))
-            else:
-                new.append((uid, digest, (raw, received, origin)))
-        judged = self.handle([found for _, _, found in new]) if new else []
-        sealed: list[tuple[int, str, bytes]] = []
+            found.append((uid, (raw, received, origin)))
+        judged = self.handle([one for _, one in found]) if found else []
+        held: list[int] = []
         pulled: list[int] = []
-        for (uid, digest, _), outcome in zip(new, judged, strict=True):
-            fate, body = outcome if outcome is not None else (None, None)
-            if fate is Fate.HELD and body is not None:
-                sealed.append((uid, digest, body))
+        for (uid, _), fate in zip(found, judged, strict=True):
+            if fate is Fate.HELD:
+                held.append(uid)
             elif fate is Fate.DELIVERED:
                 pulled.append(uid)
-            elif fate is not Fate.KEPT:  # undecided, or held without sealed bytes
+            elif fate is not Fate.KEPT:  # undecided, or it could not be sealed
                 failed.add(uid)
-        if sealed:  # rule 2: note, store, remember, and only then remove
-            notes = {d: hashlib.sha256(body).hexdigest() for _, d, body in sealed}
-            self.state.pend(notes, since=self.archive.size())
-            self.archive.store([body for _, _, body in sealed])
-        held = known + [(uid, digest) for uid, digest, _ in sealed]
-        if held:
-            before = self._state(uidvalidity, last)
-            self.state.record(self.folder, before, sealed=[digest for _, digest in held])
-            self._remove(client, [uid for uid, _ in held], self.account.move_held_to)
+        if held:  # sealed durably by now (rule 2)
+            self._remove(client, held, self.account.move_held_to)
         if pulled:
             self._remove(client, pulled, self.account.move_pulled_to)
         return failed
@@ -329,9 +314,14 @@ class AccountWatcher(threading.Thread):
                 client.logout()
 
     def settle(self) -> None:
-        """After a crash between noting sealed bytes and remembering them: settle the notes."""
-        if self.state.pending():
-            self.state.settle(self.archive.stored(self.state.pending_since))
+        """Hand the marks an older version kept in the account's state to the archive
+        (its sealed hashes, and its pending notes that the log shows were stored)."""
+        sealed, pending, since = self.state.legacy()
+        if sealed or pending:
+            stored = self.archive.stored(since) if pending else set()
+            kept = sealed | {d for d, c in pending.items() if c in stored}
+            self.archive.adopt(sorted("imap:" + digest for digest in kept))
+            self.state.forget_legacy()
 
     def run(self) -> None:
         self.settle()

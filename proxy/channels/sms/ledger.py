@@ -1,20 +1,17 @@
 """Which provider SIDs (texts, calls, voicemails) are already handled: each once, ever.
 
 Rules this module keeps:
-1. A SID counts as handled only once what became of it is durable: sealed in the archive,
-   or its forward in the outbox. A replayed webhook, a reconciliation pass, or both at once
-   then find it handled and do nothing again.
-2. Its lines live in the line's journal. Before sealed bytes are stored, a *sealing* note
-   (SID, SHA-256 of the sealed bytes, the archive's size then) is written, and it must be
-   on disk before they are: `sealing` returns the journal's `sync_now`, which the archive
-   runs on its writer thread just before storing them (one fdatasync for the batch, no
-   extra wait). After the archive has them, a *handled* line follows (not synced: the
-   note stands for it).
-   At start, a note with no handled line is settled against the archive itself: if those
-   exact sealed bytes are there, the SID was held; if not, it was never acknowledged and
-   is handled again when it comes back (webhook retry or reconciliation).
-3. At start the journal keeps one line per handled SID (`lines`).
-4. `claim` serializes work on one SID inside this process: a webhook and a
+1. A SID counts as handled once what became of it is durable: stored in the archive
+   with its mark (`twilio:<SID>`, archive/once.py), or its forward in the outbox. A
+   replayed webhook, a reconciliation pass, or both at once then find it handled and do
+   nothing again.
+2. The journal records a handled SID the same way whatever became of it: `{"sid": ...}`.
+   Whether it was held is the archive's to know (`sealed`), never the journal's. A held
+   SID's line is not synced: its mark in the archive stands for it.
+3. Older versions wrote `"held": true` and sealing notes here: `restore` hands the marks
+   they stand for to the archive once (`adopt`), settling sealing notes against the log.
+4. At start the journal keeps one line per handled SID (`lines`).
+5. `claim` serializes work on one SID inside this process: a webhook and a
    reconciliation pass racing on the same message handle it once.
 """
 
@@ -26,55 +23,69 @@ from collections.abc import AsyncIterator, Callable, Iterable
 
 from proxy.channels.sms.journal import Entry, Journal
 
+MARK = "twilio:"
+
+
+def mark(sid: str) -> str:
+    """A SID's mark in the archive."""
+    return MARK + sid
+
 
 class Ledger:
     """The handled SIDs of one phone number."""
 
-    def __init__(self, journal: Journal, handled: dict[str, bool]) -> None:
+    def __init__(self, journal: Journal, handled: set[str], sealed: Callable[[str], bool]) -> None:
         self._journal = journal
-        self._handled = handled  # sid -> held
+        self._handled = handled
+        self._sealed = sealed  # whether the archive holds a mark
         self._claims: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # sid -> lock, users
 
     @classmethod
     def restore(
-        cls, journal: Journal, entries: Iterable[Entry], stored: Callable[[int], set[str]]
-    ) -> Ledger:
-        """The ledger from the journal's entries, notes a crash left settled; `stored(since)`
-        gives the SHA-256 of every archive item from entry `since` on."""
-        handled: dict[str, bool] = {}
-        sealing: dict[str, set[str]] = {}
+        cls, journal: Journal, entries: Iterable[Entry], *, sealed: Callable[[str], bool],
+        stored: Callable[[int], set[str]], adopt: Callable[[list[str]], None],
+    ) -> Ledger:  # fmt: skip
+        """The ledger from the journal's entries. `stored(since)` gives the SHA-256 of every
+        sealed entry from index `since` on; `adopt` hands older versions' marks to the
+        archive (rule 3)."""
+        handled: set[str] = set()
+        held: set[str] = set()
+        notes: dict[str, set[str]] = {}
         since: int | None = None
         for entry in entries:
             sid = entry.get("sid")
             if not isinstance(sid, str):
                 continue
-            if "sealed" in entry:
-                sealing.setdefault(sid, set()).add(str(entry["sealed"]))
+            if "sealed" in entry:  # an older version's sealing note
+                notes.setdefault(sid, set()).add(str(entry["sealed"]))
                 at = int(entry.get("at", 0))
                 since = at if since is None else min(since, at)
-            else:
-                handled[sid] = bool(entry.get("held"))
-        unsettled = {sid: digests for sid, digests in sealing.items() if sid not in handled}
+                continue
+            handled.add(sid)
+            if entry.get("held"):
+                held.add(sid)
+        unsettled = {sid: digests for sid, digests in notes.items() if sid not in handled}
         if unsettled and since is not None:
             found = stored(since)
-            for sid, digests in unsettled.items():
-                if digests & found:
-                    handled[sid] = True
-        return cls(journal, handled)
+            held.update(sid for sid, digests in unsettled.items() if digests & found)
+        if held:
+            adopt(sorted(mark(sid) for sid in held))
+        return cls(journal, handled | held, sealed)
 
     def lines(self) -> list[Entry]:
         """The compact form of the ledger, for the journal's rewrite at start."""
-        return [{"sid": sid, "held": held} for sid, held in self._handled.items()]
+        return [{"sid": sid} for sid in self._handled]
 
     def handled(self, sid: str) -> bool:
-        return sid in self._handled
+        return sid in self._handled or self._sealed(mark(sid))
 
     def held(self, sid: str) -> bool:
-        return self._handled.get(sid, False)
+        """Whether the archive holds this SID's evidence."""
+        return self._sealed(mark(sid))
 
     @contextlib.asynccontextmanager
     async def claim(self, sid: str) -> AsyncIterator[bool]:
-        """Work on `sid` alone; yields whether it still needs handling."""
+        """Work on `sid` alone; yields whether the line has yet to record it handled."""
         lock, users = self._claims.setdefault(sid, (asyncio.Lock(), [0]))
         users[0] += 1
         try:
@@ -85,17 +96,11 @@ class Ledger:
             if users[0] == 0:
                 del self._claims[sid]
 
-    def sealing(self, sid: str, digest: str, archive_size: int) -> Callable[[], None]:
-        """Note that sealed bytes with this SHA-256 are about to be stored; returns what puts
-        the note on disk, to be run before they are."""
-        self._journal.write([{"sid": sid, "sealed": digest, "at": archive_size}])
-        return self._journal.sync_now
-
     @staticmethod
-    def handled_line(sid: str, *, held: bool) -> Entry:
+    def handled_line(sid: str) -> Entry:
         """The journal line that records `sid` as handled (the caller appends it)."""
-        return {"sid": sid, "held": held}
+        return {"sid": sid}
 
-    def mark(self, sid: str, *, held: bool) -> None:
-        """`sid` is handled: its line is in the journal (durably, or after a sealing note)."""
-        self._handled[sid] = held
+    def mark(self, sid: str) -> None:
+        """`sid` is handled: its line is in the journal (durably, or its mark stands for it)."""
+        self._handled.add(sid)

@@ -5,9 +5,11 @@ Rules this module keeps:
    only knows Twilio: the ledger of handled SIDs, the outbox, the REST API.
 2. Held: cleanup tasks (redact_at_provider: delete the text's media and then its record,
    so neither its body nor his number nor its time stays in the provider's console; a
-   voicemail's call record too; always: delete a voicemail's recording) go to the durable
-   outbox, so a restart finishes them.
-   Nothing is deleted at the provider before its seal is on disk.
+   voicemail's call record too; always: delete a voicemail's recording) go to the outbox
+   in memory, never to the journal: a restart rebuilds them from the provider itself
+   (reconcile.py rule 3), so no file holds a task that exists only for held items.
+   Nothing is deleted at the provider before its seal is on disk. The handled line is
+   the same as an allowed arrival's.
 3. Allowed: a text is forwarded as "From <number>: <text>" with its media, split to stay
    within the provider's 1,600 characters. A call the daemon never saw live (found by
    reconciliation) becomes a "Missed call from <number>" text: nothing allowed is lost.
@@ -20,6 +22,7 @@ import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from proxy.channels.sms import ledger
 from proxy.channels.sms.capture import Webhook, capture
 from proxy.channels.sms.ledger import Ledger
 from proxy.channels.sms.outbox import Outbox, Task
@@ -94,8 +97,8 @@ class TwilioLine:
             return Media(sid=sid, content_type=content_type, data=b"",
                          missing="the provider no longer had it (HTTP 404)")  # fmt: skip
 
-    def sealing(self, sid: str, digest: str, archive_size: int) -> Callable[[], None]:
-        return self.ledger.sealing(sid, digest, archive_size)
+    def mark(self, sid: str) -> str:
+        return ledger.mark(sid)
 
     def cleanup(self, arrival: TwilioArrival, media: tuple[MediaRef, ...]) -> list[Task]:
         """What to remove at the provider once `arrival` is sealed."""
@@ -111,11 +114,11 @@ class TwilioLine:
 
     async def held(self, arrival: TwilioArrival) -> None:
         tasks = self.cleanup(arrival, await self.media_of(arrival))
-        # Not fsynced: the ledger's sealing note, settled against the archive, stands for
-        # the handled line; lost cleanup is queued again by reconciliation.
-        line = Ledger.handled_line(arrival.sid, held=True)
-        await self.outbox.add(tasks, durable=False, also=[line])
-        self.ledger.mark(arrival.sid, held=True)
+        # Not synced: the arrival's mark in the archive stands for the handled line, and
+        # cleanup lost in a crash is queued again from the provider (rule 2).
+        await self.outbox.add(tasks, durable=False, journal=False,
+                              also=[Ledger.handled_line(arrival.sid)])  # fmt: skip
+        self.ledger.mark(arrival.sid)
 
     async def passed(self, arrival: TwilioArrival) -> None:
         sender = e164(arrival.sender, self._settings().default_region) or arrival.sender
@@ -129,6 +132,5 @@ class TwilioLine:
             tasks = [Task(kind="forward", body=f"Missed call from {sender}")]
         else:
             tasks = []
-        line = Ledger.handled_line(arrival.sid, held=False)
-        await self.outbox.add(tasks, durable=True, also=[line])
-        self.ledger.mark(arrival.sid, held=False)
+        await self.outbox.add(tasks, durable=True, also=[Ledger.handled_line(arrival.sid)])
+        self.ledger.mark(arrival.sid)

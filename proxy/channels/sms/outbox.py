@@ -1,10 +1,13 @@
 """The durable outbox: what nocontact still has to ask of the provider, until it is done.
 
 Rules this module keeps:
-1. A task is a line in the journal before `add` returns (durably when the caller says so:
-   a forward always is), and a *done* line follows once the provider accepted it. A
-   restart picks up every task without a done line; nothing is lost, and an accepted task
-   is repeated only if the crash came between the provider's answer and the done line.
+1. A forward is a line in the journal before `add` returns (durably: the caller says
+   so), and a *done* line follows once the provider accepted it. A restart picks up every
+   task without a done line; nothing is lost, and an accepted task is repeated only if
+   the crash came between the provider's answer and the done line. Cleanup of held items
+   is kept in memory only (`journal=False`): the journal then holds nothing that exists
+   only for held items, and reconciliation rebuilds lost cleanup from the provider.
+   (Cleanup lines an older version journaled are still done, and marked done.)
 2. Two kinds of work: forwarding an allowed text to the survivor's phone, and cleaning a
    held item out of the provider's logs (delete a text, its media, a recording, a call).
    Who the forward goes to is read at sending time, so fixing `forward_to` (and SIGHUP)
@@ -99,11 +102,13 @@ class Outbox:
         self._forwards: dict[str, _Waiting] = {}
         self._cleanup: dict[str, _Waiting] = {}
         now = time.monotonic()
+        self._journaled: set[str] = set()  # names of the tasks with a line in the journal
         for entry in entries:
             if "task" in entry:
                 with contextlib.suppress(KeyError, TypeError, ValueError):
                     task = Task.from_entry(entry)
                     self._queue(task)[str(entry["task"])] = _Waiting(task, now)
+                    self._journaled.add(str(entry["task"]))
             elif "done" in entry:
                 self._forwards.pop(str(entry["done"]), None)
                 self._cleanup.pop(str(entry["done"]), None)
@@ -125,21 +130,25 @@ class Outbox:
         return len(self._forwards) + len(self._cleanup)
 
     def lines(self) -> list[Entry]:
-        """The waiting tasks as journal lines (the journal's rewrite at start)."""
+        """The journaled tasks still waiting, as journal lines (the rewrite at start)."""
         both = [*self._forwards.items(), *self._cleanup.items()]
-        return [w.task.entry(name) for name, w in both]
+        return [w.task.entry(name) for name, w in both if name in self._journaled]
 
     def waiting(self, task: Task) -> bool:
         return any(w.task == task for w in self._queue(task).values())
 
     async def add(
-        self, tasks: Sequence[Task], *, durable: bool, also: Sequence[Entry] = ()
-    ) -> None:
-        """Journal `tasks` (and the lines `also`, in the same append); they are sent in the
-        background."""
+        self, tasks: Sequence[Task], *, durable: bool, journal: bool = True,
+        also: Sequence[Entry] = (),
+    ) -> None:  # fmt: skip
+        """Queue `tasks`, journaled unless `journal` is False (rule 1), with the lines
+        `also` in the same append; they are sent in the background."""
         named = [(f"{self._prefix}{next(self._names)}", task) for task in tasks]
-        lines = [task.entry(name) for name, task in named]
-        await self._journal.append([*lines, *also], durable=durable)
+        lines = [task.entry(name) for name, task in named] if journal else []
+        if journal:
+            self._journaled.update(name for name, _ in named)
+        if lines or also:
+            await self._journal.append([*lines, *also], durable=durable)
         now, wake = time.monotonic(), False
         for name, task in named:
             queue = self._queue(task)
@@ -215,7 +224,9 @@ class Outbox:
             self._outage = False
         self._outage_backoff = _FIRST_BACKOFF
         del queue[name]
-        await self._journal.append([{"done": name}], durable=False)
+        if name in self._journaled:
+            self._journaled.discard(name)
+            await self._journal.append([{"done": name}], durable=False)
         return True
 
     async def _send(self, task: Task) -> None:

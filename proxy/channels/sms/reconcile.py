@@ -8,10 +8,13 @@ Rules this module keeps:
    harmless: a SID is handled once, whichever way it came.
 2. Only what is final is taken: a text "received", a call that has ended, a recording
    "completed". Anything still in progress is left for its webhook or the next pass.
-3. Cleanup that a crash cut short is queued again: a held text still at the provider
-   (deleted ones are not listed; one an older version only blanked is), a held voicemail
-   still at the provider, and (redact_at_provider) a held call
-   that ended more than ten minutes ago (time enough for its voicemail to be taken).
+3. Cleanup is rebuilt from the provider, never kept in a file: what the archive holds
+   (its mark, archive/once.py) and is still at the provider is queued for deletion: a
+   held text (deleted ones are not listed; one an older version only blanked is), a held
+   voicemail, and (redact_at_provider) a held call that ended more than ten minutes ago
+   (time enough for its voicemail to be taken). The first pass after start looks back
+   `SWEEP` (400 days, the provider's own retention of message logs), for cleanup only,
+   so cleanup cut short by a crash or a long outage is finished whenever it was queued.
 4. The checkpoint moves only after a whole pass read the logs; a failed pass (provider
    down) is logged without detail and tried again at the next interval. An item that
    fails on its own holds the checkpoint back to its time, and the rest go on: one
@@ -44,6 +47,7 @@ FILE = "reconciled.json"
 _MARGIN = timedelta(minutes=10)
 _CALL_SETTLES = timedelta(minutes=10)
 _CALL_ENDED = {"completed", "busy", "no-answer", "failed", "canceled"}
+SWEEP = timedelta(days=400)
 _Record = dict[str, object]
 
 
@@ -62,6 +66,12 @@ def _moment(record: _Record, *keys: str) -> datetime | None:
     return None
 
 
+def _before(record: _Record, since: datetime, key: str) -> bool:
+    """Whether the record is older than `since`: looked at for cleanup only (rule 3)."""
+    moment = _moment(record, key, "date_created")
+    return moment is not None and moment < since
+
+
 class Reconciler:
     def __init__(
         self, *, state_dir: str, pipeline: Pipeline, line: TwilioLine, provider: Provider,
@@ -74,6 +84,7 @@ class Reconciler:
         self.passes = 0  # passes tried so far, finished or not
         self._stuck: datetime | None = None  # the earliest item this pass could not handle
         self._passing = asyncio.Lock()  # rule 5
+        self._swept = False  # whether a pass since start looked back SWEEP (rule 3)
         if self._path.exists():
             self.checkpoint = datetime.fromisoformat(json.loads(self._path.read_text())["since"])
         else:  # first start: the provider's history before nocontact is not ours to judge
@@ -98,10 +109,12 @@ class Reconciler:
     async def _pass(self) -> bool:
         started = self._clock()
         self._stuck = None
+        since = self.checkpoint - _MARGIN  # what is handled: before it, only cleaned up
+        reach = since if self._swept else min(since, started - SWEEP)
         try:
-            await self._texts()
-            await self._recordings()  # before calls: a held call is deleted only after
-            await self._calls(started)
+            await self._texts(since, reach)
+            await self._recordings(since, reach)  # before calls: a held call goes after
+            await self._calls(started, since, reach)
         except Exception:  # the logs could not be read: the next pass tries again
             _log.warning("reconciliation pass did not finish; the next one will retry")
             return False
@@ -114,7 +127,7 @@ class Reconciler:
         if self._stuck is not None:
             _log.warning("reconciliation left some messages for the next pass")
         await asyncio.to_thread(self._save, checkpoint)
-        self.checkpoint = checkpoint
+        self.checkpoint, self._swept = checkpoint, True
         return self._stuck is None
 
     async def _take(self, arrival: TwilioArrival) -> None:
@@ -125,12 +138,12 @@ class Reconciler:
             moment = arrival.received_at
             self._stuck = moment if self._stuck is None else min(self._stuck, moment)
 
-    async def _texts(self) -> None:
+    async def _texts(self, since: datetime, reach: datetime) -> None:
         watching, ledger = self._watching(), self._line.ledger
-        for record in await self._provider.texts_to(watching.number, self.checkpoint - _MARGIN):
+        for record in await self._provider.texts_to(watching.number, reach):
             sid = str(record["sid"])
             if not ledger.handled(sid):
-                if record.get("status") != "received":
+                if record.get("status") != "received" or _before(record, since, "date_sent"):
                     continue
                 await self._take(self._text(record))
             elif ledger.held(sid) and watching.redact_at_provider:  # still there: delete it
@@ -153,13 +166,15 @@ class Reconciler:
             received_at=_moment(record, "date_sent", "date_created") or self._clock(),
         )  # fmt: skip
 
-    async def _calls(self, started: datetime) -> None:
+    async def _calls(self, started: datetime, since: datetime, reach: datetime) -> None:
         watching, ledger = self._watching(), self._line.ledger
-        for record in await self._provider.calls_to(watching.number, self.checkpoint - _MARGIN):
+        for record in await self._provider.calls_to(watching.number, reach):
             sid = str(record["sid"])
             if record.get("status") not in _CALL_ENDED:
                 continue
             if not ledger.handled(sid):
+                if _before(record, since, "start_time"):
+                    continue
                 arrival = TwilioArrival(
                     sid=sid, channel=Channel.VOICE, kind="call", live=False,
                     sender=str(record.get("from") or ""), recipient=str(record.get("to") or ""),
@@ -172,14 +187,17 @@ class Reconciler:
                 if ended is not None and started - ended > _CALL_SETTLES:
                     await self._again([Task(kind="delete_call", sid=sid)])
 
-    async def _recordings(self) -> None:
+    async def _recordings(self, since: datetime, reach: datetime) -> None:
         ledger = self._line.ledger
-        for record in await self._provider.recordings_since(self.checkpoint - _MARGIN):
+        for record in await self._provider.recordings_since(reach):
             sid, call_sid = str(record["sid"]), str(record.get("call_sid") or "")
             if record.get("status") not in (None, "completed"):
                 continue
             if ledger.handled(sid):
-                await self._again([Task(kind="delete_recording", sid=sid)])
+                if ledger.held(sid):  # an allowed voicemail stays hers
+                    await self._again([Task(kind="delete_recording", sid=sid)])
+                continue
+            if _before(record, since, "date_created"):
                 continue
             try:
                 call = await self._provider.call(call_sid)

@@ -21,7 +21,6 @@ from pathlib import Path
 from aiohttp import web
 
 from proxy.archive import Archive
-from proxy.archive.reader import item_digests
 from proxy.channels.sms.journal import Journal
 from proxy.channels.sms.ledger import Ledger
 from proxy.channels.sms.line import LineSettings, TwilioLine
@@ -74,12 +73,14 @@ class SmsRunner:
     async def start(self) -> None:
         settings = self.settings
         token = auth_token(settings)
-        log_dir = Path(self._archive.path) / "log"
         journal, entries = await asyncio.to_thread(Journal.open, Path(settings.state_dir) / JOURNAL)
         self.journal = journal
+        archive, loop = self._archive, asyncio.get_running_loop()
         self.ledger = await asyncio.to_thread(
-            Ledger.restore, journal, entries, lambda since: item_digests(log_dir, since)
-        )
+            Ledger.restore, journal, entries, sealed=archive.sealed, stored=archive.stored,
+            adopt=lambda marks: asyncio.run_coroutine_threadsafe(
+                archive.adopt(marks), loop).result(),
+        )  # fmt: skip
         self.provider = Provider(account_sid=settings.account_sid, auth_token=token,
                                  api_base_url=settings.api_base_url)  # fmt: skip
         self.outbox = Outbox(
