@@ -211,6 +211,30 @@ def test_an_unanswered_allowed_call_s_voicemail_is_forwarded_not_sealed(tmp_path
     run_with_fake(test)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="reconcile.py (not ours to change here) queues delete_recording for every handled "
+    "recording, allowed ones included: it should check ledger.held(sid) as it does for texts",
+)
+def test_reconciliation_leaves_an_allowed_voicemail_at_the_provider(tmp_path: Path) -> None:
+    """The forward's MMS fetches the recording by URL: a pass must not delete it."""
+
+    async def test(fake: FakeTwilio) -> None:
+        phone = Phone(tmp_path, fake)
+        async with phone.running() as runner:
+            call_sid, _ = fake.inbound_call(sender=FRIEND, to=NUMBER)
+            fake.finish_call(call_sid)
+            recording_sid, callback = fake.recording(call_sid=call_sid, audio=AUDIO)
+            url = "/voice/recording?call=allowed"
+            assert await phone.post(url, callback) == (200, EMPTY)
+            await eventually(lambda: len(fake.sent()) == 1)
+            assert await runner.reconciler.pass_once()
+            await asyncio.sleep(QUIET + 0.5)
+        assert recording_sid in fake.recordings
+
+    run_with_fake(test)
+
+
 def test_a_voicemail_on_the_allowed_path_is_decided_by_the_rules_in_force(
     tmp_path: Path,
 ) -> None:

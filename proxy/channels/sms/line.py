@@ -11,9 +11,9 @@ Rules this module keeps:
 3. Allowed: a text is forwarded as "From <number>: <text>" with its media, split to stay
    within the provider's 1,600 characters. A voicemail left on an allowed call she did not
    pick up is forwarded as "Voicemail from <number> (<n> s)" with the recording as its
-   media, and stays at the provider (the forward's media is fetched from there). A call
-   the daemon never saw live (found by reconciliation) becomes a "Missed call from
-   <number>" text: nothing allowed is lost.
+   media; no cleanup is queued for it (the forward's media is fetched from the provider).
+   A call the daemon never saw live (found by reconciliation) becomes a "Missed call
+   from <number>" text: nothing allowed is lost.
 """
 
 from __future__ import annotations
