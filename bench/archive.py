@@ -221,7 +221,7 @@ def presealed(root: Path, sealed: bytes, *, recipients: list[str], seconds: floa
     """`await archive.append(ITEM, sealed)` from one task: the storage path without sealing."""
     rate, latencies = asyncio.run(
         producers(root, recipients, count=1, seconds=seconds, segment_bytes=segment_bytes,
-                  call=lambda archive: archive.append(EntryKind.ITEM, sealed))
+                  call=lambda archive: archive.append(EntryKind.SEALED, sealed))
     )  # fmt: skip
     return Row(name="nocontact append, 1 producer, pre-sealed", rate=rate, latencies=latencies)
 
@@ -239,7 +239,7 @@ def build_archive(root: Path, sealed: bytes, entries: int, segment_bytes: int) -
             count = min(BATCH, entries - done)
             since_checkpoint += count
             checkpoint = since_checkpoint >= CHECKPOINT_ENTRIES
-            log.append([(EntryKind.ITEM, sealed)] * count, checkpoint=checkpoint,
+            log.append([(EntryKind.SEALED, sealed)] * count, checkpoint=checkpoint,
                        now=datetime.now(UTC))  # fmt: skip
             if checkpoint:
                 log.publish_head()

@@ -268,7 +268,7 @@ async def build_archive(root: Path, recipient: str, count: int) -> Built:
         async def producer() -> None:
             for held in items:  # one shared iterator: next() never awaits
                 sealed = await archive.seal(held.message, held.decision, extras=held.extras)
-                await archive.append(EntryKind.ITEM, sealed)
+                await archive.append(EntryKind.SEALED, sealed)
                 built.kinds[held.kind] += 1
                 built.sealed_bytes += len(sealed)
                 built.original_bytes += len(held.message.raw)

@@ -462,7 +462,7 @@ def audit(archive: Path, identity: pyrage.x25519.Identity, fake: FakeTwilio,
     for number in contiguous_segments(log_dir):
         with mapped(log_dir / segment_name(number)) as buffer:
             for record in SegmentScan(number, buffer):
-                if record.header.kind is EntryKind.ITEM:
+                if record.header.kind is EntryKind.SEALED:
                     metadata, _ = parse_sealed(pyrage.decrypt(bytes(record.body), [identity]))
                     sids.append(str(metadata.get("provider_id")))
                 del record

@@ -25,9 +25,10 @@ Rules this module keeps:
 7. Texts, calls and voicemails (`receive_phone`): each provider SID is handled once, under
    the line's claim. Held: the evidence (webhook or record, media downloaded) is sealed
    and stored with its mark; then the line records it handled and cleans up at the
-   provider. Allowed: the line forwards it durably (or lets the call through). A
-   voicemail is held whatever the rules say now: only held callers are ever sent to
-   voicemail.
+   provider. Allowed: the line forwards it durably (or lets the call through). A voicemail
+   left on a held call is held whatever the rules say now; one left on an allowed call
+   that rang unanswered (`call_allowed`, which the channel must have from the provider's
+   signed word) is decided by the rules in force when it is ready, like a text.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class PhoneArrival:
     text: str
     received_at: datetime
     voicemail: bool = False
+    call_allowed: bool = False  # a voicemail: its call was let through first (rule 6)
 
 
 A = TypeVar("A", bound=PhoneArrival)
@@ -111,7 +113,7 @@ class PhoneLine(Protocol[A_contra]):
 
 _VOICEMAIL = Decision(
     action=Action.HOLD, kind=Kind.DIRECT, rule_id=None,
-    reason="a voicemail left on a call that was sent to voicemail",
+    reason="a voicemail left on a call that was held",
 )  # fmt: skip
 
 
@@ -218,16 +220,16 @@ class Pipeline:
             provider_id=arrival.sid, channel=arrival.channel,
         )  # fmt: skip
         decision = decide(message, self.rules)
-        if arrival.voicemail and not decision.held:
+        if arrival.voicemail and not arrival.call_allowed and not decision.held:
             decision = _VOICEMAIL
         return message, decision
 
     async def receive_phone(self, arrival: A, line: PhoneLine[A]) -> Decision:
         """Seal or pass on one text, call or voicemail; returns once that is durable.
 
-        The decision is returned for the channel's answer (a call is put through or sent to
-        voicemail); a SID already handled is decided again, with no effect, so a replayed
-        webhook gets the same answer.
+        The decision is returned for the channel's answer (a call is put through, or rings
+        and reaches voicemail); a SID already handled is decided again, with no effect, so
+        a replayed webhook gets the same answer.
         """
         message, decision = self.decide_phone(arrival)
         mark = line.mark(arrival.sid)

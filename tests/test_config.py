@@ -419,7 +419,7 @@ COMMENTED_ALTERNATIVES = {
         "oauth2_command", "poll_seconds", "move_pulled_to")),
     _SMS, *(f"{_SMS}.{key}" for key in (
         "listen", "public_url", "account_sid", "auth_token_file", "number", "forward_to",
-        "voicemail_greeting", "redact_at_provider", "reconcile_every", "api_base_url",
+        "voicemail_greeting", "ring_tone", "redact_at_provider", "reconcile_every", "api_base_url",
         "state_dir")),
 }  # fmt: skip
 

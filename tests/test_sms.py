@@ -356,51 +356,6 @@ def test_reconciliation_passes_asked_for_together_run_one_at_a_time(tmp_path: Pa
     run_with_fake(test)
 
 
-def test_held_caller_gets_voicemail_which_is_sealed_then_deleted(tmp_path: Path) -> None:
-    """A held call: greeting + Record; the recording is fetched, sealed, then deleted."""
-
-    async def test(fake: FakeTwilio) -> None:
-        phone = Phone(tmp_path, fake, voicemail_greeting="Hi, leave a message.")
-        async with phone.running():
-            call_sid, params = fake.inbound_call(sender=MARK, to=NUMBER)
-            status, twiml = await phone.post("/voice", params)
-            assert status == 200
-            assert "<Say>Hi, leave a message.</Say>" in twiml
-            assert f'recordingStatusCallback="{PUBLIC}/voice/recording"' in twiml
-            assert "Dial" not in twiml
-            assert (await phone.post("/voice", params))[1] == twiml  # a replay: same answer
-            fake.finish_call(call_sid)
-            recording_sid, callback = fake.recording(call_sid=call_sid, audio=AUDIO)
-            assert await phone.post("/voice/recording", callback) == (200, EMPTY)
-            done = await phone.post("/voice/done", {"CallSid": call_sid})
-            assert done[0] == 200
-            assert "<Hangup" in done[1]
-            await eventually(lambda: recording_sid not in fake.recordings)
-            await eventually(lambda: call_sid not in fake.calls)
-        held = phone.held()
-        assert [m["provider_id"] for m, _ in held] == [call_sid, recording_sid]
-        assert _parts(held[1][1])[recording_sid] == AUDIO
-        assert held[1][0]["voicemail"] is True
-
-    run_with_fake(test)
-
-
-def test_allowed_caller_is_put_through_with_caller_id(tmp_path: Path) -> None:
-    """An allowed call is dialled through to the real phone, showing the caller's number."""
-
-    async def test(fake: FakeTwilio) -> None:
-        phone = Phone(tmp_path, fake)
-        async with phone.running():
-            _, params = fake.inbound_call(sender=FRIEND, to=NUMBER)
-            status, twiml = await phone.post("/voice", params)
-        assert status == 200
-        assert f'callerId="{FRIEND}"' in twiml
-        assert f">{PHONE}</Dial>" in twiml
-        assert phone.held() == []
-
-    run_with_fake(test)
-
-
 @pytest.mark.parametrize(
     "written", ["(555) 010-0199", "555.010.0199", "+1 555 010 0199", "1-555-010-0199"]
 )
@@ -606,33 +561,6 @@ def test_redaction_off_keeps_texts_at_the_provider_and_a_later_pass_catches_up(
     run_with_fake(test)
 
 
-def test_a_held_call_with_voicemail_logs_what_an_allowed_call_does(tmp_path: Path) -> None:
-    """Voicemail and its cleanup (even with the API down) add no log line to a held call."""
-
-    async def test(fake: FakeTwilio) -> None:
-        phone = Phone(tmp_path, fake)
-        async with phone.running():
-            held_sid, held = fake.inbound_call(sender=MARK, to=NUMBER)
-            _, allowed = fake.inbound_call(sender=FRIEND, to=NUMBER)
-            with capture_logs(processors=[logs.redact]) as held_lines:
-                await phone.post("/voice", held)
-                fake.finish_call(held_sid)
-                _, callback = fake.recording(call_sid=held_sid, audio=AUDIO)
-                await phone.post("/voice/recording", callback)
-                fake.down = True  # sealed; deleting it at the provider now fails, silently
-                await phone.post("/voice/done", {"CallSid": held_sid})
-                await asyncio.sleep(QUIET + 1.0)
-            fake.down = False
-            with capture_logs(processors=[logs.redact]) as allowed_lines:
-                await phone.post("/voice", allowed)
-                await asyncio.sleep(QUIET + 1.0)
-        assert held_lines == allowed_lines
-        assert len(phone.held()) == 2
-        assert any(a.method == "DELETE" for a in fake.requests)  # its cleanup was tried
-
-    run_with_fake(test)
-
-
 def test_media_the_provider_lost_is_recorded_missing_and_the_text_kept(tmp_path: Path) -> None:
     """A held MMS whose picture is gone at the provider (404) is sealed, with the gap noted."""
 
@@ -680,33 +608,6 @@ def test_one_failing_message_does_not_stop_reconciliation_of_the_others(tmp_path
             assert await runner.reconciler.pass_once() is True
         assert sorted(m["provider_id"] for m, _ in phone.held()) == sorted([stubborn, other])
         assert len(fake.sent()) == 1
-
-    run_with_fake(test)
-
-
-def test_a_held_call_that_cannot_be_sealed_still_hears_voicemail(tmp_path: Path) -> None:
-    """No 5xx on a call (Twilio would announce an error): the usual voicemail answer, and
-    reconciliation keeps the call once it can."""
-
-    async def test(fake: FakeTwilio) -> None:
-        phone = Phone(tmp_path, fake)
-        async with phone.running() as runner:
-            call_sid, params = fake.inbound_call(sender=MARK, to=NUMBER)
-            archive = runner._archive  # the fault is injected here
-            real_append = archive.append
-
-            async def broken(*args: object, **kwargs: object) -> Any:
-                raise OSError(28, "No space left on device")
-
-            archive.append = broken  # type: ignore[method-assign]
-            status, twiml = await phone.post("/voice", params)
-            assert status == 200
-            assert "<Record" in twiml
-            assert "Dial" not in twiml
-            archive.append = real_append  # type: ignore[method-assign]
-            fake.finish_call(call_sid)
-            assert await runner.reconciler.pass_once()
-        assert [m["provider_id"] for m, _ in phone.held()] == [call_sid]
 
     run_with_fake(test)
 

@@ -223,6 +223,28 @@ def test_calls_and_recordings_are_listed_fetched_and_deleted() -> None:
     drive(scenario)
 
 
+def test_a_dial_that_ended_stores_its_child_call_and_posts_the_action_form() -> None:
+    """<Dial action>'s form: the call's own fields plus DialCallStatus and the child call,
+    which is listed outbound-dial to the dialled number, not to ours."""
+
+    async def scenario(fake: FakeTwilio, client: Any) -> None:
+        sid, hook = fake.inbound_call(sender=THEM, to=OURS, at=T0)
+        assert fake.call_form(sid) == hook  # a <Redirect> posts what the voice URL got
+        form = fake.dial_ended(sid, to="+15550108888", status="no-answer")
+        assert form["CallSid"] == sid
+        assert (form["DialCallStatus"], form["DialBridged"]) == ("no-answer", "false")
+        assert "DialCallDuration" not in form
+        assert form["CallStatus"] == "in-progress"
+        (child,) = await client.calls.list_async(to="+15550108888")
+        assert (child.sid, child.parent_call_sid) == (form["DialCallSid"], sid)
+        assert (child.direction, child.status) == ("outbound-dial", "no-answer")
+        assert [c.sid for c in await client.calls.list_async(to=OURS)] == [sid]
+        answered = fake.dial_ended(sid, to="+15550108888", status="completed", duration=40)
+        assert (answered["DialCallStatus"], answered["DialCallDuration"]) == ("completed", "40")
+
+    drive(scenario)
+
+
 def test_outage_answers_503_and_is_still_recorded() -> None:
     """With `down` set every request answers 503, and the request is still recorded."""
 

@@ -9,6 +9,9 @@ Rules this module keeps:
 4. Lists are newest first and page by cursor (PageToken), as Twilio's do, so deleting records
    while walking the pages skips none. Deleting a message deletes its media (Twilio, 2020-10).
 5. Webhooks are signed by twilio's own RequestValidator over the URL Twilio would have used.
+6. A call's later requests are built from the stored call, as Twilio builds them: the form
+   of a <Redirect> (`call_form`) and of a <Dial>'s action once the dialled call ended
+   (`dial_ended`, which stores that child call too, outbound-dial, to the dialled number).
 """
 
 from __future__ import annotations
@@ -224,13 +227,41 @@ class FakeTwilio:
             "subresource_uris": {"recordings": f"{path}/Recordings.json"}, "to": to,
             "to_formatted": to, "trunk_sid": None, "uri": f"{path}.json",
         }  # fmt: skip
-        params = {
+        return sid, self.call_form(sid)
+
+    def call_form(self, sid: str) -> dict[str, str]:
+        """The form Twilio posts about a stored call: to the voice URL, and to any later URL
+        the call's TwiML sends it to (a <Redirect>)."""
+        row = self.calls[sid]
+        sender, to = str(row["from"]), str(row["to"])
+        return {
             "AccountSid": self.account_sid, "ApiVersion": API, "CallSid": sid,
-            "CallStatus": status, "Called": to, "CalledCountry": "US", "Caller": sender,
-            "CallerCountry": "US", "Direction": "inbound", "From": sender, "FromCountry": "US",
-            "To": to, "ToCountry": "US",
+            "CallStatus": str(row["status"]), "Called": to, "CalledCountry": "US",
+            "Caller": sender, "CallerCountry": "US", "Direction": "inbound", "From": sender,
+            "FromCountry": "US", "To": to, "ToCountry": "US",
         }  # fmt: skip
-        return sid, params
+
+    def dial_ended(
+        self, sid: str, *, to: str, status: str = "no-answer", duration: int = 0
+    ) -> dict[str, str]:
+        """A stored call's <Dial> to `to` ended with `status` (no-answer, busy, failed,
+        canceled, completed): store the dialled (child) call and return the form Twilio
+        posts to the Dial's action URL."""
+        parent = self.calls[sid]
+        parent["status"] = "in-progress"  # answered by TwiML: the caller hears the ringing
+        when = _instant(None)
+        child = self._sid("CA", when)
+        self.calls[child] = {
+            **parent, "sid": child, "parent_call_sid": sid, "direction": "outbound-dial",
+            "to": to, "to_formatted": to, "status": status, "duration": str(duration),
+            "start_time": _rfc2822(when), "end_time": _rfc2822(when),
+            "uri": f"{self._account}/Calls/{child}.json", "subresource_uris": {},
+        }  # fmt: skip
+        form = {**self.call_form(sid), "DialCallSid": child, "DialCallStatus": status,
+                "DialBridged": "true" if status == "completed" else "false"}  # fmt: skip
+        if status == "completed":
+            form["DialCallDuration"] = str(duration)
+        return form
 
     def finish_call(self, sid: str, status: str = "completed", duration: int = 12) -> None:
         """End a stored call after `duration` seconds with a final status."""

@@ -331,7 +331,14 @@ class SmsChannel(_Section):
         default=GREETING,
         min_length=1,
         max_length=1000,
-        description="What a held caller hears before the tone (say nothing about blocking)",
+        description="What a caller hears before the tone when no one answers: every held "
+        "caller, and an allowed one the survivor does not pick up (say nothing about blocking)",
+    )
+    ring_tone: Annotated[str, AfterValidator(values.ring_tone)] = Field(
+        default="us",
+        description="The country whose ringing callers hear before the greeting (Twilio's "
+        "ringTone code: us, uk, nz, de, fr, it, nl, no or pl); held callers hear the same tone",
+        examples=["us", "uk"],
     )
     redact_at_provider: bool = Field(
         default=True,

@@ -19,6 +19,7 @@ import phonenumbers
 import pyrage
 from pydantic import ValidationInfo
 
+from proxy.channels.sms.ringback import CADENCES, TWILIO_RING_TONES
 from proxy.identity import canonical_domain, e164
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -134,6 +135,21 @@ def account_sid(value: str) -> str:
     """A Twilio account SID: AC and 32 hex digits."""
     if not _ACCOUNT_SID.match(value):
         raise ValueError("not a Twilio account SID (expected AC and 32 lowercase hex digits)")
+    return value
+
+
+def ring_tone(value: str) -> str:
+    """A country code from Twilio's ringTone list whose ringing nocontact can play itself:
+    held callers hear that same tone, so no other can be promised."""
+    playable = ", ".join(sorted(CADENCES))
+    if value not in TWILIO_RING_TONES:
+        raise ValueError(f"{value!r} is not one of Twilio's ring tones (expected one of: "
+                         f"{playable})")  # fmt: skip
+    if value not in CADENCES:
+        raise ValueError(
+            f"nocontact cannot play Twilio's {value!r} ring tone to held callers, so they would "
+            f"hear a different ringing from allowed ones (expected one of: {playable})"
+        )
     return value
 
 

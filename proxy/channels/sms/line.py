@@ -11,8 +11,11 @@ Rules this module keeps:
    Nothing is deleted at the provider before its seal is on disk. The handled line is
    the same as an allowed arrival's.
 3. Allowed: a text is forwarded as "From <number>: <text>" with its media, split to stay
-   within the provider's 1,600 characters. A call the daemon never saw live (found by
-   reconciliation) becomes a "Missed call from <number>" text: nothing allowed is lost.
+   within the provider's 1,600 characters. A voicemail left on an allowed call she did not
+   pick up is forwarded as "Voicemail from <number> (<n> s)" with the recording as its
+   media; no cleanup is queued for it (the forward's media is fetched from the provider).
+   A call the daemon never saw live (found by reconciliation) becomes a "Missed call
+   from <number>" text: nothing allowed is lost.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class TwilioArrival(PhoneArrival):
     media: tuple[MediaRef, ...] | None = None  # None: ask the provider (reconciliation)
     call_sid: str = ""  # a voicemail's call
     live: bool = True  # from a webhook, not from reconciliation
+    seconds: int = 0  # a voicemail's length, as the provider gave it
 
 
 def forward_bodies(sender: str, text: str) -> list[str]:
@@ -128,6 +132,11 @@ class TwilioLine:
             bodies = forward_bodies(sender, arrival.text)
             tasks = [Task(kind="forward", body=body) for body in bodies[:-1]]
             tasks.append(Task(kind="forward", body=bodies[-1], media_urls=urls))
+        elif arrival.kind == "voicemail":
+            media = await self.media_of(arrival)
+            urls = tuple(self.provider.public_address(address) for _, _, address in media)
+            body = f"Voicemail from {sender} ({arrival.seconds} s)"
+            tasks = [Task(kind="forward", body=body, media_urls=urls)]
         elif arrival.kind == "call" and not arrival.live:
             tasks = [Task(kind="forward", body=f"Missed call from {sender}")]
         else:

@@ -205,8 +205,13 @@ class Reconciler:
                 call = {}
             if call and e164(str(call.get("to") or ""), None) != self._watching().number:
                 continue  # another number's voicemail in the same account: not ours to take
+            # Its call was put through (and rang unanswered) if the call is handled and
+            # the archive does not hold it: then the rules decide the voicemail (pipeline
+            # rule 7); a call it never heard of, or held, keeps it held.
+            allowed = bool(call_sid) and ledger.handled(call_sid) and not ledger.held(call_sid)
             arrival = TwilioArrival(
                 sid=sid, channel=Channel.VOICE, kind="voicemail", voicemail=True,
+                call_allowed=allowed,
                 sender=str(call.get("from") or ""), recipient=str(call.get("to") or ""),
                 text="", record={"recording": record, "call": call}, call_sid=call_sid,
                 received_at=_moment(record, "date_created") or self._clock(), live=False,

@@ -7,8 +7,8 @@ Rules this module keeps:
    then answered), stop reconciliation and the outbox (what is waiting stays on disk),
    close the provider and the ledger.
 3. State: one journal (handled SIDs and the outbox) under `state_dir`, compacted at start.
-4. `replace` applies a reloaded config's forward_to, greeting, redaction and interval;
-   the listen address, credentials and state directory need a restart.
+4. `replace` applies a reloaded config's forward_to, greeting, ring tone, redaction and
+   interval; the listen address, credentials and state directory need a restart.
 """
 
 from __future__ import annotations
@@ -93,11 +93,12 @@ class SmsRunner:
             settings=lambda: LineSettings(redact_at_provider=self.settings.redact_at_provider,
                                           default_region=self.default_region),
         )  # fmt: skip
-        webhooks = Webhooks(
+        self.webhooks = webhooks = Webhooks(
             pipeline=self._pipeline, line=self.line, provider=self.provider, auth_token=token,
             answering=lambda: Answering(
                 public_url=self.settings.public_url, forward_to=self.settings.forward_to,
                 voicemail_greeting=self.settings.voicemail_greeting,
+                ring_tone=self.settings.ring_tone,
             ),
         )  # fmt: skip
         self.reconciler = Reconciler(

@@ -1,18 +1,27 @@
 """Twilio's webhooks (aiohttp): translate a signed request into an arrival, a decision into TwiML.
 
 Rules this module keeps:
-1. Thin: no policy here. Every request's X-Twilio-Signature is checked (twilio's
-   RequestValidator, against `public_url` + the path as Twilio requested it) before
-   anything is read into a message; a bad or missing signature gets 403 and nothing is
-   stored or logged beyond the refusal itself.
-2. Silent to the sender: every text gets the same empty `<Response/>`, held or not; a held
-   caller hears an ordinary voicemail greeting. The only other answer is 503, when a text
-   or a voicemail is not yet durable: Twilio then tries its fallback (the sender sees
-   nothing), and reconciliation picks the message up from the provider's log. A call is
-   never answered 503 (Twilio would tell the caller of an error): it gets its usual
-   answer, and reconciliation keeps it.
-3. The routes: POST /sms (texts and MMS), /voice (calls), /voice/recording (a voicemail
-   is ready), /voice/done (after the voicemail: hang up).
+1. Thin: no policy here. Every POST's X-Twilio-Signature is checked (twilio's
+   RequestValidator, against `public_url` + the path and query as Twilio requested them)
+   before anything is read into a message; a bad or missing signature gets 403 and nothing
+   is stored or logged beyond the refusal itself.
+2. Silent to the sender: every text gets the same empty `<Response/>`, held or not. Every
+   call is answered at once and rings for `ring_seconds` (15 to 30 s, unpredictable, the
+   same for a replay of the same call) in the configured ring tone: a held caller hears
+   our own copy of that tone (`<Play>`, then `<Redirect>`), an allowed one Twilio's while
+   it dials her phone (`<Dial timeout ringTone action>`). When the ringing ends unanswered
+   both come back here (/voice/voicemail) and get the very same greeting and `<Record>`,
+   differing only in the recording callback's `call` query, which Twilio signs. The only
+   other answer is 503, when a text or a voicemail is not yet durable: Twilio then tries
+   its fallback (the sender sees nothing), and reconciliation picks the message up from
+   the provider's log. A call is never answered 503 (Twilio would tell the caller of an
+   error): it gets its usual answer, and reconciliation keeps it.
+3. The routes: POST /sms (texts and MMS), /voice (calls), /voice/voicemail?call=held|allowed
+   (the ringing is over: greeting and Record, or hang up after she answered),
+   /voice/recording?call=held|allowed (a voicemail is ready: held if its call was, else
+   decided by the rules in force), /voice/done (after the voicemail: hang up); GET
+   /voice/ringback/<tone>/<seconds>.wav, the held caller's ringing: unsigned (it says
+   nothing of anyone), and total: anything but a playable tone and 15..30 s is 404.
 4. Bounded: a request body over `MAX_BODY` (1 MiB; Twilio's largest is a few KiB) is
    refused with 413 by aiohttp before it is read whole; form values are read as the
    pipeline reads every text (`proxy.normalize.valid`: never a lone surrogate).
@@ -21,6 +30,10 @@ Rules this module keeps:
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
+import re
+import secrets
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -35,6 +48,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from proxy.channels.sms.capture import Webhook
 from proxy.channels.sms.line import MediaRef, TwilioArrival, TwilioLine
 from proxy.channels.sms.provider import Provider
+from proxy.channels.sms.ringback import RING_SECONDS, ringback_wav
 from proxy.logs import get_logger
 from proxy.message import Channel
 from proxy.pipeline import Pipeline
@@ -43,8 +57,19 @@ _log = get_logger("sms")
 _XML = "text/xml"
 MAX_BODY = 1 << 20
 EMPTY = str(MessagingResponse())
-_HANG_UP = str(VoiceResponse().hangup())
+
+
+def _hang_up() -> str:
+    response = VoiceResponse()
+    response.hangup()  # returns the <Hangup/> element, not the response: never str() it
+    return str(response)
+
+
+_HANG_UP = _hang_up()
 _MAX_VOICEMAIL_SECONDS = 180
+_HELD, _ALLOWED = "held", "allowed"  # the `call` query: which way a voicemail's call went
+_ANSWERED = frozenset({"completed", "answered"})  # DialCallStatus: she picked up
+_RINGBACK = re.compile(r"(1[5-9]|2[0-9]|30)\.wav")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,25 +79,41 @@ class Answering:
     public_url: str
     forward_to: str
     voicemail_greeting: str
+    ring_tone: str = "us"
 
 
-def voicemail(answering: Answering) -> str:
+def ringing(answering: Answering, seconds: int) -> str:
+    """A held call: `seconds` of ringing, then back here for the greeting, as after a Dial."""
+    response = VoiceResponse()
+    response.play(f"{answering.public_url}/voice/ringback/{answering.ring_tone}/{seconds}.wav")
+    response.redirect(f"{answering.public_url}/voice/voicemail?call={_HELD}")
+    return str(response)
+
+
+def put_through(answering: Answering, caller: str, seconds: int) -> str:
+    """An allowed call: her phone rings for `seconds`; then back here for the greeting."""
+    response = VoiceResponse()
+    response.dial(
+        answering.forward_to, caller_id=caller or None, timeout=seconds,
+        ring_tone=answering.ring_tone,
+        action=f"{answering.public_url}/voice/voicemail?call={_ALLOWED}",
+    )  # fmt: skip
+    return str(response)
+
+
+def voicemail(answering: Answering, call: str = _HELD) -> str:
+    """The greeting and the recording, the same for a held call and an unanswered allowed
+    one but for the `call` query of the recording callback."""
     response = VoiceResponse()
     response.say(answering.voicemail_greeting)
     response.record(
         action=f"{answering.public_url}/voice/done",
-        recording_status_callback=f"{answering.public_url}/voice/recording",
+        recording_status_callback=f"{answering.public_url}/voice/recording?call={call}",
         recording_status_callback_event="completed",
         max_length=_MAX_VOICEMAIL_SECONDS,
         play_beep=True,
     )
     response.hangup()
-    return str(response)
-
-
-def put_through(answering: Answering, caller: str) -> str:
-    response = VoiceResponse()
-    response.dial(answering.forward_to, caller_id=caller or None, answer_on_bridge=True)
     return str(response)
 
 
@@ -133,6 +174,20 @@ def _media(params: Mapping[str, str]) -> tuple[MediaRef, ...]:
     return tuple(pieces)
 
 
+def _call_path(webhook: Webhook) -> str:
+    """Which way a voicemail's call went, from the signed URL's `call` query: "allowed" only
+    when it says exactly that; anything else (an older version's URL had none) is held."""
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(webhook.url).query)
+    return _ALLOWED if query.get("call") == [_ALLOWED] else _HELD
+
+
+def _seconds(params: Mapping[str, str], name: str) -> int:
+    try:
+        return max(0, int(params.get(name, "0") or "0"))
+    except ValueError:
+        return 0
+
+
 def _field(params: Mapping[str, str], name: str) -> str:
     value = params.get(name, "")
     if not value:
@@ -150,16 +205,36 @@ class Webhooks:
         self._validator = RequestValidator(auth_token)
         self._answering = answering
         self._clock = clock
+        self._ring_key = secrets.token_bytes(32)
+
+    def ring_seconds(self, call_sid: str) -> int:
+        """How long a call rings before the greeting: 15 to 30 s, uniform, unpredictable to
+        the caller (a key made at start), and the same for a replayed webhook of the call."""
+        digest = hmac.new(self._ring_key, call_sid.encode(), hashlib.sha256).digest()
+        return RING_SECONDS[int.from_bytes(digest) % len(RING_SECONDS)]
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY)
         routes = {
             "/sms": self._text, "/voice": self._call,
-            "/voice/recording": self._recording, "/voice/done": self._done,
+            "/voice/voicemail": self._voicemail, "/voice/recording": self._recording,
+            "/voice/done": self._done,
         }  # fmt: skip
         for path, handler in routes.items():
             app.router.add_post(path, self._signed(handler))
+        app.router.add_get("/voice/ringback/{tone}/{name}", self._ringback)
         return app
+
+    async def _ringback(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        found = _RINGBACK.fullmatch(name)
+        try:
+            wav = ringback_wav(request.match_info["tone"], int(found[1]) if found else 0)
+        except ValueError:
+            return web.Response(status=404)
+        # The same URL is always the same bytes: Twilio may keep it as long as it likes.
+        return web.Response(body=wav, content_type="audio/wav",
+                            headers={"Cache-Control": "public, max-age=31536000"})  # fmt: skip
 
     def _signed(
         self, handler: Callable[[Webhook, Mapping[str, str]], Awaitable[str]]
@@ -213,8 +288,15 @@ class Webhooks:
             # provider's log, where reconciliation finds it and keeps it.
             _log.error("a call is not yet durable; reconciliation picks it up")
             decision = self._pipeline.decide_phone(arrival)[1]
-        answering = self._answering()
-        return voicemail(answering) if decision.held else put_through(answering, caller)
+        answering, seconds = self._answering(), self.ring_seconds(arrival.sid)
+        if decision.held:
+            return ringing(answering, seconds)
+        return put_through(answering, caller, seconds)
+
+    async def _voicemail(self, webhook: Webhook, params: Mapping[str, str]) -> str:
+        if params.get("DialCallStatus", "") in _ANSWERED:
+            return _HANG_UP  # she took the call, and it is over
+        return voicemail(self._answering(), _call_path(webhook))
 
     async def _recording(self, webhook: Webhook, params: Mapping[str, str]) -> str:
         if params.get("RecordingStatus", "completed") != "completed":
@@ -228,6 +310,8 @@ class Webhooks:
             sender=str(call.get("from") or ""), recipient=str(call.get("to") or ""), text="",
             received_at=self._clock(), webhook=webhook, call_sid=call_sid,
             media=((sid, "audio/x-wav", _field(params, "RecordingUrl") + ".wav"),),
+            call_allowed=_call_path(webhook) == _ALLOWED,
+            seconds=_seconds(params, "RecordingDuration"),
         )  # fmt: skip
         await self._pipeline.receive_phone(arrival, self._line)
         return EMPTY
