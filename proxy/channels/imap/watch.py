@@ -271,7 +271,7 @@ class FolderWatcher(threading.Thread):
         if held:
             before = self._state(uidvalidity, last)
             self.state.record(self.folder, before, sealed=[digest for _, digest in held])
-            self._remove(client, [uid for uid, _ in held], self.account.move_held_to)
+            self._remove(client, [uid for uid, _ in held], None)
         if pulled:
             self._remove(client, pulled, self.account.move_pulled_to)
         return failed
