@@ -228,22 +228,23 @@ class Shelf:
         return set()
 
 
-def account(tmp: Path, server: servers.Dovecot) -> ImapAccount:
-    """The private Dovecot's account, as the daemon's config would give it."""
+def account(tmp: Path, server: servers.Dovecot, **settings: object) -> ImapAccount:
+    """The private Dovecot's account, as the daemon's config would give it (plus `settings`)."""
     password = tmp / "password"
     write_secret(password, servers.PASSWORD)
     return ImapAccount.model_validate({
         "name": "home", "host": servers.HOST, "port": server.imap_port, "tls": "none",
-        "username": servers.USER, "password_file": str(password),
+        "username": servers.USER, "password_file": str(password), **settings,
     })  # fmt: skip
 
 
 @contextlib.contextmanager
 def watching(
     tmp: Path, server: servers.Dovecot, handle: watch.Handle, *, folder: str = "INBOX",
-    client: type[IMAPClient] = IMAPClient, shelf: Shelf | None = None,
+    client: type[IMAPClient] = IMAPClient, shelf: Shelf | None = None, **settings: object,
 ) -> Iterator[watch.FolderWatcher]:  # fmt: skip
     """A FolderWatcher of `folder` in this process, logging in with `client`; stopped after.
+    `settings` are the account's, beyond how to log in (e.g. held_removal).
 
     Its state is tmp/state.json, so a second `watching` of the same `tmp` is a restart.
     """
@@ -255,7 +256,7 @@ def watching(
 
     stop = threading.Event()
     watcher = watch.FolderWatcher(
-        account(tmp, server), folder, AccountState(tmp / "state.json"), handle=handle,
+        account(tmp, server, **settings), folder, AccountState(tmp / "state.json"), handle=handle,
         archive=shelf if shelf is not None else Shelf(), stop=stop,
     )  # fmt: skip
     with pytest.MonkeyPatch.context() as patch:

@@ -35,6 +35,8 @@ PASSWORD = "secret"
 DOMAIN = "example.test"
 ADDRESS = f"{USER}@{DOMAIN}"
 JUNK = "Junk"
+TRASH = "Trash"
+ALL_MAIL = "AllMail"  # Gmail's is "[Gmail]/All Mail"; a name without quotes suits imaplib
 START_SECONDS = 20.0
 
 _SYSTEM_MAIN_CF = Path("/etc/postfix/main.cf")
@@ -158,7 +160,7 @@ namespace inbox {{
     special_use = \\Junk
     auto = create
   }}
-}}
+{extra_mailboxes}}}
 service imap-login {{
   chroot =
   inet_listener imap {{
@@ -181,15 +183,43 @@ service anvil {{
 """
 
 
+_TRASH_MAILBOX = f"""\
+  mailbox {TRASH} {{
+    special_use = \\Trash
+    auto = create
+  }}
+"""
+_ALL_MAIL_MAILBOX = f"""\
+  mailbox {ALL_MAIL} {{
+    special_use = \\All
+    auto = create
+  }}
+"""
+_GMAIL_LIKE = f"""\
+imap_capability = +X-GM-EXT-1
+mail_plugins = $mail_plugins lazy_expunge
+plugin {{
+  lazy_expunge = {ALL_MAIL}
+  lazy_expunge_exclude = \\Trash
+  lazy_expunge_only_last_instance = yes
+}}
+"""
+
+
 class Dovecot:
     """A private Dovecot: IMAP and LMTP on loopback, one passwd-file user, Maildir storage."""
 
     def __init__(
         self, root: Path, *, oauth2_introspection: str | None = None,
-        tls: tuple[Path, Path] | None = None,
+        tls: tuple[Path, Path] | None = None, trash: bool = False, gmail: bool = False,
     ) -> None:  # fmt: skip
         """`oauth2_introspection`: a token introspection URL, to accept XOAUTH2 logins.
         `tls`: (certificate, key) PEM files: STARTTLS on the IMAP port, IMAPS on `imaps_port`.
+        `trash`: a Trash folder, special-use \\Trash (RFC 6154).
+        `gmail`: behave as Gmail does where it matters here (implies `trash`): advertise
+        X-GM-EXT-1, and a message expunged from any folder but Trash lands in `ALL_MAIL`
+        (Dovecot's lazy_expunge plugin), as on Gmail an expunge only takes a label off and
+        the message stays in All Mail; only an expunge from Trash deletes it.
         """
         self.root = root
         self.imap_port = free_port()
@@ -202,9 +232,14 @@ class Dovecot:
         for name in ("mail", "home"):
             _chown(root / name, "dovecot")
         (root / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
+        extra = _TRASH_MAILBOX if trash or gmail else ""
+        extra += _ALL_MAIL_MAILBOX if gmail else ""
         conf = _DOVECOT_CONF.format(
-            root=root, imap_port=self.imap_port, lmtp_port=self.lmtp_port, junk=JUNK
-        )
+            root=root, imap_port=self.imap_port, lmtp_port=self.lmtp_port, junk=JUNK,
+            extra_mailboxes=extra,
+        )  # fmt: skip
+        if gmail:
+            conf += _GMAIL_LIKE
         self.imaps_port = 0
         if tls is not None:
             self.imaps_port = free_port()
@@ -230,6 +265,14 @@ class Dovecot:
                 f"  args = {root}/oauth2.conf.ext\n}}\n"
             )
         self.config.write_text(conf)
+
+    def add_trash(self) -> None:
+        """Give the server a \\Trash folder from its next start (as if its admin made one)."""
+        conf = self.config.read_text()
+        if _TRASH_MAILBOX not in conf:
+            self.config.write_text(
+                conf.replace(f"  mailbox {JUNK} {{", _TRASH_MAILBOX + f"  mailbox {JUNK} {{", 1)
+            )
 
     @property
     def lmtp_url(self) -> str:
@@ -290,9 +333,9 @@ class Dovecot:
 
 
 @contextlib.contextmanager
-def dovecot() -> Iterator[Dovecot]:
-    """A started private Dovecot, stopped and removed afterwards."""
-    server = Dovecot(make_root("nocontact-dovecot-"))
+def dovecot(*, trash: bool = False, gmail: bool = False) -> Iterator[Dovecot]:
+    """A started private Dovecot (see `Dovecot` for `trash`, `gmail`), stopped afterwards."""
+    server = Dovecot(make_root("nocontact-dovecot-"), trash=trash, gmail=gmail)
     try:
         server.start()
         yield server

@@ -415,7 +415,7 @@ COMMENTED_ALTERNATIVES = {
     "channels.smtp.tls_cert_file", "channels.smtp.tls_key_file", _IMAP, f"{_IMAP}.state_dir",
     f"{_IMAP}.accounts", *(f"{_ACCOUNT}.{key}" for key in (
         "name", "host", "port", "tls", "ca_file", "username", "password_file", "folders",
-        "move_held_to", "idle_seconds", "mode", "deliver", "deliver_recipient",
+        "held_removal", "idle_seconds", "mode", "deliver", "deliver_recipient",
         "oauth2_command", "poll_seconds", "move_pulled_to")),
     _SMS, *(f"{_SMS}.{key}" for key in (
         "listen", "public_url", "account_sid", "auth_token_file", "number", "forward_to",
@@ -746,3 +746,35 @@ def test_tls_none_is_refused_for_any_other_host(in_tmp: Path, host: str) -> None
     (found,) = problems("config.yaml")
     assert "channels.imap.accounts[0].tls" in found
     assert "in the clear" in found
+
+
+def test_move_held_to_is_refused_in_one_line_saying_why(in_tmp: Path) -> None:
+    """An account that still sets move_held_to (held mail kept in a folder of her own
+    mailbox) is refused at that key, in one line saying held mail never stays there."""
+    write_secret(in_tmp / "password", "hunter2")
+    text = BASE + IMAP.format(host="imap.example", tls="implicit") + "        move_held_to: Held\n"
+    (in_tmp / "config.yaml").write_text(text)
+    line = text.count("\n")
+    assert problems("config.yaml") == [
+        f"config.yaml:{line}:9: channels.imap.accounts[0].move_held_to: no longer a setting: "
+        "held mail never stays in the survivor's mailbox, not even in a folder of its own; it "
+        "is sealed, then removed from the mailbox entirely (see held_removal)"
+    ]
+
+
+@pytest.mark.parametrize("how", ["auto", "expunge", "trash"])
+def test_held_removal_takes_its_three_words(in_tmp: Path, how: str) -> None:
+    """held_removal is auto by default and takes expunge or trash; any other word is one line."""
+    write_secret(in_tmp / "password", "hunter2")
+    text = BASE + IMAP.format(host="imap.example", tls="implicit")
+    (in_tmp / "config.yaml").write_text(text)
+    imap = load_config("config.yaml").channels.imap
+    assert imap is not None
+    assert imap.accounts[0].held_removal == "auto"
+    (in_tmp / "config.yaml").write_text(text + f"        held_removal: {how}\n")
+    imap = load_config("config.yaml").channels.imap
+    assert imap is not None
+    assert imap.accounts[0].held_removal == how
+    (in_tmp / "config.yaml").write_text(text + "        held_removal: Held\n")
+    (found,) = problems("config.yaml")
+    assert "channels.imap.accounts[0].held_removal: expected 'auto', 'expunge' or 'trash'" in found

@@ -142,6 +142,9 @@ def _message(detail: ErrorDetails, loc: Loc, document: Document) -> str:
 
 def _unknown_key(loc: Loc) -> str:
     model = _model_at(loc[:-1])
+    retired = getattr(model, "retired_keys", {}).get(loc[-1])
+    if isinstance(retired, str):
+        return retired
     known = sorted(model.model_fields) if model else []
     close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
     if close:

@@ -5,11 +5,12 @@ Rules this module keeps:
    decision and the sealing run on the daemon's event loop (`Handle`).
 2. Order, for every new message: fetch with BODY.PEEK[] (never sets \\Seen; flags of
    mail that stays are never touched) -> decide -> if held, stored in the archive with
-   its mark (durable: pipeline rule 6) -> remove it (UID MOVE, or \\Deleted + UID
-   EXPUNGE) -> remember the UID. Nothing is removed before it is sealed. A crash
-   anywhere means the message is looked at again, and one the archive already holds is
-   removed without being sealed twice. The account's state records the same for every
-   message whatever became of it: only each folder's position.
+   its mark (durable: pipeline rule 6) -> remove it from the mailbox entirely
+   (removal.py: expunged where it is, or moved to the server's Trash and expunged there)
+   -> remember the UID. Nothing is removed before it is sealed. A crash anywhere means
+   the message is looked at again, and one the archive already holds is removed without
+   being sealed twice. The account's state records the same for every message whatever
+   became of it: only each folder's position.
 3. New mail is found by UID, never by IDLE's word alone: the UIDs above the last handled
    one are searched after every (re-)entry into IDLE, so mail that lands while IDLE is
    being re-issued is not missed, nor mail the server took in during an empty search
@@ -29,6 +30,8 @@ Rules this module keeps:
    own, the rest go on, and that one stays in the folder, untouched, its UID kept in the
    folder's retry list (state.py rule 4). It is looked at again after 1 s, then less and
    less often (at most every 5 min), for as long as it fails; never removed unsealed.
+   Held mail that is sealed but cannot be removed the way the account asks (trash on a
+   server without a \\Trash folder: removal.py rule 3) is retried the same way.
 6. Any other fault drops the connection and reconnects with exponential backoff (1 s to
    5 min). Nothing is logged about any message; only that a folder's connection failed.
 7. A changed UIDVALIDITY means the folder was rebuilt: it is scanned again from the start.
@@ -37,6 +40,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import threading
 import time
@@ -48,6 +52,7 @@ from imapclient import IMAPClient
 
 from proxy.channels.imap.batches import plan
 from proxy.channels.imap.connect import connect, default_folders
+from proxy.channels.imap.removal import HeldRemoval, Way, held_removal, remove, remove_held
 from proxy.channels.imap.state import AccountState, FolderState
 from proxy.config.model import ImapAccount
 from proxy.logs import get_logger
@@ -89,6 +94,7 @@ class FolderWatcher(threading.Thread):
         self.handle, self.archive, self.stop, self.progress = handle, archive, stop, progress
         # UIDs whose handling failed -> (when to look again, monotonic; the last wait)
         self._retry: dict[int, tuple[float, float]] = {}
+        self._held = HeldRemoval(way=Way.EXPUNGE)  # settled anew on each connection
 
     def sweep(self) -> None:
         """One pass over the folder (for `nocontact imap sweep`), then return."""
@@ -96,6 +102,7 @@ class FolderWatcher(threading.Thread):
         try:
             selected = client.select_folder(self.folder)
             uidvalidity = int(selected[b"UIDVALIDITY"])
+            self._settle_removal(client)
             self._handle_new(client, uidvalidity, self._last(uidvalidity))
         finally:
             with contextlib.suppress(Exception):
@@ -147,6 +154,7 @@ class FolderWatcher(threading.Thread):
     def _watch(self, client: IMAPClient) -> None:
         selected = client.select_folder(self.folder)
         uidvalidity = int(selected[b"UIDVALIDITY"])
+        self._settle_removal(client)
         last = self._last(uidvalidity)
         poll = self.account.poll_seconds
         while not self.stop.is_set():
@@ -155,6 +163,15 @@ class FolderWatcher(threading.Thread):
                 self._idle(client)
             else:  # low-latency mode: the next UID SEARCH is the poll
                 self.stop.wait(poll)
+
+    def _settle_removal(self, client: IMAPClient) -> None:
+        """How held mail leaves the mailbox on this connection (removal.py rules 1, 3)."""
+        self._held = held_removal(self.account, client, self.folder)
+        if self._held.way is Way.KEEP:  # about the account, logged whether or not mail is held
+            _log.warning(
+                "imap held_removal is trash but the server has no \\Trash folder (or no "
+                "UIDPLUS): held mail stays in the folder, sealed, and removal is retried"
+            )
 
     def _idle(self, client: IMAPClient) -> None:
         """Wait in IDLE until the server says something, keepalive, or stop."""
@@ -203,7 +220,7 @@ class FolderWatcher(threading.Thread):
             if self.stop.is_set():
                 break
             fetched = client.fetch(batch, ["BODY.PEEK[]", "INTERNALDATE"])
-            failed = self._handle_batch(client, batch, fetched)
+            failed = self._handle_batch(client, uidvalidity, batch, fetched)
             last = max(last, batch[-1])
             self._reschedule(batch, failed)
             self.state.record(self.folder, self._state(uidvalidity, last))
@@ -225,8 +242,9 @@ class FolderWatcher(threading.Thread):
                 self._retry.pop(uid, None)
 
     def _handle_batch(
-        self, client: IMAPClient, batch: list[int], fetched: dict[int, dict[bytes, Any]]
-    ) -> set[int]:
+        self, client: IMAPClient, uidvalidity: int, batch: list[int],
+        fetched: dict[int, dict[bytes, Any]],
+    ) -> set[int]:  # fmt: skip
         """Decide and seal a batch together (one archive sync), then remove what went.
 
         Returns the UIDs that could not be handled: they stay in the folder (rule 5).
@@ -256,23 +274,23 @@ class FolderWatcher(threading.Thread):
             elif fate is not Fate.KEPT:  # undecided, or it could not be sealed
                 failed.add(uid)
         if held:  # sealed durably by now (rule 2)
-            self._remove(client, held, self.account.move_held_to)
+            failed |= self._remove_held(client, uidvalidity, held, fetched)
         if pulled:
-            self._remove(client, pulled, self.account.move_pulled_to)
+            remove(client, pulled, self.account.move_pulled_to)
         return failed
 
-    def _remove(self, client: IMAPClient, uids: list[int], target: str | None) -> None:
-        """Remove `uids` from the folder: one UID MOVE, or one STORE and one UID EXPUNGE."""
-        if target is not None and client.has_capability("MOVE"):
-            client.move(uids, target)
-            return
-        if target is not None:
-            client.copy(uids, target)
-        client.delete_messages(uids)
-        if client.has_capability("UIDPLUS"):
-            client.uid_expunge(uids)
-        else:
-            client.expunge()
+    def _remove_held(
+        self, client: IMAPClient, uidvalidity: int, held: list[int],
+        fetched: dict[int, dict[bytes, Any]],
+    ) -> set[int]:  # fmt: skip
+        """Remove sealed mail from the mailbox entirely; the UIDs that stay (rule 5)."""
+        if self._held.way is Way.KEEP:  # the Trash folder may have been made since
+            self._held = held_removal(self.account, client, self.folder)
+        bodies = [(uid, fetched[uid][b"BODY[]"]) for uid in held]
+        sized = [(uid, hashlib.sha256(raw).hexdigest(), len(raw)) for uid, raw in bodies]
+        return remove_held(
+            client, self._held, folder=self.folder, uidvalidity=uidvalidity, held=sized
+        )
 
 
 def _announced_new(client: IMAPClient) -> bool:
