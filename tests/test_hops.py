@@ -9,7 +9,7 @@ from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.deliver.hops import Answer, SmtpHop, wire_form
+from proxy.deliver.hops import Answer, HopUnreachable, SmtpHop, wire_form
 from tests.test_deliver_pool import Mailbox, next_hop_server
 from tests.test_smtp import free_port
 
@@ -110,3 +110,33 @@ def test_a_next_hop_that_is_down_cannot_verify() -> None:
             await hop.aclose()
 
     assert asyncio.run(run()) is None
+
+
+def test_once_the_hop_is_found_down_remembered_answers_are_set_aside_until_it_answers() -> None:
+    """A recipient verified before the hop went down is not vouched for from memory once a
+    delivery could not reach the hop: every sender then gets the same 450 at RCPT (no 250
+    for his sealed mail beside 451 for others'); when the hop answers again, so does verify."""
+
+    async def run() -> list[object]:
+        seen: list[object] = []
+        mailboxes = _Mailboxes()
+        async with next_hop_server(mailbox=mailboxes) as (port, _):
+            hop = SmtpHop("127.0.0.1", port, hostname="test")
+            seen.append(await hop.verify("sam@home.example"))
+        # the hop is gone: its port no longer listens
+        try:
+            await hop.deliver(b"Subject: hi\r\n\r\nhi\r\n", "a@example.org",
+                              ["sam@home.example"], [])  # fmt: skip
+        except HopUnreachable:
+            seen.append("unreachable")
+        seen.append(await hop.verify("sam@home.example"))
+        async with next_hop_server(mailbox=mailboxes) as (again, _):
+            hop.port = again  # the same hop, listening again (on a new port, for the test)
+            seen.append(await hop.verify("sam@home.example"))
+            seen.append(len(mailboxes.asked))
+            seen.append(await hop.verify("sam@home.example"))  # remembered again
+            seen.append(len(mailboxes.asked))
+        await hop.aclose()
+        return seen
+
+    assert asyncio.run(run()) == [(250, "OK"), "unreachable", None, (250, "OK"), 2, (250, "OK"), 2]

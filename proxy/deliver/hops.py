@@ -25,6 +25,9 @@ Rules this module keeps:
    Its answer is remembered (a taken recipient for `VERIFIED_SECONDS`, one refused for
    good for `REFUSED_SECONDS`, a 4xx not at all). A next hop that refuses the null sender
    cannot be asked, and its recipients pass unchecked; one that is down gives None.
+   Once a delivery or a question could not reach the hop, remembered answers are set
+   aside and the hop is asked again until it answers: while it is down every sender gets
+   the same 450 at RCPT, rather than his held mail 250 (sealed) and others' 451 at DATA.
 """
 
 from __future__ import annotations
@@ -61,6 +64,10 @@ _NOT_CHECKED: Answer = (250, "not checked")
 
 class DeliveryDeferred(RetryLater):
     """The next hop did not take the message now; it may later."""
+
+
+class HopUnreachable(DeliveryDeferred):
+    """The next hop could not be reached or dropped the connection."""
 
 
 class DeliveryRefused(NocontactError):
@@ -148,6 +155,7 @@ class _PooledHop(Generic[L]):
         self.pool: Pool[L] = Pool(self._open, size=POOL_SIZE, idle_seconds=POOL_IDLE_SECONDS,
                                   check_after=POOL_CHECK_AFTER)  # fmt: skip
         self._verified: dict[str, tuple[Answer, float]] = {}  # recipient: (answer, until)
+        self._down = False  # the last transaction could not reach the hop (rule 6)
 
     async def _open(self) -> L:
         raise NotImplementedError
@@ -167,7 +175,12 @@ class _PooledHop(Generic[L]):
         async def transaction(link: L) -> None:
             await self._transaction(link, data, sender, recipients, options)
 
-        await _lend(self.pool, transaction)
+        try:
+            await _lend(self.pool, transaction)
+        except HopUnreachable:
+            self._down = True
+            raise
+        self._down = False
 
     async def _probe(self, link: L, recipient: str) -> Answer:
         raise NotImplementedError
@@ -177,7 +190,7 @@ class _PooledHop(Generic[L]):
         asked now (it is down: its answer would be a guess)."""
         now = time.monotonic()
         known = self._verified.get(recipient)
-        if known is not None and known[1] > now:
+        if known is not None and known[1] > now and not self._down:
             return known[0]
 
         async def probe(link: L) -> Answer:
@@ -185,8 +198,10 @@ class _PooledHop(Generic[L]):
 
         try:
             answer = await _lend(self.pool, probe)
-        except DeliveryDeferred:
+        except DeliveryDeferred as error:
+            self._down = self._down or isinstance(error, HopUnreachable)
             return None
+        self._down = False
         lasts = VERIFIED_SECONDS if answer[0] < 400 else REFUSED_SECONDS if answer[0] >= 500 else 0
         if lasts:
             self._verified.pop(recipient, None)
@@ -221,7 +236,7 @@ class SmtpHop(_PooledHop["_SmtpLink"]):
             raise DeliveryDeferred(f"next hop answered {error.code}") from error
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
             client.close()
-            raise DeliveryDeferred(f"next hop unreachable ({type(error).__name__})") from error
+            raise HopUnreachable(f"next hop unreachable ({type(error).__name__})") from error
         return _SmtpLink(client)
 
     async def _transaction(
@@ -310,7 +325,7 @@ async def _smtp_transaction(
             protocol.write(wire_form(data))
             answer = await protocol.read_response(timeout=None)
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
-        raise DeliveryDeferred(f"next hop unreachable ({type(error).__name__})") from error
+        raise HopUnreachable(f"next hop unreachable ({type(error).__name__})") from error
     if answer.code != 250:
         _answer(answer.code, answer.message.encode())
     if refusals:
@@ -373,7 +388,7 @@ class LmtpHop(_PooledHop["_LmtpLink"]):
         try:
             return _LmtpLink(await asyncio.to_thread(self._connect))
         except (TimeoutError, smtplib.SMTPException, OSError) as error:
-            raise DeliveryDeferred(f"next hop unreachable ({type(error).__name__})") from error
+            raise HopUnreachable(f"next hop unreachable ({type(error).__name__})") from error
 
     async def _transaction(
         self, link: _LmtpLink, data: bytes, sender: str, recipients: Sequence[str],
@@ -456,7 +471,7 @@ def _lmtp_transaction(
         if isinstance(error, smtplib.SMTPResponseException):  # DATA's 354 never came
             said = error.smtp_error
             _answer(error.smtp_code, said if isinstance(said, bytes) else said.encode())
-        raise DeliveryDeferred(f"next hop unreachable ({type(error).__name__})") from error
+        raise HopUnreachable(f"next hop unreachable ({type(error).__name__})") from error
     failed = [(c, t.decode(errors="replace")) for c, t in answers if c != 250]
     if refusals or failed:
         _refused([(c, t.decode(errors="replace")) for c, t in refusals] + failed, len(recipients))
