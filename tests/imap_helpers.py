@@ -224,6 +224,9 @@ class Shelf:
     def adopt(self, marks: list[str]) -> None:
         self.adopted.extend(marks)
 
+    def sealed(self, mark: str) -> bool:
+        return mark in self.adopted
+
     def stored(self, since: int) -> set[str]:
         return set()
 

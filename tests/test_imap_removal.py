@@ -24,9 +24,12 @@ from tests.imap_helpers import (
     FROM_HIM,
     Daemon,
     append,
+    append_raw,
     flags,
     imap,
+    message,
     sealed,
+    token,
     tokens,
     wait_for,
     watching,
@@ -120,6 +123,26 @@ def test_on_gmail_held_mail_leaves_every_folder_and_nothing_else_moves(
     assert flags(gmail, "INBOX") == {allowed: frozenset({b"\\Flagged"})}
     assert sum(_everywhere(gmail).values(), Counter()) == Counter([allowed, *her_trash])
     assert sealed(daemon.archive) == Counter(held)
+
+
+def test_a_held_copy_a_crash_left_in_trash_is_expunged_at_the_next_start(
+    gmail: servers.Dovecot, tmp_path: Path
+) -> None:
+    """A crash between the move to Trash and the expunge there leaves his message in her
+    Trash: the next start finds it by its bytes (the archive holds its mark) and expunges
+    it; her own mail in Trash stays."""
+    raw = message(FROM_HIM, held := token())
+    append_raw(gmail, "INBOX", raw)
+    daemon = Daemon(tmp_path, gmail)
+    with daemon.running():
+        wait_for(lambda: _nowhere(gmail, held), why=daemon.tail)
+    append_raw(gmail, servers.TRASH, raw)  # the copy a crash would have left
+    hers = append(gmail, servers.TRASH, HER_OWN)
+    with daemon.running():
+        wait_for(lambda: _nowhere(gmail, held), why=daemon.tail)
+        time.sleep(0.5)
+    assert tokens(gmail, servers.TRASH) == Counter([hers])
+    assert sealed(daemon.archive) == Counter([held])
 
 
 class _NoCopyUid(IMAPClient):  # type: ignore[misc]  # imapclient is untyped

@@ -20,14 +20,21 @@ Rules this module keeps:
    UIDVALIDITY there raises, so the watcher reconnects and scans again (watch.py rule 7).
 5. Mail that is not held (pull mode's delivered mail) is the survivor's: moved to the
    folder she chose (`move_pulled_to`), or expunged.
+6. A crash (or a dropped connection) between the move to Trash and the expunge there
+   leaves a held copy in Trash. At every start the account's Trash is swept
+   (`sweep_trash`): each message there that arrived in the last `SWEEP_DAYS` days and
+   whose bytes the archive holds (its mark, pipeline rule 6) is expunged. Held mail is
+   moved within moments of its arrival, so the window covers any crash but one after a
+   stop of more than a week; nothing of hers matches, since she has no copy of his.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from imapclient import IMAPClient
 
@@ -37,6 +44,7 @@ from proxy.config.model import ImapAccount
 Held = tuple[int, str, int]
 
 _FETCH_CHUNK = 50  # Trash messages fetched at once when looking for a copy by its bytes
+SWEEP_DAYS = 7  # how far back a start's sweep of Trash looks (rule 6)
 
 
 class Way(enum.Enum):
@@ -191,6 +199,21 @@ def _same_bytes(client: IMAPClient, held: list[Held]) -> list[int]:
                 if isinstance(raw, bytes) and hashlib.sha256(raw).hexdigest() in digests:
                     found.append(uid)
     return found
+
+
+def sweep_trash(client: IMAPClient, trash: str, sealed: Callable[[str], bool]) -> int:
+    """Expunge from `trash` the held copies a crash left there (rule 6); how many."""
+    client.select_folder(trash)
+    since = (datetime.now(UTC) - timedelta(days=SWEEP_DAYS)).date()
+    found: list[int] = []
+    for chunk in _chunks(sorted(client.search(["SINCE", since])), _FETCH_CHUNK):
+        for uid, data in client.fetch(chunk, ["BODY.PEEK[]"]).items():
+            raw = data.get(b"BODY[]")
+            if isinstance(raw, bytes) and sealed("imap:" + hashlib.sha256(raw).hexdigest()):
+                found.append(uid)
+    if found:
+        expunge(client, found)
+    return len(found)
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:

@@ -34,6 +34,9 @@ class _ArchiveForWatchers:
     def __init__(self, archive: Archive, loop: asyncio.AbstractEventLoop) -> None:
         self._archive, self._loop = archive, loop
 
+    def sealed(self, mark: str) -> bool:
+        return self._archive.sealed(mark)  # a set lookup: safe from a watcher thread
+
     def adopt(self, marks: list[str]) -> None:
         """Remember marks of messages an older version sealed; wait for it."""
         asyncio.run_coroutine_threadsafe(self._archive.adopt(marks), self._loop).result()

@@ -52,7 +52,14 @@ from imapclient import IMAPClient
 
 from proxy.channels.imap.batches import plan
 from proxy.channels.imap.connect import connect, default_folders
-from proxy.channels.imap.removal import HeldRemoval, Way, held_removal, remove, remove_held
+from proxy.channels.imap.removal import (
+    HeldRemoval,
+    Way,
+    held_removal,
+    remove,
+    remove_held,
+    sweep_trash,
+)
 from proxy.channels.imap.state import AccountState, FolderState
 from proxy.config.model import ImapAccount
 from proxy.logs import get_logger
@@ -67,7 +74,10 @@ Handle = Callable[[list[Found]], list[Judged]]
 
 
 class Archivist(Protocol):
-    """What a watcher needs of the archive: taking over the marks an older state kept."""
+    """What a watcher needs of the archive: whether it holds a message (its mark), and
+    taking over the marks an older state kept."""
+
+    def sealed(self, mark: str) -> bool: ...
 
     def adopt(self, marks: list[str]) -> None: ...
 
@@ -341,6 +351,17 @@ class AccountWatcher(threading.Thread):
             self.archive.adopt(sorted("imap:" + digest for digest in kept))
             self.state.forget_legacy()
 
+    def tidy_trash(self) -> None:
+        """Expunge held copies a crash left in the account's Trash (removal.py rule 6)."""
+        client = connect(self.account)
+        try:
+            removal = held_removal(self.account, client, "")
+            if removal.way is Way.TRASH and removal.trash is not None:
+                sweep_trash(client, removal.trash, self.archive.sealed)
+        finally:
+            with contextlib.suppress(Exception):
+                client.logout()
+
     def run(self) -> None:
         self.settle()
         names: list[str] | None = None
@@ -352,6 +373,11 @@ class AccountWatcher(threading.Thread):
                 _log.warning("imap login failed; retrying")
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
+        if names is not None:
+            try:
+                self.tidy_trash()
+            except Exception:  # the next start sweeps again; what was there says nothing
+                _log.warning("imap trash could not be swept; the next start tries again")
         for name in names or []:
             watcher = FolderWatcher(
                 self.account, name, self.state, handle=self.handle, archive=self.archive,
