@@ -29,6 +29,9 @@ Rules this module keeps:
    left on a held call is held whatever the rules say now; one left on an allowed call
    that rang unanswered (`call_allowed`, which the channel must have from the provider's
    signed word) is decided by the rules in force when it is ready, like a text.
+8. An allowed email the next hop took for some recipients only is answered 4xx, and its
+   retry goes only to the recipients it has yet to reach (deliver/delivered.py): partial
+   acceptance never leaves a duplicate in a mailbox.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ from email.utils import format_datetime
 from typing import Protocol, TypeVar
 
 from proxy.archive import Archive, EntryKind
-from proxy.deliver.hops import NextHop
+from proxy.deliver.delivered import Delivered
+from proxy.deliver.hops import NextHop, PartlyDelivered
 from proxy.message import Action, Channel, Decision, InboundMessage, Kind
 from proxy.normalize import normalize_sms
 from proxy.normalize.valid import valid_text
@@ -139,6 +143,7 @@ class Pipeline:
         self.default_region = default_region
         self._clock = clock
         self.traffic = Traffic()  # totals of every message, never per message
+        self._delivered = Delivered()  # recipients a message reached when others failed
 
     def replace(self, *, rules: Rulebook, next_hop: NextHop, default_region: str | None) -> None:
         """Swap in new rules (a reload); messages already being decided keep the old ones."""
@@ -198,10 +203,23 @@ class Pipeline:
             extras = {"peer": valid_text(arrival.peer), "helo": valid_text(arrival.helo)}
             await self.archive.hold(message, decision, extras=extras)
         else:
-            trace = self._received(arrival, received_at)
-            await next_hop.deliver(arrival.raw, arrival.sender, arrival.recipients,
-                                   arrival.options, trace=trace)  # fmt: skip
+            await self._deliver(arrival, next_hop, received_at)
         self.traffic.count("smtp")
+
+    async def _deliver(self, arrival: Arrival, next_hop: NextHop, received_at: datetime) -> None:
+        """Hand an allowed email on, to the recipients it has yet to reach (rule 8)."""
+        recipients = self._delivered.remaining(arrival.raw, arrival.sender, arrival.recipients)
+        if not recipients:
+            return  # a retry after a delivery in part: every recipient has it now
+        trace = self._received(arrival, received_at)
+        try:
+            await next_hop.deliver(arrival.raw, arrival.sender, recipients, arrival.options,
+                                   trace=trace)  # fmt: skip
+        except PartlyDelivered as partly:
+            self._delivered.reached(arrival.raw, arrival.sender, partly.delivered)
+            raise
+        if len(recipients) < len(arrival.recipients):
+            self._delivered.reached(arrival.raw, arrival.sender, recipients)
 
     def _received(self, arrival: Arrival, received_at: datetime) -> bytes:
         helo = "".join(c for c in arrival.helo if c.isprintable() and c not in "()")[:255]

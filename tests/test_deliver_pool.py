@@ -16,10 +16,12 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from proxy.archive import Archive
 from proxy.deliver.address import Destination, Scheme
-from proxy.deliver.hops import DeliveryDeferred, LmtpHop, NextHop, SmtpHop
+from proxy.deliver.hops import DeliveryDeferred, LmtpHop, NextHop, PartlyDelivered, SmtpHop
 from proxy.deliver.pool import Pool
-from tests.factories import config_data
+from proxy.pipeline import Arrival, Pipeline
+from tests.factories import config_data, make_rules
 from tests.test_smtp import (
     ALLOWED,
     RECIPIENT,
@@ -324,3 +326,55 @@ def test_daemon_closes_its_pool_on_reload_and_stop(tmp_path: Path) -> None:
     assert reloaded
     assert stopped
     assert len(mailbox.messages) == 2
+
+
+class _DefersKimOnce(Mailbox):
+    """A next hop that defers one recipient the first time it is offered, as a full
+    mailbox or a lock would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deferred = False
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd hook
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if address == "kim@home.example" and not self.deferred:
+            self.deferred = True
+            return "452 4.2.2 Mailbox busy, try again"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+def test_a_retry_after_a_delivery_in_part_reaches_only_the_rest(tmp_path: Path) -> None:
+    """The next hop took the message for one recipient and deferred the other: the sender
+    is told to retry (4xx), and the retry goes to the other alone; a further retry (its
+    250 lost on the way) delivers nothing again. Nobody gets it twice."""
+    arrival = Arrival(raw=ALLOWED, sender="friend@example.org",
+                      recipients=("sam@home.example", "kim@home.example"),
+                      peer="127.0.0.1", helo="client.test")  # fmt: skip
+
+    async def run() -> list[object]:
+        archive = await Archive.open(tmp_path / "archive", recipients=[RECIPIENT])
+        mailbox = _DefersKimOnce()
+        outcomes: list[object] = []
+        async with next_hop_server(mailbox=mailbox) as (port, _):
+            pipeline = Pipeline(rules=make_rules(), archive=archive,
+                                next_hop=SmtpHop("127.0.0.1", port, hostname="test"),
+                                hostname="nocontact.test", default_region="US")  # fmt: skip
+            for _ in range(3):
+                try:
+                    await pipeline.receive(arrival)
+                    outcomes.append("250")
+                except PartlyDelivered as partly:
+                    outcomes.append(partly.delivered)
+            await pipeline.next_hop.aclose()
+        await archive.close()
+        return [*outcomes, [recipients for _, recipients in mailbox.envelopes]]
+
+    assert asyncio.run(run()) == [
+        ("sam@home.example",),
+        "250",
+        "250",
+        [["sam@home.example"], ["kim@home.example"]],
+    ]

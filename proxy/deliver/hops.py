@@ -28,6 +28,9 @@ Rules this module keeps:
    Once a delivery or a question could not reach the hop, remembered answers are set
    aside and the hop is asked again until it answers: while it is down every sender gets
    the same 450 at RCPT, rather than his held mail 250 (sealed) and others' 451 at DATA.
+7. A message the next hop took for some recipients and not others raises PartlyDelivered
+   naming those that have it (a 4xx for the sender, whose retry the pipeline sends only to
+   the rest: deliver/delivered.py).
 """
 
 from __future__ import annotations
@@ -64,6 +67,14 @@ _NOT_CHECKED: Answer = (250, "not checked")
 
 class DeliveryDeferred(RetryLater):
     """The next hop did not take the message now; it may later."""
+
+
+class PartlyDelivered(DeliveryDeferred):
+    """The next hop took the message for `delivered` only; the rest may be tried later."""
+
+    def __init__(self, message: str, delivered: Sequence[str]) -> None:
+        super().__init__(message)
+        self.delivered = tuple(delivered)
 
 
 class HopUnreachable(DeliveryDeferred):
@@ -309,11 +320,7 @@ async def _smtp_transaction(
         _answer(answer.code, answer.message.encode())
     try:
         async with asyncio.timeout(_TIMEOUT):
-            refusals: list[tuple[int, str]] = []
-            for recipient in recipients:
-                answer = await client.execute_command(b"RCPT", b"TO:" + _path(recipient))
-                if answer.code not in (250, 251):
-                    refusals.append((answer.code, answer.message))
+            taken, refusals = await _rcpt_each(client, recipients)
             if len(refusals) == len(recipients):
                 _refused(refusals, len(recipients))
             answer = await client.execute_command(b"DATA")
@@ -329,7 +336,22 @@ async def _smtp_transaction(
     if answer.code != 250:
         _answer(answer.code, answer.message.encode())
     if refusals:
-        _refused(refusals, len(recipients))
+        _refused(refusals, len(recipients), delivered=taken)
+
+
+async def _rcpt_each(
+    client: aiosmtplib.SMTP, recipients: Sequence[str]
+) -> tuple[list[str], list[tuple[int, str]]]:
+    """RCPT TO for each recipient: (those taken, the answers refusing the others)."""
+    taken: list[str] = []
+    refusals: list[tuple[int, str]] = []
+    for recipient in recipients:
+        answer = await client.execute_command(b"RCPT", b"TO:" + _path(recipient))
+        if answer.code in (250, 251):
+            taken.append(recipient)
+        else:
+            refusals.append((answer.code, answer.message))
+    return taken, refusals
 
 
 def _path(address: str) -> bytes:
@@ -460,9 +482,12 @@ def _lmtp_transaction(
             _answer(code, text)
         accepted: list[tuple[int, bytes]] = []
         refusals: list[tuple[int, bytes]] = []
+        taken: list[str] = []
         for recipient in recipients:
             code, text = client.rcpt(recipient)
             (accepted if code in (250, 251) else refusals).append((code, text))
+            if code in (250, 251):
+                taken.append(recipient)
         if not accepted:
             _refused([(c, t.decode(errors="replace")) for c, t in refusals], len(recipients))
         answers = [client.data(data)]
@@ -474,7 +499,9 @@ def _lmtp_transaction(
         raise HopUnreachable(f"next hop unreachable ({type(error).__name__})") from error
     failed = [(c, t.decode(errors="replace")) for c, t in answers if c != 250]
     if refusals or failed:
-        _refused([(c, t.decode(errors="replace")) for c, t in refusals] + failed, len(recipients))
+        delivered = [r for r, (c, _) in zip(taken, answers, strict=True) if c == 250]
+        answered = [(c, t.decode(errors="replace")) for c, t in refusals] + failed
+        _refused(answered, len(recipients), delivered=delivered)
 
 
 class _Unused(DeliveryDeferred):
@@ -525,10 +552,16 @@ def _answer(code: int, text: bytes) -> None:
     raise DeliveryDeferred(f"next hop answered {code}")
 
 
-def _refused(answers: list[tuple[int, str]], recipients: int) -> None:
-    """Some recipients failed: permanent only if every recipient was refused for good."""
+def _refused(
+    answers: list[tuple[int, str]], recipients: int, *, delivered: Sequence[str] = ()
+) -> None:
+    """Some recipients failed: permanent only if every recipient was refused for good;
+    PartlyDelivered if some have it (rule 7)."""
     permanent = [(code, text) for code, text in answers if 500 <= code < 600]
     if len(permanent) == recipients:
         code, text = permanent[0]
         raise DeliveryRefused(code, text)
-    raise DeliveryDeferred(f"next hop did not take every recipient ({len(answers)} failed)")
+    failed = f"next hop did not take every recipient ({len(answers)} failed)"
+    if delivered:
+        raise PartlyDelivered(failed, delivered)
+    raise DeliveryDeferred(failed)
