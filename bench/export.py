@@ -14,9 +14,9 @@ removed at the end unless --keep.
        with a tracking pixel), a tenth with a 5-60 KB photo or PDF attached, one in 500
        a ~1 MB attachment;
      - texts (~15%): a Twilio webhook (the real form fields, signed with
-       RequestValidator) captured with `capture(kind="text")`, one in six an MMS with a
+       RequestValidator) captured with `capture(kind=ArrivalKind.TEXT)`, one in six an MMS with a
        20-200 KB photo, normalized with `normalize_sms` as the pipeline does;
-     - voicemails (~0.5%): `capture(kind="voicemail")` of the recording webhook with
+     - voicemails (~0.5%): `capture(kind=ArrivalKind.VOICEMAIL)` of the recording webhook with
        ~100 KB of WAV audio, channel voice.
    Each is sealed and appended (`archive.seal` + `archive.append`, which is all `hold`
    does, so the sealed size is known); closing the archive signs its tail.
@@ -68,7 +68,7 @@ if str(REPO) not in sys.path:  # `python bench/export.py` puts bench/, not the r
 
 from bench.procs import scratch  # noqa: E402
 from proxy.archive import Archive, EntryKind  # noqa: E402
-from proxy.channels.sms.capture import Webhook, capture  # noqa: E402
+from proxy.channels.sms.capture import ArrivalKind, Webhook, capture  # noqa: E402
 from proxy.channels.sms.provider import Media  # noqa: E402
 from proxy.cli import main as nocontact  # noqa: E402
 from proxy.message import Channel, Decision, InboundMessage  # noqa: E402
@@ -218,7 +218,7 @@ class Corpus:
                                    f"Messages/{sid}/Media/{media_sid}")  # fmt: skip
             data = b"\xff\xd8\xff\xe0" + rng.randbytes(rng.randrange(20_000, 200_000))
             media.append(Media(sid=media_sid, content_type="image/jpeg", data=data))
-        raw = capture(kind="text", webhook=self._webhook("/sms", params), media=media)
+        raw = capture(kind=ArrivalKind.TEXT, webhook=self._webhook("/sms", params), media=media)
         message = normalize_sms(sender=sender, recipient=HOME_NUMBER, text=params["Body"], raw=raw,
                                 received_at=moment, default_region="US", provider_id=sid,
                                 channel=Channel.SMS)  # fmt: skip
@@ -240,7 +240,7 @@ class Corpus:
                   "RecordingStatus": "completed", "RecordingDuration": seconds,
                   "RecordingChannels": "1", "RecordingSource": "RecordVerb",
                   "RecordingStartTime": email.utils.format_datetime(moment)}  # fmt: skip
-        raw = capture(kind="voicemail", webhook=self._webhook("/voice/recording", params),
+        raw = capture(kind=ArrivalKind.VOICEMAIL, webhook=self._webhook("/voice/recording", params),
                       media=[Media(sid=recording, content_type="audio/x-wav",
                                    data=audio.getvalue())])  # fmt: skip
         message = normalize_sms(sender="+15550100199", recipient=HOME_NUMBER, text="", raw=raw,

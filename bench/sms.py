@@ -449,8 +449,9 @@ class Audit:
 def audit(archive: Path, identity: pyrage.x25519.Identity, fake: FakeTwilio,
           held: list[str]) -> Audit:  # fmt: skip
     from proxy.archive import EntryKind, VerifyFailure, verify_archive  # noqa: PLC0415
+    from proxy.archive.metadata import SealedItem  # noqa: PLC0415
     from proxy.archive.reader import SegmentScan, contiguous_segments, mapped  # noqa: PLC0415
-    from proxy.archive.seal import parse_sealed  # noqa: PLC0415
+    from proxy.archive.seal import open_sealed  # noqa: PLC0415
     from proxy.archive.segments import segment_name  # noqa: PLC0415
 
     try:
@@ -463,8 +464,9 @@ def audit(archive: Path, identity: pyrage.x25519.Identity, fake: FakeTwilio,
         with mapped(log_dir / segment_name(number)) as buffer:
             for record in SegmentScan(number, buffer):
                 if record.header.kind is EntryKind.SEALED:
-                    metadata, _ = parse_sealed(pyrage.decrypt(bytes(record.body), [identity]))
-                    sids.append(str(metadata.get("provider_id")))
+                    metadata, _ = open_sealed(pyrage.decrypt(bytes(record.body), [identity]))
+                    if isinstance(metadata, SealedItem):  # not a custody record
+                        sids.append(str(metadata.provider_id))
                 del record
     sealed, answered = set(sids), set(held)
     blanks = Redactions(fake).update()

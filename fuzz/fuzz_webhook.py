@@ -27,7 +27,7 @@ from twilio.request_validator import RequestValidator
 
 from fuzz.invariants import RECEIVED_AT, InvariantBroken, assert_utf8, guarded, rulebook, timed
 from proxy.channels.sms import webhooks
-from proxy.channels.sms.capture import Webhook, capture
+from proxy.channels.sms.capture import ArrivalKind, Webhook, capture
 from proxy.channels.sms.line import forward_bodies
 from proxy.normalize import normalize_sms
 from proxy.rules import decide
@@ -93,7 +93,7 @@ def _read_text(form: MultiDict[str], webhook: Webhook) -> None:
         received_at=RECEIVED_AT, default_region="US", provider_id=sid,
     )  # fmt: skip
     decision = decide(message, RULES)
-    sealed = capture(kind="text", webhook=webhook)
+    sealed = capture(kind=ArrivalKind.TEXT, webhook=webhook)
     assert_utf8((message, decision, forward_bodies(sender, text), sealed.decode()), "text")
 
 

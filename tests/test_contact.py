@@ -24,7 +24,7 @@ from pypdf import PdfReader
 from proxy.access.keys import PASSPHRASE_ENV
 from proxy.access.reading import open_archive
 from proxy.archive import Archive
-from proxy.channels.sms.capture import Webhook, capture
+from proxy.channels.sms.capture import ArrivalKind, Webhook, capture
 from proxy.channels.sms.provider import Media
 from proxy.cli import main
 from proxy.message import Channel
@@ -311,9 +311,9 @@ def test_texts_and_voicemails_export_as_parameters_media_and_audio(tmp_path: Pat
     webhook = Webhook(url="https://home.example/twilio/sms", signature="c2ln",
                       body=b"From=%2B15550100199&Body=open+the+door&NumMedia=1")  # fmt: skip
     texts = [
-        capture(kind="text", webhook=webhook,
+        capture(kind=ArrivalKind.TEXT, webhook=webhook,
                 media=[Media(sid="ME1", content_type="image/png", data=picture)]),
-        capture(kind="voicemail", record={"call_sid": "CA1"},
+        capture(kind=ArrivalKind.VOICEMAIL, record={"call_sid": "CA1"},
                 media=[Media(sid="RE1", content_type="audio/x-wav", data=audio)]),
     ]  # fmt: skip
 

@@ -37,10 +37,12 @@ from proxy.access.manifest import (
 )
 from proxy.archive import Archive, CustodyRecord, EntryKind, layout
 from proxy.archive.merkle import MerkleTree
+from proxy.archive.metadata import SealedItem
 from proxy.archive.note import NoteError, Signer, Verifier, parse_checkpoint
 from proxy.archive.reader import SegmentScan, contiguous_segments, mapped
-from proxy.archive.seal import parse_sealed
+from proxy.archive.seal import open_sealed
 from proxy.archive.segments import segment_name
+from proxy.message import Channel
 from proxy.rules import decide
 from tests.factories import email, make_rules, sms
 
@@ -109,11 +111,13 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Source:
     files: dict[str, bytes] = {}
     items, proofs = [], {}
     held = [(i, body, stored) for kind, i, body, stored in records if kind is EntryKind.SEALED]
-    for number, (index, body, stored) in enumerate(held, start=1):
+    opened = [(entry, open_sealed(pyrage.decrypt(entry[1], [IDENTITY]))) for entry in held]
+    held_items = [(entry, seal) for entry, seal in opened if isinstance(seal[0], SealedItem)]
+    for number, ((index, body, stored), (metadata, payload)) in enumerate(held_items, start=1):
+        assert isinstance(metadata, SealedItem)  # custody records share the entry kind
         bates = f"NC-{number:06d}"
-        metadata, payload = parse_sealed(pyrage.decrypt(body, [IDENTITY]))
         originals = [_file(f"originals/{bates}.eml", payload, "original")]
-        if metadata["channel"] == "sms":
+        if metadata.channel is Channel.SMS:
             originals = [
                 _file(f"originals/{bates}.json", payload, "original"),
                 _file(f"originals/{bates}-1.jpg", b"\xff\xd8 not really a photo", "media"),

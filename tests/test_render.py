@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from proxy.access.reading import HeldItem
 from proxy.access.render import render, summary
-from proxy.archive.seal import main_sender
+from proxy.archive.metadata import SealedItem
+from proxy.message import Channel
 
-_EMAIL = {"channel": "email"}
+_EMAIL = SealedItem(channel=Channel.EMAIL)
 
 
 def test_a_subject_shows_its_controls_escaped_bidi_and_c1_included() -> None:
     """C0, DEL, C1 (0x9b begins an escape sequence on some terminals) and bidirectional
     controls (U+202E turns "exe.txt" around) are shown as escapes, never sent."""
     subject = "invoice\u202etxt.exe \x9b31m \x1b[2J \u2066x\u2069 \x7f"
-    shown = summary({**_EMAIL, "subject": subject}, b"")
+    shown = summary(SealedItem(channel=Channel.EMAIL, subject=subject), b"")
     assert shown == "invoice\\u202etxt.exe \\x9b31m \\x1b[2J \\u2066x\\u2069 \\x7f"
 
 
@@ -24,21 +25,21 @@ def test_no_carriage_return_reaches_the_terminal() -> None:
     shown = render(_EMAIL, payload)
     assert "first line\nMark\nFriend\n" in shown
     assert "\r" not in shown
-    assert summary({"channel": "sms", "subject": "Mark\rFriend"}, b"") == "Mark Friend"
+    assert summary(SealedItem(channel=Channel.SMS, subject="Mark\rFriend"), b"") == "Mark Friend"
 
 
 def test_an_item_is_named_by_one_reading_of_its_senders() -> None:
     """The listing, the report and the manifest name an item by `main_sender`: an address
     or number from From, the caller or the envelope, never a display name (the kind is
     written "display_name"; the listing skipped only a kind "name", which never exists)."""
-    metadata = {"senders": [
+    metadata = SealedItem.from_json({"senders": [
         {"kind": "display_name", "value": "Mark", "source": "from"},
         {"kind": "email", "value": "reply@elsewhere.example", "source": "reply-to"},
         {"kind": "email", "value": "mark@example.org", "source": "envelope"},
-    ]}  # fmt: skip
-    assert main_sender(metadata) == "mark@example.org"
+    ]})  # fmt: skip
+    assert metadata.main_sender == "mark@example.org"
     item = HeldItem(sequence=1, sealed=b"", leaf_hash=b"", metadata=metadata, payload=b"")
     assert item.sender == "mark@example.org"
-    names_only = {"senders": [{"kind": "display_name", "value": "Mark", "source": "from"}]}
-    assert main_sender(names_only) == "Mark"  # nothing better: still shown
-    assert main_sender({}) == ""
+    names_only = [{"kind": "display_name", "value": "Mark", "source": "from"}]
+    assert SealedItem.from_json({"senders": names_only}).main_sender == "Mark"  # still shown
+    assert SealedItem.from_json({}).main_sender == ""

@@ -67,7 +67,7 @@ def report_item(label: str, item: HeldItem) -> ReportItem:
     return ReportItem(
         bates=label, received_at=item.received_at, channel=item.channel, sender=item.sender,
         person=item.person, rule=item.rule_id, summary=summary(item.metadata, item.payload),
-        sha256=str(item.metadata.get("payload_sha256", "")), rendering=rendering,
+        sha256=item.metadata.payload_sha256 or "", rendering=rendering,
     )  # fmt: skip
 
 

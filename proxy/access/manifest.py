@@ -26,8 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from proxy.archive.merkle import verify_inclusion
+from proxy.archive.metadata import SealedItem
 from proxy.archive.note import NoteError, Signer, Verifier, parse_checkpoint
-from proxy.archive.seal import main_sender
 
 FORMAT = "nocontact-evidence-bundle"
 VERSION = 1
@@ -61,7 +61,7 @@ class BundleItem:
     leaf_index: int  # the entry's index in the archive log
     sealed: BundleFile  # the stored entry body, byte for byte
     leaf_hash: bytes  # 32 bytes, as stored in the log
-    metadata: Mapping[str, object]  # the decrypted sealed metadata
+    metadata: SealedItem  # the decrypted sealed metadata
     files: Sequence[BundleFile]  # the original(s): .eml; SMS parameters and media; audio
 
 
@@ -159,11 +159,7 @@ def build_manifest(
 
 def _item_entry(item: BundleItem, proof: Sequence[bytes], names: set[str]) -> dict[str, object]:
     metadata = item.metadata
-    senders = metadata.get("senders")
-    sender_list: list[object] = []
-    if isinstance(senders, Sequence) and not isinstance(senders, str | bytes):
-        sender_list = [dict(s) if isinstance(s, Mapping) else s for s in senders]
-    sender = main_sender(metadata) or None  # as the report and the listing name it
+    sealed = metadata.to_json()  # the manifest quotes the seal's own form of each value
     return {
         "bates": item.bates,
         "leaf_index": item.leaf_index,
@@ -171,21 +167,16 @@ def _item_entry(item: BundleItem, proof: Sequence[bytes], names: set[str]) -> di
         "inclusion_proof": [node.hex() for node in proof],
         "sealed": _file_entry(item.sealed, names),
         "files": [_file_entry(f, names) for f in item.files],
-        "received_at": metadata.get("received_at"),
-        "sealed_at": metadata.get("sealed_at"),
-        "channel": metadata.get("channel"),
-        "sender": sender,
-        "senders": sender_list,
-        "subject": metadata.get("subject"),
-        "rule": _rule(metadata.get("rule")),
-        "original_sha256": metadata.get("payload_sha256"),
-        "original_bytes": metadata.get("payload_bytes"),
+        "received_at": sealed["received_at"],
+        "sealed_at": sealed["sealed_at"],
+        "channel": sealed["channel"],
+        "sender": metadata.main_sender or None,  # as the report and the listing name it
+        "senders": sealed["senders"],
+        "subject": sealed["subject"],
+        "rule": sealed["rule"],
+        "original_sha256": metadata.payload_sha256,
+        "original_bytes": metadata.payload_bytes,
     }
-
-
-def _rule(rule: object) -> dict[str, object]:
-    found = rule if isinstance(rule, Mapping) else {}
-    return {key: found.get(key) for key in ("id", "kind", "reason")}
 
 
 def _file_entry(entry: BundleFile, names: set[str]) -> dict[str, object]:

@@ -26,12 +26,14 @@ from typing import Any
 import pyrage
 
 from proxy.archive import EntryKind, VerifyFailure, VerifyReport, layout, verify_archive
+from proxy.archive.metadata import SealedCustody, SealedItem, rfc3339
 from proxy.archive.reader import SegmentScan, contiguous_segments, mapped
-from proxy.archive.seal import SealedFormatError, main_sender, parse_sealed
+from proxy.archive.seal import SealedFormatError, open_sealed
 from proxy.archive.segments import segment_name
 from proxy.custody import CustodyProblem, sign_now
 from proxy.errors import NocontactError
 
+_UNKNOWN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 WRONG_KEY = "this key is not one of the archive's contacts: is it the right key file?"
 
 
@@ -46,21 +48,23 @@ class HeldItem:
     sequence: int  # its index in the archive's log
     sealed: bytes  # the stored entry body (age ciphertext): its leaf hash is in the tree
     leaf_hash: bytes
-    metadata: dict[str, Any]
+    metadata: SealedItem
     payload: bytes  # the original, byte for byte
 
     @property
     def received_at(self) -> datetime:
-        return datetime.fromisoformat(str(self.metadata["received_at"]).replace("Z", "+00:00"))
+        """When it arrived; the epoch if its seal does not say (no version wrote one so),
+        so that it sorts first rather than stopping a listing."""
+        return self.metadata.received_at or _UNKNOWN_TIME
 
     @property
     def channel(self) -> str:
-        return str(self.metadata.get("channel", ""))
+        channel = self.metadata.channel
+        return "" if channel is None else channel.value
 
     @property
     def rule_id(self) -> str:
-        rule = self.metadata.get("rule") or {}
-        return str(rule.get("id") or "")
+        return self.metadata.rule.id or ""
 
     @property
     def person(self) -> str | None:
@@ -72,7 +76,7 @@ class HeldItem:
 
     @property
     def sender(self) -> str:
-        return main_sender(self.metadata)
+        return self.metadata.main_sender
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,6 +87,12 @@ class CustodyEntry:
     items: tuple[int, ...]
     at: str
     reason: str
+
+    @classmethod
+    def of(cls, sequence: int, record: SealedCustody) -> CustodyEntry:
+        return cls(sequence=sequence, contact=record.contact, action=record.action,
+                   items=record.items, at=rfc3339(record.at) or "",
+                   reason=record.reason)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,13 +138,13 @@ class OpenedArchive:
                         yield header.kind, header.index, bytes(record.body), record.stored_hash
                     del record
 
-    def _open(self, index: int, body: bytes) -> tuple[dict[str, Any], bytes] | None:
+    def _open(self, index: int, body: bytes) -> tuple[SealedItem | SealedCustody, bytes] | None:
         try:
             plaintext = pyrage.decrypt(body, [self.identity])
         except pyrage.DecryptError:
             return None
         try:
-            return parse_sealed(plaintext)
+            return open_sealed(plaintext)
         except SealedFormatError as error:
             raise AccessProblem(f"entry {index} is corrupted: {error}") from None
 
@@ -151,7 +161,7 @@ class OpenedArchive:
                 continue
             self._opened += 1
             metadata, payload = opened
-            if metadata.get("kind") == "custody":  # looks like an item outside the seal
+            if not isinstance(metadata, SealedItem):  # custody: an item outside the seal
                 continue
             item = HeldItem(
                 sequence=index, sealed=body, leaf_hash=leaf, metadata=metadata, payload=payload
@@ -167,7 +177,7 @@ class OpenedArchive:
         for kind, index, body, leaf in self._records():
             if index == sequence and kind is EntryKind.SEALED:
                 opened = self._open(index, body)
-                if opened is None or opened[0].get("kind") == "custody":
+                if opened is None or not isinstance(opened[0], SealedItem):
                     return None
                 return HeldItem(sequence=index, sealed=body, leaf_hash=leaf,
                                 metadata=opened[0], payload=opened[1])  # fmt: skip
@@ -178,17 +188,9 @@ class OpenedArchive:
         found = []
         for _, index, body, _ in self._records():
             opened = self._open(index, body)
-            if opened is None or opened[0].get("kind") != "custody":
-                continue  # (version 1 wrote custody as a kind of its own; its seal says so too)
-            record = opened[0]
-            found.append(
-                CustodyEntry(
-                    sequence=index, contact=str(record.get("contact", "")),
-                    action=str(record.get("action", "")),
-                    items=tuple(int(i) for i in record.get("items", [])),
-                    at=str(record.get("at", "")), reason=str(record.get("reason", "")),
-                )
-            )  # fmt: skip
+            if opened is not None and isinstance(opened[0], SealedCustody):
+                # (version 1 wrote custody as a kind of its own; its seal says so too)
+                found.append(CustodyEntry.of(index, opened[0]))
         return found
 
 

@@ -26,6 +26,8 @@ from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 from typing import Any
 
+from proxy.archive.metadata import SealedItem, rfc3339
+from proxy.message import Channel
 from proxy.normalize.html import html_to_text
 
 MAX_LINES = 400
@@ -85,10 +87,10 @@ def _size(data: bytes) -> str:
     return f"{len(data):,} bytes, SHA-256 {hashlib.sha256(data).hexdigest()}"
 
 
-def original_files(stem: str, metadata: dict[str, Any], payload: bytes) -> list[tuple[str, bytes]]:
+def original_files(stem: str, metadata: SealedItem, payload: bytes) -> list[tuple[str, bytes]]:
     """The original as files named from `stem` (e.g. "NC-000001"); the first is the
     payload exactly as sealed (its SHA-256 is the seal's `payload_sha256`)."""
-    document = _capture(payload) if metadata.get("channel") != "email" else None
+    document = _capture(payload) if metadata.channel is not Channel.EMAIL else None
     if document is None:
         return [(f"{stem}.eml", payload)]
     readable: dict[str, Any] = {"capture": document.get("capture"), "parameters": _params(document)}
@@ -108,10 +110,10 @@ def original_files(stem: str, metadata: dict[str, Any], payload: bytes) -> list[
     return files
 
 
-def sender_as_written(metadata: dict[str, Any], payload: bytes, canonical: str) -> str:
+def sender_as_written(metadata: SealedItem, payload: bytes, canonical: str) -> str:
     """An email's From address exactly as written (the seal keeps identities in their
     matching form: no dots for Gmail, lowercase); anything else, `canonical`."""
-    if metadata.get("channel") != "email":
+    if metadata.channel is not Channel.EMAIL:
         return canonical
     try:
         headers = BytesHeaderParser().parsebytes(payload)
@@ -121,10 +123,10 @@ def sender_as_written(metadata: dict[str, Any], payload: bytes, canonical: str) 
     return _clean(written[0]) if written else canonical
 
 
-def summary(metadata: dict[str, Any], payload: bytes) -> str:
+def summary(metadata: SealedItem, payload: bytes) -> str:
     """The subject, or the first line of the text: one line."""
-    if metadata.get("subject"):
-        return _clean(" ".join(str(metadata["subject"]).split()))[:200]
+    if metadata.subject:
+        return _clean(" ".join(metadata.subject.split()))[:200]
     document = _capture(payload)
     if document is not None:
         text = _params(document).get("Body", "")
@@ -137,15 +139,15 @@ def summary(metadata: dict[str, Any], payload: bytes) -> str:
     return ""
 
 
-def render(metadata: dict[str, Any], payload: bytes) -> str:
+def render(metadata: SealedItem, payload: bytes) -> str:
     """The whole item as text, headed by what the seal recorded about it."""
-    rule = metadata.get("rule") or {}
+    rule, channel = metadata.rule, metadata.channel
     lines = [
-        f"Received: {metadata.get('received_at', '')}",
-        f"Channel:  {metadata.get('channel', '')}",
-        f"Rule:     {rule.get('id') or '-'} ({rule.get('reason', '')})",
+        f"Received: {rfc3339(metadata.received_at) or ''}",
+        f"Channel:  {'' if channel is None else channel.value}",
+        f"Rule:     {rule.id or '-'} ({rule.reason})",
     ]
-    document = _capture(payload) if metadata.get("channel") != "email" else None
+    document = _capture(payload) if metadata.channel is not Channel.EMAIL else None
     lines += _render_phone(document) if document is not None else _render_email(payload)
     if len(lines) > MAX_LINES:
         lines = [*lines[:MAX_LINES], "[rendering shortened; the original is complete]"]

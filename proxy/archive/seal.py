@@ -11,7 +11,8 @@ Rules this module keeps:
      "NOCONTACT-SEALED 1\n" || one line of JSON metadata || "\n" || payload || zero padding
    The padding takes the plaintext to a multiple of 1 KiB so sizes on disk say less.
 4. `parse_sealed` reads the format back (for the contact's tools, after they decrypt);
-   it is pure and holds no key.
+   it is pure and holds no key. What the metadata line means has one schema and one
+   reader, `proxy.archive.metadata`; `open_sealed` reads a seal into it.
 """
 
 from __future__ import annotations
@@ -21,12 +22,20 @@ import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pyrage
 
-from proxy.message import Decision, IdentityKind, InboundMessage
+from proxy.archive.metadata import (
+    SealedCustody,
+    SealedEnvelope,
+    SealedIdentity,
+    SealedItem,
+    SealedRule,
+    from_json,
+)
+from proxy.message import Decision, InboundMessage
 
 MAGIC = b"NOCONTACT-SEALED 1\n"
 _STREAM_BYTES = 1 << 20
@@ -61,34 +70,9 @@ class CustodyRecord:
     reason: str = ""
 
 
-# The senders a reader names an item by, most trusted first: the author, then the envelope.
-_MAIN_SOURCES = ("from", "caller", "envelope")
-
-
-def main_sender(metadata: Mapping[str, object]) -> str:
-    """The identity an item is listed under, read from its sealed metadata: the first
-    address or number from From, the caller, or the envelope (a display name names no
-    one reliably); else the first identity of any kind; else "". Every listing, report
-    and manifest names an item by this one reading."""
-    senders = metadata.get("senders")
-    if not isinstance(senders, list):
-        return ""
-    identities = [s for s in senders if isinstance(s, Mapping)]
-    for source in _MAIN_SOURCES:
-        for identity in identities:
-            kind = identity.get("kind")
-            if identity.get("source") == source and kind != IdentityKind.DISPLAY_NAME.value:
-                return str(identity.get("value", ""))
-    return str(identities[0].get("value", "")) if identities else ""
-
-
 def fingerprint(recipient: str) -> str:
     """A contact's short name for a public key: its hash (it opens nothing)."""
     return hashlib.sha256(recipient.strip().encode()).hexdigest()[:16]
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def item_metadata(
@@ -98,32 +82,24 @@ def item_metadata(
     sealed_at: datetime,
     extras: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
-    """Everything the seal records about a held message, besides its bytes."""
-    metadata: dict[str, object] = {
-        "kind": "item",
-        "channel": message.channel.value,
-        "received_at": _iso(message.received_at),
-        "sealed_at": _iso(sealed_at),
-        "senders": [
-            {"kind": i.kind.value, "value": i.value, "source": i.source} for i in message.senders
-        ],
-        "mentions": [{"kind": i.kind.value, "value": i.value} for i in message.mentions],
-        "subject": message.subject,
-        "envelope": {
-            "sender": message.envelope.sender,
-            "recipients": list(message.envelope.recipients),
-        },
-        "rule": {
-            "id": decision.rule_id,
-            "kind": decision.kind.value if decision.kind else None,
-            "reason": decision.reason,
-        },
-        "provider_id": message.provider_id,
-        "authentication_results": list(message.authentication_results),
-        "defects": list(message.defects),
-    }
-    metadata.update(extras or {})
-    return metadata
+    """Everything the seal records about a held message, besides its bytes (the schema is
+    `proxy.archive.metadata.SealedItem`)."""
+    return SealedItem(
+        channel=message.channel,
+        received_at=message.received_at,
+        sealed_at=sealed_at,
+        senders=tuple(SealedIdentity(kind=i.kind, value=i.value, source=i.source)
+                      for i in message.senders),
+        mentions=tuple(SealedIdentity(kind=i.kind, value=i.value) for i in message.mentions),
+        subject=message.subject,
+        envelope=SealedEnvelope(sender=message.envelope.sender,
+                                recipients=message.envelope.recipients),
+        rule=SealedRule(id=decision.rule_id, kind=decision.kind, reason=decision.reason),
+        provider_id=message.provider_id,
+        authentication_results=message.authentication_results,
+        defects=message.defects,
+        extras=dict(extras or {}),
+    ).to_json()  # fmt: skip
 
 
 def seal_item(
@@ -140,15 +116,10 @@ def seal_item(
 
 
 def custody_metadata(record: CustodyRecord) -> dict[str, object]:
-    """Everything the seal records about a custody record (it has no payload)."""
-    return {
-        "kind": "custody",
-        "contact": record.contact,
-        "action": record.action,
-        "items": list(record.items),
-        "at": _iso(record.at),
-        "reason": record.reason,
-    }
+    """Everything the seal records about a custody record (it has no payload; the schema
+    is `proxy.archive.metadata.SealedCustody`)."""
+    return SealedCustody(contact=record.contact, action=record.action, items=record.items,
+                         at=record.at, reason=record.reason).to_json()  # fmt: skip
 
 
 def seal_custody(record: CustodyRecord, recipients: Recipients) -> bytes:
@@ -201,6 +172,12 @@ class _Chain(io.RawIOBase):
             else:
                 self._parts[0] = part[step:]
         return filled
+
+
+def open_sealed(plaintext: bytes) -> tuple[SealedItem | SealedCustody, bytes]:
+    """(metadata, payload) from a decrypted seal, its metadata read by the one schema."""
+    metadata, payload = parse_sealed(plaintext)
+    return from_json(metadata), payload
 
 
 def parse_sealed(plaintext: bytes) -> tuple[dict[str, Any], bytes]:

@@ -20,6 +20,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import base64
+import enum
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,14 @@ from dataclasses import dataclass
 from proxy.channels.sms.provider import Media
 
 FORM = "application/x-www-form-urlencoded"
+
+
+class ArrivalKind(enum.StrEnum):
+    """What came in on the phone line; its value names the capture ("nocontact twilio text")."""
+
+    TEXT = "text"
+    CALL = "call"
+    VOICEMAIL = "voicemail"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,13 +62,13 @@ def _media(piece: Media) -> dict[str, object]:
 
 def capture(
     *,
-    kind: str,
+    kind: ArrivalKind,
     webhook: Webhook | None = None,
     record: Mapping[str, object] | None = None,
     media: Sequence[Media] = (),
 ) -> bytes:
     """The bytes to seal for one text, call or voicemail (`kind`), as described above."""
-    document: dict[str, object] = {"capture": f"nocontact twilio {kind}"}
+    document: dict[str, object] = {"capture": f"nocontact twilio {kind.value}"}
     if webhook is not None:
         document["webhook"] = {
             "url": webhook.url,

@@ -24,11 +24,12 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import assert_never
 
 from proxy.channels.sms import ledger
-from proxy.channels.sms.capture import Webhook, capture
+from proxy.channels.sms.capture import ArrivalKind, Webhook, capture
 from proxy.channels.sms.ledger import Ledger
-from proxy.channels.sms.outbox import Outbox, Task
+from proxy.channels.sms.outbox import Outbox, Task, TaskKind
 from proxy.channels.sms.provider import Media, Provider, ProviderRefused
 from proxy.identity import e164
 from proxy.pipeline import PhoneArrival
@@ -39,7 +40,7 @@ MediaRef = tuple[str, str, str]  # (media SID, content type, address at the prov
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TwilioArrival(PhoneArrival):
-    kind: str  # text | call | voicemail
+    kind: ArrivalKind
     webhook: Webhook | None = None
     record: Mapping[str, object] | None = None
     media: tuple[MediaRef, ...] | None = None  # None: ask the provider (reconciliation)
@@ -78,7 +79,7 @@ class TwilioLine:
     async def media_of(self, arrival: TwilioArrival) -> tuple[MediaRef, ...]:
         if arrival.media is not None:
             return arrival.media
-        if arrival.kind != "text":
+        if arrival.kind is not ArrivalKind.TEXT:
             return ()
         return tuple(await self.provider.media_of(arrival.sid))
 
@@ -106,15 +107,23 @@ class TwilioLine:
 
     def cleanup(self, arrival: TwilioArrival, media: tuple[MediaRef, ...]) -> list[Task]:
         """What to remove at the provider once `arrival` is sealed."""
-        if arrival.kind == "voicemail":
-            tasks = [Task(kind="delete_recording", sid=arrival.sid)]
-            if self._settings().redact_at_provider and arrival.call_sid:
-                tasks.append(Task(kind="delete_call", sid=arrival.call_sid))
-            return tasks
-        if arrival.kind == "text" and self._settings().redact_at_provider:
-            tasks = [Task(kind="delete_media", sid=arrival.sid, media_sid=m[0]) for m in media]
-            return [*tasks, Task(kind="delete_text", sid=arrival.sid)]
-        return []  # a call in progress: reconciliation removes it once it has ended
+        redact = self._settings().redact_at_provider
+        match arrival.kind:
+            case ArrivalKind.VOICEMAIL:
+                tasks = [Task(kind=TaskKind.DELETE_RECORDING, sid=arrival.sid)]
+                if redact and arrival.call_sid:
+                    tasks.append(Task(kind=TaskKind.DELETE_CALL, sid=arrival.call_sid))
+                return tasks
+            case ArrivalKind.TEXT if redact:
+                tasks = [Task(kind=TaskKind.DELETE_MEDIA, sid=arrival.sid, media_sid=m[0])
+                         for m in media]  # fmt: skip
+                return [*tasks, Task(kind=TaskKind.DELETE_TEXT, sid=arrival.sid)]
+            case ArrivalKind.TEXT:
+                return []
+            case ArrivalKind.CALL:  # in progress: reconciliation removes it once it has ended
+                return []
+            case _:
+                assert_never(arrival.kind)
 
     async def held(self, arrival: TwilioArrival) -> None:
         tasks = self.cleanup(arrival, await self.media_of(arrival))
@@ -126,20 +135,23 @@ class TwilioLine:
 
     async def passed(self, arrival: TwilioArrival) -> None:
         sender = e164(arrival.sender, self._settings().default_region) or arrival.sender
-        if arrival.kind == "text":
-            media = await self.media_of(arrival)
-            urls = tuple(self.provider.public_address(address) for _, _, address in media)
-            bodies = forward_bodies(sender, arrival.text)
-            tasks = [Task(kind="forward", body=body) for body in bodies[:-1]]
-            tasks.append(Task(kind="forward", body=bodies[-1], media_urls=urls))
-        elif arrival.kind == "voicemail":
-            media = await self.media_of(arrival)
-            urls = tuple(self.provider.public_address(address) for _, _, address in media)
-            body = f"Voicemail from {sender} ({arrival.seconds} s)"
-            tasks = [Task(kind="forward", body=body, media_urls=urls)]
-        elif arrival.kind == "call" and not arrival.live:
-            tasks = [Task(kind="forward", body=f"Missed call from {sender}")]
-        else:
-            tasks = []
+        match arrival.kind:
+            case ArrivalKind.TEXT:
+                media = await self.media_of(arrival)
+                urls = tuple(self.provider.public_address(address) for _, _, address in media)
+                bodies = forward_bodies(sender, arrival.text)
+                tasks = [Task(kind=TaskKind.FORWARD, body=body) for body in bodies[:-1]]
+                tasks.append(Task(kind=TaskKind.FORWARD, body=bodies[-1], media_urls=urls))
+            case ArrivalKind.VOICEMAIL:
+                media = await self.media_of(arrival)
+                urls = tuple(self.provider.public_address(address) for _, _, address in media)
+                body = f"Voicemail from {sender} ({arrival.seconds} s)"
+                tasks = [Task(kind=TaskKind.FORWARD, body=body, media_urls=urls)]
+            case ArrivalKind.CALL if not arrival.live:
+                tasks = [Task(kind=TaskKind.FORWARD, body=f"Missed call from {sender}")]
+            case ArrivalKind.CALL:  # put through live: she heard it ring
+                tasks = []
+            case _:
+                assert_never(arrival.kind)
         await self.outbox.add(tasks, durable=True, also=[Ledger.handled_line(arrival.sid)])
         self.ledger.mark(arrival.sid)

@@ -7,7 +7,9 @@ Rules this module keeps:
    the crash came between the provider's answer and the done line. Cleanup of held items
    is kept in memory only (`journal=False`): the journal then holds nothing that exists
    only for held items, and reconciliation rebuilds lost cleanup from the provider.
-   (Cleanup lines an older version journaled are still done, and marked done.)
+   (Cleanup lines an older version journaled are still done, and marked done; a line of
+   a kind this version does not know is skipped, and left out when the journal is
+   rewritten.) A line names its kind by the `TaskKind`'s string value.
 2. Two kinds of work: forwarding an allowed text to the survivor's phone, and cleaning a
    held item out of the provider's logs (delete a text, its media, a recording, a call).
    Who the forward goes to is read at sending time, so fixing `forward_to` (and SIGHUP)
@@ -28,10 +30,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import itertools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import assert_never
 
 from proxy.channels.sms.journal import Entry, Journal
 from proxy.channels.sms.provider import Provider, ProviderRefused, ProviderUnavailable
@@ -47,11 +51,22 @@ PARALLEL = 8
 _FIELDS = ("kind", "sid", "media_sid", "body", "media_urls")
 
 
+class TaskKind(enum.StrEnum):
+    """What a task asks of the provider; its value is what the journal line says."""
+
+    FORWARD = "forward"  # send an allowed text (or a voicemail's link) to her phone
+    DELETE_TEXT = "delete_text"
+    BLANK_TEXT = "blank_text"  # queued by an older version only: still done
+    DELETE_MEDIA = "delete_media"
+    DELETE_RECORDING = "delete_recording"
+    DELETE_CALL = "delete_call"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Task:
     """One request to make of the provider."""
 
-    kind: str  # forward | delete_text | blank_text | delete_media | delete_recording | delete_call
+    kind: TaskKind
     sid: str = ""
     media_sid: str = ""
     body: str = ""
@@ -59,12 +74,13 @@ class Task:
 
     @classmethod
     def from_entry(cls, entry: Entry) -> Task:
-        return cls(kind=str(entry["kind"]), sid=str(entry.get("sid", "")),
+        # A kind this version does not know raises ValueError: the line is skipped.
+        return cls(kind=TaskKind(entry["kind"]), sid=str(entry.get("sid", "")),
                    media_sid=str(entry.get("media_sid", "")), body=str(entry.get("body", "")),
                    media_urls=tuple(entry.get("media_urls", ())))  # fmt: skip
 
     def entry(self, name: str) -> Entry:
-        found: Entry = {"task": name, "kind": self.kind}
+        found: Entry = {"task": name, "kind": self.kind.value}
         for key in _FIELDS[1:]:
             value = getattr(self, key)
             if value:
@@ -124,7 +140,7 @@ class Outbox:
         self._last_arrival = time.monotonic()
 
     def _queue(self, task: Task) -> dict[str, _Waiting]:
-        return self._forwards if task.kind == "forward" else self._cleanup
+        return self._forwards if task.kind is TaskKind.FORWARD else self._cleanup
 
     def __len__(self) -> int:
         return len(self._forwards) + len(self._cleanup)
@@ -152,7 +168,7 @@ class Outbox:
         now, wake = time.monotonic(), False
         for name, task in named:
             queue = self._queue(task)
-            wake = wake or task.kind == "forward" or not queue  # else the timer is set
+            wake = wake or task.kind is TaskKind.FORWARD or not queue  # else the timer is set
             queue[name] = _Waiting(task, now)
         if wake:
             self._wake.set()
@@ -206,20 +222,20 @@ class Outbox:
             await self._send(waiting.task)
         except ProviderUnavailable:
             # Only a forward may say so: cleanup exists only for held items.
-            if not self._outage and waiting.task.kind == "forward":
+            if not self._outage and waiting.task.kind is TaskKind.FORWARD:
                 _log.warning("the provider is unreachable; the outbox will retry")
                 self._outage = True
             self._pause_until = time.monotonic() + self._outage_backoff
             self._outage_backoff = min(self._outage_backoff * 2, _OUTAGE_BACKOFF)
             return False
         except ProviderRefused as error:
-            if waiting.task.kind == "forward":
+            if waiting.task.kind is TaskKind.FORWARD:
                 _log.error("the provider refused to forward a text; it is kept and retried",
                            status=error.status, code=error.code)  # fmt: skip
             waiting.due = now + waiting.backoff
             waiting.backoff = min(waiting.backoff * 2, _REFUSED_BACKOFF)
             return True
-        if self._outage and waiting.task.kind == "forward":
+        if self._outage and waiting.task.kind is TaskKind.FORWARD:
             _log.info("the provider is reachable again")
             self._outage = False
         self._outage_backoff = _FIRST_BACKOFF
@@ -231,19 +247,20 @@ class Outbox:
 
     async def _send(self, task: Task) -> None:
         provider = self._provider
-        if task.kind == "forward":
-            addresses = self._addresses()
-            await provider.send_text(to=addresses.forward_to, sender=addresses.number,
-                                     body=task.body, media_urls=task.media_urls)  # fmt: skip
-        elif task.kind == "delete_text":
-            await provider.delete_text(task.sid)
-        elif task.kind == "blank_text":  # queued by an older version: still done
-            await provider.blank_text(task.sid)
-        elif task.kind == "delete_media":
-            await provider.delete_media(task.sid, task.media_sid)
-        elif task.kind == "delete_recording":
-            await provider.delete_recording(task.sid)
-        elif task.kind == "delete_call":
-            await provider.delete_call(task.sid)
-        else:
-            raise ProviderRefused(400, None)
+        match task.kind:
+            case TaskKind.FORWARD:
+                addresses = self._addresses()
+                await provider.send_text(to=addresses.forward_to, sender=addresses.number,
+                                         body=task.body, media_urls=task.media_urls)  # fmt: skip
+            case TaskKind.DELETE_TEXT:
+                await provider.delete_text(task.sid)
+            case TaskKind.BLANK_TEXT:
+                await provider.blank_text(task.sid)
+            case TaskKind.DELETE_MEDIA:
+                await provider.delete_media(task.sid, task.media_sid)
+            case TaskKind.DELETE_RECORDING:
+                await provider.delete_recording(task.sid)
+            case TaskKind.DELETE_CALL:
+                await provider.delete_call(task.sid)
+            case _:
+                assert_never(task.kind)

@@ -33,8 +33,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from proxy.channels.sms.capture import ArrivalKind
 from proxy.channels.sms.line import TwilioArrival, TwilioLine
-from proxy.channels.sms.outbox import Task
+from proxy.channels.sms.outbox import Task, TaskKind
 from proxy.channels.sms.provider import Provider, ProviderRefused
 from proxy.disk import replace_file
 from proxy.identity import e164
@@ -160,7 +161,7 @@ class Reconciler:
 
     def _text(self, record: _Record) -> TwilioArrival:
         return TwilioArrival(
-            sid=str(record["sid"]), channel=Channel.SMS, kind="text",
+            sid=str(record["sid"]), channel=Channel.SMS, kind=ArrivalKind.TEXT,
             sender=str(record.get("from") or ""), recipient=str(record.get("to") or ""),
             text=str(record.get("body") or ""), record=record, live=False,
             received_at=_moment(record, "date_sent", "date_created") or self._clock(),
@@ -176,7 +177,7 @@ class Reconciler:
                 if _before(record, since, "start_time"):
                     continue
                 arrival = TwilioArrival(
-                    sid=sid, channel=Channel.VOICE, kind="call", live=False,
+                    sid=sid, channel=Channel.VOICE, kind=ArrivalKind.CALL, live=False,
                     sender=str(record.get("from") or ""), recipient=str(record.get("to") or ""),
                     text="", record=record,
                     received_at=_moment(record, "start_time", "date_created") or started,
@@ -185,7 +186,7 @@ class Reconciler:
             elif ledger.held(sid) and watching.redact_at_provider:
                 ended = _moment(record, "end_time", "start_time")
                 if ended is not None and started - ended > _CALL_SETTLES:
-                    await self._again([Task(kind="delete_call", sid=sid)])
+                    await self._again([Task(kind=TaskKind.DELETE_CALL, sid=sid)])
 
     async def _recordings(self, since: datetime, reach: datetime) -> None:
         ledger = self._line.ledger
@@ -195,7 +196,7 @@ class Reconciler:
                 continue
             if ledger.handled(sid):
                 if ledger.held(sid):  # an allowed voicemail stays hers
-                    await self._again([Task(kind="delete_recording", sid=sid)])
+                    await self._again([Task(kind=TaskKind.DELETE_RECORDING, sid=sid)])
                 continue
             if _before(record, since, "date_created"):
                 continue
@@ -210,7 +211,7 @@ class Reconciler:
             # rule 7); a call it never heard of, or held, keeps it held.
             allowed = bool(call_sid) and ledger.handled(call_sid) and not ledger.held(call_sid)
             arrival = TwilioArrival(
-                sid=sid, channel=Channel.VOICE, kind="voicemail", voicemail=True,
+                sid=sid, channel=Channel.VOICE, kind=ArrivalKind.VOICEMAIL, voicemail=True,
                 call_allowed=allowed,
                 sender=str(call.get("from") or ""), recipient=str(call.get("to") or ""),
                 text="", record={"recording": record, "call": call}, call_sid=call_sid,

@@ -45,7 +45,7 @@ from twilio.request_validator import RequestValidator, add_port, compare, remove
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
 
-from proxy.channels.sms.capture import Webhook
+from proxy.channels.sms.capture import ArrivalKind, Webhook
 from proxy.channels.sms.line import MediaRef, TwilioArrival, TwilioLine
 from proxy.channels.sms.provider import Provider
 from proxy.channels.sms.ringback import RING_SECONDS, ringback_wav
@@ -265,7 +265,7 @@ class Webhooks:
 
     async def _text(self, webhook: Webhook, params: Mapping[str, str]) -> str:
         arrival = TwilioArrival(
-            sid=_field(params, "MessageSid"), channel=Channel.SMS, kind="text",
+            sid=_field(params, "MessageSid"), channel=Channel.SMS, kind=ArrivalKind.TEXT,
             sender=_field(params, "From"), recipient=params.get("To", ""),
             text=params.get("Body", ""), received_at=self._clock(), webhook=webhook,
             media=_media(params),
@@ -276,8 +276,8 @@ class Webhooks:
     async def _call(self, webhook: Webhook, params: Mapping[str, str]) -> str:
         caller = params.get("From", "")
         arrival = TwilioArrival(
-            sid=_field(params, "CallSid"), channel=Channel.VOICE, kind="call", sender=caller,
-            recipient=params.get("To", ""), text="", received_at=self._clock(),
+            sid=_field(params, "CallSid"), channel=Channel.VOICE, kind=ArrivalKind.CALL,
+            sender=caller, recipient=params.get("To", ""), text="", received_at=self._clock(),
             webhook=webhook,
         )  # fmt: skip
         try:
@@ -306,7 +306,7 @@ class Webhooks:
             return EMPTY  # a replay: its call may be gone from the provider by now
         call = await self._provider.call(call_sid)
         arrival = TwilioArrival(
-            sid=sid, channel=Channel.VOICE, kind="voicemail", voicemail=True,
+            sid=sid, channel=Channel.VOICE, kind=ArrivalKind.VOICEMAIL, voicemail=True,
             sender=str(call.get("from") or ""), recipient=str(call.get("to") or ""), text="",
             received_at=self._clock(), webhook=webhook, call_sid=call_sid,
             media=((sid, "audio/x-wav", _field(params, "RecordingUrl") + ".wav"),),
