@@ -509,11 +509,14 @@ def test_control_characters_in_an_address_are_501_held_or_not(tmp_path: Path) ->
 def test_held_and_delivered_mail_are_answered_after_the_same_time(tmp_path: Path) -> None:
     """The reply to DATA takes reply_after_ms whether the message was sealed or delivered:
     over 40 of each, sent in turn, the medians differ by well under a millisecond, and
-    neither comes sooner than the floor (25 ms here: room for a loaded test machine)."""
+    neither comes sooner than the floor. The floor is 50 ms here: on a test machine busy
+    with other suites, sealing (a child process and an fsync) has taken 28 ms, and an
+    answer later than the floor shows its path's own time (as it would in production if
+    reply_after_ms were set below what the disk needs)."""
     port, config = free_port(), tmp_path / "config.yaml"
     _write_config(config, port)
     data = yaml.safe_load(config.read_text())
-    data["channels"]["smtp"]["reply_after_ms"] = 25
+    data["channels"]["smtp"]["reply_after_ms"] = 50
     config.write_text(yaml.safe_dump(data))
     times: dict[bool, list[float]] = {True: [], False: []}
     with daemon(config, port), smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
@@ -528,6 +531,6 @@ def test_held_and_delivered_mail_are_answered_after_the_same_time(tmp_path: Path
                 times[held].append(time.perf_counter() - started)
             assert code == 250
     medians = {held: sorted(t)[len(t) // 2] for held, t in times.items()}
-    assert min(min(t) for t in times.values()) >= 0.024  # the loop's timers count whole ms
+    assert min(min(t) for t in times.values()) >= 0.049  # the loop's timers count whole ms
     assert abs(medians[True] - medians[False]) < 0.001, medians
     assert len(held_items(tmp_path / "archive")) == 41
