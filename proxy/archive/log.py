@@ -373,6 +373,11 @@ class ArchiveLog:
         os.fdatasync(self._fd)
         self._offset = offset
 
+    @property
+    def signed_at(self) -> int:
+        """The latest checkpoint's (coarse) time, in ns since the epoch (rule 5)."""
+        return self._signed_at
+
     def derive_key(self, purpose: bytes) -> bytes:
         """A secret key for `purpose`, derived from the archive's signing key."""
         return self._signer.derive_key(purpose)

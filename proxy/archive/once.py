@@ -24,6 +24,11 @@ Rules this module keeps:
    writer thread only.
 4. A line that cannot be parsed (a torn last line) is ignored: nothing relied on it,
    because no entry of its batch was stored before the note was synced.
+5. The file tells no more than the segments do by its size or times: like them it is
+   made in whole blocks of zeros (`BLOCK`, 64 KiB) that lines are written into, so its
+   size grows by a block only every few hundred held arrivals; after every write its
+   modification time is set back to the latest checkpoint's, and at every checkpoint it
+   is touched, so its change time moves at the ticks as the log's does.
 """
 
 from __future__ import annotations
@@ -34,9 +39,10 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from proxy.disk import replace_file, write_all
+from proxy.disk import replace_file
 
 FILE = "sealed"
+BLOCK = 64 << 10
 _NOTE = b"n"
 _SETTLED = b"s\n"
 _KEPT = b"k"
@@ -45,12 +51,15 @@ _KEPT = b"k"
 class SealedMarks:
     """The marks of every arrival the archive holds."""
 
-    def __init__(self, path: Path, key: bytes, marks: set[bytes]) -> None:
+    def __init__(self, path: Path, key: bytes, marks: set[bytes], end: int) -> None:
         self._path = path
         self._key = key
         self._marks = marks
         self._doubt = False  # a batch failed since opening: settle nothing more (rule 2)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._fd = os.open(path, os.O_WRONLY)
+        self._end = end  # where the next line goes; zeros from here on (rule 5)
+        self._size = os.fstat(self._fd).st_size
+        self._signed_at = 0  # the latest checkpoint's time, ns (rule 5)
 
     @classmethod
     def open(cls, root: Path, key: bytes, stored: Callable[[int], set[str]]) -> SealedMarks:
@@ -59,7 +68,7 @@ class SealedMarks:
         path = root / FILE
         marks: set[bytes] = set()
         unsettled: list[tuple[bytes, str, int]] = []
-        data = path.read_bytes() if path.exists() else b""
+        data = path.read_bytes().split(b"\0", 1)[0] if path.exists() else b""
         for line in data.split(b"\n"):
             fields = line.split(b" ")
             if fields[0] == _KEPT and len(fields) == 2:
@@ -72,8 +81,10 @@ class SealedMarks:
         if unsettled:
             found = stored(min(at for _, _, at in unsettled))
             marks.update(mark for mark, digest, _ in unsettled if digest in found)
-        replace_file(path, b"".join(_KEPT + b" " + mark + b"\n" for mark in sorted(marks)))
-        return cls(path, key, marks)
+        kept = b"".join(_KEPT + b" " + mark + b"\n" for mark in sorted(marks))
+        blocks = max(1, -(-len(kept) // BLOCK))
+        replace_file(path, kept + bytes(blocks * BLOCK - len(kept)), 0o600)
+        return cls(path, key, marks, len(kept))
 
     def _hashed(self, mark: str) -> bytes:
         return hmac.new(self._key, mark.encode("utf-8", "surrogatepass"), hashlib.sha256) \
@@ -92,8 +103,25 @@ class SealedMarks:
             digest = hashlib.sha256(sealed).hexdigest().encode()
             lines.append(b" ".join((_NOTE, hashed, digest, str(size).encode())) + b"\n")
         if lines:
-            write_all(self._fd, b"".join(lines))
+            self._write(b"".join(lines))
             os.fdatasync(self._fd)
+
+    def _write(self, data: bytes) -> None:
+        """Write `data` at the end of the lines, in whole blocks of zeros (rule 5)."""
+        if self._end + len(data) > self._size:
+            grown = self._end + len(data) + -(self._end + len(data)) % BLOCK
+            os.posix_fallocate(self._fd, self._size, grown - self._size)
+            self._size = grown
+        written = 0
+        while written < len(data):
+            written += os.pwrite(self._fd, data[written:], self._end + written)
+        self._end += len(data)
+        os.utime(self._fd, ns=(self._signed_at, self._signed_at))
+
+    def touch(self, signed_at: int) -> None:
+        """A checkpoint was signed at `signed_at` (ns): the file's times follow (rule 5)."""
+        self._signed_at = signed_at
+        os.utime(self._fd, ns=(signed_at, signed_at))
 
     def forget(self, marks: Iterable[str]) -> None:
         """The batch these marks were noted for failed: they are not sealed (in memory; the
@@ -105,7 +133,7 @@ class SealedMarks:
     def settle(self) -> None:
         """Everything noted so far is stored (a hint: see rule 2)."""
         if not self._doubt:
-            write_all(self._fd, _SETTLED)
+            self._write(_SETTLED)
 
     def adopt(self, marks: Iterable[str]) -> None:
         """Marks of arrivals sealed before the marks lived here (a channel's older state)."""
@@ -116,7 +144,7 @@ class SealedMarks:
                 self._marks.add(hashed)
                 lines.append(_KEPT + b" " + hashed + b"\n")
         if lines:
-            write_all(self._fd, b"".join(lines))
+            self._write(b"".join(lines))
             os.fdatasync(self._fd)
 
     def close(self) -> None:

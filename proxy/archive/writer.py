@@ -244,6 +244,7 @@ class Archive:
         self._publisher.shutdown(wait=True)
         try:
             self._log.close(now=self._clock())
+            self._marks.touch(self._log.signed_at)  # closing signed: the marks follow
             self._marks.close()
         except BaseException as error:
             self._loop.call_soon_threadsafe(settle, [self._stopped], error)
@@ -302,6 +303,9 @@ class Archive:
         answers = iter(receipts)  # a request to sign (no entry of its own) gets the checkpoint
         receipts = [signed if p.kind is EntryKind.CHECKPOINT else next(answers) for p in batch]
         self._loop.call_soon_threadsafe(resolve, futures, receipts)
+        if checkpoint:
+            with contextlib.suppress(OSError):  # the marks' times follow the log's
+                self._marks.touch(self._log.signed_at)
         note = self._log.take_head() if checkpoint else None
         if note is not None:
             self._publisher.submit(self._publish, note)
@@ -324,9 +328,10 @@ class Archive:
 def _open_marks(log: ArchiveLog) -> SealedMarks:
     """The archive's sealed marks (once.py), checked against the log after a crash."""
     key = log.derive_key(b"nocontact sealed marks v1")
-    return SealedMarks.open(
-        log.root, key, lambda since: item_digests(log.root / layout.LOG_DIR, since)
-    )
+    log_dir = log.root / layout.LOG_DIR
+    marks = SealedMarks.open(log.root, key, lambda since: item_digests(log_dir, since))
+    marks.touch(log.signed_at)
+    return marks
 
 
 def _publish_recipients(root: os.PathLike[str], recipients: Sequence[str]) -> bool:
