@@ -236,11 +236,9 @@ async def _traffic(run: Run, traffic: Traffic) -> None:
     await _until(lambda: len(run.fake.sent()) == forwards, "forwards", run)
     await _until(lambda: not set(held_sids) & set(run.fake.messages), "held texts gone", run)
 
-    def journaled() -> bool:  # every SID and every forward's end, on disk
+    def journaled() -> bool:  # every SID recorded handled, on disk
         lines = (run.root / "sms" / JOURNAL).read_text().splitlines()
-        return sum('"sid"' in line for line in lines) == len(traffic.texts()) and (
-            sum('"done"' in line for line in lines) == forwards
-        )
+        return sum('"sid"' in line for line in lines) == len(traffic.texts())
 
     await _until(journaled, "the journal written", run)
 
@@ -475,11 +473,6 @@ def test_sms_reconciliation_state_is_the_same(runs: tuple[Seen, Seen]) -> None:
     assert a.contents[f"sms/{FILE}"] == b.contents[f"sms/{FILE}"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the journal keeps a forward task and its done line for "
-    "each allowed text until the next start: the SIDs without one were held",
-)
 def test_sms_journal_is_the_same(runs: tuple[Seen, Seen]) -> None:
     """The SMS journal records every text alike, held or not (sms/ledger.py rule 2)."""
     a, b = runs

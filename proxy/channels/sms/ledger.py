@@ -5,9 +5,12 @@ Rules this module keeps:
    with its mark (`twilio:<SID>`, archive/once.py), or its forward in the outbox. A
    replayed webhook, a reconciliation pass, or both at once then find it handled and do
    nothing again.
-2. The journal records a handled SID the same way whatever became of it: `{"sid": ...}`.
-   Whether it was held is the archive's to know (`sealed`), never the journal's. A held
-   SID's line is not synced: its mark in the archive stands for it.
+2. The journal records a handled SID the same way whatever became of it: `{"sid": ...}`,
+   and nothing else about it. Whether it was held is the archive's to know (`sealed`),
+   never the journal's. A held SID's line is not synced: its mark in the archive stands
+   for it. An allowed text's line is written once its forward is done (outbox.py rule
+   1); meanwhile the SID is *forwarding*: not handled (reconciliation holds its
+   checkpoint back for it), and not handed to the pipeline a second time.
 3. Older versions wrote `"held": true` and sealing notes here: `restore` hands the marks
    they stand for to the archive once (`adopt`), settling sealing notes against the log.
 4. At start the journal keeps one line per handled SID (`lines`).
@@ -37,6 +40,7 @@ class Ledger:
     def __init__(self, journal: Journal, handled: set[str], sealed: Callable[[str], bool]) -> None:
         self._journal = journal
         self._handled = handled
+        self._forwarding: set[str] = set()  # allowed, its forward not yet done (rule 2)
         self._sealed = sealed  # whether the archive holds a mark
         self._claims: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # sid -> lock, users
 
@@ -90,17 +94,18 @@ class Ledger:
         users[0] += 1
         try:
             async with lock:
-                yield sid not in self._handled
+                yield sid not in self._handled and sid not in self._forwarding
         finally:
             users[0] -= 1
             if users[0] == 0:
                 del self._claims[sid]
 
-    @staticmethod
-    def handled_line(sid: str) -> Entry:
-        """The journal line that records `sid` as handled (the caller appends it)."""
-        return {"sid": sid}
+    def forwarding(self, sid: str) -> None:
+        """`sid` is allowed and its forward is under way (rule 2)."""
+        self._forwarding.add(sid)
 
-    def mark(self, sid: str) -> None:
-        """`sid` is handled: its line is in the journal (durably, or its mark stands for it)."""
+    async def record(self, sid: str, *, durable: bool) -> None:
+        """`sid` is handled: its line goes to the journal (synced if `durable`)."""
+        await self._journal.append([{"sid": sid}], durable=durable)
         self._handled.add(sid)
+        self._forwarding.discard(sid)

@@ -15,7 +15,10 @@ Rules this module keeps:
    pick up is forwarded as "Voicemail from <number> (<n> s)" with the recording as its
    media; no cleanup is queued for it (the forward's media is fetched from the provider).
    A call the daemon never saw live (found by reconciliation) becomes a "Missed call
-   from <number>" text: nothing allowed is lost.
+   from <number>" text: nothing allowed is lost. Forwards are kept in memory, and the
+   arrival is recorded handled once they are done (ledger.py rule 2): until then the
+   provider's own record is what keeps it, and reconciliation finds it after a crash.
+   So the journal holds the same line for every arrival, held or allowed.
 """
 
 from __future__ import annotations
@@ -129,9 +132,8 @@ class TwilioLine:
         tasks = self.cleanup(arrival, await self.media_of(arrival))
         # Not synced: the arrival's mark in the archive stands for the handled line, and
         # cleanup lost in a crash is queued again from the provider (rule 2).
-        await self.outbox.add(tasks, durable=False, journal=False,
-                              also=[Ledger.handled_line(arrival.sid)])  # fmt: skip
-        self.ledger.mark(arrival.sid)
+        await self.ledger.record(arrival.sid, durable=False)
+        await self.outbox.add(tasks)
 
     async def passed(self, arrival: TwilioArrival) -> None:
         sender = e164(arrival.sender, self._settings().default_region) or arrival.sender
@@ -153,5 +155,9 @@ class TwilioLine:
                 tasks = []
             case _:
                 assert_never(arrival.kind)
-        await self.outbox.add(tasks, durable=True, also=[Ledger.handled_line(arrival.sid)])
-        self.ledger.mark(arrival.sid)
+        if not tasks:  # a call put through: handled now, and durably (no forward to come)
+            await self.ledger.record(arrival.sid, durable=True)
+            return
+        sid = arrival.sid
+        self.ledger.forwarding(sid)  # handled once the forward is done (ledger.py rule 2)
+        await self.outbox.add(tasks, then=lambda: self.ledger.record(sid, durable=False))

@@ -1,13 +1,14 @@
 """The durable outbox: what nocontact still has to ask of the provider, until it is done.
 
 Rules this module keeps:
-1. A forward is a line in the journal before `add` returns (durably: the caller says
-   so), and a *done* line follows once the provider accepted it. A restart picks up every
-   task without a done line; nothing is lost, and an accepted task is repeated only if
-   the crash came between the provider's answer and the done line. Cleanup of held items
-   is kept in memory only (`journal=False`): the journal then holds nothing that exists
-   only for held items, and reconciliation rebuilds lost cleanup from the provider.
-   (Cleanup lines an older version journaled are still done, and marked done; a line of
+1. Tasks are kept in memory only: the journal holds nothing that says what became of
+   an arrival. Nothing is lost by a crash, because the provider keeps what they are
+   about: an allowed text whose forward did not finish is not yet handled (the group's
+   `then` records it handled only once every task of the group is done), so
+   reconciliation finds it at the provider and forwards it again; cleanup of held items
+   is rebuilt from the provider (reconcile.py rule 3). A forward is repeated only if the
+   crash came between the provider's answer and the handled line.
+   (Task lines an older version journaled are still done, and marked done; a line of
    a kind this version does not know is skipped, and left out when the journal is
    rewritten.) A line names its kind by the `TaskKind`'s string value.
 2. Two kinds of work: forwarding an allowed text to the survivor's phone, and cleaning a
@@ -33,7 +34,7 @@ import contextlib
 import enum
 import itertools
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import assert_never
 
@@ -89,9 +90,18 @@ class Task:
 
 
 @dataclass(slots=True)
+class _Group:
+    """Tasks added together, and what to do once all of them are done (rule 1)."""
+
+    left: int
+    then: Callable[[], Awaitable[None]]
+
+
+@dataclass(slots=True)
 class _Waiting:
     task: Task
     since: float
+    group: _Group | None = None
     due: float = 0.0
     backoff: float = field(default=_FIRST_BACKOFF)
 
@@ -154,22 +164,20 @@ class Outbox:
         return any(w.task == task for w in self._queue(task).values())
 
     async def add(
-        self, tasks: Sequence[Task], *, durable: bool, journal: bool = True,
-        also: Sequence[Entry] = (),
-    ) -> None:  # fmt: skip
-        """Queue `tasks`, journaled unless `journal` is False (rule 1), with the lines
-        `also` in the same append; they are sent in the background."""
-        named = [(f"{self._prefix}{next(self._names)}", task) for task in tasks]
-        lines = [task.entry(name) for name, task in named] if journal else []
-        if journal:
-            self._journaled.update(name for name, _ in named)
-        if lines or also:
-            await self._journal.append([*lines, *also], durable=durable)
+        self, tasks: Sequence[Task], *, then: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """Queue `tasks` (in memory, rule 1); `then` runs once every one of them is done,
+        at once if there are none. They are sent in the background."""
+        if not tasks:
+            if then is not None:
+                await then()
+            return
+        group = _Group(left=len(tasks), then=then) if then is not None else None
         now, wake = time.monotonic(), False
-        for name, task in named:
+        for task in tasks:
             queue = self._queue(task)
             wake = wake or task.kind is TaskKind.FORWARD or not queue  # else the timer is set
-            queue[name] = _Waiting(task, now)
+            queue[f"{self._prefix}{next(self._names)}"] = _Waiting(task, now, group)
         if wake:
             self._wake.set()
 
@@ -243,6 +251,11 @@ class Outbox:
         if name in self._journaled:
             self._journaled.discard(name)
             await self._journal.append([{"done": name}], durable=False)
+        group = waiting.group
+        if group is not None:
+            group.left -= 1
+            if group.left == 0:
+                await group.then()
         return True
 
     async def _send(self, task: Task) -> None:

@@ -84,6 +84,7 @@ class Reconciler:
         self._clock = clock
         self.passes = 0  # passes tried so far, finished or not
         self._stuck: datetime | None = None  # the earliest item this pass could not handle
+        self._forwarding: datetime | None = None  # the earliest whose forward is under way
         self._passing = asyncio.Lock()  # rule 5
         self._swept = False  # whether a pass since start looked back SWEEP (rule 3)
         if self._path.exists():
@@ -109,7 +110,7 @@ class Reconciler:
 
     async def _pass(self) -> bool:
         started = self._clock()
-        self._stuck = None
+        self._stuck = self._forwarding = None
         since = self.checkpoint - _MARGIN  # what is handled: before it, only cleaned up
         reach = since if self._swept else min(since, started - SWEEP)
         try:
@@ -124,7 +125,8 @@ class Reconciler:
         # An item that failed (whatever it was) holds the checkpoint back to itself, so the
         # next pass sees it again; the others are handled meanwhile, and the ledger keeps
         # them from being handled twice.
-        checkpoint = started if self._stuck is None else min(started, self._stuck)
+        held_back = [m for m in (started, self._stuck, self._forwarding) if m is not None]
+        checkpoint = min(held_back)
         if self._stuck is not None:
             _log.warning("reconciliation left some messages for the next pass")
         await asyncio.to_thread(self._save, checkpoint)
@@ -132,12 +134,18 @@ class Reconciler:
         return self._stuck is None
 
     async def _take(self, arrival: TwilioArrival) -> None:
-        """Hand one arrival to the pipeline; a failure only marks the pass as stuck there."""
+        """Hand one arrival to the pipeline; a failure only marks the pass as stuck there,
+        and so does an arrival not yet handled after it (its forward is under way: the
+        checkpoint waits for it, so a crash before the forward is done is not lost)."""
+        moment = arrival.received_at
         try:
             await self._pipeline.receive_phone(arrival, self._line)
         except Exception:
-            moment = arrival.received_at
             self._stuck = moment if self._stuck is None else min(self._stuck, moment)
+            return
+        if not self._line.ledger.handled(arrival.sid):
+            waiting = self._forwarding
+            self._forwarding = moment if waiting is None else min(waiting, moment)
 
     async def _texts(self, since: datetime, reach: datetime) -> None:
         watching, ledger = self._watching(), self._line.ledger
@@ -157,7 +165,7 @@ class Reconciler:
         outbox = self._line.outbox
         tasks = [task for task in tasks if not outbox.waiting(task)]
         if tasks:
-            await outbox.add(tasks, durable=False)
+            await outbox.add(tasks)
 
     def _text(self, record: _Record) -> TwilioArrival:
         return TwilioArrival(
