@@ -15,8 +15,9 @@ Targets, each sent the same requests (a text from mark, +1 555 010 0199, a block
 to the public number, a fresh MessageSid each, signed with twilio's RequestValidator over
 public_url + "/sms", posted form-encoded to the local port):
   - nocontact, every text held: signature checked, the webhook sealed (age), the seal noted
-    in the ledger and appended to the archive (fsynced), the provider cleanup (blank the
-    text, redact_at_provider: true) written to the durable outbox, then answered.
+    with its mark and appended to the archive (fsynced), the SID recorded handled, then
+    answered; the provider cleanup (delete the text, redact_at_provider: true) is queued
+    in memory and runs at a quiet moment.
   - a bare aiohttp app (on uvloop, as the daemon) whose POST /sms reads the form, checks
     X-Twilio-Signature with the daemon's own function (`signed_params`) and answers the
     same empty TwiML: the floor any aiohttp webhook stands on.
@@ -35,7 +36,7 @@ Method:
     it than one that answers at once, as a database does; a single C would measure how
     many clients the bench ran as much as the server. Twilio sends webhooks concurrently,
     one request per message. The table shows every C, so the ratio at each is there too.
-    After each daemon run the bench waits for its outbox to drain (every held text blanked
+    After each daemon run the bench waits for its outbox to drain (every held text deleted
     at the fake) before going on, so the daemon's left-over cleanup does not run during
     the bare handler's turn. Also: the server's CPU per request (its process group, /proc)
     and the cores this process (the clients and the fake) kept busy: near 1.0 means the
@@ -43,8 +44,8 @@ Method:
   - every answer must be 200 with the empty <Response />; anything else stops the bench.
   - afterwards: the archive is verified keylessly (`verify_archive`) and every sealed item
     decrypted with the bench contact's key: one item per held answer, no SID twice, none
-    missing. The fake's log says how many redactions (POST .../Messages/SM....json with
-    Body="") it received and whether any held text still shows its body.
+    missing. The fake's log says how many deletions (DELETE .../Messages/SM....json) it
+    received and whether any held text is still there.
 
 Goals (issue 6): nocontact p99 <= 25 ms at 50 signed requests/s, and nocontact's
 throughput >= 0.5 x the bare handler's
@@ -382,27 +383,27 @@ class Load:
 
 
 class Redactions:
-    """Blanking requests (POST Messages/SM....json, Body="") the fake received, per SID,
-    counted as they come: a poll reads only the requests since the last one."""
+    """Deletions (DELETE Messages/SM....json) the fake received, per SID, counted as they
+    come: a poll reads only the requests since the last one."""
 
     def __init__(self, fake: FakeTwilio) -> None:
         self._fake = fake
         self._read = 0  # of fake.requests
-        self._settled = 0  # of the held SIDs, in order: all blanked before this one
+        self._settled = 0  # of the held SIDs, in order: all deleted before this one
         self.found: Counter[str] = Counter()
 
     def update(self) -> Counter[str]:
         requests = self._fake.requests
         for asked in requests[self._read :]:
-            if asked.method != "POST":
+            if asked.method != "DELETE":
                 continue
-            if (match := REDACTION.search(asked.path)) and asked.form.get("Body") == [""]:
+            if match := REDACTION.search(asked.path):
                 self.found[match.group(1)] += 1
         self._read = len(requests)
         return self.found
 
     def left(self, held: list[str]) -> int:
-        """How many of `held` (every held SID so far, in order) are not blanked yet."""
+        """How many of `held` (every held SID so far, in order) are not deleted yet."""
         found = self.update()
         while self._settled < len(held) and held[self._settled] in found:
             self._settled += 1
@@ -410,7 +411,7 @@ class Redactions:
 
 
 async def drained(redactions: Redactions, held: list[str]) -> float:
-    """Seconds until every held SID so far has been blanked at the fake."""
+    """Seconds until every held SID so far has been deleted at the fake."""
     began = time.perf_counter()
     while time.perf_counter() - began < DRAIN_TIMEOUT:
         if redactions.left(held) == 0:
@@ -441,9 +442,9 @@ class Audit:
     unique: int  # distinct provider ids among them
     missing: int  # held answers with no item
     foreign: int  # items whose SID no held answer had
-    blanking_requests: int
-    blanked: int  # distinct SIDs blanked
-    still_showing: int  # held texts whose body the fake still has
+    deleting_requests: int
+    deleted: int  # distinct SIDs deleted
+    still_there: int  # held texts the fake still has
 
 
 def audit(archive: Path, identity: pyrage.x25519.Identity, fake: FakeTwilio,
@@ -469,13 +470,13 @@ def audit(archive: Path, identity: pyrage.x25519.Identity, fake: FakeTwilio,
                         sids.append(str(metadata.provider_id))
                 del record
     sealed, answered = set(sids), set(held)
-    blanks = Redactions(fake).update()
-    showing = sum(1 for sid in answered if fake.messages.get(sid, {}).get("body"))
+    deletions = Redactions(fake).update()
+    there = sum(1 for sid in answered if sid in fake.messages)
     return Audit(
         verified=verified, items=len(sids), unique=len(sealed),
         missing=len(answered - sealed), foreign=len(sealed - answered),
-        blanking_requests=sum(blanks.values()), blanked=len(blanks.keys() & answered),
-        still_showing=showing,
+        deleting_requests=sum(deletions.values()), deleted=len(deletions.keys() & answered),
+        still_there=there,
     )  # fmt: skip
 
 
@@ -618,9 +619,8 @@ def report(args: argparse.Namespace, results: Results) -> None:
     doubled = checked.items - checked.unique
     print(f"archive: {checked.items:,} items sealed for {len(daemon.answered):,} held answers "
           f"({checked.missing} missing, {doubled} doubled, {checked.foreign} unknown); "
-          f"{checked.verified}; provider redactions: {checked.blanking_requests:,} "
-          f"({checked.blanked:,} texts blanked, {checked.still_showing} still showing "
-          f"a body)")  # fmt: skip
+          f"{checked.verified}; provider deletions: {checked.deleting_requests:,} "
+          f"({checked.deleted:,} texts deleted, {checked.still_there} still there)")  # fmt: skip
     if results.complaints:
         print(f"nocontact logged {len(results.complaints)} warnings or errors, first ones:")
         for line in results.complaints[:5]:
