@@ -475,3 +475,30 @@ def test_verify_pins_the_key(pristine: Path, tmp_path: Path) -> None:
     result = _verify_cli("--archive", str(other), "--key", key)
     assert result.returncode == 1
     assert "archive BAD" in result.stdout
+
+
+def test_every_file_of_the_archive_is_made_private(tmp_path: Path) -> None:
+    """Every file in the archive directory is 0600 and every directory 0700, whatever the
+    umask, from its creation (the public ones too: the directory is the daemon's)."""
+    root = tmp_path / "archive"
+    old = os.umask(0o022)
+    try:
+
+        async def run() -> None:
+            archive = await Archive.open(root, recipients=[RECIPIENT], segment_bytes=4096)
+            await archive.append(EntryKind.SEALED, b"x" * 5000, once="imap:one")
+            await archive.record_custody(
+                CustodyRecord(contact="SHA256:abc", action="list", items=(), at=NOW, reason="")
+            )
+            await archive.close()
+
+        asyncio.run(run())
+    finally:
+        os.umask(old)
+    modes = {
+        str(path.relative_to(root)): path.stat().st_mode & 0o777
+        for path in [root, *root.rglob("*")]
+    }
+    assert {name: mode for name, mode in modes.items() if mode not in (0o600, 0o700)} == {}
+    assert modes["."] == modes["log"] == 0o700
+    assert {"archive.json", "checkpoint", "recipients", "signing.pub", "sealed"} <= set(modes)

@@ -4,8 +4,9 @@ Rules this module keeps:
 1. Every name in the archive directory is defined here, once.
 2. Small files are replaced atomically (write, fsync, rename, fsync the directory), so a
    crash leaves the old version or the new, never a mix.
-3. Nothing here is secret except `signing.key` (mode 0600), which only signs checkpoints;
-   no file in the directory can open a held item.
+3. Nothing here is secret except `signing.key`, which only signs checkpoints; no file in
+   the directory can open a held item. Every file is made 0600 (and the directories
+   0700) at its creation all the same: the directory belongs to the daemon's user.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def read_head_size(root: Path, verifier: Verifier) -> int:
         raise ArchiveCorrupt(f"the {HEAD} file does not verify: {error}") from error
 
 
-def replace_file(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Atomically and durably replace an archive file (public by default: the checkpoint
-    and the contacts' public keys are for anyone to check)."""
-    disk.replace_file(path, data, mode)
+def replace_file(path: Path, data: bytes) -> None:
+    """Atomically and durably replace an archive file, 0600 from its creation like every
+    file the daemon makes (the checkpoint and the contacts' public keys are public, but
+    who may read them is the deployment's to widen, not ours)."""
+    disk.replace_file(path, data)

@@ -137,7 +137,7 @@ class ArchiveLog:
         origin = f"{layout.ORIGIN_PREFIX}{secrets.token_hex(8)}"
         signer = Signer.generate(origin)
         try:
-            _write_new(root / layout.SIGNING_KEY, signer.to_pem(), mode=0o600)
+            _write_new(root / layout.SIGNING_KEY, signer.to_pem())
             _write_new(root / layout.VERIFIER_KEY, (signer.verifier.encode() + "\n").encode())
             (root / layout.LOG_DIR).mkdir(mode=0o700)
             create_segment(root / layout.LOG_DIR, 1, segment_bytes)
@@ -472,7 +472,7 @@ def _lock(root: Path) -> int:
     return fd
 
 
-def _write_new(path: Path, data: bytes, mode: int = 0o644) -> None:
+def _write_new(path: Path, data: bytes, mode: int = 0o600) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         write_all(fd, data)
