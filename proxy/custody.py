@@ -120,11 +120,14 @@ def _through_daemon(root: Path, record: CustodyRecord) -> int:
     return _ask_daemon(root, _record_json(record), "index", "the custody record")
 
 
+_SIGN: dict[str, object] = {"sign": True}
+
+
 def sign_now(root: Path) -> None:
     """While the daemon holds the archive, have it sign a checkpoint over everything stored
     so far (rule 4); with no daemon, a closed archive is signed already."""
     if _writer_is_live(root):
-        _ask_daemon(root, {"sign": True}, "size", "a checkpoint")
+        _ask_daemon(root, _SIGN, "size", "a checkpoint")
 
 
 def _ask_daemon(root: Path, request_data: dict[str, object], key: str, what: str) -> int:
@@ -160,17 +163,17 @@ async def serve_custody(archive: Archive) -> asyncio.AbstractServer:
     async def take(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             line = await asyncio.wait_for(reader.readline(), 30)
-            if line == b'{"sign": true}\n':  # rule 4
-                size = await archive.sign()
-                writer.write(json.dumps({"size": size}).encode() + b"\n")
-                return
             try:
-                record = _record_from(json.loads(line))
+                request = json.loads(line)
+                record = None if request == _SIGN else _record_from(request)
             except (ValueError, KeyError, TypeError):
                 writer.write(b'{"error": "not a custody record"}\n')
                 return
-            receipt = await archive.record_custody(record)
-            writer.write(json.dumps({"index": receipt.index}).encode() + b"\n")
+            if record is None:  # rule 4
+                answer = {"size": await archive.sign()}
+            else:
+                answer = {"index": (await archive.record_custody(record)).index}
+            writer.write(json.dumps(answer).encode() + b"\n")
         except Exception:  # the client is told nothing was stored; the daemon goes on
             _log.warning("a custody record could not be stored")
             writer.write(b'{"error": "not stored"}\n')
