@@ -187,11 +187,16 @@ class Run:
         return json.loads(state.read_text()) if state.exists() else {}
 
 
-async def _until(check: Callable[[], bool], what: str, run: Run, timeout: float = 30) -> None:
+async def _until(
+    check: Callable[[], bool], what: str, run: Run, timeout: float = 30,
+    seen: Callable[[], str] = str,
+) -> None:  # fmt: skip
     deadline = time.monotonic() + timeout
     while not await asyncio.to_thread(check):
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{servers.log_tail(run.log)}")
+            raise AssertionError(
+                f"timed out waiting for {what} ({seen()})\n{servers.log_tail(run.log)}"
+            )
         await asyncio.sleep(0.02)
 
 
@@ -253,7 +258,10 @@ async def _traffic(run: Run, traffic: Traffic) -> None:
             sum(tokens(run.dovecot, "INBOX").values()) == kept
         )
 
-    await _until(mailbox_done, "the mailbox handled", run)
+    def mailbox_seen() -> str:
+        return f"state {run.imap_state()}, INBOX {tokens(run.dovecot, 'INBOX')}"
+
+    await _until(mailbox_done, "the mailbox handled", run, seen=mailbox_seen)
 
 
 def run_daemon(root: Path, traffic: Traffic) -> Seen:
