@@ -145,6 +145,10 @@ default_login_user = dovenull
 default_internal_user = dovecot
 first_valid_uid = 100
 mail_location = maildir:{root}/mail/%n
+# IDLE learns of new mail through inotify; where it cannot (every test Dovecot's imap
+# processes run as the one `dovecot` user, whose inotify instances are capped at 128), it
+# looks every mailbox_idle_check_interval, 30 s by default: as long as the tests' waits.
+mailbox_idle_check_interval = 1 secs
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN {root}/users
