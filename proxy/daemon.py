@@ -79,12 +79,15 @@ class StartError(NocontactError):
 
 
 def demo_recipients(config: Config) -> list[str]:
-    """Every contact's recipient, making demo key pairs where they are missing."""
+    """Every contact's recipient, making demo key pairs where they are missing; a portal
+    contact who has not enrolled yet has none (the reload after enrollment adds it)."""
     recipients = []
     for contact in config.contacts:
         if contact.age_recipient is not None:
             recipients.append(contact.age_recipient)
             continue
+        if not contact.demo:
+            continue  # a portal contact not enrolled yet: sealed to the others until then
         assert contact.age_recipient_file is not None  # the model guarantees one of the two
         public = Path(contact.age_recipient_file)
         private = public.with_suffix(".key")

@@ -67,7 +67,7 @@ BROKEN: list[tuple[str, str | bytes, list[str]]] = [
         BASE + "colour: blue\n",
         [
             "config.yaml:10:1: colour: unknown key (valid keys: allow, archive, channels, "
-            "contacts, default_region, intermediaries, no_contact_since, people)"
+            "contacts, default_region, intermediaries, no_contact_since, people, portal)"
         ],
     ),
     (
@@ -421,6 +421,9 @@ COMMENTED_ALTERNATIVES = {
         "listen", "public_url", "account_sid", "auth_token_file", "number", "forward_to",
         "voicemail_greeting", "ring_tone", "redact_at_provider", "reconcile_every", "api_base_url",
         "state_dir")),
+    "contacts[].portal", "portal", *(f"portal.{key}" for key in (
+        "listen", "public_url", "state_dir", "tls_cert_file", "tls_key_file",
+        "session_idle_minutes", "session_max_hours")),
 }  # fmt: skip
 
 

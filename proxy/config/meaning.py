@@ -14,6 +14,10 @@ Rules this module keeps:
 5. A file holding a secret (an IMAP password, the Twilio auth token, the STARTTLS key) is
    refused if its group or others may read it: one line naming it and its mode.
 6. `tls: none` (a password in the clear) only for an IMAP server on a loopback address.
+7. A portal contact (`portal: true`) whose key file does not exist yet has not enrolled: it
+   keeps no `age_recipient` and items are sealed to the others; once enrollment writes the
+   file, a reload reads it. At least one contact must have a key now, or nothing could be
+   sealed. Portal contacts need a `portal` section, and log in with distinct emails.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 
 from proxy.config import values
 from proxy.config.load import Document, Loc, dotted
-from proxy.config.model import Channels, Config, Contact
+from proxy.config.model import Channels, Config, Contact, Portal
 from proxy.deliver.address import Scheme, parse_destination, parse_listen
 from proxy.errors import ConfigProblem
 from proxy.identity import canonical_email
@@ -50,17 +54,67 @@ def resolve(document: Document, config: Config) -> tuple[Config, list[ConfigProb
         *_one_owner(document, config),
     ]
     contacts: list[Contact] = []
+    unenrolled = 0
     for index, contact in enumerate(config.contacts):
         resolved, problem = _read_recipient(document, index, contact)
         contacts.append(resolved)
         problems += [problem] if problem else []
+        unenrolled += problem is None and resolved.age_recipient is None and not resolved.demo
+    problems += _portal_contacts(document, config, none_enrolled=unenrolled == len(contacts))
     archive = config.archive.model_copy(
         update={"path": _absolute(document.directory, config.archive.path)}
     )
     channels, wrong = _resolve_channels(document, config)
     problems += wrong
-    update = {"archive": archive, "contacts": contacts, "channels": channels}
+    portal, wrong = _resolve_portal(document, config.portal)
+    problems += wrong
+    update = {"archive": archive, "contacts": contacts, "channels": channels, "portal": portal}
     return config.model_copy(update=update), problems
+
+
+def _portal_contacts(
+    document: Document, config: Config, *, none_enrolled: bool
+) -> list[ConfigProblem]:
+    """Rule 7: someone can open what is sealed now; portal contacts have a portal."""
+    problems = []
+    if none_enrolled:
+        problems.append(document.problem(
+            ("contacts",), "no contact has a key yet, so held items could be sealed to no one: "
+            "give at least one contact age_recipient or an existing age_recipient_file "
+            "(portal contacts get theirs only when they enroll)",
+        ))  # fmt: skip
+    portal = [(i, c) for i, c in enumerate(config.contacts) if c.portal]
+    if portal and config.portal is None:
+        index = portal[0][0]
+        problems.append(document.problem(
+            ("contacts", index, "portal"), "needs a portal: section (where contacts enroll)"
+        ))  # fmt: skip
+    logins: dict[str, int] = {}
+    for index, contact in portal:
+        login = (contact.email or "").casefold()
+        if login in logins:
+            problems.append(document.problem(
+                ("contacts", index, "email"), f"already the login of contacts[{logins[login]}]: "
+                "each portal contact logs in with their own email",
+            ))  # fmt: skip
+        logins.setdefault(login, index)
+    return problems
+
+
+def _resolve_portal(
+    document: Document, portal: Portal | None
+) -> tuple[Portal | None, list[ConfigProblem]]:
+    if portal is None:
+        return None, []
+    key = ("portal",)
+    problems: list[ConfigProblem] = []
+    try:
+        parse_listen(portal.listen)
+    except ValueError as error:
+        problems.append(document.problem((*key, "listen"), str(error)))
+    update: dict[str, object] = {"state_dir": _absolute(document.directory, portal.state_dir)}
+    problems += _resolve_files(document, key, portal, ("tls_cert_file", "tls_key_file"), update)
+    return portal.model_copy(update=update), problems
 
 
 def _resolve_channels(document: Document, config: Config) -> tuple[Channels, list[ConfigProblem]]:
@@ -236,8 +290,9 @@ def _read_recipient(
     if contact.age_recipient_file is None:
         return contact, None
     path = _absolute(document.directory, contact.age_recipient_file)
-    if contact.demo and not os.path.exists(path):
-        return contact.model_copy(update={"age_recipient_file": path}), None  # made at run
+    if (contact.demo or contact.portal) and not os.path.exists(path):
+        # demo: made at run; portal: written at enrollment (rule 7)
+        return contact.model_copy(update={"age_recipient_file": path}), None
     try:
         recipient = _recipient_in(path)
     except _UnusableKeyFileError as error:

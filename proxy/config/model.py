@@ -91,6 +91,13 @@ class Contact(_Section):
         "`nocontact run` makes a throwaway key pair beside it (the private key on this "
         "machine, so anyone here can open held items) and warns at every start",
     )
+    portal: bool = Field(
+        default=False,
+        description="They use the web portal, logging in with their email: `nocontact portal "
+        "invite` gives them a link to enroll, which writes their public key to "
+        "age_recipient_file. Until then that file may be missing, and items are sealed to "
+        "the other contacts only",
+    )
 
     @model_validator(mode="after")
     def _one_recipient(self) -> Contact:
@@ -98,6 +105,13 @@ class Contact(_Section):
             raise ValueError("give exactly one of age_recipient or age_recipient_file")
         if self.demo and self.age_recipient_file is None:
             raise ValueError("a demo contact needs age_recipient_file (where to make the key)")
+        if self.portal and (self.age_recipient_file is None or self.email is None):
+            raise ValueError(
+                "a portal contact needs email (their login name) and age_recipient_file "
+                "(where enrollment writes their public key)"
+            )
+        if self.portal and self.demo:
+            raise ValueError("a contact is a demo contact or a portal contact, not both")
         return self
 
 
@@ -381,6 +395,45 @@ class Channels(_Section):
     sms: SmsChannel | None = Field(default=None, description="The SMS and voice channel (Twilio)")
 
 
+class Portal(_Section):
+    """The web portal where contacts marked `portal: true` enroll and log in."""
+
+    listen: str = Field(
+        default="127.0.0.1:8089",
+        description="host:port the portal listens on (behind your HTTPS proxy, or with TLS)",
+    )
+    public_url: WebUrl = Field(
+        description="The portal's address as contacts reach it, e.g. https://home.example/"
+        "portal; invitation links are <public_url>/enroll/<token>",
+        examples=["https://home.example/portal"],
+    )
+    state_dir: str = Field(
+        default="./var/portal",
+        description="Where invitations, accounts and the contacts' passphrase-wrapped keys "
+        "are kept (files 0600, directories 0700)",
+    )
+    tls_cert_file: str | None = Field(
+        default=None, description="PEM certificate chain; with tls_key_file, serves HTTPS"
+    )
+    tls_key_file: str | None = Field(default=None, description="PEM private key for HTTPS")
+    session_idle_minutes: int = Field(
+        default=15, ge=1, le=24 * 60,
+        description="A session unused this long ends, and the key unwrapped for it is dropped",
+    )  # fmt: skip
+    session_max_hours: int = Field(
+        default=8, ge=1, le=24 * 7,
+        description="A session ends this long after login, however busy",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Portal:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("give both tls_cert_file and tls_key_file, or neither")
+        if self.session_idle_minutes > self.session_max_hours * 60:
+            raise ValueError("session_idle_minutes must be at most session_max_hours")
+        return self
+
+
 class Config(_Section):
     """A whole nocontact config file."""
 
@@ -405,3 +458,6 @@ class Config(_Section):
         description="Two-letter country code for phone numbers written without +country",
     )
     channels: Channels = Field(default_factory=Channels, description="Inbound channels")
+    portal: Portal | None = Field(
+        default=None, description="The web portal for contacts marked portal: true"
+    )
