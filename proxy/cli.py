@@ -25,6 +25,7 @@ from proxy.config import Config, json_schema, load_config
 from proxy.errors import ConfigError, InputError, NocontactError
 from proxy.message import Decision, InboundMessage
 from proxy.normalize import normalize_email, normalize_sms
+from proxy.portal.commands import add_portal_commands
 from proxy.rules import compile_rules, decide
 
 EXIT_OK = 0
@@ -180,6 +181,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify.set_defaults(run=_verify)
     add_contact_commands(commands)
+    add_portal_commands(commands)
     return parser
 
 

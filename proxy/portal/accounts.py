@@ -1,0 +1,363 @@
+"""Portal accounts: invite, enroll, log in, change a passphrase, reset TOTP.
+
+Rules this module keeps:
+1. Only contacts marked `portal: true` have accounts; their email is the login name.
+2. An invitation (`invite`) is refused, in one line, for an unknown contact, one not marked
+   portal, or one already enrolled (enrolling again would make a new key, and items sealed
+   to the old one would be lost to them).
+3. Enrollment (`begin`, then `enroll`) uses the link once. It needs a strong passphrase and
+   a code from the new TOTP secret; it stores the identity only wrapped with the passphrase,
+   an argon2id hash of the passphrase, the TOTP secret, and SHA-256 hashes of 10 one-time
+   recovery codes, then writes the public key to the contact's `age_recipient_file`
+   (0600, like every file the daemon's user makes) for the daemon's next reload. If that
+   file already holds a key, only the matching identity may be uploaded: a new key would
+   leave items already sealed to the old one unreadable.
+4. A login (`login`) checks, in order: the throttle (`proxy.portal.throttle`, per account
+   and per address), the passphrase (argon2id; a dummy verification for an unknown email),
+   the TOTP code (each step once, the last one used persisted). Every failure is the same
+   `LoginRefused`, after about the same work. Success unwraps the identity in memory.
+5. Write order, so a crash never leaves a key without its account: the invitation is
+   consumed first (single use even across a crash), then the wrapped identity, the
+   account record, and last the public key file; a login rewrites a missing key file.
+6. Nothing here logs anything, and no exception carries a secret (`proxy.portal.refusals`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import argon2
+
+from proxy.config import Config, Contact
+from proxy.config.model import Portal
+from proxy.disk import replace_file
+from proxy.portal import invites, throttle, totp, wrapping
+from proxy.portal.passphrases import Passphrases, require_strong
+from proxy.portal.refusals import EnrollProblem, InviteRefused, LoginRefused, PortalProblem
+from proxy.portal.store import Store, record_name
+
+RECOVERY_CODES = 10
+_RECOVERY_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no 0/o, 1/l: read aloud, typed
+_RECOVERY_CHARS = 16  # 80 bits: SHA-256 of it cannot be searched
+_INVITES = "invites.json"
+_THROTTLE = "throttle.json"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TotpSetup:
+    """A new TOTP secret and the ways to show it to the contact (once)."""
+
+    secret: str = field(repr=False)
+    uri: str = field(repr=False)
+    qr_svg: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Enrolled:
+    """A finished enrollment: the recovery codes are shown once, then only hashes remain."""
+
+    contact: str
+    recipient: str
+    recovery_codes: tuple[str, ...] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unlocked:
+    """A logged-in contact and their identity, in memory only."""
+
+    contact: str
+    recipient: str
+    identity: Any = field(repr=False)
+
+
+class Accounts:
+    """The portal's accounts, kept under `portal.state_dir`."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], datetime] = _now,
+        hasher: argon2.PasswordHasher | None = None,
+    ) -> None:
+        if config.portal is None:
+            raise PortalProblem("the config has no portal: section")
+        self.settings: Portal = config.portal
+        self._contacts = {c.name.casefold(): c for c in config.contacts}
+        self._logins = {(c.email or "").casefold(): c for c in config.contacts if c.portal}
+        self._store = Store(config.portal.state_dir)
+        self._clock = clock
+        self._passphrases = Passphrases(hasher)
+
+    # Invitations (rule 2)
+
+    def invite(self, contact_name: str) -> str:
+        """A one-time enrollment link for the contact named `contact_name`."""
+        contact = self._contacts.get(" ".join(contact_name.split()).casefold())
+        if contact is None:
+            raise PortalProblem(f"no contact named {contact_name!r} in the config")
+        if not contact.portal:
+            raise PortalProblem(
+                f"{contact.name!r} is not a portal contact: add `portal: true` (with email "
+                "and age_recipient_file) to their entry in the config"
+            )
+        if self._account(contact) is not None:
+            raise PortalProblem(
+                f"{contact.name!r} has already enrolled; they log in with their email"
+            )
+        token = invites.new_token()
+        live = self._invitations()
+        live[record_name(contact.name)] = invites.invitation(contact.name, token, self._clock())
+        self._save_invitations(live)
+        return invites.link(self.settings.public_url, token)
+
+    def begin(self, token: str) -> str:
+        """The name of the contact a live link is for; InviteRefused otherwise."""
+        return self._invited(token)[1].name
+
+    # Enrollment (rule 3)
+
+    def totp_setup(self, contact_name: str) -> TotpSetup:
+        """A new TOTP secret for `contact_name`, with its otpauth:// URI and QR code."""
+        contact = self._contacts[contact_name.casefold()]
+        secret = totp.new_secret()
+        uri = totp.provisioning_uri(secret, contact.email or contact.name)
+        return TotpSetup(secret=secret, uri=uri, qr_svg=totp.qr_svg(uri))
+
+    def enroll(
+        self,
+        token: str,
+        passphrase: str,
+        totp_code: str,
+        totp_secret: str,
+        *,
+        identity_file: bytes | None = None,
+    ) -> Enrolled:
+        """Enroll the contact the link is for; `identity_file` is an uploaded keygen file
+        (else a new identity is made). EnrollProblem says what to fix; the link stays
+        usable until enrollment succeeds."""
+        key, contact = self._invited(token)
+        require_strong(passphrase, [contact.name, contact.email or "", *contact.name.split()])
+        if not totp.well_formed(totp_secret):
+            raise EnrollProblem("the authenticator secret is not one the portal made: start again")
+        step = totp.check(totp_secret, totp_code, self._clock(), after_step=-1)
+        if step is None:
+            raise EnrollProblem(
+                "that code does not match: check the phone's time and enter the current code"
+            )
+        identity = (
+            wrapping.generate() if identity_file is None else wrapping.parse_upload(identity_file)
+        )
+        recipient = str(identity.to_public())
+        existing = self._recipient_in_file(contact)
+        if existing is not None and existing != recipient:
+            raise EnrollProblem(
+                "a public key is already set for you: upload the identity that matches it "
+                "(made with `nocontact contact keygen`), so items sealed to it stay yours"
+            )
+        wrapped = wrapping.wrap(identity, passphrase)
+        codes = tuple(_recovery_code() for _ in range(RECOVERY_CODES))
+        live = self._invitations()
+        live.pop(key, None)
+        self._save_invitations(live)  # rule 5: single use, even if what follows fails
+        name = record_name(contact.name)
+        self._store.write_bytes(f"accounts/{name}.age", wrapped)
+        self._store.write(f"accounts/{name}.json", {
+            "contact": contact.name,
+            "recipient": recipient,
+            "passphrase": self._passphrases.hash(passphrase),
+            "totp_secret": totp_secret,
+            "totp_last_step": step,
+            "recovery": [_digest(code) for code in codes],
+        })  # fmt: skip
+        self._write_recipient(contact, recipient)
+        return Enrolled(contact=contact.name, recipient=recipient, recovery_codes=codes)
+
+    # Login (rule 4)
+
+    def login(self, email: str, passphrase: str, totp_code: str, client_address: str) -> Unlocked:
+        """The contact's identity, unwrapped in memory; LoginRefused for any failure."""
+        contact, record = self._check_passphrase(email, passphrase, client_address)
+        step = totp.check(
+            record["totp_secret"], totp_code, self._clock(), after_step=record["totp_last_step"]
+        )
+        if step is None:
+            self._failed(contact, client_address)
+        record["totp_last_step"] = step
+        self._save_account(contact, record)
+        wrapped = self._store.read_bytes(f"accounts/{record_name(contact.name)}.age")
+        identity = wrapping.unwrap(wrapped or b"", passphrase)
+        if identity is None:  # the hash and the wrapping disagree: a damaged state dir
+            raise PortalProblem(f"the stored key of {contact.name!r} does not open: restore it")
+        self._succeeded(contact)
+        recipient = str(identity.to_public())
+        if self._recipient_in_file(contact) is None:
+            self._write_recipient(contact, recipient)  # rule 5
+        return Unlocked(contact=contact.name, recipient=recipient, identity=identity)
+
+    def change_passphrase(
+        self, email: str, passphrase: str, totp_code: str, *, new_passphrase: str,
+        client_address: str,
+    ) -> None:  # fmt: skip
+        """Rewrap the identity with `new_passphrase`, after a full login with the old one."""
+        contact = self._logins.get(email.strip().casefold())
+        require_strong(new_passphrase, [email, *(contact.name.split() if contact else [])])
+        unlocked = self.login(email, passphrase, totp_code, client_address)
+        contact = self._contacts[unlocked.contact.casefold()]
+        name = record_name(contact.name)
+        self._store.write_bytes(f"accounts/{name}.age", wrapping.wrap(unlocked.identity,
+                                                                     new_passphrase))  # fmt: skip
+        record = self._account(contact) or {}
+        record["passphrase"] = self._passphrases.hash(new_passphrase)
+        self._save_account(contact, record)
+
+    def reset_totp(
+        self, email: str, passphrase: str, *, recovery_code: str, new_secret: str,
+        new_code: str, client_address: str,
+    ) -> int:  # fmt: skip
+        """Replace a lost authenticator: the passphrase and one recovery code (consumed)
+        prove who it is, a code from `new_secret` confirms the new one. Returns how many
+        recovery codes are left."""
+        contact, record = self._check_passphrase(email, passphrase, client_address)
+        wanted = _digest(_normal_code(recovery_code))
+        stored: list[str] = list(record.get("recovery", []))
+        found = [code for code in stored if hmac.compare_digest(code, wanted)]
+        if not found:
+            self._failed(contact, client_address)
+        step = totp.check(new_secret, new_code, self._clock(), after_step=-1)
+        if not totp.well_formed(new_secret) or step is None:
+            raise EnrollProblem(
+                "that code does not match the new secret: check the phone's time and enter "
+                "the current code (your recovery code was not used)"
+            )
+        stored.remove(found[0])
+        record.update(recovery=stored, totp_secret=new_secret, totp_last_step=step)
+        self._save_account(contact, record)
+        self._succeeded(contact)
+        return len(stored)
+
+    # The steps
+
+    def _check_passphrase(
+        self, email: str, passphrase: str, client_address: str
+    ) -> tuple[Contact, dict[str, Any]]:
+        """The contact and account record, if not throttled and the passphrase is right."""
+        now = self._clock()
+        contact = self._logins.get(email.strip().casefold())
+        record = self._account(contact) if contact is not None else None
+        failures = self._throttle()
+        waits = [throttle.wait(failures.get(_address_key(client_address)), now)]
+        if contact is not None:
+            waits.append(throttle.wait(failures.get(_account_key(contact)), now))
+        if max(waits) or contact is None or record is None:
+            self._passphrases.verify_nothing(passphrase)
+            if not max(waits):
+                self._failed(contact, client_address)
+            raise LoginRefused
+        if not self._passphrases.verify(record["passphrase"], passphrase):
+            self._failed(contact, client_address)
+        return contact, record
+
+    def _failed(self, contact: Contact | None, client_address: str) -> NoReturn:
+        """Count a failure against the address (and the account, if any); LoginRefused."""
+        now = self._clock()
+        failures = self._throttle()
+        keys = [_address_key(client_address)]
+        keys += [_account_key(contact)] if contact is not None else []
+        for key in keys:
+            failures[key] = throttle.failed(failures.get(key), now)
+        self._save_throttle(failures, now)
+        raise LoginRefused
+
+    def _succeeded(self, contact: Contact) -> None:
+        failures = self._throttle()
+        if failures.pop(_account_key(contact), None) is not None:
+            self._save_throttle(failures, self._clock())
+
+    def _invited(self, token: str) -> tuple[str, Contact]:
+        now = self._clock()
+        live = self._invitations()
+        key = invites.match(live, token, now)
+        contact = self._contacts.get(live[key].contact.casefold()) if key is not None else None
+        if key is None or contact is None or not contact.portal or self._account(contact):
+            raise InviteRefused
+        return key, contact
+
+    # The records
+
+    def _account(self, contact: Contact) -> dict[str, Any] | None:
+        return self._store.read(f"accounts/{record_name(contact.name)}.json")
+
+    def _save_account(self, contact: Contact, record: dict[str, Any]) -> None:
+        self._store.write(f"accounts/{record_name(contact.name)}.json", record)
+
+    def _invitations(self) -> dict[str, invites.Invitation]:
+        found = (self._store.read(_INVITES) or {}).items()
+        parsed = {key: invites.Invitation.from_json(value) for key, value in found}
+        return {key: value for key, value in parsed.items() if value is not None}
+
+    def _save_invitations(self, live: dict[str, invites.Invitation]) -> None:
+        now = self._clock()
+        kept = {key: value.to_json() for key, value in live.items() if value.expires > now}
+        self._store.write(_INVITES, kept)
+
+    def _throttle(self) -> dict[str, throttle.Failures]:
+        found = (self._store.read(_THROTTLE) or {}).items()
+        parsed = {key: throttle.Failures.from_json(value) for key, value in found}
+        return {key: value for key, value in parsed.items() if value is not None}
+
+    def _save_throttle(self, failures: dict[str, throttle.Failures], now: datetime) -> None:
+        kept = {k: v.to_json() for k, v in failures.items() if not throttle.forgotten(v, now)}
+        self._store.write(_THROTTLE, kept)
+
+    def _recipient_in_file(self, contact: Contact) -> str | None:
+        path = Path(contact.age_recipient_file or "")
+        try:
+            lines = path.read_text().split()
+        except (FileNotFoundError, UnicodeDecodeError):
+            return None
+        except OSError as error:
+            raise PortalProblem(f"cannot read {path}: {error.strerror}") from None
+        keys = [line for line in lines if line.startswith("age1")]
+        return keys[0] if keys else None
+
+    def _write_recipient(self, contact: Contact, recipient: str) -> None:
+        path = Path(contact.age_recipient_file or "")
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            replace_file(path, f"{recipient}\n".encode())
+        except OSError as error:
+            raise PortalProblem(f"cannot write {path}: {error.strerror}") from None
+
+
+def _account_key(contact: Contact) -> str:
+    return "account:" + record_name(contact.name)
+
+
+def _address_key(client_address: str) -> str:
+    return "address:" + hashlib.sha256(client_address.encode("utf-8", "replace")).hexdigest()[:32]
+
+
+def _recovery_code() -> str:
+    chars = "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(_RECOVERY_CHARS))
+    return "-".join(chars[i : i + 4] for i in range(0, _RECOVERY_CHARS, 4))
+
+
+def _normal_code(code: str) -> str:
+    chars = "".join(c for c in code.casefold() if c.isalnum())
+    return "-".join(chars[i : i + 4] for i in range(0, len(chars), 4))
+
+
+def _digest(code: str) -> str:
+    return hashlib.sha256(code.encode("utf-8", "replace")).hexdigest()
