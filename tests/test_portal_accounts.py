@@ -13,6 +13,7 @@ import argon2
 import pyotp
 import pyrage
 import pytest
+from structlog.testing import capture_logs
 
 from proxy.config import Config, load_config
 from proxy.daemon import demo_recipients
@@ -501,3 +502,31 @@ def test_portal_cli_prints_the_link(tmp_path: Path) -> None:
     assert refused.returncode == 2
     assert refused.stderr.startswith("nocontact: 'Dana Whitfield' is not a portal contact")
     assert len(refused.stderr.splitlines()) == 1
+
+
+def test_nothing_secret_is_logged_or_in_a_refusal(enrolled: Enrollment) -> None:
+    """Failed steps log nothing and no refusal carries the passphrase, code or token."""
+    accounts, clock = enrolled.accounts, enrolled.clock
+    canary = "CANARY-passphrase-7f3a"
+    token = "CANARY-token-9c1e"
+    messages = []
+    with capture_logs() as logged:
+        for attempt in (
+            lambda: accounts.login(EMAIL, canary, "654321", ADDRESS),
+            lambda: accounts.login("CANARY@example.org", canary, "654321", ADDRESS),
+            lambda: accounts.begin(token),
+            lambda: accounts.enroll(token, canary, "654321", totp.new_secret()),
+            lambda: accounts.reset_totp(
+                EMAIL, canary, recovery_code="CANARY-recovery", new_secret=enrolled.secret,
+                new_code="654321", client_address=ADDRESS,
+            ),
+        ):  # fmt: skip
+            with pytest.raises(PortalProblem) as refused:
+                attempt()
+            messages.append(str(refused.value))
+        clock.advance(minutes=16)
+        accounts.login(EMAIL, STRONG, code(enrolled.secret, clock), ADDRESS)
+    assert logged == []
+    for message in messages:
+        assert "CANARY" not in message
+        assert "654321" not in message
