@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -530,3 +531,19 @@ def test_nothing_secret_is_logged_or_in_a_refusal(enrolled: Enrollment) -> None:
     for message in messages:
         assert "CANARY" not in message
         assert "654321" not in message
+
+
+def test_one_code_twice_at_once_logs_in_once(enrolled: Enrollment) -> None:
+    """Two logins with the same code at the same moment (two worker threads): one wins."""
+    accounts, clock = enrolled.accounts, enrolled.clock
+    same = code(enrolled.secret, clock)
+
+    def attempt() -> str:
+        try:
+            return accounts.login(EMAIL, STRONG, same, ADDRESS).contact
+        except LoginRefused:
+            return "refused"
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = sorted(pool.map(lambda _: attempt(), range(2)))
+    assert results == ["Priya Raman", "refused"]

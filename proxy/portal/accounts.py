@@ -20,18 +20,23 @@ Rules this module keeps:
    consumed first (single use even across a crash), then the wrapped identity, the
    account record, and last the public key file; a login rewrites a missing key file.
 6. Nothing here logs anything, and no exception carries a secret (`proxy.portal.refusals`).
+7. One step at a time: every public method holds one lock, so two requests at once (the web
+   layer runs these on worker threads) cannot both use one TOTP step or lose a failure
+   count. Within one process only: the portal is one process.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
 
 import argon2
 
@@ -48,10 +53,23 @@ _RECOVERY_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no 0/o, 1/l: read alo
 _RECOVERY_CHARS = 16  # 80 bits: SHA-256 of it cannot be searched
 _INVITES = "invites.json"
 _THROTTLE = "throttle.json"
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _locked(method: Callable[Concatenate[Accounts, P], R]) -> Callable[Concatenate[Accounts, P], R]:
+    """The method, run holding the accounts' lock (rule 7)."""
+
+    @functools.wraps(method)
+    def locked(self: Accounts, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,9 +117,11 @@ class Accounts:
         self._store = Store(config.portal.state_dir)
         self._clock = clock
         self._passphrases = Passphrases(hasher)
+        self._lock = threading.RLock()  # rule 7
 
     # Invitations (rule 2)
 
+    @_locked
     def invite(self, contact_name: str) -> str:
         """A one-time enrollment link for the contact named `contact_name`."""
         contact = self._contacts.get(" ".join(contact_name.split()).casefold())
@@ -122,6 +142,7 @@ class Accounts:
         self._save_invitations(live)
         return invites.link(self.settings.public_url, token)
 
+    @_locked
     def begin(self, token: str) -> str:
         """The name of the contact a live link is for; InviteRefused otherwise."""
         return self._invited(token)[1].name
@@ -135,6 +156,7 @@ class Accounts:
         uri = totp.provisioning_uri(secret, contact.email or contact.name)
         return TotpSetup(secret=secret, uri=uri, qr_svg=totp.qr_svg(uri))
 
+    @_locked
     def enroll(
         self,
         token: str,
@@ -186,6 +208,7 @@ class Accounts:
 
     # Login (rule 4)
 
+    @_locked
     def login(self, email: str, passphrase: str, totp_code: str, client_address: str) -> Unlocked:
         """The contact's identity, unwrapped in memory; LoginRefused for any failure."""
         contact, record = self._check_passphrase(email, passphrase, client_address)
@@ -206,6 +229,7 @@ class Accounts:
             self._write_recipient(contact, recipient)  # rule 5
         return Unlocked(contact=contact.name, recipient=recipient, identity=identity)
 
+    @_locked
     def change_passphrase(
         self, email: str, passphrase: str, totp_code: str, *, new_passphrase: str,
         client_address: str,
@@ -222,6 +246,7 @@ class Accounts:
         record["passphrase"] = self._passphrases.hash(new_passphrase)
         self._save_account(contact, record)
 
+    @_locked
     def reset_totp(
         self, email: str, passphrase: str, *, recovery_code: str, new_secret: str,
         new_code: str, client_address: str,
