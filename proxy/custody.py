@@ -1,14 +1,19 @@
 """Custody records reach the archive's log whether or not the daemon is running.
 
 Rules this module keeps:
-1. A contact's tools record every access (`record_custody`). With no writer holding the
-   archive, they open the log themselves, append the record sealed to every contact's
-   public key (the archive's `recipients` file) and sign a checkpoint. While the daemon
-   holds the archive, they hand the record to it over a Unix socket in the archive
-   directory (`custody.sock`); the daemon seals and stores it like any entry.
+1. A contact's tools record every access (`record_custody`) as a request signed with
+   their custody key (proxy.access.recording). With no writer holding the archive, they
+   open the log themselves, check the request against the custody keys published beside
+   it (custody_keys.py rule 4), stamp the time, append the record sealed to every
+   contact's public key (the archive's `recipients` file) and sign a checkpoint. While
+   the daemon holds the archive, they hand the request to it over a Unix socket in the
+   archive directory (`custody.sock`); the daemon checks, stamps, seals and stores it
+   (writer.py rule 8).
 2. The socket takes one JSON line per connection and answers one: {"index": N} once the
-   entry is durable, or {"error": "..."}. It accepts custody records only; what it is
-   told is never logged. A malformed request is refused without touching the archive.
+   entry is durable, or {"error": "..."}: one line saying why nothing was stored (an
+   unsigned or forged record, a contact with no custody key). It accepts custody records
+   only; what it is told is never logged. A malformed request is refused without
+   touching the archive. A time in the request is never read: the writer stamps it.
 3. `record_custody` returns the entry's index only once the entry is on disk.
 4. A contact's tools read what a checkpoint covers, and the daemon signs on a fixed
    cadence (archive/writer.py rule 3): before reading, they ask it over the same socket to
@@ -36,6 +41,12 @@ from proxy.archive import (
     Recipients,
     layout,
 )
+from proxy.archive.custody_keys import (
+    CustodyRefused,
+    CustodyRequest,
+    check_request,
+    read_published,
+)
 from proxy.archive.seal import seal_custody
 from proxy.archive.verify import writer_is_live as _writer_is_live
 from proxy.errors import NocontactError
@@ -43,7 +54,6 @@ from proxy.logs import get_logger
 
 SOCKET = "custody.sock"
 _MAX_LINE = 1 << 20
-_ACTIONS = {"list", "show", "export", "report", "release"}
 _log = get_logger("custody")
 
 
@@ -51,38 +61,29 @@ class CustodyProblem(NocontactError):
     """A custody record could not be stored; the action it records must not go ahead."""
 
 
-def _record_json(record: CustodyRecord) -> dict[str, object]:
-    return {"contact": record.contact, "action": record.action, "items": list(record.items),
-            "at": record.at.astimezone(UTC).isoformat(), "reason": record.reason}  # fmt: skip
-
-
-def _record_from(data: object) -> CustodyRecord:
-    if not isinstance(data, dict):
-        raise ValueError("not an object")
-    action = data.get("action")
-    items = data.get("items")
-    if action not in _ACTIONS or not isinstance(items, list):
-        raise ValueError("unknown action or no items")
-    return CustodyRecord(
-        contact=str(data.get("contact", ""))[:64], action=str(action),
-        items=tuple(int(i) for i in items), at=datetime.fromisoformat(str(data["at"])),
-        reason=str(data.get("reason", ""))[:4000],
-    )  # fmt: skip
-
-
-def record_custody(root: Path, record: CustodyRecord) -> int:
-    """Store `record` in the archive at `root`; the entry's index."""
+def record_custody(root: Path, request: CustodyRequest) -> int:
+    """Store the signed `request` in the archive at `root`; the entry's index (rule 1)."""
+    try:
+        check_request(request, read_published(root))  # before the log is opened: untouched
+    except OSError as error:
+        raise CustodyProblem(
+            f"cannot read the contacts' custody keys in {root}: {error.strerror}"
+        ) from None
+    except CustodyRefused as refused:
+        raise CustodyProblem(str(refused)) from None
     try:
         log = ArchiveLog.open(root)
     except ArchiveLocked:
-        return _through_daemon(root, record)
+        return _ask_daemon(root, request.to_json(), "index", "the custody record")
     except NocontactError as error:
         raise CustodyProblem(f"cannot record custody in {root}: {error}") from None
     try:
-        recipients = _recipients(root)
-        sealed = seal_custody(record, recipients)
-        [receipt] = log.append([(EntryKind.CUSTODY, sealed)], checkpoint=True,
-                               now=datetime.now(UTC))  # fmt: skip
+        now = datetime.now(UTC)  # the writer's time: here, this process is the writer
+        record = CustodyRecord(contact=request.contact, action=request.action,
+                               items=request.items, at=now, reason=request.reason,
+                               nonce=request.nonce, signature=request.signature)  # fmt: skip
+        sealed = seal_custody(record, _recipients(root))
+        [receipt] = log.append([(EntryKind.SEALED, sealed)], checkpoint=True, now=now)
         return receipt.index
     except NocontactError as error:
         raise CustodyProblem(f"cannot record custody in {root}: {error}") from None
@@ -116,10 +117,6 @@ def _socket_path(root: Path) -> Iterator[str]:
         os.close(fd)
 
 
-def _through_daemon(root: Path, record: CustodyRecord) -> int:
-    return _ask_daemon(root, _record_json(record), "index", "the custody record")
-
-
 _SIGN: dict[str, object] = {"sign": True}
 
 
@@ -147,10 +144,14 @@ def _ask_daemon(root: Path, request_data: dict[str, object], key: str, what: str
             f"the daemon holds the archive but its custody socket {path} does not answer "
             f"({error.strerror or error}); nothing was done"
         ) from None
+    reply: object = None
     try:
         reply = json.loads(answer)
-        return int(reply[key])
+        return int(reply[key])  # type: ignore[index]
     except (ValueError, KeyError, TypeError):
+        refusal = reply.get("error") if isinstance(reply, dict) else None
+        if isinstance(refusal, str) and refusal:
+            raise CustodyProblem(f"the daemon refused {what}: {refusal[:300]}") from None
         raise CustodyProblem(f"the daemon did not store {what}; nothing was done") from None
 
 
@@ -165,14 +166,18 @@ async def serve_custody(archive: Archive) -> asyncio.AbstractServer:
             line = await asyncio.wait_for(reader.readline(), 30)
             try:
                 request = json.loads(line)
-                record = None if request == _SIGN else _record_from(request)
+                record = None if request == _SIGN else CustodyRequest.from_json(request)
             except (ValueError, KeyError, TypeError):
                 writer.write(b'{"error": "not a custody record"}\n')
                 return
+            answer: dict[str, object]
             if record is None:  # rule 4
                 answer = {"size": await archive.sign()}
             else:
-                answer = {"index": (await archive.record_custody(record)).index}
+                try:
+                    answer = {"index": (await archive.record_signed(record)).index}
+                except CustodyRefused as refused:  # rule 2: one line, nothing stored
+                    answer = {"error": str(refused)}
             writer.write(json.dumps(answer).encode() + b"\n")
         except Exception:  # the client is told nothing was stored; the daemon goes on
             _log.warning("a custody record could not be stored")

@@ -14,7 +14,9 @@ Rules this module keeps:
    content of any message). Changes to the listen address or the archive need a
    restart, and the log says so.
 4. The archive's custody socket is open while the daemon runs, so a contact's tools can
-   record their access in the log the daemon holds.
+   record their access in the log the daemon holds. It stores only records signed by
+   a contact's configured `custody_key` (a demo contact's is derived from its key), and
+   the keys are published beside the archive; a reload replaces them.
 5. A demo contact (config `demo: true`) gets a throwaway key pair on first start, and a
    loud warning at every start: its private key is on this machine.
 6. The event loop is uvloop's (libuv): the same asyncio interface, with sockets, timers and
@@ -51,7 +53,9 @@ from pathlib import Path
 import pyrage
 import uvloop
 
+from proxy.access.keys import custody_public_key
 from proxy.archive import Archive, ArchiveLocked
+from proxy.archive.seal import fingerprint
 from proxy.channels.imap.runner import ImapRunner
 from proxy.channels.sms.runner import SmsRunner
 from proxy.channels.smtp import SmtpHandler, serve_smtp
@@ -64,6 +68,7 @@ from proxy.disk import create_private
 from proxy.errors import ConfigError, NocontactError
 from proxy.logs import get_logger
 from proxy.pipeline import Pipeline
+from proxy.portal.accounts import custody_key_file
 from proxy.processes import no_core_dumps
 from proxy.progress import ProgressBar
 from proxy.readers import Readers
@@ -109,6 +114,25 @@ def demo_recipients(config: Config) -> list[str]:
             print(f"nocontact: WARNING: {message}", file=sys.stderr)
             _log.warning("demo contact key in use: not for real use")
     return recipients
+
+
+def custody_keys(config: Config, recipients: Sequence[str]) -> dict[str, str]:
+    """Each contact's custody key by their fingerprint (rule 4); `recipients` as
+    `demo_recipients` returned them, in the contacts' order."""
+    keys = {}
+    for contact, recipient in zip(config.contacts, recipients, strict=True):
+        key = contact.custody_key
+        if key is None and contact.demo and contact.age_recipient_file is not None:
+            private = Path(contact.age_recipient_file).with_suffix(".key").read_text()
+            secret = next(line for line in private.split() if line.startswith("AGE-SECRET"))
+            key = custody_public_key(pyrage.x25519.Identity.from_str(secret))
+        if key is None and contact.portal and contact.age_recipient_file is not None:
+            written = custody_key_file(contact)  # by the portal, at enrollment
+            if written.exists():
+                key = written.read_text().strip()
+        if key is not None:
+            keys[fingerprint(recipient)] = key
+    return keys
 
 
 def _reply_after(settings: SmtpChannel | None) -> float:
@@ -288,11 +312,18 @@ class Daemon:
 
     async def _open_archive(self, config: Config) -> Archive:
         self._recipients = demo_recipients(config)
-        return await Archive.open(config.archive.path, recipients=self._recipients)
+        keys = custody_keys(config, self._recipients)
+        return await Archive.open(
+            config.archive.path, recipients=self._recipients, custody_keys=keys
+        )
 
     def _new_contacts(self, config: Config, archive: Archive) -> None:
         """Seal to the new set of contacts from now on, if it changed (rule 3)."""
         recipients = demo_recipients(config)
+        keys = custody_keys(config, recipients)
+        replacing = asyncio.get_running_loop().create_task(archive.replace_custody_keys(keys))
+        self._closing.add(replacing)
+        replacing.add_done_callback(self._closing.discard)
         if sorted(recipients) == sorted(self._recipients):
             return
         self._recipients = recipients

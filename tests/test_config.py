@@ -781,3 +781,15 @@ def test_held_removal_takes_its_three_words(in_tmp: Path, how: str) -> None:
     (in_tmp / "config.yaml").write_text(text + "        held_removal: Held\n")
     (found,) = problems("config.yaml")
     assert "channels.imap.accounts[0].held_removal: expected 'auto', 'expunge' or 'trash'" in found
+
+
+def test_a_contact_s_custody_key_is_checked(in_tmp: Path) -> None:
+    """custody_key takes the line keygen prints, and anything else is a located problem."""
+    key = "ed25519:" + "A" * 43 + "="
+    text = BASE.replace(f"age_recipient: {RECIPIENT}",
+                        f"age_recipient: {RECIPIENT}\n    custody_key: {key}")  # fmt: skip
+    (in_tmp / "config.yaml").write_text(text, encoding="utf-8")
+    assert load_config("config.yaml").contacts[0].custody_key == key
+    (in_tmp / "config.yaml").write_text(text.replace(key, "ed25519:c2hvcnQ="), encoding="utf-8")
+    [line] = problems("config.yaml")
+    assert "contacts[0].custody_key: custody key is not a 32-byte Ed25519 key" in line

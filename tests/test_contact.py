@@ -7,12 +7,15 @@ real archive); the contact's commands run through `proxy.cli.main` as a user wou
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import io
 import json
+import socket
 import subprocess
 import sys
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyrage
@@ -20,12 +23,16 @@ import pytest
 import yaml
 from pypdf import PdfReader
 
-from proxy.access.keys import PASSPHRASE_ENV
-from proxy.access.reading import open_archive
-from proxy.archive import Archive
+from proxy.access.keys import PASSPHRASE_ENV, custody_public_key
+from proxy.access.reading import UNSIGNED, open_archive
+from proxy.access.recording import signed_request
+from proxy.archive import Archive, ArchiveLog, CustodyRecord, EntryKind, Recipients, layout
+from proxy.archive.custody_keys import CustodyRequest, keys_file_bytes
+from proxy.archive.seal import fingerprint, seal_custody
 from proxy.channels.sms.capture import ArrivalKind, Webhook, capture
 from proxy.channels.sms.provider import Media
 from proxy.cli import main
+from proxy.custody import SOCKET, CustodyProblem, record_custody
 from proxy.message import Channel
 from proxy.normalize import normalize_sms
 from proxy.rules import decide
@@ -54,6 +61,16 @@ MESSAGES = [
     ),
 ]
 ALLOWED = b"From: school@example.org\r\nSubject: trip\r\n\r\nForms due Friday.\r\n"
+
+
+def publish_custody_key(archive: Path, key: Path) -> str:
+    """Publish the custody key of the identity in `key` beside `archive`, as the daemon
+    does from a config that names it; the key's line."""
+    identity = pyrage.x25519.Identity.from_str(key.read_text().split()[-1])
+    line = custody_public_key(identity)
+    contact = fingerprint(str(identity.to_public()))
+    layout.replace_file(archive / layout.CUSTODY_KEYS, keys_file_bytes({contact: line}))
+    return line
 
 
 def nocontact(*args: str) -> tuple[int, str, str]:
@@ -92,6 +109,7 @@ def held(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
         asyncio.run(send_all())
     finally:
         smtp_tests.RECIPIENT = previous
+    publish_custody_key(service.archive_path, key)
     return service.archive_path, key, recipient
 
 
@@ -283,10 +301,12 @@ def test_custody_goes_through_the_daemon_while_it_holds_the_archive(tmp_path: Pa
     key = tmp_path / "dana.key"
     _, out, _ = nocontact("contact", "keygen", "--out", str(key))
     recipient = next(line for line in out.splitlines() if line.startswith("age1"))
+    custody_key = out.split("custody key: ")[1].split()[0]
     port, config = free_port(), tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(config_data(
         archive={"path": str(tmp_path / "archive")},
-        contacts=[{"name": "Dana", "role": "lawyer", "age_recipient": recipient}],
+        contacts=[{"name": "Dana", "role": "lawyer", "age_recipient": recipient,
+                   "custody_key": custody_key}],
         channels={"smtp": {"listen": f"127.0.0.1:{port}",
                            "deliver": f"maildir:{tmp_path / 'mail'}"}},
     )))  # fmt: skip
@@ -327,6 +347,7 @@ def test_texts_and_voicemails_export_as_parameters_media_and_audio(tmp_path: Pat
         await archive.close()
 
     asyncio.run(hold())
+    publish_custody_key(tmp_path / "archive", key)
     archive = str(tmp_path / "archive")
     code, out, err = nocontact("contact", "show", "--archive", archive, "--identity", str(key), "1")
     assert code == 0, err
@@ -348,3 +369,168 @@ def test_texts_and_voicemails_export_as_parameters_media_and_audio(tmp_path: Pat
     result = subprocess.run([sys.executable, "verify.py"], cwd=tmp_path / "unpacked",
                             capture_output=True, text=True, check=False)  # fmt: skip
     assert result.returncode == 0, result.stdout
+
+
+def _ask_socket(archive: Path, request: dict[str, object]) -> dict[str, object]:
+    """One request on the archive's custody socket, as any local program could send it."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.settimeout(30)
+        connection.connect(str(archive / SOCKET))
+        connection.sendall(json.dumps(request).encode() + b"\n")
+        answer: dict[str, object] = json.loads(connection.makefile("rb").readline())
+    return answer
+
+
+def test_a_forged_custody_record_is_refused_by_the_daemon(tmp_path: Path) -> None:
+    """Over the custody socket, a record without a contact's signature (the issue's: contact
+    0123456789abcdef, release, dated 2020), one signed by a key not in the config, and a
+    replay of a stored one are each refused with one line; only the real one is stored,
+    dated by the daemon."""
+    key, stranger = tmp_path / "dana.key", tmp_path / "stranger.key"
+    _, out, _ = nocontact("contact", "keygen", "--out", str(key))
+    nocontact("contact", "keygen", "--out", str(stranger))
+    recipient = next(line for line in out.splitlines() if line.startswith("age1"))
+    custody_key = out.split("custody key: ")[1].split()[0]
+    port, config = free_port(), tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(config_data(
+        archive={"path": str(tmp_path / "archive")},
+        contacts=[{"name": "Dana", "role": "lawyer", "age_recipient": recipient,
+                   "custody_key": custody_key}],
+        channels={"smtp": {"listen": f"127.0.0.1:{port}",
+                           "deliver": f"maildir:{tmp_path / 'mail'}"}},
+    )))  # fmt: skip
+    archive = tmp_path / "archive"
+    identity = pyrage.x25519.Identity.from_str(key.read_text().split()[-1])
+    other = pyrage.x25519.Identity.from_str(stranger.read_text().split()[-1])
+    forged: dict[str, object] = {"contact": "0123456789abcdef", "action": "release",
+                                 "items": [], "at": "2020-01-01T00:00:00+00:00",
+                                 "reason": ""}  # fmt: skip
+    with daemon(config, port) as process:
+        _send_sync(port, "mark.smith@gmail.com", MESSAGES[0][1])
+        assert _ask_socket(archive, forged) == {"error": "not a custody record"}
+        unsigned = {**forged, "nonce": "00" * 16, "signature": ""}
+        assert "no custody key is configured" in str(_ask_socket(archive, unsigned)["error"])
+        wrong = signed_request(other, action="release", items=[], reason="")
+        impostor = {**wrong.to_json(), "contact": fingerprint(recipient)}
+        assert "not signed by contact" in str(_ask_socket(archive, impostor)["error"])
+        real = signed_request(identity, action="show", items=[1], reason="checking")
+        assert "index" in _ask_socket(archive, real.to_json())
+        assert "stored already" in str(_ask_socket(archive, real.to_json())["error"])
+        with pytest.raises(CustodyProblem, match="not signed by contact"):
+            record_custody(archive, impostor_request(wrong, fingerprint(recipient)))
+        process.terminate()
+        process.wait(timeout=60)
+    [entry] = open_archive(archive, identity).custody()
+    assert (entry.action, entry.items, entry.reason, entry.signed) == ("show", (1,), "checking",
+                                                                     "verified")  # fmt: skip
+    assert entry.at[:4] != "2020"
+    assert (
+        archive / layout.CUSTODY_KEYS
+    ).read_text() == f"{fingerprint(recipient)} {custody_key}\n"
+    assert (archive / layout.CUSTODY_KEYS).stat().st_mode & 0o777 == 0o600
+
+
+def impostor_request(request: CustodyRequest, contact: str) -> CustodyRequest:
+    """`request`, claiming to be by `contact`."""
+    return dataclasses.replace(request, contact=contact)
+
+
+def test_offline_custody_checks_the_published_keys(
+    held: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    """With no daemon, the tool writing the log itself refuses a record signed by another key
+    and stores nothing."""
+    archive, _, recipient = held
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-a", str(archive), str(copy)], check=True)
+    size = (copy / "log" / "00000001.seg").read_bytes()
+    other = signed_request(pyrage.x25519.Identity.generate(), action="release", items=[],
+                           reason="")  # fmt: skip
+    with pytest.raises(CustodyProblem, match="not signed by contact"):
+        record_custody(copy, impostor_request(other, fingerprint(recipient)))
+    with pytest.raises(CustodyProblem, match="no custody key is configured"):
+        record_custody(copy, other)
+    assert (copy / "log" / "00000001.seg").read_bytes() == size
+
+
+def test_keygen_and_pubkey_print_the_same_custody_key(tmp_path: Path) -> None:
+    """keygen prints the custody key derived from the identity; pubkey prints it again."""
+    key = tmp_path / "k"
+    _, made, _ = nocontact("contact", "keygen", "--out", str(key))
+    code, again, _ = nocontact("contact", "pubkey", "--identity", str(key))
+    assert code == 0
+    line = next(x for x in made.splitlines() if x.startswith("custody key: ed25519:"))
+    assert line in again.splitlines()
+    identity = pyrage.x25519.Identity.from_str(key.read_text().split()[-1])
+    assert line == f"custody key: {custody_public_key(identity)}"
+
+
+def test_a_bad_custody_signature_is_shown_and_fails_the_bundle(
+    held: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    """A custody entry whose signature does not verify (written into a copy of the log by
+    hand) reads as such, and the bundle's verify.py names it and fails; an older unsigned
+    entry reads as unsigned."""
+    archive, key, recipient = held
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-a", str(archive), str(copy)], check=True)
+    identity = pyrage.x25519.Identity.from_str(key.read_text().split()[-1])
+    request = signed_request(identity, action="show", items=[1], reason="a look")
+    forged = CustodyRecord(contact=request.contact, action="release", items=(1,),
+                           at=datetime.now(UTC), reason="a look", nonce=request.nonce,
+                           signature=request.signature)  # fmt: skip
+    old = CustodyRecord(contact=request.contact, action="list", items=(), at=datetime.now(UTC))
+    log = ArchiveLog.open(copy)
+    sealed = [seal_custody(r, Recipients.parse([recipient])) for r in (forged, old)]
+    log.append([(EntryKind.SEALED, body) for body in sealed], checkpoint=True,
+               now=datetime.now(UTC))  # fmt: skip
+    log.close()
+    signed = {e.action: e.signed for e in open_archive(copy, identity).custody()[-2:]}
+    assert signed == {"release": "SIGNATURE DOES NOT VERIFY", "list": UNSIGNED}
+    out = tmp_path / "b.zip"
+    code, _, err = nocontact("contact", "export", "--archive", str(copy), "--identity",
+                             str(key), "--out", str(out), "--reason", "r")  # fmt: skip
+    assert code == 0, err
+    with zipfile.ZipFile(out) as bundle:
+        bundle.extractall(tmp_path / "unpacked")
+    done = subprocess.run([sys.executable, "verify.py"], cwd=tmp_path / "unpacked",
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 1
+    assert "its signature does not verify" in done.stdout
+
+
+def test_an_empty_export_says_what_it_left_out_and_records_itself(
+    held: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    """--until 2020-01-01 selects nothing: the manifest records the selection and every entry
+    it left out with why, custody.json holds the export's own signed record, and verify.py
+    passes saying so, naming the exporter's custody key that signed the manifest."""
+    archive, key, _ = held
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-a", str(archive), str(copy)], check=True)
+    out = tmp_path / "b.zip"
+    code, _, err = nocontact("contact", "export", "--archive", str(copy), "--identity",
+                             str(key), "--out", str(out), "--reason", "court",
+                             "--until", "2020-01-01")  # fmt: skip
+    assert code == 0, err
+    with zipfile.ZipFile(out) as bundle:
+        manifest = json.loads(bundle.read("manifest.json"))
+        custody = json.loads(bundle.read("custody.json"))
+        bundle.extractall(tmp_path / "unpacked")
+    assert manifest["selection"] == {"since": None, "until": "2020-01-01", "person": None}
+    whys = [entry["why"] for entry in manifest["left_out"]]
+    assert whys.count("after --until") == 3
+    assert len(whys) == manifest["archive"]["tree_size"]
+    own = custody["entries"][-1]
+    assert (own["sequence"], own["action"], own["signed"]) == (
+        manifest["export_custody_entry"],
+        "export",
+        "verified",
+    )
+    done = subprocess.run([sys.executable, "verify.py"], cwd=tmp_path / "unpacked",
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout
+    assert "3 after --until" in done.stdout
+    identity = pyrage.x25519.Identity.from_str(key.read_text().split()[-1])
+    assert f"their custody key: {custody_public_key(identity)}" in done.stdout
+    assert done.stdout.splitlines()[-1].startswith("bundle OK: 0 items")

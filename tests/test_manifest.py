@@ -28,6 +28,7 @@ from proxy.access.bundle_texts import (
     VERIFY_TEXT,
     fill_declaration,
 )
+from proxy.access.keys import custody_public_key, custody_signing_key
 from proxy.access.manifest import (
     BundleFile,
     BundleItem,
@@ -35,12 +36,13 @@ from proxy.access.manifest import (
     manifest_digest,
     sign_manifest,
 )
+from proxy.access.recording import signed_request
 from proxy.archive import Archive, CustodyRecord, EntryKind, layout
 from proxy.archive.merkle import MerkleTree
 from proxy.archive.metadata import SealedItem
 from proxy.archive.note import NoteError, Signer, Verifier, parse_checkpoint
 from proxy.archive.reader import SegmentScan, contiguous_segments, mapped
-from proxy.archive.seal import open_sealed
+from proxy.archive.seal import fingerprint, open_sealed
 from proxy.archive.segments import segment_name
 from proxy.message import Channel
 from proxy.rules import decide
@@ -56,7 +58,8 @@ SCRIPT = Path(verify_bundle.__file__)
 class Source:
     """A real archive's held items, read back and decrypted: what an exporter starts from."""
 
-    signer: Signer
+    signer: Signer  # the exporting contact's custody key
+    origin: str  # the archive's
     inputs: dict[str, Any]  # build_manifest's arguments
     files: dict[str, bytes]  # every listed file of the bundle, by its name in the bundle
 
@@ -102,7 +105,9 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Source:
     root = tmp_path_factory.mktemp("bundle-source") / "archive"
     _hold(root)
     origin = layout.read_manifest(root).origin
-    signer = Signer.from_pem(origin, (root / layout.SIGNING_KEY).read_bytes())
+    contact = fingerprint(RECIPIENT)
+    signer = Signer(f"nocontact.contact/{contact}", custody_signing_key(IDENTITY))
+    custody_key = custody_public_key(IDENTITY)
     checkpoint = (root / layout.HEAD).read_bytes()
     verifier_key = (root / layout.VERIFIER_KEY).read_text().strip()
     head = parse_checkpoint(Verifier.decode(verifier_key).open(checkpoint))
@@ -130,7 +135,18 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Source:
                           metadata=metadata, files=originals)  # fmt: skip
         items.append(item)
         proofs[index] = tree.inclusion_proof(index, head.size)
-    custody = json.dumps([{"action": "export", "at": "2026-03-01T12:00:00Z"}]).encode()
+    leaves = [item.leaf_index for item in items]
+    left_out = [(i, "checkpoint" if kind is EntryKind.CHECKPOINT else "custody record")
+                for kind, i, _, _ in records if i < head.size and i not in leaves]  # fmt: skip
+    own = signed_request(IDENTITY, action="export", items=leaves, reason="for the hearing")
+    entries = [
+        {"sequence": 4, "contact": "SHA256:abc", "action": "export", "items": [1, 2],
+         "at": "2026-03-01T12:00:00Z", "reason": "", "nonce": "", "signature": "",
+         "signed": "unsigned (older version)"},
+        {**own.to_json(), "sequence": head.size, "at": "2026-03-02T09:30:00Z",
+         "signed": "verified"},
+    ]  # fmt: skip
+    custody = json.dumps({"custody_keys": {contact: custody_key}, "entries": entries}).encode()
     files["custody.json"] = custody
     inputs: dict[str, Any] = {
         "items": items,
@@ -141,10 +157,15 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Source:
         "software": "nocontact 0.1.0",
         "created_at": "2026-03-02T09:30:00Z",
         "config_sha256": "ab" * 32,
-        "exported_by": "SHA256:contactfingerprint",
+        "exported_by": contact,
+        "exporter_key": signer.verifier.encode(),
+        "custody_key": custody_key,
         "reason": "for the hearing",
+        "selection": {"since": None, "until": None, "person": None},
+        "left_out": left_out,
+        "custody_index": head.size,
     }
-    return Source(signer=signer, inputs=inputs, files=files)
+    return Source(signer=signer, origin=origin, inputs=inputs, files=files)
 
 
 def _write_bundle(source: Source, target: Path, **changes: Any) -> Path:
@@ -231,11 +252,16 @@ def test_untouched_bundle_verifies(source: Source, tmp_path: Path) -> None:
     key = source.inputs["verifier_key"]
     assert done.stdout.splitlines()[-1] == (
         f"bundle OK: 3 items verified against checkpoint of size {head.size}, "
-        f"root {head.root.hex()}, key {key}"
+        f"root {head.root.hex()}, key {key}; {len(source.inputs['left_out'])} entries left "
+        f"out (see above); exported by contact {source.inputs['exported_by']}"
     )
     digest = hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()
     assert f"manifest SHA-256: {digest}" in done.stdout
-    assert source.signer.verifier.key_id.hex() in done.stdout
+    assert Verifier.decode(key).key_id.hex() in done.stdout
+    custody_key = source.inputs["custody_key"]
+    assert f"their custody key: {custody_key}" in done.stdout
+    assert hashlib.sha256(custody_key.encode()).hexdigest()[:16] in done.stdout
+    assert "left out:         3 checkpoint" in done.stdout or "checkpoint" in done.stdout
     assert digest in (bundle / DECLARATION_NAME).read_text()
     assert "problem" not in done.stdout
 
@@ -260,6 +286,46 @@ def _set_proof(manifest: dict[str, Any]) -> None:
 
 def _move_leaf(manifest: dict[str, Any]) -> None:
     manifest["items"][0]["leaf_index"] += 1
+
+
+def _drop_left_out(manifest: dict[str, Any]) -> None:
+    manifest["left_out"].pop()
+
+
+def _forge_custody(source: Source, bundle: Path) -> None:
+    """Change a signed custody record's reason, and list the new custody.json in a manifest
+    signed again: the record's own signature still names the old reason."""
+    custody = json.loads((bundle / "custody.json").read_bytes())
+    custody["entries"][-1]["reason"] = "routine check"
+    data = json.dumps(custody).encode()
+    (bundle / "custody.json").write_bytes(data)
+
+    def edit(manifest: dict[str, Any]) -> None:
+        [entry] = [f for f in manifest["other_files"] if f["name"] == "custody.json"]
+        entry.update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+
+    _resign(source, bundle, edit)
+
+
+def _drop_own_record(source: Source, bundle: Path) -> None:
+    """A custody.json without the export's own record, listed in a manifest signed again."""
+    custody = json.loads((bundle / "custody.json").read_bytes())
+    custody["entries"].pop()
+    data = json.dumps(custody).encode()
+    (bundle / "custody.json").write_bytes(data)
+
+    def edit(manifest: dict[str, Any]) -> None:
+        [entry] = [f for f in manifest["other_files"] if f["name"] == "custody.json"]
+        entry.update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+
+    _resign(source, bundle, edit)
+
+
+def _signed_by_another(source: Source, bundle: Path) -> None:
+    """manifest.sig by a key of the same name that is not the exporter's custody key."""
+    other = Signer.generate(source.signer.name)
+    data = (bundle / "manifest.json").read_bytes()
+    (bundle / "manifest.sig").write_bytes(sign_manifest(data, other))
 
 
 TAMPERING: list[tuple[str, Tamper, str]] = [
@@ -287,6 +353,12 @@ TAMPERING: list[tuple[str, Tamper, str]] = [
      "NC-000001: the sealed file does not hash to the manifest's leaf hash"),
     ("resigned-size", lambda s, b: _resign(s, b, _set_checkpoint_size),
      "checkpoint: tree size or root differ from the manifest's"),
+    ("resigned-left-out", lambda s, b: _resign(s, b, _drop_left_out),
+     "the items and the entries left out do not name each entry once"),
+    ("custody-signature", _forge_custody,
+     "its signature does not verify under its contact's custody key"),
+    ("custody-own-record", _drop_own_record, "custody.json lacks this export's own signed record"),
+    ("another-signer", _signed_by_another, "manifest.sig: "),
 ]  # fmt: skip
 
 
@@ -313,7 +385,7 @@ def test_any_change_fails_and_is_named(
 def test_pinned_key_must_match(source: Source, tmp_path: Path) -> None:
     """With --key, a bundle signed by any other archive key fails; with its own key it passes."""
     bundle = _write_bundle(source, tmp_path)
-    other = Signer.generate(source.signer.name).verifier.encode()
+    other = Signer.generate(source.origin).verifier.encode()
     refused = _verify(bundle, "--key", other)
     assert refused.returncode == 1
     assert "problem: the archive key is not the key given with --key" in refused.stdout
@@ -330,7 +402,8 @@ def test_without_openssl_nothing_passes(source: Source, tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 1
     assert "problem: signatures cannot be checked: cannot run openssl" in done.stdout
-    assert done.stdout.splitlines()[-1] == "bundle FAILED: 1 problem"
+    assert "problem: custody signatures cannot be checked: cannot run openssl" in done.stdout
+    assert done.stdout.splitlines()[-1] == "bundle FAILED: 2 problems"
 
 
 def test_verifier_is_standard_library_python_38() -> None:
@@ -361,7 +434,7 @@ def test_manifest_is_deterministic_and_complete(source: Source) -> None:
     archive = data["archive"]
     assert archive["verifier_key"] == source.inputs["verifier_key"]
     assert archive["checkpoint"].encode() == source.inputs["checkpoint"]
-    assert archive["origin"] == source.signer.name
+    assert archive["origin"] == source.origin
     first = data["items"][0]
     assert first["bates"] == "NC-000001"
     assert first["leaf_index"] == 1
@@ -402,7 +475,7 @@ def _swapped_leaves(source: Source) -> dict[str, Any]:
 
 
 def _foreign_checkpoint(source: Source) -> dict[str, Any]:
-    return {"verifier_key": Signer.generate(source.signer.name).verifier.encode()}
+    return {"verifier_key": Signer.generate(source.origin).verifier.encode()}
 
 
 def _unsafe_name(source: Source) -> dict[str, Any]:
@@ -422,6 +495,15 @@ def _twice(source: Source) -> dict[str, Any]:
     return {"items": [first, dataclasses.replace(first, bates="NC-000009")]}
 
 
+def _another_exporter(source: Source) -> dict[str, Any]:
+    other = custody_public_key(pyrage.x25519.Identity.generate())
+    return {"custody_key": other}
+
+
+def _unaccounted(source: Source) -> dict[str, Any]:
+    return {"left_out": source.inputs["left_out"][1:]}
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -432,6 +514,8 @@ def _twice(source: Source) -> dict[str, Any]:
         (_reserved_name, "reserves"),
         (_missing_proof, "no inclusion proof"),
         (_twice, "listed twice"),
+        (_another_exporter, "not their custody key"),
+        (_unaccounted, "do not name each entry once"),
     ],
 )
 def test_build_manifest_refuses_what_would_not_verify(

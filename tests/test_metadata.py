@@ -108,6 +108,18 @@ def test_a_custody_record_s_metadata_round_trips() -> None:
         reason="for the hearing", payload_bytes=0, payload_sha256=hashlib.sha256(b"").hexdigest(),
     )  # fmt: skip
     assert _line(metadata.to_json()) == line
+    assert "signature" not in line  # written as every earlier version wrote it
+
+
+def test_a_signed_custody_record_keeps_its_nonce_and_signature() -> None:
+    """A signed record's nonce and signature are sealed after its reason and read back."""
+    record = CustodyRecord(contact="0123456789abcdef", action="show", items=(2,), at=SEALED_AT,
+                           reason="", nonce="ab" * 16, signature="c2ln")  # fmt: skip
+    line, metadata = _opened(seal_custody(record, RECIPIENTS))
+    assert isinstance(metadata, SealedCustody)
+    assert (metadata.nonce, metadata.signature) == ("ab" * 16, "c2ln")
+    assert list(json.loads(line))[5:8] == ["reason", "nonce", "signature"]
+    assert _line(metadata.to_json()) == line
 
 
 ODD: list[tuple[str, dict[str, Any], SealedItem | SealedCustody]] = [

@@ -16,8 +16,10 @@ import pyrage
 import pytest
 from structlog.testing import capture_logs
 
+from proxy.access.keys import custody_public_key
+from proxy.archive.seal import fingerprint
 from proxy.config import Config, load_config
-from proxy.daemon import demo_recipients
+from proxy.daemon import custody_keys, demo_recipients
 from proxy.errors import ConfigError
 from proxy.portal import throttle, totp, wrapping
 from proxy.portal.accounts import Accounts, Enrolled
@@ -174,10 +176,17 @@ def test_wrapped_identity_opens_with_the_passphrase_and_the_recipient_file_holds
     assert STRONG.encode() not in state_bytes(template.directory)
 
 
-def test_enrolled_contact_joins_the_recipients_on_reload(template: Enrollment) -> None:
-    """After enrollment the config (as a reload reads it) seals to the new key too."""
-    config = load_config(template.directory / "config.yaml")
-    assert template.enrolled.recipient in demo_recipients(config)
+def test_enrolled_contact_joins_the_recipients_on_reload(enrolled: Enrollment) -> None:
+    """After enrollment the config (as a reload reads it) seals to the new key too, and the
+    daemon accepts custody records signed with the custody key derived from it."""
+    config = load_config(enrolled.directory / "config.yaml")
+    recipients = demo_recipients(config)
+    assert enrolled.enrolled.recipient in recipients
+    enrolled.clock.advance(seconds=30)
+    unlocked = enrolled.accounts.login(EMAIL, STRONG, code(enrolled.secret, enrolled.clock),
+                                       ADDRESS)  # fmt: skip
+    keys = custody_keys(config, recipients)
+    assert keys[fingerprint(enrolled.enrolled.recipient)] == custody_public_key(unlocked.identity)
 
 
 def test_token_is_single_use_and_stored_only_hashed(tmp_path: Path) -> None:

@@ -3,8 +3,12 @@
 Rules this module keeps:
 1. Contents: originals/ (each item byte for byte, named by its Bates number), sealed/
    (each item's stored archive entry, whose leaf hash the inclusion proof covers),
-   manifest.json + manifest.sig (signed with the archive's checkpoint key), custody.json,
-   report.pdf, verify.py + VERIFY.txt, declaration-template.txt.
+   manifest.json + manifest.sig (signed by the exporting contact's custody key, which the
+   manifest carries; the archive's own signing key is never needed), custody.json (every
+   custody record this key opens, the export's own included, each with its signature
+   and whether it verifies, and the custody keys they are checked against), report.pdf,
+   verify.py + VERIFY.txt, declaration-template.txt. The manifest records the selection
+   and why every entry of the log it does not list was left out.
 2. It certifies only what verifies: the archive is verified before anything is read, and
    every inclusion proof is checked against the signed checkpoint before it is written.
 3. One item at a time: originals stream into the zip as they are decrypted and are let
@@ -12,7 +16,9 @@ Rules this module keeps:
    whose library keeps every page until it writes the file (~60 KiB per item in all;
    10,000 items peak near 800 MiB, bench/export.py).
 4. The zip is written beside `out` under a temporary name and moved into place only after
-   the custody record of the export is durable: no bundle leaves without its record.
+   the custody record of the export is durable: no bundle leaves without its record. An
+   export records it once its items are written and before its custody.json and
+   manifest, which then include it (read back and checked: recording.py rule 2).
 """
 
 from __future__ import annotations
@@ -32,13 +38,13 @@ from typing import BinaryIO
 
 from proxy import __version__
 from proxy.access import bundle_texts
+from proxy.access.keys import custody_public_key, custody_signing_key
 from proxy.access.manifest import BundleFile, BundleItem, build_manifest, sign_manifest
-from proxy.access.reading import AccessProblem, HeldItem, OpenedArchive, Selection
+from proxy.access.reading import AccessProblem, CustodyEntry, HeldItem, OpenedArchive, Selection
+from proxy.access.recording import record
 from proxy.access.render import original_files, render, summary
 from proxy.access.report import ReportItem, write_report
-from proxy.archive import CustodyRecord, layout
-from proxy.archive.note import NoteError, Signer
-from proxy.custody import record_custody
+from proxy.archive.note import Signer
 from proxy.disk import create_private
 
 _COMPRESSIBLE = {".eml", ".json", ".txt", ".pdf"}  # compressible; everything else is stored as is
@@ -71,15 +77,9 @@ def report_item(label: str, item: HeldItem) -> ReportItem:
     )  # fmt: skip
 
 
-def _signer(archive: OpenedArchive) -> Signer:
-    try:
-        pem = (archive.root / layout.SIGNING_KEY).read_bytes()
-        return Signer.from_pem(archive.report.verifier.name, pem)
-    except (OSError, NoteError):
-        raise AccessProblem(
-            f"the archive's signing key ({archive.root / layout.SIGNING_KEY}) is needed to "
-            "sign the manifest: export on the server, as the user the daemon runs as"
-        ) from None
+def _signer(archive: OpenedArchive, contact: str) -> Signer:
+    """The exporting contact's custody key, as the signer of the manifest's note."""
+    return Signer(f"nocontact.contact/{contact}", custody_signing_key(archive.identity))
 
 
 class _Zip:
@@ -99,8 +99,8 @@ class _Zip:
 
 def export(archive: OpenedArchive, request: ExportRequest, advance: Callable[[int], None]) -> int:
     """Write the bundle; returns the number of items in it."""
-    signer = _signer(archive)
-    return _deliver(archive, request, "export",
+    signer = _signer(archive, request.contact)
+    return _deliver(archive, request, None,
                     lambda partial: _write(archive, request, advance, signer, partial))  # fmt: skip
 
 
@@ -120,10 +120,11 @@ def report(archive: OpenedArchive, request: ExportRequest, advance: Callable[[in
 
 
 def _deliver(
-    archive: OpenedArchive, request: ExportRequest, action: str,
+    archive: OpenedArchive, request: ExportRequest, action: str | None,
     write: Callable[[BinaryIO], tuple[int, ...]],
 ) -> int:  # fmt: skip
-    """Write beside `out`, record custody, then move into place (rule 4). The file is the
+    """Write beside `out`, record custody (unless `write` did: `action` None), then move
+    into place (rule 4). The file is the
     contact's alone from its creation (0600: it holds decrypted originals); an `out` that
     is a symlink, or a `.partial` already there (another export, or one cut short), is
     refused rather than followed or written over."""
@@ -144,10 +145,9 @@ def _deliver(
             sequences = write(file)
             file.flush()
             os.fsync(file.fileno())
-        record_custody(archive.root, CustodyRecord(
-            contact=request.contact, action=action, items=sequences,
-            at=datetime.now(UTC), reason=request.reason,
-        ))  # fmt: skip
+        if action is not None:
+            record(archive.root, archive.identity, action=action, items=sequences,
+                   reason=request.reason)  # fmt: skip
         os.replace(partial, request.out)
     finally:
         partial.unlink(missing_ok=True)
@@ -175,8 +175,14 @@ def _write(
                                     files=files))  # fmt: skip
             reports.append(report_item(label, item))
             advance(1)
-        custody = [dataclasses.asdict(entry) for entry in archive.custody()]
-        others = [out.add("custody.json", _json(custody), "custody")]
+        left_out = list(archive.left_out)
+        custody = archive.custody()
+        sequences = tuple(item.leaf_index for item in items)
+        own = record(archive.root, archive.identity, action="export", items=sequences,
+                     reason=request.reason)  # fmt: skip
+        keys = archive.custody_keys()
+        custody.append(CustodyEntry.of(own.index, own.record, keys))
+        others = [out.add("custody.json", _custody_json(custody, keys), "custody")]
         pdf = _pdf(reports, request)
         others.append(out.add("report.pdf", pdf, "report"))
         created = datetime.now(UTC).isoformat().replace("+00:00", "Z")
@@ -186,7 +192,9 @@ def _write(
             verifier_key=archive.report.verifier.encode(), other_files=others,
             software=f"nocontact {__version__}", created_at=created,
             config_sha256=request.config_sha256, exported_by=request.contact,
-            reason=request.reason,
+            exporter_key=signer.verifier.encode(),
+            custody_key=custody_public_key(archive.identity), reason=request.reason,
+            selection=request.selection.to_json(), left_out=left_out, custody_index=own.index,
         )  # fmt: skip
         out.add("manifest.json", manifest, "manifest")
         out.add("manifest.sig", sign_manifest(manifest, signer), "signature")
@@ -199,7 +207,14 @@ def _write(
             created_at=created,
         )  # fmt: skip
         out.add(bundle_texts.DECLARATION_NAME, declaration.encode(), "declaration")
-    return tuple(item.leaf_index for item in items)
+    return sequences
+
+
+def _custody_json(entries: list[CustodyEntry], keys: dict[str, str]) -> bytes:
+    """custody.json: the records, and the custody keys their signatures are checked against
+    (what the offline verify.py checks them with)."""
+    return _json({"custody_keys": keys,
+                  "entries": [dataclasses.asdict(entry) for entry in entries]})  # fmt: skip
 
 
 def _json(value: object) -> bytes:

@@ -43,9 +43,11 @@ The bundle contains:
                   its position in the log ("leaf_index") and its inclusion
                   proof; the signed checkpoint the proofs lead to; the archive
                   key
-  manifest.sig    the archive key's signature of the SHA-256 of manifest.json
+  manifest.sig    the exporting contact's signature (their custody key) of
+                  the SHA-256 of manifest.json
   custody.json    the custody log: who opened, viewed and exported items, when
-                  and why
+                  and why, each entry signed by that contact; this export's
+                  own entry is the last
   report.pdf      a readable rendering of the items and the pattern of contact
   verify.py       the verification program described below
   VERIFY.txt      this file
@@ -66,21 +68,25 @@ else: no network access, no password, no secret key.
      or, from anywhere else:    python3 verify.py PATH/TO/FOLDER
   3. To require a particular archive key, one you obtained independently:
                                 python3 verify.py --key 'KEY'
+     and the exporting contact's custody key, obtained from them directly:
+                                python3 verify.py --contact-key 'ed25519:...'
 
-verify.py prints the SHA-256 of manifest.json and the archive key (and its key
-id), then one line for each problem it finds, and ends with either
+verify.py prints the SHA-256 of manifest.json, who exported the bundle, their
+custody key and its fingerprint (compare it with the one the contact gives
+you), the archive key (and its key id), the selection and what was left out,
+then one line for each problem it finds, and ends with either
 
-  bundle OK: N items verified against checkpoint of size S, root R, key K
+  bundle OK: N items verified against checkpoint of size S, root R, key K; ...
 
 (exit status 0), or "bundle FAILED: n problems" (exit status 1).
 
 What verify.py checks
 ---------------------
-  - manifest.sig is a valid signature by the archive key named in
-    manifest.json, of a statement naming the SHA-256 of manifest.json exactly
-    as it is in this folder. Any change to manifest.json is detected.
-  - The checkpoint in manifest.json is signed by the same key, and names the
-    same archive.
+  - manifest.sig is a valid signature by the exporting contact's custody key
+    named in manifest.json, of a statement naming the SHA-256 of manifest.json
+    exactly as it is in this folder. Any change to manifest.json is detected.
+  - The checkpoint in manifest.json is signed by the archive key, and names
+    the archive.
   - For each item, the file in sealed/ is hashed together with its position
     in the log, as the archive does (SHA-256 of 0x00, 0x01, the position as 8
     bytes, then the file), and must give the leaf hash in the manifest; the
@@ -89,17 +95,25 @@ What verify.py checks
     position, when the checkpoint was signed, and has not changed since.
   - Every file the manifest lists (originals, sealed entries, custody.json,
     report.pdf, ...) is present, with the SHA-256 and size the manifest states.
+  - The items and the entries the manifest says were left out (with why:
+    sealed only to other contacts, outside the dates, custody records,
+    checkpoints) name every entry of the signed tree exactly once.
+  - Every signed entry in custody.json verifies under its contact's custody
+    key, and this export's own entry is there, by the exporting contact,
+    naming exactly the items in the bundle. Entries from older versions are
+    unsigned; they are counted, not checked.
   - The folder holds no file the manifest does not list, other than
     manifest.json, manifest.sig, verify.py, VERIFY.txt and
     declaration-template.txt.
 
 What verify.py cannot check
 ---------------------------
-  - That the archive key is the right one. Anyone can make a key and sign a
-    bundle with it. Compare the key verify.py prints with the key in the
-    custodian's declaration and with a copy kept outside this bundle (the
-    trusted contacts keep the archive's signing.pub), or run verify.py with
-    --key.
+  - That the archive key and the contact's custody key are the right ones.
+    Anyone can make a key and sign a bundle with it. Compare the custody key's
+    fingerprint with the one the contact gives you, or run with --contact-key.
+    Compare the archive key verify.py prints with the key in the custodian's
+    declaration and with a copy kept outside this bundle (the trusted
+    contacts keep the archive's signing.pub), or run verify.py with --key.
   - That each original is the content of its sealed entry. The sealed entries
     are encrypted to the trusted contacts; the originals were obtained by
     decrypting them. That link rests on the custodian's decryption and
@@ -168,7 +182,8 @@ I, ________________________________ (full name), declare as follows:
 
        {manifest_sha256}
 
-   and is signed, as are the checkpoints of the archive, by the archive key
+   and is signed with my own custody key (its fingerprint is printed by
+   verify.py); the checkpoints of the archive are signed by the archive key
 
        {verifier_key}
 
@@ -192,8 +207,9 @@ I, ________________________________ (full name), declare as follows:
    archive key).
 
 8. Custody. Every opening, viewing and export of the archive's records by a
-   trusted contact is itself recorded in the same log; the records of these
-   accesses are included in the bundle as custody.json.
+   trusted contact is itself recorded in the same log, signed with that
+   contact's custody key and dated by the archive; the records of these
+   accesses, this export's included, are in the bundle as custody.json.
 
 I declare under penalty of perjury under the laws of _________________________
 that the foregoing is true and correct.

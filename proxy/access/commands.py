@@ -17,15 +17,16 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from proxy.access.keys import IdentityProblem, keygen, load_identity
+from proxy.access.keys import IdentityProblem, custody_public_key, keygen, load_identity
 from proxy.access.reading import AccessProblem, Selection, open_archive
+from proxy.access.recording import record
 from proxy.access.render import render, sender_as_written, summary
-from proxy.archive import CustodyRecord
+from proxy.archive.custody_keys import key_fingerprint
 from proxy.archive.seal import fingerprint
-from proxy.custody import CustodyProblem, record_custody
+from proxy.custody import CustodyProblem
 from proxy.errors import InputError
 from proxy.progress import ProgressBar
 
@@ -67,24 +68,35 @@ def _selection(args: argparse.Namespace) -> Selection:
     return Selection(since=args.since, until=args.until, person=args.person)
 
 
-def _keygen(args: argparse.Namespace) -> int:
-    recipient = keygen(Path(args.out), protect=args.passphrase)
-    print(f"identity written to {args.out} (keep it private; it opens the held items)")
-    print("public key, for the survivor's config (contacts: - age_recipient: ...):")
+def _public_keys(recipient: str, custody_key: str) -> None:
+    print("public keys, for the survivor's config (contacts: - age_recipient: ... and "
+          "custody_key: ...):")  # fmt: skip
     print(recipient)
+    print(f"custody key: {custody_key}")
     print(f"fingerprint: {fingerprint(recipient)}")
+    print(f"custody key fingerprint: {key_fingerprint(custody_key)}")
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    recipient, custody_key = keygen(Path(args.out), protect=args.passphrase)
+    print(f"identity written to {args.out} (keep it private; it opens the held items)")
+    _public_keys(recipient, custody_key)
     return EXIT_OK
 
 
-def _record(args: argparse.Namespace, contact: str, action: str, items: Sequence[int]) -> None:
+def _pubkey(args: argparse.Namespace) -> int:
+    identity, recipient = load_identity(Path(args.identity))
+    _public_keys(recipient, custody_public_key(identity))
+    return EXIT_OK
+
+
+def _record(args: argparse.Namespace, identity: Any, action: str, items: Sequence[int]) -> None:
     reason = getattr(args, "reason", "") or ""
-    record = CustodyRecord(contact=contact, action=action, items=tuple(items),
-                           at=datetime.now(UTC), reason=reason)  # fmt: skip
-    record_custody(Path(args.archive), record)
+    record(Path(args.archive), identity, action=action, items=items, reason=reason)
 
 
 def _list(args: argparse.Namespace) -> int:
-    identity, recipient = load_identity(Path(args.identity))
+    identity, _ = load_identity(Path(args.identity))
     archive = open_archive(args.archive, identity)
     zone = _zone(args.timezone)
     sequences, rows = [], []  # rows only: the originals are let go one by one
@@ -96,7 +108,7 @@ def _list(args: argparse.Namespace) -> int:
                     f"{moment.astimezone(zone):%Y-%m-%d %H:%M:%S %Z}".ljust(56)
                     + f" {item.channel:<7} {sender:<32} "
                     f"{first:<40} {item.rule_id or '-'}")  # fmt: skip
-    _record(args, fingerprint(recipient), "list", sequences)
+    _record(args, identity, "list", sequences)
     print(f"{'SEQ':>6}  {'RECEIVED (UTC)':<20} {'LOCAL':<25} {'CHANNEL':<7} "
           f"{'SENDER':<32} {'SUBJECT / FIRST LINE':<40} RULE")  # fmt: skip
     for row in rows:
@@ -107,12 +119,12 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    identity, recipient = load_identity(Path(args.identity))
+    identity, _ = load_identity(Path(args.identity))
     archive = open_archive(args.archive, identity)
     item = archive.item(args.seq)
     if item is None:
         raise AccessProblem(f"no held item {args.seq} that this key opens (see `contact list`)")
-    _record(args, fingerprint(recipient), "show", [item.sequence])
+    _record(args, identity, "show", [item.sequence])
     print(f"Item {args.seq} — derived rendering; the original is kept byte for byte")
     print(render(item.metadata, item.payload))
     return EXIT_OK
@@ -159,6 +171,9 @@ def add_contact_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     keys.add_argument("--out", required=True, metavar="FILE")
     keys.add_argument("--passphrase", action="store_true", help="protect it with a passphrase")
     keys.set_defaults(run=_guarded(_keygen))
+    pubkey = sub.add_parser("pubkey", help="print an identity's public keys again")
+    pubkey.add_argument("--identity", required=True, metavar="FILE")
+    pubkey.set_defaults(run=_guarded(_pubkey))
 
     def reading(
         name: str, text: str, run: Callable[[argparse.Namespace], int]

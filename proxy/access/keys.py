@@ -9,6 +9,10 @@ Rules this module keeps:
 3. A contact is named in custody records by the fingerprint of their public key: the
    first 16 hex digits of SHA-256 of the `age1...` recipient. It identifies the key and
    opens nothing.
+4. A contact's custody signing key is derived from their age identity, never stored:
+   an Ed25519 key whose seed is HKDF-SHA256 of the `AGE-SECRET-KEY-1...` text (no salt,
+   info "nocontact custody signing v1", 32 bytes). `custody_signing_key` is the one
+   place that derivation is written; the portal calls it on an identity it unwrapped.
 """
 
 from __future__ import annotations
@@ -19,12 +23,18 @@ from pathlib import Path
 from typing import Any
 
 import pyrage
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from proxy.archive.custody_keys import encode_key
 from proxy.archive.seal import fingerprint
 from proxy.errors import NocontactError
 
 PASSPHRASE_ENV = "NOCONTACT_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
 _ENCRYPTED = b"age-encryption.org/v1\n"
+CUSTODY_INFO = b"nocontact custody signing v1"
 
 
 class IdentityProblem(NocontactError):
@@ -48,8 +58,9 @@ def _passphrase(*, confirm: bool) -> str:
     return first
 
 
-def keygen(out: Path, *, protect: bool) -> str:
-    """Write a new identity to `out`; returns its public recipient (age1...)."""
+def keygen(out: Path, *, protect: bool) -> tuple[str, str]:
+    """Write a new identity to `out`; returns its public recipient (age1...) and its
+    custody public key (ed25519:...)."""
     identity = pyrage.x25519.Identity.generate()
     recipient = str(identity.to_public())
     secret = f"# nocontact contact key, made for {fingerprint(recipient)}\n{identity}\n".encode()
@@ -66,7 +77,7 @@ def keygen(out: Path, *, protect: bool) -> str:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-    return recipient
+    return recipient, custody_public_key(identity)
 
 
 def load_identity(path: Path) -> tuple[Any, str]:
@@ -92,3 +103,16 @@ def load_identity(path: Path) -> tuple[Any, str]:
     except pyrage.IdentityError:
         raise IdentityProblem(f"{path} does not hold a valid age identity") from None
     return identity, str(identity.to_public())
+
+
+def custody_signing_key(identity: Any) -> Ed25519PrivateKey:
+    """The contact's custody signing key, derived from their age identity (rule 4)."""
+    secret = str(identity).strip().encode("utf-8")
+    seed = HKDF(algorithm=SHA256(), length=32, salt=None, info=CUSTODY_INFO).derive(secret)
+    return Ed25519PrivateKey.from_private_bytes(seed)
+
+
+def custody_public_key(identity: Any) -> str:
+    """The one line form ("ed25519:...") of the identity's custody public key."""
+    public = custody_signing_key(identity).public_key()
+    return encode_key(public.public_bytes(Encoding.Raw, PublicFormat.Raw))

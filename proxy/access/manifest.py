@@ -8,13 +8,18 @@ Rules this module keeps:
    under the archive key it names. Anything else raises `ValueError`; the export stops.
 3. One exact form: the manifest is JSON with sorted keys, two-space indent, UTF-8 and a
    trailing newline, so the same bundle always yields the same bytes and the same hash.
-4. The manifest's signature is a C2SP signed note by the archive's own signing key, whose
-   text is "nocontact-evidence-bundle/1", then the manifest's SHA-256 in hex. Its first
-   line can never be a checkpoint's (a checkpoint's is the archive origin), so neither
-   kind of note can be passed off as the other.
+4. The manifest's signature is a C2SP signed note by the exporting contact's custody key
+   (named "nocontact.contact/<fingerprint>"; the manifest carries it as `exporter`, in
+   note form and as the "ed25519:..." line the contact gives out), whose text is
+   "nocontact-evidence-bundle/1", then the manifest's SHA-256 in hex. Its first line can
+   never be a checkpoint's (a checkpoint's is the archive origin). The items stay
+   anchored to the archive's own signed checkpoint by their inclusion proofs.
 5. Every path named in the manifest is a plain relative path inside the bundle (no "..",
    no absolute paths, no backslashes) and names one file only: the offline verifier
    (verify_bundle.py, a copy of which ships in every bundle) opens exactly these paths.
+6. It says what it left out: `selection` (the filters), and `left_out`, every entry of
+   the checkpoint's tree that is not an item of the bundle with why; the items and
+   `left_out` together name each index below the tree size exactly once.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from proxy.archive.custody_keys import key_fingerprint, parse_key
 from proxy.archive.merkle import verify_inclusion
 from proxy.archive.metadata import SealedItem
 from proxy.archive.note import NoteError, Signer, Verifier, parse_checkpoint
@@ -76,7 +82,8 @@ def signature_text(manifest: bytes) -> str:
 
 
 def sign_manifest(manifest: bytes, signer: Signer) -> bytes:
-    """manifest.sig: a C2SP signed note by the archive key naming the manifest's SHA-256."""
+    """manifest.sig: a C2SP signed note by the exporting contact's custody key naming the
+    manifest's SHA-256 (rule 4)."""
     return signer.sign(signature_text(manifest))
 
 
@@ -91,7 +98,12 @@ def build_manifest(
     created_at: str,
     config_sha256: str | None,
     exported_by: str,
+    exporter_key: str,
+    custody_key: str,
     reason: str,
+    selection: Mapping[str, object],
+    left_out: Sequence[tuple[int, str]],
+    custody_index: int,
 ) -> bytes:
     """manifest.json for a bundle; raises ValueError if anything in it would not verify."""
     verifier = Verifier.decode(verifier_key)
@@ -103,6 +115,9 @@ def build_manifest(
         raise ValueError(f"the checkpoint names {head.origin!r}, not the key's {verifier.name!r}")
     if config_sha256 is not None and not _HEX64.fullmatch(config_sha256):
         raise ValueError("config_sha256 is not a lowercase hex SHA-256")
+    exporter = Verifier.decode(exporter_key)
+    if exporter.public != parse_key(custody_key) or exporter.name != _contact_name(exported_by):
+        raise ValueError("the exporter's note key is not their custody key")
 
     names: set[str] = set(RESERVED)
     bates_seen: set[str] = set()
@@ -128,6 +143,9 @@ def build_manifest(
         if not item.files:
             raise ValueError(f"{item.bates}: no original files")
         entries.append(_item_entry(item, proof, names))
+    accounted = sorted([*leaves_seen, *(index for index, _ in left_out)])
+    if accounted != list(range(head.size)):
+        raise ValueError("the items and the entries left out do not name each entry once")
 
     return _dumps(
         {
@@ -149,12 +167,26 @@ def build_manifest(
             },
             "config_sha256": config_sha256,
             "exported_by": exported_by,
+            "exporter": {
+                "fingerprint": exported_by,
+                "custody_key": custody_key,
+                "custody_key_fingerprint": key_fingerprint(custody_key),
+                "note_key": exporter.encode(),
+            },
+            "export_custody_entry": custody_index,
             "reason": reason,
+            "selection": dict(selection),
+            "left_out": [{"leaf_index": index, "why": why} for index, why in sorted(left_out)],
             "item_count": len(entries),
             "items": entries,
             "other_files": [_file_entry(f, names) for f in other_files],
         }
     )
+
+
+def _contact_name(fingerprint: str) -> str:
+    """The name a contact's custody key signs notes under (rule 4)."""
+    return f"nocontact.contact/{fingerprint}"
 
 
 def _item_entry(item: BundleItem, proof: Sequence[bytes], names: set[str]) -> dict[str, object]:

@@ -12,6 +12,13 @@ Rules this module keeps:
    none of the items is a wrong key too (one clear line). An item sealed before this
    contact was added cannot be opened by them; it is counted, not hidden.
    A seal that decrypts but is malformed is corruption, named by its sequence number.
+4. Every entry a listing does not yield is accounted for (`left_out`: its index and why:
+   a checkpoint, a custody record, sealed only to other contacts, outside the dates,
+   about another person), so an export can say what it left out and why.
+5. Each custody record's signature is checked against the custody keys published
+   beside the archive (custody_keys.py): `CustodyEntry.signed` says "verified", or
+   "unsigned (older version)" for a record written before records were signed (and the
+   daemon's own), or why it does not verify. A bad one is shown, never hidden.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from typing import Any
 import pyrage
 
 from proxy.archive import EntryKind, VerifyFailure, VerifyReport, layout, verify_archive
+from proxy.archive.custody_keys import read_published, signature_verifies, signed_bytes
 from proxy.archive.metadata import SealedCustody, SealedItem, rfc3339
 from proxy.archive.reader import SegmentScan, contiguous_segments, mapped
 from proxy.archive.seal import SealedFormatError, open_sealed
@@ -35,6 +43,9 @@ from proxy.errors import NocontactError
 
 _UNKNOWN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 WRONG_KEY = "this key is not one of the archive's contacts: is it the right key file?"
+VERIFIED, UNSIGNED = "verified", "unsigned (older version)"
+CHECKPOINT, CUSTODY, OTHERS = "checkpoint", "custody record", "sealed only to other contacts"
+BEFORE, AFTER, OTHER_PERSON = "before --since", "after --until", "about another person"
 
 
 class AccessProblem(NocontactError):
@@ -87,12 +98,30 @@ class CustodyEntry:
     items: tuple[int, ...]
     at: str
     reason: str
+    nonce: str = ""
+    signature: str = ""
+    signed: str = UNSIGNED  # rule 5
 
     @classmethod
-    def of(cls, sequence: int, record: SealedCustody) -> CustodyEntry:
+    def of(cls, sequence: int, record: SealedCustody, keys: dict[str, str]) -> CustodyEntry:
         return cls(sequence=sequence, contact=record.contact, action=record.action,
-                   items=record.items, at=rfc3339(record.at) or "",
-                   reason=record.reason)  # fmt: skip
+                   items=record.items, at=rfc3339(record.at) or "", reason=record.reason,
+                   nonce=record.nonce, signature=record.signature,
+                   signed=signature_status(record, keys))  # fmt: skip
+
+
+def signature_status(record: SealedCustody, keys: dict[str, str]) -> str:
+    """Whether a custody record is signed by its contact's published custody key (rule 5)."""
+    if not record.signature:
+        return UNSIGNED
+    key = keys.get(record.contact)
+    if key is None:
+        return "no custody key is published for this contact"
+    message = signed_bytes(contact=record.contact, action=record.action, items=record.items,
+                           reason=record.reason, nonce=record.nonce)  # fmt: skip
+    if not signature_verifies(key, message, record.signature):
+        return "SIGNATURE DOES NOT VERIFY"
+    return VERIFIED
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,12 +134,23 @@ class Selection:
     person: str | None = None
 
     def admits(self, item: HeldItem) -> bool:
+        return self.why_not(item) is None
+
+    def why_not(self, item: HeldItem) -> str | None:
+        """Why `item` is left out, or None if it is selected."""
         moment = item.received_at
         if self.since and moment < datetime.combine(self.since, time(), UTC):
-            return False
+            return BEFORE
         if self.until and moment >= datetime.combine(self.until, time(), UTC) + timedelta(1):
-            return False
-        return self.person is None or item.person == self.person
+            return AFTER
+        if self.person is not None and item.person != self.person:
+            return OTHER_PERSON
+        return None
+
+    def to_json(self) -> dict[str, object]:
+        since = None if self.since is None else self.since.isoformat()
+        until = None if self.until is None else self.until.isoformat()
+        return {"since": since, "until": until, "person": self.person}
 
 
 @dataclass(slots=True)
@@ -119,6 +159,7 @@ class OpenedArchive:
     report: VerifyReport
     identity: Any
     unreadable: int = 0  # items sealed to other contacts only
+    left_out: list[tuple[int, str]] = field(default_factory=list)  # rule 4, by `items`
     _opened: int = field(default=0)
 
     @property
@@ -126,7 +167,9 @@ class OpenedArchive:
         """Entries covered by the latest checkpoint (the checkpoint's own size)."""
         return self.report.checkpoint.size
 
-    def _records(self) -> Iterator[tuple[EntryKind, int, bytes, bytes]]:
+    def _records(
+        self, *, checkpoints: bool = False
+    ) -> Iterator[tuple[EntryKind, int, bytes, bytes]]:
         log_dir = self.root / layout.LOG_DIR
         for number in contiguous_segments(log_dir):
             with mapped(log_dir / segment_name(number)) as buffer:
@@ -134,7 +177,7 @@ class OpenedArchive:
                     header = record.header
                     if header.index >= self.covered:
                         return
-                    if header.kind is not EntryKind.CHECKPOINT:
+                    if checkpoints or header.kind is not EntryKind.CHECKPOINT:
                         yield header.kind, header.index, bytes(record.body), record.stored_hash
                     del record
 
@@ -152,22 +195,29 @@ class OpenedArchive:
         """Every held item this key opens that `selection` admits, in log order."""
         selection = selection or Selection()
         self.unreadable = self._opened = 0
-        for kind, index, body, leaf in self._records():
-            if kind is not EntryKind.SEALED:
+        self.left_out = []
+        for kind, index, body, leaf in self._records(checkpoints=True):
+            if kind is EntryKind.CHECKPOINT:
+                self.left_out.append((index, CHECKPOINT))
                 continue
             opened = self._open(index, body)
             if opened is None:
                 self.unreadable += 1
+                self.left_out.append((index, OTHERS))
                 continue
             self._opened += 1
             metadata, payload = opened
             if not isinstance(metadata, SealedItem):  # custody: an item outside the seal
+                self.left_out.append((index, CUSTODY))
                 continue
             item = HeldItem(
                 sequence=index, sealed=body, leaf_hash=leaf, metadata=metadata, payload=payload
             )
-            if selection.admits(item):
+            why = selection.why_not(item)
+            if why is None:
                 yield item
+            else:
+                self.left_out.append((index, why))
         if self.unreadable and not self._opened:
             raise AccessProblem(WRONG_KEY)
 
@@ -186,12 +236,20 @@ class OpenedArchive:
     def custody(self) -> list[CustodyEntry]:
         """Every custody record this key opens, in log order."""
         found = []
+        keys = self.custody_keys()
         for _, index, body, _ in self._records():
             opened = self._open(index, body)
             if opened is not None and isinstance(opened[0], SealedCustody):
                 # (version 1 wrote custody as a kind of its own; its seal says so too)
-                found.append(CustodyEntry.of(index, opened[0]))
+                found.append(CustodyEntry.of(index, opened[0], keys))
         return found
+
+    def custody_keys(self) -> dict[str, str]:
+        """The contacts' custody keys published beside the archive (rule 5)."""
+        try:
+            return read_published(self.root)
+        except OSError as error:
+            raise AccessProblem(f"cannot read the contacts' custody keys: {error}") from None
 
 
 def open_archive(root: str | os.PathLike[str], identity: Any) -> OpenedArchive:

@@ -3,19 +3,26 @@
 
 This file ships in every bundle as verify.py. Run it inside the unzipped bundle
 (`python3 verify.py`), or give the directory (`python3 verify.py BUNDLE_DIR`); with
-`--key KEY`, the archive key must be exactly KEY (a copy obtained independently).
+`--key KEY`, the archive key must be exactly KEY (a copy obtained independently), and
+with `--contact-key ed25519:...`, the exporting contact's custody key must be exactly it
+(else compare the fingerprint printed with the one the contact gives you).
 
 Rules this script keeps:
 1. Standalone: the Python standard library (3.8 or later) and the `openssl` command
    (OpenSSL 3, for Ed25519) only. It imports nothing of nocontact and needs no key that
    opens anything: the examiner runs it on their own machine.
 2. Every claim is recomputed, none is taken on trust: manifest.sig must be a C2SP signed
-   note by the archive key that names the SHA-256 of manifest.json; the checkpoint must
-   verify under the same key and name its origin; each sealed file is hashed into its
+   note by the exporting contact's custody key (the manifest's `exporter`, printed with
+   its fingerprint) that names the SHA-256 of manifest.json; the checkpoint must verify
+   under the archive key and name its origin; each sealed file is hashed into its
    archive leaf (kind 1, its index) and proven into the checkpoint's tree with the RFC
    9162 section 2.1.3.2 algorithm, written out below; every listed file's SHA-256 and
    size are checked; a listed file that is missing, or a file the manifest does not list,
-   is a problem.
+   is a problem. The items and the entries left out (`left_out`, each with why) must
+   name every entry of the checkpoint's tree once. Every signed record in custody.json
+   must verify under its contact's custody key (the same bytes the archive checks:
+   a header line, then sorted compact JSON of contact, action, items, nonce and reason),
+   and the export's own record must be there, signed by the exporter, naming the items.
 3. Every problem is reported, one line each, then one verdict line; exit status 0 only
    when there is no problem at all. A manifest it cannot read ends the check early.
 4. What it cannot check is said in VERIFY.txt: that the originals are the decryption of
@@ -43,6 +50,8 @@ ITEM_KIND = 1  # an archive entry of kind 1 is a held item
 SIGNATURE_HEADER = FORMAT + "/" + str(VERSION)
 DASH = "\u2014 "  # a C2SP signature line starts with an em dash and a space
 ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
+CUSTODY_HEADER = b"nocontact custody record v1\n"
+CUSTODY_KEY_PREFIX = "ed25519:"
 # Files a bundle carries that the manifest does not (or cannot) list.
 UNLISTED = frozenset(
     ["manifest.json", "manifest.sig", "verify.py", "VERIFY.txt", "declaration-template.txt"]
@@ -131,6 +140,19 @@ def open_note(key: Key, note: bytes) -> str:
                 return body
             raise ValueError("the signature by " + key.name + " does not verify")
     raise ValueError("not signed by " + key.name)
+
+
+def custody_public(line: str) -> bytes:
+    """The 32-byte key of a custody key line, "ed25519:<base64>"; ValueError if not one."""
+    if not line.startswith(CUSTODY_KEY_PREFIX):
+        raise ValueError("not a custody key")
+    try:
+        raw = base64.b64decode(line[len(CUSTODY_KEY_PREFIX) :], validate=True)
+    except binascii.Error:
+        raise ValueError("custody key is not base64") from None
+    if len(raw) != 32:
+        raise ValueError("custody key is not 32 bytes")
+    return raw
 
 
 def parse_checkpoint(text: str) -> tuple[str, int, bytes]:
@@ -226,8 +248,21 @@ class Check:
                          + str(entry["size"]))  # fmt: skip
         return leaf.digest() if leaf_index is not None else None
 
-    def signatures(self, manifest: dict[str, Any], manifest_bytes: bytes, pinned: str) -> None:
-        """The archive key, manifest.sig and the checkpoint."""
+    def signatures(
+        self, manifest: dict[str, Any], manifest_bytes: bytes, pinned: str, contact: str
+    ) -> None:
+        """The exporter's key and manifest.sig; the archive key and the checkpoint."""
+        exporter = manifest["exporter"]
+        note_key = parse_key(exporter["note_key"])
+        custody_key = exporter["custody_key"]
+        print("exported by:      contact " + str(exporter["fingerprint"]))
+        print("their custody key: " + custody_key)
+        print("its fingerprint:  " + hashlib.sha256(custody_key.strip().encode()).hexdigest()[:16]
+              + " (compare it with the one the contact gives you)")  # fmt: skip
+        if custody_public(custody_key) != note_key.public:
+            self.problem("the exporter's note key is not their custody key")
+        if contact and contact.strip() != custody_key.strip():
+            self.problem("the exporter's custody key is not the key given with --contact-key")
         archive = manifest["archive"]
         self.key = parse_key(archive["verifier_key"])
         print("archive key:      " + self.key.text)
@@ -237,7 +272,7 @@ class Check:
         expected = SIGNATURE_HEADER + "\n" + hashlib.sha256(manifest_bytes).hexdigest() + "\n"
         try:
             with open(os.path.join(self.directory, "manifest.sig"), "rb") as handle:
-                if open_note(self.key, handle.read()) != expected:
+                if open_note(note_key, handle.read()) != expected:
                     self.problem("manifest.sig is signed but names another manifest.json")
         except FileNotFoundError:
             self.problem("manifest.sig: missing from the bundle")
@@ -278,6 +313,68 @@ class Check:
         for entry in item["files"]:
             self.file(entry)
 
+    def accounts(self, manifest: dict[str, Any]) -> None:
+        """What was left out, and the custody records."""
+        try:
+            self.left_out(manifest)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            self.problem("the manifest's selection or left_out is malformed: " + repr(error))
+        try:
+            self.custody(manifest)
+        except Unverifiable as error:
+            self.problem("custody signatures cannot be checked: " + str(error))
+        except (OSError, KeyError, TypeError, ValueError, AttributeError) as error:
+            self.problem("custody.json is malformed: " + repr(error))
+
+    def left_out(self, manifest: dict[str, Any]) -> None:
+        """Every entry of the tree is an item of the bundle or left out, with why."""
+        whys: dict[str, int] = {}
+        indices = sorted(self.leaves)
+        for entry in manifest["left_out"]:
+            indices.append(entry["leaf_index"])
+            whys[str(entry["why"])] = whys.get(str(entry["why"]), 0) + 1
+        print("selection:        " + json.dumps(manifest["selection"], sort_keys=True))
+        summary = ", ".join(str(n) + " " + why for why, n in sorted(whys.items()))
+        print("left out:         " + (summary or "nothing"))
+        if self.size >= 0 and sorted(indices) != list(range(self.size)):
+            self.problem("the items and the entries left out do not name each entry once")
+
+    def custody(self, manifest: dict[str, Any]) -> None:
+        """custody.json: every signed record verifies; the export's own record is there."""
+        names = [f["name"] for f in manifest["other_files"] if f.get("role") == "custody"]
+        if len(names) != 1:
+            self.problem("the manifest lists no custody.json")
+            return
+        with open(os.path.join(self.directory, *names[0].split("/")), "rb") as handle:
+            custody = json.loads(handle.read().decode("utf-8"))
+        keys, unsigned, own = custody["custody_keys"], 0, None
+        for entry in custody["entries"]:
+            if not entry.get("signature"):
+                unsigned += 1
+                continue
+            body = {k: entry[k] for k in ("action", "contact", "items", "nonce", "reason")}
+            message = CUSTODY_HEADER + json.dumps(body, sort_keys=True,
+                                                  separators=(",", ":")).encode()  # fmt: skip
+            key = keys.get(entry["contact"])
+            if key is None or not ed25519_verify(
+                custody_public(key), message, base64.b64decode(entry["signature"])
+            ):
+                self.problem("custody record " + str(entry["sequence"]) + ": its signature "
+                             "does not verify under its contact's custody key")  # fmt: skip
+            elif entry["sequence"] == manifest["export_custody_entry"]:
+                own = entry
+        print("custody records:  " + str(len(custody["entries"])) + " (" + str(unsigned)
+              + " unsigned, from an older version)")  # fmt: skip
+        exporter = manifest["exporter"]
+        if (
+            own is None
+            or own["action"] != "export"
+            or own["contact"] != exporter["fingerprint"]
+            or keys.get(own["contact"]) != exporter["custody_key"]
+            or sorted(own["items"]) != sorted(self.leaves)
+        ):
+            self.problem("custody.json lacks this export's own signed record")
+
     def unlisted(self) -> None:
         """Files in the bundle that the manifest does not list."""
         known = self.listed | UNLISTED
@@ -290,7 +387,9 @@ class Check:
                     self.problem(relative + ": in the bundle but not in the manifest")
 
 
-def check_bundle(directory: str, pinned: str = "") -> tuple[Check, dict[str, Any] | None]:
+def check_bundle(
+    directory: str, pinned: str = "", contact: str = ""
+) -> tuple[Check, dict[str, Any] | None]:
     """Run every check on the bundle in `directory`; problems are printed as found."""
     check = Check(directory)
     try:
@@ -308,7 +407,7 @@ def check_bundle(directory: str, pinned: str = "") -> tuple[Check, dict[str, Any
         return check, None
     print("manifest SHA-256: " + hashlib.sha256(manifest_bytes).hexdigest())
     try:
-        check.signatures(manifest, manifest_bytes, pinned)
+        check.signatures(manifest, manifest_bytes, pinned, contact)
     except Unverifiable as error:
         check.problem("signatures cannot be checked: " + str(error))
     except (KeyError, TypeError, ValueError, AttributeError) as error:
@@ -327,6 +426,7 @@ def check_bundle(directory: str, pinned: str = "") -> tuple[Check, dict[str, Any
             check.file(entry)
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             check.problem("a file entry of the manifest is malformed: " + repr(error))
+    check.accounts(manifest)
     check.unlisted()
     return check, manifest
 
@@ -335,15 +435,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Verify a nocontact evidence bundle offline.")
     parser.add_argument("directory", nargs="?", default=".", help="the unzipped bundle")
     parser.add_argument("--key", default="", help="the archive key you expect (signing.pub)")
+    parser.add_argument(
+        "--contact-key",
+        default="",
+        help="the exporting contact's custody key you expect (ed25519:...)",
+    )
     arguments = parser.parse_args(argv)
-    check, manifest = check_bundle(arguments.directory, arguments.key)
+    check, manifest = check_bundle(arguments.directory, arguments.key, arguments.contact_key)
     if check.problems or manifest is None or check.key is None or check.root is None:
         count = max(1, len(check.problems))
         print("bundle FAILED: " + str(count) + " problem" + ("s" if count != 1 else ""))
         return 1
     print("bundle OK: " + str(len(manifest["items"])) + " items verified against checkpoint"
           " of size " + str(check.size) + ", root " + check.root.hex() + ", key "
-          + check.key.text)  # fmt: skip
+          + check.key.text + "; " + str(len(manifest["left_out"])) + " entries left out"
+          " (see above); exported by contact "
+          + str(manifest["exporter"]["fingerprint"]))  # fmt: skip
     return 0
 
 

@@ -32,6 +32,7 @@ HEAD = "checkpoint"  # the latest signed checkpoint note
 LOCK = "lock"  # flock'd by the single writer; holds its pid
 LOG_DIR = "log"  # segment files 00000001.seg ...
 RECIPIENTS = "recipients"  # the contacts' age public keys, for sealing custody records
+CUSTODY_KEYS = "custody-keys"  # the contacts' custody public keys, for checking custody records
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -164,6 +164,8 @@ class SealedCustody:
     items: tuple[int, ...] = ()
     at: datetime | None = None
     reason: str = ""
+    nonce: str = ""  # a signed record's (none: the daemon's own, or an older version's)
+    signature: str = ""  # the contact's custody key's, base64 (custody_keys.py rule 2)
     payload_bytes: int | None = None
     payload_sha256: str | None = None
 
@@ -176,6 +178,9 @@ class SealedCustody:
             "at": rfc3339(self.at),
             "reason": self.reason,
         }
+        if self.signature:  # unsigned records are written as every earlier version wrote them
+            found["nonce"] = self.nonce
+            found["signature"] = self.signature
         return _with_payload(found, self.payload_bytes, self.payload_sha256)
 
     @classmethod
@@ -185,7 +190,9 @@ class SealedCustody:
         return cls(
             contact=_text(data.get("contact")), action=_text(data.get("action")),
             items=tuple(n for n in numbers if n is not None), at=_moment(data.get("at")),
-            reason=_text(data.get("reason")), payload_bytes=_count(data.get("payload_bytes")),
+            reason=_text(data.get("reason")), nonce=_text(data.get("nonce")),
+            signature=_text(data.get("signature")),
+            payload_bytes=_count(data.get("payload_bytes")),
             payload_sha256=_maybe_text(data.get("payload_sha256")),
         )  # fmt: skip
 

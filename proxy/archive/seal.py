@@ -66,8 +66,10 @@ class CustodyRecord:
     contact: str  # the contact key's fingerprint
     action: str  # list, show, export, report, release
     items: tuple[int, ...]
-    at: datetime
+    at: datetime  # stamped by the archive's writer (writer.py rule 8)
     reason: str = ""
+    nonce: str = ""  # with `signature`: the contact's signed request (custody_keys.py)
+    signature: str = ""  # none in records the daemon makes, or older versions wrote
 
 
 def fingerprint(recipient: str) -> str:
@@ -119,7 +121,8 @@ def custody_metadata(record: CustodyRecord) -> dict[str, object]:
     """Everything the seal records about a custody record (it has no payload; the schema
     is `proxy.archive.metadata.SealedCustody`)."""
     return SealedCustody(contact=record.contact, action=record.action, items=record.items,
-                         at=record.at, reason=record.reason).to_json()  # fmt: skip
+                         at=record.at, reason=record.reason, nonce=record.nonce,
+                         signature=record.signature).to_json()  # fmt: skip
 
 
 def seal_custody(record: CustodyRecord, recipients: Recipients) -> bytes:

@@ -26,9 +26,14 @@ Rules this module keeps:
    keys are published beside the log, and the change is itself an entry of the log (a
    custody record naming the new keys' fingerprints, sealed to the new set). A change
    made while the daemon was stopped is recorded the same way when it opens the archive.
+   The contacts' custody public keys (config `custody_key`) are published beside the log
+   the same way (`custody-keys`, custody_keys.py rule 3), when the caller gives them.
 7. Sealed once (once.py): an entry appended with a `once` mark is noted with it before
    it is stored, in the batch's own order; `sealed(mark)` then says the archive holds that
    arrival, so no channel seals it twice and no channel's state need say what was held.
+8. A contact's custody record (`record_signed`) is stored only if it is signed by the
+   custody key configured for its contact (custody_keys.py rule 4), and only once per
+   nonce while the archive is open; its time is this writer's clock, never the caller's.
 """
 
 from __future__ import annotations
@@ -47,6 +52,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from proxy.archive import layout
+from proxy.archive.custody_keys import (
+    CustodyRefused,
+    CustodyRequest,
+    check_request,
+    keys_file_bytes,
+    read_published,
+)
 from proxy.archive.errors import ArchiveUnavailable
 from proxy.archive.log import ArchiveLog, Clock, Receipt
 from proxy.archive.once import SealedMarks
@@ -97,6 +109,8 @@ class Archive:
         self._marks = marks
         self._sealer = sealer
         self._recipients = recipients
+        self._custody_keys: dict[str, str] = {}
+        self._nonces: set[str] = set()
         self._clock = clock
         self._checkpoint_every = checkpoint_every
         self._loop = asyncio.get_running_loop()
@@ -115,6 +129,7 @@ class Archive:
         path: str | os.PathLike[str],
         *,
         recipients: Sequence[str],
+        custody_keys: Mapping[str, str] | None = None,
         segment_bytes: int = layout.SEGMENT_BYTES,
         checkpoint_every: float = CHECKPOINT_EVERY,
         clock: Clock = _utc_now,
@@ -131,6 +146,7 @@ class Archive:
             raise
         changed = await asyncio.to_thread(_publish_recipients, log.root, recipients)
         archive = cls(log, marks, parsed, sealer, clock=clock, checkpoint_every=checkpoint_every)
+        await archive.replace_custody_keys(custody_keys)
         if changed:  # the contacts changed while it was closed (rule 6)
             await archive.record_custody(_contacts_changed(recipients, clock()))
         return archive
@@ -143,6 +159,15 @@ class Archive:
     def size(self) -> int:
         """Entries stored so far (a lower bound while appends are in flight)."""
         return self._log.tree.size
+
+    async def replace_custody_keys(self, keys: Mapping[str, str] | None) -> None:
+        """Check custody records against `keys` (fingerprint to custody key) from now on,
+        and publish them (rule 6); None keeps the published file and checks against it."""
+        if keys is None:
+            self._custody_keys = await asyncio.to_thread(read_published, self._log.root)
+            return
+        self._custody_keys = dict(keys)
+        await asyncio.to_thread(_publish_custody_keys, self._log.root, keys)
 
     async def replace_recipients(self, recipients: Sequence[str]) -> None:
         """Seal to `recipients` from now on (rule 6); ValueError for a bad key, and then
@@ -192,6 +217,18 @@ class Archive:
         """Seal and store a custody record (a contact's access), signed at once (rule 3)."""
         sealed = await self._sealer.seal(custody_metadata(record), b"")
         return await self.append(EntryKind.SEALED, sealed, sign=True)
+
+    async def record_signed(self, request: CustodyRequest) -> Receipt:
+        """Store a contact's signed custody record, stamped with this writer's time (rule
+        8); `CustodyRefused` (nothing stored) unless its signature verifies."""
+        check_request(request, self._custody_keys)
+        if request.nonce in self._nonces:
+            raise CustodyRefused("this custody record was stored already: nothing stored")
+        self._nonces.add(request.nonce)
+        record = CustodyRecord(contact=request.contact, action=request.action,
+                               items=request.items, at=self._clock(), reason=request.reason,
+                               nonce=request.nonce, signature=request.signature)  # fmt: skip
+        return await self.record_custody(record)
 
     async def sign(self) -> int:
         """Sign a checkpoint now, over everything stored so far (for a contact's tools,
@@ -344,6 +381,15 @@ def _publish_recipients(root: os.PathLike[str], recipients: Sequence[str]) -> bo
     if before != data:
         layout.replace_file(path, data)
     return before is not None and set(before.split()) != set(data.split())
+
+
+def _publish_custody_keys(root: os.PathLike[str], keys: Mapping[str, str]) -> None:
+    """Write the contacts' custody public keys beside the log (rule 6): a contact's tools
+    check custody records against them on a copy of the archive too. They open nothing."""
+    path = Path(root) / layout.CUSTODY_KEYS
+    data = keys_file_bytes(keys)
+    if not path.exists() or path.read_bytes() != data:
+        layout.replace_file(path, data)
 
 
 CONTACTS_CHANGED = "contacts changed"

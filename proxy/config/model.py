@@ -60,6 +60,11 @@ AgeRecipient = Annotated[
     AfterValidator(values.age_recipient),
     Field(description="An age X25519 recipient, age1..."),
 ]
+CustodyKey = Annotated[
+    str,
+    AfterValidator(values.custody_key),
+    Field(description="An Ed25519 custody public key, ed25519:<base64>"),
+]
 
 
 class Archive(_Section):
@@ -84,6 +89,11 @@ class Contact(_Section):
     )
     age_recipient_file: str | None = Field(
         default=None, description="A file holding their age public key, instead of inline"
+    )
+    custody_key: CustodyKey | None = Field(
+        default=None,
+        description="Their custody public key (ed25519:..., printed by 'nocontact contact "
+        "keygen' and 'contact pubkey'): the archive stores only custody records it verifies",
     )
     demo: bool = Field(
         default=False,

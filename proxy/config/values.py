@@ -19,6 +19,7 @@ import phonenumbers
 import pyrage
 from pydantic import ValidationInfo
 
+from proxy.archive.custody_keys import parse_key
 from proxy.channels.sms.ringback import CADENCES, TWILIO_RING_TONES
 from proxy.identity import canonical_domain, e164
 
@@ -114,6 +115,18 @@ def age_recipient(value: str) -> str:
             "not an age X25519 recipient (expected 'age1...', as printed by "
             "'nocontact contact keygen' or 'age-keygen -y')"
         ) from error
+    return text
+
+
+def custody_key(value: str) -> str:
+    """A contact's custody public key (ed25519:<base64>), as `contact keygen` prints it."""
+    text = value.strip()
+    try:
+        parse_key(text)
+    except ValueError as error:
+        raise ValueError(
+            f"{error}; 'nocontact contact keygen' and 'nocontact contact pubkey' print it"
+        ) from None
     return text
 
 

@@ -9,7 +9,9 @@ Rules this module keeps:
    a code from the new TOTP secret; it stores the identity only wrapped with the passphrase,
    an argon2id hash of the passphrase, the TOTP secret, and SHA-256 hashes of 10 one-time
    recovery codes, then writes the public key to the contact's `age_recipient_file`
-   (0600, like every file the daemon's user makes) for the daemon's next reload. If that
+   (0600, like every file the daemon's user makes) for the daemon's next reload, and the
+   contact's custody key (derived from the identity, proxy.access.keys) beside it
+   (`custody_key_file`): the daemon accepts their signed custody records with it. If that
    file already holds a key, only the matching identity may be uploaded: a new key would
    leave items already sealed to the old one unreadable.
 4. A login (`login`) checks, in order: the throttle (`proxy.portal.throttle`, per account
@@ -40,6 +42,7 @@ from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
 
 import argon2
 
+from proxy.access.keys import custody_public_key
 from proxy.config import Config, Contact
 from proxy.config.model import Portal
 from proxy.disk import replace_file
@@ -203,7 +206,7 @@ class Accounts:
             "totp_last_step": step,
             "recovery": [_digest(code) for code in codes],
         })  # fmt: skip
-        self._write_recipient(contact, recipient)
+        self._write_keys(contact, identity)
         return Enrolled(contact=contact.name, recipient=recipient, recovery_codes=codes)
 
     # Login (rule 4)
@@ -225,8 +228,8 @@ class Accounts:
             raise PortalProblem(f"the stored key of {contact.name!r} does not open: restore it")
         self._succeeded(contact)
         recipient = str(identity.to_public())
-        if self._recipient_in_file(contact) is None:
-            self._write_recipient(contact, recipient)  # rule 5
+        if self._recipient_in_file(contact) is None or not custody_key_file(contact).exists():
+            self._write_keys(contact, identity)  # rule 5
         return Unlocked(contact=contact.name, recipient=recipient, identity=identity)
 
     @_locked
@@ -357,13 +360,21 @@ class Accounts:
         keys = [line for line in lines if line.startswith("age1")]
         return keys[0] if keys else None
 
-    def _write_recipient(self, contact: Contact, recipient: str) -> None:
+    def _write_keys(self, contact: Contact, identity: Any) -> None:
+        """The identity's public key and custody key, where the daemon reads them (rule 3):
+        the custody key first, so a recipient file is never there without it."""
         path = Path(contact.age_recipient_file or "")
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            replace_file(path, f"{recipient}\n".encode())
+            replace_file(custody_key_file(contact), f"{custody_public_key(identity)}\n".encode())
+            replace_file(path, f"{identity.to_public()}\n".encode())
         except OSError as error:
             raise PortalProblem(f"cannot write {path}: {error.strerror}") from None
+
+
+def custody_key_file(contact: Contact) -> Path:
+    """Where a portal contact's custody key is written: beside their age_recipient_file."""
+    return Path(contact.age_recipient_file or "").with_suffix(".custody")
 
 
 def _account_key(contact: Contact) -> str:
