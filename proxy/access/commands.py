@@ -14,16 +14,15 @@ import argparse
 import functools
 import hashlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from proxy.access.keys import IdentityProblem, custody_public_key, keygen, load_identity
 from proxy.access.reading import AccessProblem, Selection, open_archive
-from proxy.access.recording import record
-from proxy.access.render import render, sender_as_written, summary
+from proxy.access.viewing import held_item, held_list
 from proxy.archive.custody_keys import key_fingerprint
 from proxy.archive.seal import fingerprint
 from proxy.custody import CustodyProblem
@@ -90,43 +89,28 @@ def _pubkey(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _record(args: argparse.Namespace, identity: Any, action: str, items: Sequence[int]) -> None:
-    reason = getattr(args, "reason", "") or ""
-    record(Path(args.archive), identity, action=action, items=items, reason=reason)
-
-
 def _list(args: argparse.Namespace) -> int:
     identity, _ = load_identity(Path(args.identity))
-    archive = open_archive(args.archive, identity)
     zone = _zone(args.timezone)
-    sequences, rows = [], []  # rows only: the originals are let go one by one
-    for item in archive.items(_selection(args)):
-        moment, first = item.received_at, summary(item.metadata, item.payload)[:40]
-        sender = sender_as_written(item.metadata, item.payload, item.sender)[:32]
-        sequences.append(item.sequence)
-        rows.append(f"{item.sequence:>6}  {moment.astimezone(UTC):%Y-%m-%d %H:%M:%S}  "
-                    f"{moment.astimezone(zone):%Y-%m-%d %H:%M:%S %Z}".ljust(56)
-                    + f" {item.channel:<7} {sender:<32} "
-                    f"{first:<40} {item.rule_id or '-'}")  # fmt: skip
-    _record(args, identity, "list", sequences)
+    listing = held_list(Path(args.archive), identity, _selection(args))  # custody first
     print(f"{'SEQ':>6}  {'RECEIVED (UTC)':<20} {'LOCAL':<25} {'CHANNEL':<7} "
           f"{'SENDER':<32} {'SUBJECT / FIRST LINE':<40} RULE")  # fmt: skip
-    for row in rows:
-        print(row)
-    if archive.unreadable:
-        print(f"({archive.unreadable} items are sealed to other contacts only)")
+    for row in listing.rows:
+        moment = row.received_at
+        print(f"{row.sequence:>6}  {moment.astimezone(UTC):%Y-%m-%d %H:%M:%S}  "
+              f"{moment.astimezone(zone):%Y-%m-%d %H:%M:%S %Z}".ljust(56)
+              + f" {row.channel:<7} {row.sender[:32]:<32} "
+              f"{row.first_line[:40]:<40} {row.rule}")  # fmt: skip
+    if listing.unreadable:
+        print(f"({listing.unreadable} items are sealed to other contacts only)")
     return EXIT_OK
 
 
 def _show(args: argparse.Namespace) -> int:
     identity, _ = load_identity(Path(args.identity))
-    archive = open_archive(args.archive, identity)
-    item = archive.item(args.seq)
-    if item is None:
-        raise AccessProblem(f"no held item {args.seq} that this key opens (see `contact list`)")
-    _record(args, identity, "show", [item.sequence])
+    text = held_item(Path(args.archive), identity, args.seq)  # custody first
     print(f"Item {args.seq} — derived rendering; the original is kept byte for byte")
-    print(render(item.metadata, item.payload))
+    print(text)
     return EXIT_OK
 
 

@@ -1,0 +1,64 @@
+"""What a contact sees of the held items, custody recorded first: for the CLI and the portal.
+
+Rules this module keeps:
+1. Custody first: `held_list` and `held_item` return what is to be shown only after
+   the custody record of that look is durable and read back (recording.py). If it cannot
+   be recorded, `CustodyProblem` is raised and nothing is returned.
+2. Values out, no printing: `contact list/show` print them as text, the portal as HTML.
+3. A row carries only what a listing shows (no payload): the originals are let go one by
+   one as the listing is read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from proxy.access.reading import AccessProblem, Selection, open_archive
+from proxy.access.recording import record
+from proxy.access.render import render, sender_as_written, summary
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Row:
+    """One held item as a listing shows it."""
+
+    sequence: int
+    received_at: datetime
+    channel: str
+    sender: str
+    first_line: str
+    rule: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Listing:
+    """The held items this key opens, and how many are sealed only to other contacts."""
+
+    rows: tuple[Row, ...]
+    unreadable: int
+
+
+def held_list(root: Path, identity: Any, selection: Selection | None = None) -> Listing:
+    """The rows of the held items `identity` opens; custody ("list") recorded first."""
+    archive = open_archive(root, identity)
+    rows = []
+    for item in archive.items(selection):
+        rows.append(Row(
+            sequence=item.sequence, received_at=item.received_at, channel=item.channel,
+            sender=sender_as_written(item.metadata, item.payload, item.sender),
+            first_line=summary(item.metadata, item.payload), rule=item.rule_id or "-",
+        ))  # fmt: skip
+    record(root, identity, action="list", items=[row.sequence for row in rows])
+    return Listing(rows=tuple(rows), unreadable=archive.unreadable)
+
+
+def held_item(root: Path, identity: Any, sequence: int) -> str:
+    """The safe text rendering of item `sequence`; custody ("show") recorded first."""
+    item = open_archive(root, identity).item(sequence)
+    if item is None:
+        raise AccessProblem(f"no held item {sequence} that this key opens (see `contact list`)")
+    record(root, identity, action="show", items=[item.sequence])
+    return render(item.metadata, item.payload)
