@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from proxy.config import load_config
+from proxy.errors import InputError
 from proxy.portal.accounts import Accounts
 from proxy.portal.invites import LIFETIME
 
@@ -24,10 +25,27 @@ def _invite(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    if args.config is None:
+        raise InputError("portal: give -c FILE to run the portal, or a command (invite)")
+    from proxy import logs  # noqa: PLC0415
+    from proxy.portal import web  # noqa: PLC0415 - aiohttp and jinja2 load only to serve
+
+    logs.configure(level="info", background=True)
+    try:
+        return web.serve(args.config)
+    finally:
+        logs.drain()
+
+
 def add_portal_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `portal invite` to the `nocontact` subcommands."""
-    portal = commands.add_parser("portal", help="the web portal for trusted contacts")
-    portal_commands = portal.add_subparsers(dest="portal_command", required=True,
+    """Add `portal` (run it) and `portal invite` to the `nocontact` subcommands."""
+    portal = commands.add_parser(
+        "portal", help="the web portal for trusted contacts: `portal -c FILE` runs it"
+    )
+    portal.add_argument("-c", "--config", metavar="FILE", help="run the portal of this config")
+    portal.set_defaults(run=_serve)
+    portal_commands = portal.add_subparsers(dest="portal_command", required=False,
                                             metavar="COMMAND")  # fmt: skip
     invite = portal_commands.add_parser(
         "invite", help="print a one-time link a portal contact enrolls with (24 hours)"

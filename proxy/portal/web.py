@@ -1,0 +1,239 @@
+"""The portal's pages (aiohttp, server-rendered with jinja2): log in, held items, one item.
+
+Rules this module keeps:
+1. Every response carries the security headers (`HEADERS`: CSP with no inline script,
+   no referrer, nosniff) and `Cache-Control: no-store`, whatever its status.
+2. Pages render from templates shipped in the package with autoescape on: held content
+   is text to jinja2, never markup. No page needs JavaScript; none has any.
+3. Login runs `Accounts.login` on a worker thread (argon2id and scrypt must not stall the
+   loop). Every failure, whatever failed, is the same page with the same status
+   (`REFUSED`). Success opens a fresh session (sessions.py); the cookie is HttpOnly,
+   SameSite=Strict, and Secure unless the portal serves plain HTTP on loopback to an
+   http:// public_url.
+4. Every POST carries a CSRF token (the session's, or the login form's one-off token
+   checked against its cookie); without a matching one it gets 403 and does nothing.
+5. Held content is shown only through `proxy.access.viewing`, which records custody first;
+   if that fails the page says why and shows nothing of the items (`NOT_SHOWN`).
+6. The login page says nothing about held items, and the logs carry no item data: only
+   fixed events, never an email, sequence number, subject or address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import ssl
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+from proxy import logs
+from proxy.access.keys import IdentityProblem
+from proxy.access.reading import AccessProblem
+from proxy.access.viewing import held_item, held_list
+from proxy.config import Config, load_config
+from proxy.custody import CustodyProblem
+from proxy.deliver.address import parse_listen
+from proxy.errors import InputError
+from proxy.portal.accounts import Accounts
+from proxy.portal.refusals import LOGIN_REFUSED, LoginRefused
+from proxy.portal.sessions import Session, Sessions, new_token, tokens_match
+
+CSP = ("default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+       "frame-ancestors 'none'; form-action 'self'")  # fmt: skip
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+SESSION_COOKIE, LOGIN_COOKIE = "nc_session", "nc_login"
+REFUSED = HTTPStatus.UNAUTHORIZED
+NOT_SHOWN = HTTPStatus.SERVICE_UNAVAILABLE
+_log = logs.get_logger("portal")
+_ACCOUNTS = web.AppKey("accounts", Accounts)
+_SESSIONS = web.AppKey("sessions", Sessions)
+_PAGES = web.AppKey("pages", jinja2.Environment)
+_CONFIG = web.AppKey("config", Config)
+_SECURE = web.AppKey("secure", bool)
+_Handler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def portal_app(
+    config: Config, *, accounts: Accounts | None = None, clock: Callable[[], datetime] = _now
+) -> web.Application:
+    """The portal's aiohttp application for `config` (which must have a portal section)."""
+    accounts = accounts if accounts is not None else Accounts(config)
+    settings = accounts.settings
+    app = web.Application(client_max_size=64 * 1024)
+    app[_CONFIG] = config
+    app[_ACCOUNTS] = accounts
+    app[_SESSIONS] = Sessions(idle=timedelta(minutes=settings.session_idle_minutes),
+                              lifetime=timedelta(hours=settings.session_max_hours),
+                              clock=clock)  # fmt: skip
+    app[_PAGES] = jinja2.Environment(
+        loader=jinja2.PackageLoader("proxy.portal", "templates"), autoescape=True
+    )
+    app[_SECURE] = cookies_secure(config)
+    app.on_response_prepare.append(_headers)
+    app.router.add_get("/", _home)
+    app.router.add_get("/login", _login_page)
+    app.router.add_post("/login", _login)
+    app.router.add_post("/logout", _logged_in(_logout))
+    app.router.add_get("/items", _logged_in(_items))
+    app.router.add_get("/items/{sequence:[0-9]{1,12}}", _logged_in(_item))
+    return app
+
+
+def cookies_secure(config: Config) -> bool:
+    """Secure cookies unless plain HTTP on loopback to an http:// public_url (rule 3)."""
+    settings = config.portal
+    if settings is None or settings.tls_cert_file is not None:
+        return True
+    host, _ = parse_listen(settings.listen)
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return not (loopback and str(settings.public_url).startswith("http://"))
+
+
+async def _headers(_: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(HEADERS)  # rule 1
+
+
+def _page(request: web.Request, name: str, status: int = 200, **values: Any) -> web.Response:
+    text = request.app[_PAGES].get_template(name).render(**values)
+    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
+
+
+def _see_other(location: str) -> web.Response:
+    return web.Response(status=HTTPStatus.SEE_OTHER, headers={"Location": location})
+
+
+def _to_login() -> web.Response:
+    return _see_other("/login")
+
+
+async def _home(request: web.Request) -> web.StreamResponse:
+    found = request.app[_SESSIONS].find(request.cookies.get(SESSION_COOKIE))
+    return _see_other("/items" if found is not None else "/login")
+
+
+def _login_form(request: web.Request, status: int = 200, refused: str = "") -> web.Response:
+    token = new_token()
+    response = _page(request, "login.html", status, login_token=token, refused=refused)
+    response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="Strict",
+                        secure=request.app[_SECURE], path="/login")  # fmt: skip
+    return response
+
+
+async def _login_page(request: web.Request) -> web.StreamResponse:
+    return _login_form(request)
+
+
+async def _login(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    if not tokens_match(request.cookies.get(LOGIN_COOKIE), _field(form, "login_token")):
+        raise web.HTTPForbidden(text="forbidden: reload the login page")  # rule 4
+    accounts, sessions = request.app[_ACCOUNTS], request.app[_SESSIONS]
+    sessions.close(request.cookies.get(SESSION_COOKIE))  # renewed at login: never reused
+    try:
+        unlocked = await asyncio.to_thread(
+            accounts.login, _field(form, "email"), _field(form, "passphrase"),
+            _field(form, "code"), request.remote or "",
+        )  # fmt: skip
+    except LoginRefused:
+        _log.info("portal login refused")
+        return _login_form(request, REFUSED, LOGIN_REFUSED)
+    token, _ = sessions.open(unlocked)
+    _log.info("portal login")
+    response = _see_other("/items")
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Strict",
+                        secure=request.app[_SECURE], path="/")  # fmt: skip
+    response.del_cookie(LOGIN_COOKIE, path="/login")
+    return response
+
+
+def _field(form: Any, name: str) -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _logged_in(handler: _Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """`handler`, given the request's live session; the login page without one, and 403
+    for a POST whose CSRF token does not match the session's (rule 4)."""
+
+    async def checked(request: web.Request) -> web.StreamResponse:
+        session = request.app[_SESSIONS].find(request.cookies.get(SESSION_COOKIE))
+        if request.method == "POST":
+            form = await request.post()
+            if session is None or not tokens_match(session.csrf, _field(form, "csrf")):
+                raise web.HTTPForbidden(text="forbidden: reload the page")
+        if session is None:
+            return _to_login()
+        return await handler(request, session)
+
+    return checked
+
+
+async def _logout(request: web.Request, _: Session) -> web.StreamResponse:
+    request.app[_SESSIONS].close(request.cookies.get(SESSION_COOKIE))
+    _log.info("portal logout")
+    response = _to_login()
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+def _archive(request: web.Request) -> Path:
+    return Path(request.app[_CONFIG].archive.path)
+
+
+async def _items(request: web.Request, session: Session) -> web.StreamResponse:
+    identity = session.unlocked.identity
+    try:
+        listing = await asyncio.to_thread(held_list, _archive(request), identity)
+    except (AccessProblem, CustodyProblem, IdentityProblem) as problem:
+        return _not_shown(request, session, problem)
+    return _page(request, "items.html", csrf=session.csrf, rows=listing.rows,
+                 unreadable=listing.unreadable)  # fmt: skip
+
+
+async def _item(request: web.Request, session: Session) -> web.StreamResponse:
+    sequence = int(request.match_info["sequence"])
+    identity = session.unlocked.identity
+    try:
+        text = await asyncio.to_thread(held_item, _archive(request), identity, sequence)
+    except (AccessProblem, CustodyProblem, IdentityProblem) as problem:
+        return _not_shown(request, session, problem)
+    return _page(request, "item.html", csrf=session.csrf, sequence=sequence, text=text)
+
+
+def _not_shown(request: web.Request, session: Session, problem: Exception) -> web.Response:
+    _log.warning("portal showed nothing", error=type(problem).__name__)  # rule 6: no message
+    return _page(request, "problem.html", NOT_SHOWN, csrf=session.csrf, problem=str(problem))
+
+
+def serve(config_path: str) -> int:
+    """Run the portal for the config at `config_path` until stopped (SIGINT/SIGTERM)."""
+    config = load_config(config_path)
+    if config.portal is None:
+        raise InputError(f"{config_path} has no portal: section")
+    host, port = parse_listen(config.portal.listen)
+    context = None
+    if config.portal.tls_cert_file is not None and config.portal.tls_key_file is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(config.portal.tls_cert_file, config.portal.tls_key_file)
+    _log.info("portal listening", listen=config.portal.listen)
+    web.run_app(portal_app(config), host=host, port=port, ssl_context=context, print=None,
+                access_log=None, handle_signals=True)  # fmt: skip
+    return 0
