@@ -4,9 +4,13 @@ items with custody recorded first, hostile content rendered inert."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import queue
 import re
 import shutil
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -343,3 +347,75 @@ def test_nothing_is_shown_when_custody_cannot_be_recorded(portal: Portal) -> Non
             assert "talk" not in page
 
     run(portal, body)
+
+
+def test_log_in_in_real_chromium_and_nothing_leaves_the_origin(portal: Portal) -> None:
+    """Headless Chromium logs in through the form, sees the list and the hostile item; every
+    network request it makes (its own log; chrome:// pages are its own) goes to the
+    portal's origin: the remote image in the item is never fetched."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    if shutil.which("chromium") is None or shutil.which("chromedriver") is None:
+        pytest.skip("needs Debian's chromium and chromium-driver (scripts/test installs them)")
+    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
+    from selenium.webdriver.common.by import By  # noqa: PLC0415
+    from selenium.webdriver.support.wait import WebDriverWait  # noqa: PLC0415
+
+    accounts = Accounts(portal.config, clock=portal.clock, hasher=FAST)
+    app = portal_web.portal_app(portal.config, accounts=accounts, clock=portal.clock)
+    with serving(app) as origin:
+        options = webdriver.ChromeOptions()
+        options.binary_location = "/usr/bin/chromium"
+        for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update",
+                     f"--user-data-dir={portal.directory / 'chromium'}"):  # fmt: skip
+            options.add_argument(flag)
+        options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+        browser = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+        try:
+            browser.get(f"{origin}/login")
+            browser.find_element(By.NAME, "email").send_keys(EMAIL)
+            browser.find_element(By.NAME, "passphrase").send_keys(STRONG)
+            browser.find_element(By.NAME, "code").send_keys(code(portal.secret, portal.clock))
+            browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+            WebDriverWait(browser, 60).until(lambda b: b.current_url == f"{origin}/items")
+            assert "please" in browser.find_element(By.TAG_NAME, "table").text
+            browser.get(f"{origin}/items/2")
+            assert "<script>" in browser.find_element(By.TAG_NAME, "pre").text
+            assert browser.find_elements(By.TAG_NAME, "img") == []
+            urls = [
+                message["params"]["request"]["url"]
+                for entry in browser.get_log("performance")
+                if (message := json.loads(entry["message"])["message"])["method"]
+                == "Network.requestWillBeSent"
+            ]
+        finally:
+            browser.quit()
+    fetched = [url for url in urls if not url.startswith(("chrome:", "about:", "data:"))]
+    assert f"{origin}/items/2" in fetched
+    assert [url for url in fetched if not url.startswith(origin + "/")] == []
+
+
+@contextlib.contextmanager
+def serving(app: web.Application) -> Iterator[str]:
+    """`app` on a free loopback port in a thread of its own; its origin."""
+    ready: queue.Queue[str] = queue.Queue()
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app)
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        loop.run_until_complete(site.start())
+        port = runner.addresses[0][1]
+        ready.put(f"http://127.0.0.1:{port}")
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield ready.get(timeout=30)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
