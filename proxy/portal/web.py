@@ -56,12 +56,12 @@ SESSION_COOKIE, LOGIN_COOKIE = "nc_session", "nc_login"
 REFUSED = HTTPStatus.UNAUTHORIZED
 NOT_SHOWN = HTTPStatus.SERVICE_UNAVAILABLE
 _log = logs.get_logger("portal")
-_ACCOUNTS = web.AppKey("accounts", Accounts)
-_SESSIONS = web.AppKey("sessions", Sessions)
+ACCOUNTS = web.AppKey("accounts", Accounts)
+SESSIONS = web.AppKey("sessions", Sessions)
 _PAGES = web.AppKey("pages", jinja2.Environment)
-_CONFIG = web.AppKey("config", Config)
+CONFIG = web.AppKey("config", Config)
 _SECURE = web.AppKey("secure", bool)
-_Handler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
+Handler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
 
 
 def _now() -> datetime:
@@ -75,9 +75,9 @@ def portal_app(
     accounts = accounts if accounts is not None else Accounts(config)
     settings = accounts.settings
     app = web.Application(client_max_size=64 * 1024)
-    app[_CONFIG] = config
-    app[_ACCOUNTS] = accounts
-    app[_SESSIONS] = Sessions(idle=timedelta(minutes=settings.session_idle_minutes),
+    app[CONFIG] = config
+    app[ACCOUNTS] = accounts
+    app[SESSIONS] = Sessions(idle=timedelta(minutes=settings.session_idle_minutes),
                               lifetime=timedelta(hours=settings.session_max_hours),
                               clock=clock)  # fmt: skip
     app[_PAGES] = jinja2.Environment(
@@ -88,10 +88,16 @@ def portal_app(
     app.router.add_get("/", _home)
     app.router.add_get("/login", _login_page)
     app.router.add_post("/login", _login)
-    app.router.add_post("/logout", _logged_in(_logout))
-    app.router.add_get("/items", _logged_in(_items))
-    app.router.add_get("/items/{sequence:[0-9]{1,12}}", _logged_in(_item))
+    app.router.add_post("/logout", logged_in(_logout))
+    app.router.add_get("/items", logged_in(_items))
+    app.router.add_get("/items/{sequence:[0-9]{1,12}}", logged_in(_item))
+    for add_routes in EXTENSIONS:  # the other pages' modules, each adding its own routes
+        add_routes(app)
     return app
+
+
+# Modules of further pages: each `routes(app)` adds its routes (one line each, below).
+EXTENSIONS: list[Callable[[web.Application], None]] = []
 
 
 def cookies_secure(config: Config) -> bool:
@@ -111,27 +117,27 @@ async def _headers(_: web.Request, response: web.StreamResponse) -> None:
     response.headers.update(HEADERS)  # rule 1
 
 
-def _page(request: web.Request, name: str, status: int = 200, **values: Any) -> web.Response:
+def page(request: web.Request, name: str, status: int = 200, **values: Any) -> web.Response:
     text = request.app[_PAGES].get_template(name).render(**values)
     return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
 
 
-def _see_other(location: str) -> web.Response:
+def see_other(location: str) -> web.Response:
     return web.Response(status=HTTPStatus.SEE_OTHER, headers={"Location": location})
 
 
-def _to_login() -> web.Response:
-    return _see_other("/login")
+def to_login() -> web.Response:
+    return see_other("/login")
 
 
 async def _home(request: web.Request) -> web.StreamResponse:
-    found = request.app[_SESSIONS].find(request.cookies.get(SESSION_COOKIE))
-    return _see_other("/items" if found is not None else "/login")
+    found = request.app[SESSIONS].find(request.cookies.get(SESSION_COOKIE))
+    return see_other("/items" if found is not None else "/login")
 
 
 def _login_form(request: web.Request, status: int = 200, refused: str = "") -> web.Response:
     token = new_token()
-    response = _page(request, "login.html", status, login_token=token, refused=refused)
+    response = page(request, "login.html", status, login_token=token, refused=refused)
     response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="Strict",
                         secure=request.app[_SECURE], path="/login")  # fmt: skip
     return response
@@ -143,68 +149,68 @@ async def _login_page(request: web.Request) -> web.StreamResponse:
 
 async def _login(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    if not tokens_match(request.cookies.get(LOGIN_COOKIE), _field(form, "login_token")):
+    if not tokens_match(request.cookies.get(LOGIN_COOKIE), field(form, "login_token")):
         raise web.HTTPForbidden(text="forbidden: reload the login page")  # rule 4
-    accounts, sessions = request.app[_ACCOUNTS], request.app[_SESSIONS]
+    accounts, sessions = request.app[ACCOUNTS], request.app[SESSIONS]
     sessions.close(request.cookies.get(SESSION_COOKIE))  # renewed at login: never reused
     try:
         unlocked = await asyncio.to_thread(
-            accounts.login, _field(form, "email"), _field(form, "passphrase"),
-            _field(form, "code"), request.remote or "",
+            accounts.login, field(form, "email"), field(form, "passphrase"),
+            field(form, "code"), request.remote or "",
         )  # fmt: skip
     except LoginRefused:
         _log.info("portal login refused")
         return _login_form(request, REFUSED, LOGIN_REFUSED)
     token, _ = sessions.open(unlocked)
     _log.info("portal login")
-    response = _see_other("/items")
+    response = see_other("/items")
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Strict",
                         secure=request.app[_SECURE], path="/")  # fmt: skip
     response.del_cookie(LOGIN_COOKIE, path="/login")
     return response
 
 
-def _field(form: Any, name: str) -> str:
+def field(form: Any, name: str) -> str:
     value = form.get(name)
     return value if isinstance(value, str) else ""
 
 
-def _logged_in(handler: _Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def logged_in(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """`handler`, given the request's live session; the login page without one, and 403
     for a POST whose CSRF token does not match the session's (rule 4)."""
 
     async def checked(request: web.Request) -> web.StreamResponse:
-        session = request.app[_SESSIONS].find(request.cookies.get(SESSION_COOKIE))
+        session = request.app[SESSIONS].find(request.cookies.get(SESSION_COOKIE))
         if request.method == "POST":
             form = await request.post()
-            if session is None or not tokens_match(session.csrf, _field(form, "csrf")):
+            if session is None or not tokens_match(session.csrf, field(form, "csrf")):
                 raise web.HTTPForbidden(text="forbidden: reload the page")
         if session is None:
-            return _to_login()
+            return to_login()
         return await handler(request, session)
 
     return checked
 
 
 async def _logout(request: web.Request, _: Session) -> web.StreamResponse:
-    request.app[_SESSIONS].close(request.cookies.get(SESSION_COOKIE))
+    request.app[SESSIONS].close(request.cookies.get(SESSION_COOKIE))
     _log.info("portal logout")
-    response = _to_login()
+    response = to_login()
     response.del_cookie(SESSION_COOKIE, path="/")
     return response
 
 
-def _archive(request: web.Request) -> Path:
-    return Path(request.app[_CONFIG].archive.path)
+def archive(request: web.Request) -> Path:
+    return Path(request.app[CONFIG].archive.path)
 
 
 async def _items(request: web.Request, session: Session) -> web.StreamResponse:
     identity = session.unlocked.identity
     try:
-        listing = await asyncio.to_thread(held_list, _archive(request), identity)
+        listing = await asyncio.to_thread(held_list, archive(request), identity)
     except (AccessProblem, CustodyProblem, IdentityProblem) as problem:
-        return _not_shown(request, session, problem)
-    return _page(request, "items.html", csrf=session.csrf, rows=listing.rows,
+        return not_shown(request, session, problem)
+    return page(request, "items.html", csrf=session.csrf, rows=listing.rows,
                  unreadable=listing.unreadable)  # fmt: skip
 
 
@@ -212,15 +218,15 @@ async def _item(request: web.Request, session: Session) -> web.StreamResponse:
     sequence = int(request.match_info["sequence"])
     identity = session.unlocked.identity
     try:
-        text = await asyncio.to_thread(held_item, _archive(request), identity, sequence)
+        text = await asyncio.to_thread(held_item, archive(request), identity, sequence)
     except (AccessProblem, CustodyProblem, IdentityProblem) as problem:
-        return _not_shown(request, session, problem)
-    return _page(request, "item.html", csrf=session.csrf, sequence=sequence, text=text)
+        return not_shown(request, session, problem)
+    return page(request, "item.html", csrf=session.csrf, sequence=sequence, text=text)
 
 
-def _not_shown(request: web.Request, session: Session, problem: Exception) -> web.Response:
+def not_shown(request: web.Request, session: Session, problem: Exception) -> web.Response:
     _log.warning("portal showed nothing", error=type(problem).__name__)  # rule 6: no message
-    return _page(request, "problem.html", NOT_SHOWN, csrf=session.csrf, problem=str(problem))
+    return page(request, "problem.html", NOT_SHOWN, csrf=session.csrf, problem=str(problem))
 
 
 def serve(config_path: str) -> int:
