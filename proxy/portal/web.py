@@ -91,13 +91,8 @@ def portal_app(
     app.router.add_post("/logout", logged_in(_logout))
     app.router.add_get("/items", logged_in(_items))
     app.router.add_get("/items/{sequence:[0-9]{1,12}}", logged_in(_item))
-    for add_routes in EXTENSIONS:  # the other pages' modules, each adding its own routes
-        add_routes(app)
+    # Further pages' modules add their own routes here (they import this module's helpers).
     return app
-
-
-# Modules of further pages: each `routes(app)` adds its routes (one line each, below).
-EXTENSIONS: list[Callable[[web.Application], None]] = []
 
 
 def cookies_secure(config: Config) -> bool:
