@@ -16,6 +16,7 @@ Rules this module keeps:
    if that fails the page says why and shows nothing of the items (`NOT_SHOWN`).
 6. The login page says nothing about held items, and the logs carry no item data: only
    fixed events, never an email, sequence number, subject or address.
+7. The portal process dumps no core: a contact's unwrapped identity is in its memory.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from proxy.errors import InputError
 from proxy.portal.accounts import Accounts
 from proxy.portal.refusals import LOGIN_REFUSED, LoginRefused
 from proxy.portal.sessions import Session, Sessions, new_token, tokens_match
+from proxy.processes import no_core_dumps
 
 CSP = ("default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
        "frame-ancestors 'none'; form-action 'self'")  # fmt: skip
@@ -226,6 +228,7 @@ def not_shown(request: web.Request, session: Session, problem: Exception) -> web
 
 def serve(config_path: str) -> int:
     """Run the portal for the config at `config_path` until stopped (SIGINT/SIGTERM)."""
+    no_core_dumps()  # unwrapped identities live in this process's memory (rule 7)
     config = load_config(config_path)
     if config.portal is None:
         raise InputError(f"{config_path} has no portal: section")
