@@ -94,6 +94,9 @@ def portal_app(
     app.router.add_get("/items", logged_in(_items))
     app.router.add_get("/items/{sequence:[0-9]{1,12}}", logged_in(_item))
     # Further pages' modules add their own routes here (they import this module's helpers).
+    from proxy.portal import enrollment  # noqa: PLC0415
+
+    enrollment.routes(app)
     return app
 
 
