@@ -43,7 +43,8 @@ from proxy.access.manifest import BundleFile, BundleItem, build_manifest, sign_m
 from proxy.access.reading import AccessProblem, CustodyEntry, HeldItem, OpenedArchive, Selection
 from proxy.access.recording import record
 from proxy.access.render import original_files, render, summary
-from proxy.access.report import ReportItem, write_report
+from proxy.access.report import ReportItem, summarize, write_report
+from proxy.access.timeline import timeline_png
 from proxy.archive.note import Signer
 from proxy.disk import create_private
 
@@ -117,6 +118,23 @@ def report(archive: OpenedArchive, request: ExportRequest, advance: Callable[[in
         return tuple(sequences)
 
     return _deliver(archive, request, "report", write)
+
+
+def timeline(archive: OpenedArchive, request: ExportRequest) -> bytes | None:
+    """The report's timeline chart alone (PNG; None without items), custody ("report")
+    recorded first. `request.out` is not written."""
+    reports, sequences = [], []
+    for item in archive.items(request.selection):
+        reports.append(ReportItem(
+            bates="", received_at=item.received_at, channel=item.channel, sender=item.sender,
+            person=item.person, rule=item.rule_id, summary="", sha256="", rendering="",
+        ))  # fmt: skip
+        sequences.append(item.sequence)
+    record(archive.root, archive.identity, action="report", items=sequences,
+           reason=request.reason)  # fmt: skip
+    counted = summarize(reports, no_contact_since=request.no_contact_since,
+                        tz=request.timezone or UTC)  # fmt: skip
+    return timeline_png(counted.per_day, since=counted.since)
 
 
 def _deliver(

@@ -24,7 +24,7 @@ import urllib.parse
 from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
-from typing import Any
+from typing import Any, NamedTuple
 
 from proxy.archive.metadata import SealedItem, rfc3339
 from proxy.message import Channel
@@ -108,6 +108,46 @@ def original_files(stem: str, metadata: SealedItem, payload: bytes) -> list[tupl
         extension = mimetypes.guess_extension(content_type) or ".bin"
         files.append((f"{stem}-{sid}{extension}", data))
     return files
+
+
+class Part(NamedTuple):
+    """One attachment, MMS picture or voicemail recording of an item, as its sender named it
+    (`name` may be anything: it is the sender's text, never a path to use as is)."""
+
+    name: str
+    content_type: str
+    data: bytes
+
+
+def parts(metadata: SealedItem, payload: bytes) -> list[Part]:
+    """The item's attachments (an email's non-text or named parts, the ones `render` lists
+    as "[attachment ...]") or its media (MMS pictures, voicemail audio), in order."""
+    document = _capture(payload) if metadata.channel is not Channel.EMAIL else None
+    if document is not None:
+        return [Part(sid, content_type, data) for sid, content_type, data in _media(document)]
+    found = []
+    for part in email.message_from_bytes(payload).walk():
+        if part.is_multipart():
+            continue
+        content_type, filename = part.get_content_type(), _filename(part)
+        if filename or not content_type.startswith("text/"):
+            found.append(Part(filename or "", content_type, _decoded(part)))
+    return found
+
+
+def _filename(part: Any) -> str:
+    try:
+        return str(part.get_filename() or "")
+    except Exception:  # a name the parser cannot decode: none
+        return ""
+
+
+def _decoded(part: Any) -> bytes:
+    try:
+        data = part.get_payload(decode=True)
+    except Exception:
+        return b""
+    return data if isinstance(data, bytes) else b""
 
 
 def sender_as_written(metadata: SealedItem, payload: bytes, canonical: str) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 from proxy.access.reading import AccessProblem, Selection, open_archive
 from proxy.access.recording import record
-from proxy.access.render import render, sender_as_written, summary
+from proxy.access.render import Part, parts, render, sender_as_written, summary
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,10 +55,36 @@ def held_list(root: Path, identity: Any, selection: Selection | None = None) -> 
     return Listing(rows=tuple(rows), unreadable=archive.unreadable)
 
 
-def held_item(root: Path, identity: Any, sequence: int) -> str:
-    """The safe text rendering of item `sequence`; custody ("show") recorded first."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ItemView:
+    """One held item as a page shows it: its safe rendering and its parts (attachments,
+    MMS pictures, voicemail audio), numbered from 1 as `held_part` takes them."""
+
+    text: str
+    parts: tuple[Part, ...]
+
+
+def held_view(root: Path, identity: Any, sequence: int) -> ItemView:
+    """Item `sequence`'s rendering and parts; custody ("show") recorded first."""
     item = open_archive(root, identity).item(sequence)
     if item is None:
         raise AccessProblem(f"no held item {sequence} that this key opens (see `contact list`)")
     record(root, identity, action="show", items=[item.sequence])
-    return render(item.metadata, item.payload)
+    return ItemView(text=render(item.metadata, item.payload),
+                    parts=tuple(parts(item.metadata, item.payload)))  # fmt: skip
+
+
+def held_item(root: Path, identity: Any, sequence: int) -> str:
+    """The safe text rendering of item `sequence`; custody ("show") recorded first."""
+    return held_view(root, identity, sequence).text
+
+
+def held_part(root: Path, identity: Any, sequence: int, number: int) -> Part:
+    """Part `number` (from 1) of item `sequence`; custody ("show" of the item) recorded
+    first, and only when there is such a part."""
+    item = open_archive(root, identity).item(sequence)
+    found = parts(item.metadata, item.payload) if item is not None else []
+    if not 1 <= number <= len(found):
+        raise AccessProblem(f"no part {number} of a held item {sequence} that this key opens")
+    record(root, identity, action="show", items=[sequence])
+    return found[number - 1]

@@ -36,7 +36,7 @@ from aiohttp import web
 from proxy import logs
 from proxy.access.keys import IdentityProblem
 from proxy.access.reading import AccessProblem
-from proxy.access.viewing import held_item, held_list
+from proxy.access.viewing import held_list, held_view
 from proxy.config import Config, load_config
 from proxy.custody import CustodyProblem
 from proxy.deliver.address import parse_listen
@@ -94,9 +94,10 @@ def portal_app(
     app.router.add_get("/items", logged_in(_items))
     app.router.add_get("/items/{sequence:[0-9]{1,12}}", logged_in(_item))
     # Further pages' modules add their own routes here (they import this module's helpers).
-    from proxy.portal import enrollment  # noqa: PLC0415
+    from proxy.portal import enrollment, evidence  # noqa: PLC0415 - they import this module
 
     enrollment.routes(app)
+    evidence.routes(app)
     return app
 
 
@@ -218,10 +219,14 @@ async def _item(request: web.Request, session: Session) -> web.StreamResponse:
     sequence = int(request.match_info["sequence"])
     identity = session.unlocked.identity
     try:
-        text = await asyncio.to_thread(held_item, archive(request), identity, sequence)
+        view = await asyncio.to_thread(held_view, archive(request), identity, sequence)
     except (AccessProblem, CustodyProblem, IdentityProblem) as problem:
         return not_shown(request, session, problem)
-    return page(request, "item.html", csrf=session.csrf, sequence=sequence, text=text)
+    from proxy.portal.evidence import part_name  # noqa: PLC0415 - it imports this module
+
+    names = [part_name(part.name, n, part.content_type) for n, part in enumerate(view.parts, 1)]
+    return page(request, "item.html", csrf=session.csrf, sequence=sequence, text=view.text,
+                parts=list(zip(names, view.parts, strict=True)))  # fmt: skip
 
 
 def not_shown(request: web.Request, session: Session, problem: Exception) -> web.Response:

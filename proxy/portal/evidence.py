@@ -1,0 +1,259 @@
+"""The portal's evidence pages: export the bundle, the pattern report (PDF and its timeline
+chart), and one item's attachments and media as files.
+
+Rules this module keeps:
+1. Custody first, by the code that reads: `bundle.export` and `bundle.report` record the
+   export or report before the file is moved into place, `bundle.timeline` before it
+   returns the chart, `viewing.held_part` before it returns the part. Nothing here
+   records custody itself; if recording fails, nothing is sent (`not_shown`).
+2. The bundle and the PDF are written on a worker thread (decryption, PDF and zip are CPU
+   and disk work) into a new 0600 file under `portal.state_dir`, named by a random token;
+   it is unlinked as soon as it is opened for streaming (and in any case afterwards), so
+   no copy outlives the download, not even a cut-short one.
+3. Downloads are `Content-Disposition: attachment`, served as `application/octet-stream`
+   (a part) or their own type (zip, PDF, PNG from the portal itself); a part's name is the
+   sender's text, so it is reduced to a safe file name (`part_name`): no path, no control
+   or bidirectional characters, never empty.
+4. An export needs a reason (it goes into the custody log and the manifest); without one
+   the form comes back with a message and nothing is read.
+5. The logs carry only fixed events (web.py rule 6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+import os
+import secrets
+import unicodedata
+import urllib.parse
+from datetime import UTC, date, datetime
+from http import HTTPStatus
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from proxy import logs
+from proxy.access.keys import IdentityProblem
+from proxy.access.reading import AccessProblem, OpenedArchive, Selection, open_archive
+from proxy.access.viewing import held_part
+from proxy.archive.custody_keys import MAX_REASON
+from proxy.archive.seal import fingerprint
+from proxy.custody import CustodyProblem
+from proxy.portal.sessions import Session
+from proxy.portal.web import CONFIG, archive, logged_in, not_shown, page
+
+if TYPE_CHECKING:
+    from proxy.access.bundle import ExportRequest
+
+_log = logs.get_logger("portal")
+_PROBLEMS = (AccessProblem, CustodyProblem, IdentityProblem)
+_CHUNK = 256 * 1024
+MAX_NAME = 120
+NO_REASON = "Give a reason for the export: it is recorded in the custody log and the bundle."
+
+
+def routes(app: web.Application) -> None:
+    app.router.add_get("/export", logged_in(_export_form))
+    app.router.add_post("/export", logged_in(_export))
+    app.router.add_get("/report", logged_in(_report_page))
+    app.router.add_post("/report", logged_in(_report))
+    app.router.add_get("/report/timeline.png", logged_in(_timeline))
+    app.router.add_get("/items/{sequence:[0-9]{1,12}}/parts/{number:[0-9]{1,6}}",
+                       logged_in(_part))  # fmt: skip
+
+
+def part_name(name: str, number: int, content_type: str = "") -> str:
+    """A safe file name for part `number` named `name` by its sender (rule 3): the last
+    path component, without control, format (bidi, zero-width) or separator characters,
+    no leading dots, at most MAX_NAME characters; `part-<number>.bin` if nothing is left."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    kept = "".join(c for c in base if unicodedata.category(c)[0] not in "CZ" or c == " ")
+    kept = kept.strip().lstrip(".").strip()
+    if not kept:
+        return f"part-{number}.bin"
+    stem, dot, extension = kept.rpartition(".")
+    if not dot:
+        stem, extension = kept, (mimetypes.guess_extension(content_type) or ".bin")[1:]
+    extension = extension[:16]
+    return f"{stem[: MAX_NAME - len(extension) - 1]}.{extension}"
+
+
+def disposition(name: str) -> str:
+    """`attachment` with `name` as an ASCII fallback and in full (RFC 6266, RFC 5987)."""
+    ascii_name = "".join(c if " " <= c < "\x7f" and c not in '"\\%' else "_" for c in name)
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{urllib.parse.quote(name)}"
+
+
+def _day(text: str) -> date | None:
+    return date.fromisoformat(text) if text else None
+
+
+def _filters(values: Any) -> tuple[Selection, dict[str, str]]:
+    """The selection a form or query asks for, and its values to show again; ValueError
+    for a date that is not YYYY-MM-DD."""
+    shown = {name: str(values.get(name) or "").strip() for name in ("since", "until", "person")}
+    selection = Selection(since=_day(shown["since"]), until=_day(shown["until"]),
+                          person=shown["person"] or None)  # fmt: skip
+    return selection, shown
+
+
+def _request(request: web.Request, session: Session, *, out: Path, reason: str,
+             selection: Selection) -> ExportRequest:  # fmt: skip
+    from proxy.access.bundle import ExportRequest  # noqa: PLC0415 - PDF and chart libraries
+
+    return ExportRequest(
+        out=out, reason=reason, contact=fingerprint(session.unlocked.recipient),
+        selection=selection, no_contact_since=request.app[CONFIG].no_contact_since,
+        timezone=UTC,
+    )  # fmt: skip
+
+
+def _state_dir(request: web.Request) -> Path:
+    settings = request.app[CONFIG].portal
+    assert settings is not None  # portal_app needs a portal section
+    return Path(settings.state_dir)
+
+
+def _produce(root: Path, identity: Any, action: str, export_request: ExportRequest) -> int:
+    from proxy.access import bundle  # noqa: PLC0415 - PDF and chart libraries
+
+    opened: OpenedArchive = open_archive(root, identity)
+    write = bundle.export if action == "export" else bundle.report
+    return write(opened, export_request, lambda _: None)
+
+
+async def _send_file(
+    request: web.Request, path: Path, *, content_type: str, name: str
+) -> web.StreamResponse:
+    """Stream `path` as a download, unlinking it once open (rule 2)."""
+    try:
+        file = await asyncio.to_thread(path.open, "rb")
+    finally:
+        path.unlink(missing_ok=True)
+    with file:
+        response = web.StreamResponse(headers={"Content-Disposition": disposition(name)})
+        response.content_type = content_type
+        response.content_length = os.fstat(file.fileno()).st_size
+        await response.prepare(request)
+        while chunk := await asyncio.to_thread(file.read, _CHUNK):
+            await response.write(chunk)
+        await response.write_eof()
+    return response
+
+
+async def _download(
+    request: web.Request, session: Session, *, action: str, reason: str, selection: Selection
+) -> web.StreamResponse:
+    today = datetime.now(UTC).date().isoformat()
+    suffix, content_type, name = (
+        (".zip", "application/zip", f"nocontact-evidence-{today}.zip")
+        if action == "export"
+        else (".pdf", "application/pdf", f"nocontact-report-{today}.pdf")
+    )
+    out = _state_dir(request) / f"download-{secrets.token_hex(16)}{suffix}"
+    wanted = _request(request, session, out=out, reason=reason, selection=selection)
+    try:
+        await asyncio.to_thread(_produce, archive(request), session.unlocked.identity, action,
+                                wanted)  # fmt: skip
+    except _PROBLEMS as problem:
+        out.unlink(missing_ok=True)
+        return not_shown(request, session, problem)
+    _log.info(f"portal {action}")
+    try:
+        return await _send_file(request, out, content_type=content_type, name=name)
+    finally:
+        out.unlink(missing_ok=True)
+
+
+def _export_page(
+    request: web.Request, session: Session, *, status: int = 200, message: str = "",
+    values: dict[str, str] | None = None,
+) -> web.Response:  # fmt: skip
+    return page(request, "export.html", status, csrf=session.csrf, message=message,
+                values=values or {})  # fmt: skip
+
+
+async def _export_form(request: web.Request, session: Session) -> web.StreamResponse:
+    return _export_page(request, session)
+
+
+async def _export(request: web.Request, session: Session) -> web.StreamResponse:
+    form = await request.post()
+    reason = str(form.get("reason") or "").strip()
+    try:
+        selection, values = _filters(form)
+    except ValueError:
+        return _export_page(request, session, status=HTTPStatus.BAD_REQUEST,
+                            message="Dates are written YYYY-MM-DD.",
+                            values={"reason": reason})  # fmt: skip
+    values["reason"] = reason
+    if not reason or len(reason) > MAX_REASON:
+        message = NO_REASON if not reason else f"Keep the reason under {MAX_REASON} characters."
+        return _export_page(request, session, status=HTTPStatus.BAD_REQUEST, message=message,
+                            values=values)  # fmt: skip
+    return await _download(request, session, action="export", reason=reason,
+                           selection=selection)  # fmt: skip
+
+
+def _report_values(request: web.Request, session: Session, status: int = 200, message: str = "",
+                   values: dict[str, str] | None = None) -> web.Response:  # fmt: skip
+    query = urllib.parse.urlencode({k: v for k, v in (values or {}).items() if v})
+    return page(request, "report.html", status, csrf=session.csrf, message=message,
+                values=values or {}, chart="/report/timeline.png" + (f"?{query}" if query else ""),
+                show_chart=request.query.get("chart") == "1")  # fmt: skip
+
+
+async def _report_page(request: web.Request, session: Session) -> web.StreamResponse:
+    try:
+        _, values = _filters(request.query)
+    except ValueError:
+        return _report_values(request, session, HTTPStatus.BAD_REQUEST,
+                              "Dates are written YYYY-MM-DD.")  # fmt: skip
+    return _report_values(request, session, values=values)
+
+
+async def _report(request: web.Request, session: Session) -> web.StreamResponse:
+    form = await request.post()
+    try:
+        selection, _ = _filters(form)
+    except ValueError:
+        return _report_values(request, session, HTTPStatus.BAD_REQUEST,
+                              "Dates are written YYYY-MM-DD.")  # fmt: skip
+    return await _download(request, session, action="report", reason="", selection=selection)
+
+
+def _chart(root: Path, identity: Any, wanted: ExportRequest) -> bytes | None:
+    from proxy.access import bundle  # noqa: PLC0415 - the chart library
+
+    return bundle.timeline(open_archive(root, identity), wanted)
+
+
+async def _timeline(request: web.Request, session: Session) -> web.StreamResponse:
+    try:
+        selection, _ = _filters(request.query)
+    except ValueError:
+        raise web.HTTPBadRequest(text="dates are written YYYY-MM-DD") from None
+    wanted = _request(request, session, out=_state_dir(request) / "unused", reason="",
+                      selection=selection)  # fmt: skip
+    try:
+        png = await asyncio.to_thread(_chart, archive(request), session.unlocked.identity,
+                                      wanted)  # fmt: skip
+    except _PROBLEMS as problem:
+        return not_shown(request, session, problem)
+    if png is None:
+        raise web.HTTPNotFound(text="no items to chart")
+    return web.Response(body=png, content_type="image/png")
+
+
+async def _part(request: web.Request, session: Session) -> web.StreamResponse:
+    sequence, number = int(request.match_info["sequence"]), int(request.match_info["number"])
+    try:
+        part = await asyncio.to_thread(held_part, archive(request), session.unlocked.identity,
+                                       sequence, number)  # fmt: skip
+    except _PROBLEMS as problem:
+        return not_shown(request, session, problem)
+    name = part_name(part.name, number, part.content_type)
+    return web.Response(body=part.data, content_type="application/octet-stream",
+                        headers={"Content-Disposition": disposition(name)})  # fmt: skip

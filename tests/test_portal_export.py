@@ -1,0 +1,271 @@
+"""The portal's evidence pages through aiohttp's test client: export (reason required,
+CSRF, a bundle whose verify.py passes), the report PDF and timeline chart, and an item's
+attachments as safely named downloads, each with custody recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import DummyCookieJar, web
+from aiohttp.test_utils import TestClient, TestServer
+
+from proxy.archive import Archive, layout
+from proxy.archive.custody_keys import keys_file_bytes
+from proxy.archive.seal import fingerprint
+from proxy.config import load_config
+from proxy.normalize import normalize_email
+from proxy.portal import evidence
+from proxy.portal import web as portal_web
+from proxy.portal.accounts import Accounts, custody_key_file
+from proxy.rules import decide
+from tests.factories import RECEIVED_AT, make_rules
+from tests.test_portal_accounts import EMAIL, FAST, STRONG, Clock, _enroll, code
+from tests.test_portal_web import (
+    CANARY,
+    HTTP_CONFIG,
+    PLAIN,
+    Portal,
+    assert_headers,
+    custody_actions,
+    hidden,
+    log_in,
+)
+
+RTL = "invoice\u202egpj.exe"
+ATTACHED = (
+    b"From: Mark <mark.smith@gmail.com>\r\nTo: sam@home.example\r\nSubject: files\r\n"
+    b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+    b"--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+    b"--b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; "
+    b'filename="../../etc/passwd"\r\n\r\nroot:x:0:0\r\n'
+    b"--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; "
+    b"filename*=UTF-8''invoice%E2%80%AEgpj.exe\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    b"TVqQAA==\r\n--b--\r\n"
+)
+Reply = tuple[int, dict[str, str], bytes]
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Clock]:
+    """One enrollment and an archive of three held items (one with hostile attachment
+    names), copied for each test."""
+    enrollment = _enroll(tmp_path_factory.mktemp("export") / "state")
+    directory, recipient = enrollment.directory, enrollment.enrolled.recipient
+
+    async def hold() -> None:
+        archive = await Archive.open(directory / "archive", recipients=[recipient])
+        for raw in (PLAIN, CANARY, ATTACHED):
+            message = normalize_email(raw, envelope_sender="mark.smith@gmail.com",
+                                      received_at=RECEIVED_AT)  # fmt: skip
+            decision = decide(message, make_rules())
+            assert decision.held
+            await archive.hold(message, decision)
+        await archive.close()
+
+    asyncio.run(hold())
+    contact = next(c for c in enrollment.config.contacts if c.portal)
+    key = custody_key_file(contact).read_text().strip()
+    layout.replace_file(directory / "archive" / layout.CUSTODY_KEYS,
+                        keys_file_bytes({fingerprint(recipient): key}))  # fmt: skip
+    return directory, enrollment.secret, enrollment.clock
+
+
+@pytest.fixture
+def portal(template: tuple[Path, str, Clock], tmp_path: Path) -> Portal:
+    directory, secret, old = template
+    copy = tmp_path / "copy"
+    shutil.copytree(directory, copy)
+    (copy / "config.yaml").write_text(HTTP_CONFIG)
+    clock = Clock()
+    clock.now = old.now
+    return Portal(copy, load_config(copy / "config.yaml"), clock, secret)
+
+
+def run(portal: Portal, body: Any) -> None:
+    accounts = Accounts(portal.config, clock=portal.clock, hasher=FAST)
+    app = portal_web.portal_app(portal.config, accounts=accounts, clock=portal.clock)
+
+    async def main() -> None:
+        async with TestClient(TestServer(app), cookie_jar=DummyCookieJar()) as client:
+            await body(client)
+
+    asyncio.run(main())
+
+
+async def fetch(
+    portal: Portal, client: TestClient[web.Request, web.Application], method: str, path: str,
+    data: dict[str, str] | None = None,
+) -> Reply:  # fmt: skip
+    """One request with the portal's cookies; the body as bytes."""
+    cookie = "; ".join(f"{k}={v}" for k, v in portal.cookies.items())
+    async with client.request(
+        method, path, data=data, allow_redirects=False, headers={"Cookie": cookie} if cookie else {}
+    ) as response:
+        return response.status, dict(response.headers), await response.read()
+
+
+async def csrf(portal: Portal, client: Any, path: str) -> str:
+    _, _, body = await fetch(portal, client, "GET", path)
+    return hidden(body.decode(), "csrf")
+
+
+def actions(portal: Portal) -> list[tuple[str, tuple[int, ...], str]]:
+    accounts = Accounts(portal.config, clock=portal.clock, hasher=FAST)
+    portal.clock.advance(seconds=30)  # a fresh TOTP step
+    unlocked = accounts.login(EMAIL, STRONG, code(portal.secret, portal.clock), "::1")
+    return custody_actions(portal, unlocked.identity)
+
+
+def downloads_left(portal: Portal) -> list[Path]:
+    return list((portal.directory / "portal").glob("download-*"))
+
+
+def test_export_without_a_reason_shows_the_form_again_and_records_nothing(portal: Portal) -> None:
+    """An export with an empty reason is 400 with the form and its message, the filters
+    kept; nothing is exported and no custody entry is added."""
+
+    async def body(client: Any) -> None:
+        await log_in(portal, client)
+        token = await csrf(portal, client, "/export")
+        status, headers, page = await fetch(portal, client, "POST", "/export",
+                                            {"csrf": token, "reason": "  ",
+                                             "since": "2020-01-02"})  # fmt: skip
+        assert status == 400
+        assert headers["Content-Type"].startswith("text/html")
+        assert evidence.NO_REASON in page.decode()
+        assert 'value="2020-01-02"' in page.decode()
+        assert_headers(headers)
+
+    run(portal, body)
+    assert actions(portal) == []
+    assert downloads_left(portal) == []
+
+
+def test_export_without_its_csrf_token_is_refused(portal: Portal) -> None:
+    """An export POST without the session's CSRF token, or with a wrong one, is 403 and
+    nothing is exported."""
+
+    async def body(client: Any) -> None:
+        await log_in(portal, client)
+        for data in ({"reason": "court"}, {"reason": "court", "csrf": "x" * 43}):
+            status, _, _ = await fetch(portal, client, "POST", "/export", data)
+            assert status == 403
+            status, _, _ = await fetch(portal, client, "POST", "/report", data)
+            assert status == 403
+
+    run(portal, body)
+    assert actions(portal) == []
+
+
+def test_export_streams_a_bundle_whose_verify_py_passes(portal: Portal, tmp_path: Path) -> None:
+    """With a reason, the export is a zip download named for the day, with no copy left in
+    the state directory; its bundled verify.py passes; custody holds the export with its
+    reason, signed."""
+    got: list[Reply] = []
+
+    async def body(client: Any) -> None:
+        await log_in(portal, client)
+        token = await csrf(portal, client, "/export")
+        got.append(await fetch(portal, client, "POST", "/export",
+                               {"csrf": token, "reason": "protective order"}))  # fmt: skip
+
+    run(portal, body)
+    status, headers, data = got[0]
+    assert status == 200
+    assert headers["Content-Type"] == "application/zip"
+    assert headers["Content-Disposition"].startswith('attachment; filename="nocontact-evidence-')
+    assert '.zip"' in headers["Content-Disposition"]
+    assert_headers(headers)
+    assert downloads_left(portal) == []
+    unpacked = tmp_path / "bundle"
+    with zipfile.ZipFile(io.BytesIO(data)) as bundle:
+        bundle.extractall(unpacked)
+    result = subprocess.run([sys.executable, "-I", "verify.py"], cwd=unpacked,
+                            capture_output=True, text=True, check=False, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(list((unpacked / "originals").glob("*.eml"))) == 3
+    assert actions(portal) == [("export", (1, 2, 3), "verified")]
+
+
+def test_report_pdf_and_timeline_chart(portal: Portal) -> None:
+    """The report downloads as a PDF; the report page shows the chart from the portal
+    itself, a PNG; each records a signed "report" custody entry."""
+
+    async def body(client: Any) -> None:
+        await log_in(portal, client)
+        _, _, page = await fetch(portal, client, "GET", "/report?chart=1&since=2000-01-01")
+        assert 'src="/report/timeline.png?since=2000-01-01"' in page.decode()
+        token = hidden(page.decode(), "csrf")
+        status, headers, pdf = await fetch(portal, client, "POST", "/report", {"csrf": token})
+        assert status == 200
+        assert headers["Content-Type"] == "application/pdf"
+        assert headers["Content-Disposition"].startswith('attachment; filename="nocontact-report-')
+        assert pdf.startswith(b"%PDF")
+        status, headers, png = await fetch(portal, client, "GET", "/report/timeline.png")
+        assert status == 200
+        assert headers["Content-Type"] == "image/png"
+        assert png.startswith(b"\x89PNG")
+        assert_headers(headers)
+
+    run(portal, body)
+    assert actions(portal) == [("report", (1, 2, 3), "verified")] * 2
+    assert downloads_left(portal) == []
+
+
+def test_parts_download_with_safe_names_and_custody_first(portal: Portal) -> None:
+    """The item page links each attachment; each downloads as an attachment of type
+    application/octet-stream under a name with no path and no bidi control; a part that
+    is not there records nothing."""
+
+    async def body(client: Any) -> None:
+        await log_in(portal, client)
+        _, _, page = await fetch(portal, client, "GET", "/items/3")
+        assert 'href="/items/3/parts/1"' in page.decode()
+        assert 'href="/items/3/parts/2"' in page.decode()
+        assert "\u202e" not in page.decode()
+        status, headers, data = await fetch(portal, client, "GET", "/items/3/parts/1")
+        assert status == 200
+        assert data == b"root:x:0:0"
+        assert headers["Content-Type"] == "application/octet-stream"
+        assert headers["Content-Disposition"] == (
+            "attachment; filename=\"passwd.txt\"; filename*=UTF-8''passwd.txt"
+        )
+        assert_headers(headers)
+        status, headers, data = await fetch(portal, client, "GET", "/items/3/parts/2")
+        assert status == 200
+        assert data == b"MZ\x90\x00"
+        assert headers["Content-Disposition"] == (
+            "attachment; filename=\"invoicegpj.exe\"; filename*=UTF-8''invoicegpj.exe"
+        )
+        status, _, _ = await fetch(portal, client, "GET", "/items/3/parts/3")
+        assert status == portal_web.NOT_SHOWN
+
+    run(portal, body)
+    assert actions(portal) == [("show", (3,), "verified")] * 3
+
+
+@pytest.mark.parametrize(
+    ("name", "safe"),
+    [
+        ("../../etc/passwd", "passwd.bin"),
+        ("..\\..\\boot.ini", "boot.ini"),
+        (RTL, "invoicegpj.exe"),
+        ("a\x00b\nc.txt", "abc.txt"),
+        ("...", "part-7.bin"),
+        ("", "part-7.bin"),
+        ("/", "part-7.bin"),
+        ("\u2066\u200f", "part-7.bin"),
+        ("x" * 500 + ".pdf", "x" * 116 + ".pdf"),
+    ],
+)
+def test_part_names_are_safe(name: str, safe: str) -> None:
+    """A sender's attachment name loses any path, control and bidi characters."""
+    assert evidence.part_name(name, 7) == safe
