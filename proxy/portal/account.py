@@ -28,6 +28,7 @@ from proxy import logs
 from proxy.access.keys import IdentityProblem
 from proxy.access.reading import AccessProblem, CustodyEntry, open_archive
 from proxy.access.recording import record
+from proxy.archive import custody_keys
 from proxy.custody import CustodyProblem
 from proxy.portal import totp
 from proxy.portal.refusals import LOGIN_REFUSED, EnrollProblem, LoginRefused
@@ -44,7 +45,7 @@ from proxy.portal.web import (
     page,
 )
 
-ACTIONS = ("list", "show", "export", "report", "release", "custody")
+ACTIONS = tuple(sorted(custody_keys.ACTIONS))
 _log = logs.get_logger("portal")
 
 
