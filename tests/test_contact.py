@@ -517,7 +517,8 @@ def test_an_empty_export_says_what_it_left_out_and_records_itself(
         manifest = json.loads(bundle.read("manifest.json"))
         custody = json.loads(bundle.read("custody.json"))
         bundle.extractall(tmp_path / "unpacked")
-    assert manifest["selection"] == {"since": None, "until": "2020-01-01", "person": None}
+    selection = {"since": None, "until": "2020-01-01", "person": None, "channel": None}
+    assert manifest["selection"] == selection
     whys = [entry["why"] for entry in manifest["left_out"]]
     assert whys.count("after --until") == 3
     assert len(whys) == manifest["archive"]["tree_size"]

@@ -46,6 +46,7 @@ WRONG_KEY = "this key is not one of the archive's contacts: is it the right key 
 VERIFIED, UNSIGNED = "verified", "unsigned (older version)"
 CHECKPOINT, CUSTODY, OTHERS = "checkpoint", "custody record", "sealed only to other contacts"
 BEFORE, AFTER, OTHER_PERSON = "before --since", "after --until", "about another person"
+OTHER_CHANNEL = "from another channel"
 
 
 class AccessProblem(NocontactError):
@@ -127,11 +128,12 @@ def signature_status(record: SealedCustody, keys: dict[str, str]) -> str:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Selection:
     """Which items: received on or after `since`, on or before `until` (whole days, UTC),
-    about `person`."""
+    about `person`, through `channel` (a `Channel` value: email, sms, voice)."""
 
     since: date | None = None
     until: date | None = None
     person: str | None = None
+    channel: str | None = None
 
     def admits(self, item: HeldItem) -> bool:
         return self.why_not(item) is None
@@ -145,12 +147,14 @@ class Selection:
             return AFTER
         if self.person is not None and item.person != self.person:
             return OTHER_PERSON
+        if self.channel is not None and item.channel != self.channel:
+            return OTHER_CHANNEL
         return None
 
     def to_json(self) -> dict[str, object]:
         since = None if self.since is None else self.since.isoformat()
         until = None if self.until is None else self.until.isoformat()
-        return {"since": since, "until": until, "person": self.person}
+        return {"since": since, "until": until, "person": self.person, "channel": self.channel}
 
 
 @dataclass(slots=True)

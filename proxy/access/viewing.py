@@ -39,20 +39,30 @@ class Listing:
 
     rows: tuple[Row, ...]
     unreadable: int
+    selected: int = 0  # items the selection admits, shown or not (rows is one page of them)
 
 
-def held_list(root: Path, identity: Any, selection: Selection | None = None) -> Listing:
-    """The rows of the held items `identity` opens; custody ("list") recorded first."""
+def held_list(
+    root: Path, identity: Any, selection: Selection | None = None, *, skip: int = 0,
+    limit: int | None = None,
+) -> Listing:  # fmt: skip
+    """The rows of the held items `identity` opens that `selection` admits, after the first
+    `skip` of them and at most `limit`; custody ("list") recorded first, for exactly the
+    rows returned."""
     archive = open_archive(root, identity)
-    rows = []
+    rows: list[Row] = []
+    selected = 0
     for item in archive.items(selection):
+        selected += 1
+        if selected <= skip or (limit is not None and len(rows) >= limit):
+            continue  # counted, not shown: no custody for it, and no rendering either
         rows.append(Row(
             sequence=item.sequence, received_at=item.received_at, channel=item.channel,
             sender=sender_as_written(item.metadata, item.payload, item.sender),
             first_line=summary(item.metadata, item.payload), rule=item.rule_id or "-",
         ))  # fmt: skip
     record(root, identity, action="list", items=[row.sequence for row in rows])
-    return Listing(rows=tuple(rows), unreadable=archive.unreadable)
+    return Listing(rows=tuple(rows), unreadable=archive.unreadable, selected=selected)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -34,7 +34,7 @@ from proxy.errors import NocontactError
 
 PREFIX = "ed25519:"
 HEADER = b"nocontact custody record v1\n"
-ACTIONS = frozenset({"list", "show", "export", "report", "release"})
+ACTIONS = frozenset({"list", "show", "export", "report", "release", "custody"})
 MAX_REASON = 4000
 
 

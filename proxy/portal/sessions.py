@@ -4,8 +4,9 @@ Rules this module keeps:
 1. A session's token is 256 bits from `secrets`; the table is keyed by its SHA-256, so
    the tokens themselves are held nowhere but in the contacts' cookies.
 2. A session holds the contact's unwrapped identity (`Unlocked`) in memory only. It ends
-   after `idle` without use or `lifetime` after login, whichever comes first, and at
-   logout; an ended session is dropped from the table with its identity.
+   after `idle` without use or `lifetime` after login, whichever comes first, at logout,
+   and when the same contact ends their other sessions (`close_others`); an ended
+   session is dropped from the table with its identity.
 3. Each session has its own CSRF token; `csrf_matches` compares with
    `hmac.compare_digest`. A login form carries a separate one-off token (`login_token`),
    checked against the cookie it was sent with (double submit), since there is no session.
@@ -44,6 +45,7 @@ class Session:
     csrf: str = field(repr=False)
     started: datetime
     last_used: datetime
+    new_totp_secret: str = field(default="", repr=False)  # an authenticator reset under way
 
 
 class Sessions:
@@ -82,6 +84,25 @@ class Sessions:
         """End the session of `token` (logout), dropping its identity."""
         if token:
             self._live.pop(_key(token), None)
+
+    def close_others(self, token: str | None) -> int:
+        """End every other session of the contact whose session `token` is ("end my other
+        sessions"); how many ended. Their identities are dropped with them."""
+        if not token:
+            return 0
+        mine = self._live.get(_key(token))
+        if mine is None:
+            return 0
+        contact = mine.unlocked.contact
+        others = [key for key, session in self._live.items()
+                  if session is not mine and session.unlocked.contact == contact]  # fmt: skip
+        for key in others:
+            del self._live[key]
+        return len(others)
+
+    def count_of(self, contact: str) -> int:
+        """How many sessions `contact` has open (some may have ended unnoticed)."""
+        return sum(1 for session in self._live.values() if session.unlocked.contact == contact)
 
     def __len__(self) -> int:
         return len(self._live)

@@ -12,8 +12,10 @@ Rules this module keeps:
    http:// public_url.
 4. Every POST carries a CSRF token (the session's, or the login form's one-off token
    checked against its cookie); without a matching one it gets 403 and does nothing.
-5. Held content is shown only through `proxy.access.viewing`, which records custody first;
-   if that fails the page says why and shows nothing of the items (`NOT_SHOWN`).
+5. Held content is shown only through `proxy.access.viewing`, which records custody first
+   (for exactly the rows of the page shown); if that fails the page says why and shows
+   nothing of the items (`NOT_SHOWN`). The list's filters are checked first
+   (`proxy.portal.filters`): a bad one is the list page with the reason, and no look.
 6. The login page says nothing about held items, and the logs carry no item data: only
    fixed events, never an email, sequence number, subject or address.
 7. The portal process dumps no core: a contact's unwrapped identity is in its memory.
@@ -42,6 +44,7 @@ from proxy.custody import CustodyProblem
 from proxy.deliver.address import parse_listen
 from proxy.errors import InputError
 from proxy.portal.accounts import Accounts
+from proxy.portal.filters import PAGE_SIZE, FilterProblem, ListQuery, parse_query
 from proxy.portal.refusals import LOGIN_REFUSED, LoginRefused
 from proxy.portal.sessions import Session, Sessions, new_token, tokens_match
 from proxy.processes import no_core_dumps
@@ -94,8 +97,9 @@ def portal_app(
     app.router.add_get("/items", logged_in(_items))
     app.router.add_get("/items/{sequence:[0-9]{1,12}}", logged_in(_item))
     # Further pages' modules add their own routes here (they import this module's helpers).
-    from proxy.portal import enrollment, evidence  # noqa: PLC0415 - they import this module
+    from proxy.portal import account, enrollment, evidence  # noqa: PLC0415 - they import this module
 
+    account.routes(app)
     enrollment.routes(app)
     evidence.routes(app)
     return app
@@ -206,13 +210,24 @@ def archive(request: web.Request) -> Path:
 
 
 async def _items(request: web.Request, session: Session) -> web.StreamResponse:
+    people = {person.id for person in request.app[CONFIG].people}
+    try:
+        query = parse_query(request.query, people=people)  # before the archive is opened
+    except FilterProblem as problem:
+        return page(request, "items.html", HTTPStatus.BAD_REQUEST, csrf=session.csrf, rows=(),
+                    query=ListQuery(), filters=request.query, refused=str(problem))  # fmt: skip
     identity = session.unlocked.identity
     try:
-        listing = await asyncio.to_thread(held_list, archive(request), identity)
+        listing = await asyncio.to_thread(
+            held_list, archive(request), identity, query.selection,
+            skip=query.skip, limit=PAGE_SIZE,
+        )  # fmt: skip
     except (AccessProblem, CustodyProblem, IdentityProblem) as problem:
         return not_shown(request, session, problem)
-    return page(request, "items.html", csrf=session.csrf, rows=listing.rows,
-                 unreadable=listing.unreadable)  # fmt: skip
+    pages = max(1, -(-listing.selected // PAGE_SIZE))
+    return page(request, "items.html", csrf=session.csrf, rows=listing.rows, query=query,
+                filters=request.query, unreadable=listing.unreadable, selected=listing.selected,
+                pages=pages, zone=query.zone)  # fmt: skip
 
 
 async def _item(request: web.Request, session: Session) -> web.StreamResponse:

@@ -1,0 +1,163 @@
+"""The portal's custody log and account pages: `/custody` and `/account`.
+
+Rules this module keeps:
+1. Custody first, here too: the custody log is held content (it names items and who
+   looked), so viewing it records a "custody" entry before anything is read; if that
+   cannot be recorded, nothing is shown (web.py's `not_shown`).
+2. Every POST goes through web.py's `logged_in`, which refuses it (403, nothing done)
+   without the session's CSRF token.
+3. A passphrase change is a full login with the current passphrase and a code
+   (`Accounts.change_passphrase`), on a worker thread; so is a TOTP reset with a recovery
+   code. Every refusal of the old credentials is the same line (`LOGIN_REFUSED`), as at
+   login. After a passphrase change the contact's other sessions end: whoever else held
+   one held it with the old passphrase.
+4. A TOTP reset's new secret is made by the portal and kept in the session's memory only
+   (`Session.new_totp_secret`), shown once as a QR code and as text; a form cannot choose
+   it. It is dropped once used, and with the session.
+5. Logs carry fixed events only: never an email, code, secret or item number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from http import HTTPStatus
+
+from aiohttp import web
+
+from proxy import logs
+from proxy.access.keys import IdentityProblem
+from proxy.access.reading import AccessProblem, CustodyEntry, open_archive
+from proxy.access.recording import record
+from proxy.archive import custody_keys
+from proxy.custody import CustodyProblem
+from proxy.portal import totp
+from proxy.portal.refusals import LOGIN_REFUSED, EnrollProblem, LoginRefused
+from proxy.portal.sessions import Session
+from proxy.portal.web import (
+    ACCOUNTS,
+    CONFIG,
+    SESSION_COOKIE,
+    SESSIONS,
+    archive,
+    field,
+    logged_in,
+    not_shown,
+    page,
+)
+
+ACTIONS = tuple(sorted(custody_keys.ACTIONS))
+_log = logs.get_logger("portal")
+
+
+def routes(app: web.Application) -> None:
+    """Add the custody log and account pages to the portal `app`."""
+    app.router.add_get("/custody", logged_in(_custody))
+    app.router.add_get("/account", logged_in(_account))
+    app.router.add_post("/account/passphrase", logged_in(_change_passphrase))
+    app.router.add_post("/account/totp", logged_in(_reset_totp))
+    app.router.add_post("/account/sessions", logged_in(_end_other_sessions))
+
+
+# The custody log (rule 1)
+
+
+async def _custody(request: web.Request, session: Session) -> web.StreamResponse:
+    action = request.query.get("action", "").strip()
+    if action and action not in ACTIONS:
+        refused = f"action: {action[:40]!r} is not one of {', '.join(ACTIONS)}"
+        return page(request, "custody.html", HTTPStatus.BAD_REQUEST, csrf=session.csrf,
+                    entries=(), actions=ACTIONS, action="", refused=refused)  # fmt: skip
+    identity = session.unlocked.identity
+    root = archive(request)
+
+    def read() -> list[CustodyEntry]:
+        record(root, identity, action="custody", items=[])  # first: rule 1
+        return list(open_archive(root, identity).custody())
+
+    try:
+        entries = await asyncio.to_thread(read)
+    except (AccessProblem, CustodyProblem, IdentityProblem) as problem:
+        return not_shown(request, session, problem)
+    shown = [e for e in entries if not action or e.action == action]
+    return page(request, "custody.html", csrf=session.csrf, entries=shown, actions=ACTIONS,
+                action=action, refused="")  # fmt: skip
+
+
+# The account (rules 3 and 4)
+
+
+def _email(request: web.Request, session: Session) -> str:
+    name = session.unlocked.contact
+    contact = next(c for c in request.app[CONFIG].contacts if c.name == name)
+    return contact.email or ""
+
+
+def _account_page(
+    request: web.Request, session: Session, status: int = HTTPStatus.OK, **said: str
+) -> web.Response:
+    """The account page; a TOTP reset shows a new secret, made here once per session."""
+    if not session.new_totp_secret:
+        session.new_totp_secret = totp.new_secret()
+    uri = totp.provisioning_uri(session.new_totp_secret, _email(request, session))
+    others = request.app[SESSIONS].count_of(session.unlocked.contact) - 1
+    return page(request, "account.html", status, csrf=session.csrf, qr_svg=totp.qr_svg(uri),
+                totp_secret=session.new_totp_secret, others=others, **said)  # fmt: skip
+
+
+async def _account(request: web.Request, session: Session) -> web.StreamResponse:
+    return _account_page(request, session)
+
+
+async def _change_passphrase(request: web.Request, session: Session) -> web.StreamResponse:
+    form = await request.post()
+    new, again = field(form, "new_passphrase"), field(form, "new_passphrase_again")
+    if new != again:
+        differ = "the two new passphrases differ: nothing changed"
+        return _account_page(request, session, HTTPStatus.BAD_REQUEST, change_note=differ)
+    try:
+        await asyncio.to_thread(
+            request.app[ACCOUNTS].change_passphrase, _email(request, session),
+            field(form, "passphrase"), field(form, "code"), new_passphrase=new,
+            client_address=request.remote or "",
+        )  # fmt: skip
+    except LoginRefused:
+        _log.info("portal passphrase change refused")
+        return _account_page(request, session, HTTPStatus.UNAUTHORIZED,
+                             change_note=LOGIN_REFUSED)  # fmt: skip
+    except EnrollProblem as problem:  # not strong enough: says what to fix
+        return _account_page(request, session, HTTPStatus.BAD_REQUEST,
+                             change_note=str(problem))  # fmt: skip
+    request.app[SESSIONS].close_others(request.cookies.get(SESSION_COOKIE))  # rule 3
+    _log.info("portal passphrase changed")
+    return _account_page(request, session, change_note="Your passphrase is changed; "
+                         "your other sessions have ended.")  # fmt: skip
+
+
+async def _reset_totp(request: web.Request, session: Session) -> web.StreamResponse:
+    form = await request.post()
+    secret = session.new_totp_secret
+    if not secret:
+        return _account_page(request, session, HTTPStatus.BAD_REQUEST,
+                             totp_note="reload the page and scan the new code first")  # fmt: skip
+    try:
+        left = await asyncio.to_thread(
+            request.app[ACCOUNTS].reset_totp, _email(request, session),
+            field(form, "passphrase"), recovery_code=field(form, "recovery_code"),
+            new_secret=secret, new_code=field(form, "new_code"),
+            client_address=request.remote or "",
+        )  # fmt: skip
+    except LoginRefused:
+        _log.info("portal authenticator reset refused")
+        return _account_page(request, session, HTTPStatus.UNAUTHORIZED, totp_note=LOGIN_REFUSED)
+    except EnrollProblem as problem:
+        return _account_page(request, session, HTTPStatus.BAD_REQUEST, totp_note=str(problem))
+    session.new_totp_secret = ""  # rule 4: used
+    _log.info("portal authenticator reset")
+    return _account_page(request, session, totp_note=f"Your new authenticator is set up. "
+                         f"{left} recovery codes are left.")  # fmt: skip
+
+
+async def _end_other_sessions(request: web.Request, session: Session) -> web.StreamResponse:
+    ended = request.app[SESSIONS].close_others(request.cookies.get(SESSION_COOKIE))
+    _log.info("portal other sessions ended")
+    return _account_page(request, session, sessions_note=f"{ended} other sessions ended.")
