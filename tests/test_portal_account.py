@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,25 +13,22 @@ from typing import Any
 import pyotp
 import pytest
 
-from proxy.archive import Archive, layout
-from proxy.archive.custody_keys import keys_file_bytes
-from proxy.archive.seal import fingerprint
-from proxy.config import load_config
+from proxy.archive import Archive
 from proxy.normalize import normalize_email
 from proxy.portal import wrapping
-from proxy.portal.accounts import custody_key_file
 from proxy.portal.filters import PAGE_SIZE
 from proxy.portal.refusals import LOGIN_REFUSED
 from proxy.rules import decide
 from tests.factories import make_rules
 from tests.test_portal_accounts import NEW_STRONG, STRONG, Clock, _enroll, code
 from tests.test_portal_web import (
-    HTTP_CONFIG,
     Portal,
+    copy_portal,
     custody_actions,
     fetch,
     hidden,
     log_in,
+    publish_custody_key,
     run,
 )
 
@@ -66,10 +62,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Clock
     enrollment = _enroll(tmp_path_factory.mktemp("account") / "state")
     directory, recipient = enrollment.directory, enrollment.enrolled.recipient
     _hold_many(directory, recipient)
-    contact = next(c for c in enrollment.config.contacts if c.portal)
-    key = custody_key_file(contact).read_text().strip()
-    layout.replace_file(directory / "archive" / layout.CUSTODY_KEYS,
-                        keys_file_bytes({fingerprint(recipient): key}))  # fmt: skip
+    publish_custody_key(enrollment)
     codes = enrollment.enrolled.recovery_codes
     return directory, enrollment.secret, enrollment.clock, codes
 
@@ -77,12 +70,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Clock
 @pytest.fixture
 def portal(template: tuple[Path, str, Clock, tuple[str, ...]], tmp_path: Path) -> Portal:
     directory, secret, old, _ = template
-    copy = tmp_path / "copy"
-    shutil.copytree(directory, copy)
-    (copy / "config.yaml").write_text(HTTP_CONFIG)
-    clock = Clock()
-    clock.now = old.now
-    return Portal(copy, load_config(copy / "config.yaml"), clock, secret)
+    return copy_portal(directory, secret, old, tmp_path)
 
 
 @pytest.fixture

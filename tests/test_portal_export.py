@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -14,29 +13,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import DummyCookieJar, web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 
-from proxy.archive import Archive, layout
-from proxy.archive.custody_keys import keys_file_bytes
-from proxy.archive.seal import fingerprint
-from proxy.config import load_config
+from proxy.archive import Archive
 from proxy.normalize import normalize_email
 from proxy.portal import evidence
 from proxy.portal import web as portal_web
-from proxy.portal.accounts import Accounts, custody_key_file
+from proxy.portal.accounts import Accounts
 from proxy.rules import decide
 from tests.factories import RECEIVED_AT, make_rules
 from tests.test_portal_accounts import EMAIL, FAST, STRONG, Clock, _enroll, code
 from tests.test_portal_web import (
     CANARY,
-    HTTP_CONFIG,
     PLAIN,
     Portal,
     assert_headers,
+    copy_portal,
     custody_actions,
     hidden,
     log_in,
+    publish_custody_key,
+    run,
 )
 
 RTL = "invoice\u202egpj.exe"
@@ -71,33 +69,14 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Clock
         await archive.close()
 
     asyncio.run(hold())
-    contact = next(c for c in enrollment.config.contacts if c.portal)
-    key = custody_key_file(contact).read_text().strip()
-    layout.replace_file(directory / "archive" / layout.CUSTODY_KEYS,
-                        keys_file_bytes({fingerprint(recipient): key}))  # fmt: skip
+    publish_custody_key(enrollment)
     return directory, enrollment.secret, enrollment.clock
 
 
 @pytest.fixture
 def portal(template: tuple[Path, str, Clock], tmp_path: Path) -> Portal:
     directory, secret, old = template
-    copy = tmp_path / "copy"
-    shutil.copytree(directory, copy)
-    (copy / "config.yaml").write_text(HTTP_CONFIG)
-    clock = Clock()
-    clock.now = old.now
-    return Portal(copy, load_config(copy / "config.yaml"), clock, secret)
-
-
-def run(portal: Portal, body: Any) -> None:
-    accounts = Accounts(portal.config, clock=portal.clock, hasher=FAST)
-    app = portal_web.portal_app(portal.config, accounts=accounts, clock=portal.clock)
-
-    async def main() -> None:
-        async with TestClient(TestServer(app), cookie_jar=DummyCookieJar()) as client:
-            await body(client)
-
-    asyncio.run(main())
+    return copy_portal(directory, secret, old, tmp_path)
 
 
 async def fetch(

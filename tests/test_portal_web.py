@@ -37,6 +37,7 @@ from tests.test_portal_accounts import (
     FAST,
     STRONG,
     Clock,
+    Enrollment,
     _enroll,
     code,
 )
@@ -86,22 +87,33 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Clock
     enrollment = _enroll(tmp_path_factory.mktemp("web") / "state")
     directory, recipient = enrollment.directory, enrollment.enrolled.recipient
     _hold(directory, recipient)
+    publish_custody_key(enrollment)
+    return directory, enrollment.secret, enrollment.clock
+
+
+def publish_custody_key(enrollment: Enrollment) -> None:
+    """Publish the enrolled contact's custody key beside the archive, as the daemon would."""
     contact = next(c for c in enrollment.config.contacts if c.portal)
     key = custody_key_file(contact).read_text().strip()
-    layout.replace_file(directory / "archive" / layout.CUSTODY_KEYS,
+    recipient = enrollment.enrolled.recipient
+    layout.replace_file(enrollment.directory / "archive" / layout.CUSTODY_KEYS,
                         keys_file_bytes({fingerprint(recipient): key}))  # fmt: skip
-    return directory, enrollment.secret, enrollment.clock
+
+
+def copy_portal(directory: Path, secret: str, clock: Clock, tmp_path: Path) -> Portal:
+    """A fresh copy of a template's directory, served over plain HTTP, with its own clock."""
+    copy = tmp_path / "copy"
+    shutil.copytree(directory, copy)
+    (copy / "config.yaml").write_text(HTTP_CONFIG)
+    own = Clock()
+    own.now = clock.now
+    return Portal(copy, load_config(copy / "config.yaml"), own, secret)
 
 
 @pytest.fixture
 def portal(template: tuple[Path, str, Clock], tmp_path: Path) -> Portal:
     directory, secret, old = template
-    copy = tmp_path / "copy"
-    shutil.copytree(directory, copy)
-    (copy / "config.yaml").write_text(HTTP_CONFIG)
-    clock = Clock()
-    clock.now = old.now
-    return Portal(copy, load_config(copy / "config.yaml"), clock, secret)
+    return copy_portal(directory, secret, old, tmp_path)
 
 
 Session = Callable[[TestClient[web.Request, web.Application]], Awaitable[None]]
