@@ -13,6 +13,7 @@ from typing import Any
 import pyotp
 import pytest
 
+from proxy.access.reading import OpenedArchive
 from proxy.archive import Archive
 from proxy.normalize import normalize_email
 from proxy.portal import wrapping
@@ -112,6 +113,46 @@ def test_pages_of_a_hundred_record_custody_for_exactly_the_rows_shown(portal: Po
     actions = custody_actions(portal, identity(portal))
     assert actions == [("list", tuple(shown[0]), "verified"),
                        ("list", tuple(shown[1]), "verified")]  # fmt: skip
+
+
+def test_the_list_reads_only_entries_added_since_its_last_look(
+    portal: Portal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session's index is built on the first look; a later look decrypts only what was
+    stored since (a new item, the first look's custody record), shows the new item, and
+    records custody for exactly its rows."""
+    opened: list[int] = []
+    real_open = OpenedArchive._open
+
+    def counting(self: OpenedArchive, index: int, body: bytes) -> Any:
+        opened.append(index)
+        return real_open(self, index, body)
+
+    monkeypatch.setattr(OpenedArchive, "_open", counting)
+    shown: list[int] = []
+
+    async def body(client: Any) -> None:
+        await log_in(portal, client)
+        await fetch(portal, client, "GET", "/items")
+        assert len(opened) >= ITEMS
+        opened.clear()
+        recipient = (portal.directory / "keys" / "priya.pub").read_text().strip()
+        archive = await Archive.open(portal.directory / "archive", recipients=[recipient])
+        message = normalize_email(MESSAGE % (ITEMS, ITEMS), received_at=FIRST,
+                                  envelope_sender="mark.smith@gmail.com")  # fmt: skip
+        await archive.hold(message, decide(message, make_rules()))
+        await archive.close()
+        status, _, second, _ = await fetch(portal, client, "GET", "/items?page=2")
+        assert status == 200
+        assert f"{ITEMS + 1} items match; page 2 of 2" in second
+        shown.extend(sequences(second))
+
+    run(portal, body)
+    assert 0 < len(opened) <= 3  # the new item and the first look's custody record
+    assert len(shown) == ITEMS + 1 - PAGE_SIZE
+    assert max(shown) in opened
+    actions = custody_actions(portal, identity(portal))
+    assert actions[-1] == ("list", tuple(shown), "verified")
 
 
 def test_dates_person_and_channel_filter_the_list(portal: Portal) -> None:

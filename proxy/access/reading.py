@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pyrage
 
@@ -125,6 +125,17 @@ def signature_status(record: SealedCustody, keys: dict[str, str]) -> str:
     return VERIFIED
 
 
+class Selectable(Protocol):
+    """What a selection looks at: a `HeldItem`, or a listing's row of one."""
+
+    @property
+    def received_at(self) -> datetime: ...
+    @property
+    def person(self) -> str | None: ...
+    @property
+    def channel(self) -> str: ...
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Selection:
     """Which items: received on or after `since`, on or before `until` (whole days, UTC),
@@ -135,10 +146,10 @@ class Selection:
     person: str | None = None
     channel: str | None = None
 
-    def admits(self, item: HeldItem) -> bool:
+    def admits(self, item: Selectable) -> bool:
         return self.why_not(item) is None
 
-    def why_not(self, item: HeldItem) -> str | None:
+    def why_not(self, item: Selectable) -> str | None:
         """Why `item` is left out, or None if it is selected."""
         moment = item.received_at
         if self.since and moment < datetime.combine(self.since, time(), UTC):
@@ -164,7 +175,7 @@ class OpenedArchive:
     identity: Any
     unreadable: int = 0  # items sealed to other contacts only
     left_out: list[tuple[int, str]] = field(default_factory=list)  # rule 4, by `items`
-    _opened: int = field(default=0)
+    opened: int = 0  # entries this key opened in the last `items`
 
     @property
     def covered(self) -> int:
@@ -172,7 +183,7 @@ class OpenedArchive:
         return self.report.checkpoint.size
 
     def _records(
-        self, *, checkpoints: bool = False
+        self, *, checkpoints: bool = False, start: int = 0
     ) -> Iterator[tuple[EntryKind, int, bytes, bytes]]:
         log_dir = self.root / layout.LOG_DIR
         for number in contiguous_segments(log_dir):
@@ -181,6 +192,8 @@ class OpenedArchive:
                     header = record.header
                     if header.index >= self.covered:
                         return
+                    if header.index < start:
+                        continue  # not even copied
                     if checkpoints or header.kind is not EntryKind.CHECKPOINT:
                         yield header.kind, header.index, bytes(record.body), record.stored_hash
                     del record
@@ -195,12 +208,15 @@ class OpenedArchive:
         except SealedFormatError as error:
             raise AccessProblem(f"entry {index} is corrupted: {error}") from None
 
-    def items(self, selection: Selection | None = None) -> Iterator[HeldItem]:
-        """Every held item this key opens that `selection` admits, in log order."""
+    def items(self, selection: Selection | None = None, *, start: int = 0) -> Iterator[HeldItem]:
+        """Every held item this key opens that `selection` admits, in log order; entries
+        before `start` are skipped unread (a listing's index already holds them), and
+        `unreadable` and `left_out` count only those read; the wrong-key check (rule 3)
+        is then the caller's, over everything it has read."""
         selection = selection or Selection()
-        self.unreadable = self._opened = 0
+        self.unreadable = self.opened = 0
         self.left_out = []
-        for kind, index, body, leaf in self._records(checkpoints=True):
+        for kind, index, body, leaf in self._records(checkpoints=True, start=start):
             if kind is EntryKind.CHECKPOINT:
                 self.left_out.append((index, CHECKPOINT))
                 continue
@@ -209,7 +225,7 @@ class OpenedArchive:
                 self.unreadable += 1
                 self.left_out.append((index, OTHERS))
                 continue
-            self._opened += 1
+            self.opened += 1
             metadata, payload = opened
             if not isinstance(metadata, SealedItem):  # custody: an item outside the seal
                 self.left_out.append((index, CUSTODY))
@@ -222,7 +238,7 @@ class OpenedArchive:
                 yield item
             else:
                 self.left_out.append((index, why))
-        if self.unreadable and not self._opened:
+        if self.unreadable and not self.opened and not start:
             raise AccessProblem(WRONG_KEY)
 
     def item(self, sequence: int) -> HeldItem | None:

@@ -7,23 +7,29 @@ Rules this module keeps:
 2. Values out, no printing: `contact list/show` print them as text, the portal as HTML.
 3. A row carries only what a listing shows (no payload): the originals are let go one by
    one as the listing is read.
+4. A `HeldIndex` keeps the rows a key opens between listings (the portal keeps one per
+   session, in memory only): each listing still verifies the archive first, then reads
+   and decrypts only the entries its latest checkpoint covers beyond those indexed, and
+   only if the verified log still begins with the tree the index was built from (else the
+   index is rebuilt from the first entry). Filters and pages then work on the rows.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from proxy.access.reading import AccessProblem, Selection, open_archive
+from proxy.access.reading import WRONG_KEY, AccessProblem, OpenedArchive, Selection, open_archive
 from proxy.access.recording import record
 from proxy.access.render import Part, parts, render, sender_as_written, summary
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Row:
-    """One held item as a listing shows it."""
+    """One held item as a listing shows it (and `person`, which a selection looks at)."""
 
     sequence: int
     received_at: datetime
@@ -31,6 +37,7 @@ class Row:
     sender: str
     first_line: str
     rule: str
+    person: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,27 +49,57 @@ class Listing:
     selected: int = 0  # items the selection admits, shown or not (rows is one page of them)
 
 
+@dataclass(slots=True)
+class HeldIndex:
+    """The rows of every held item one key opens, in log order, up to `size` entries of
+    the log (rule 4). Safe to share between threads: one listing reads it at a time."""
+
+    rows: list[Row] = field(default_factory=list)
+    size: int = 0  # log entries read so far (the checkpoint size they were read up to)
+    tree_root: bytes = b""  # the verified tree's root over those `size` entries
+    unreadable: int = 0
+    opened: int = 0  # entries this key opened (items and custody records)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def catch_up(self, archive: OpenedArchive) -> None:
+        """Read the entries `archive` (just verified) covers beyond those indexed."""
+        tree = archive.report.tree
+        if self.size > archive.covered or tree.root(self.size) != self.tree_root:
+            self.rows, self.size, self.unreadable, self.opened = [], 0, 0, 0  # another log
+        new: list[Row] = []  # kept only once all are read: a failure leaves the index as it was
+        for item in archive.items(start=self.size):
+            new.append(Row(
+                sequence=item.sequence, received_at=item.received_at, channel=item.channel,
+                sender=sender_as_written(item.metadata, item.payload, item.sender),
+                first_line=summary(item.metadata, item.payload), rule=item.rule_id or "-",
+                person=item.person,
+            ))  # fmt: skip
+        if (self.unreadable or archive.unreadable) and not (self.opened or archive.opened):
+            raise AccessProblem(WRONG_KEY)  # reading.py rule 3, over every entry read
+        self.rows.extend(new)
+        self.unreadable += archive.unreadable
+        self.opened += archive.opened
+        self.size = archive.covered
+        self.tree_root = tree.root(self.size)
+
+
 def held_list(
     root: Path, identity: Any, selection: Selection | None = None, *, skip: int = 0,
-    limit: int | None = None,
+    limit: int | None = None, index: HeldIndex | None = None,
 ) -> Listing:  # fmt: skip
     """The rows of the held items `identity` opens that `selection` admits, after the first
     `skip` of them and at most `limit`; custody ("list") recorded first, for exactly the
-    rows returned."""
-    archive = open_archive(root, identity)
-    rows: list[Row] = []
-    selected = 0
-    for item in archive.items(selection):
-        selected += 1
-        if selected <= skip or (limit is not None and len(rows) >= limit):
-            continue  # counted, not shown: no custody for it, and no rendering either
-        rows.append(Row(
-            sequence=item.sequence, received_at=item.received_at, channel=item.channel,
-            sender=sender_as_written(item.metadata, item.payload, item.sender),
-            first_line=summary(item.metadata, item.payload), rule=item.rule_id or "-",
-        ))  # fmt: skip
+    rows returned. `index` (rule 4) is brought up to date and kept; without one, every
+    item is read for this listing only."""
+    index = index if index is not None else HeldIndex()
+    selection = selection or Selection()
+    with index._lock:
+        index.catch_up(open_archive(root, identity))
+        chosen = [row for row in index.rows if selection.admits(row)]
+        unreadable = index.unreadable
+    rows = chosen[skip:] if limit is None else chosen[skip : skip + limit]
     record(root, identity, action="list", items=[row.sequence for row in rows])
-    return Listing(rows=tuple(rows), unreadable=archive.unreadable, selected=selected)
+    return Listing(rows=tuple(rows), unreadable=unreadable, selected=len(chosen))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -6,7 +6,8 @@ Rules this module keeps:
 2. A session holds the contact's unwrapped identity (`Unlocked`) in memory only. It ends
    after `idle` without use or `lifetime` after login, whichever comes first, at logout,
    and when the same contact ends their other sessions (`close_others`); an ended
-   session is dropped from the table with its identity.
+   session is dropped from the table with its identity and its list index (the rows of
+   the held items its key opens, viewing.py rule 4), which is held nowhere else.
 3. Each session has its own CSRF token; `csrf_matches` compares with
    `hmac.compare_digest`. A login form carries a separate one-off token (`login_token`),
    checked against the cookie it was sent with (double submit), since there is no session.
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from proxy.access.viewing import HeldIndex
 from proxy.portal.accounts import Unlocked
 
 
@@ -46,6 +48,7 @@ class Session:
     started: datetime
     last_used: datetime
     new_totp_secret: str = field(default="", repr=False)  # an authenticator reset under way
+    index: HeldIndex = field(default_factory=HeldIndex, repr=False)  # the list's (rule 2)
 
 
 class Sessions:

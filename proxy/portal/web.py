@@ -16,6 +16,8 @@ Rules this module keeps:
    (for exactly the rows of the page shown); if that fails the page says why and shows
    nothing of the items (`NOT_SHOWN`). The list's filters are checked first
    (`proxy.portal.filters`): a bad one is the list page with the reason, and no look.
+   The list reads through the session's index (viewing.py rule 4): after the first, a
+   page decrypts only the entries added since.
 6. The login page says nothing about held items, and the logs carry no item data: only
    fixed events, never an email, sequence number, subject or address.
 7. The portal process dumps no core: a contact's unwrapped identity is in its memory.
@@ -220,7 +222,7 @@ async def _items(request: web.Request, session: Session) -> web.StreamResponse:
     try:
         listing = await asyncio.to_thread(
             held_list, archive(request), identity, query.selection,
-            skip=query.skip, limit=PAGE_SIZE,
+            skip=query.skip, limit=PAGE_SIZE, index=session.index,
         )  # fmt: skip
     except (AccessProblem, CustodyProblem, IdentityProblem) as problem:
         return not_shown(request, session, problem)
