@@ -20,6 +20,8 @@ Rules this module keeps:
    and after every batch the segment's modification time is set back to the latest
    checkpoint's, so neither dates an entry more finely than the checkpoint cadence does.
    (The inode's change time, which no one can set, still moves: docs/what-files-tell.md.)
+   Opening returns only once the next segment is made, so how fast the disk is does not
+   decide whether that file dates from the start or from the first traffic.
 6. Opening a version 1 archive upgrades its `archive.json` to the current version: the
    entries already written keep their kinds and stay valid (records.py rule 3).
 """
@@ -129,6 +131,7 @@ class ArchiveLog:
         except BaseException:
             os.close(lock_fd)
             raise
+        log._preparer.wait()  # the next segment is made before traffic, however slow the disk
         return log
 
     @classmethod
