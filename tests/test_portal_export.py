@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import subprocess
 import sys
 import zipfile
@@ -248,3 +249,62 @@ def test_parts_download_with_safe_names_and_custody_first(portal: Portal) -> Non
 def test_part_names_are_safe(name: str, safe: str) -> None:
     """A sender's attachment name loses any path, control and bidi characters."""
     assert evidence.part_name(name, 7) == safe
+
+
+def test_export_records_custody_before_its_first_byte_and_shows_progress(portal: Portal) -> None:
+    """The export's custody entry is in the archive when its first byte arrives (the bundle
+    is streamed as it is made); the page's progress id then reports every item written;
+    another id is 404."""
+    seen: dict[str, Any] = {}
+
+    async def body(client: Any) -> None:
+        await log_in(portal, client)
+        _, _, page = await fetch(portal, client, "GET", "/export")
+        token, progress = hidden(page.decode(), "csrf"), hidden(page.decode(), "progress")
+        assert len(progress) == 32
+        cookie = "; ".join(f"{k}={v}" for k, v in portal.cookies.items())
+        form = {"csrf": token, "reason": "court date", "progress": progress}
+        async with client.post("/export", data=form, headers={"Cookie": cookie}) as response:
+            assert response.status == 200
+            first = await response.content.readexactly(4)
+            seen["at first byte"] = actions(portal)
+            rest = await response.read()
+        assert zipfile.is_zipfile(io.BytesIO(first + rest))
+        status, _, state = await fetch(portal, client, "GET", f"/export/progress/{progress}")
+        seen["progress"] = (status, state)
+        status, _, _ = await fetch(portal, client, "GET", "/export/progress/" + "0" * 32)
+        seen["unknown"] = status
+
+    run(portal, body)
+    assert seen["at first byte"] == [("export", (1, 2, 3), "verified")]
+    status, state = seen["progress"]
+    assert status == 200
+    assert state == b'{"total": 3, "done": 3, "finished": true, "failed": false}'
+    assert seen["unknown"] == 404
+
+
+def test_export_of_a_selection_says_what_it_left_out(portal: Portal, tmp_path: Path) -> None:
+    """A streamed export of no items (dates before any) still lists every entry of the log
+    in the manifest, each with why it was left out, and its verify.py passes."""
+    got: list[Reply] = []
+
+    async def body(client: Any) -> None:
+        await log_in(portal, client)
+        token = await csrf(portal, client, "/export")
+        got.append(await fetch(portal, client, "POST", "/export",
+                               {"csrf": token, "reason": "check", "until": "2000-01-01"}))  # fmt: skip
+
+    run(portal, body)
+    status, _, data = got[0]
+    assert status == 200
+    unpacked = tmp_path / "bundle"
+    with zipfile.ZipFile(io.BytesIO(data)) as bundle:
+        bundle.extractall(unpacked)
+    manifest = json.loads((unpacked / "manifest.json").read_text())
+    reasons = {entry["why"] for entry in manifest["left_out"]}
+    assert "after --until" in reasons and "checkpoint" in reasons
+    assert {1, 2, 3} <= {entry["leaf_index"] for entry in manifest["left_out"]}
+    result = subprocess.run([sys.executable, "-I", "verify.py"], cwd=unpacked,
+                            capture_output=True, text=True, check=False, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert actions(portal) == [("export", (), "verified")]

@@ -19,6 +19,9 @@ Rules this module keeps:
    the custody record of the export is durable: no bundle leaves without its record. An
    export records it once its items are written and before its custody.json and
    manifest, which then include it (read back and checked: recording.py rule 2).
+   A streamed export (`stream_export`, the portal's) cannot wait: its items are fixed
+   first from an index of the log, the record made, and only then is its first byte
+   written; the bundle is the same either way (one `write_bundle`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import io
 import json
 import os
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
 from importlib import resources
@@ -45,6 +48,7 @@ from proxy.access.recording import record
 from proxy.access.render import original_files, render, summary
 from proxy.access.report import ReportItem, summarize, write_report
 from proxy.access.timeline import timeline_png
+from proxy.access.viewing import Contents, Planned
 from proxy.archive.note import Signer
 from proxy.disk import create_private
 
@@ -86,7 +90,7 @@ def _signer(archive: OpenedArchive, contact: str) -> Signer:
 class _Zip:
     """A zip being written, recording each file's SHA-256 and size."""
 
-    def __init__(self, file: BinaryIO) -> None:
+    def __init__(self, file: BinaryIO | io.RawIOBase) -> None:
         self.file = zipfile.ZipFile(file, "w", allowZip64=True)
 
     def add(self, name: str, data: bytes, role: str) -> BundleFile:
@@ -100,9 +104,39 @@ class _Zip:
 
 def export(archive: OpenedArchive, request: ExportRequest, advance: Callable[[int], None]) -> int:
     """Write the bundle; returns the number of items in it."""
-    signer = _signer(archive, request.contact)
-    return _deliver(archive, request, None,
-                    lambda partial: _write(archive, request, advance, signer, partial))  # fmt: skip
+
+    def write(partial: BinaryIO) -> tuple[int, ...]:
+        def contents(sequences: tuple[int, ...]) -> Contents:
+            custody = archive.custody()
+            own = record(archive.root, archive.identity, action="export", items=sequences,
+                         reason=request.reason)  # fmt: skip
+            custody.append(CustodyEntry.of(own.index, own.record, archive.custody_keys()))
+            return Contents(left_out=list(archive.left_out), custody=custody, own=own.index)
+
+        items = archive.items(request.selection)
+        return write_bundle(archive, request, partial, items=items, advance=advance,
+                            contents=contents)  # fmt: skip
+
+    return _deliver(archive, request, None, write)
+
+
+def stream_export(
+    archive: OpenedArchive, request: ExportRequest, planned: Planned, file: io.RawIOBase,
+    advance: Callable[[int], None],
+) -> int:  # fmt: skip
+    """Write the bundle of `planned` (custody already recorded: rule 4) to `file`, which
+    may be a stream that cannot seek; returns the number of items."""
+
+    def items() -> Iterator[HeldItem]:
+        for sequence in planned.sequences:
+            item = archive.item(sequence)
+            if item is None:
+                raise AccessProblem(f"entry {sequence} is no longer an item this key opens")
+            yield item
+
+    write_bundle(archive, request, file, items=items(), advance=advance,
+                 contents=lambda _: planned.contents)  # fmt: skip
+    return len(planned.sequences)
 
 
 def report(archive: OpenedArchive, request: ExportRequest, advance: Callable[[int], None]) -> int:
@@ -172,47 +206,48 @@ def _deliver(
     return len(sequences)
 
 
-def _write(
-    archive: OpenedArchive, request: ExportRequest, advance: Callable[[int], None],
-    signer: Signer, partial: BinaryIO,
+def write_bundle(
+    archive: OpenedArchive, request: ExportRequest, file: BinaryIO | io.RawIOBase, *,
+    items: Iterable[HeldItem], advance: Callable[[int], None],
+    contents: Callable[[tuple[int, ...]], Contents],
 ) -> tuple[int, ...]:  # fmt: skip
-    out = _Zip(partial)
-    items: list[BundleItem] = []
+    """Write the zip: `items` one at a time, then what `contents` gives for their
+    sequence numbers (custody recorded by then), the report and the signed manifest."""
+    signer = _signer(archive, request.contact)
+    out = _Zip(file)
+    bundled: list[BundleItem] = []
     reports: list[ReportItem] = []
     tree, size = archive.report.tree, archive.covered
     with out.file:
-        for number, item in enumerate(archive.items(request.selection), 1):
+        for number, item in enumerate(items, 1):
             label = bates(number)
             files = [
                 out.add(f"originals/{name}", data, "original" if i == 0 else "media")
                 for i, (name, data) in enumerate(original_files(label, item.metadata, item.payload))
             ]
             sealed = out.add(f"sealed/{label}.age", item.sealed, "sealed")
-            items.append(BundleItem(bates=label, leaf_index=item.sequence, sealed=sealed,
-                                    leaf_hash=item.leaf_hash, metadata=item.metadata,
-                                    files=files))  # fmt: skip
+            bundled.append(BundleItem(bates=label, leaf_index=item.sequence, sealed=sealed,
+                                      leaf_hash=item.leaf_hash, metadata=item.metadata,
+                                      files=files))  # fmt: skip
             reports.append(report_item(label, item))
             advance(1)
-        left_out = list(archive.left_out)
-        custody = archive.custody()
-        sequences = tuple(item.leaf_index for item in items)
-        own = record(archive.root, archive.identity, action="export", items=sequences,
-                     reason=request.reason)  # fmt: skip
+        sequences = tuple(item.leaf_index for item in bundled)
+        held = contents(sequences)
         keys = archive.custody_keys()
-        custody.append(CustodyEntry.of(own.index, own.record, keys))
-        others = [out.add("custody.json", _custody_json(custody, keys), "custody")]
+        others = [out.add("custody.json", _custody_json(held.custody, keys), "custody")]
         pdf = _pdf(reports, request)
         others.append(out.add("report.pdf", pdf, "report"))
         created = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        proofs = {i.leaf_index: tree.inclusion_proof(i.leaf_index, size) for i in items}
+        proofs = {i.leaf_index: tree.inclusion_proof(i.leaf_index, size) for i in bundled}
         manifest = build_manifest(
-            items=items, proofs=proofs, checkpoint=archive.report.note,
+            items=bundled, proofs=proofs, checkpoint=archive.report.note,
             verifier_key=archive.report.verifier.encode(), other_files=others,
             software=f"nocontact {__version__}", created_at=created,
             config_sha256=request.config_sha256, exported_by=request.contact,
             exporter_key=signer.verifier.encode(),
             custody_key=custody_public_key(archive.identity), reason=request.reason,
-            selection=request.selection.to_json(), left_out=left_out, custody_index=own.index,
+            selection=request.selection.to_json(), left_out=held.left_out,
+            custody_index=held.own,
         )  # fmt: skip
         out.add("manifest.json", manifest, "manifest")
         out.add("manifest.sig", sign_manifest(manifest, signer), "signature")
@@ -221,7 +256,7 @@ def _write(
         out.add(bundle_texts.VERIFY_NAME, bundle_texts.VERIFY_TEXT.encode(), "instructions")
         declaration = bundle_texts.fill_declaration(
             manifest_sha256=hashlib.sha256(manifest).hexdigest(),
-            verifier_key=archive.report.verifier.encode(), item_count=len(items),
+            verifier_key=archive.report.verifier.encode(), item_count=len(bundled),
             created_at=created,
         )  # fmt: skip
         out.add(bundle_texts.DECLARATION_NAME, declaration.encode(), "declaration")

@@ -2,8 +2,10 @@
 
 Rules this module keeps:
 1. Nothing is read from an archive that does not verify: `open_archive` runs the keyless
-   check first and refuses with its reason. Only entries covered by the latest signed
-   checkpoint are read (a live writer's last 250 ms wait for the next one).
+   check first (this process's follower of the archive: the whole check the first time,
+   then what was added since; archive/following.py) and refuses with its reason. Only
+   entries covered by the latest signed checkpoint are read, each checked against the
+   verified tree as it is read, so a change made after the check is caught too.
 2. Decryption happens here and nowhere else, with the identity in memory only; what is
    decrypted is handed out as values (`HeldItem`, `CustodyEntry`) and never written.
 3. A key that is not one of the archive's contacts (its published `recipients`) is
@@ -32,12 +34,11 @@ from typing import Any, Protocol
 
 import pyrage
 
-from proxy.archive import EntryKind, VerifyFailure, VerifyReport, layout, verify_archive
+from proxy.archive import EntryKind, VerifyFailure, VerifyReport, layout
 from proxy.archive.custody_keys import read_published, signature_verifies, signed_bytes
+from proxy.archive.following import Entry, follower
 from proxy.archive.metadata import SealedCustody, SealedItem, rfc3339
-from proxy.archive.reader import SegmentScan, contiguous_segments, mapped
 from proxy.archive.seal import SealedFormatError, open_sealed
-from proxy.archive.segments import segment_name
 from proxy.custody import CustodyProblem, sign_now
 from proxy.errors import NocontactError
 
@@ -47,6 +48,8 @@ VERIFIED, UNSIGNED = "verified", "unsigned (older version)"
 CHECKPOINT, CUSTODY, OTHERS = "checkpoint", "custody record", "sealed only to other contacts"
 BEFORE, AFTER, OTHER_PERSON = "before --since", "after --until", "about another person"
 OTHER_CHANNEL = "from another channel"
+NOT_VERIFIED = "the archive does not verify, so nothing is read"
+_BATCH = 512  # entries read at once: bounded memory however large the archive
 
 
 class AccessProblem(NocontactError):
@@ -176,6 +179,7 @@ class OpenedArchive:
     unreadable: int = 0  # items sealed to other contacts only
     left_out: list[tuple[int, str]] = field(default_factory=list)  # rule 4, by `items`
     opened: int = 0  # entries this key opened in the last `items`
+    custody_read: list[tuple[int, SealedCustody]] = field(default_factory=list)  # by `items`
 
     @property
     def covered(self) -> int:
@@ -185,18 +189,19 @@ class OpenedArchive:
     def _records(
         self, *, checkpoints: bool = False, start: int = 0
     ) -> Iterator[tuple[EntryKind, int, bytes, bytes]]:
-        log_dir = self.root / layout.LOG_DIR
-        for number in contiguous_segments(log_dir):
-            with mapped(log_dir / segment_name(number)) as buffer:
-                for record in SegmentScan(number, buffer):
-                    header = record.header
-                    if header.index >= self.covered:
-                        return
-                    if header.index < start:
-                        continue  # not even copied
-                    if checkpoints or header.kind is not EntryKind.CHECKPOINT:
-                        yield header.kind, header.index, bytes(record.body), record.stored_hash
-                    del record
+        """Entries from `start` up to the checkpoint, each checked against the verified
+        tree as it is read (following.py rule 2), a batch at a time."""
+        for first in range(start, self.covered, _BATCH):
+            batch = self._entries(range(first, min(first + _BATCH, self.covered)))
+            for entry in batch:
+                if checkpoints or entry.kind is not EntryKind.CHECKPOINT:
+                    yield entry.kind, entry.index, entry.body, entry.leaf_hash
+
+    def _entries(self, indexes: range) -> list[Entry]:
+        try:
+            return follower(self.root).entries(indexes)
+        except VerifyFailure as failure:
+            raise AccessProblem(f"{NOT_VERIFIED}: {failure}") from None
 
     def _open(self, index: int, body: bytes) -> tuple[SealedItem | SealedCustody, bytes] | None:
         try:
@@ -215,7 +220,7 @@ class OpenedArchive:
         is then the caller's, over everything it has read."""
         selection = selection or Selection()
         self.unreadable = self.opened = 0
-        self.left_out = []
+        self.left_out, self.custody_read = [], []
         for kind, index, body, leaf in self._records(checkpoints=True, start=start):
             if kind is EntryKind.CHECKPOINT:
                 self.left_out.append((index, CHECKPOINT))
@@ -229,6 +234,7 @@ class OpenedArchive:
             metadata, payload = opened
             if not isinstance(metadata, SealedItem):  # custody: an item outside the seal
                 self.left_out.append((index, CUSTODY))
+                self.custody_read.append((index, metadata))
                 continue
             item = HeldItem(
                 sequence=index, sealed=body, leaf_hash=leaf, metadata=metadata, payload=payload
@@ -244,14 +250,16 @@ class OpenedArchive:
     def item(self, sequence: int) -> HeldItem | None:
         """The held item at `sequence`, if there is one and this key opens it (only that
         one is decrypted)."""
-        for kind, index, body, leaf in self._records():
-            if index == sequence and kind is EntryKind.SEALED:
-                opened = self._open(index, body)
-                if opened is None or not isinstance(opened[0], SealedItem):
-                    return None
-                return HeldItem(sequence=index, sealed=body, leaf_hash=leaf,
-                                metadata=opened[0], payload=opened[1])  # fmt: skip
-        return None
+        if not 0 <= sequence < self.covered:
+            return None
+        (entry,) = self._entries(range(sequence, sequence + 1))
+        if entry.kind is not EntryKind.SEALED:
+            return None
+        opened = self._open(sequence, entry.body)
+        if opened is None or not isinstance(opened[0], SealedItem):
+            return None
+        return HeldItem(sequence=sequence, sealed=entry.body, leaf_hash=entry.leaf_hash,
+                        metadata=opened[0], payload=opened[1])  # fmt: skip
 
     def custody(self) -> list[CustodyEntry]:
         """Every custody record this key opens, in log order."""
@@ -281,9 +289,9 @@ def open_archive(root: str | os.PathLike[str], identity: Any) -> OpenedArchive:
     except CustodyProblem as problem:
         raise AccessProblem(str(problem)) from None
     try:
-        report = verify_archive(path)
+        report = follower(path).refresh()
     except VerifyFailure as failure:
-        raise AccessProblem(f"the archive does not verify, so nothing is read: {failure}") from None
+        raise AccessProblem(f"{NOT_VERIFIED}: {failure}") from None
     _one_of_the_contacts(path, identity)
     return OpenedArchive(root=path, report=report, identity=identity)
 

@@ -8,7 +8,9 @@ Rules this module keeps:
    its own identity and checks it is exactly the record it asked for (same contact,
    action, items, reason, nonce and signature) with a time the writer stamped within
    `_SKEW` of now. Anything else is `CustodyProblem`, and the action does not go ahead.
-3. Decryption here is of the one entry just written, with the identity in memory only.
+3. Decryption here is of the one entry just written, with the identity in memory only,
+   read through the process's follower of the archive (archive/following.py), so it is
+   checked against the signed log as it is read.
 """
 
 from __future__ import annotations
@@ -24,13 +26,12 @@ from typing import Any
 import pyrage
 
 from proxy.access.keys import custody_signing_key
-from proxy.archive import EntryKind, layout
+from proxy.archive import EntryKind, VerifyFailure
 from proxy.archive.custody_keys import CustodyRequest, request_bytes
+from proxy.archive.following import follower
 from proxy.archive.metadata import SealedCustody
-from proxy.archive.reader import Damage, SegmentScan, contiguous_segments, mapped
 from proxy.archive.seal import SealedFormatError, fingerprint, open_sealed
-from proxy.archive.segments import segment_name
-from proxy.custody import CustodyProblem, record_custody
+from proxy.custody import CustodyProblem, record_custody, sign_now
 
 _SKEW = timedelta(minutes=5)
 
@@ -80,22 +81,18 @@ def record(
 
 
 def _read_entry(root: Path, index: int, identity: Any) -> SealedCustody | None:
-    """The custody record stored at `index`, decrypted with `identity`; None if there is
-    none that this key opens."""
-    log_dir = root / layout.LOG_DIR
+    """The custody record stored at `index`, decrypted with `identity`, once the archive's
+    follower has checked the log up to it; None if there is none that this key opens."""
+    archive = follower(root)
     try:
-        for number in contiguous_segments(log_dir):
-            with mapped(log_dir / segment_name(number)) as buffer:
-                for entry in SegmentScan(number, buffer):
-                    header = entry.header
-                    if header.index < index:
-                        continue
-                    if header.index > index or header.kind is EntryKind.CHECKPOINT:
-                        return None
-                    body = bytes(entry.body)
-                    del entry
-                    metadata, _ = open_sealed(pyrage.decrypt(body, [identity]))
-                    return metadata if isinstance(metadata, SealedCustody) else None
-    except (OSError, ValueError, Damage, pyrage.DecryptError, SealedFormatError):
+        if archive.refresh().checkpoint.size <= index:
+            sign_now(root)  # a writer with no daemon signs at close: ask for it now
+            archive.refresh()
+        (entry,) = archive.entries(range(index, index + 1))
+        if entry.kind is not EntryKind.SEALED:
+            return None
+        metadata, _ = open_sealed(pyrage.decrypt(entry.body, [identity]))
+    except (OSError, ValueError, VerifyFailure, CustodyProblem, pyrage.DecryptError,
+            SealedFormatError):  # fmt: skip
         return None
-    return None
+    return metadata if isinstance(metadata, SealedCustody) else None

@@ -11,7 +11,8 @@ Rules this module keeps:
    session, in memory only): each listing still verifies the archive first, then reads
    and decrypts only the entries its latest checkpoint covers beyond those indexed, and
    only if the verified log still begins with the tree the index was built from (else the
-   index is rebuilt from the first entry). Filters and pages then work on the rows.
+   index is rebuilt from the first entry). Filters and pages then work on the rows, and
+   the custody log on the custody records it met on the way.
 """
 
 from __future__ import annotations
@@ -22,9 +23,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from proxy.access.reading import WRONG_KEY, AccessProblem, OpenedArchive, Selection, open_archive
+from proxy.access.reading import (
+    WRONG_KEY,
+    AccessProblem,
+    CustodyEntry,
+    OpenedArchive,
+    Selection,
+    open_archive,
+)
 from proxy.access.recording import record
 from proxy.access.render import Part, parts, render, sender_as_written, summary
+from proxy.archive.metadata import SealedCustody
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,6 +68,8 @@ class HeldIndex:
     tree_root: bytes = b""  # the verified tree's root over those `size` entries
     unreadable: int = 0
     opened: int = 0  # entries this key opened (items and custody records)
+    custody: list[tuple[int, SealedCustody]] = field(default_factory=list)
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # entries not rows, and why
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def catch_up(self, archive: OpenedArchive) -> None:
@@ -66,6 +77,7 @@ class HeldIndex:
         tree = archive.report.tree
         if self.size > archive.covered or tree.root(self.size) != self.tree_root:
             self.rows, self.size, self.unreadable, self.opened = [], 0, 0, 0  # another log
+            self.custody, self.skipped = [], []
         new: list[Row] = []  # kept only once all are read: a failure leaves the index as it was
         for item in archive.items(start=self.size):
             new.append(Row(
@@ -77,6 +89,8 @@ class HeldIndex:
         if (self.unreadable or archive.unreadable) and not (self.opened or archive.opened):
             raise AccessProblem(WRONG_KEY)  # reading.py rule 3, over every entry read
         self.rows.extend(new)
+        self.custody.extend(archive.custody_read)
+        self.skipped.extend(archive.left_out)
         self.unreadable += archive.unreadable
         self.opened += archive.opened
         self.size = archive.covered
@@ -100,6 +114,63 @@ def held_list(
     rows = chosen[skip:] if limit is None else chosen[skip : skip + limit]
     record(root, identity, action="list", items=[row.sequence for row in rows])
     return Listing(rows=tuple(rows), unreadable=unreadable, selected=len(chosen))
+
+
+def custody_log(root: Path, identity: Any, *, index: HeldIndex | None = None) -> list[CustodyEntry]:
+    """Every custody record `identity` opens, in log order, with its signature checked;
+    the look itself ("custody") recorded first. `index` (rule 4) is brought up to date."""
+    index = index if index is not None else HeldIndex()
+    record(root, identity, action="custody", items=[])
+    with index._lock:
+        archive = open_archive(root, identity)
+        index.catch_up(archive)
+        found = list(index.custody)
+    keys = archive.custody_keys()
+    return [CustodyEntry.of(sequence, entry, keys) for sequence, entry in found]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Contents:
+    """What a bundle holds beside its items: the entries left out and why, the custody
+    records (the export's own last) and the index of the export's own record."""
+
+    left_out: list[tuple[int, str]]
+    custody: list[CustodyEntry]
+    own: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Planned:
+    """An export whose custody is recorded before its first byte is written (a stream):
+    the items, fixed from an index of the log, and the bundle's other contents."""
+
+    sequences: tuple[int, ...]
+    contents: Contents
+
+
+def planned_export(
+    root: Path, identity: Any, selection: Selection, *, reason: str, index: HeldIndex
+) -> tuple[OpenedArchive, Planned]:
+    """An export of the items `selection` admits, fixed from `index` (rule 4) and its
+    custody ("export", with `reason`) recorded, before any of it is written: for a bundle
+    streamed as it is made (bundle.py rule 4)."""
+    with index._lock:
+        archive = open_archive(root, identity)
+        index.catch_up(archive)
+        rows, skipped, custody = list(index.rows), list(index.skipped), list(index.custody)
+    chosen: list[int] = []
+    for row in rows:
+        why = selection.why_not(row)
+        if why is None:
+            chosen.append(row.sequence)
+        else:
+            skipped.append((row.sequence, why))
+    own = record(root, identity, action="export", items=chosen, reason=reason)
+    keys = archive.custody_keys()
+    entries = [CustodyEntry.of(sequence, entry, keys) for sequence, entry in custody]
+    entries.append(CustodyEntry.of(own.index, own.record, keys))
+    contents = Contents(left_out=sorted(skipped), custody=entries, own=own.index)
+    return archive, Planned(sequences=tuple(chosen), contents=contents)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -14,6 +14,11 @@ Rules this module keeps:
 4. A log that a live writer is appending to may end in entries not yet signed; they are
    checked but not counted. With no live writer, unsigned entries mean the writer died
    before closing: that is reported, and opening the archive signs them.
+5. A `LogWalk` can be checked again later (a process that reads the archive for long,
+   like the portal): it goes on from the entry after the latest signed checkpoint it
+   met, with every rule above for what follows, and remembers where each entry lies.
+   What it checked before is not read again; a reader of an old entry checks it against
+   the rebuilt tree instead (following.py).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+from array import array
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +36,7 @@ from proxy.archive.errors import ArchiveCorrupt
 from proxy.archive.merkle import MerkleTree, verify_consistency
 from proxy.archive.note import Checkpoint, NoteError, Verifier, parse_checkpoint
 from proxy.archive.reader import Damage, Frame, contiguous_segments, frames, mapped, zeros_from
-from proxy.archive.records import HASH_BYTES, HEADER_BYTES, EntryKind, entry_hash
+from proxy.archive.records import HASH_BYTES, HEADER_BYTES, OVERHEAD, EntryKind, entry_hash
 from proxy.archive.segments import segment_name
 
 _HASH_CHUNK = 256
@@ -53,6 +59,13 @@ class VerifyReport:
 def verify_archive(path: str | os.PathLike[str], *, pinned: Verifier | None = None) -> VerifyReport:
     """Check the archive at `path`; raise VerifyFailure at the first problem."""
     root = Path(path)
+    manifest, verifier = check_files(root, pinned)
+    walk = LogWalk(manifest.origin, verifier, manifest.segment_bytes)
+    return walk.check(root)
+
+
+def check_files(root: Path, pinned: Verifier | None = None) -> tuple[layout.Manifest, Verifier]:
+    """The archive's manifest and verifier key, each checked to be exactly as written."""
     if not (root / layout.MANIFEST).is_file():
         raise VerifyFailure(f"{root}: not a nocontact archive (no {layout.MANIFEST})")
     try:
@@ -70,24 +83,13 @@ def verify_archive(path: str | os.PathLike[str], *, pinned: Verifier | None = No
         raise VerifyFailure(f"{layout.VERIFIER_KEY} is for another archive ({verifier.name})")
     if pinned is not None and pinned != verifier:
         raise VerifyFailure(f"{layout.VERIFIER_KEY} is not the key you gave (--key)")
-    walk = _Walk(manifest.origin, verifier, manifest.segment_bytes)
-    walk.run(root / layout.LOG_DIR, live=writer_is_live(root))
-    head = _head(root, verifier)
-    if walk.last is None:
-        raise VerifyFailure("the log has no signed checkpoint")
-    if head.size > walk.last.size:
-        raise VerifyFailure(
-            f"the log is shorter than its latest checkpoint ({head.size} entries): "
-            "entries were removed from the end"
-        )
-    if head.origin != manifest.origin or head.root != walk.tree.root(head.size):
-        raise VerifyFailure(f"the {layout.HEAD} file does not match the log")
-    return VerifyReport(entries=walk.last.size + 1, checkpoint=walk.last, verifier=verifier,
-                        note=walk.last_note, tree=walk.tree)  # fmt: skip
+    return manifest, verifier
 
 
-class _Walk:
-    """One pass over every record, rebuilding the tree and checking checkpoints."""
+class LogWalk:
+    """A pass over the records, rebuilding the tree and checking checkpoints; `check` may
+    be called again to go on from the latest signed checkpoint (rule 5). It remembers
+    where each entry lies (`position`)."""
 
     def __init__(self, origin: str, verifier: Verifier, segment_bytes: int) -> None:
         self.origin = origin
@@ -96,36 +98,78 @@ class _Walk:
         self.tree = MerkleTree()
         self.last: Checkpoint | None = None
         self.last_note = b""
+        self._segments = array("I")  # per entry: its segment number,
+        self._offsets = array("Q")  # where its record starts,
+        self._lengths = array("I")  # and its body's length
 
-    def run(self, log_dir: Path, *, live: bool) -> None:
+    def check(self, root: Path) -> VerifyReport:
+        """Walk the log from the entry after the latest signed checkpoint met so far (from
+        the start, the first time), then check the `checkpoint` file against it."""
+        self._back_to_signed()
+        start = (self._segments[-1], self._end_of(self.tree.size - 1)) if self.tree.size else (1, 0)
+        self._run(root / layout.LOG_DIR, live=writer_is_live(root), start=start)
+        head = _head(root, self.verifier)
+        if self.last is None:
+            raise VerifyFailure("the log has no signed checkpoint")
+        if head.size > self.last.size:
+            raise VerifyFailure(
+                f"the log is shorter than its latest checkpoint ({head.size} entries): "
+                "entries were removed from the end"
+            )
+        if head.origin != self.origin or head.root != self.tree.root(head.size):
+            raise VerifyFailure(f"the {layout.HEAD} file does not match the log")
+        return VerifyReport(entries=self.last.size + 1, checkpoint=self.last,
+                            verifier=self.verifier, note=self.last_note,
+                            tree=self.tree)  # fmt: skip
+
+    def position(self, index: int) -> tuple[int, int, int]:
+        """Entry `index`'s segment, record offset and body length."""
+        return self._segments[index], self._offsets[index], self._lengths[index]
+
+    def _end_of(self, index: int) -> int:
+        return self._offsets[index] + OVERHEAD + self._lengths[index]
+
+    def _back_to_signed(self) -> None:
+        """Forget the entries after the latest checkpoint: they are read again."""
+        keep = self.last.size + 1 if self.last is not None else 0
+        self.tree.truncate(keep)
+        del self._segments[keep:], self._offsets[keep:], self._lengths[keep:]
+
+    def _run(self, log_dir: Path, *, live: bool, start: tuple[int, int]) -> None:
         try:
             numbers = contiguous_segments(log_dir)
         except Damage as damage:
             raise VerifyFailure(f"the log is damaged: {damage}") from damage
         if not numbers:
             raise VerifyFailure("the log has no segment files")
+        first, offset = start
+        if first > len(numbers):
+            raise VerifyFailure(f"segment {first}, checked before, is missing")
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as hashers:
-            for number in numbers:
+            for number in numbers[first - 1 :]:
                 with mapped(log_dir / segment_name(number)) as buffer:
-                    if not self._segment(number, buffer, hashers, live=live):
+                    at = offset if number == first else 0
+                    if not self._segment(number, buffer, hashers, live=live, start=at):
                         return
         if self._unsigned_tail() and not live:
-            first = (self.last.size + 1) if self.last else 0
+            first_unsigned = (self.last.size + 1) if self.last else 0
             raise VerifyFailure(
-                f"entries {first} to {self.tree.size - 1} are not covered by a signed "
+                f"entries {first_unsigned} to {self.tree.size - 1} are not covered by a signed "
                 "checkpoint (the writer stopped without closing; opening the archive signs them)"
             )
 
     def _segment(
-        self, number: int, buffer: memoryview, hashers: ThreadPoolExecutor, *, live: bool
-    ) -> bool:
-        """Check one segment; False when a live writer's unfinished tail ends the walk."""
+        self, number: int, buffer: memoryview, hashers: ThreadPoolExecutor, *, live: bool,
+        start: int,
+    ) -> bool:  # fmt: skip
+        """Check one segment from `start`; False when a live writer's unfinished tail ends
+        the walk."""
         if len(buffer) < self.segment_bytes:
             raise VerifyFailure(
                 f"after entry {self.tree.size - 1}: segment {number} is shorter than "
                 "the archive's segment size (cut)"
             )
-        found, end, damage = frames(buffer, number)
+        found, end, damage = frames(buffer, number, start)
         chunks = [found[i : i + _HASH_CHUNK] for i in range(0, len(found), _HASH_CHUNK)]
         hashed = hashers.map(lambda chunk: _digests(buffer, chunk), chunks)
         for chunk, digests in zip(chunks, hashed, strict=True):
@@ -134,6 +178,9 @@ class _Walk:
                 stored = bytes(buffer[body_end : body_end + HASH_BYTES])
                 note = bytes(buffer[offset + HEADER_BYTES : body_end]) if kind is _NOTE else b""
                 self._entry(kind, index, digest, stored, note)
+                self._segments.append(number)
+                self._offsets.append(offset)
+                self._lengths.append(length)
         if damage is not None:
             if live and self._unsigned_tail():
                 return False

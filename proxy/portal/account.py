@@ -26,8 +26,8 @@ from aiohttp import web
 
 from proxy import logs
 from proxy.access.keys import IdentityProblem
-from proxy.access.reading import AccessProblem, CustodyEntry, open_archive
-from proxy.access.recording import record
+from proxy.access.reading import AccessProblem
+from proxy.access.viewing import custody_log
 from proxy.archive import custody_keys
 from proxy.custody import CustodyProblem
 from proxy.portal import totp
@@ -70,12 +70,8 @@ async def _custody(request: web.Request, session: Session) -> web.StreamResponse
     identity = session.unlocked.identity
     root = archive(request)
 
-    def read() -> list[CustodyEntry]:
-        record(root, identity, action="custody", items=[])  # first: rule 1
-        return list(open_archive(root, identity).custody())
-
     try:
-        entries = await asyncio.to_thread(read)
+        entries = await asyncio.to_thread(custody_log, root, identity, index=session.index)
     except (AccessProblem, CustodyProblem, IdentityProblem) as problem:
         return not_shown(request, session, problem)
     shown = [e for e in entries if not action or e.action == action]

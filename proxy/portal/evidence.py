@@ -6,10 +6,16 @@ Rules this module keeps:
    export or report before the file is moved into place, `bundle.timeline` before it
    returns the chart, `viewing.held_part` before it returns the part. Nothing here
    records custody itself; if recording fails, nothing is sent (`not_shown`).
-2. The bundle and the PDF are written on a worker thread (decryption, PDF and zip are CPU
-   and disk work) into a new 0600 file under `portal.state_dir`, named by a random token;
-   it is unlinked as soon as it is opened for streaming (and in any case afterwards), so
-   no copy outlives the download, not even a cut-short one.
+2. The bundle is streamed as it is made, from a worker thread (decryption, PDF and zip are
+   CPU work; streaming.py), so its first byte leaves at once and no copy is ever written
+   to disk. Its items are fixed from the session's index and the export's custody is
+   recorded before the first byte (bundle.py rule 4). The export page's form carries a
+   random id under which the page's optional script (static/export.js, same-origin)
+   reads how many items are written; without script, the browser's own download shows
+   the bytes coming. A bundle that fails midway is cut short (no last chunk), which the
+   browser shows as a failed download. The PDF report is written on a worker thread
+   into a new 0600 file under `portal.state_dir`, named by a random token, unlinked as
+   soon as it is opened for sending (and in any case afterwards).
 3. Downloads are `Content-Disposition: attachment`, served as `application/octet-stream`
    (a part) or their own type (zip, PDF, PNG from the portal itself); a part's name is the
    sender's text, so it is reduced to a safe file name (`part_name`): no path, no control
@@ -24,11 +30,13 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 import os
+import re
 import secrets
 import unicodedata
 import urllib.parse
 from datetime import UTC, date, datetime
 from http import HTTPStatus
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,11 +45,12 @@ from aiohttp import web
 from proxy import logs
 from proxy.access.keys import IdentityProblem
 from proxy.access.reading import AccessProblem, OpenedArchive, Selection, open_archive
-from proxy.access.viewing import held_part
+from proxy.access.viewing import held_part, planned_export
 from proxy.archive.custody_keys import MAX_REASON
 from proxy.archive.seal import fingerprint
 from proxy.custody import CustodyProblem
 from proxy.portal.sessions import Session
+from proxy.portal.streaming import Progress, stream
 from proxy.portal.web import CONFIG, archive, logged_in, not_shown, page
 
 if TYPE_CHECKING:
@@ -51,12 +60,16 @@ _log = logs.get_logger("portal")
 _PROBLEMS = (AccessProblem, CustodyProblem, IdentityProblem)
 _CHUNK = 256 * 1024
 MAX_NAME = 120
+_PROGRESS_TOKEN = re.compile(r"[0-9a-f]{32}")
+_KEPT_PROGRESS = 4  # a session's latest exports whose progress can be asked for
 NO_REASON = "Give a reason for the export: it is recorded in the custody log and the bundle."
 
 
 def routes(app: web.Application) -> None:
     app.router.add_get("/export", logged_in(_export_form))
     app.router.add_post("/export", logged_in(_export))
+    app.router.add_get("/export/progress/{token:[0-9a-f]{32}}", logged_in(_export_progress))
+    app.router.add_get("/static/export.js", _script)
     app.router.add_get("/report", logged_in(_report_page))
     app.router.add_post("/report", logged_in(_report))
     app.router.add_get("/report/timeline.png", logged_in(_timeline))
@@ -172,7 +185,7 @@ def _export_page(
     values: dict[str, str] | None = None,
 ) -> web.Response:  # fmt: skip
     return page(request, "export.html", status, csrf=session.csrf, message=message,
-                values=values or {})  # fmt: skip
+                values=values or {}, progress=secrets.token_hex(16))  # fmt: skip
 
 
 async def _export_form(request: web.Request, session: Session) -> web.StreamResponse:
@@ -193,8 +206,63 @@ async def _export(request: web.Request, session: Session) -> web.StreamResponse:
         message = NO_REASON if not reason else f"Keep the reason under {MAX_REASON} characters."
         return _export_page(request, session, status=HTTPStatus.BAD_REQUEST, message=message,
                             values=values)  # fmt: skip
-    return await _download(request, session, action="export", reason=reason,
-                           selection=selection)  # fmt: skip
+    token = str(form.get("progress") or "")
+    if not _PROGRESS_TOKEN.fullmatch(token):
+        token = secrets.token_hex(16)
+    return await _stream_export(request, session, reason=reason, selection=selection,
+                                token=token)  # fmt: skip
+
+
+async def _stream_export(
+    request: web.Request, session: Session, *, reason: str, selection: Selection, token: str
+) -> web.StreamResponse:
+    """The bundle, streamed as it is made (rule 2): its custody recorded first."""
+    from proxy.access.bundle import stream_export  # noqa: PLC0415 - PDF and chart libraries
+
+    identity = session.unlocked.identity
+    try:
+        opened, planned = await asyncio.to_thread(
+            planned_export, archive(request), identity, selection, reason=reason,
+            index=session.index,
+        )  # fmt: skip
+    except _PROBLEMS as problem:
+        return not_shown(request, session, problem)
+    progress = Progress(total=len(planned.sequences))
+    while len(session.exports) >= _KEPT_PROGRESS:
+        session.exports.pop(next(iter(session.exports)))
+    session.exports[token] = progress
+    wanted = _request(request, session, out=_state_dir(request) / "unused", reason=reason,
+                      selection=selection)  # fmt: skip
+    today = datetime.now(UTC).date().isoformat()
+    name = f"nocontact-evidence-{today}.zip"
+    response = web.StreamResponse(headers={"Content-Disposition": disposition(name)})
+    response.content_type = "application/zip"
+    await response.prepare(request)
+    failure = await stream(
+        response, lambda file: stream_export(opened, wanted, planned, file, progress.advance)
+    )  # fmt: skip
+    if failure is not None:
+        progress.failed = True
+        _log.warning("portal export cut short", error=type(failure).__name__)
+        if request.transport is not None:
+            request.transport.close()  # no last chunk: the browser sees a failed download
+        return response
+    progress.finished = True
+    await response.write_eof()
+    _log.info("portal export")
+    return response
+
+
+async def _export_progress(request: web.Request, session: Session) -> web.StreamResponse:
+    progress = session.exports.get(request.match_info["token"])
+    if progress is None:
+        raise web.HTTPNotFound(text="no such export")
+    return web.json_response(progress.as_json())
+
+
+async def _script(request: web.Request) -> web.StreamResponse:
+    script = resources.files("proxy.portal").joinpath("static/export.js").read_bytes()
+    return web.Response(body=script, content_type="text/javascript")
 
 
 def _report_values(request: web.Request, session: Session, status: int = 200, message: str = "",

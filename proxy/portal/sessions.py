@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 
 from proxy.access.viewing import HeldIndex
 from proxy.portal.accounts import Unlocked
+from proxy.portal.streaming import Progress
 
 
 def new_token() -> str:
@@ -49,6 +50,7 @@ class Session:
     last_used: datetime
     new_totp_secret: str = field(default="", repr=False)  # an authenticator reset under way
     index: HeldIndex = field(default_factory=HeldIndex, repr=False)  # the list's (rule 2)
+    exports: dict[str, Progress] = field(default_factory=dict, repr=False)  # by the page's id
 
 
 class Sessions:
