@@ -38,7 +38,10 @@ def _offset_of(root: Path, archive: FollowedArchive, index: int) -> tuple[Path, 
     return root / layout.LOG_DIR / segment_name(number), offset + HEADER_BYTES
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+_FIXTURE = [HealthCheck.function_scoped_fixture]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=_FIXTURE)
 @given(batches=st.lists(st.lists(st.binary(min_size=1, max_size=900), max_size=6), max_size=5))
 def test_following_agrees_with_the_whole_check(tmp_path_factory: pytest.TempPathFactory,
                                                batches: list[list[bytes]]) -> None:  # fmt: skip
@@ -89,7 +92,7 @@ def test_new_entries_are_checked_like_any(tmp_path: Path) -> None:
     _append(root, [b"b" * 100, b"c" * 100])
     walk = archive._walk
     assert walk is not None
-    number, offset, _ = walk.position(before)  # the checkpoint the next batch follows
+    number, _offset, _ = walk.position(before)  # the checkpoint the next batch follows
     path = root / layout.LOG_DIR / segment_name(number)
     size = path.stat().st_size
     data = bytearray(path.read_bytes())
