@@ -110,7 +110,8 @@ def new_user_handle() -> str:
 
 def clean_name(text: str) -> str:
     """A contact's name for a passkey as one line of printable text, cut to NAME_CHARS."""
-    return " ".join("".join(c for c in text if c.isprintable()).split())[:NAME_CHARS].strip()
+    line = "".join(c if c.isprintable() else " " for c in text)
+    return " ".join(line.split())[:NAME_CHARS].strip()
 
 
 def listed(record: dict[str, Any]) -> list[Passkey]:
