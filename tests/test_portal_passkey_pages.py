@@ -85,8 +85,9 @@ async def add(
 ) -> Reply:  # fmt: skip
     """Add `key` on the account page: options, the authenticator's answer, the form."""
     challenge = challenge or await registration_challenge(portal, client, key)
+    answer = key.create(challenge, party=party(portal))
     form = {"csrf": await account_csrf(portal, client), "name": name,
-            "passphrase": passphrase, "credential": key.create(challenge, party=party(portal))}  # fmt: skip
+            "passphrase": passphrase, "credential": answer}  # fmt: skip
     return await fetch(portal, client, "POST", "/account/passkeys", form)
 
 
@@ -299,8 +300,8 @@ def test_adding_and_removing_on_the_account_page(portal: Portal) -> None:
         for path in ("/account/passkeys/options", "/account/passkeys",
                      "/account/passkeys/remove"):  # fmt: skip
             assert (await fetch(portal, client, "POST", path, {}))[0] == 403
-        status, _, page, _ = await fetch(portal, client, "POST", "/account/passkeys",
-                                         {"csrf": csrf, "name": "x", "passphrase": STRONG})  # fmt: skip
+        form = {"csrf": csrf, "name": "x", "passphrase": STRONG}
+        status, _, page, _ = await fetch(portal, client, "POST", "/account/passkeys", form)
         assert (status, passkey_pages.NEEDS_SCRIPT in page) == (400, True)
         key = SoftKey()
         challenge = await registration_challenge(portal, client, key)

@@ -3,8 +3,8 @@
 Rules this module keeps:
 1. A challenge is 32 random bytes (`secrets`), issued for one binding: a login attempt
    (the login form's one-off token, which its cookie carries too) or a logged-in session
-   (its CSRF token), named apart (`for_login`, `for_session`). The table is keyed by the binding's SHA-256, as sessions are, so the
-   tokens themselves are held nowhere here.
+   (its CSRF token), named apart (`for_login`, `for_session`). The table is keyed by the
+   binding's SHA-256, as sessions are, so the tokens themselves are held nowhere here.
 2. Single use: `take` removes the challenge whatever happens next; a second `take`, one for
    another binding, or one after `LIFETIME` finds nothing. Issuing again for the same
    binding replaces the old challenge.

@@ -10,9 +10,9 @@ Rules this module keeps:
 3. Login runs `Accounts.login` on a worker thread (argon2id and scrypt must not stall the
    loop), with the TOTP code or, if the form carries one, a passkey's answer to the
    challenge issued for this login form's token (taken: single use). Every failure,
-   whatever failed, is the same page with the same status (`REFUSED`). Success opens a fresh session (sessions.py); the cookie is HttpOnly,
-   SameSite=Strict, and Secure unless the portal serves plain HTTP on loopback to an
-   http:// public_url.
+   whatever failed, is the same page with the same status (`REFUSED`). Success opens a
+   fresh session (sessions.py); the cookie is HttpOnly, SameSite=Strict, and Secure
+   unless the portal serves plain HTTP on loopback to an http:// public_url.
 4. Every POST carries a CSRF token (the session's, or the login form's one-off token
    checked against its cookie); without a matching one it gets 403 and does nothing.
 5. Held content is shown only through `proxy.access.viewing`, which records custody first
