@@ -260,6 +260,7 @@ HOSTILE = [
     "[]",
     '"text"',
     "1e999",
+    "[" * 10_000,  # deeper than json's recursion limit, within MAX_RESPONSE
     "[" * 100_000,
     "{}" * 10,
     json.dumps({"rawId": 5}),

@@ -308,7 +308,9 @@ class Accounts:
     def passkey_options(self, contact_name: str, challenge: bytes) -> str:
         """Options for registering a new passkey of the contact (JSON for the browser)."""
         contact = self._contacts[contact_name.casefold()]
-        record = self._account(contact) or {}
+        record = self._account(contact)
+        if record is None:  # a session is only ever opened for an account
+            raise PortalProblem(f"{contact.name!r} has no portal account")
         handle = record.get("passkey_user")
         if not isinstance(handle, str):
             record["passkey_user"] = handle = passkeys.new_user_handle()
