@@ -6,7 +6,9 @@ Rules this package keeps:
 2. One job per module: `store` (the state directory on disk), `invites` (one-time enrollment
    tokens), `totp` (codes from an authenticator app), `passphrases` (strength and argon2id),
    `throttle` (slowing and locking failed logins), `wrapping` (the contact's age identity,
-   wrapped with their passphrase), `accounts` (the facade that puts them together).
+   wrapped with their passphrase), `passkeys` (WebAuthn as an optional second factor,
+   py_webauthn made total), `challenges` (WebAuthn challenges, single use, in memory),
+   `accounts` (the facade that puts them together).
 3. Nothing here logs, prints or puts in an exception message a passphrase, code, token,
    TOTP secret or identity.
 """

@@ -1,5 +1,8 @@
 """The portal's custody log and account pages: `/custody` and `/account`.
 
+The account page also lists the contact's passkeys; adding and removing them is
+passkey_pages.py's, which renders this page (`account_page`).
+
 Rules this module keeps:
 1. Custody first, here too: the custody log is held content (it names items and who
    looked), so viewing it records a "custody" entry before anything is read; if that
@@ -82,26 +85,28 @@ async def _custody(request: web.Request, session: Session) -> web.StreamResponse
 # The account (rules 3 and 4)
 
 
-def _email(request: web.Request, session: Session) -> str:
+def email_of(request: web.Request, session: Session) -> str:
     name = session.unlocked.contact
     contact = next(c for c in request.app[CONFIG].contacts if c.name == name)
     return contact.email or ""
 
 
-def _account_page(
+def account_page(
     request: web.Request, session: Session, status: int = HTTPStatus.OK, **said: str
 ) -> web.Response:
     """The account page; a TOTP reset shows a new secret, made here once per session."""
     if not session.new_totp_secret:
         session.new_totp_secret = totp.new_secret()
-    uri = totp.provisioning_uri(session.new_totp_secret, _email(request, session))
+    uri = totp.provisioning_uri(session.new_totp_secret, email_of(request, session))
     others = request.app[SESSIONS].count_of(session.unlocked.contact) - 1
+    keys = request.app[ACCOUNTS].passkeys_of(session.unlocked.contact)
     return page(request, "account.html", status, csrf=session.csrf, qr_svg=totp.qr_svg(uri),
-                totp_secret=session.new_totp_secret, others=others, **said)  # fmt: skip
+                totp_secret=session.new_totp_secret, others=others, passkeys=keys,
+                **said)  # fmt: skip
 
 
 async def _account(request: web.Request, session: Session) -> web.StreamResponse:
-    return _account_page(request, session)
+    return account_page(request, session)
 
 
 async def _change_passphrase(request: web.Request, session: Session) -> web.StreamResponse:
@@ -109,23 +114,23 @@ async def _change_passphrase(request: web.Request, session: Session) -> web.Stre
     new, again = field(form, "new_passphrase"), field(form, "new_passphrase_again")
     if new != again:
         differ = "the two new passphrases differ: nothing changed"
-        return _account_page(request, session, HTTPStatus.BAD_REQUEST, change_note=differ)
+        return account_page(request, session, HTTPStatus.BAD_REQUEST, change_note=differ)
     try:
         await asyncio.to_thread(
-            request.app[ACCOUNTS].change_passphrase, _email(request, session),
+            request.app[ACCOUNTS].change_passphrase, email_of(request, session),
             field(form, "passphrase"), field(form, "code"), new_passphrase=new,
             client_address=request.remote or "",
         )  # fmt: skip
     except LoginRefused:
         _log.info("portal passphrase change refused")
-        return _account_page(request, session, HTTPStatus.UNAUTHORIZED,
+        return account_page(request, session, HTTPStatus.UNAUTHORIZED,
                              change_note=LOGIN_REFUSED)  # fmt: skip
     except EnrollProblem as problem:  # not strong enough: says what to fix
-        return _account_page(request, session, HTTPStatus.BAD_REQUEST,
+        return account_page(request, session, HTTPStatus.BAD_REQUEST,
                              change_note=str(problem))  # fmt: skip
     request.app[SESSIONS].close_others(request.cookies.get(SESSION_COOKIE))  # rule 3
     _log.info("portal passphrase changed")
-    return _account_page(request, session, change_note="Your passphrase is changed; "
+    return account_page(request, session, change_note="Your passphrase is changed; "
                          "your other sessions have ended.")  # fmt: skip
 
 
@@ -133,27 +138,27 @@ async def _reset_totp(request: web.Request, session: Session) -> web.StreamRespo
     form = await request.post()
     secret = session.new_totp_secret
     if not secret:
-        return _account_page(request, session, HTTPStatus.BAD_REQUEST,
+        return account_page(request, session, HTTPStatus.BAD_REQUEST,
                              totp_note="reload the page and scan the new code first")  # fmt: skip
     try:
         left = await asyncio.to_thread(
-            request.app[ACCOUNTS].reset_totp, _email(request, session),
+            request.app[ACCOUNTS].reset_totp, email_of(request, session),
             field(form, "passphrase"), recovery_code=field(form, "recovery_code"),
             new_secret=secret, new_code=field(form, "new_code"),
             client_address=request.remote or "",
         )  # fmt: skip
     except LoginRefused:
         _log.info("portal authenticator reset refused")
-        return _account_page(request, session, HTTPStatus.UNAUTHORIZED, totp_note=LOGIN_REFUSED)
+        return account_page(request, session, HTTPStatus.UNAUTHORIZED, totp_note=LOGIN_REFUSED)
     except EnrollProblem as problem:
-        return _account_page(request, session, HTTPStatus.BAD_REQUEST, totp_note=str(problem))
+        return account_page(request, session, HTTPStatus.BAD_REQUEST, totp_note=str(problem))
     session.new_totp_secret = ""  # rule 4: used
     _log.info("portal authenticator reset")
-    return _account_page(request, session, totp_note=f"Your new authenticator is set up. "
+    return account_page(request, session, totp_note=f"Your new authenticator is set up. "
                          f"{left} recovery codes are left.")  # fmt: skip
 
 
 async def _end_other_sessions(request: web.Request, session: Session) -> web.StreamResponse:
     ended = request.app[SESSIONS].close_others(request.cookies.get(SESSION_COOKIE))
     _log.info("portal other sessions ended")
-    return _account_page(request, session, sessions_note=f"{ended} other sessions ended.")
+    return account_page(request, session, sessions_note=f"{ended} other sessions ended.")

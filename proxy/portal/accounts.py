@@ -1,4 +1,4 @@
-"""Portal accounts: invite, enroll, log in, change a passphrase, reset TOTP.
+"""Portal accounts: invite, enroll, log in, change a passphrase, reset TOTP, passkeys.
 
 Rules this module keeps:
 1. Only contacts marked `portal: true` have accounts; their email is the login name.
@@ -16,15 +16,25 @@ Rules this module keeps:
    leave items already sealed to the old one unreadable.
 4. A login (`login`) checks, in order: the throttle (`proxy.portal.throttle`, per account
    and per address), the passphrase (argon2id; a dummy verification for an unknown email),
-   the TOTP code (each step once, the last one used persisted). Every failure is the same
-   `LoginRefused`, after about the same work. Success unwraps the identity in memory.
+   the second factor: the TOTP code (each step once, the last one used persisted) or, if
+   the contact has added one, a passkey (`proxy.portal.passkeys`; its sign counter
+   persisted). Every failure is the same `LoginRefused`, counted by the same throttle,
+   after about the same work. Success unwraps the identity in memory. The passphrase is
+   always needed: it unwraps the identity; a passkey only replaces the code.
 5. Write order, so a crash never leaves a key without its account: the invitation is
    consumed first (single use even across a crash), then the wrapped identity, the
    account record, and last the public key file; a login rewrites a missing key file.
 6. Nothing here logs anything, and no exception carries a secret (`proxy.portal.refusals`).
-7. One step at a time: every public method holds one lock, so two requests at once (the web
-   layer runs these on worker threads) cannot both use one TOTP step or lose a failure
-   count. Within one process only: the portal is one process.
+7. One step at a time: every public method that writes holds one lock, so two requests at
+   once (the web layer runs these on worker threads) cannot both use one TOTP step or
+   passkey counter, or lose a failure count. Within one process only: the portal is one
+   process. `passkeys_of` only reads (a record is replaced whole, store.py rule 2), so
+   the web layer may call it without waiting for an argon2id verification.
+8. Passkeys are optional and never the only second factor: TOTP stays set up (so the
+   portal works with JavaScript off). Adding (`add_passkey`) and removing
+   (`remove_passkey`) one takes the passphrase, checked and throttled as at login; a
+   refusal of it is `LoginRefused`. At most `passkeys.MOST`. The account's WebAuthn user
+   handle is random (`passkey_user`), made with the first registration options.
 """
 
 from __future__ import annotations
@@ -46,7 +56,7 @@ from proxy.access.keys import custody_public_key
 from proxy.config import Config, Contact
 from proxy.config.model import Portal
 from proxy.disk import replace_file
-from proxy.portal import invites, throttle, totp, wrapping
+from proxy.portal import invites, passkeys, throttle, totp, wrapping
 from proxy.portal.passphrases import Passphrases, require_strong
 from proxy.portal.refusals import EnrollProblem, InviteRefused, LoginRefused, PortalProblem
 from proxy.portal.store import Store, record_name
@@ -120,6 +130,7 @@ class Accounts:
         self._store = Store(config.portal.state_dir)
         self._clock = clock
         self._passphrases = Passphrases(hasher)
+        self.party = passkeys.relying_party(config.portal.public_url)
         self._lock = threading.RLock()  # rule 7
 
     # Invitations (rule 2)
@@ -212,15 +223,26 @@ class Accounts:
     # Login (rule 4)
 
     @_locked
-    def login(self, email: str, passphrase: str, totp_code: str, client_address: str) -> Unlocked:
-        """The contact's identity, unwrapped in memory; LoginRefused for any failure."""
+    def login(
+        self, email: str, passphrase: str, totp_code: str, client_address: str, *,
+        passkey: passkeys.Assertion | None = None,
+    ) -> Unlocked:  # fmt: skip
+        """The contact's identity, unwrapped in memory; LoginRefused for any failure. The
+        second factor is `passkey` if given (`totp_code` is then not looked at)."""
         contact, record = self._check_passphrase(email, passphrase, client_address)
-        step = totp.check(
-            record["totp_secret"], totp_code, self._clock(), after_step=record["totp_last_step"]
-        )
-        if step is None:
-            self._failed(contact, client_address)
-        record["totp_last_step"] = step
+        if passkey is None:
+            step = totp.check(record["totp_secret"], totp_code, self._clock(),
+                              after_step=record["totp_last_step"])  # fmt: skip
+            if step is None:
+                self._failed(contact, client_address)
+            record["totp_last_step"] = step
+        else:
+            listed = passkeys.listed(record)
+            used = passkeys.asserted(self.party, passkey, passkeys=listed,
+                                     user_handle=str(record.get("passkey_user", "")))  # fmt: skip
+            if used is None:
+                self._failed(contact, client_address)
+            record["passkeys"] = passkeys.stored(listed, used)  # the counter (rule 4)
         self._save_account(contact, record)
         wrapped = self._store.read_bytes(f"accounts/{record_name(contact.name)}.age")
         identity = wrapping.unwrap(wrapped or b"", passphrase)
@@ -274,6 +296,67 @@ class Accounts:
         self._save_account(contact, record)
         self._succeeded(contact)
         return len(stored)
+
+    # Passkeys (rule 8)
+
+    def passkeys_of(self, contact_name: str) -> list[passkeys.Passkey]:
+        """The contact's passkeys, oldest first (a read only: no lock, rule 7)."""
+        contact = self._contacts.get(contact_name.casefold())
+        return passkeys.listed((self._account(contact) if contact else None) or {})
+
+    @_locked
+    def passkey_options(self, contact_name: str, challenge: bytes) -> str:
+        """Options for registering a new passkey of the contact (JSON for the browser)."""
+        contact = self._contacts[contact_name.casefold()]
+        record = self._account(contact)
+        if record is None:  # a session is only ever opened for an account
+            raise PortalProblem(f"{contact.name!r} has no portal account")
+        handle = record.get("passkey_user")
+        if not isinstance(handle, str):
+            record["passkey_user"] = handle = passkeys.new_user_handle()
+            self._save_account(contact, record)
+        return passkeys.registration_options(
+            self.party, user_handle=handle, login=contact.email or contact.name,
+            existing=passkeys.listed(record), challenge=challenge,
+        )  # fmt: skip
+
+    @_locked
+    def add_passkey(
+        self, email: str, passphrase: str, *, name: str, response: str,
+        challenge: bytes | None, client_address: str,
+    ) -> passkeys.Passkey:  # fmt: skip
+        """Add the passkey a browser registered with `challenge`, after the passphrase;
+        EnrollProblem says why a passkey was not added."""
+        contact, record = self._check_passphrase(email, passphrase, client_address)
+        listed, name = passkeys.listed(record), passkeys.clean_name(name)
+        if len(listed) >= passkeys.MOST:
+            raise EnrollProblem(f"you have {passkeys.MOST} passkeys: remove one first")
+        if not name:
+            raise EnrollProblem("give the passkey a name, such as the device it is on")
+        added = passkeys.registered(self.party, response, challenge=challenge, name=name,
+                                    now=self._clock())  # fmt: skip
+        if added is None:
+            raise EnrollProblem("the browser's passkey could not be checked: nothing was "
+                                "added; try again")  # fmt: skip
+        if any(p.credential_id == added.credential_id for p in listed):
+            raise EnrollProblem("that passkey is added already")
+        record["passkeys"] = [p.to_json() for p in (*listed, added)]
+        self._save_account(contact, record)
+        return added
+
+    @_locked
+    def remove_passkey(
+        self, email: str, passphrase: str, *, credential_id: str, client_address: str
+    ) -> passkeys.Passkey:
+        """Remove one of the contact's passkeys, after the passphrase; the one removed."""
+        contact, record = self._check_passphrase(email, passphrase, client_address)
+        listed = passkeys.listed(record)
+        gone = [p for p in listed if p.credential_id == credential_id]
+        if not gone:
+            raise EnrollProblem("that passkey is not one of yours: reload the page")
+        record["passkeys"] = [p.to_json() for p in listed if p not in gone]
+        self._save_account(contact, record)
+        return gone[0]
 
     # The steps
 

@@ -4,12 +4,15 @@ Rules this module keeps:
 1. Every response carries the security headers (`HEADERS`: CSP with no inline script,
    no referrer, nosniff) and `Cache-Control: no-store`, whatever its status.
 2. Pages render from templates shipped in the package with autoescape on: held content
-   is text to jinja2, never markup. No page needs JavaScript; none has any.
+   is text to jinja2, never markup. No page needs JavaScript. The login and account pages
+   load one same-origin script, /static/passkey.js (passkey_pages.py), which only adds
+   passkeys to forms that work without it; no page has inline script.
 3. Login runs `Accounts.login` on a worker thread (argon2id and scrypt must not stall the
-   loop). Every failure, whatever failed, is the same page with the same status
-   (`REFUSED`). Success opens a fresh session (sessions.py); the cookie is HttpOnly,
-   SameSite=Strict, and Secure unless the portal serves plain HTTP on loopback to an
-   http:// public_url.
+   loop), with the TOTP code or, if the form carries one, a passkey's answer to the
+   challenge issued for this login form's token (taken: single use). Every failure,
+   whatever failed, is the same page with the same status (`REFUSED`). Success opens a
+   fresh session (sessions.py); the cookie is HttpOnly, SameSite=Strict, and Secure
+   unless the portal serves plain HTTP on loopback to an http:// public_url.
 4. Every POST carries a CSRF token (the session's, or the login form's one-off token
    checked against its cookie); without a matching one it gets 403 and does nothing.
 5. Held content is shown only through `proxy.access.viewing`, which records custody first
@@ -46,7 +49,9 @@ from proxy.custody import CustodyProblem
 from proxy.deliver.address import parse_listen
 from proxy.errors import InputError
 from proxy.portal.accounts import Accounts
+from proxy.portal.challenges import Challenges, for_login
 from proxy.portal.filters import PAGE_SIZE, FilterProblem, ListQuery, parse_query
+from proxy.portal.passkeys import Assertion
 from proxy.portal.refusals import LOGIN_REFUSED, LoginRefused
 from proxy.portal.sessions import Session, Sessions, new_token, tokens_match
 from proxy.processes import no_core_dumps
@@ -65,6 +70,7 @@ NOT_SHOWN = HTTPStatus.SERVICE_UNAVAILABLE
 _log = logs.get_logger("portal")
 ACCOUNTS = web.AppKey("accounts", Accounts)
 SESSIONS = web.AppKey("sessions", Sessions)
+CHALLENGES = web.AppKey("challenges", Challenges)
 _PAGES = web.AppKey("pages", jinja2.Environment)
 CONFIG = web.AppKey("config", Config)
 _SECURE = web.AppKey("secure", bool)
@@ -87,6 +93,7 @@ def portal_app(
     app[SESSIONS] = Sessions(idle=timedelta(minutes=settings.session_idle_minutes),
                               lifetime=timedelta(hours=settings.session_max_hours),
                               clock=clock)  # fmt: skip
+    app[CHALLENGES] = Challenges(clock=clock)
     app[_PAGES] = jinja2.Environment(
         loader=jinja2.PackageLoader("proxy.portal", "templates"), autoescape=True
     )
@@ -99,11 +106,17 @@ def portal_app(
     app.router.add_get("/items", logged_in(_items))
     app.router.add_get("/items/{sequence:[0-9]{1,12}}", logged_in(_item))
     # Further pages' modules add their own routes here (they import this module's helpers).
-    from proxy.portal import account, enrollment, evidence  # noqa: PLC0415 - they import this module
+    from proxy.portal import (  # noqa: PLC0415 - they import this module
+        account,
+        enrollment,
+        evidence,
+        passkey_pages,
+    )
 
     account.routes(app)
     enrollment.routes(app)
     evidence.routes(app)
+    passkey_pages.routes(app)
     return app
 
 
@@ -160,10 +173,15 @@ async def _login(request: web.Request) -> web.StreamResponse:
         raise web.HTTPForbidden(text="forbidden: reload the login page")  # rule 4
     accounts, sessions = request.app[ACCOUNTS], request.app[SESSIONS]
     sessions.close(request.cookies.get(SESSION_COOKIE))  # renewed at login: never reused
+    answer = field(form, "passkey")
+    passkey = None
+    if answer:  # the challenge goes with the attempt, whatever happens (rule 3)
+        challenge = request.app[CHALLENGES].take(for_login(field(form, "login_token")))
+        passkey = Assertion(response=answer, challenge=challenge)
     try:
         unlocked = await asyncio.to_thread(
             accounts.login, field(form, "email"), field(form, "passphrase"),
-            field(form, "code"), request.remote or "",
+            field(form, "code"), request.remote or "", passkey=passkey,
         )  # fmt: skip
     except LoginRefused:
         _log.info("portal login refused")
