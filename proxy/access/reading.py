@@ -24,7 +24,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -208,11 +208,15 @@ class OpenedArchive:
         except SealedFormatError as error:
             raise AccessProblem(f"entry {index} is corrupted: {error}") from None
 
-    def items(self, selection: Selection | None = None, *, start: int = 0) -> Iterator[HeldItem]:
+    def items(
+        self, selection: Selection | None = None, *, start: int = 0,
+        on_custody: Callable[[int, SealedCustody], None] | None = None,
+    ) -> Iterator[HeldItem]:  # fmt: skip
         """Every held item this key opens that `selection` admits, in log order; entries
         before `start` are skipped unread (a listing's index already holds them), and
         `unreadable` and `left_out` count only those read; the wrong-key check (rule 3)
-        is then the caller's, over everything it has read."""
+        is then the caller's, over everything it has read. Each custody record opened on
+        the way is handed to `on_custody` (with its index), if given."""
         selection = selection or Selection()
         self.unreadable = self.opened = 0
         self.left_out = []
@@ -229,6 +233,8 @@ class OpenedArchive:
             metadata, payload = opened
             if not isinstance(metadata, SealedItem):  # custody: an item outside the seal
                 self.left_out.append((index, CUSTODY))
+                if on_custody is not None:
+                    on_custody(index, metadata)
                 continue
             item = HeldItem(
                 sequence=index, sealed=body, leaf_hash=leaf, metadata=metadata, payload=payload

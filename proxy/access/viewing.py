@@ -12,6 +12,9 @@ Rules this module keeps:
    and decrypts only the entries its latest checkpoint covers beyond those indexed, and
    only if the verified log still begins with the tree the index was built from (else the
    index is rebuilt from the first entry). Filters and pages then work on the rows.
+   It also keeps the release records (custody actions "release" and "release-failed",
+   with their indexes) its key opens, so a release can tell from the log whether an
+   item was released already (release.py) without reading the log again.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from typing import Any
 from proxy.access.reading import WRONG_KEY, AccessProblem, OpenedArchive, Selection, open_archive
 from proxy.access.recording import record
 from proxy.access.render import Part, parts, render, sender_as_written, summary
+from proxy.archive.metadata import SealedCustody, SealedItem
+
+RELEASE_ACTIONS = frozenset({"release", "release-failed"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,6 +65,7 @@ class HeldIndex:
     tree_root: bytes = b""  # the verified tree's root over those `size` entries
     unreadable: int = 0
     opened: int = 0  # entries this key opened (items and custody records)
+    releases: list[tuple[int, SealedCustody]] = field(default_factory=list)  # rule 4
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def catch_up(self, archive: OpenedArchive) -> None:
@@ -66,8 +73,15 @@ class HeldIndex:
         tree = archive.report.tree
         if self.size > archive.covered or tree.root(self.size) != self.tree_root:
             self.rows, self.size, self.unreadable, self.opened = [], 0, 0, 0  # another log
+            self.releases = []
         new: list[Row] = []  # kept only once all are read: a failure leaves the index as it was
-        for item in archive.items(start=self.size):
+        releases: list[tuple[int, SealedCustody]] = []
+
+        def custody(index: int, record: SealedCustody) -> None:
+            if record.action in RELEASE_ACTIONS:
+                releases.append((index, record))
+
+        for item in archive.items(start=self.size, on_custody=custody):
             new.append(Row(
                 sequence=item.sequence, received_at=item.received_at, channel=item.channel,
                 sender=sender_as_written(item.metadata, item.payload, item.sender),
@@ -77,6 +91,7 @@ class HeldIndex:
         if (self.unreadable or archive.unreadable) and not (self.opened or archive.opened):
             raise AccessProblem(WRONG_KEY)  # reading.py rule 3, over every entry read
         self.rows.extend(new)
+        self.releases.extend(releases)
         self.unreadable += archive.unreadable
         self.opened += archive.opened
         self.size = archive.covered
@@ -105,10 +120,13 @@ def held_list(
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ItemView:
     """One held item as a page shows it: its safe rendering and its parts (attachments,
-    MMS pictures, voicemail audio), numbered from 1 as `held_part` takes them."""
+    MMS pictures, voicemail audio), numbered from 1 as `held_part` takes them; and what
+    its seal says (the page offers a release by it: release.py)."""
 
     text: str
     parts: tuple[Part, ...]
+    metadata: SealedItem = field(repr=False)
+    payload: bytes = field(repr=False)
 
 
 def held_view(root: Path, identity: Any, sequence: int) -> ItemView:
@@ -118,7 +136,8 @@ def held_view(root: Path, identity: Any, sequence: int) -> ItemView:
         raise AccessProblem(f"no held item {sequence} that this key opens (see `contact list`)")
     record(root, identity, action="show", items=[item.sequence])
     return ItemView(text=render(item.metadata, item.payload),
-                    parts=tuple(parts(item.metadata, item.payload)))  # fmt: skip
+                    parts=tuple(parts(item.metadata, item.payload)), metadata=item.metadata,
+                    payload=item.payload)  # fmt: skip
 
 
 def held_item(root: Path, identity: Any, sequence: int) -> str:
