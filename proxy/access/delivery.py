@@ -18,7 +18,9 @@ Rules this module keeps:
    filter trusted is one the blocked person could forge.
 4. `deliver` returns only once the next hop or the provider took it (hops.py rule 1);
    every failure is `NotDelivered`: one line fit to show a contact, naming no content.
-   A long text goes as several; if one of them fails, a retry sends all of them again.
+   A long text goes as several, and a next hop may take mail for some recipients only:
+   either counts as failed, and a retry sends all of it again (a rare duplicate, never
+   a loss).
 5. A text's pictures are not sent: the provider's copy was deleted when it was sealed
    (`redact_at_provider`), and nocontact serves nothing to the outside. They stay in the
    archive; `TextRoute.media_kept` counts them so the page can say so.

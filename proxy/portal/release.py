@@ -36,7 +36,9 @@ from proxy.access.reading import AccessProblem, HeldItem
 from proxy.access.recording import record
 from proxy.archive.custody_keys import MAX_REASON
 from proxy.archive.metadata import SealedItem, rfc3339
+from proxy.config import Config
 from proxy.custody import CustodyProblem
+from proxy.portal.refusals import PortalProblem
 from proxy.portal.sessions import Session
 from proxy.portal.web import CONFIG, archive, logged_in, not_shown, page
 from proxy.rules import compile_rules
@@ -121,7 +123,7 @@ async def _release_once(
     try:
         await asyncio.to_thread(_record, root, identity, release.RELEASE, sequence, reason)
     except _PROBLEMS as problem:  # rule 4: custody first, or nothing
-        return not_shown(request, session, type(problem)(f"{NOT_RECORDED}: {problem}"))
+        return not_shown(request, session, CustodyProblem(f"{NOT_RECORDED}: {problem}"))
     try:
         await delivery.deliver(route)
     except delivery.NotDelivered as failed:
@@ -132,13 +134,15 @@ async def _release_once(
     return _outcome(request, session, sequence, delivered=True, message=_delivered(route, kept))
 
 
-class _Refused(Exception):
+class _Refused(PortalProblem):
+    """This item is not released (rule 2): why, and the status the page carries."""
+
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
         self.status = status
 
 
-def _route(config: Any, session: Session, item: HeldItem) -> delivery.Route:
+def _route(config: Config, session: Session, item: HeldItem) -> delivery.Route:
     """How the item goes to her, or `_Refused` (rule 2)."""
     role = release.role_of(config, session.unlocked.contact)
     why = release.refusal(role, item.metadata, item.payload)
