@@ -121,6 +121,18 @@ _VOICEMAIL = Decision(
 )  # fmt: skip
 
 
+def received_line(*, helo: str, peer: str, hostname: str, received_at: datetime) -> bytes:
+    """The `Received:` line delivered mail carries (rule 3); a released item carries the
+    same, as it would have had it been allowed (proxy/access/delivery.py)."""
+    helo = "".join(c for c in helo if c.isprintable() and c not in "()")[:255]
+    line = (
+        f"Received: from {helo or 'unknown'} ({peer})\r\n"
+        f"\tby {hostname} (nocontact) with ESMTP;\r\n"
+        f"\t{format_datetime(received_at)}\r\n"
+    )
+    return line.encode("ascii", errors="replace")
+
+
 class Pipeline:
     """Holds or delivers each message; shared by every channel session."""
 
@@ -222,13 +234,8 @@ class Pipeline:
             self._delivered.reached(arrival.raw, arrival.sender, recipients)
 
     def _received(self, arrival: Arrival, received_at: datetime) -> bytes:
-        helo = "".join(c for c in arrival.helo if c.isprintable() and c not in "()")[:255]
-        line = (
-            f"Received: from {helo or 'unknown'} ({arrival.peer})\r\n"
-            f"\tby {self.hostname} (nocontact) with ESMTP;\r\n"
-            f"\t{format_datetime(received_at)}\r\n"
-        )
-        return line.encode("ascii", errors="replace")
+        return received_line(helo=arrival.helo, peer=arrival.peer, hostname=self.hostname,
+                             received_at=received_at)  # fmt: skip
 
     def decide_phone(self, arrival: PhoneArrival) -> tuple[InboundMessage, Decision]:
         """What the rules in force say of a text, call or voicemail (pure: no effect)."""

@@ -213,11 +213,14 @@ class OpenedArchive:
         except SealedFormatError as error:
             raise AccessProblem(f"entry {index} is corrupted: {error}") from None
 
-    def items(self, selection: Selection | None = None, *, start: int = 0) -> Iterator[HeldItem]:
+    def items(
+        self, selection: Selection | None = None, *, start: int = 0,
+    ) -> Iterator[HeldItem]:  # fmt: skip
         """Every held item this key opens that `selection` admits, in log order; entries
         before `start` are skipped unread (a listing's index already holds them), and
         `unreadable` and `left_out` count only those read; the wrong-key check (rule 3)
-        is then the caller's, over everything it has read."""
+        is then the caller's, over everything it has read. Each custody record opened on
+        the way is kept in `custody_read` (with its index)."""
         selection = selection or Selection()
         self.unreadable = self.opened = 0
         self.left_out, self.custody_read = [], []

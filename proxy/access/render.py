@@ -110,6 +110,33 @@ def original_files(stem: str, metadata: SealedItem, payload: bytes) -> list[tupl
     return files
 
 
+class PhoneWords(NamedTuple):
+    """What a text, call or voicemail capture says, as the provider gave it: `kind` is
+    text, call or voicemail; `media` counts the pieces kept (a text's pictures)."""
+
+    kind: str
+    sender: str
+    recipient: str
+    text: str
+    media: int
+
+
+def phone_words(payload: bytes) -> PhoneWords | None:
+    """The provider's own words in a phone capture (a webhook's form, or a record read by
+    reconciliation, whose keys are lowercase); None if `payload` is not a capture."""
+    document = _capture(payload)
+    if document is None:
+        return None
+    params = _params(document)
+
+    def said(name: str) -> str:
+        return params.get(name) or params.get(name.lower()) or ""
+
+    kind = str(document.get("capture", "")).rpartition(" ")[2]
+    return PhoneWords(kind=kind, sender=said("From"), recipient=said("To"), text=said("Body"),
+                      media=len(_media(document)))  # fmt: skip
+
+
 class Part(NamedTuple):
     """One attachment, MMS picture or voicemail recording of an item, as its sender named it
     (`name` may be anything: it is the sender's text, never a path to use as is)."""

@@ -12,7 +12,9 @@ Rules this module keeps:
    and decrypts only the entries its latest checkpoint covers beyond those indexed, and
    only if the verified log still begins with the tree the index was built from (else the
    index is rebuilt from the first entry). Filters and pages then work on the rows, and
-   the custody log on the custody records it met on the way.
+   the custody log on the custody records it met on the way; among them the release
+   records (custody actions "release" and "release-failed"), so a release can tell from
+   the log whether an item was released already (release.py) without reading it again.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from proxy.access.reading import (
 )
 from proxy.access.recording import record
 from proxy.access.render import Part, parts, render, sender_as_written, summary
-from proxy.archive.metadata import SealedCustody
+from proxy.archive.metadata import SealedCustody, SealedItem
+
+RELEASE_ACTIONS = frozenset({"release", "release-failed"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +75,11 @@ class HeldIndex:
     custody: list[tuple[int, SealedCustody]] = field(default_factory=list)
     skipped: list[tuple[int, str]] = field(default_factory=list)  # entries not rows, and why
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def releases(self) -> list[tuple[int, SealedCustody]]:
+        """The release records among the custody records (rule 4), in log order."""
+        return [(i, entry) for i, entry in self.custody if entry.action in RELEASE_ACTIONS]
 
     def catch_up(self, archive: OpenedArchive) -> None:
         """Read the entries `archive` (just verified) covers beyond those indexed."""
@@ -176,10 +185,13 @@ def planned_export(
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ItemView:
     """One held item as a page shows it: its safe rendering and its parts (attachments,
-    MMS pictures, voicemail audio), numbered from 1 as `held_part` takes them."""
+    MMS pictures, voicemail audio), numbered from 1 as `held_part` takes them; and what
+    its seal says (the page offers a release by it: release.py)."""
 
     text: str
     parts: tuple[Part, ...]
+    metadata: SealedItem = field(repr=False)
+    payload: bytes = field(repr=False)
 
 
 def held_view(root: Path, identity: Any, sequence: int) -> ItemView:
@@ -189,7 +201,8 @@ def held_view(root: Path, identity: Any, sequence: int) -> ItemView:
         raise AccessProblem(f"no held item {sequence} that this key opens (see `contact list`)")
     record(root, identity, action="show", items=[item.sequence])
     return ItemView(text=render(item.metadata, item.payload),
-                    parts=tuple(parts(item.metadata, item.payload)))  # fmt: skip
+                    parts=tuple(parts(item.metadata, item.payload)), metadata=item.metadata,
+                    payload=item.payload)  # fmt: skip
 
 
 def held_item(root: Path, identity: Any, sequence: int) -> str:

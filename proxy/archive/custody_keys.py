@@ -34,7 +34,9 @@ from proxy.errors import NocontactError
 
 PREFIX = "ed25519:"
 HEADER = b"nocontact custody record v1\n"
-ACTIONS = frozenset({"list", "show", "export", "report", "release", "custody"})
+# "release" is recorded before a released item is delivered, "release-failed" after its
+# delivery failed (proxy/access/release.py): the log says whether it reached her.
+ACTIONS = frozenset({"list", "show", "export", "report", "release", "release-failed", "custody"})
 MAX_REASON = 4000
 
 

@@ -24,6 +24,8 @@ Rules this module keeps:
 6. The login page says nothing about held items, and the logs carry no item data: only
    fixed events, never an email, sequence number, subject or address.
 7. The portal process dumps no core: a contact's unwrapped identity is in its memory.
+8. The item page offers a contact (never a lawyer) the release of a passive hold, or says
+   why that item cannot be released (release.py); a lawyer's page never mentions it.
 """
 
 from __future__ import annotations
@@ -111,12 +113,14 @@ def portal_app(
         enrollment,
         evidence,
         passkey_pages,
+        release,
     )
 
     account.routes(app)
     enrollment.routes(app)
     evidence.routes(app)
     passkey_pages.routes(app)
+    release.routes(app)
     return app
 
 
@@ -258,10 +262,12 @@ async def _item(request: web.Request, session: Session) -> web.StreamResponse:
     except (AccessProblem, CustodyProblem, IdentityProblem) as problem:
         return not_shown(request, session, problem)
     from proxy.portal.evidence import part_name  # noqa: PLC0415 - it imports this module
+    from proxy.portal.release import offer  # noqa: PLC0415 - it imports this module
 
     names = [part_name(part.name, n, part.content_type) for n, part in enumerate(view.parts, 1)]
     return page(request, "item.html", csrf=session.csrf, sequence=sequence, text=view.text,
-                parts=list(zip(names, view.parts, strict=True)))  # fmt: skip
+                parts=list(zip(names, view.parts, strict=True)),
+                release=offer(request, session, view.metadata, view.payload))  # fmt: skip
 
 
 def not_shown(request: web.Request, session: Session, problem: Exception) -> web.Response:

@@ -1,0 +1,223 @@
+"""Delivering a released item the way the daemon delivers an allowed one: no second path.
+
+Rules this module keeps:
+1. The daemon's own code, configured as the daemon is: an email goes to the next hop
+   `open_next_hop` opens for the SMTP channel's `deliver` (envelope sender and recipients
+   as sealed, the `Received:` line the filter adds, `pipeline.received_line`), or, for
+   mail pulled from an IMAP account, to that account's `deliver` and recipient as the
+   pull does; the bytes are otherwise exactly the original. A text is forwarded to the
+   survivor's phone as the SMS channel forwards an allowed one (`line.forward_bodies`:
+   "From <number>: <text>"), from the public number, through `provider.Provider`.
+2. `plan` is pure: the config and the item in, a route out, or `CannotDeliver` saying
+   in one line why no channel can carry it: mail held from a mailbox nocontact only
+   watches (put back, the watcher would hold it again), a channel that is not configured,
+   no recorded recipient for an SMTP or LMTP hop, or a next hop that is the filter's own
+   listening address (the mail would pass the rules again and be held again).
+3. Released mail carries no mark of its own: the next hop is after the filter (Postfix's
+   reinjection port, LMTP, a Maildir), so it never meets the rules again; a mark the
+   filter trusted is one the blocked person could forge.
+4. `deliver` returns only once the next hop or the provider took it (hops.py rule 1);
+   every failure is `NotDelivered`: one line fit to show a contact, naming no content.
+   A long text goes as several, and a next hop may take mail for some recipients only:
+   either counts as failed, and a retry sends all of it again (a rare duplicate, never
+   a loss).
+5. A text's pictures are not sent: the provider's copy was deleted when it was sealed
+   (`redact_at_provider`), and nocontact serves nothing to the outside. They stay in the
+   archive; `TextRoute.media_kept` counts them so the page can say so.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from proxy.access.render import phone_words
+from proxy.archive.metadata import SealedItem
+from proxy.channels.sms.line import forward_bodies
+from proxy.channels.sms.provider import Provider, ProviderRefused, ProviderUnavailable
+from proxy.channels.sms.runner import SmsStartError, auth_token
+from proxy.config import Config
+from proxy.config.model import SmsChannel
+from proxy.deliver.address import Destination, Scheme, parse_destination, parse_listen
+from proxy.deliver.hops import DeliveryDeferred, DeliveryRefused, open_next_hop
+from proxy.errors import NocontactError
+from proxy.identity import e164
+from proxy.message import Channel
+from proxy.pipeline import received_line
+
+_EPOCH = datetime.fromtimestamp(0, UTC)  # a seal that does not say when (reading.py's too)
+NO_SMTP = "No SMTP channel is configured (channels.smtp): there is no next hop to deliver it to."
+WATCHED = (
+    "This email was held from a mailbox nocontact watches (IMAP watch mode): put back, "
+    "it would be held again, so it cannot be released here. Download the original from "
+    "the evidence bundle to pass it on yourself."
+)  # fmt: skip
+NO_RECIPIENT = "The seal records no recipient to hand this email to the next hop for."
+LOOPS = ("The SMTP channel's deliver address is the filter's own listen address: the "
+         "email would be held again. Fix channels.smtp.deliver first.")  # fmt: skip
+NO_SMS = "No SMS channel is configured (channels.sms): there is no phone to forward it to."
+NOT_A_TEXT = "This item is not a text or an email, so no channel can carry it."
+
+
+class CannotDeliver(NocontactError):
+    """No channel can carry this item (rule 2); the message says why in one line."""
+
+
+class NotDelivered(NocontactError):
+    """The next hop or the provider did not take it now (rule 4); one line."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmailRoute:
+    destination: Destination
+    hostname: str
+    sender: str
+    recipients: tuple[str, ...]
+    options: tuple[str, ...]
+    trace: bytes
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TextRoute:
+    settings: SmsChannel
+    bodies: tuple[str, ...]
+    media_kept: int
+
+
+Route = EmailRoute | TextRoute
+
+
+def plan(config: Config, metadata: SealedItem, payload: bytes) -> Route:
+    """How the item (its seal's `metadata`, its original `payload`) would have reached her
+    had it been allowed (rules 1 and 2)."""
+    if metadata.channel is Channel.EMAIL:
+        return _email(config, metadata, payload)
+    return _text(config, payload)
+
+
+def _email(config: Config, metadata: SealedItem, raw: bytes) -> EmailRoute:
+    origin = metadata.extras.get("imap")
+    if isinstance(origin, str):
+        imap = config.channels.imap
+        name = origin.split("/", 1)[0]
+        accounts = [a for a in imap.accounts if a.name == name] if imap is not None else []
+        account = accounts[0] if accounts else None
+        if account is None or account.mode != "pull" or account.deliver is None:
+            raise CannotDeliver(WATCHED)
+        destination = _destination(account.deliver)
+        recipient = account.deliver_recipient or account.username
+        return EmailRoute(destination=destination, hostname="nocontact.local", sender="",
+                          recipients=(recipient,), options=(), trace=b"", raw=raw)  # fmt: skip
+    smtp = config.channels.smtp
+    if smtp is None:
+        raise CannotDeliver(NO_SMTP)
+    destination = _destination(smtp.deliver)
+    recipients = metadata.envelope.recipients
+    if destination.scheme is not Scheme.MAILDIR and not recipients:
+        raise CannotDeliver(NO_RECIPIENT)
+    if destination.host and _same_place(destination, smtp.listen):
+        raise CannotDeliver(LOOPS)
+    peer, helo = metadata.extras.get("peer"), metadata.extras.get("helo")
+    trace = received_line(helo=helo if isinstance(helo, str) else "",
+                          peer=peer if isinstance(peer, str) else "",
+                          hostname=smtp.hostname,
+                          received_at=metadata.received_at or _EPOCH)  # fmt: skip
+    sender = metadata.envelope.sender
+    return EmailRoute(destination=destination, hostname=smtp.hostname, sender=sender,
+                      recipients=recipients, options=_options(raw, sender, recipients),
+                      trace=trace, raw=raw)  # fmt: skip
+
+
+def _destination(text: str) -> Destination:
+    try:
+        return parse_destination(text)
+    except ValueError as error:
+        raise CannotDeliver(str(error)) from None
+
+
+def _same_place(destination: Destination, listen: str) -> bool:
+    """Whether the next hop is the filter's own listening address (rule 2)."""
+    try:
+        host, port = parse_listen(listen)
+    except ValueError:
+        return False
+    if port != destination.port:
+        return False
+    return host == destination.host or (_local(host) and _local(destination.host))
+
+
+def _local(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+def _options(raw: bytes, sender: str, recipients: tuple[str, ...]) -> tuple[str, ...]:
+    """The MAIL options the sender would have used: 8BITMIME for 8-bit bytes, SMTPUTF8 for
+    addresses beyond ASCII (hops.py passes on only those the next hop offers)."""
+    options = []
+    if not raw.isascii():
+        options.append("BODY=8BITMIME")
+    if not all(address.isascii() for address in (sender, *recipients)):
+        options.append("SMTPUTF8")
+    return tuple(options)
+
+
+def _text(config: Config, payload: bytes) -> TextRoute:
+    words = phone_words(payload)
+    if words is None or words.kind != "text":
+        raise CannotDeliver(NOT_A_TEXT)
+    settings = config.channels.sms
+    if settings is None:
+        raise CannotDeliver(NO_SMS)
+    sender = e164(words.sender, config.default_region) or words.sender
+    return TextRoute(settings=settings, bodies=tuple(forward_bodies(sender, words.text)),
+                     media_kept=words.media)  # fmt: skip
+
+
+async def deliver(route: Route) -> None:
+    """Hand the item on; returns once it was taken (rule 4)."""
+    if isinstance(route, EmailRoute):
+        await _deliver_email(route)
+    else:
+        await _forward_text(route)
+
+
+async def _deliver_email(route: EmailRoute) -> None:
+    hop = open_next_hop(route.destination, hostname=route.hostname)
+    try:
+        await hop.deliver(route.raw, route.sender, route.recipients, route.options,
+                          trace=route.trace)  # fmt: skip
+    except DeliveryRefused as refused:
+        raise NotDelivered(
+            f"the next hop refused it for good (it answered {refused.code})"
+        ) from None
+    except DeliveryDeferred as deferred:
+        raise NotDelivered(f"the next hop did not take it: {deferred}") from None
+    finally:
+        await hop.aclose()
+
+
+async def _forward_text(route: TextRoute) -> None:
+    settings = route.settings
+    try:
+        token = auth_token(settings)
+    except SmsStartError as error:
+        raise NotDelivered(str(error)) from None
+    provider = Provider(account_sid=settings.account_sid, auth_token=token,
+                        api_base_url=settings.api_base_url)  # fmt: skip
+    try:
+        for body in route.bodies:
+            await provider.send_text(to=settings.forward_to, sender=settings.number, body=body)
+    except ProviderUnavailable:
+        raise NotDelivered("the provider (Twilio) could not be reached or was busy") from None
+    except ProviderRefused as refused:
+        raise NotDelivered(str(refused)) from None
+    finally:
+        await provider.close()
