@@ -12,6 +12,8 @@ removed at the end unless --keep.
    mark (tests/factories.py's rulebook holds them), email j received on day j after
    2024-01-01, are sealed once each; the archive then gets N entries, item i being email
    i % 100's seal, appended pre-sealed with `Archive.append` in batches of 512 at once.
+   The archive stays open on a thread of its own with its custody socket served, as the
+   daemon (`nocontact run`) holds it while contacts use the portal.
 2. The real app from `portal_app`, on a loopback port in a thread of its own, driven by an
    aiohttp client in this thread (its own event loop), one request at a time:
    - login: GET /login then POST /login (argon2id + unwrap of the identity), 5 times,
@@ -31,14 +33,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import re
 import statistics
 import sys
+import threading
 import time
+from collections.abc import Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 import aiohttp
 import pyotp
@@ -52,6 +58,7 @@ from proxy.archive import Archive, EntryKind, Recipients  # noqa: E402
 from proxy.archive.seal import fingerprint, seal_item  # noqa: E402
 from proxy.config import load_config  # noqa: E402
 from proxy.config.model import Config  # noqa: E402
+from proxy.custody import serve_custody  # noqa: E402
 from proxy.normalize import normalize_email  # noqa: E402
 from proxy.portal.accounts import Accounts, custody_key_file  # noqa: E402
 from proxy.portal.web import portal_app  # noqa: E402
@@ -67,6 +74,7 @@ MESSAGE = (
     "From: Mark <mark.smith@gmail.com>\r\nTo: sam@home.example\r\nSubject: note {n}\r\n\r\n"
     "Message number {n}. I just want to talk, please answer me.\r\n"
 )
+T = TypeVar("T")
 CSRF = re.compile(r'name="(csrf|login_token)" value="([^"]+)"')
 SEQUENCE = re.compile(r'<a href="/items/([0-9]+)">')
 
@@ -95,8 +103,9 @@ def enroll(config: Config, clock: Clock) -> tuple[Accounts, str, str]:
     return accounts, setup.secret, enrolled.recipient
 
 
-async def seed(config: Config, recipient: str, items: int) -> float:
-    """`items` pre-sealed entries appended to the archive (step 1); seconds taken."""
+async def seed(config: Config, recipient: str, items: int) -> tuple[Archive, float]:
+    """The archive opened as the daemon opens it, and `items` pre-sealed entries appended
+    (step 1); the archive, left open, and the seconds taken."""
     contact = next(c for c in config.contacts if c.portal)
     keys = {fingerprint(recipient): custody_key_file(contact).read_text().strip()}
     rules = make_rules()
@@ -115,9 +124,37 @@ async def seed(config: Config, recipient: str, items: int) -> float:
         for first in range(0, items, BATCH):
             await asyncio.gather(*(archive.append(EntryKind.SEALED, sealed[i % TEMPLATES])
                                    for i in range(first, min(items, first + BATCH))))  # fmt: skip
-    finally:
+    except BaseException:
         await archive.close()
-    return time.perf_counter() - start
+        raise
+    return archive, time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def holding(config: Config, recipient: str, items: int) -> Iterator[float]:
+    """The daemon's side, as `nocontact run` keeps it while the portal is used: the archive
+    held open on a loop of its own, seeded, with its custody socket served; the seconds
+    the seeding took."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="daemon", daemon=True)
+    thread.start()
+
+    def call(work: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(work, loop).result()
+
+    try:
+        archive, seconds = call(seed(config, recipient, items))
+        server = call(serve_custody(archive))
+        try:
+            yield seconds
+        finally:
+            server.close()
+            call(server.wait_closed())
+            call(archive.close())
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
 
 
 def token(page: str, name: str) -> str:
@@ -205,8 +242,10 @@ def main() -> None:
         start = time.perf_counter()
         accounts, secret, recipient = enroll(config, clock)
         enrolled = time.perf_counter() - start
-        seeded = asyncio.run(seed(config, recipient, args.items))
-        with serving(portal_app(config, accounts=accounts, clock=clock)) as origin:
+        with (
+            holding(config, recipient, args.items) as seeded,
+            serving(portal_app(config, accounts=accounts, clock=clock)) as origin,
+        ):
             results = asyncio.run(drive(origin, clock, secret, args.items, args.requests))
     exported = args.items // 10
     print(
