@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 import queue
 import re
 import shutil
 import threading
+import wave
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -40,9 +42,11 @@ from proxy.access.reading import open_archive
 from proxy.archive import Archive, layout
 from proxy.archive.custody_keys import keys_file_bytes
 from proxy.archive.seal import fingerprint
+from proxy.channels.sms.capture import ArrivalKind, capture
+from proxy.channels.sms.provider import Media
 from proxy.config import Config, load_config
-from proxy.message import InboundMessage
-from proxy.normalize import normalize_email
+from proxy.message import Channel, InboundMessage
+from proxy.normalize import normalize_email, normalize_sms
 from proxy.portal import web as portal_web
 from proxy.portal import wrapping
 from proxy.portal.accounts import Accounts, Enrolled, custody_key_file
@@ -54,6 +58,7 @@ SAM = "age1rasje64ckl6y67qzfthzuu04j432c66mq0nzggxzeem9c8f0dslqpggts7"
 EMAIL = "priya.raman@fastmail.example"
 STRONG = "lantern orchard vivid tugboat"
 NEW_STRONG = "marble cactus drizzle falcon"
+MARKS_PHONE = "+15550100199"  # tests.factories.MARK's "(555) 010-0199"
 START = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 FAST = argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
@@ -148,6 +153,42 @@ def enroll(directory: Path) -> Enrollment:
 def from_mark(raw: bytes, received_at: datetime = RECEIVED_AT) -> InboundMessage:
     """An email from Mark (a blocked sender), as the SMTP channel would normalize it."""
     return normalize_email(raw, envelope_sender="mark.smith@gmail.com", received_at=received_at)
+
+
+def picture(width: int = 40, height: int = 30) -> bytes:
+    """A small PNG picture (as an MMS would carry)."""
+    from PIL import Image  # noqa: PLC0415 - only the media tests need it
+
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 90, 40)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def recording(seconds: float = 0.5) -> bytes:
+    """A short silent WAV recording (as a voicemail would be)."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as sound:
+        sound.setnchannels(1)
+        sound.setsampwidth(2)
+        sound.setframerate(8000)
+        sound.writeframes(b"\0\0" * int(8000 * seconds))
+    return out.getvalue()
+
+
+def from_marks_phone(
+    text: str, media: Sequence[tuple[str, bytes]] = (), received_at: datetime = RECEIVED_AT,
+    *, kind: ArrivalKind = ArrivalKind.TEXT,
+) -> InboundMessage:  # fmt: skip
+    """A text (MMS with `media`: (content type, bytes) pairs) or a voicemail from Mark's
+    phone, captured as the SMS channel seals it."""
+    params = {"From": MARKS_PHONE, "To": "+15550100111", "Body": text}
+    pieces = [Media(sid=f"ME{n:032d}", content_type=content_type, data=data)
+              for n, (content_type, data) in enumerate(media, 1)]  # fmt: skip
+    raw = capture(kind=kind, record=params, media=pieces)
+    channel = Channel.VOICE if kind is ArrivalKind.VOICEMAIL else Channel.SMS
+    return normalize_sms(sender=MARKS_PHONE, recipient="+15550100111", text=text, raw=raw,
+                         received_at=received_at, default_region="US",
+                         channel=channel)  # fmt: skip
 
 
 def hold(directory: Path, recipient: str, messages: Sequence[InboundMessage]) -> None:

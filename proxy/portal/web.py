@@ -2,7 +2,8 @@
 
 Rules this module keeps:
 1. Every response carries the security headers (`HEADERS`: CSP with no inline script,
-   no referrer, nosniff) and `Cache-Control: no-store`, whatever its status.
+   no referrer, nosniff) and `Cache-Control: no-store`, whatever its status. A response
+   that sets a CSP of its own keeps it: only media.py does, a stricter one (sandbox).
 2. Pages render from templates shipped in the package with autoescape on: held content
    is text to jinja2, never markup. No page needs JavaScript; none has any.
 3. Login runs `Accounts.login` on a worker thread (argon2id and scrypt must not stall the
@@ -99,11 +100,12 @@ def portal_app(
     app.router.add_get("/items", logged_in(_items))
     app.router.add_get("/items/{sequence:[0-9]{1,12}}", logged_in(_item))
     # Further pages' modules add their own routes here (they import this module's helpers).
-    from proxy.portal import account, enrollment, evidence  # noqa: PLC0415 - they import this module
+    from proxy.portal import account, enrollment, evidence, media  # noqa: PLC0415 - they import this
 
     account.routes(app)
     enrollment.routes(app)
     evidence.routes(app)
+    media.routes(app)
     return app
 
 
@@ -121,7 +123,10 @@ def cookies_secure(config: Config) -> bool:
 
 
 async def _headers(_: web.Request, response: web.StreamResponse) -> None:
+    own_csp = response.headers.get("Content-Security-Policy")  # media.py's, stricter
     response.headers.update(HEADERS)  # rule 1
+    if own_csp is not None:
+        response.headers["Content-Security-Policy"] = own_csp
 
 
 def page(request: web.Request, name: str, status: int = 200, **values: Any) -> web.Response:
@@ -240,10 +245,12 @@ async def _item(request: web.Request, session: Session) -> web.StreamResponse:
     except (AccessProblem, CustodyProblem, IdentityProblem) as problem:
         return not_shown(request, session, problem)
     from proxy.portal.evidence import part_name  # noqa: PLC0415 - it imports this module
+    from proxy.portal.media import kind  # noqa: PLC0415 - it imports this module
 
-    names = [part_name(part.name, n, part.content_type) for n, part in enumerate(view.parts, 1)]
+    shown = [(part_name(part.name, n, part.content_type), part, kind(part))
+             for n, part in enumerate(view.parts, 1)]  # fmt: skip
     return page(request, "item.html", csrf=session.csrf, sequence=sequence, text=view.text,
-                parts=list(zip(names, view.parts, strict=True)))  # fmt: skip
+                parts=shown)  # fmt: skip
 
 
 def not_shown(request: web.Request, session: Session, problem: Exception) -> web.Response:
