@@ -150,9 +150,12 @@ def enroll(directory: Path) -> Enrollment:
     return Enrollment(directory, config, accounts, clock, setup.secret, enrolled)
 
 
-def from_mark(raw: bytes, received_at: datetime = RECEIVED_AT) -> InboundMessage:
-    """An email from Mark (a blocked sender), as the SMTP channel would normalize it."""
-    return normalize_email(raw, envelope_sender="mark.smith@gmail.com", received_at=received_at)
+def from_mark(
+    raw: bytes, received_at: datetime = RECEIVED_AT, *, sender: str = "mark.smith@gmail.com"
+) -> InboundMessage:
+    """An email (from Mark, a blocked sender, unless `sender` says otherwise), as the SMTP
+    channel would normalize it."""
+    return normalize_email(raw, envelope_sender=sender, received_at=received_at)
 
 
 def picture(width: int = 40, height: int = 30) -> bytes:
@@ -401,10 +404,13 @@ def requested(events: list[dict[str, Any]]) -> list[str]:
     return [url for url in urls if not url.startswith(("chrome:", "about:", "data:", "blob:"))]
 
 
-def statuses(events: list[dict[str, Any]]) -> dict[str, int]:
-    """Each response's status in `events`, by URL (the last one for a URL)."""
-    return {event["params"]["response"]["url"]: event["params"]["response"]["status"]
-            for event in events if event["method"] == "Network.responseReceived"}  # fmt: skip
+def responses(events: list[dict[str, Any]]) -> list[tuple[str, str, int]]:
+    """(method, URL, status) of each request in `events` that got a response, in order."""
+    methods = {event["params"]["requestId"]: event["params"]["request"]["method"]
+               for event in events if event["method"] == "Network.requestWillBeSent"}  # fmt: skip
+    return [(methods.get(event["params"]["requestId"], "?"), event["params"]["response"]["url"],
+             event["params"]["response"]["status"])
+            for event in events if event["method"] == "Network.responseReceived"]  # fmt: skip
 
 
 def browser_log_in(
