@@ -22,13 +22,13 @@ from typing import Any
 
 import pytest
 
+from proxy.channels.sms.capture import ArrivalKind
 from proxy.portal.refusals import LOGIN_REFUSED
 from proxy.portal.throttle import LOCK, LOCK_AFTER
 from tests.factories import RECEIVED_AT
 from tests.portal_helpers import (
     EMAIL,
     STRONG,
-    ArrivalKind,
     Portal,
     browser_log_in,
     chromium,

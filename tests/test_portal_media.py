@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from proxy.channels.sms.capture import ArrivalKind
 from proxy.portal import media
 from proxy.portal import web as portal_web
 from tests.portal_helpers import (
     PLAIN,
-    ArrivalKind,
     Portal,
     Template,
     copy_portal,
