@@ -6,7 +6,7 @@ Everything lives in a temporary directory under DIR (default <repo>/var, which g
 removed at the end unless --keep.
 
 1. Build (not timed against a goal): the test config (tests/test_portal_accounts.py, served
-   over plain HTTP on loopback as tests/test_portal_web.py does); its portal contact invited
+   over plain HTTP on loopback as tests/portal_helpers.py does); its portal contact invited
    and enrolled through the accounts API with the real argon2id settings; an archive whose
    recipient is that contact, with the contact's custody key published. 100 emails from
    mark (tests/factories.py's rulebook holds them), email j received on day j after
@@ -64,8 +64,7 @@ from proxy.portal.accounts import Accounts, custody_key_file  # noqa: E402
 from proxy.portal.web import portal_app  # noqa: E402
 from proxy.rules import decide  # noqa: E402
 from tests.factories import make_rules  # noqa: E402
-from tests.test_portal_accounts import EMAIL, STRONG  # noqa: E402
-from tests.test_portal_web import HTTP_CONFIG, serving  # noqa: E402
+from tests.portal_helpers import EMAIL, HTTP_CONFIG, STRONG, serving  # noqa: E402
 
 GOAL_LOGIN, GOAL_LIST_P99, GOAL_ITEM_P99, GOAL_EXPORT_FIRST = 1.5, 0.300, 0.100, 2.0
 TEMPLATES, BATCH, LOGINS, SEED = 100, 512, 5, 22

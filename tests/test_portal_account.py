@@ -4,7 +4,6 @@ passphrase change, authenticator reset with a recovery code, other sessions ende
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,21 +14,24 @@ import pytest
 
 from proxy.access.reading import OpenedArchive
 from proxy.archive import Archive
-from proxy.normalize import normalize_email
-from proxy.portal import wrapping
 from proxy.portal.filters import PAGE_SIZE
 from proxy.portal.refusals import LOGIN_REFUSED
 from proxy.rules import decide
 from tests.factories import make_rules
-from tests.test_portal_accounts import NEW_STRONG, STRONG, Clock, _enroll, code
-from tests.test_portal_web import (
+from tests.portal_helpers import (
+    NEW_STRONG,
+    STRONG,
     Portal,
+    Template,
+    code,
     copy_portal,
     custody_actions,
     fetch,
+    from_mark,
+    held_template,
     hidden,
+    identity,
     log_in,
-    publish_custody_key,
     run,
 )
 
@@ -41,50 +43,25 @@ MESSAGE = (
 )
 
 
-def _hold_many(directory: Path, recipient: str) -> None:
-    async def hold() -> None:
-        archive = await Archive.open(directory / "archive", recipients=[recipient])
-        rules = make_rules()
-        for number in range(ITEMS):
-            message = normalize_email(MESSAGE % (number, number),
-                                      envelope_sender="mark.smith@gmail.com",
-                                      received_at=FIRST + timedelta(days=number))  # fmt: skip
-            decision = decide(message, rules)
-            assert decision.held
-            await archive.hold(message, decision)
-        await archive.close()
-
-    asyncio.run(hold())
+def note(number: int) -> bytes:
+    return MESSAGE % (number, number)
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Clock, tuple[str, ...]]:
+def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     """One enrollment and an archive of 105 items sealed to it, copied for each test."""
-    enrollment = _enroll(tmp_path_factory.mktemp("account") / "state")
-    directory, recipient = enrollment.directory, enrollment.enrolled.recipient
-    _hold_many(directory, recipient)
-    publish_custody_key(enrollment)
-    codes = enrollment.enrolled.recovery_codes
-    return directory, enrollment.secret, enrollment.clock, codes
+    messages = [from_mark(note(n), FIRST + timedelta(days=n)) for n in range(ITEMS)]
+    return held_template(tmp_path_factory, "account", messages)
 
 
 @pytest.fixture
-def portal(template: tuple[Path, str, Clock, tuple[str, ...]], tmp_path: Path) -> Portal:
-    directory, secret, old, _ = template
-    return copy_portal(directory, secret, old, tmp_path)
+def portal(template: Template, tmp_path: Path) -> Portal:
+    return copy_portal(template, tmp_path)
 
 
 @pytest.fixture
-def recovery(template: tuple[Path, str, Clock, tuple[str, ...]]) -> tuple[str, ...]:
-    return template[3]
-
-
-def identity(portal: Portal, passphrase: str = STRONG) -> Any:
-    """The contact's identity, unwrapped from the portal's state (to read custody)."""
-    (wrapped,) = (portal.directory / "portal" / "accounts").glob("*.age")
-    found = wrapping.unwrap(wrapped.read_bytes(), passphrase)
-    assert found is not None
-    return found
+def recovery(template: Template) -> tuple[str, ...]:
+    return template.recovery_codes
 
 
 def sequences(page: str) -> list[int]:
@@ -110,7 +87,7 @@ def test_pages_of_a_hundred_record_custody_for_exactly_the_rows_shown(portal: Po
     run(portal, body)
     assert [len(rows) for rows in shown] == [PAGE_SIZE, ITEMS - PAGE_SIZE]
     assert not set(shown[0]) & set(shown[1])
-    actions = custody_actions(portal, identity(portal))
+    actions = custody_actions(portal)
     assert actions == [("list", tuple(shown[0]), "verified"),
                        ("list", tuple(shown[1]), "verified")]  # fmt: skip
 
@@ -138,8 +115,7 @@ def test_the_list_reads_only_entries_added_since_its_last_look(
         opened.clear()
         recipient = (portal.directory / "keys" / "priya.pub").read_text().strip()
         archive = await Archive.open(portal.directory / "archive", recipients=[recipient])
-        message = normalize_email(MESSAGE % (ITEMS, ITEMS), received_at=FIRST,
-                                  envelope_sender="mark.smith@gmail.com")  # fmt: skip
+        message = from_mark(note(ITEMS), FIRST)
         await archive.hold(message, decide(message, make_rules()))
         await archive.close()
         status, _, second, _ = await fetch(portal, client, "GET", "/items?page=2")
@@ -151,7 +127,7 @@ def test_the_list_reads_only_entries_added_since_its_last_look(
     assert 0 < len(opened) <= 3  # the new item and the first look's custody record
     assert len(shown) == ITEMS + 1 - PAGE_SIZE
     assert max(shown) in opened
-    actions = custody_actions(portal, identity(portal))
+    actions = custody_actions(portal)
     assert actions[-1] == ("list", tuple(shown), "verified")
 
 
@@ -171,7 +147,7 @@ def test_dates_person_and_channel_filter_the_list(portal: Portal) -> None:
     run(portal, body)
     assert counts == {"since=2026-02-11&until=2026-02-20": 10, "person=mark&channel=email": 100,
                       "channel=sms": 0, "since=2026-05-01&page=1": 16}  # fmt: skip
-    lists = [items for action, items, _ in custody_actions(portal, identity(portal))]
+    lists = [items for action, items, _ in custody_actions(portal)]
     assert [len(items) for items in lists] == [10, 100, 0, 16]
 
 
@@ -207,7 +183,7 @@ def test_a_bad_filter_is_the_list_page_with_a_reason_and_no_look(
         assert sequences(page) == []
 
     run(portal, body)
-    assert custody_actions(portal, identity(portal)) == []
+    assert custody_actions(portal) == []
 
 
 def test_received_times_are_shown_in_the_chosen_time_zone(portal: Portal) -> None:
@@ -251,7 +227,7 @@ def test_custody_page_lists_every_entry_and_records_its_own_look(portal: Portal)
         assert "is not one of" in bad
 
     run(portal, body)
-    actions = [action for action, _, _ in custody_actions(portal, identity(portal))]
+    actions = [action for action, _, _ in custody_actions(portal)]
     assert actions == ["list", "custody", "custody"]
 
 

@@ -6,23 +6,20 @@ import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
-import argon2
-import pyotp
 import pyrage
 import pytest
 from structlog.testing import capture_logs
 
 from proxy.access.keys import custody_public_key
 from proxy.archive.seal import fingerprint
-from proxy.config import Config, load_config
+from proxy.config import load_config
 from proxy.daemon import custody_keys, demo_recipients
 from proxy.errors import ConfigError
 from proxy.portal import throttle, totp, wrapping
-from proxy.portal.accounts import Accounts, Enrolled
+from proxy.portal.accounts import Accounts
 from proxy.portal.refusals import (
     INVITE_REFUSED,
     LOGIN_REFUSED,
@@ -31,94 +28,30 @@ from proxy.portal.refusals import (
     LoginRefused,
     PortalProblem,
 )
+from tests.portal_helpers import (
+    CONFIG,
+    DANA,
+    EMAIL,
+    FAST,
+    NEW_STRONG,
+    SAM,
+    START,
+    STRONG,
+    Clock,
+    Enrollment,
+    code,
+    enroll,
+    write_config,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
-DANA = "age1v2pf68wd4y0u803wvxxs9uunz2fvcu4ep6jmk7glm32ss8f0tsuskzl33j"
-SAM = "age1rasje64ckl6y67qzfthzuu04j432c66mq0nzggxzeem9c8f0dslqpggts7"
-EMAIL = "priya.raman@fastmail.example"
-STRONG = "lantern orchard vivid tugboat"
-NEW_STRONG = "marble cactus drizzle falcon"
 ADDRESS = "203.0.113.7"
-START = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
-FAST = argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-
-CONFIG = f"""\
-archive:
-  path: ./archive
-contacts:
-  - name: Dana Whitfield
-    role: lawyer
-    age_recipient: {DANA}
-  - name: Priya Raman
-    role: contact
-    email: {EMAIL}
-    portal: true
-    age_recipient_file: keys/priya.pub
-  - name: Sam Ortiz
-    role: contact
-    email: sam@example.org
-    age_recipient: {SAM}
-people:
-  - id: mark
-    name: Mark Smith
-portal:
-  public_url: https://home.example/portal/
-  state_dir: ./portal
-"""
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-def write_config(directory: Path, text: str = CONFIG) -> Path:
-    path = directory / "config.yaml"
-    path.write_text(text)
-    return path
-
-
-def code(secret: str, clock: Clock, steps: int = 0) -> str:
-    """The TOTP code an authenticator app shows at the clock's time (plus `steps`)."""
-    return pyotp.TOTP(secret).at(clock.now + timedelta(seconds=30 * steps))
-
-
-@dataclass
-class Enrollment:
-    """An enrolled portal contact in its own directory."""
-
-    directory: Path
-    config: Config
-    accounts: Accounts
-    clock: Clock
-    secret: str
-    enrolled: Enrolled
-
-
-def _enroll(directory: Path) -> Enrollment:
-    directory.mkdir()
-    config = load_config(write_config(directory))
-    clock = Clock()
-    accounts = Accounts(config, clock=clock, hasher=FAST)
-    token = accounts.invite("Priya Raman").rsplit("/", 1)[1]
-    setup = accounts.totp_setup(accounts.begin(token))
-    enrolled = accounts.enroll(token, STRONG, code(setup.secret, clock), setup.secret)
-    clock.advance(seconds=30)  # the enrollment code's step is used
-    return Enrollment(directory, config, accounts, clock, setup.secret, enrolled)
 
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Enrollment:
     """One enrollment (scrypt wrapping takes seconds), copied for each test that needs one."""
-    enrollment = _enroll(tmp_path_factory.mktemp("enrolled") / "state")
+    enrollment = enroll(tmp_path_factory.mktemp("enrolled") / "state")
     shutil.copytree(enrollment.directory, enrollment.directory.with_name("pristine"))
     return enrollment
 

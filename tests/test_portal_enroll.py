@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +15,34 @@ import pytest
 from aiohttp import FormData
 from structlog.testing import capture_logs
 
-from proxy.archive import layout
-from proxy.archive.custody_keys import keys_file_bytes
-from proxy.archive.seal import fingerprint
 from proxy.config import load_config
 from proxy.portal import enrollment
-from proxy.portal import web as portal_web
 from proxy.portal.accounts import Accounts, custody_key_file
 from proxy.portal.refusals import INVITE_REFUSED
-from tests.test_portal_accounts import EMAIL, FAST, STRONG, Clock, code
-from tests.test_portal_web import (
+from tests.portal_helpers import (
+    CANARY,
+    FAST,
     HTTP_CONFIG,
+    PLAIN,
+    STRONG,
+    Clock,
     Portal,
     Reply,
-    _hold,
     assert_headers,
+    browser_log_in,
+    chromium,
+    code,
     fetch,
+    from_mark,
     hidden,
+    hold,
+    portal_app,
+    publish_custody_key,
     run,
+    screenshot,
+    send,
     serving,
+    wait_for,
 )
 
 WEAK = "password123"
@@ -60,10 +68,8 @@ def invite(portal: Portal) -> str:
 def hold_for(portal: Portal) -> None:
     """An archive holding two items sealed to the enrolled contact, who may sign custody."""
     recipient = recipient_file(portal).read_text().strip()
-    _hold(portal.directory, recipient)
-    key = custody_key_file(next(c for c in portal.config.contacts if c.portal)).read_text()
-    layout.replace_file(portal.directory / "archive" / layout.CUSTODY_KEYS,
-                        keys_file_bytes({fingerprint(recipient): key.strip()}))  # fmt: skip
+    hold(portal.directory, recipient, [from_mark(PLAIN), from_mark(CANARY)])
+    publish_custody_key(portal.directory, portal.config, recipient)
 
 
 def recipient_file(portal: Portal) -> Path:
@@ -80,17 +86,8 @@ async def submit(
         data.add_field(name, value)
     data.add_field("identity", identity or b"", filename="identity.txt" if identity else "",
                    content_type="application/octet-stream")  # fmt: skip
-    cookie = "; ".join(f"{k}={v}" for k, v in portal.cookies.items())
-    async with client.post(
-        path, data=data, allow_redirects=False, headers={"Cookie": cookie} if cookie else {}
-    ) as response:
-        text = await response.text()
-        for name, morsel in response.cookies.items():
-            if morsel.value:
-                portal.cookies[name] = morsel.value
-            else:
-                portal.cookies.pop(name, None)
-        return response.status, dict(response.headers), text, response.cookies
+    status, headers, body, cookies = await send(portal, client, "POST", path, data)
+    return status, headers, body.decode(), cookies
 
 
 async def fill(
@@ -263,45 +260,27 @@ def test_enroll_then_log_in_in_real_chromium(portal: Portal) -> None:
     """Headless Chromium opens the invitation link, reads the base32 secret off the page,
     enters the authenticator's code (pyotp), gets 10 recovery codes, then logs in through
     /login and sees the items page."""
-    webdriver = pytest.importorskip("selenium.webdriver")
-    if shutil.which("chromium") is None or shutil.which("chromedriver") is None:
-        pytest.skip("needs Debian's chromium and chromium-driver (scripts/test installs them)")
-    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
     from selenium.webdriver.common.by import By  # noqa: PLC0415
-    from selenium.webdriver.support.wait import WebDriverWait  # noqa: PLC0415
 
     path = invite(portal)
-    accounts = Accounts(portal.config, clock=portal.clock, hasher=FAST)
-    app = portal_web.portal_app(portal.config, accounts=accounts, clock=portal.clock)
-    with serving(app) as origin:
-        options = webdriver.ChromeOptions()
-        options.binary_location = "/usr/bin/chromium"
-        for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update",
-                     f"--user-data-dir={portal.directory / 'chromium'}"):  # fmt: skip
-            options.add_argument(flag)
-        browser = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
-        try:
-            browser.get(origin + path)
-            assert browser.find_elements(By.CSS_SELECTOR, ".qr svg")
-            secret = browser.find_element(By.ID, "totp-secret").text.strip()
-            browser.find_element(By.NAME, "passphrase").send_keys(STRONG)
-            browser.find_element(By.NAME, "passphrase_again").send_keys(STRONG)
-            browser.find_element(By.NAME, "code").send_keys(pyotp.TOTP(secret).at(portal.clock()))
-            browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-            WebDriverWait(browser, 60).until(lambda b: b.find_elements(By.ID, "recovery-codes"))
-            codes = browser.find_elements(By.CSS_SELECTOR, "#recovery-codes li")
-            assert len(codes) == 10
-            browser.find_element(By.LINK_TEXT, "Log in").click()
-            WebDriverWait(browser, 30).until(lambda b: b.current_url == f"{origin}/login")
-            portal.clock.advance(seconds=30)  # the enrollment code's step is used
-            hold_for(portal)  # the daemon, having reloaded, holds two items for them
-            browser.find_element(By.NAME, "email").send_keys(EMAIL)
-            browser.find_element(By.NAME, "passphrase").send_keys(STRONG)
-            browser.find_element(By.NAME, "code").send_keys(pyotp.TOTP(secret).at(portal.clock()))
-            browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-            WebDriverWait(browser, 60).until(lambda b: b.current_url == f"{origin}/items")
-            assert "please" in browser.find_element(By.TAG_NAME, "table").text
-        finally:
-            browser.quit()
+    with serving(portal_app(portal)) as origin, chromium(portal.directory / "chromium") as browser:
+        browser.get(origin + path)
+        assert browser.find_elements(By.CSS_SELECTOR, ".qr svg")
+        secret = browser.find_element(By.ID, "totp-secret").text.strip()
+        browser.find_element(By.NAME, "passphrase").send_keys(STRONG)
+        browser.find_element(By.NAME, "passphrase_again").send_keys(STRONG)
+        screenshot(browser, "enroll")  # the secret is this test's own, made up for the run
+        browser.find_element(By.NAME, "code").send_keys(pyotp.TOTP(secret).at(portal.clock()))
+        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait_for(browser, lambda b: b.find_elements(By.ID, "recovery-codes"))
+        codes = browser.find_elements(By.CSS_SELECTOR, "#recovery-codes li")
+        assert len(codes) == 10
+        screenshot(browser, "recovery-codes")
+        browser.find_element(By.LINK_TEXT, "Log in").click()
+        wait_for(browser, lambda b: b.current_url == f"{origin}/login")
+        portal.clock.advance(seconds=30)  # the enrollment code's step is used
+        hold_for(portal)  # the daemon, having reloaded, holds two items for them
+        browser_log_in(browser, origin, secret, portal.clock)
+        wait_for(browser, lambda b: b.current_url == f"{origin}/items")
+        assert "please" in browser.find_element(By.TAG_NAME, "table").text
     assert recipient_file(portal).read_text().startswith("age1")

@@ -4,7 +4,6 @@ attachments as safely named downloads, each with custody recorded."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import subprocess
@@ -14,28 +13,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 
-from proxy.archive import Archive
-from proxy.normalize import normalize_email
 from proxy.portal import evidence
 from proxy.portal import web as portal_web
-from proxy.portal.accounts import Accounts
-from proxy.rules import decide
-from tests.factories import RECEIVED_AT, make_rules
-from tests.test_portal_accounts import EMAIL, FAST, STRONG, Clock, _enroll, code
-from tests.test_portal_web import (
+from tests.portal_helpers import (
     CANARY,
     PLAIN,
     Portal,
+    Raw,
+    Template,
     assert_headers,
     copy_portal,
     custody_actions,
+    from_mark,
+    held_template,
     hidden,
     log_in,
-    publish_custody_key,
     run,
+    send,
 )
 
 RTL = "invoice\u202egpj.exe"
@@ -49,59 +44,24 @@ ATTACHED = (
     b"filename*=UTF-8''invoice%E2%80%AEgpj.exe\r\nContent-Transfer-Encoding: base64\r\n\r\n"
     b"TVqQAA==\r\n--b--\r\n"
 )
-Reply = tuple[int, dict[str, str], bytes]
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Clock]:
+def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     """One enrollment and an archive of three held items (one with hostile attachment
     names), copied for each test."""
-    enrollment = _enroll(tmp_path_factory.mktemp("export") / "state")
-    directory, recipient = enrollment.directory, enrollment.enrolled.recipient
-
-    async def hold() -> None:
-        archive = await Archive.open(directory / "archive", recipients=[recipient])
-        for raw in (PLAIN, CANARY, ATTACHED):
-            message = normalize_email(raw, envelope_sender="mark.smith@gmail.com",
-                                      received_at=RECEIVED_AT)  # fmt: skip
-            decision = decide(message, make_rules())
-            assert decision.held
-            await archive.hold(message, decision)
-        await archive.close()
-
-    asyncio.run(hold())
-    publish_custody_key(enrollment)
-    return directory, enrollment.secret, enrollment.clock
+    messages = [from_mark(PLAIN), from_mark(CANARY), from_mark(ATTACHED)]
+    return held_template(tmp_path_factory, "export", messages)
 
 
 @pytest.fixture
-def portal(template: tuple[Path, str, Clock], tmp_path: Path) -> Portal:
-    directory, secret, old = template
-    return copy_portal(directory, secret, old, tmp_path)
-
-
-async def fetch(
-    portal: Portal, client: TestClient[web.Request, web.Application], method: str, path: str,
-    data: dict[str, str] | None = None,
-) -> Reply:  # fmt: skip
-    """One request with the portal's cookies; the body as bytes."""
-    cookie = "; ".join(f"{k}={v}" for k, v in portal.cookies.items())
-    async with client.request(
-        method, path, data=data, allow_redirects=False, headers={"Cookie": cookie} if cookie else {}
-    ) as response:
-        return response.status, dict(response.headers), await response.read()
+def portal(template: Template, tmp_path: Path) -> Portal:
+    return copy_portal(template, tmp_path)
 
 
 async def csrf(portal: Portal, client: Any, path: str) -> str:
-    _, _, body = await fetch(portal, client, "GET", path)
+    _, _, body, _ = await send(portal, client, "GET", path)
     return hidden(body.decode(), "csrf")
-
-
-def actions(portal: Portal) -> list[tuple[str, tuple[int, ...], str]]:
-    accounts = Accounts(portal.config, clock=portal.clock, hasher=FAST)
-    portal.clock.advance(seconds=30)  # a fresh TOTP step
-    unlocked = accounts.login(EMAIL, STRONG, code(portal.secret, portal.clock), "::1")
-    return custody_actions(portal, unlocked.identity)
 
 
 def downloads_left(portal: Portal) -> list[Path]:
@@ -115,7 +75,7 @@ def test_export_without_a_reason_shows_the_form_again_and_records_nothing(portal
     async def body(client: Any) -> None:
         await log_in(portal, client)
         token = await csrf(portal, client, "/export")
-        status, headers, page = await fetch(portal, client, "POST", "/export",
+        status, headers, page, _ = await send(portal, client, "POST", "/export",
                                             {"csrf": token, "reason": "  ",
                                              "since": "2020-01-02"})  # fmt: skip
         assert status == 400
@@ -125,7 +85,7 @@ def test_export_without_a_reason_shows_the_form_again_and_records_nothing(portal
         assert_headers(headers)
 
     run(portal, body)
-    assert actions(portal) == []
+    assert custody_actions(portal) == []
     assert downloads_left(portal) == []
 
 
@@ -136,29 +96,29 @@ def test_export_without_its_csrf_token_is_refused(portal: Portal) -> None:
     async def body(client: Any) -> None:
         await log_in(portal, client)
         for data in ({"reason": "court"}, {"reason": "court", "csrf": "x" * 43}):
-            status, _, _ = await fetch(portal, client, "POST", "/export", data)
+            status, _, _, _ = await send(portal, client, "POST", "/export", data)
             assert status == 403
-            status, _, _ = await fetch(portal, client, "POST", "/report", data)
+            status, _, _, _ = await send(portal, client, "POST", "/report", data)
             assert status == 403
 
     run(portal, body)
-    assert actions(portal) == []
+    assert custody_actions(portal) == []
 
 
 def test_export_streams_a_bundle_whose_verify_py_passes(portal: Portal, tmp_path: Path) -> None:
     """With a reason, the export is a zip download named for the day, with no copy left in
     the state directory; its bundled verify.py passes; custody holds the export with its
     reason, signed."""
-    got: list[Reply] = []
+    got: list[Raw] = []
 
     async def body(client: Any) -> None:
         await log_in(portal, client)
         token = await csrf(portal, client, "/export")
-        got.append(await fetch(portal, client, "POST", "/export",
+        got.append(await send(portal, client, "POST", "/export",
                                {"csrf": token, "reason": "protective order"}))  # fmt: skip
 
     run(portal, body)
-    status, headers, data = got[0]
+    status, headers, data, _ = got[0]
     assert status == 200
     assert headers["Content-Type"] == "application/zip"
     assert headers["Content-Disposition"].startswith('attachment; filename="nocontact-evidence-')
@@ -172,7 +132,7 @@ def test_export_streams_a_bundle_whose_verify_py_passes(portal: Portal, tmp_path
                             capture_output=True, text=True, check=False, timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(list((unpacked / "originals").glob("*.eml"))) == 3
-    assert actions(portal) == [("export", (1, 2, 3), "verified")]
+    assert custody_actions(portal) == [("export", (1, 2, 3), "verified")]
 
 
 def test_report_pdf_and_timeline_chart(portal: Portal) -> None:
@@ -181,22 +141,22 @@ def test_report_pdf_and_timeline_chart(portal: Portal) -> None:
 
     async def body(client: Any) -> None:
         await log_in(portal, client)
-        _, _, page = await fetch(portal, client, "GET", "/report?chart=1&since=2000-01-01")
+        _, _, page, _ = await send(portal, client, "GET", "/report?chart=1&since=2000-01-01")
         assert 'src="/report/timeline.png?since=2000-01-01"' in page.decode()
         token = hidden(page.decode(), "csrf")
-        status, headers, pdf = await fetch(portal, client, "POST", "/report", {"csrf": token})
+        status, headers, pdf, _ = await send(portal, client, "POST", "/report", {"csrf": token})
         assert status == 200
         assert headers["Content-Type"] == "application/pdf"
         assert headers["Content-Disposition"].startswith('attachment; filename="nocontact-report-')
         assert pdf.startswith(b"%PDF")
-        status, headers, png = await fetch(portal, client, "GET", "/report/timeline.png")
+        status, headers, png, _ = await send(portal, client, "GET", "/report/timeline.png")
         assert status == 200
         assert headers["Content-Type"] == "image/png"
         assert png.startswith(b"\x89PNG")
         assert_headers(headers)
 
     run(portal, body)
-    assert actions(portal) == [("report", (1, 2, 3), "verified")] * 2
+    assert custody_actions(portal) == [("report", (1, 2, 3), "verified")] * 2
     assert downloads_left(portal) == []
 
 
@@ -207,11 +167,11 @@ def test_parts_download_with_safe_names_and_custody_first(portal: Portal) -> Non
 
     async def body(client: Any) -> None:
         await log_in(portal, client)
-        _, _, page = await fetch(portal, client, "GET", "/items/3")
+        _, _, page, _ = await send(portal, client, "GET", "/items/3")
         assert 'href="/items/3/parts/1"' in page.decode()
         assert 'href="/items/3/parts/2"' in page.decode()
         assert "\u202e" not in page.decode()
-        status, headers, data = await fetch(portal, client, "GET", "/items/3/parts/1")
+        status, headers, data, _ = await send(portal, client, "GET", "/items/3/parts/1")
         assert status == 200
         assert data == b"root:x:0:0"
         assert headers["Content-Type"] == "application/octet-stream"
@@ -219,17 +179,17 @@ def test_parts_download_with_safe_names_and_custody_first(portal: Portal) -> Non
             "attachment; filename=\"passwd.txt\"; filename*=UTF-8''passwd.txt"
         )
         assert_headers(headers)
-        status, headers, data = await fetch(portal, client, "GET", "/items/3/parts/2")
+        status, headers, data, _ = await send(portal, client, "GET", "/items/3/parts/2")
         assert status == 200
         assert data == b"MZ\x90\x00"
         assert headers["Content-Disposition"] == (
             "attachment; filename=\"invoicegpj.exe\"; filename*=UTF-8''invoicegpj.exe"
         )
-        status, _, _ = await fetch(portal, client, "GET", "/items/3/parts/3")
+        status, _, _, _ = await send(portal, client, "GET", "/items/3/parts/3")
         assert status == portal_web.NOT_SHOWN
 
     run(portal, body)
-    assert actions(portal) == [("show", (3,), "verified")] * 3
+    assert custody_actions(portal) == [("show", (3,), "verified")] * 3
 
 
 @pytest.mark.parametrize(

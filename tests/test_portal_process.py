@@ -9,8 +9,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from tests.portal_helpers import CONFIG, write_config
 from tests.servers import free_port
-from tests.test_portal_accounts import CONFIG, write_config
 from tests.test_smtp import _wait_for_port
 
 

@@ -3,178 +3,47 @@ items with custody recorded first, hostile content rendered inert."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-import queue
 import re
-import shutil
-import threading
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
-from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import DummyCookieJar, web
-from aiohttp.test_utils import TestClient, TestServer
 
-from proxy.access.reading import open_archive
-from proxy.archive import Archive, layout
-from proxy.archive.custody_keys import keys_file_bytes
-from proxy.archive.seal import fingerprint
+from proxy.archive import layout
 from proxy.config import Config, load_config
-from proxy.normalize import normalize_email
 from proxy.portal import web as portal_web
-from proxy.portal.accounts import Accounts, custody_key_file
 from proxy.portal.refusals import LOGIN_REFUSED
-from proxy.rules import decide
-from tests.factories import RECEIVED_AT, make_rules
-from tests.test_portal_accounts import (
+from tests.portal_helpers import (
+    CANARY,
     CONFIG,
     EMAIL,
-    FAST,
+    HTTP_CONFIG,
+    PLAIN,
     STRONG,
-    Clock,
-    Enrollment,
-    _enroll,
+    Portal,
+    Template,
+    assert_headers,
     code,
+    copy_portal,
+    custody_actions,
+    fetch,
+    from_mark,
+    held_template,
+    hidden,
+    log_in,
+    run,
 )
-
-CANARY = (
-    b"From: Mark <mark.smith@gmail.com>\r\nTo: sam@home.example\r\nSubject: <script>alert(1)"
-    b"</script>\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>see <img src=x onerror="
-    b"alert(2)> and <img src='http://127.0.0.1:9/canary.png'> <script>alert(3)</script></p>\r\n"
-)
-PLAIN = (
-    b"From: Mark <mark.smith@gmail.com>\r\nTo: sam@home.example\r\nSubject: please\r\n\r\n"
-    b"I just want to talk.\r\n"
-)
-Reply = tuple[int, dict[str, str], str, SimpleCookie]
-HTTP_CONFIG = CONFIG.replace("https://home.example/portal/", "http://127.0.0.1:8089/")
-
-
-@dataclass
-class Portal:
-    """An enrolled contact, an archive holding two items sealed to them, and a clock."""
-
-    directory: Path
-    config: Config
-    clock: Clock
-    secret: str
-    cookies: dict[str, str] = field(default_factory=dict)
-
-
-def _hold(directory: Path, recipient: str) -> None:
-    async def hold() -> None:
-        archive = await Archive.open(directory / "archive", recipients=[recipient])
-        rules = make_rules()
-        for raw in (PLAIN, CANARY):
-            message = normalize_email(raw, envelope_sender="mark.smith@gmail.com",
-                                      received_at=RECEIVED_AT)  # fmt: skip
-            decision = decide(message, rules)
-            assert decision.held
-            await archive.hold(message, decision)
-        await archive.close()
-
-    asyncio.run(hold())
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Clock]:
+def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     """One enrollment and archive (scrypt takes seconds), copied for each test."""
-    enrollment = _enroll(tmp_path_factory.mktemp("web") / "state")
-    directory, recipient = enrollment.directory, enrollment.enrolled.recipient
-    _hold(directory, recipient)
-    publish_custody_key(enrollment)
-    return directory, enrollment.secret, enrollment.clock
-
-
-def publish_custody_key(enrollment: Enrollment) -> None:
-    """Publish the enrolled contact's custody key beside the archive, as the daemon would."""
-    contact = next(c for c in enrollment.config.contacts if c.portal)
-    key = custody_key_file(contact).read_text().strip()
-    recipient = enrollment.enrolled.recipient
-    layout.replace_file(enrollment.directory / "archive" / layout.CUSTODY_KEYS,
-                        keys_file_bytes({fingerprint(recipient): key}))  # fmt: skip
-
-
-def copy_portal(directory: Path, secret: str, clock: Clock, tmp_path: Path) -> Portal:
-    """A fresh copy of a template's directory, served over plain HTTP, with its own clock."""
-    copy = tmp_path / "copy"
-    shutil.copytree(directory, copy)
-    (copy / "config.yaml").write_text(HTTP_CONFIG)
-    own = Clock()
-    own.now = clock.now
-    return Portal(copy, load_config(copy / "config.yaml"), own, secret)
+    return held_template(tmp_path_factory, "web", [from_mark(PLAIN), from_mark(CANARY)])
 
 
 @pytest.fixture
-def portal(template: tuple[Path, str, Clock], tmp_path: Path) -> Portal:
-    directory, secret, old = template
-    return copy_portal(directory, secret, old, tmp_path)
-
-
-Session = Callable[[TestClient[web.Request, web.Application]], Awaitable[None]]
-
-
-def run(portal: Portal, body: Session) -> None:
-    """Run `body` against the portal app on a loopback port."""
-    accounts = Accounts(portal.config, clock=portal.clock, hasher=FAST)
-    app = portal_web.portal_app(portal.config, accounts=accounts, clock=portal.clock)
-
-    async def main() -> None:
-        async with TestClient(TestServer(app), cookie_jar=DummyCookieJar()) as client:
-            await body(client)
-
-    asyncio.run(main())
-
-
-async def fetch(
-    portal: Portal, client: TestClient[web.Request, web.Application], method: str, path: str,
-    data: dict[str, str] | None = None,
-) -> Reply:  # fmt: skip
-    """One request, sending and keeping cookies by hand (the jar would refuse 127.0.0.1)."""
-    cookie = "; ".join(f"{k}={v}" for k, v in portal.cookies.items())
-    async with client.request(
-        method, path, data=data, allow_redirects=False, headers={"Cookie": cookie} if cookie else {}
-    ) as response:
-        text = await response.text()
-        for name, morsel in response.cookies.items():
-            if morsel.value:
-                portal.cookies[name] = morsel.value
-            else:
-                portal.cookies.pop(name, None)
-        return response.status, dict(response.headers), text, response.cookies
-
-
-def hidden(page: str, name: str) -> str:
-    found = re.search(rf'name="{name}" value="([^"]+)"', page)
-    assert found is not None, page
-    return found[1]
-
-
-async def log_in(
-    portal: Portal, client: Any, *, passphrase: str = STRONG, totp: str | None = None
-) -> Reply:
-    _, _, page, _ = await fetch(portal, client, "GET", "/login")
-    totp = totp or code(portal.secret, portal.clock)
-    form = {"login_token": hidden(page, "login_token"), "email": EMAIL,
-            "passphrase": passphrase, "code": totp}  # fmt: skip
-    return await fetch(portal, client, "POST", "/login", form)
-
-
-def assert_headers(headers: dict[str, str]) -> None:
-    assert headers["Content-Security-Policy"] == portal_web.CSP
-    assert headers["Referrer-Policy"] == "no-referrer"
-    assert headers["X-Content-Type-Options"] == "nosniff"
-    assert headers["Cache-Control"] == "no-store"
-
-
-def custody_actions(portal: Portal, identity: Any) -> list[tuple[str, tuple[int, ...], str]]:
-    entries = open_archive(portal.directory / "archive", identity).custody()
-    return [(entry.action, tuple(entry.items), entry.signed) for entry in entries]
+def portal(template: Template, tmp_path: Path) -> Portal:
+    return copy_portal(template, tmp_path)
 
 
 def test_every_page_carries_the_headers_and_login_says_nothing_of_items(portal: Portal) -> None:
@@ -319,7 +188,6 @@ def test_sessions_end_when_idle_and_at_their_age(portal: Portal) -> None:
 def test_list_and_item_record_custody_first_and_render_canaries_inert(portal: Portal) -> None:
     """The list and an item each add a signed custody entry (list of both items, show of
     one); the hostile item's script, onerror and remote image appear only as text."""
-    unlocked: list[Any] = []
 
     async def body(client: Any) -> None:
         await log_in(portal, client)
@@ -337,11 +205,8 @@ def test_list_and_item_record_custody_first_and_render_canaries_inert(portal: Po
             assert raw not in page, raw
             assert raw not in listing, raw
 
-    accounts = Accounts(portal.config, clock=portal.clock, hasher=FAST)
     run(portal, body)
-    portal.clock.advance(seconds=30)
-    unlocked.append(accounts.login(EMAIL, STRONG, code(portal.secret, portal.clock), "::1"))
-    actions = custody_actions(portal, unlocked[0].identity)
+    actions = custody_actions(portal)
     assert actions == [("list", (1, 2), "verified"), ("show", (1,), "verified"),
                        ("show", (2,), "verified")]  # fmt: skip
 
@@ -361,85 +226,3 @@ def test_nothing_is_shown_when_custody_cannot_be_recorded(portal: Portal) -> Non
             assert "talk" not in page
 
     run(portal, body)
-
-
-def test_log_in_in_real_chromium_and_nothing_leaves_the_origin(portal: Portal) -> None:
-    """Headless Chromium logs in through the form, sees the list and the hostile item; every
-    network request it makes (its own log; chrome:// pages are its own) goes to the
-    portal's origin: the remote image in the item is never fetched."""
-    webdriver = pytest.importorskip("selenium.webdriver")
-    if shutil.which("chromium") is None or shutil.which("chromedriver") is None:
-        pytest.skip("needs Debian's chromium and chromium-driver (scripts/test installs them)")
-    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
-    from selenium.webdriver.common.by import By  # noqa: PLC0415
-    from selenium.webdriver.support.wait import WebDriverWait  # noqa: PLC0415
-
-    accounts = Accounts(portal.config, clock=portal.clock, hasher=FAST)
-    app = portal_web.portal_app(portal.config, accounts=accounts, clock=portal.clock)
-    with serving(app) as origin:
-        options = chromium_options(portal.directory)
-        options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-        browser = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
-        try:
-            browser.get(f"{origin}/login")
-            browser.find_element(By.NAME, "email").send_keys(EMAIL)
-            browser.find_element(By.NAME, "passphrase").send_keys(STRONG)
-            browser.find_element(By.NAME, "code").send_keys(code(portal.secret, portal.clock))
-            browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-            WebDriverWait(browser, 60).until(lambda b: b.current_url == f"{origin}/items")
-            assert "please" in browser.find_element(By.TAG_NAME, "table").text
-            browser.get(f"{origin}/items/2")
-            assert "<script>" in browser.find_element(By.TAG_NAME, "pre").text
-            assert browser.find_elements(By.TAG_NAME, "img") == []
-            urls = [
-                message["params"]["request"]["url"]
-                for entry in browser.get_log("performance")
-                if (message := json.loads(entry["message"])["message"])["method"]
-                == "Network.requestWillBeSent"
-            ]
-        finally:
-            browser.quit()
-    fetched = [url for url in urls if not url.startswith(("chrome:", "about:", "data:"))]
-    assert f"{origin}/items/2" in fetched
-    assert [url for url in fetched if not url.startswith(origin + "/")] == []
-
-
-def chromium_options(directory: Path) -> Any:
-    """Options for Debian's headless Chromium, its profile under `directory`, nothing
-    fetched in the background (selenium's ChromeOptions)."""
-    from selenium import webdriver  # noqa: PLC0415 - only where Chromium runs
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 f"--user-data-dir={directory / 'chromium'}"):  # fmt: skip
-        options.add_argument(flag)
-    return options
-
-
-@contextlib.contextmanager
-def serving(app: web.Application, port: int = 0) -> Iterator[str]:
-    """`app` on a loopback port (a free one unless `port`) in a thread of its own; its
-    origin."""
-    ready: queue.Queue[str] = queue.Queue()
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app)
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", port)
-        loop.run_until_complete(site.start())
-        bound = runner.addresses[0][1]
-        ready.put(f"http://127.0.0.1:{bound}")
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield ready.get(timeout=30)
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=30)

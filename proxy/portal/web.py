@@ -2,7 +2,8 @@
 
 Rules this module keeps:
 1. Every response carries the security headers (`HEADERS`: CSP with no inline script,
-   no referrer, nosniff) and `Cache-Control: no-store`, whatever its status.
+   no referrer, nosniff) and `Cache-Control: no-store`, whatever its status. A response
+   that sets a CSP of its own keeps it: only media.py does, a stricter one (sandbox).
 2. Pages render from templates shipped in the package with autoescape on: held content
    is text to jinja2, never markup. No page needs JavaScript. The login and account pages
    load one same-origin script, /static/passkey.js (passkey_pages.py), which only adds
@@ -112,6 +113,7 @@ def portal_app(
         account,
         enrollment,
         evidence,
+        media,
         passkey_pages,
         release,
     )
@@ -121,6 +123,7 @@ def portal_app(
     evidence.routes(app)
     passkey_pages.routes(app)
     release.routes(app)
+    media.routes(app)
     return app
 
 
@@ -138,7 +141,10 @@ def cookies_secure(config: Config) -> bool:
 
 
 async def _headers(_: web.Request, response: web.StreamResponse) -> None:
+    own_csp = response.headers.get("Content-Security-Policy")  # media.py's, stricter
     response.headers.update(HEADERS)  # rule 1
+    if own_csp is not None:
+        response.headers["Content-Security-Policy"] = own_csp
 
 
 def page(request: web.Request, name: str, status: int = 200, **values: Any) -> web.Response:
@@ -262,11 +268,13 @@ async def _item(request: web.Request, session: Session) -> web.StreamResponse:
     except (AccessProblem, CustodyProblem, IdentityProblem) as problem:
         return not_shown(request, session, problem)
     from proxy.portal.evidence import part_name  # noqa: PLC0415 - it imports this module
+    from proxy.portal.media import kind  # noqa: PLC0415 - it imports this module
     from proxy.portal.release import offer  # noqa: PLC0415 - it imports this module
 
-    names = [part_name(part.name, n, part.content_type) for n, part in enumerate(view.parts, 1)]
+    shown = [(part_name(part.name, n, part.content_type), part, kind(part))
+             for n, part in enumerate(view.parts, 1)]  # fmt: skip
     return page(request, "item.html", csrf=session.csrf, sequence=sequence, text=view.text,
-                parts=list(zip(names, view.parts, strict=True)),
+                parts=shown,
                 release=offer(request, session, view.metadata, view.payload))  # fmt: skip
 
 
