@@ -5,8 +5,8 @@ Run: .venv/bin/python bench/portal.py [--items N] [--requests R] [--dir DIR] [--
 Everything lives in a temporary directory under DIR (default <repo>/var, which git ignores),
 removed at the end unless --keep.
 
-1. Build (not timed against a goal): the test config (tests/test_portal_accounts.py, served
-   over plain HTTP on loopback as tests/portal_helpers.py does); its portal contact invited
+1. Build (not timed against a goal): the test config (tests/portal_helpers.py's, served
+   over plain HTTP on loopback as its HTTP_CONFIG is); its portal contact invited
    and enrolled through the accounts API with the real argon2id settings; an archive whose
    recipient is that contact, with the contact's custody key published. 100 emails from
    mark (tests/factories.py's rulebook holds them), email j received on day j after

@@ -1,6 +1,6 @@
 """What the portal tests share: an enrolled contact, an archive held for them, the app on
-loopback, requests with cookies kept by hand, and a headless Chromium that records every
-request it makes.
+loopback, requests with cookies kept by hand, a software passkey, and a headless Chromium
+that records every request it makes.
 
 Rules this module keeps:
 1. One copy of each helper: the portal test modules import from here, never from each
@@ -9,6 +9,9 @@ Rules this module keeps:
    and each test works on a copy (`copy_portal`) with a clock of its own.
 3. Chromium is Debian's (`chromium`, `chromedriver`); without it a browser test is skipped
    with the reason. The browser records its network log, so a test can ask what it fetched.
+   Asked for `passkeys`, it carries a virtual authenticator; the app is then served on a
+   known port (`free_port`) and reached as localhost, since no browser takes an IP address
+   as a WebAuthn relying party.
 4. Screenshots are taken only when NOCONTACT_SCREENSHOTS names a folder (for the README),
    so an ordinary run writes nothing into the tree.
 """
@@ -17,15 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import io
 import json
 import os
 import queue
 import re
 import shutil
+import socket
+import struct
 import threading
 import wave
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
@@ -33,10 +39,14 @@ from pathlib import Path
 from typing import Any
 
 import argon2
+import cbor2
 import pyotp
 import pytest
 from aiohttp import DummyCookieJar, web
 from aiohttp.test_utils import TestClient, TestServer
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from webauthn.helpers import bytes_to_base64url
 
 from proxy.access.reading import open_archive
 from proxy.archive import Archive, layout
@@ -45,11 +55,12 @@ from proxy.archive.seal import fingerprint
 from proxy.channels.sms.capture import ArrivalKind, capture
 from proxy.channels.sms.provider import Media
 from proxy.config import Config, load_config
-from proxy.message import Channel, InboundMessage
+from proxy.message import Action, Channel, Decision, InboundMessage, Kind
 from proxy.normalize import normalize_email, normalize_sms
 from proxy.portal import web as portal_web
 from proxy.portal import wrapping
 from proxy.portal.accounts import Accounts, Enrolled, custody_key_file
+from proxy.portal.passkeys import RelyingParty
 from proxy.rules import decide
 from tests.factories import RECEIVED_AT, make_rules
 
@@ -59,6 +70,7 @@ EMAIL = "priya.raman@fastmail.example"
 STRONG = "lantern orchard vivid tugboat"
 NEW_STRONG = "marble cactus drizzle falcon"
 MARKS_PHONE = "+15550100199"  # tests.factories.MARK's "(555) 010-0199"
+ADDRESS = "203.0.113.7"  # the client address a login comes from
 START = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 FAST = argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
@@ -150,12 +162,26 @@ def enroll(directory: Path) -> Enrollment:
     return Enrollment(directory, config, accounts, clock, setup.secret, enrolled)
 
 
+def copy_enrollment(template: Enrollment, tmp_path: Path, source: Path | None = None) -> Enrollment:
+    """A fresh copy of `template`'s state (or of `source`, a copy of it kept untouched),
+    with its own clock (rule 2)."""
+    directory = tmp_path / "copy"
+    shutil.copytree(source or template.directory, directory)
+    config = load_config(directory / "config.yaml")
+    clock = Clock()
+    clock.now = template.clock.now
+    accounts = Accounts(config, clock=clock, hasher=FAST)
+    return Enrollment(directory, config, accounts, clock, template.secret, template.enrolled)
+
+
 def from_mark(
-    raw: bytes, received_at: datetime = RECEIVED_AT, *, sender: str = "mark.smith@gmail.com"
-) -> InboundMessage:
-    """An email (from Mark, a blocked sender, unless `sender` says otherwise), as the SMTP
-    channel would normalize it."""
-    return normalize_email(raw, envelope_sender=sender, received_at=received_at)
+    raw: bytes, received_at: datetime = RECEIVED_AT, *, sender: str = "mark.smith@gmail.com",
+    recipients: tuple[str, ...] = (),
+) -> InboundMessage:  # fmt: skip
+    """An email (from Mark, a blocked sender, unless `sender` says otherwise; to the
+    envelope `recipients`), as the SMTP channel would normalize it."""
+    return normalize_email(raw, envelope_sender=sender, recipients=recipients,
+                           received_at=received_at)  # fmt: skip
 
 
 def picture(width: int = 40, height: int = 30) -> bytes:
@@ -194,19 +220,40 @@ def from_marks_phone(
                          channel=channel)  # fmt: skip
 
 
-def hold(directory: Path, recipient: str, messages: Sequence[InboundMessage]) -> None:
-    """Seal `messages` (each must be held by the test rules) into `directory`/archive."""
+@dataclass(frozen=True)
+class Holding:
+    """A message held as its channel holds it: with the channel's extras (the SMTP peer,
+    the provider), and as `kind` whatever the test rules say, where a test needs an item
+    the rules have since changed about."""
 
-    async def sealing() -> None:
+    message: InboundMessage
+    extras: Mapping[str, object] | None = None
+    kind: Kind | None = None
+
+
+def hold(
+    directory: Path, recipient: str, messages: Sequence[InboundMessage | Holding]
+) -> tuple[int, ...]:
+    """Seal `messages` (each must be held by the test rules, unless given a `kind`) into
+    `directory`/archive; their sequence numbers."""
+
+    async def sealing() -> tuple[int, ...]:
         archive = await Archive.open(directory / "archive", recipients=[recipient])
         rules = make_rules()
-        for message in messages:
-            decision = decide(message, rules)
+        sequences = []
+        for given in messages:
+            holding = given if isinstance(given, Holding) else Holding(given)
+            decision = decide(holding.message, rules)
+            if holding.kind is not None:
+                decision = Decision(action=Action.HOLD, kind=holding.kind,
+                                    rule_id=decision.rule_id, reason=decision.reason)  # fmt: skip
             assert decision.held
-            await archive.hold(message, decision)
+            receipt = await archive.hold(holding.message, decision, extras=holding.extras)
+            sequences.append(receipt.index)
         await archive.close()
+        return tuple(sequences)
 
-    asyncio.run(sealing())
+    return asyncio.run(sealing())
 
 
 def publish_custody_key(directory: Path, config: Config, recipient: str) -> None:
@@ -225,18 +272,19 @@ class Template:
     secret: str
     clock: Clock
     recovery_codes: tuple[str, ...]
+    sequences: tuple[int, ...]  # of the held items, in the order given
 
 
 def held_template(
-    factory: pytest.TempPathFactory, name: str, messages: Sequence[InboundMessage]
+    factory: pytest.TempPathFactory, name: str, messages: Sequence[InboundMessage | Holding]
 ) -> Template:
     """Enroll Priya, hold `messages` sealed to her, publish her custody key (rule 2)."""
     enrollment = enroll(factory.mktemp(name) / "state")
     recipient = enrollment.enrolled.recipient
-    hold(enrollment.directory, recipient, messages)
+    sequences = hold(enrollment.directory, recipient, messages)
     publish_custody_key(enrollment.directory, enrollment.config, recipient)
     return Template(enrollment.directory, enrollment.secret, enrollment.clock,
-                    enrollment.enrolled.recovery_codes)  # fmt: skip
+                    enrollment.enrolled.recovery_codes, sequences)  # fmt: skip
 
 
 @dataclass
@@ -338,9 +386,83 @@ def custody_actions(
     return [(entry.action, tuple(entry.items), entry.signed) for entry in entries]
 
 
+PARTY = RelyingParty(id="home.example", origin="https://home.example")  # CONFIG's public_url
+HANDLE = bytes_to_base64url(b"u" * 32)
+UP, UV, AT = 0x01, 0x04, 0x40  # authenticator data flags: user present, verified, attested
+
+
+@dataclass
+class SoftKey:
+    """A software authenticator: one P-256 credential, its counter, what it answers (real
+    keys, CBOR and signatures, as navigator.credentials would hand them to the script)."""
+
+    credential: bytes = field(default_factory=lambda: bytes(range(16)))
+    key: ec.EllipticCurvePrivateKey = field(default_factory=lambda: ec.generate_private_key(
+        ec.SECP256R1()))  # fmt: skip
+    count: int = 0
+    user_handle: str = HANDLE
+
+    def cose(self) -> bytes:
+        numbers = self.key.public_key().public_numbers()
+        return cbor2.dumps({1: 2, 3: -7, -1: 1, -2: numbers.x.to_bytes(32, "big"),
+                            -3: numbers.y.to_bytes(32, "big")})  # fmt: skip
+
+    def create(
+        self, challenge: bytes, *, party: RelyingParty = PARTY, origin: str | None = None
+    ) -> str:
+        """What navigator.credentials.create() answers, as the portal's script sends it."""
+        client = _client_data("webauthn.create", challenge, origin or party.origin)
+        attested = b"\0" * 16 + struct.pack(">H", len(self.credential)) + self.credential
+        data = _rp_hash(party.id) + bytes([UP | UV | AT]) + struct.pack(">I", self.count)
+        attestation = cbor2.dumps({"fmt": "none", "attStmt": {},
+                                   "authData": data + attested + self.cose()})  # fmt: skip
+        b64 = bytes_to_base64url
+        return json.dumps({"id": b64(self.credential), "rawId": b64(self.credential),
+                           "type": "public-key", "clientExtensionResults": {},
+                           "response": {"clientDataJSON": b64(client),
+                                        "attestationObject": b64(attestation)}})  # fmt: skip
+
+    def get(
+        self, challenge: bytes, *, party: RelyingParty = PARTY, origin: str | None = None,
+        count: int | None = None,
+    ) -> str:  # fmt: skip
+        """What navigator.credentials.get() answers; the counter moves on by one unless
+        `count` says what to report."""
+        self.count = self.count + 1 if count is None else count
+        client = _client_data("webauthn.get", challenge, origin or party.origin)
+        data = _rp_hash(party.id) + bytes([UP | UV]) + struct.pack(">I", self.count)
+        signature = self.key.sign(data + hashlib.sha256(client).digest(),
+                                  ec.ECDSA(hashes.SHA256()))  # fmt: skip
+        b64 = bytes_to_base64url
+        return json.dumps({"id": b64(self.credential), "rawId": b64(self.credential),
+                           "type": "public-key", "clientExtensionResults": {},
+                           "response": {"clientDataJSON": b64(client),
+                                        "authenticatorData": b64(data),
+                                        "signature": b64(signature),
+                                        "userHandle": self.user_handle}})  # fmt: skip
+
+
+def _client_data(kind: str, challenge: bytes, origin: str) -> bytes:
+    return json.dumps({"type": kind, "challenge": bytes_to_base64url(challenge),
+                       "origin": origin, "crossOrigin": False}).encode()  # fmt: skip
+
+
+def _rp_hash(rp_id: str) -> bytes:
+    return hashlib.sha256(rp_id.encode()).digest()
+
+
+def free_port() -> int:
+    """A loopback port free now, for an app whose public_url must name its port (rule 3)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 @contextlib.contextmanager
-def serving(app: web.Application) -> Iterator[str]:
-    """`app` on a free loopback port in a thread of its own; its origin."""
+def serving(app: web.Application, port: int = 0) -> Iterator[str]:
+    """`app` on a loopback port (a free one unless `port`) in a thread of its own; its
+    origin."""
     ready: queue.Queue[str] = queue.Queue()
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(app)
@@ -348,10 +470,10 @@ def serving(app: web.Application) -> Iterator[str]:
     def serve() -> None:
         asyncio.set_event_loop(loop)
         loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", port)
         loop.run_until_complete(site.start())
-        port = runner.addresses[0][1]
-        ready.put(f"http://127.0.0.1:{port}")
+        bound = runner.addresses[0][1]
+        ready.put(f"http://127.0.0.1:{bound}")
         loop.run_forever()
         loop.run_until_complete(runner.cleanup())
 
@@ -365,9 +487,12 @@ def serving(app: web.Application) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def chromium(profile: Path, downloads: Path | None = None) -> Iterator[Any]:
+def chromium(
+    profile: Path, downloads: Path | None = None, *, passkeys: bool = False
+) -> Iterator[Any]:
     """Headless Chromium with its own profile, recording its network log (rule 3); files
-    it downloads land in `downloads`."""
+    it downloads land in `downloads`; with `passkeys`, a virtual authenticator (CTAP2,
+    built in, resident keys, the user verified) answers navigator.credentials."""
     webdriver = pytest.importorskip("selenium.webdriver")
     if shutil.which("chromium") is None or shutil.which("chromedriver") is None:
         pytest.skip("needs Debian's chromium and chromium-driver (scripts/test installs them)")
@@ -386,9 +511,25 @@ def chromium(profile: Path, downloads: Path | None = None) -> Iterator[Any]:
             downloads.mkdir(parents=True, exist_ok=True)
             allow = {"behavior": "allow", "downloadPath": str(downloads)}
             browser.execute_cdp_cmd("Browser.setDownloadBehavior", allow)
+        if passkeys:
+            browser.add_virtual_authenticator(virtual_authenticator())
         yield browser
     finally:
         browser.quit()
+
+
+def virtual_authenticator() -> Any:
+    """Selenium's options for an authenticator that holds passkeys and verifies its user."""
+    from selenium.webdriver.common.virtual_authenticator import (  # noqa: PLC0415
+        Protocol,
+        Transport,
+        VirtualAuthenticatorOptions,
+    )
+
+    return VirtualAuthenticatorOptions(
+        protocol=Protocol.CTAP2, transport=Transport.INTERNAL, has_resident_key=True,
+        has_user_verification=True, is_user_verified=True,
+    )  # fmt: skip
 
 
 def network(browser: Any) -> list[dict[str, Any]]:
@@ -414,14 +555,19 @@ def responses(events: list[dict[str, Any]]) -> list[tuple[str, str, int]]:
 
 
 def browser_log_in(
-    browser: Any, origin: str, secret: str, clock: Clock, *, passphrase: str = STRONG
-) -> None:
-    """Fill in and send the login form (without waiting for where it leads)."""
+    browser: Any, origin: str, secret: str, clock: Clock, *, passphrase: str = STRONG,
+    passkey: bool = False,
+) -> None:  # fmt: skip
+    """Fill in and send the login form with the code at the clock's time, or with
+    `passkey` through the passkey button instead (without waiting for where it leads)."""
     from selenium.webdriver.common.by import By  # noqa: PLC0415
 
     browser.get(f"{origin}/login")
     browser.find_element(By.NAME, "email").send_keys(EMAIL)
     browser.find_element(By.NAME, "passphrase").send_keys(passphrase)
+    if passkey:
+        browser.find_element(By.ID, "passkey-login-button").click()
+        return
     browser.find_element(By.NAME, "code").send_keys(pyotp.TOTP(secret).at(clock.now))
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
 

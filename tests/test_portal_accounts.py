@@ -29,6 +29,7 @@ from proxy.portal.refusals import (
     PortalProblem,
 )
 from tests.portal_helpers import (
+    ADDRESS,
     CONFIG,
     DANA,
     EMAIL,
@@ -40,12 +41,12 @@ from tests.portal_helpers import (
     Clock,
     Enrollment,
     code,
+    copy_enrollment,
     enroll,
     write_config,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-ADDRESS = "203.0.113.7"
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +59,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Enrollment:
 
 @pytest.fixture
 def enrolled(template: Enrollment, tmp_path: Path) -> Enrollment:
-    """A fresh copy of the template enrollment, with its own clock."""
-    directory = tmp_path / "copy"
-    shutil.copytree(template.directory.with_name("pristine"), directory)
-    config = load_config(directory / "config.yaml")
-    clock = Clock()
-    clock.now = template.clock.now
-    accounts = Accounts(config, clock=clock, hasher=FAST)
-    return Enrollment(directory, config, accounts, clock, template.secret, template.enrolled)
+    """A fresh copy of the template enrollment (as it was enrolled), with its own clock."""
+    return copy_enrollment(template, tmp_path, template.directory.with_name("pristine"))
 
 
 def state_bytes(directory: Path) -> bytes:

@@ -4,7 +4,7 @@ lived and bounded in number."""
 from __future__ import annotations
 
 from proxy.portal.challenges import CHALLENGE_BYTES, LIFETIME, Challenges, for_login, for_session
-from tests.test_portal_accounts import Clock
+from tests.portal_helpers import Clock
 
 
 def test_a_challenge_is_taken_once_and_only_by_its_binding() -> None:

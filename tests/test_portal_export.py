@@ -219,7 +219,7 @@ def test_export_records_custody_before_its_first_byte_and_shows_progress(portal:
 
     async def body(client: Any) -> None:
         await log_in(portal, client)
-        _, _, page = await fetch(portal, client, "GET", "/export")
+        _, _, page, _ = await send(portal, client, "GET", "/export")
         token, progress = hidden(page.decode(), "csrf"), hidden(page.decode(), "progress")
         assert len(progress) == 32
         cookie = "; ".join(f"{k}={v}" for k, v in portal.cookies.items())
@@ -227,12 +227,12 @@ def test_export_records_custody_before_its_first_byte_and_shows_progress(portal:
         async with client.post("/export", data=form, headers={"Cookie": cookie}) as response:
             assert response.status == 200
             first = await response.content.readexactly(4)
-            seen["at first byte"] = actions(portal)
+            seen["at first byte"] = custody_actions(portal)
             rest = await response.read()
         assert zipfile.is_zipfile(io.BytesIO(first + rest))
-        status, _, state = await fetch(portal, client, "GET", f"/export/progress/{progress}")
+        status, _, state, _ = await send(portal, client, "GET", f"/export/progress/{progress}")
         seen["progress"] = (status, state)
-        status, _, _ = await fetch(portal, client, "GET", "/export/progress/" + "0" * 32)
+        status, _, _, _ = await send(portal, client, "GET", "/export/progress/" + "0" * 32)
         seen["unknown"] = status
 
     run(portal, body)
@@ -246,16 +246,16 @@ def test_export_records_custody_before_its_first_byte_and_shows_progress(portal:
 def test_export_of_a_selection_says_what_it_left_out(portal: Portal, tmp_path: Path) -> None:
     """A streamed export of no items (dates before any) still lists every entry of the log
     in the manifest, each with why it was left out, and its verify.py passes."""
-    got: list[Reply] = []
+    got: list[Raw] = []
 
     async def body(client: Any) -> None:
         await log_in(portal, client)
         token = await csrf(portal, client, "/export")
         form = {"csrf": token, "reason": "check", "until": "2000-01-01"}
-        got.append(await fetch(portal, client, "POST", "/export", form))
+        got.append(await send(portal, client, "POST", "/export", form))
 
     run(portal, body)
-    status, _, data = got[0]
+    status, _, data, _ = got[0]
     assert status == 200
     unpacked = tmp_path / "bundle"
     with zipfile.ZipFile(io.BytesIO(data)) as bundle:
@@ -268,4 +268,4 @@ def test_export_of_a_selection_says_what_it_left_out(portal: Portal, tmp_path: P
     result = subprocess.run([sys.executable, "-I", "verify.py"], cwd=unpacked,
                             capture_output=True, text=True, check=False, timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    assert actions(portal) == [("export", (), "verified")]
+    assert custody_actions(portal) == [("export", (), "verified")]

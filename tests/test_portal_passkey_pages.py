@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -17,25 +15,33 @@ from webauthn.helpers import base64url_to_bytes
 from proxy.config import load_config
 from proxy.portal import passkey_pages, passkeys, throttle
 from proxy.portal import web as portal_web
-from proxy.portal.accounts import Accounts
 from proxy.portal.passkeys import RelyingParty
 from proxy.portal.refusals import LOGIN_REFUSED
-from tests.test_portal_accounts import EMAIL, FAST, STRONG, Clock, _enroll, code
-from tests.test_portal_passkeys import SoftKey
-from tests.test_portal_web import (
+from tests.portal_helpers import (
+    CANARY,
+    EMAIL,
     HTTP_CONFIG,
+    PLAIN,
+    STRONG,
     Portal,
     Reply,
-    _hold,
+    SoftKey,
+    Template,
     assert_headers,
-    chromium_options,
+    browser_log_in,
+    chromium,
+    code,
     copy_portal,
     fetch,
+    free_port,
+    from_mark,
+    held_template,
     hidden,
     log_in,
-    publish_custody_key,
+    portal_app,
     run,
     serving,
+    wait_for,
 )
 
 WRONG = "wrong horse battery staple"
@@ -43,18 +49,14 @@ SCRIPT_TAG = re.compile(r"<script\b[^>]*>(.*?)</script>", re.DOTALL)
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Clock]:
+def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     """One enrollment and an archive of two items sealed to it, copied for each test."""
-    enrollment = _enroll(tmp_path_factory.mktemp("passkey") / "state")
-    _hold(enrollment.directory, enrollment.enrolled.recipient)
-    publish_custody_key(enrollment)
-    return enrollment.directory, enrollment.secret, enrollment.clock
+    return held_template(tmp_path_factory, "passkey", [from_mark(PLAIN), from_mark(CANARY)])
 
 
 @pytest.fixture
-def portal(template: tuple[Path, str, Clock], tmp_path: Path) -> Portal:
-    directory, secret, old = template
-    return copy_portal(directory, secret, old, tmp_path)
+def portal(template: Template, tmp_path: Path) -> Portal:
+    return copy_portal(template, tmp_path)
 
 
 def party(portal: Portal) -> RelyingParty:
@@ -324,72 +326,36 @@ def test_adding_and_removing_on_the_account_page(portal: Portal) -> None:
     run(portal, body)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def test_register_a_passkey_and_log_in_with_it_in_real_chromium(portal: Portal) -> None:
     """Headless Chromium with a virtual authenticator (CTAP2, resident keys, user
     verification): log in with a code, add a passkey on the account page through the
     script, log out, log in with email, passphrase and the passkey (no code)."""
-    webdriver = pytest.importorskip("selenium.webdriver")
-    if shutil.which("chromium") is None or shutil.which("chromedriver") is None:
-        pytest.skip("needs Debian's chromium and chromium-driver (scripts/test installs them)")
-    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
-    from selenium.webdriver.common.by import By  # noqa: PLC0415
-    from selenium.webdriver.common.virtual_authenticator import (  # noqa: PLC0415
-        Protocol,
-        Transport,
-        VirtualAuthenticatorOptions,
-    )
-    from selenium.webdriver.support.wait import WebDriverWait  # noqa: PLC0415
-
     port = free_port()  # browsers take no IP address as an RP id: the origin is localhost
     origin = f"http://localhost:{port}"
     (portal.directory / "config.yaml").write_text(
         HTTP_CONFIG.replace("http://127.0.0.1:8089/", origin + "/")
     )
-    config = load_config(portal.directory / "config.yaml")
-    accounts = Accounts(config, clock=portal.clock, hasher=FAST)
-    app = portal_web.portal_app(config, accounts=accounts, clock=portal.clock)
-    with serving(app, port):
-        browser = webdriver.Chrome(options=chromium_options(portal.directory),
-                                   service=Service("/usr/bin/chromedriver"))  # fmt: skip
-        try:
-            browser.add_virtual_authenticator(VirtualAuthenticatorOptions(
-                protocol=Protocol.CTAP2, transport=Transport.INTERNAL, has_resident_key=True,
-                has_user_verification=True, is_user_verified=True,
-            ))  # fmt: skip
+    portal.config = load_config(portal.directory / "config.yaml")
+    app = portal_app(portal)
+    with serving(app, port), chromium(portal.directory / "chromium", passkeys=True) as browser:
+        from selenium.webdriver.common.by import By  # noqa: PLC0415
 
-            def fill_login() -> None:
-                browser.get(f"{origin}/login")
-                browser.find_element(By.NAME, "email").send_keys(EMAIL)
-                browser.find_element(By.NAME, "passphrase").send_keys(STRONG)
-
-            fill_login()
-            browser.find_element(By.NAME, "code").send_keys(code(portal.secret, portal.clock))
-            browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-            WebDriverWait(browser, 60).until(lambda b: b.current_url == f"{origin}/items")
-            browser.get(f"{origin}/account")
-            assert not browser.find_element(By.ID, "passkey-needs-script").is_displayed()
-            adding = browser.find_element(By.ID, "passkey-add")
-            adding.find_element(By.NAME, "name").send_keys("Chromium")
-            adding.find_element(By.NAME, "passphrase").send_keys(STRONG)
-            adding.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-            WebDriverWait(browser, 60).until(lambda b: b.find_elements(By.ID, "passkey-note"))
-            assert "is added" in browser.find_element(By.ID, "passkey-note").text
-            assert "Chromium" in browser.find_element(By.ID, "passkeys").text
-            assert len(browser.get_credentials()) == 1
-            browser.find_element(By.CSS_SELECTOR, "form[action='/logout'] button").click()
-            WebDriverWait(browser, 30).until(lambda b: b.current_url == f"{origin}/login")
-            fill_login()
-            browser.find_element(By.ID, "passkey-login-button").click()
-            WebDriverWait(browser, 60).until(lambda b: b.current_url == f"{origin}/items")
-            assert "please" in browser.find_element(By.TAG_NAME, "table").text
-        finally:
-            browser.quit()
-    stored = accounts.passkeys_of("Priya Raman")
+        browser_log_in(browser, origin, portal.secret, portal.clock)
+        wait_for(browser, lambda b: b.current_url == f"{origin}/items")
+        browser.get(f"{origin}/account")
+        assert not browser.find_element(By.ID, "passkey-needs-script").is_displayed()
+        adding = browser.find_element(By.ID, "passkey-add")
+        adding.find_element(By.NAME, "name").send_keys("Chromium")
+        adding.find_element(By.NAME, "passphrase").send_keys(STRONG)
+        adding.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait_for(browser, lambda b: b.find_elements(By.ID, "passkey-note"))
+        assert "is added" in browser.find_element(By.ID, "passkey-note").text
+        assert "Chromium" in browser.find_element(By.ID, "passkeys").text
+        assert len(browser.get_credentials()) == 1
+        browser.find_element(By.CSS_SELECTOR, "form[action='/logout'] button").click()
+        wait_for(browser, lambda b: b.current_url == f"{origin}/login", seconds=30)
+        browser_log_in(browser, origin, portal.secret, portal.clock, passkey=True)
+        wait_for(browser, lambda b: b.current_url == f"{origin}/items")
+        assert "please" in browser.find_element(By.TAG_NAME, "table").text
+    stored = app[portal_web.ACCOUNTS].passkeys_of("Priya Raman")
     assert [(p.name, p.sign_count > 0) for p in stored] == [("Chromium", True)]

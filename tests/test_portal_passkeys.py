@@ -4,100 +4,33 @@ without an exception, and the accounts' passkey login, throttle, adding and remo
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
-import struct
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cbor2
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 
-from proxy.config import load_config
 from proxy.portal import passkeys, throttle
-from proxy.portal.accounts import Accounts
 from proxy.portal.passkeys import Assertion, Passkey, RelyingParty
 from proxy.portal.refusals import EnrollProblem, LoginRefused
-from tests.test_portal_accounts import (
+from tests.portal_helpers import (
     ADDRESS,
     EMAIL,
-    FAST,
+    HANDLE,
+    PARTY,
     START,
     STRONG,
-    Clock,
     Enrollment,
-    _enroll,
+    SoftKey,
     code,
+    copy_enrollment,
+    enroll,
 )
 
-PARTY = RelyingParty(id="home.example", origin="https://home.example")
 CHALLENGE = b"c" * 32
-HANDLE = bytes_to_base64url(b"u" * 32)
-UP, UV, AT = 0x01, 0x04, 0x40
-
-
-@dataclass
-class SoftKey:
-    """A software authenticator: one P-256 credential, its counter, what it answers."""
-
-    credential: bytes = field(default_factory=lambda: bytes(range(16)))
-    key: ec.EllipticCurvePrivateKey = field(default_factory=lambda: ec.generate_private_key(
-        ec.SECP256R1()))  # fmt: skip
-    count: int = 0
-    user_handle: str = HANDLE
-
-    def cose(self) -> bytes:
-        numbers = self.key.public_key().public_numbers()
-        return cbor2.dumps({1: 2, 3: -7, -1: 1, -2: numbers.x.to_bytes(32, "big"),
-                            -3: numbers.y.to_bytes(32, "big")})  # fmt: skip
-
-    def create(
-        self, challenge: bytes, *, party: RelyingParty = PARTY, origin: str | None = None
-    ) -> str:
-        """What navigator.credentials.create() answers, as the portal's script sends it."""
-        client = _client("webauthn.create", challenge, origin or party.origin)
-        attested = b"\0" * 16 + struct.pack(">H", len(self.credential)) + self.credential
-        data = _rp_hash(party.id) + bytes([UP | UV | AT]) + struct.pack(">I", self.count)
-        attestation = cbor2.dumps({"fmt": "none", "attStmt": {},
-                                   "authData": data + attested + self.cose()})  # fmt: skip
-        return json.dumps({"id": _b64(self.credential), "rawId": _b64(self.credential),
-                           "type": "public-key", "clientExtensionResults": {},
-                           "response": {"clientDataJSON": _b64(client),
-                                        "attestationObject": _b64(attestation)}})  # fmt: skip
-
-    def get(
-        self, challenge: bytes, *, party: RelyingParty = PARTY, origin: str | None = None,
-        count: int | None = None,
-    ) -> str:  # fmt: skip
-        """What navigator.credentials.get() answers; the counter moves on by one unless
-        `count` says what to report."""
-        self.count = self.count + 1 if count is None else count
-        client = _client("webauthn.get", challenge, origin or party.origin)
-        data = _rp_hash(party.id) + bytes([UP | UV]) + struct.pack(">I", self.count)
-        signature = self.key.sign(data + hashlib.sha256(client).digest(),
-                                  ec.ECDSA(hashes.SHA256()))  # fmt: skip
-        return json.dumps({"id": _b64(self.credential), "rawId": _b64(self.credential),
-                           "type": "public-key", "clientExtensionResults": {},
-                           "response": {"clientDataJSON": _b64(client),
-                                        "authenticatorData": _b64(data),
-                                        "signature": _b64(signature),
-                                        "userHandle": self.user_handle}})  # fmt: skip
-
-
-def _client(kind: str, challenge: bytes, origin: str) -> bytes:
-    return json.dumps({"type": kind, "challenge": _b64(challenge), "origin": origin,
-                       "crossOrigin": False}).encode()  # fmt: skip
-
-
-def _rp_hash(rp_id: str) -> bytes:
-    return hashlib.sha256(rp_id.encode()).digest()
 
 
 def _b64(data: bytes) -> str:
@@ -361,19 +294,13 @@ def test_damaged_passkey_records_are_skipped() -> None:
 def template(tmp_path_factory: pytest.TempPathFactory) -> Enrollment:
     """Priya enrolled once (scrypt takes seconds), with CONFIG's https public_url
     (home.example, PARTY's)."""
-    return _enroll(tmp_path_factory.mktemp("passkeys") / "state")
+    return enroll(tmp_path_factory.mktemp("passkeys") / "state")
 
 
 @pytest.fixture
 def account(template: Enrollment, tmp_path: Path) -> Enrollment:
     """A fresh copy of the template's state, with its own clock."""
-    directory = tmp_path / "copy"
-    shutil.copytree(template.directory, directory)
-    config = load_config(directory / "config.yaml")
-    clock = Clock()
-    clock.now = template.clock.now
-    accounts = Accounts(config, clock=clock, hasher=FAST)
-    return Enrollment(directory, config, accounts, clock, template.secret, template.enrolled)
+    return copy_enrollment(template, tmp_path)
 
 
 def add(enrollment: Enrollment, key: SoftKey, name: str = "laptop") -> Passkey:

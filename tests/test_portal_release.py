@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,33 +14,38 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from aiohttp import DummyCookieJar
-from aiohttp.test_utils import TestClient, TestServer
 from markupsafe import escape
 
 from proxy.access import delivery, release
 from proxy.access.reading import CustodyEntry, open_archive
-from proxy.archive import Archive, layout
+from proxy.archive import layout
 from proxy.channels.sms.capture import ArrivalKind, Webhook, capture
 from proxy.config import Config, load_config
-from proxy.message import Action, Channel, Decision, Kind
-from proxy.normalize import normalize_email, normalize_sms
+from proxy.message import Channel, InboundMessage, Kind
+from proxy.normalize import normalize_sms
 from proxy.portal import web as portal_web
-from proxy.portal.accounts import Accounts
-from proxy.rules import decide
-from tests.factories import RECEIVED_AT, make_rules, write_secret
-from tests.test_portal_accounts import EMAIL, FAST, STRONG, Clock, _enroll, code
-from tests.test_portal_web import (
+from tests.factories import RECEIVED_AT, write_secret
+from tests.portal_helpers import (
     HTTP_CONFIG,
     PLAIN,
+    Holding,
     Portal,
+    Template,
     assert_headers,
+    browser_log_in,
+    chromium,
+    copy_portal,
     fetch,
+    from_mark,
+    held_template,
     hidden,
+    identity,
     log_in,
-    publish_custody_key,
+    portal_app,
     serving,
+    wait_for,
 )
+from tests.portal_helpers import run as run_portal
 from tests.test_smtp import sink
 from tests.twilio_fake import FakeTwilio
 
@@ -68,60 +72,45 @@ class Held:
     voicemail: int
 
 
-def _held(directory: Path, recipient: str) -> Held:
-    async def hold() -> Held:
-        archive = await Archive.open(directory / "archive", recipients=[recipient])
-        rules = make_rules()
-        found = []
-        for raw, sender in ((ABOUT_HIM, "jo@friends.example"), (PLAIN, "mark.smith@gmail.com")):
-            message = normalize_email(raw, envelope_sender=sender,
-                                      recipients=("sam@home.example",),
-                                      received_at=RECEIVED_AT)  # fmt: skip
-            decision = decide(message, rules)
-            extras = {"peer": "203.0.113.9", "helo": "mx.friends.example"}
-            found.append((await archive.hold(message, decision, extras=extras)).index)
-        for kind, text in ((ArrivalKind.TEXT, TEXT), (ArrivalKind.VOICEMAIL, "")):
-            form = urlencode({"From": CAROL, "To": NUMBER, "Body": text, "MessageSid": "SM1"})
-            message = normalize_sms(sender=CAROL, recipient=NUMBER, text=text, raw=b"",
-                                    received_at=RECEIVED_AT, default_region="US")  # fmt: skip
-            decision = decide(message, rules)
-            if kind is ArrivalKind.VOICEMAIL:  # a voicemail held as passive (rules changed)
-                decision = Decision(action=Action.HOLD, kind=Kind.PASSIVE, rule_id=decision.rule_id,
-                                    reason=decision.reason)  # fmt: skip
-            webhook = Webhook(url="https://home.example/twilio/sms", body=form.encode(),
-                              signature="x")  # fmt: skip
-            raw = capture(kind=kind, webhook=webhook)
-            message = dataclasses.replace(message, raw=raw, channel=Channel.SMS)
-            phone = {"provider": "twilio", "voicemail": kind is ArrivalKind.VOICEMAIL}
-            found.append((await archive.hold(message, decision, extras=phone)).index)
-        await archive.close()
-        return Held(*found)
-
-    return asyncio.run(hold())
+def from_carol(kind: ArrivalKind, text: str) -> InboundMessage:
+    """A text or voicemail from Carol (an intermediary) to her public number, as the SMS
+    channel captures a Twilio webhook."""
+    form = urlencode({"From": CAROL, "To": NUMBER, "Body": text, "MessageSid": "SM1"})
+    message = normalize_sms(sender=CAROL, recipient=NUMBER, text=text, raw=b"",
+                            received_at=RECEIVED_AT, default_region="US")  # fmt: skip
+    webhook = Webhook(url="https://home.example/twilio/sms", body=form.encode(), signature="x")
+    raw = capture(kind=kind, webhook=webhook)
+    return dataclasses.replace(message, raw=raw, channel=Channel.SMS)
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Clock, Held]:
+def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     """One enrollment and an archive of four held items (a passive email, a direct email,
     a passive text, a passive voicemail), copied for each test."""
-    enrollment = _enroll(tmp_path_factory.mktemp("release") / "state")
-    held = _held(enrollment.directory, enrollment.enrolled.recipient)
-    publish_custody_key(enrollment)
-    return enrollment.directory, enrollment.secret, enrollment.clock, held
+    peer = {"peer": "203.0.113.9", "helo": "mx.friends.example"}
+    to_her = ("sam@home.example",)
+    return held_template(tmp_path_factory, "release", [
+        Holding(from_mark(ABOUT_HIM, sender="jo@friends.example", recipients=to_her),
+                extras=peer),
+        Holding(from_mark(PLAIN, recipients=to_her), extras=peer),
+        Holding(from_carol(ArrivalKind.TEXT, TEXT),
+                extras={"provider": "twilio", "voicemail": False}),
+        Holding(from_carol(ArrivalKind.VOICEMAIL, ""),  # held as passive: the rules changed
+                extras={"provider": "twilio", "voicemail": True}, kind=Kind.PASSIVE),
+    ])  # fmt: skip
 
 
 @dataclass
 class Setup:
     """A fresh copy of the template, with where released items arrive."""
 
-    directory: Path
-    secret: str
-    clock: Clock
+    portal: Portal
     held: Held
     maildir: Path
 
-    def portal(self, config: Config) -> Portal:
-        return Portal(self.directory, config, self.clock, self.secret)
+    @property
+    def directory(self) -> Path:
+        return self.portal.directory
 
     def config(self, *, deliver: str = "", role: str = "contact", sms: str = "") -> Config:
         """The portal's config, with an SMTP channel delivering to `deliver` (the Maildir
@@ -143,30 +132,23 @@ class Setup:
 
 
 @pytest.fixture
-def setup(template: tuple[Path, str, Clock, Held], tmp_path: Path) -> Setup:
-    directory, secret, old, held = template
-    copy = tmp_path / "copy"
-    shutil.copytree(directory, copy)
-    clock = Clock()
-    clock.now = old.now
-    return Setup(copy, secret, clock, held, tmp_path / "mail")
+def setup(template: Template, tmp_path: Path) -> Setup:
+    return Setup(copy_portal(template, tmp_path), Held(*template.sequences), tmp_path / "mail")
 
 
 Body = Callable[[Portal, Any], Awaitable[None]]
 
 
 def run(setup: Setup, config: Config, body: Body) -> Portal:
-    """Run `body` with a client of the portal app for `config`; the portal (its cookies)."""
-    portal = setup.portal(config)
-    accounts = Accounts(config, clock=setup.clock, hasher=FAST)
-    app = portal_web.portal_app(config, accounts=accounts, clock=setup.clock)
+    """Log in and run `body` with a client of the portal app for `config`; the portal (its
+    cookies)."""
+    portal = dataclasses.replace(setup.portal, config=config, cookies={})
 
-    async def main() -> None:
-        async with TestClient(TestServer(app), cookie_jar=DummyCookieJar()) as client:
-            await log_in(portal, client)
-            await body(portal, client)
+    async def logged_in(client: Any) -> None:
+        await log_in(portal, client)
+        await body(portal, client)
 
-    asyncio.run(main())
+    run_portal(portal, logged_in)
     return portal
 
 
@@ -191,12 +173,8 @@ def delivered(maildir: Path) -> list[bytes]:
 
 
 def custody(setup: Setup) -> list[CustodyEntry]:
-    """Every custody entry, read with the contact's key (a fresh login)."""
-    setup.clock.advance(seconds=30)
-    config = load_config(setup.directory / "config.yaml")
-    unlocked = Accounts(config, clock=setup.clock, hasher=FAST).login(
-        EMAIL, STRONG, code(setup.secret, setup.clock), "::1")  # fmt: skip
-    return open_archive(setup.directory / "archive", unlocked.identity).custody()
+    """Every custody entry, read with the contact's key."""
+    return open_archive(setup.directory / "archive", identity(setup.portal)).custody()
 
 
 def releases(setup: Setup) -> list[tuple[str, tuple[int, ...], str, str]]:
@@ -451,41 +429,23 @@ def test_release_state_is_the_last_release_record() -> None:
 def test_release_in_real_chromium(setup: Setup) -> None:
     """Headless Chromium: a contact logs in, opens the passive item, gives a reason and
     releases it, and it arrives in her Maildir; the direct item has no release button."""
-    webdriver = pytest.importorskip("selenium.webdriver")
-    if shutil.which("chromium") is None or shutil.which("chromedriver") is None:
-        pytest.skip("needs Debian's chromium and chromium-driver (scripts/test installs them)")
-    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
-    from selenium.webdriver.common.by import By  # noqa: PLC0415
-    from selenium.webdriver.support.wait import WebDriverWait  # noqa: PLC0415
+    setup.portal.config = setup.config()
+    with (
+        serving(portal_app(setup.portal)) as origin,
+        chromium(setup.directory / "chromium") as browser,
+    ):
+        from selenium.webdriver.common.by import By  # noqa: PLC0415
 
-    config = setup.config()
-    accounts = Accounts(config, clock=setup.clock, hasher=FAST)
-    app = portal_web.portal_app(config, accounts=accounts, clock=setup.clock)
-    with serving(app) as origin:
-        options = webdriver.ChromeOptions()
-        options.binary_location = "/usr/bin/chromium"
-        for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update",
-                     f"--user-data-dir={setup.directory / 'chromium'}"):  # fmt: skip
-            options.add_argument(flag)
-        browser = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
-        try:
-            browser.get(f"{origin}/login")
-            browser.find_element(By.NAME, "email").send_keys(EMAIL)
-            browser.find_element(By.NAME, "passphrase").send_keys(STRONG)
-            browser.find_element(By.NAME, "code").send_keys(code(setup.secret, setup.clock))
-            browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-            WebDriverWait(browser, 60).until(lambda b: b.current_url == f"{origin}/items")
-            browser.get(f"{origin}/items/{setup.held.direct}")
-            assert browser.find_elements(By.NAME, "reason") == []
-            assert release.DIRECT in browser.find_element(By.TAG_NAME, "main").text
-            browser.get(f"{origin}/items/{setup.held.passive}")
-            browser.find_element(By.NAME, "reason").send_keys("an ordinary party invitation")
-            browser.find_element(By.XPATH, "//button[text()='Release to her inbox']").click()
-            WebDriverWait(browser, 60).until(lambda b: "Released" in b.title)
-            assert RELEASED in browser.find_element(By.TAG_NAME, "main").text
-        finally:
-            browser.quit()
+        browser_log_in(browser, origin, setup.portal.secret, setup.portal.clock)
+        wait_for(browser, lambda b: b.current_url == f"{origin}/items")
+        browser.get(f"{origin}/items/{setup.held.direct}")
+        assert browser.find_elements(By.NAME, "reason") == []
+        assert release.DIRECT in browser.find_element(By.TAG_NAME, "main").text
+        browser.get(f"{origin}/items/{setup.held.passive}")
+        browser.find_element(By.NAME, "reason").send_keys("an ordinary party invitation")
+        browser.find_element(By.XPATH, "//button[text()='Release to her inbox']").click()
+        wait_for(browser, lambda b: "Released" in b.title)
+        assert RELEASED in browser.find_element(By.TAG_NAME, "main").text
     [message] = delivered(setup.maildir)
     assert message.endswith(ABOUT_HIM)
     assert json.dumps(releases(setup)[0][:3]) == json.dumps(
