@@ -29,15 +29,11 @@ import json
 import os
 import socket
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 from proxy.archive import (
     Archive,
     ArchiveLocked,
-    ArchiveLog,
-    CustodyRecord,
-    EntryKind,
     Recipients,
     layout,
 )
@@ -47,7 +43,6 @@ from proxy.archive.custody_keys import (
     check_request,
     read_published,
 )
-from proxy.archive.seal import seal_custody
 from proxy.archive.verify import writer_is_live as _writer_is_live
 from proxy.errors import NocontactError
 from proxy.logs import get_logger
@@ -72,29 +67,39 @@ def record_custody(root: Path, request: CustodyRequest) -> int:
     except CustodyRefused as refused:
         raise CustodyProblem(str(refused)) from None
     try:
-        log = ArchiveLog.open(root)
+        return asyncio.run(_record_here(root, request))
     except ArchiveLocked:
         return _ask_daemon(root, request.to_json(), "index", "the custody record")
+    except CustodyProblem:
+        raise
+    except CustodyRefused as refused:
+        raise CustodyProblem(str(refused)) from None
     except NocontactError as error:
         raise CustodyProblem(f"cannot record custody in {root}: {error}") from None
+
+
+async def _record_here(root: Path, request: CustodyRequest) -> int:
+    """With no daemon, this process is the archive's writer for one record: the same
+    writer, so the same checks (a replay too: writer.py rule 8)."""
+    recipients = _recipients(root)
     try:
-        now = datetime.now(UTC)  # the writer's time: here, this process is the writer
-        record = CustodyRecord(contact=request.contact, action=request.action,
-                               items=request.items, at=now, reason=request.reason,
-                               nonce=request.nonce, signature=request.signature)  # fmt: skip
-        sealed = seal_custody(record, _recipients(root))
-        [receipt] = log.append([(EntryKind.SEALED, sealed)], checkpoint=True, now=now)
-        return receipt.index
-    except NocontactError as error:
-        raise CustodyProblem(f"cannot record custody in {root}: {error}") from None
+        keys = read_published(root)
+    except OSError as error:
+        raise CustodyProblem(f"cannot read the contacts' custody keys: {error.strerror}") from None
+    archive = await Archive.open(root, recipients=recipients, custody_keys=keys)
+    try:
+        return (await archive.record_signed(request)).index
     finally:
-        log.close()
+        await archive.close()
 
 
-def _recipients(root: Path) -> Recipients:
+def _recipients(root: Path) -> list[str]:
+    """The contacts' public keys the archive publishes (checked to parse)."""
     try:
         lines = (root / layout.RECIPIENTS).read_text().split()
-        return Recipients.parse([line for line in lines if line.startswith("age1")])
+        found = [line for line in lines if line.startswith("age1")]
+        Recipients.parse(found)
+        return found
     except (OSError, ValueError):
         raise CustodyProblem(
             f"{root / layout.RECIPIENTS} is missing or unreadable: start the daemon once on "

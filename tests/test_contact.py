@@ -384,8 +384,8 @@ def _ask_socket(archive: Path, request: dict[str, object]) -> dict[str, object]:
 def test_a_forged_custody_record_is_refused_by_the_daemon(tmp_path: Path) -> None:
     """Over the custody socket, a record without a contact's signature (the issue's: contact
     0123456789abcdef, release, dated 2020), one signed by a key not in the config, and a
-    replay of a stored one are each refused with one line; only the real one is stored,
-    dated by the daemon."""
+    replay of a stored one (at once, with the daemon stopped, and after a restart) are each
+    refused with one line; only the real one is stored, dated by the daemon."""
     key, stranger = tmp_path / "dana.key", tmp_path / "stranger.key"
     _, out, _ = nocontact("contact", "keygen", "--out", str(key))
     nocontact("contact", "keygen", "--out", str(stranger))
@@ -418,6 +418,12 @@ def test_a_forged_custody_record_is_refused_by_the_daemon(tmp_path: Path) -> Non
         assert "stored already" in str(_ask_socket(archive, real.to_json())["error"])
         with pytest.raises(CustodyProblem, match="not signed by contact"):
             record_custody(archive, impostor_request(wrong, fingerprint(recipient)))
+        process.terminate()
+        process.wait(timeout=60)
+    with pytest.raises(CustodyProblem, match="stored already"):  # no daemon: this process writes
+        record_custody(archive, real)
+    with daemon(config, port) as process:  # a replay after a restart
+        assert "stored already" in str(_ask_socket(archive, real.to_json())["error"])
         process.terminate()
         process.wait(timeout=60)
     [entry] = open_archive(archive, identity).custody()

@@ -33,7 +33,8 @@ Rules this module keeps:
    arrival, so no channel seals it twice and no channel's state need say what was held.
 8. A contact's custody record (`record_signed`) is stored only if it is signed by the
    custody key configured for its contact (custody_keys.py rule 4), and only once per
-   nonce while the archive is open; its time is this writer's clock, never the caller's.
+   contact and nonce, ever: the pair is the record's mark (rule 7), so a request replayed
+   after a restart is refused too. Its time is this writer's clock, never the caller's.
 """
 
 from __future__ import annotations
@@ -107,10 +108,10 @@ class Archive:
     ) -> None:  # fmt: skip
         self._log = log
         self._marks = marks
+        self._custody_marks: set[str] = set()  # custody records asked for in this run
         self._sealer = sealer
         self._recipients = recipients
         self._custody_keys: dict[str, str] = {}
-        self._nonces: set[str] = set()
         self._clock = clock
         self._checkpoint_every = checkpoint_every
         self._loop = asyncio.get_running_loop()
@@ -213,22 +214,24 @@ class Archive:
         sealed = await self.seal(message, decision, extras=extras)
         return await self.append(EntryKind.SEALED, sealed)
 
-    async def record_custody(self, record: CustodyRecord) -> Receipt:
-        """Seal and store a custody record (a contact's access), signed at once (rule 3)."""
+    async def record_custody(self, record: CustodyRecord, *, once: str | None = None) -> Receipt:
+        """Seal and store a custody record (a contact's access), signed at once (rule 3);
+        `once` is its mark, as an arrival's (rule 7)."""
         sealed = await self._sealer.seal(custody_metadata(record), b"")
-        return await self.append(EntryKind.SEALED, sealed, sign=True)
+        return await self.append(EntryKind.SEALED, sealed, once=once, sign=True)
 
     async def record_signed(self, request: CustodyRequest) -> Receipt:
         """Store a contact's signed custody record, stamped with this writer's time (rule
         8); `CustodyRefused` (nothing stored) unless its signature verifies."""
         check_request(request, self._custody_keys)
-        if request.nonce in self._nonces:
+        mark = f"custody:{request.contact}:{request.nonce}"
+        if mark in self._custody_marks or self._marks.holds(mark):
             raise CustodyRefused("this custody record was stored already: nothing stored")
-        self._nonces.add(request.nonce)
+        self._custody_marks.add(mark)  # at once: the writer thread notes it a moment later
         record = CustodyRecord(contact=request.contact, action=request.action,
                                items=request.items, at=self._clock(), reason=request.reason,
                                nonce=request.nonce, signature=request.signature)  # fmt: skip
-        return await self.record_custody(record)
+        return await self.record_custody(record, once=mark)
 
     async def sign(self) -> int:
         """Sign a checkpoint now, over everything stored so far (for a contact's tools,

@@ -6,7 +6,8 @@ Rules this module keeps:
    portal, or one already enrolled (enrolling again would make a new key, and items sealed
    to the old one would be lost to them).
 3. Enrollment (`begin`, then `enroll`) uses the link once. It needs a strong passphrase and
-   a code from the new TOTP secret; it stores the identity only wrapped with the passphrase,
+   a code from the new TOTP secret; it stores the identity only wrapped with the passphrase
+   (twice: an age file for `age -d`, and the login wrapping; wrapping.py rules 1 and 5),
    an argon2id hash of the passphrase, the TOTP secret, and SHA-256 hashes of 10 one-time
    recovery codes, then writes the public key to the contact's `age_recipient_file`
    (0600, like every file the daemon's user makes) for the daemon's next reload, and the
@@ -19,8 +20,10 @@ Rules this module keeps:
    the second factor: the TOTP code (each step once, the last one used persisted) or, if
    the contact has added one, a passkey (`proxy.portal.passkeys`; its sign counter
    persisted). Every failure is the same `LoginRefused`, counted by the same throttle,
-   after about the same work. Success unwraps the identity in memory. The passphrase is
-   always needed: it unwraps the identity; a passkey only replaces the code.
+   after about the same work. Success unwraps the identity in memory from the login
+   wrapping (an account made before it had one opens its age file once and gets one); a
+   passphrase change rewrites both wrappings. The passphrase is always needed: it
+   unwraps the identity; a passkey only replaces the code.
 5. Write order, so a crash never leaves a key without its account: the invitation is
    consumed first (single use even across a crash), then the wrapped identity, the
    account record, and last the public key file; a login rewrites a missing key file.
@@ -39,6 +42,7 @@ Rules this module keeps:
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import hmac
@@ -213,6 +217,7 @@ class Accounts:
             "contact": contact.name,
             "recipient": recipient,
             "passphrase": self._passphrases.hash(passphrase),
+            "login_key": self._login_wrapping(contact, identity, passphrase),
             "totp_secret": totp_secret,
             "totp_last_step": step,
             "recovery": [_digest(code) for code in codes],
@@ -244,10 +249,7 @@ class Accounts:
                 self._failed(contact, client_address)
             record["passkeys"] = passkeys.stored(listed, used)  # the counter (rule 4)
         self._save_account(contact, record)
-        wrapped = self._store.read_bytes(f"accounts/{record_name(contact.name)}.age")
-        identity = wrapping.unwrap(wrapped or b"", passphrase)
-        if identity is None:  # the hash and the wrapping disagree: a damaged state dir
-            raise PortalProblem(f"the stored key of {contact.name!r} does not open: restore it")
+        identity = self._unwrap(contact, record, passphrase)
         self._succeeded(contact)
         recipient = str(identity.to_public())
         if self._recipient_in_file(contact) is None or not custody_key_file(contact).exists():
@@ -269,6 +271,7 @@ class Accounts:
                                                                      new_passphrase))  # fmt: skip
         record = self._account(contact) or {}
         record["passphrase"] = self._passphrases.hash(new_passphrase)
+        record["login_key"] = self._login_wrapping(contact, unlocked.identity, new_passphrase)
         self._save_account(contact, record)
 
     @_locked
@@ -359,6 +362,35 @@ class Accounts:
         return gone[0]
 
     # The steps
+
+    def _login_wrapping(self, contact: Contact, identity: Any, passphrase: str) -> dict[str, str]:
+        """The identity wrapped for login (wrapping.py rule 5), with a salt of its own."""
+        salt = secrets.token_bytes(16)
+        key = self._passphrases.derive_key(passphrase, salt)
+        return {"salt": base64.b64encode(salt).decode(),
+                **wrapping.wrap_for_login(identity, key, contact.name)}  # fmt: skip
+
+    def _unwrap(self, contact: Contact, record: dict[str, Any], passphrase: str) -> Any:
+        """The identity, from the login wrapping; an account enrolled before there was one
+        opens its age file (scrypt: slow) once, and gets one."""
+        wrapped = record.get("login_key")
+        identity = None
+        if isinstance(wrapped, dict) and isinstance(wrapped.get("salt"), str):
+            try:
+                salt = base64.b64decode(wrapped["salt"], validate=True)
+            except ValueError:
+                salt = b""
+            if len(salt) >= 8:
+                key = self._passphrases.derive_key(passphrase, salt)
+                identity = wrapping.unwrap_for_login(wrapped, key, contact.name)
+        if identity is None:
+            stored = self._store.read_bytes(f"accounts/{record_name(contact.name)}.age")
+            identity = wrapping.unwrap(stored or b"", passphrase)
+            if identity is None:  # the hash and the wrappings disagree: a damaged state dir
+                raise PortalProblem(f"the stored key of {contact.name!r} does not open: restore it")
+            record["login_key"] = self._login_wrapping(contact, identity, passphrase)
+            self._save_account(contact, record)
+        return identity
 
     def _check_passphrase(
         self, email: str, passphrase: str, client_address: str

@@ -9,6 +9,8 @@ Rules this module keeps:
    memory profile by default); the passphrase itself never is.
 3. A login for an account that does not exist still runs one verification against a dummy
    hash (`verify_nothing`), so the time taken does not tell a stranger who has an account.
+4. `derive_key` turns a passphrase into a key (argon2id with the hashes' settings and a
+   salt of its own): guessing against it costs what guessing against the hash does.
 """
 
 from __future__ import annotations
@@ -39,6 +41,16 @@ class Passphrases:
             return self._hasher.verify(stored, passphrase)
         except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
             return False
+
+    def derive_key(self, passphrase: str, salt: bytes) -> bytes:
+        """A 32-byte key from `passphrase` and `salt` with the same argon2id settings as
+        the hashes (rule 4)."""
+        hasher = self._hasher
+        return argon2.low_level.hash_secret_raw(
+            passphrase.encode(), salt, time_cost=hasher.time_cost,
+            memory_cost=hasher.memory_cost, parallelism=hasher.parallelism, hash_len=32,
+            type=argon2.Type.ID,
+        )  # fmt: skip
 
     def verify_nothing(self, passphrase: str) -> None:
         """As long as a real verification, and always false (rule 3)."""

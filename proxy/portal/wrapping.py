@@ -11,14 +11,24 @@ Rules this module keeps:
 3. An uploaded identity must be an unprotected keygen file (one secret key, comments
    allowed); a refusal says what is wrong without quoting the file.
 4. The identity lives in memory only, as pyrage's object; nothing here writes it unwrapped.
+5. Logging in opens a second wrapping, made with the same passphrase at the same moments
+   as the age file: ChaCha20-Poly1305 (the `cryptography` library) under a key argon2id
+   derives from the passphrase (passphrases.py rule 4), bound to the contact's name. The
+   age file's scrypt costs 1 GiB and about 2 s here at the work factor rage picks; the
+   argon2id key costs what checking the stored hash does, so a login meets its 1.5 s and
+   an offline guess costs no less than it did. The age file stays for `age -d`.
 """
 
 from __future__ import annotations
 
+import base64
 import re
+import secrets
 from typing import Any
 
 import pyrage
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from proxy.archive.seal import fingerprint
 from proxy.portal.refusals import EnrollProblem, PortalProblem
@@ -77,6 +87,33 @@ def unwrap(wrapped: bytes, passphrase: str) -> Any | None:
         return None
     keys = [line for line in text.splitlines() if line.startswith("AGE-SECRET-KEY-1")]
     return pyrage.x25519.Identity.from_str(keys[0]) if len(keys) == 1 else None
+
+
+def wrap_for_login(identity: Any, key: bytes, contact: str) -> dict[str, str]:
+    """The identity sealed under `key` (rule 5), as an account record's field."""
+    nonce = secrets.token_bytes(12)
+    sealed = ChaCha20Poly1305(key).encrypt(nonce, str(identity).encode(), _aad(contact))
+    return {"nonce": base64.b64encode(nonce).decode(), "sealed": base64.b64encode(sealed).decode()}
+
+
+def unwrap_for_login(wrapped: object, key: bytes, contact: str) -> Any | None:
+    """The identity `wrap_for_login` sealed, or None if `key` does not open it (or the
+    field is not one it wrote)."""
+    if not isinstance(wrapped, dict):
+        return None
+    try:
+        nonce = base64.b64decode(str(wrapped["nonce"]), validate=True)
+        sealed = base64.b64decode(str(wrapped["sealed"]), validate=True)
+        text = ChaCha20Poly1305(key).decrypt(nonce, sealed, _aad(contact)).decode()
+        return pyrage.x25519.Identity.from_str(text)
+    except (KeyError, ValueError, InvalidTag):
+        return None
+    except Exception:  # pyrage's IdentityError has no stable import name
+        return None
+
+
+def _aad(contact: str) -> bytes:
+    return b"nocontact portal login key v1\0" + contact.encode()
 
 
 def work_factor(wrapped: bytes) -> int | None:
