@@ -58,6 +58,8 @@ TARGETS = {
                instrument=("proxy", "twilio", "multidict")),
         Target(name="config", module="fuzz.fuzz_config", max_len=16 * 1024,
                instrument=("proxy", "yaml")),
+        Target(name="portal", module="fuzz.fuzz_portal", max_len=16 * 1024,
+               instrument=("proxy", "webauthn", "cbor2", "urllib")),
     )
 }  # fmt: skip
 # Not run by scripts/fuzz: a target that breaks on purpose, to test this harness.

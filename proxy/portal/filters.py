@@ -85,7 +85,8 @@ def parse_query(query: Mapping[str, str], *, people: Collection[str]) -> ListQue
         choices = ", ".join(c.value for c in Channel)
         raise FilterProblem(f"channel: {_short(channel)} is not one of {choices}")
     page_text = query.get("page", "").strip() or "1"
-    if not page_text.isascii() or not page_text.isdigit() or not 1 <= int(page_text) <= MAX_PAGE:
+    whole = page_text.isascii() and page_text.isdigit() and len(page_text) <= len(str(MAX_PAGE))
+    if not whole or not 1 <= int(page_text) <= MAX_PAGE:
         raise FilterProblem(f"page: {_short(page_text)} is not a page number (1, 2, …)")
     tz = query.get("tz", "").strip() or "UTC"
     if not _ZONE.fullmatch(tz) or len(tz) > 64:
