@@ -11,6 +11,9 @@ Rules this module keeps:
    writes two files), so the whole config is read again. An edit of the config file
    alone is not a trigger: that is what SIGHUP is for. Each file is written whole by
    the portal (a temporary file renamed over it), so the watch never reads half a key.
+   The first look is taken after the config was read: a file modified since shortly
+   before that read (`since`, less `CLOCK_SLACK_NS` for the file system's coarse clock)
+   runs the reload at once, so a key written while the daemon started is not missed.
 3. A reload refused (a garbage key file, or a config made invalid meanwhile) logs its one
    line and leaves the old contacts in force; the watch does not retry it until a watched
    file changes again, or SIGHUP.
@@ -40,6 +43,7 @@ from proxy.logs import get_logger
 
 WATCH_SECONDS = 2.0
 SETTLE_SECONDS = 0.2
+CLOCK_SLACK_NS = 1_000_000_000
 
 KEY_ADDED = "contact key added: new items are sealed to them too"
 KEY_CHANGED = "contact key changed: new items are sealed to the new key"
@@ -79,12 +83,15 @@ async def watch(
     files: Callable[[], tuple[Path, ...]],
     reload: Callable[[], None],
     *,
+    since: int,
     every: float = WATCH_SECONDS,
     settle: float = SETTLE_SECONDS,
 ) -> None:
     """Run `reload` whenever one of `files()` appears, changes or goes (rule 2), until
-    `files()` is empty."""
+    `files()` is empty; `since` is when (time.time_ns) the config in force was read."""
     seen = await asyncio.to_thread(look, files())
+    if any(s is not None and s[3] >= since - CLOCK_SLACK_NS for s in seen.values()):
+        _reload(reload)  # written while the config was read: perhaps not in it
     while watched := files():
         await asyncio.sleep(every)
         now = await asyncio.to_thread(look, watched)
@@ -93,11 +100,15 @@ async def watch(
             continue
         await asyncio.sleep(settle)
         seen = await asyncio.to_thread(look, watched)
-        _log.info(FILE_CHANGED)
-        try:
-            reload()
-        except Exception as error:  # the watch outlives any one reload; SIGHUP's is the same
-            _log.error("reload failed; the old config stays", error=type(error).__name__)
+        _reload(reload)
+
+
+def _reload(reload: Callable[[], None]) -> None:
+    _log.info(FILE_CHANGED)
+    try:
+        reload()
+    except Exception as error:  # the watch outlives any one reload; SIGHUP's is the same
+        _log.error("reload failed; the old config stays", error=type(error).__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

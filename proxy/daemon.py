@@ -56,6 +56,7 @@ import os
 import resource
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -146,6 +147,13 @@ def custody_keys(config: Config, recipients: Sequence[str]) -> dict[str, str]:
     return keys
 
 
+def _read_config(path: str) -> tuple[Config, int]:
+    """The config, and when (time.time_ns) its reading began: the watch on contacts' key
+    files looks for any written since (contact_keys.py rule 2)."""
+    read_at = time.time_ns()
+    return load_config(path), read_at
+
+
 def _reply_after(settings: SmtpChannel | None) -> float:
     """Seconds before a reply to DATA (`channels.smtp.reply_after_ms`)."""
     return settings.reply_after_ms / 1000 if settings is not None else 0.0
@@ -219,12 +227,13 @@ class Daemon:
         self._closing: set[asyncio.Task[None]] = set()  # replaced next hops, closing
         self._recipients: list[str] = []  # the contacts' keys items are sealed to now
         self._applied: Config | None = None  # the config in force (the last one reloaded)
+        self._read_at = 0  # when (time.time_ns) that config was read, for the watch
         self._watch: asyncio.Task[None] | None = None  # on portal contacts' keys (rule 12)
         self._reload_now: Callable[[], None] = lambda: None  # what SIGHUP runs, once running
         self._applying = asyncio.Lock()  # one change of contacts at a time, in reload order
 
     async def run(self) -> int:
-        config = load_config(self.config_path)
+        config, self._read_at = _read_config(self.config_path)
         raise_open_files_limit()
         settings, imap, sms = config.channels.smtp, config.channels.imap, config.channels.sms
         if settings is None and imap is None and sms is None:
@@ -302,7 +311,7 @@ class Daemon:
         self, running: Config, pipeline: Pipeline, archive: Archive, phone: SmsRunner | None
     ) -> None:
         try:
-            config = load_config(self.config_path)
+            config, read_at = _read_config(self.config_path)
         except ConfigError as error:
             _log.error("reload refused: the new config is invalid; the old one stays",
                        problems=[str(p) for p in error.problems])  # fmt: skip
@@ -329,7 +338,7 @@ class Daemon:
         closing.add_done_callback(self._closing.discard)
         if phone is not None and config.channels.sms is not None:
             phone.replace(config.channels.sms, config.default_region)
-        previous, self._applied = self._applied or running, config
+        previous, self._applied, self._read_at = self._applied or running, config, read_at
         self._new_contacts(config, archive, key_changes(previous, config))
         live = {"smtp": {"deliver"}, "sms": set(_SMS_LIVE)}
         if (
@@ -346,7 +355,11 @@ class Daemon:
             return
         if self._watch is None or self._watch.done():
             self._watch = asyncio.get_running_loop().create_task(
-                watch(lambda: key_files(self._applied) if self._applied else (), self._reload_now)
+                watch(
+                    lambda: key_files(self._applied) if self._applied else (),
+                    self._reload_now,
+                    since=self._read_at,
+                )
             )
 
     async def _open_archive(self, config: Config) -> Archive:
