@@ -41,10 +41,10 @@ Rules this module keeps:
 11. No core dumps, here or in a child (a core holds messages and secrets), and children
     get only the environment Python needs (`proxy.processes`).
 12. With portal contacts configured, the daemon watches their key files
-    (`proxy.contact_keys`): when enrollment writes one, it runs rule 3's reload by
-    itself, no SIGHUP needed, within seconds. A garbage key file, or a config made
-    invalid meanwhile, is refused as at SIGHUP: one line, the old contacts stay. No
-    portal contact, no watch.
+    (`proxy.contact_keys`): when enrollment writes one (or one is removed: that rule 5),
+    it runs rule 3's reload by itself, no SIGHUP needed, within seconds. A garbage key
+    file, or a config made invalid meanwhile, is refused as at SIGHUP: one line, the old
+    contacts stay. No portal contact, no watch.
 """
 
 from __future__ import annotations
