@@ -12,11 +12,14 @@ Rules this module keeps:
    change is recorded in the archive's log (`Archive.replace_recipients`). An invalid
    new config changes nothing; the reason is logged (one problem per log line, no
    content of any message). Changes to the listen address or the archive need a
-   restart, and the log says so.
+   restart, and the log says so. Each contact whose key a reload adds, changes or
+   removes is logged as a fixed event with their name (`proxy.contact_keys` rule 4),
+   once the archive seals to the new set.
 4. The archive's custody socket is open while the daemon runs, so a contact's tools can
    record their access in the log the daemon holds. It stores only records signed by
-   a contact's configured `custody_key` (a demo contact's is derived from its key), and
-   the keys are published beside the archive; a reload replaces them.
+   a contact's configured `custody_key` (a demo contact's is derived from its key, a
+   portal contact's is the one enrollment wrote), and the keys are published beside the
+   archive; a reload replaces them.
 5. A demo contact (config `demo: true`) gets a throwaway key pair on first start, and a
    loud warning at every start: its private key is on this machine.
 6. The event loop is uvloop's (libuv): the same asyncio interface, with sockets, timers and
@@ -37,17 +40,24 @@ Rules this module keeps:
     coarse totals of all messages once an hour.
 11. No core dumps, here or in a child (a core holds messages and secrets), and children
     get only the environment Python needs (`proxy.processes`).
+12. With portal contacts configured, the daemon watches their key files
+    (`proxy.contact_keys`): when enrollment writes one (or one is removed: that rule 5),
+    it runs rule 3's reload by itself, no SIGHUP needed, within seconds. A garbage key
+    file, or a config made invalid meanwhile, is refused as at SIGHUP: one line, the old
+    contacts stay. No portal contact, no watch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import os
 import resource
 import signal
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pyrage
@@ -61,6 +71,7 @@ from proxy.channels.sms.runner import SmsRunner
 from proxy.channels.smtp import SmtpHandler, serve_smtp
 from proxy.config import Config, load_config
 from proxy.config.model import SmtpChannel
+from proxy.contact_keys import KeyChange, key_changes, key_files, watch
 from proxy.custody import serve_custody
 from proxy.deliver.address import parse_destination
 from proxy.deliver.hops import Answer, DeliveryDeferred, NextHop, open_next_hop
@@ -68,7 +79,6 @@ from proxy.disk import create_private
 from proxy.errors import ConfigError, NocontactError
 from proxy.logs import get_logger
 from proxy.pipeline import Pipeline
-from proxy.portal.accounts import custody_key_file
 from proxy.processes import no_core_dumps
 from proxy.progress import ProgressBar
 from proxy.readers import Readers
@@ -118,21 +128,30 @@ def demo_recipients(config: Config) -> list[str]:
 
 def custody_keys(config: Config, recipients: Sequence[str]) -> dict[str, str]:
     """Each contact's custody key by their fingerprint (rule 4); `recipients` as
-    `demo_recipients` returned them, in the contacts' order."""
+    `demo_recipients` returned them: in the contacts' order, without the portal contacts
+    who have not enrolled (a portal contact's custody key is in the config once they
+    have, config/meaning.py rule 8)."""
     keys = {}
-    for contact, recipient in zip(config.contacts, recipients, strict=True):
+    sealed_to = iter(recipients)
+    for contact in config.contacts:
+        if contact.age_recipient is None and not contact.demo:
+            continue  # not enrolled yet: not among `recipients`
+        recipient = next(sealed_to)
         key = contact.custody_key
         if key is None and contact.demo and contact.age_recipient_file is not None:
             private = Path(contact.age_recipient_file).with_suffix(".key").read_text()
             secret = next(line for line in private.split() if line.startswith("AGE-SECRET"))
             key = custody_public_key(pyrage.x25519.Identity.from_str(secret))
-        if key is None and contact.portal and contact.age_recipient_file is not None:
-            written = custody_key_file(contact)  # by the portal, at enrollment
-            if written.exists():
-                key = written.read_text().strip()
         if key is not None:
             keys[fingerprint(recipient)] = key
     return keys
+
+
+def _read_config(path: str) -> tuple[Config, int]:
+    """The config, and when (time.time_ns) its reading began: the watch on contacts' key
+    files looks for any written since (contact_keys.py rule 2)."""
+    read_at = time.time_ns()
+    return load_config(path), read_at
 
 
 def _reply_after(settings: SmtpChannel | None) -> float:
@@ -207,9 +226,14 @@ class Daemon:
         self.stop = asyncio.Event()
         self._closing: set[asyncio.Task[None]] = set()  # replaced next hops, closing
         self._recipients: list[str] = []  # the contacts' keys items are sealed to now
+        self._applied: Config | None = None  # the config in force (the last one reloaded)
+        self._read_at = 0  # when (time.time_ns) that config was read, for the watch
+        self._watch: asyncio.Task[None] | None = None  # on portal contacts' keys (rule 12)
+        self._reload_now: Callable[[], None] = lambda: None  # what SIGHUP runs, once running
+        self._applying = asyncio.Lock()  # one change of contacts at a time, in reload order
 
     async def run(self) -> int:
-        config = load_config(self.config_path)
+        config, self._read_at = _read_config(self.config_path)
         raise_open_files_limit()
         settings, imap, sms = config.channels.smtp, config.channels.imap, config.channels.sms
         if settings is None and imap is None and sms is None:
@@ -239,16 +263,16 @@ class Daemon:
             if watchers is not None:
                 watchers.start()
                 _log.info("imap watching", archive=config.archive.path)
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, self.stop.set)
-            loop.add_signal_handler(signal.SIGHUP, self._reload, config, pipeline, archive, phone)
+            self._take_signals(config, pipeline, archive, phone)
             totals = loop.create_task(pipeline.traffic.log_every(_channels(config)))
             # Everything made at start (rules, config, imports) lives as long as the daemon:
             # moved out of the collector's reach, a full collection takes ~6 ms, not ~40.
             gc.collect()
             gc.freeze()
             await self.stop.wait()
-            totals.cancel()
+            for task in (totals, self._watch):
+                if task is not None:
+                    task.cancel()
             _log.info("stopping: finishing messages in flight")
             if server is not None:
                 server.close()
@@ -270,11 +294,24 @@ class Daemon:
         _log.info("stopped")
         return 0
 
+    def _take_signals(
+        self, config: Config, pipeline: Pipeline, archive: Archive, phone: SmsRunner | None
+    ) -> None:
+        """SIGTERM and SIGINT stop (rule 2); SIGHUP, or a portal contact's key file written,
+        reloads (rules 3 and 12)."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stop.set)
+        self._applied = config
+        self._reload_now = functools.partial(self._reload, config, pipeline, archive, phone)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_now)
+        self._keep_watching()
+
     def _reload(
         self, running: Config, pipeline: Pipeline, archive: Archive, phone: SmsRunner | None
     ) -> None:
         try:
-            config = load_config(self.config_path)
+            config, read_at = _read_config(self.config_path)
         except ConfigError as error:
             _log.error("reload refused: the new config is invalid; the old one stays",
                        problems=[str(p) for p in error.problems])  # fmt: skip
@@ -301,7 +338,8 @@ class Daemon:
         closing.add_done_callback(self._closing.discard)
         if phone is not None and config.channels.sms is not None:
             phone.replace(config.channels.sms, config.default_region)
-        self._new_contacts(config, archive)
+        previous, self._applied, self._read_at = self._applied or running, config, read_at
+        self._new_contacts(config, archive, key_changes(previous, config))
         live = {"smtp": {"deliver"}, "sms": set(_SMS_LIVE)}
         if (
             config.channels.model_dump(exclude=live) != running.channels.model_dump(exclude=live)
@@ -309,6 +347,20 @@ class Daemon:
         ):
             _log.warning("channel or archive settings changed: restart to apply those")
         _log.info("config reloaded")
+        self._keep_watching()
+
+    def _keep_watching(self) -> None:
+        """Watch the portal contacts' key files, if there are any and no watch yet (rule 12)."""
+        if self._applied is None or not key_files(self._applied):
+            return
+        if self._watch is None or self._watch.done():
+            self._watch = asyncio.get_running_loop().create_task(
+                watch(
+                    lambda: key_files(self._applied) if self._applied else (),
+                    self._reload_now,
+                    since=self._read_at,
+                )
+            )
 
     async def _open_archive(self, config: Config) -> Archive:
         self._recipients = demo_recipients(config)
@@ -317,27 +369,39 @@ class Daemon:
             config.archive.path, recipients=self._recipients, custody_keys=keys
         )
 
-    def _new_contacts(self, config: Config, archive: Archive) -> None:
-        """Seal to the new set of contacts from now on, if it changed (rule 3)."""
+    def _new_contacts(self, config: Config, archive: Archive, changes: list[KeyChange]) -> None:
+        """Seal to the new set of contacts from now on, if it changed, and check custody
+        records against their keys (rule 3); then log each contact's change."""
         recipients = demo_recipients(config)
         keys = custody_keys(config, recipients)
-        replacing = asyncio.get_running_loop().create_task(archive.replace_custody_keys(keys))
-        self._closing.add(replacing)
-        replacing.add_done_callback(self._closing.discard)
-        if sorted(recipients) == sorted(self._recipients):
-            return
-        self._recipients = recipients
-        changing = asyncio.get_running_loop().create_task(archive.replace_recipients(recipients))
-        self._closing.add(changing)
-        changing.add_done_callback(self._closing.discard)
-        changing.add_done_callback(_contacts_replaced)
+        changed = sorted(recipients) != sorted(self._recipients)
+        if changed:
+            self._recipients = recipients
+        applying = asyncio.get_running_loop().create_task(
+            self._apply_contacts(archive, keys, recipients if changed else None, changes)
+        )
+        self._closing.add(applying)
+        applying.add_done_callback(self._closing.discard)
 
-
-def _contacts_replaced(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        _log.error("the change of contacts could not be recorded in the archive; restart")
-    else:
-        _log.info("contacts changed: new items are sealed to the new set, and the log says so")
+    async def _apply_contacts(
+        self, archive: Archive, keys: dict[str, str], recipients: list[str] | None,
+        changes: list[KeyChange],
+    ) -> None:  # fmt: skip
+        """Give the archive the contacts' custody keys and, if they changed, their keys;
+        two reloads close together apply in the order they were made."""
+        async with self._applying:
+            try:
+                await archive.replace_custody_keys(keys)
+                if recipients is not None:
+                    await archive.replace_recipients(recipients)
+            except Exception as error:  # any failure: one line, and the operator restarts
+                _log.error("the change of contacts could not be recorded in the archive; "
+                           "restart", error=type(error).__name__)  # fmt: skip
+                return
+        if recipients is not None:
+            _log.info("contacts changed: new items are sealed to the new set, and the log says so")
+        for change in changes:
+            _log.info(change.event, contact=change.contact)
 
 
 async def _sweep(config_path: str) -> int:

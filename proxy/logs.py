@@ -68,6 +68,7 @@ SAFE_KEYS = frozenset(
         "smtp",
         "imap",
         "sms",
+        "contact",  # a trusted contact's name, from the config (proxy.contact_keys rule 4)
     }
 )
 

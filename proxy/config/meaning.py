@@ -16,8 +16,12 @@ Rules this module keeps:
 6. `tls: none` (a password in the clear) only for an IMAP server on a loopback address.
 7. A portal contact (`portal: true`) whose key file does not exist yet has not enrolled: it
    keeps no `age_recipient` and items are sealed to the others; once enrollment writes the
-   file, a reload reads it. At least one contact must have a key now, or nothing could be
-   sealed. Portal contacts need a `portal` section, and log in with distinct emails.
+   file, a reload reads it (the daemon watches for it). At least one contact must have a
+   key now, or nothing could be sealed. Portal contacts need a `portal` section, and log in
+   with distinct emails. A key file removed later reads the same as never written.
+8. An enrolled portal contact without a `custody_key` in the config gets the one enrollment
+   wrote beside their key file (`custody_key_file`), if it is there; a file there that is
+   not one custody key is a problem at `age_recipient_file`, like a bad key file.
 """
 
 from __future__ import annotations
@@ -295,10 +299,18 @@ def _read_recipient(
         return contact.model_copy(update={"age_recipient_file": path}), None
     try:
         recipient = _recipient_in(path)
+        custody = _custody_key_in(custody_key_file(path)) if contact.portal else None
     except _UnusableKeyFileError as error:
         return contact, document.problem(("contacts", index, "age_recipient_file"), str(error))
     update = {"age_recipient": recipient, "age_recipient_file": path}
+    if contact.custody_key is None and custody is not None:
+        update["custody_key"] = custody  # written at enrollment (rule 8)
     return contact.model_copy(update=update), None
+
+
+def custody_key_file(recipient_file: str) -> Path:
+    """Where a portal contact's custody key is written: beside their age_recipient_file."""
+    return Path(recipient_file).with_suffix(".custody")
 
 
 class _UnusableKeyFileError(Exception):
@@ -333,6 +345,26 @@ def _recipient_in(path: str) -> str:
         )
     try:
         return values.age_recipient(keys[0])
+    except ValueError as error:
+        raise _UnusableKeyFileError(f"{path}: {error}") from None
+
+
+def _custody_key_in(path: Path) -> str | None:
+    """The custody key enrollment wrote at `path`, None if there is none; never echoes
+    what the file holds."""
+    try:
+        with open(path, "rb") as stream:
+            raw = stream.read(_MAX_KEY_FILE_BYTES + 1)
+        text = raw.decode("ascii")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else "not text"
+        raise _UnusableKeyFileError(f"cannot read {path}: {reason}") from None
+    if len(raw) > _MAX_KEY_FILE_BYTES:
+        raise _UnusableKeyFileError(f"{path} is too large to be a custody key")
+    try:
+        return values.custody_key(text)
     except ValueError as error:
         raise _UnusableKeyFileError(f"{path}: {error}") from None
 

@@ -105,8 +105,9 @@ class Contact(_Section):
         default=False,
         description="They use the web portal, logging in with their email: `nocontact portal "
         "invite` gives them a link to enroll, which writes their public key to "
-        "age_recipient_file. Until then that file may be missing, and items are sealed to "
-        "the other contacts only",
+        "age_recipient_file (and their custody key beside it, .custody); the running daemon "
+        "picks both up within seconds. Until then that file may be missing, and items are "
+        "sealed to the other contacts only",
     )
 
     @model_validator(mode="after")

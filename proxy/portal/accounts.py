@@ -10,9 +10,11 @@ Rules this module keeps:
    (twice: an age file for `age -d`, and the login wrapping; wrapping.py rules 1 and 5),
    an argon2id hash of the passphrase, the TOTP secret, and SHA-256 hashes of 10 one-time
    recovery codes, then writes the public key to the contact's `age_recipient_file`
-   (0600, like every file the daemon's user makes) for the daemon's next reload, and the
-   contact's custody key (derived from the identity, proxy.access.keys) beside it
-   (`custody_key_file`): the daemon accepts their signed custody records with it. If that
+   (0600, like every file the daemon's user makes), and the contact's custody key (derived
+   from the identity, proxy.access.keys) beside it (`custody_key_file`). Each is written
+   whole or not at all (a temporary file renamed over it, `proxy.disk.replace_file`), the
+   custody key first: the running daemon sees them within seconds (proxy.contact_keys),
+   seals new items to the key and accepts the custody records it signs. If that
    file already holds a key, only the matching identity may be uploaded: a new key would
    leave items already sealed to the old one unreadable.
 4. A login (`login`) checks, in order: the throttle (`proxy.portal.throttle`, per account
@@ -57,7 +59,7 @@ from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
 import argon2
 
 from proxy.access.keys import custody_public_key
-from proxy.config import Config, Contact
+from proxy.config import Config, Contact, meaning
 from proxy.config.model import Portal
 from proxy.disk import replace_file
 from proxy.portal import invites, passkeys, throttle, totp, wrapping
@@ -488,8 +490,9 @@ class Accounts:
 
 
 def custody_key_file(contact: Contact) -> Path:
-    """Where a portal contact's custody key is written: beside their age_recipient_file."""
-    return Path(contact.age_recipient_file or "").with_suffix(".custody")
+    """Where a portal contact's custody key is written: beside their age_recipient_file
+    (where the config reads it, config/meaning.py rule 8)."""
+    return meaning.custody_key_file(contact.age_recipient_file or "")
 
 
 def _account_key(contact: Contact) -> str:
