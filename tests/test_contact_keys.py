@@ -38,8 +38,8 @@ from proxy.contact_keys import (
 from proxy.errors import ConfigError
 from proxy.portal.accounts import Accounts
 from tests.factories import config_data
+from tests.portal_helpers import ADDRESS, EMAIL, FAST, STRONG, Clock, code
 from tests.test_contact import _ask_socket
-from tests.test_portal_accounts import ADDRESS, EMAIL, FAST, STRONG, Clock, code
 from tests.test_smtp import HELD, IDENTITY, RECIPIENT, _send_sync, _wait_for_port, free_port
 
 PRIYA = "Priya Raman"
