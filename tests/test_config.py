@@ -66,7 +66,7 @@ BROKEN: list[tuple[str, str | bytes, list[str]]] = [
         "unknown key with no close match",
         BASE + "colour: blue\n",
         [
-            "config.yaml:10:1: colour: unknown key (valid keys: allow, archive, channels, "
+            "config.yaml:10:1: colour: unknown key (valid keys: alerts, allow, archive, channels, "
             "contacts, default_region, intermediaries, no_contact_since, people, portal)"
         ],
     ),
@@ -424,6 +424,11 @@ COMMENTED_ALTERNATIVES = {
     "contacts[].portal", "portal", *(f"portal.{key}" for key in (
         "listen", "public_url", "state_dir", "tls_cert_file", "tls_key_file",
         "session_idle_minutes", "session_max_hours")),
+    "contacts[].alerts", "contacts[].alerts.tiers", "contacts[].alerts.transports", "alerts",
+    *(f"alerts.{key}" for key in (
+        "children", "digest", "digest.at", "digest.every", "digest.weekday", "escalate_after",
+        "extra_terms", "extra_terms.elevated", "extra_terms.urgent", "places", "quiet_hours",
+        "quiet_hours.end", "quiet_hours.start", "timezone", "transports")),
 }  # fmt: skip
 
 

@@ -77,6 +77,105 @@ class Archive(_Section):
     )
 
 
+LocalTime = Annotated[
+    str,
+    Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="A local time, HH:MM (24 h)"),
+]
+TierName = Literal["urgent", "elevated", "digest"]
+
+
+class AlertTransport(_Section):
+    """Where alerts go: one apprise URL (email through a dedicated account, ntfy, Signal,
+    Matrix, SMS ...), written here or kept in a file (it may hold a password)."""
+
+    url: str | None = Field(
+        default=None, min_length=1, description="An apprise URL, e.g. ntfy://ntfy.sh/a-topic"
+    )
+    url_file: str | None = Field(
+        default=None, description="A file (0600) holding the apprise URL, instead of url"
+    )
+
+    @model_validator(mode="after")
+    def _one_url(self) -> AlertTransport:
+        if (self.url is None) == (self.url_file is None):
+            raise ValueError("give either url or url_file")
+        return self
+
+
+class DigestSchedule(_Section):
+    """When the digest (counts since the last one, never content) goes out."""
+
+    every: Literal["daily", "weekly", "off"] = Field(default="daily", description="How often")
+    at: LocalTime = Field(default="08:00", description="The local time it goes out")
+    weekday: Literal[
+        "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"
+    ] = Field(default="monday", description="The day a weekly digest goes out")
+
+
+class QuietHours(_Section):
+    """Hours in which digests and elevated alerts wait (urgent ones never do)."""
+
+    start: LocalTime = Field(description="When the quiet hours begin, e.g. 22:00")
+    end: LocalTime = Field(description="When they end, e.g. 07:00 (the next day if earlier)")
+
+
+class ExtraTerms(_Section):
+    """Words and phrases of your own that raise an item's tier (matched whole, any case)."""
+
+    urgent: list[Name] = Field(default_factory=list, description="Terms that make it urgent")
+    elevated: list[Name] = Field(default_factory=list, description="Terms that make it elevated")
+
+
+class Alerts(_Section):
+    """Telling the trusted contacts, never the survivor, that something was held."""
+
+    transports: dict[Identifier, AlertTransport] = Field(
+        min_length=1, description="Named places alerts can go; contacts choose among them"
+    )
+    timezone: str = Field(
+        default="UTC", min_length=1,
+        description="The time zone of digest times and quiet hours, e.g. Europe/Berlin",
+    )  # fmt: skip
+    digest: DigestSchedule = Field(
+        default_factory=DigestSchedule, description="When the digest goes out"
+    )
+    escalate_after: int = Field(
+        default=30, ge=1, le=7 * 24 * 60,
+        description="Minutes an urgent alert may go unacknowledged before it is sent again "
+        "and to the next contact",
+    )  # fmt: skip
+    quiet_hours: QuietHours | None = Field(
+        default=None, description="When digests and elevated alerts wait"
+    )
+    children: list[Name] = Field(
+        default_factory=list, description="The children's names: a mention is elevated, a "
+        "threat to them urgent",
+    )  # fmt: skip
+    places: list[Name] = Field(
+        default_factory=list, description="Her home, work or school (street, name): a "
+        "mention is elevated",
+    )  # fmt: skip
+    extra_terms: ExtraTerms = Field(
+        default_factory=ExtraTerms, description="Your own terms that raise the tier"
+    )
+
+
+def _all_tiers() -> list[TierName]:
+    return ["urgent", "elevated", "digest"]
+
+
+class ContactAlerts(_Section):
+    """How one contact hears of held items."""
+
+    transports: list[Identifier] = Field(
+        min_length=1, description="Names from alerts.transports to send to"
+    )
+    tiers: list[TierName] = Field(
+        default_factory=_all_tiers,
+        min_length=1, description="Which tiers this contact is sent",
+    )  # fmt: skip
+
+
 class Contact(_Section):
     """A trusted contact or lawyer: the only people who can open held items."""
 
@@ -100,6 +199,9 @@ class Contact(_Section):
         description="For trying nocontact out only: if age_recipient_file does not exist, "
         "`nocontact run` makes a throwaway key pair beside it (the private key on this "
         "machine, so anyone here can open held items) and warns at every start",
+    )
+    alerts: ContactAlerts | None = Field(
+        default=None, description="How they hear of held items (needs an alerts: section)"
     )
     portal: bool = Field(
         default=False,
@@ -471,4 +573,7 @@ class Config(_Section):
     channels: Channels = Field(default_factory=Channels, description="Inbound channels")
     portal: Portal | None = Field(
         default=None, description="The web portal for contacts marked portal: true"
+    )
+    alerts: Alerts | None = Field(
+        default=None, description="Alerts and digests to the contacts, never to her"
     )
