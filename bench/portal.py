@@ -60,7 +60,8 @@ from proxy.config import load_config  # noqa: E402
 from proxy.config.model import Config  # noqa: E402
 from proxy.custody import serve_custody  # noqa: E402
 from proxy.normalize import normalize_email  # noqa: E402
-from proxy.portal.accounts import Accounts, custody_key_file  # noqa: E402
+from proxy.portal.accounts import Accounts  # noqa: E402
+from proxy.portal.keyfiles import custody_key_file  # noqa: E402
 from proxy.portal.web import portal_app  # noqa: E402
 from proxy.rules import decide  # noqa: E402
 from tests.factories import make_rules  # noqa: E402

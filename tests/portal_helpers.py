@@ -59,7 +59,8 @@ from proxy.message import Action, Channel, Decision, InboundMessage, Kind
 from proxy.normalize import normalize_email, normalize_sms
 from proxy.portal import web as portal_web
 from proxy.portal import wrapping
-from proxy.portal.accounts import Accounts, Enrolled, custody_key_file
+from proxy.portal.accounts import Accounts, Enrolled
+from proxy.portal.keyfiles import custody_key_file
 from proxy.portal.passkeys import RelyingParty
 from proxy.rules import decide
 from tests.factories import RECEIVED_AT, make_rules

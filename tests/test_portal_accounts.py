@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from proxy.daemon import custody_keys, demo_recipients
 from proxy.errors import ConfigError
 from proxy.portal import throttle, totp, wrapping
 from proxy.portal.accounts import Accounts
+from proxy.portal.passphrases import Passphrases
 from proxy.portal.refusals import (
     INVITE_REFUSED,
     LOGIN_REFUSED,
@@ -318,6 +320,58 @@ def test_change_passphrase_rewraps(enrolled: Enrollment) -> None:
         accounts.login(EMAIL, STRONG, code(enrolled.secret, clock), ADDRESS)
     unlocked = accounts.login(EMAIL, NEW_STRONG, code(enrolled.secret, clock), ADDRESS)
     assert unlocked.recipient == enrolled.enrolled.recipient
+
+
+def _account_file(enrolled: Enrollment) -> Path:
+    [found] = (enrolled.directory / "portal" / "accounts").glob("*.json")
+    return found
+
+
+def test_login_opens_the_login_wrapping_not_the_age_file(enrolled: Enrollment) -> None:
+    """A login opens the identity from the login wrapping (argon2id and ChaCha20-Poly1305):
+    with the age file gone it still works; the wrapping holds no secret in the clear and
+    is bound to the contact (moved to another name, it does not open)."""
+    accounts, clock = enrolled.accounts, enrolled.clock
+    next((enrolled.directory / "portal" / "accounts").glob("*.age")).unlink()
+    unlocked = accounts.login(EMAIL, STRONG, code(enrolled.secret, clock), ADDRESS)
+    assert unlocked.recipient == enrolled.enrolled.recipient
+    field = json.loads(_account_file(enrolled).read_text())["login_key"]
+    assert sorted(field) == ["nonce", "salt", "sealed"]
+    derive = Passphrases(FAST).derive_key
+    assert wrapping.unwrap_for_login(field, STRONG, "Priya Raman", derive=derive) is not None
+    assert wrapping.unwrap_for_login(field, STRONG, "Someone Else", derive=derive) is None
+    assert wrapping.unwrap_for_login(field, NEW_STRONG, "Priya Raman", derive=derive) is None
+    hostile: list[object] = [None, [], {"salt": "!!"}, {**field, "sealed": "AAAA"},
+                             {**field, "salt": ""}]  # fmt: skip
+    for hostile_field in hostile:
+        assert (
+            wrapping.unwrap_for_login(hostile_field, STRONG, "Priya Raman", derive=derive) is None
+        )
+
+
+def test_an_account_without_a_login_wrapping_opens_its_age_file_once(
+    enrolled: Enrollment,
+) -> None:
+    """An account enrolled before the login wrapping existed logs in through its age file
+    and gets one; a passphrase change rewrites it, so the old passphrase opens neither."""
+    accounts, clock = enrolled.accounts, enrolled.clock
+    path = _account_file(enrolled)
+    record = json.loads(path.read_text())
+    del record["login_key"]
+    path.write_text(json.dumps(record))
+    unlocked = accounts.login(EMAIL, STRONG, code(enrolled.secret, clock), ADDRESS)
+    assert unlocked.recipient == enrolled.enrolled.recipient
+    first = json.loads(path.read_text())["login_key"]
+    clock.advance(seconds=30)
+    accounts.change_passphrase(
+        EMAIL, STRONG, code(enrolled.secret, clock), new_passphrase=NEW_STRONG,
+        client_address=ADDRESS,
+    )  # fmt: skip
+    changed = json.loads(path.read_text())["login_key"]
+    assert changed["salt"] != first["salt"]
+    derive = Passphrases(FAST).derive_key
+    assert wrapping.unwrap_for_login(changed, STRONG, "Priya Raman", derive=derive) is None
+    assert wrapping.unwrap_for_login(changed, NEW_STRONG, "Priya Raman", derive=derive)
 
 
 def test_recovery_code_resets_totp_once(enrolled: Enrollment) -> None:

@@ -17,7 +17,8 @@ from structlog.testing import capture_logs
 
 from proxy.config import load_config
 from proxy.portal import enrollment
-from proxy.portal.accounts import Accounts, custody_key_file
+from proxy.portal.accounts import Accounts
+from proxy.portal.keyfiles import custody_key_file
 from proxy.portal.refusals import INVITE_REFUSED
 from tests.portal_helpers import (
     CANARY,

@@ -44,32 +44,24 @@ Rules this module keeps:
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import hmac
-import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
 
 import argon2
 
-from proxy.access.keys import custody_public_key
-from proxy.config import Config, Contact, meaning
+from proxy.config import Config, Contact
 from proxy.config.model import Portal
-from proxy.disk import replace_file
-from proxy.portal import invites, passkeys, throttle, totp, wrapping
+from proxy.portal import invites, keyfiles, passkeys, recovery, throttle, totp, wrapping
 from proxy.portal.passphrases import Passphrases, require_strong
 from proxy.portal.refusals import EnrollProblem, InviteRefused, LoginRefused, PortalProblem
 from proxy.portal.store import Store, record_name
 
-RECOVERY_CODES = 10
-_RECOVERY_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no 0/o, 1/l: read aloud, typed
-_RECOVERY_CHARS = 16  # 80 bits: SHA-256 of it cannot be searched
 _INVITES = "invites.json"
 _THROTTLE = "throttle.json"
 P = ParamSpec("P")
@@ -202,14 +194,14 @@ class Accounts:
             wrapping.generate() if identity_file is None else wrapping.parse_upload(identity_file)
         )
         recipient = str(identity.to_public())
-        existing = self._recipient_in_file(contact)
+        existing = keyfiles.recipient_in_file(contact)
         if existing is not None and existing != recipient:
             raise EnrollProblem(
                 "a public key is already set for you: upload the identity that matches it "
                 "(made with `nocontact contact keygen`), so items sealed to it stay yours"
             )
         wrapped = wrapping.wrap(identity, passphrase)
-        codes = tuple(_recovery_code() for _ in range(RECOVERY_CODES))
+        codes = tuple(recovery.new_code() for _ in range(recovery.CODES))
         live = self._invitations()
         live.pop(key, None)
         self._save_invitations(live)  # rule 5: single use, even if what follows fails
@@ -222,9 +214,9 @@ class Accounts:
             "login_key": self._login_wrapping(contact, identity, passphrase),
             "totp_secret": totp_secret,
             "totp_last_step": step,
-            "recovery": [_digest(code) for code in codes],
+            "recovery": [recovery.digest(code) for code in codes],
         })  # fmt: skip
-        self._write_keys(contact, identity)
+        keyfiles.write_keys(contact, identity)
         return Enrolled(contact=contact.name, recipient=recipient, recovery_codes=codes)
 
     # Login (rule 4)
@@ -254,8 +246,11 @@ class Accounts:
         identity = self._unwrap(contact, record, passphrase)
         self._succeeded(contact)
         recipient = str(identity.to_public())
-        if self._recipient_in_file(contact) is None or not custody_key_file(contact).exists():
-            self._write_keys(contact, identity)  # rule 5
+        if (
+            keyfiles.recipient_in_file(contact) is None
+            or not keyfiles.custody_key_file(contact).exists()
+        ):
+            keyfiles.write_keys(contact, identity)  # rule 5
         return Unlocked(contact=contact.name, recipient=recipient, identity=identity)
 
     @_locked
@@ -285,7 +280,7 @@ class Accounts:
         prove who it is, a code from `new_secret` confirms the new one. Returns how many
         recovery codes are left."""
         contact, record = self._check_passphrase(email, passphrase, client_address)
-        wanted = _digest(_normal_code(recovery_code))
+        wanted = recovery.digest(recovery.normal(recovery_code))
         stored: list[str] = list(record.get("recovery", []))
         found = [code for code in stored if hmac.compare_digest(code, wanted)]
         if not found:
@@ -366,25 +361,15 @@ class Accounts:
     # The steps
 
     def _login_wrapping(self, contact: Contact, identity: Any, passphrase: str) -> dict[str, str]:
-        """The identity wrapped for login (wrapping.py rule 5), with a salt of its own."""
-        salt = secrets.token_bytes(16)
-        key = self._passphrases.derive_key(passphrase, salt)
-        return {"salt": base64.b64encode(salt).decode(),
-                **wrapping.wrap_for_login(identity, key, contact.name)}  # fmt: skip
+        """The identity wrapped for login (wrapping.py rule 5)."""
+        return wrapping.wrap_for_login(identity, passphrase, contact.name,
+                                       derive=self._passphrases.derive_key)  # fmt: skip
 
     def _unwrap(self, contact: Contact, record: dict[str, Any], passphrase: str) -> Any:
         """The identity, from the login wrapping; an account enrolled before there was one
         opens its age file (scrypt: slow) once, and gets one."""
-        wrapped = record.get("login_key")
-        identity = None
-        if isinstance(wrapped, dict) and isinstance(wrapped.get("salt"), str):
-            try:
-                salt = base64.b64decode(wrapped["salt"], validate=True)
-            except ValueError:
-                salt = b""
-            if len(salt) >= 8:
-                key = self._passphrases.derive_key(passphrase, salt)
-                identity = wrapping.unwrap_for_login(wrapped, key, contact.name)
+        identity = wrapping.unwrap_for_login(record.get("login_key"), passphrase, contact.name,
+                                             derive=self._passphrases.derive_key)  # fmt: skip
         if identity is None:
             stored = self._store.read_bytes(f"accounts/{record_name(contact.name)}.age")
             identity = wrapping.unwrap(stored or b"", passphrase)
@@ -466,34 +451,6 @@ class Accounts:
         kept = {k: v.to_json() for k, v in failures.items() if not throttle.forgotten(v, now)}
         self._store.write(_THROTTLE, kept)
 
-    def _recipient_in_file(self, contact: Contact) -> str | None:
-        path = Path(contact.age_recipient_file or "")
-        try:
-            lines = path.read_text().split()
-        except (FileNotFoundError, UnicodeDecodeError):
-            return None
-        except OSError as error:
-            raise PortalProblem(f"cannot read {path}: {error.strerror}") from None
-        keys = [line for line in lines if line.startswith("age1")]
-        return keys[0] if keys else None
-
-    def _write_keys(self, contact: Contact, identity: Any) -> None:
-        """The identity's public key and custody key, where the daemon reads them (rule 3):
-        the custody key first, so a recipient file is never there without it."""
-        path = Path(contact.age_recipient_file or "")
-        try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            replace_file(custody_key_file(contact), f"{custody_public_key(identity)}\n".encode())
-            replace_file(path, f"{identity.to_public()}\n".encode())
-        except OSError as error:
-            raise PortalProblem(f"cannot write {path}: {error.strerror}") from None
-
-
-def custody_key_file(contact: Contact) -> Path:
-    """Where a portal contact's custody key is written: beside their age_recipient_file
-    (where the config reads it, config/meaning.py rule 8)."""
-    return meaning.custody_key_file(contact.age_recipient_file or "")
-
 
 def _account_key(contact: Contact) -> str:
     return "account:" + record_name(contact.name)
@@ -501,17 +458,3 @@ def _account_key(contact: Contact) -> str:
 
 def _address_key(client_address: str) -> str:
     return "address:" + hashlib.sha256(client_address.encode("utf-8", "replace")).hexdigest()[:32]
-
-
-def _recovery_code() -> str:
-    chars = "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(_RECOVERY_CHARS))
-    return "-".join(chars[i : i + 4] for i in range(0, _RECOVERY_CHARS, 4))
-
-
-def _normal_code(code: str) -> str:
-    chars = "".join(c for c in code.casefold() if c.isalnum())
-    return "-".join(chars[i : i + 4] for i in range(0, len(chars), 4))
-
-
-def _digest(code: str) -> str:
-    return hashlib.sha256(code.encode("utf-8", "replace")).hexdigest()

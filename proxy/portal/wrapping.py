@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import re
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import pyrage
@@ -89,21 +90,32 @@ def unwrap(wrapped: bytes, passphrase: str) -> Any | None:
     return pyrage.x25519.Identity.from_str(keys[0]) if len(keys) == 1 else None
 
 
-def wrap_for_login(identity: Any, key: bytes, contact: str) -> dict[str, str]:
-    """The identity sealed under `key` (rule 5), as an account record's field."""
-    nonce = secrets.token_bytes(12)
-    sealed = ChaCha20Poly1305(key).encrypt(nonce, str(identity).encode(), _aad(contact))
-    return {"nonce": base64.b64encode(nonce).decode(), "sealed": base64.b64encode(sealed).decode()}
+def wrap_for_login(
+    identity: Any, passphrase: str, contact: str, *, derive: Callable[[str, bytes], bytes]
+) -> dict[str, str]:
+    """The identity sealed under the key `derive` makes of `passphrase` and a new salt
+    (rule 5), as an account record's field."""
+    salt, nonce = secrets.token_bytes(16), secrets.token_bytes(12)
+    sealed = ChaCha20Poly1305(derive(passphrase, salt)).encrypt(
+        nonce, str(identity).encode(), _aad(contact)
+    )  # fmt: skip
+    return {name: base64.b64encode(value).decode()
+            for name, value in (("salt", salt), ("nonce", nonce), ("sealed", sealed))}  # fmt: skip
 
 
-def unwrap_for_login(wrapped: object, key: bytes, contact: str) -> Any | None:
-    """The identity `wrap_for_login` sealed, or None if `key` does not open it (or the
-    field is not one it wrote)."""
+def unwrap_for_login(
+    wrapped: object, passphrase: str, contact: str, *, derive: Callable[[str, bytes], bytes]
+) -> Any | None:
+    """The identity `wrap_for_login` sealed, or None if the passphrase does not open it
+    (or the field is not one it wrote)."""
     if not isinstance(wrapped, dict):
         return None
     try:
-        nonce = base64.b64decode(str(wrapped["nonce"]), validate=True)
-        sealed = base64.b64decode(str(wrapped["sealed"]), validate=True)
+        salt, nonce, sealed = (base64.b64decode(str(wrapped[name]), validate=True)
+                               for name in ("salt", "nonce", "sealed"))  # fmt: skip
+        if len(salt) < 8:
+            return None
+        key = derive(passphrase, salt)
         text = ChaCha20Poly1305(key).decrypt(nonce, sealed, _aad(contact)).decode()
         return pyrage.x25519.Identity.from_str(text)
     except (KeyError, ValueError, InvalidTag):
