@@ -803,7 +803,8 @@ def test_trusted_proxies_take_addresses_and_networks(in_tmp: Path) -> None:
     written as ipaddress writes them."""
     (in_tmp / "config.yaml").write_text(PORTAL, encoding="utf-8")
     portal = load_config("config.yaml").portal
-    assert portal is not None and portal.trusted_proxies == []
+    assert portal is not None
+    assert portal.trusted_proxies == []
     text = PORTAL + "  trusted_proxies: [127.0.0.1, '::1', 10.0.0.0/8, 'FD00::/8']\n"
     (in_tmp / "config.yaml").write_text(text, encoding="utf-8")
     portal = load_config("config.yaml").portal
@@ -824,9 +825,7 @@ def test_trusted_proxies_take_addresses_and_networks(in_tmp: Path) -> None:
          "127.0.0.1, ::1 or 10.0.0.0/8)"),
     ],
 )  # fmt: skip
-def test_a_bad_trusted_proxy_is_one_located_line(
-    in_tmp: Path, entry: str, said: str
-) -> None:
+def test_a_bad_trusted_proxy_is_one_located_line(in_tmp: Path, entry: str, said: str) -> None:
     """An entry that is not an IP address or network is one line at that entry, saying
     what is expected; the good entries beside it are not mentioned."""
     text = PORTAL + f"  trusted_proxies: [{entry}, 127.0.0.1]\n"
@@ -842,7 +841,9 @@ def test_a_portal_url_path_must_be_plain_segments(in_tmp: Path, url: str) -> Non
     (spaces, escapes, dot segments) is one line; a plain prefix loads."""
     (in_tmp / "config.yaml").write_text(PORTAL.replace("https://home.example/portal", url))
     [line] = problems("config.yaml")
-    assert "portal.public_url:" in line and "has a path the portal cannot serve under" in line
+    assert "portal.public_url:" in line
+    assert "has a path the portal cannot serve under" in line
     (in_tmp / "config.yaml").write_text(PORTAL.replace("/portal", "/home-server/portal.v2/"))
     portal = load_config("config.yaml").portal
-    assert portal is not None and portal.public_url == "https://home.example/home-server/portal.v2"
+    assert portal is not None
+    assert portal.public_url == "https://home.example/home-server/portal.v2"

@@ -20,7 +20,6 @@ from proxy.portal.throttle import LOCK_AFTER
 from tests.portal_helpers import (
     CANARY,
     CONFIG,
-    EMAIL,
     FAST,
     PLAIN,
     PREFIXED_CONFIG,
@@ -193,7 +192,8 @@ def test_every_page_link_and_redirect_stays_under_the_prefix(
         status, headers, _, _ = await fetch(portal, client, "GET", "/")
         assert (status, headers["Location"]) == (303, "/portal/login")
         status, _, page, _ = await fetch(portal, client, "GET", "/login")
-        assert status == 200 and under_prefix(page) == []
+        assert status == 200
+        assert under_prefix(page) == []
         assert '<script src="/portal/static/passkey.js" defer>' in page
         await log_in(portal, client, headers=forwarded(PRIYA))
         for path in ("/items", "/items/1", "/items/3/parts/1/view", "/report?chart=1",
@@ -233,15 +233,18 @@ def test_an_enrollment_link_works_under_the_prefix(tmp_path: Path) -> None:
 
     async def body(client: Any) -> None:
         status, _, page, cookies = await fetch(portal, client, "GET", path)
-        assert status == 200 and under_prefix(page) == []
+        assert status == 200
+        assert under_prefix(page) == []
         assert cookies["nc_enroll"]["path"] == "/portal/enroll"
         secret = hidden(page, "secret")
         form = {"enroll_token": hidden(page, "enroll_token"), "secret": secret,
                 "passphrase": STRONG, "passphrase_again": STRONG,
                 "code": code(secret, portal.clock)}  # fmt: skip
         status, _, page, cookies = await fetch(portal, client, "POST", path, form)
-        assert status == 200 and 'id="recovery-codes"' in page
-        assert under_prefix(page) == [] and 'href="/portal/login"' in page
+        assert status == 200
+        assert 'id="recovery-codes"' in page
+        assert under_prefix(page) == []
+        assert 'href="/portal/login"' in page
         assert cookies["nc_enroll"]["path"] == "/portal/enroll"
 
     run(portal, body)
