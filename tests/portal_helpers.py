@@ -14,6 +14,9 @@ Rules this module keeps:
    as a WebAuthn relying party.
 4. Screenshots are taken only when NOCONTACT_SCREENSHOTS names a folder (for the README),
    so an ordinary run writes nothing into the tree.
+5. A portal served under a path prefix (`PREFIXED_CONFIG`, its public_url's path) is
+   asked with the same paths as any other: `send` puts `Portal.base` in front, so the
+   same helpers drive both.
 """
 
 from __future__ import annotations
@@ -99,6 +102,7 @@ portal:
   state_dir: ./portal
 """
 HTTP_CONFIG = CONFIG.replace("https://home.example/portal/", "http://127.0.0.1:8089/")
+PREFIXED_CONFIG = CONFIG.replace("https://home.example/portal/", "http://127.0.0.1:8089/portal")
 
 CANARY = (
     b"From: Mark <mark.smith@gmail.com>\r\nTo: sam@home.example\r\nSubject: <script>alert(1)"
@@ -297,16 +301,19 @@ class Portal:
     clock: Clock
     secret: str
     cookies: dict[str, str] = field(default_factory=dict)
+    base: str = ""  # the path prefix it serves under (rule 5)
 
 
-def copy_portal(template: Template, tmp_path: Path) -> Portal:
-    """A fresh copy of a template's directory, served over plain HTTP, with its own clock."""
+def copy_portal(template: Template, tmp_path: Path, text: str = HTTP_CONFIG) -> Portal:
+    """A fresh copy of a template's directory, with the config `text` (plain HTTP on
+    loopback unless it says otherwise) and its own clock."""
     copy = tmp_path / "copy"
     shutil.copytree(template.directory, copy)
-    (copy / "config.yaml").write_text(HTTP_CONFIG)
+    (copy / "config.yaml").write_text(text)
     own = Clock()
     own.now = template.clock.now
-    return Portal(copy, load_config(copy / "config.yaml"), own, template.secret)
+    config = load_config(copy / "config.yaml")
+    return Portal(copy, config, own, template.secret, base=portal_web.base_path(config))
 
 
 def portal_app(portal: Portal) -> web.Application:
@@ -326,12 +333,17 @@ def run(portal: Portal, body: Callable[[Client], Awaitable[None]]) -> None:
     asyncio.run(main())
 
 
-async def send(portal: Portal, client: Client, method: str, path: str, data: Any = None) -> Raw:
-    """One request (`data` a form dict or FormData), sending and keeping cookies by hand
-    (the jar would refuse 127.0.0.1); the body as bytes."""
+async def send(
+    portal: Portal, client: Client, method: str, path: str, data: Any = None, *,
+    headers: Mapping[str, str] | None = None,
+) -> Raw:  # fmt: skip
+    """One request to the portal's `path` (under its prefix, rule 5; `data` a form dict or
+    FormData, `headers` any more to send), sending and keeping cookies by hand (the jar
+    would refuse 127.0.0.1); the body as bytes."""
     cookie = "; ".join(f"{k}={v}" for k, v in portal.cookies.items())
+    sent = {**(headers or {}), **({"Cookie": cookie} if cookie else {})}
     async with client.request(
-        method, path, data=data, allow_redirects=False, headers={"Cookie": cookie} if cookie else {}
+        method, portal.base + path, data=data, allow_redirects=False, headers=sent
     ) as response:
         body = await response.read()
         for name, morsel in response.cookies.items():
@@ -342,10 +354,13 @@ async def send(portal: Portal, client: Client, method: str, path: str, data: Any
         return response.status, dict(response.headers), body, response.cookies
 
 
-async def fetch(portal: Portal, client: Client, method: str, path: str, data: Any = None) -> Reply:
+async def fetch(
+    portal: Portal, client: Client, method: str, path: str, data: Any = None, *,
+    headers: Mapping[str, str] | None = None,
+) -> Reply:  # fmt: skip
     """`send`, with the body as text."""
-    status, headers, body, cookies = await send(portal, client, method, path, data)
-    return status, headers, body.decode("utf-8", "replace"), cookies
+    status, got, body, cookies = await send(portal, client, method, path, data, headers=headers)
+    return status, got, body.decode("utf-8", "replace"), cookies
 
 
 def hidden(page: str, name: str) -> str:
@@ -355,13 +370,15 @@ def hidden(page: str, name: str) -> str:
 
 
 async def log_in(
-    portal: Portal, client: Client, *, passphrase: str = STRONG, totp: str | None = None
-) -> Reply:
-    _, _, page, _ = await fetch(portal, client, "GET", "/login")
+    portal: Portal, client: Client, *, passphrase: str = STRONG, totp: str | None = None,
+    email: str = EMAIL, headers: Mapping[str, str] | None = None,
+) -> Reply:  # fmt: skip
+    """Log in through the form (`headers` sent with both requests, as a proxy would)."""
+    _, _, page, _ = await fetch(portal, client, "GET", "/login", headers=headers)
     totp = totp or code(portal.secret, portal.clock)
-    form = {"login_token": hidden(page, "login_token"), "email": EMAIL,
+    form = {"login_token": hidden(page, "login_token"), "email": email,
             "passphrase": passphrase, "code": totp}  # fmt: skip
-    return await fetch(portal, client, "POST", "/login", form)
+    return await fetch(portal, client, "POST", "/login", form, headers=headers)
 
 
 def assert_headers(headers: dict[str, str]) -> None:
@@ -559,8 +576,9 @@ def browser_log_in(
     browser: Any, origin: str, secret: str, clock: Clock, *, passphrase: str = STRONG,
     passkey: bool = False,
 ) -> None:  # fmt: skip
-    """Fill in and send the login form with the code at the clock's time, or with
-    `passkey` through the passkey button instead (without waiting for where it leads)."""
+    """Fill in and send the login form at `origin` (with the portal's path prefix, if it
+    has one) with the code at the clock's time, or with `passkey` through the passkey
+    button instead (without waiting for where it leads)."""
     from selenium.webdriver.common.by import By  # noqa: PLC0415
 
     browser.get(f"{origin}/login")

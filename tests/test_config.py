@@ -423,7 +423,7 @@ COMMENTED_ALTERNATIVES = {
         "state_dir")),
     "contacts[].portal", "portal", *(f"portal.{key}" for key in (
         "listen", "public_url", "state_dir", "tls_cert_file", "tls_key_file",
-        "session_idle_minutes", "session_max_hours")),
+        "trusted_proxies", "session_idle_minutes", "session_max_hours")),
     "contacts[].alerts", "contacts[].alerts.tiers", "contacts[].alerts.transports", "alerts",
     *(f"alerts.{key}" for key in (
         "children", "digest", "digest.at", "digest.every", "digest.weekday", "escalate_after",
@@ -798,3 +798,57 @@ def test_a_contact_s_custody_key_is_checked(in_tmp: Path) -> None:
     (in_tmp / "config.yaml").write_text(text.replace(key, "ed25519:c2hvcnQ="), encoding="utf-8")
     [line] = problems("config.yaml")
     assert "contacts[0].custody_key: custody key is not a 32-byte Ed25519 key" in line
+
+
+PORTAL = BASE + "portal:\n  public_url: https://home.example/portal\n"
+
+
+def test_trusted_proxies_take_addresses_and_networks(in_tmp: Path) -> None:
+    """portal.trusted_proxies is empty by default and keeps addresses and CIDR networks,
+    written as ipaddress writes them."""
+    (in_tmp / "config.yaml").write_text(PORTAL, encoding="utf-8")
+    portal = load_config("config.yaml").portal
+    assert portal is not None
+    assert portal.trusted_proxies == []
+    text = PORTAL + "  trusted_proxies: [127.0.0.1, '::1', 10.0.0.0/8, 'FD00::/8']\n"
+    (in_tmp / "config.yaml").write_text(text, encoding="utf-8")
+    portal = load_config("config.yaml").portal
+    assert portal is not None
+    assert portal.trusted_proxies == ["127.0.0.1/32", "::1/128", "10.0.0.0/8", "fd00::/8"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "said"),
+    [
+        ("nginx.local", "'nginx.local' is not an IP address or network (expected e.g. "
+         "127.0.0.1, ::1 or 10.0.0.0/8)"),
+        ("10.0.0.1/8", "'10.0.0.1/8' is not an IP address or network (host bits set: write "
+         "the network's first address) (expected e.g. 127.0.0.1, ::1 or 10.0.0.0/8)"),
+        ("'127.0.0.1:8080'", "'127.0.0.1:8080' is not an IP address or network (expected "
+         "e.g. 127.0.0.1, ::1 or 10.0.0.0/8)"),
+        ("10.0.0.0/33", "'10.0.0.0/33' is not an IP address or network (expected e.g. "
+         "127.0.0.1, ::1 or 10.0.0.0/8)"),
+    ],
+)  # fmt: skip
+def test_a_bad_trusted_proxy_is_one_located_line(in_tmp: Path, entry: str, said: str) -> None:
+    """An entry that is not an IP address or network is one line at that entry, saying
+    what is expected; the good entries beside it are not mentioned."""
+    text = PORTAL + f"  trusted_proxies: [{entry}, 127.0.0.1]\n"
+    (in_tmp / "config.yaml").write_text(text, encoding="utf-8")
+    assert problems("config.yaml") == [f"config.yaml:12:21: portal.trusted_proxies[0]: {said}"]
+
+
+@pytest.mark.parametrize(
+    "url", ["https://home.example/a b", "https://home.example/../x", "https://home.example/p%20x"]
+)
+def test_a_portal_url_path_must_be_plain_segments(in_tmp: Path, url: str) -> None:
+    """The portal serves under public_url's path, so a path it could not serve or link to
+    (spaces, escapes, dot segments) is one line; a plain prefix loads."""
+    (in_tmp / "config.yaml").write_text(PORTAL.replace("https://home.example/portal", url))
+    [line] = problems("config.yaml")
+    assert "portal.public_url:" in line
+    assert "has a path the portal cannot serve under" in line
+    (in_tmp / "config.yaml").write_text(PORTAL.replace("/portal", "/home-server/portal.v2/"))
+    portal = load_config("config.yaml").portal
+    assert portal is not None
+    assert portal.public_url == "https://home.example/home-server/portal.v2"

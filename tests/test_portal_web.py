@@ -80,7 +80,10 @@ def test_every_login_failure_is_the_same_page(portal: Portal) -> None:
     pages = []
 
     async def body(client: Any) -> None:
-        attempts = [{"passphrase": "wrong horse battery staple"}, {"totp": "000000"}]
+        attempts: list[dict[str, Any]] = [
+            {"passphrase": "wrong horse battery staple"},
+            {"totp": "000000"},
+        ]
         for attempt in attempts:
             status, _, page, cookies = await log_in(portal, client, **attempt)
             pages.append((status, re.sub(r'value="[^"]+"', "", page)))

@@ -433,6 +433,12 @@ class ImapChannel(_Section):
 
 
 WebUrl = Annotated[str, AfterValidator(values.web_url)]
+PortalUrl = Annotated[str, AfterValidator(values.portal_url)]
+ProxyNetwork = Annotated[
+    str,
+    AfterValidator(values.network),
+    Field(description="An IP address or network (CIDR)", examples=["127.0.0.1", "10.0.0.0/8"]),
+]
 GREETING = (
     "Hello, you have reached my voicemail. I can't take your call right now. "
     "Please leave a message after the tone."
@@ -515,9 +521,10 @@ class Portal(_Section):
         default="127.0.0.1:8089",
         description="host:port the portal listens on (behind your HTTPS proxy, or with TLS)",
     )
-    public_url: WebUrl = Field(
+    public_url: PortalUrl = Field(
         description="The portal's address as contacts reach it, e.g. https://home.example/"
-        "portal; invitation links are <public_url>/enroll/<token>",
+        "portal; invitation links are <public_url>/enroll/<token>, and the portal serves "
+        "its pages under the URL's path (a proxy passes the path on unchanged)",
         examples=["https://home.example/portal"],
     )
     state_dir: str = Field(
@@ -529,6 +536,12 @@ class Portal(_Section):
         default=None, description="PEM certificate chain; with tls_key_file, serves HTTPS"
     )
     tls_key_file: str | None = Field(default=None, description="PEM private key for HTTPS")
+    trusted_proxies: list[ProxyNetwork] = Field(
+        default_factory=list, max_length=64,
+        description="Reverse proxies (addresses or networks) whose X-Forwarded-For the portal "
+        "believes, to tell clients apart for the login throttle; empty: none, the peer's "
+        "own address counts",
+    )  # fmt: skip
     session_idle_minutes: int = Field(
         default=15, ge=1, le=24 * 60,
         description="A session unused this long ends, and the key unwrapped for it is dropped",

@@ -26,6 +26,7 @@ from proxy.identity import canonical_domain, e164
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _ACCOUNT_SID = re.compile(r"^AC[0-9a-f]{32}$")
+_SEGMENT = re.compile(r"^[A-Za-z0-9._~-]+$")
 
 
 def domain(value: str) -> str:
@@ -142,6 +143,41 @@ def web_url(value: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError(f"'{value}' has a query or fragment (expected https://host/path)")
     return urllib.parse.urlunsplit(parts).rstrip("/")
+
+
+def portal_url(value: str) -> str:
+    """A web_url whose path, the prefix the portal serves under, is plain segments: letters,
+    digits, '-', '.', '_' and '~', none of them '.' or '..' (links are built from it)."""
+    url = web_url(value)
+    path = urllib.parse.urlsplit(url).path
+    segments = path.split("/")[1:] if path else []
+    if not all(_SEGMENT.match(s) and s not in (".", "..") for s in segments):
+        raise ValueError(
+            f"'{value}' has a path the portal cannot serve under (expected segments of "
+            "letters, digits, '-', '.', '_' and '~', e.g. https://home.example/portal)"
+        )
+    return url
+
+
+def network(value: str) -> str:
+    """An IP address or network (CIDR), as ipaddress writes it; host bits must be zero."""
+    try:
+        return str(ipaddress.ip_network(value.strip(), strict=True))
+    except ValueError as error:
+        hint = " (host bits set: write the network's first address)" if _loose(value) else ""
+        raise ValueError(
+            f"'{value}' is not an IP address or network{hint} (expected e.g. 127.0.0.1, "
+            "::1 or 10.0.0.0/8)"
+        ) from error
+
+
+def _loose(value: str) -> bool:
+    """Whether `value` is a network written with host bits set (10.0.0.1/8)."""
+    try:
+        ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def account_sid(value: str) -> str:

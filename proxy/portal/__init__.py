@@ -8,6 +8,7 @@ Rules this package keeps:
    `throttle` (slowing and locking failed logins), `wrapping` (the contact's age identity,
    wrapped with their passphrase), `passkeys` (WebAuthn as an optional second factor,
    py_webauthn made total), `challenges` (WebAuthn challenges, single use, in memory),
+   `forwarded` (the client's address behind a trusted reverse proxy, for the throttle),
    `accounts` (the facade that puts them together).
 3. Nothing here logs, prints or puts in an exception message a passphrase, code, token,
    TOTP secret or identity.

@@ -41,6 +41,7 @@ from proxy.portal.web import (
     CONFIG,
     SESSION_COOKIE,
     SESSIONS,
+    address_of,
     archive,
     field,
     logged_in,
@@ -119,7 +120,7 @@ async def _change_passphrase(request: web.Request, session: Session) -> web.Stre
         await asyncio.to_thread(
             request.app[ACCOUNTS].change_passphrase, email_of(request, session),
             field(form, "passphrase"), field(form, "code"), new_passphrase=new,
-            client_address=request.remote or "",
+            client_address=address_of(request),
         )  # fmt: skip
     except LoginRefused:
         _log.info("portal passphrase change refused")
@@ -145,7 +146,7 @@ async def _reset_totp(request: web.Request, session: Session) -> web.StreamRespo
             request.app[ACCOUNTS].reset_totp, email_of(request, session),
             field(form, "passphrase"), recovery_code=field(form, "recovery_code"),
             new_secret=secret, new_code=field(form, "new_code"),
-            client_address=request.remote or "",
+            client_address=address_of(request),
         )  # fmt: skip
     except LoginRefused:
         _log.info("portal authenticator reset refused")

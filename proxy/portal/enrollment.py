@@ -28,7 +28,7 @@ from proxy.portal import totp
 from proxy.portal.accounts import TotpSetup
 from proxy.portal.refusals import INVITE_REFUSED, EnrollProblem, InviteRefused, PortalProblem
 from proxy.portal.sessions import new_token, tokens_match
-from proxy.portal.web import ACCOUNTS, CONFIG, cookies_secure, field, page
+from proxy.portal.web import ACCOUNTS, CONFIG, cookie_path, cookies_secure, field, page
 
 ENROLL_COOKIE = "nc_enroll"
 LINK_REFUSED = HTTPStatus.NOT_FOUND
@@ -89,7 +89,7 @@ async def _enroll(request: web.Request) -> web.StreamResponse:
         return page(request, "enroll_failed.html", NOT_ENROLLED, problem=str(problem))
     _log.info("portal enrolled")
     response = page(request, "enrolled.html", codes=enrolled.recovery_codes)
-    response.del_cookie(ENROLL_COOKIE, path="/enroll")
+    response.del_cookie(ENROLL_COOKIE, path=cookie_path(request, "/enroll"))
     return response
 
 
@@ -104,7 +104,8 @@ def _form(request: web.Request, setup: TotpSetup, problem: str = "") -> web.Resp
     response = page(request, "enroll.html", status, enroll_token=csrf, secret=setup.secret,
                     qr_svg=setup.qr_svg, problem=problem)  # fmt: skip
     response.set_cookie(ENROLL_COOKIE, csrf, httponly=True, samesite="Strict",
-                        secure=cookies_secure(request.app[CONFIG]), path="/enroll")  # fmt: skip
+                        secure=cookies_secure(request.app[CONFIG]),
+                        path=cookie_path(request, "/enroll"))  # fmt: skip
     return response
 
 

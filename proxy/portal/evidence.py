@@ -51,7 +51,7 @@ from proxy.archive.seal import fingerprint
 from proxy.custody import CustodyProblem
 from proxy.portal.sessions import Session
 from proxy.portal.streaming import Progress, stream
-from proxy.portal.web import CONFIG, archive, logged_in, not_shown, page
+from proxy.portal.web import CONFIG, archive, logged_in, not_shown, page, url
 
 if TYPE_CHECKING:
     from proxy.access.bundle import ExportRequest
@@ -268,8 +268,9 @@ async def _script(request: web.Request) -> web.StreamResponse:
 def _report_values(request: web.Request, session: Session, status: int = 200, message: str = "",
                    values: dict[str, str] | None = None) -> web.Response:  # fmt: skip
     query = urllib.parse.urlencode({k: v for k, v in (values or {}).items() if v})
+    chart = url(request, "/report/timeline.png") + (f"?{query}" if query else "")
     return page(request, "report.html", status, csrf=session.csrf, message=message,
-                values=values or {}, chart="/report/timeline.png" + (f"?{query}" if query else ""),
+                values=values or {}, chart=chart,
                 show_chart=request.query.get("chart") == "1")  # fmt: skip
 
 

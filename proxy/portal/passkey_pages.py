@@ -32,7 +32,14 @@ from proxy.portal.challenges import for_login, for_session
 from proxy.portal.passkeys import authentication_options
 from proxy.portal.refusals import LOGIN_REFUSED, EnrollProblem, LoginRefused
 from proxy.portal.sessions import Session, tokens_match
-from proxy.portal.web import ACCOUNTS, CHALLENGES, LOGIN_COOKIE, field, logged_in
+from proxy.portal.web import (
+    ACCOUNTS,
+    CHALLENGES,
+    LOGIN_COOKIE,
+    address_of,
+    field,
+    logged_in,
+)
 
 SCRIPT_PATH = "/static/passkey.js"
 NEEDS_SCRIPT = "adding a passkey needs JavaScript in this browser: nothing was added"
@@ -86,7 +93,7 @@ async def _add(request: web.Request, session: Session) -> web.StreamResponse:
         added = await asyncio.to_thread(
             request.app[ACCOUNTS].add_passkey, email_of(request, session),
             field(form, "passphrase"), name=field(form, "name"), response=response,
-            challenge=challenge, client_address=request.remote or "",
+            challenge=challenge, client_address=address_of(request),
         )  # fmt: skip
     except LoginRefused:
         _log.info("portal passkey add refused")
@@ -105,7 +112,7 @@ async def _remove(request: web.Request, session: Session) -> web.StreamResponse:
         gone = await asyncio.to_thread(
             request.app[ACCOUNTS].remove_passkey, email_of(request, session),
             field(form, "passphrase"), credential_id=field(form, "credential_id"),
-            client_address=request.remote or "",
+            client_address=address_of(request),
         )  # fmt: skip
     except LoginRefused:
         _log.info("portal passkey remove refused")

@@ -9,6 +9,8 @@ Rules this module keeps:
 2. Per account AND per address: guessing one account from many addresses, or many
    accounts from one address, both run into a lock. 5 guesses per 15 minutes is about
    500 a day per account: nothing against a zxcvbn-3 passphrase and a TOTP code together.
+   Behind a reverse proxy the address is the client's as the trusted proxy names it
+   (forwarded.py), not the proxy's own.
 3. An attempt while locked is refused without being checked, and is not counted: a lock
    ends on time even if someone keeps knocking.
 4. Pure: `now` is an argument; `Failures` values in, values out.

@@ -7,13 +7,19 @@ Rules this module keeps:
 2. Pages render from templates shipped in the package with autoescape on: held content
    is text to jinja2, never markup. No page needs JavaScript. The login and account pages
    load one same-origin script, /static/passkey.js (passkey_pages.py), which only adds
-   passkeys to forms that work without it; no page has inline script.
+   passkeys to forms that work without it; no page has inline script. Every link, form
+   action, script and redirect is built with `url` (in templates, the global `url('/x')`;
+   a script reads the prefix from `<body data-base>`), never written as a bare path. The
+   favicon is `data:,`, so a browser asks for nothing outside the portal's prefix.
 3. Login runs `Accounts.login` on a worker thread (argon2id and scrypt must not stall the
    loop), with the TOTP code or, if the form carries one, a passkey's answer to the
    challenge issued for this login form's token (taken: single use). Every failure,
    whatever failed, is the same page with the same status (`REFUSED`). Success opens a
    fresh session (sessions.py); the cookie is HttpOnly, SameSite=Strict, and Secure
-   unless the portal serves plain HTTP on loopback to an http:// public_url.
+   unless the portal serves plain HTTP on loopback to an http:// public_url: behind a
+   reverse proxy, public_url's scheme decides (https: Secure), never a request header.
+   The throttle counts against the client's address (`address_of`): the peer's, or,
+   from a trusted proxy, the one it forwarded (forwarded.py).
 4. Every POST carries a CSRF token (the session's, or the login form's one-off token
    checked against its cookie); without a matching one it gets 403 and does nothing.
 5. Held content is shown only through `proxy.access.viewing`, which records custody first
@@ -27,6 +33,10 @@ Rules this module keeps:
 7. The portal process dumps no core: a contact's unwrapped identity is in its memory.
 8. The item page offers a contact (never a lawyer) the release of a passive hold, or says
    why that item cannot be released (release.py); a lawyer's page never mentions it.
+9. The portal serves under public_url's path (`base_path`, e.g. /portal), which a reverse
+   proxy passes on unchanged: the pages are a sub-application mounted there, so their
+   routes stay as written; the bare prefix is sent on to `prefix/`, anything else
+   outside it is 404. Cookies' Path is the prefix (or its /login, /enroll).
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import ssl
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
@@ -54,6 +65,7 @@ from proxy.errors import InputError
 from proxy.portal.accounts import Accounts
 from proxy.portal.challenges import Challenges, for_login
 from proxy.portal.filters import PAGE_SIZE, FilterProblem, ListQuery, parse_query
+from proxy.portal.forwarded import Network, client_address
 from proxy.portal.passkeys import Assertion
 from proxy.portal.refusals import LOGIN_REFUSED, LoginRefused
 from proxy.portal.sessions import Session, Sessions, new_token, tokens_match
@@ -77,6 +89,8 @@ CHALLENGES = web.AppKey("challenges", Challenges)
 _PAGES = web.AppKey("pages", jinja2.Environment)
 CONFIG = web.AppKey("config", Config)
 _SECURE = web.AppKey("secure", bool)
+BASE = web.AppKey("base", str)
+_PROXIES = web.AppKey("proxies", tuple)
 Handler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
 
 
@@ -87,19 +101,24 @@ def _now() -> datetime:
 def portal_app(
     config: Config, *, accounts: Accounts | None = None, clock: Callable[[], datetime] = _now
 ) -> web.Application:
-    """The portal's aiohttp application for `config` (which must have a portal section)."""
+    """The portal's aiohttp application for `config` (which must have a portal section),
+    serving under public_url's path (rule 9)."""
     accounts = accounts if accounts is not None else Accounts(config)
     settings = accounts.settings
     app = web.Application(client_max_size=64 * 1024)
     app[CONFIG] = config
+    app[BASE] = base = base_path(config)
+    app[_PROXIES] = tuple(ipaddress.ip_network(net) for net in settings.trusted_proxies)
     app[ACCOUNTS] = accounts
     app[SESSIONS] = Sessions(idle=timedelta(minutes=settings.session_idle_minutes),
                               lifetime=timedelta(hours=settings.session_max_hours),
                               clock=clock)  # fmt: skip
     app[CHALLENGES] = Challenges(clock=clock)
-    app[_PAGES] = jinja2.Environment(
+    pages = jinja2.Environment(
         loader=jinja2.PackageLoader("proxy.portal", "templates"), autoescape=True
     )
+    pages.globals.update(base=base, url=lambda path: base + path)  # rule 9
+    app[_PAGES] = pages
     app[_SECURE] = cookies_secure(config)
     app.on_response_prepare.append(_headers)
     app.router.add_get("/", _home)
@@ -124,7 +143,44 @@ def portal_app(
     passkey_pages.routes(app)
     release.routes(app)
     media.routes(app)
-    return app
+    return app if not base else _mounted(app, base)
+
+
+def _mounted(portal: web.Application, base: str) -> web.Application:
+    """An app serving `portal` under `base` (rule 9): `base` alone is sent on to `base/`,
+    anything else outside it is 404, with the same headers."""
+    outer = web.Application(client_max_size=64 * 1024)
+    outer.on_response_prepare.append(_headers)
+
+    async def to_base(_: web.Request) -> web.StreamResponse:
+        return see_other(base + "/")
+
+    outer.router.add_get(base, to_base)
+    outer.add_subapp(base, portal)
+    return outer
+
+
+def base_path(config: Config) -> str:
+    """The path the portal serves under: public_url's, without the final '/' ("" for none)."""
+    settings = config.portal
+    return urllib.parse.urlsplit(settings.public_url).path.rstrip("/") if settings else ""
+
+
+def url(request: web.Request, path: str) -> str:
+    """The portal's own `path` (from its root, "/items") as the browser must ask for it."""
+    return request.app[BASE] + path
+
+
+def cookie_path(request: web.Request, path: str = "") -> str:
+    """A cookie's Path for the portal's `path` ("" for all of the portal)."""
+    return url(request, path) or "/"
+
+
+def address_of(request: web.Request) -> str:
+    """The client's address, read through the trusted proxies (forwarded.py)."""
+    proxies: tuple[Network, ...] = request.app[_PROXIES]
+    return client_address(request.remote, request.headers.getall("X-Forwarded-For", []),
+                          proxies)  # fmt: skip
 
 
 def cookies_secure(config: Config) -> bool:
@@ -156,20 +212,21 @@ def see_other(location: str) -> web.Response:
     return web.Response(status=HTTPStatus.SEE_OTHER, headers={"Location": location})
 
 
-def to_login() -> web.Response:
-    return see_other("/login")
+def to_login(request: web.Request) -> web.Response:
+    return see_other(url(request, "/login"))
 
 
 async def _home(request: web.Request) -> web.StreamResponse:
     found = request.app[SESSIONS].find(request.cookies.get(SESSION_COOKIE))
-    return see_other("/items" if found is not None else "/login")
+    return see_other(url(request, "/items" if found is not None else "/login"))
 
 
 def _login_form(request: web.Request, status: int = 200, refused: str = "") -> web.Response:
     token = new_token()
     response = page(request, "login.html", status, login_token=token, refused=refused)
     response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="Strict",
-                        secure=request.app[_SECURE], path="/login")  # fmt: skip
+                        secure=request.app[_SECURE],
+                        path=cookie_path(request, "/login"))  # fmt: skip
     return response
 
 
@@ -191,17 +248,17 @@ async def _login(request: web.Request) -> web.StreamResponse:
     try:
         unlocked = await asyncio.to_thread(
             accounts.login, field(form, "email"), field(form, "passphrase"),
-            field(form, "code"), request.remote or "", passkey=passkey,
+            field(form, "code"), address_of(request), passkey=passkey,
         )  # fmt: skip
     except LoginRefused:
         _log.info("portal login refused")
         return _login_form(request, REFUSED, LOGIN_REFUSED)
     token, _ = sessions.open(unlocked)
     _log.info("portal login")
-    response = see_other("/items")
+    response = see_other(url(request, "/items"))
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Strict",
-                        secure=request.app[_SECURE], path="/")  # fmt: skip
-    response.del_cookie(LOGIN_COOKIE, path="/login")
+                        secure=request.app[_SECURE], path=cookie_path(request))  # fmt: skip
+    response.del_cookie(LOGIN_COOKIE, path=cookie_path(request, "/login"))
     return response
 
 
@@ -221,7 +278,7 @@ def logged_in(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamR
             if session is None or not tokens_match(session.csrf, field(form, "csrf")):
                 raise web.HTTPForbidden(text="forbidden: reload the page")
         if session is None:
-            return to_login()
+            return to_login(request)
         return await handler(request, session)
 
     return checked
@@ -230,8 +287,8 @@ def logged_in(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamR
 async def _logout(request: web.Request, _: Session) -> web.StreamResponse:
     request.app[SESSIONS].close(request.cookies.get(SESSION_COOKIE))
     _log.info("portal logout")
-    response = to_login()
-    response.del_cookie(SESSION_COOKIE, path="/")
+    response = to_login(request)
+    response.del_cookie(SESSION_COOKIE, path=cookie_path(request))
     return response
 
 

@@ -1,7 +1,9 @@
 // The export page's optional progress line: while the bundle downloads, ask the portal
-// how many items are written. The page works without it (evidence.py rule 2).
+// how many items are written. The page works without it (evidence.py rule 2). Its URL
+// starts with the portal's path prefix, from <body data-base> (web.py rule 9).
 "use strict";
 (function () {
+  var base = document.body.dataset.base || "";
   var form = document.getElementById("export-form");
   var shown = document.getElementById("export-progress");
   if (!form || !shown || !window.fetch) { return; }
@@ -11,7 +13,7 @@
     shown.textContent = "Preparing the bundle…";
     var timer = window.setInterval(function () {
       asked += 1;
-      fetch("/export/progress/" + token, {credentials: "same-origin", cache: "no-store"})
+      fetch(base + "/export/progress/" + token, {credentials: "same-origin", cache: "no-store"})
         .then(function (answer) { return answer.ok ? answer.json() : null; })
         .then(function (state) {
           if (!state) { if (asked > 20) { window.clearInterval(timer); } return; }

@@ -4,10 +4,13 @@
 // account pages works without this file. It is served by the portal itself (the CSP
 // allows no other script and no inline script), fetches nothing from anywhere else, and
 // keeps nothing: each ceremony asks the portal for a fresh challenge, hands the browser's
-// answer to an ordinary form field, and submits the form.
+// answer to an ordinary form field, and submits the form. The portal may be served under
+// a path prefix (web.py rule 9): every URL here starts with the one on <body data-base>.
 "use strict";
 
 (function () {
+  const base = document.body.dataset.base || "";
+
   function toBuffer(text) {
     const base64 = text.replace(/-/g, "+").replace(/_/g, "/");
     const binary = atob(base64 + "===".slice((base64.length + 3) % 4));
@@ -89,7 +92,7 @@
       button.disabled = true;
       say("Use your passkey now.");
       try {
-        const publicKey = await options("/login/passkey", {
+        const publicKey = await options(base + "/login/passkey", {
           login_token: fields.login_token.value,
         });
         publicKey.challenge = toBuffer(publicKey.challenge);
@@ -120,7 +123,7 @@
       button.disabled = true;
       say("Use your passkey now.");
       try {
-        const publicKey = await options("/account/passkeys/options", {
+        const publicKey = await options(base + "/account/passkeys/options", {
           csrf: fields.csrf.value,
         });
         publicKey.challenge = toBuffer(publicKey.challenge);
