@@ -8,7 +8,6 @@ import contextlib
 import json
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,7 +39,7 @@ from proxy.portal.accounts import Accounts
 from tests.factories import config_data
 from tests.portal_helpers import ADDRESS, EMAIL, FAST, STRONG, Clock, code
 from tests.test_contact import _ask_socket
-from tests.test_smtp import HELD, IDENTITY, RECIPIENT, _send_sync, _wait_for_port, free_port
+from tests.test_smtp import HELD, IDENTITY, RECIPIENT, _send_sync, daemon, free_port
 
 PRIYA = "Priya Raman"
 
@@ -69,18 +68,9 @@ def _write_config(directory: Path, port: int, *, portal: bool = True) -> Path:
 @contextlib.contextmanager
 def _daemon(config: Path, port: int, log: Path) -> Iterator[subprocess.Popen[str]]:
     """`nocontact run`, its log (JSON lines) going to `log` so a test can follow it."""
-    with log.open("w") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "run", "-c", str(config)],
-            stdout=subprocess.DEVNULL, stderr=sink, text=True,
-        )  # fmt: skip
-        try:
-            _wait_for_port(port, process)
-            yield process
-        finally:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=60)
+    with log.open("w") as sink, daemon(config, port, stdout=subprocess.DEVNULL,
+                                       stderr=sink) as process:  # fmt: skip
+        yield process
 
 
 def _stop(process: subprocess.Popen[str]) -> None:

@@ -300,9 +300,11 @@ def _wait_for_port(port: int, process: subprocess.Popen[str], timeout: float = 3
 
 @contextlib.contextmanager
 def daemon(config: Path, port: int, **popen: Any) -> Iterator[subprocess.Popen[str]]:
+    """`nocontact run -c config`, once it listens on `port`; its output piped unless
+    `popen` says where (stdout=, stderr=), killed if still running at the end."""
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
     process = subprocess.Popen(
-        [sys.executable, "-m", "proxy", "run", "-c", str(config)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen,
+        [sys.executable, "-m", "proxy", "run", "-c", str(config)], text=True, **streams,
     )  # fmt: skip
     try:
         _wait_for_port(port, process)
