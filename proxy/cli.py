@@ -19,7 +19,7 @@ from pathlib import Path
 
 from proxy import __version__, logs
 from proxy.access.commands import add_contact_commands
-from proxy.archive import VerifyFailure, verify_archive
+from proxy.archive import VerifyFailure, continuation, verify_archive
 from proxy.archive.note import NoteError, Verifier
 from proxy.config import Config, json_schema, load_config
 from proxy.errors import ConfigError, InputError, NocontactError
@@ -100,14 +100,39 @@ def _verify(args: argparse.Namespace) -> int:
             pinned = Verifier.decode(args.key)
         except NoteError as error:
             raise InputError(f"--key: {error}") from error
+    kept = [(name, _kept(name)) for name in args.checkpoint or ()]  # bad input before the work
     try:
         report = verify_archive(args.archive, pinned=pinned)
     except VerifyFailure as failure:
         print(f"archive BAD: {failure}")
         return EXIT_CHECK_FAILED
+    proofs = []
+    for name, given in kept:
+        try:
+            seen = continuation.checked(given, report.verifier, report.checkpoint.origin)
+            proofs.append((name, continuation.continues(seen, report)))
+        except VerifyFailure as failure:
+            print(f"archive BAD: checkpoint {name}: {failure}")
+            return EXIT_CHECK_FAILED
     # No count of entries: it would tell whoever runs it how many items were held.
     print(f"archive OK, root {report.checkpoint.root.hex()}")
+    for name, proof in proofs:
+        shown = " ".join(node.hex() for node in proof) or "empty (the same tree)"
+        print(f"checkpoint {name} OK, consistency proof {shown}")
     return EXIT_OK
+
+
+def _kept(name: str) -> continuation.Kept:
+    """The checkpoint note in the file `name` (a contact's copy), or one clear line."""
+    try:
+        with Path(name).open("rb") as handle:
+            data = handle.read(continuation.MOST_BYTES + 1)
+    except OSError as error:
+        raise InputError(f"--checkpoint {name}: cannot read it ({error.strerror})") from None
+    try:
+        return continuation.kept(data)
+    except continuation.NotACheckpoint as problem:
+        raise InputError(f"--checkpoint {name}: {problem}") from None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -179,6 +204,11 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--key", metavar="VERIFIER", help="the archive's signing.pub you expect (pins it)"
     )
+    verify.add_argument(
+        "--checkpoint", action="append", metavar="FILE",
+        help="a signed checkpoint kept off the server (an alert's, the portal's): the "
+        "archive must continue it, else it was rolled back or rewritten (repeatable)",
+    )  # fmt: skip
     verify.set_defaults(run=_verify)
     add_contact_commands(commands)
     add_portal_commands(commands)

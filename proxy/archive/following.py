@@ -10,7 +10,12 @@ Rules this module keeps:
    found it and compares its hash with the tree's leaf; a change since is `VerifyFailure`
    and the follower starts over, so the next `refresh` is a whole check again.
 3. Any failed refresh forgets everything: the next one starts from the first entry.
-4. One follower per archive directory per process (`follower`), shared by every session
+4. A log cut back and refilled behind the follower's back must not pass for the one it
+   checked: each later `refresh` first reads the latest signed checkpoint entry it met
+   again (rule 2), and a `checkpoint` file smaller than at the last refresh means the
+   log may have been rolled back: either way the refresh is a whole check, so the
+   report is of the log as it is now (continuation.py then tells a rollback).
+5. One follower per archive directory per process (`follower`), shared by every session
    and safe across threads (one refresh or read at a time).
 """
 
@@ -53,15 +58,30 @@ class FollowedArchive:
             try:
                 manifest, verifier = check_files(self.root)
                 walk = self._walk
-                if walk is None or walk.verifier != verifier or walk.origin != manifest.origin:
+                if (walk is None or walk.verifier != verifier or walk.origin != manifest.origin
+                        or not self._still_there(walk)):  # fmt: skip
                     walk = LogWalk(manifest.origin, verifier, manifest.segment_bytes)
                 self._walk = None  # rule 3: kept only once the check passes
+                before = walk.head_size
                 report = walk.check(self.root)
+                if walk.head_size < before:  # rule 4: the checkpoint file went back
+                    walk = LogWalk(manifest.origin, verifier, manifest.segment_bytes)
+                    report = walk.check(self.root)
             except VerifyFailure:
                 self._walk = self._report = None
                 raise
             self._walk, self._report = walk, report
             return report
+
+    def _still_there(self, walk: LogWalk) -> bool:
+        """Whether the latest signed checkpoint entry `walk` met is still as it was (rule 4)."""
+        if walk.last is None:
+            return True
+        try:
+            self._read(walk, range(walk.last.size, walk.last.size + 1))
+        except VerifyFailure:
+            return False
+        return True
 
     def entries(self, indexes: range) -> list[Entry]:
         """Entries `indexes` (within the last refresh's checkpoint), each checked (rule 2)."""
@@ -117,7 +137,7 @@ _followers_lock = threading.Lock()
 
 
 def follower(root: Path) -> FollowedArchive:
-    """This process's follower of the archive at `root` (rule 4)."""
+    """This process's follower of the archive at `root` (rule 5)."""
     key = root.resolve()
     with _followers_lock:
         found = _followers.get(key)

@@ -98,6 +98,7 @@ class LogWalk:
         self.tree = MerkleTree()
         self.last: Checkpoint | None = None
         self.last_note = b""
+        self.head_size = 0  # the `checkpoint` file's size at the last check
         self._segments = array("I")  # per entry: its segment number,
         self._offsets = array("Q")  # where its record starts,
         self._lengths = array("I")  # and its body's length
@@ -118,6 +119,7 @@ class LogWalk:
             )
         if head.origin != self.origin or head.root != self.tree.root(head.size):
             raise VerifyFailure(f"the {layout.HEAD} file does not match the log")
+        self.head_size = head.size
         return VerifyReport(entries=self.last.size + 1, checkpoint=self.last,
                             verifier=self.verifier, note=self.last_note,
                             tree=self.tree)  # fmt: skip

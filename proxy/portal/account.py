@@ -6,7 +6,9 @@ passkey_pages.py's, which renders this page (`account_page`).
 Rules this module keeps:
 1. Custody first, here too: the custody log is held content (it names items and who
    looked), so viewing it records a "custody" entry before anything is read; if that
-   cannot be recorded, nothing is shown (web.py's `not_shown`).
+   cannot be recorded, nothing is shown (web.py's `not_shown`). The page also shows the
+   archive's latest signed checkpoint, as web.py checked it for this request (its rule
+   10), for the contact to keep off the server; it is not held content.
 2. Every POST goes through web.py's `logged_in`, which refuses it (403, nothing done)
    without the session's CSRF token.
 3. A passphrase change is a full login with the current passphrase and a code
@@ -42,6 +44,7 @@ from proxy.portal.web import (
     SESSION_COOKIE,
     SESSIONS,
     address_of,
+    WITNESSED,
     archive,
     field,
     logged_in,
@@ -67,10 +70,13 @@ def routes(app: web.Application) -> None:
 
 async def _custody(request: web.Request, session: Session) -> web.StreamResponse:
     action = request.query.get("action", "").strip()
+    witnessed = request.get(WITNESSED)
+    checkpoint = witnessed.note.decode("utf-8", "replace") if witnessed is not None else ""
     if action and action not in ACTIONS:
         refused = f"action: {action[:40]!r} is not one of {', '.join(ACTIONS)}"
         return page(request, "custody.html", HTTPStatus.BAD_REQUEST, csrf=session.csrf,
-                    entries=(), actions=ACTIONS, action="", refused=refused)  # fmt: skip
+                    entries=(), actions=ACTIONS, action="", refused=refused,
+                    checkpoint=checkpoint)  # fmt: skip
     identity = session.unlocked.identity
     root = archive(request)
 
@@ -80,7 +86,7 @@ async def _custody(request: web.Request, session: Session) -> web.StreamResponse
         return not_shown(request, session, problem)
     shown = [e for e in entries if not action or e.action == action]
     return page(request, "custody.html", csrf=session.csrf, entries=shown, actions=ACTIONS,
-                action=action, refused="")  # fmt: skip
+                action=action, refused="", checkpoint=checkpoint)  # fmt: skip
 
 
 # The account (rules 3 and 4)

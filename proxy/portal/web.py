@@ -37,6 +37,13 @@ Rules this module keeps:
    proxy passes on unchanged: the pages are a sub-application mounted there, so their
    routes stay as written; the bare prefix is sent on to `prefix/`, anything else
    outside it is 404. Cookies' Path is the prefix (or its /login, /enroll).
+10. Every logged-in page but logout first checks that the archive continues the checkpoint
+    this contact saw last (`witness`, seen.py), on a worker thread. If it does not, the
+    page is the warning (`not_continued.html`, status `NOT_CONTINUED`): what they saw last,
+    that the archive may have been rolled back or tampered with, what to do; nothing held
+    is shown. An archive that does not verify at all is left to the page, which says so
+    (rule 5). The checked report is kept on the request (`WITNESSED`) for the custody
+    page, which shows the signed checkpoint for the contact to take away.
 """
 
 from __future__ import annotations
@@ -58,6 +65,8 @@ from proxy import logs
 from proxy.access.keys import IdentityProblem
 from proxy.access.reading import AccessProblem
 from proxy.access.viewing import held_list, held_view
+from proxy.archive import VerifyFailure, VerifyReport
+from proxy.archive.following import follower
 from proxy.config import Config, load_config
 from proxy.custody import CustodyProblem
 from proxy.deliver.address import parse_listen
@@ -67,8 +76,10 @@ from proxy.portal.challenges import Challenges, for_login
 from proxy.portal.filters import PAGE_SIZE, FilterProblem, ListQuery, parse_query
 from proxy.portal.forwarded import Network, client_address
 from proxy.portal.passkeys import Assertion
-from proxy.portal.refusals import LOGIN_REFUSED, LoginRefused
+from proxy.portal.refusals import LOGIN_REFUSED, LoginRefused, PortalProblem
+from proxy.portal.seen import NotContinued, SeenCheckpoints
 from proxy.portal.sessions import Session, Sessions, new_token, tokens_match
+from proxy.portal.store import Store
 from proxy.processes import no_core_dumps
 
 CSP = ("default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
@@ -82,6 +93,7 @@ HEADERS = {
 SESSION_COOKIE, LOGIN_COOKIE = "nc_session", "nc_login"
 REFUSED = HTTPStatus.UNAUTHORIZED
 NOT_SHOWN = HTTPStatus.SERVICE_UNAVAILABLE
+NOT_CONTINUED = HTTPStatus.CONFLICT
 _log = logs.get_logger("portal")
 ACCOUNTS = web.AppKey("accounts", Accounts)
 SESSIONS = web.AppKey("sessions", Sessions)
@@ -91,6 +103,8 @@ CONFIG = web.AppKey("config", Config)
 _SECURE = web.AppKey("secure", bool)
 BASE = web.AppKey("base", str)
 _PROXIES = web.AppKey("proxies", tuple)
+SEEN = web.AppKey("seen", SeenCheckpoints)
+WITNESSED = web.RequestKey("witnessed", VerifyReport)  # the request's checked report (rule 10)
 Handler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
 
 
@@ -120,11 +134,12 @@ def portal_app(
     pages.globals.update(base=base, url=lambda path: base + path)  # rule 9
     app[_PAGES] = pages
     app[_SECURE] = cookies_secure(config)
+    app[SEEN] = SeenCheckpoints(Store(settings.state_dir))
     app.on_response_prepare.append(_headers)
     app.router.add_get("/", _home)
     app.router.add_get("/login", _login_page)
     app.router.add_post("/login", _login)
-    app.router.add_post("/logout", logged_in(_logout))
+    app.router.add_post("/logout", logged_in(_logout, witness=False))
     app.router.add_get("/items", logged_in(_items))
     app.router.add_get("/items/{sequence:[0-9]{1,12}}", logged_in(_item))
     # Further pages' modules add their own routes here (they import this module's helpers).
@@ -267,9 +282,12 @@ def field(form: Any, name: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def logged_in(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def logged_in(
+    handler: Handler, *, witness: bool = True
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """`handler`, given the request's live session; the login page without one, and 403
-    for a POST whose CSRF token does not match the session's (rule 4)."""
+    for a POST whose CSRF token does not match the session's (rule 4); the warning if the
+    archive does not continue what the contact saw last (rule 10) unless not `witness`."""
 
     async def checked(request: web.Request) -> web.StreamResponse:
         session = request.app[SESSIONS].find(request.cookies.get(SESSION_COOKIE))
@@ -279,9 +297,39 @@ def logged_in(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamR
                 raise web.HTTPForbidden(text="forbidden: reload the page")
         if session is None:
             return to_login(request)
+        if witness:
+            refused = await _witness(request, session)
+            if refused is not None:
+                return refused
         return await handler(request, session)
 
     return checked
+
+
+async def _witness(request: web.Request, session: Session) -> web.Response | None:
+    """None if the archive continues what this contact saw last (or does not verify: the
+    page says so); else the warning page (rule 10)."""
+    contact = session.unlocked.contact
+    try:
+        report = await asyncio.to_thread(_witnessed, archive(request), request.app[SEEN], contact)
+    except NotContinued as problem:
+        _log.warning("portal archive does not continue a seen checkpoint")  # rule 6
+        return page(request, "not_continued.html", NOT_CONTINUED, csrf=session.csrf,
+                    seen=problem.seen, reason=str(problem), kind=problem.kind)  # fmt: skip
+    except PortalProblem as problem:
+        return not_shown(request, session, problem)
+    if report is not None:
+        request[WITNESSED] = report
+    return None
+
+
+def _witnessed(root: Path, seen: SeenCheckpoints, contact: str) -> VerifyReport | None:
+    try:
+        report = follower(root).refresh()
+    except VerifyFailure:
+        return None  # the page's own look refuses, saying why (rule 10)
+    seen.witness(contact, report)
+    return report
 
 
 async def _logout(request: web.Request, _: Session) -> web.StreamResponse:
