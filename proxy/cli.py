@@ -110,14 +110,15 @@ def _verify(args: argparse.Namespace) -> int:
     for name, given in kept:
         try:
             seen = continuation.checked(given, report.verifier, report.checkpoint.origin)
-            proofs.append((name, continuation.continues(seen, report)))
+            proofs.append((name, seen.size, continuation.continues(seen, report)))
         except VerifyFailure as failure:
             print(f"archive BAD: checkpoint {name}: {failure}")
             return EXIT_CHECK_FAILED
     # No count of entries: it would tell whoever runs it how many items were held.
     print(f"archive OK, root {report.checkpoint.root.hex()}")
-    for name, proof in proofs:
-        shown = " ".join(node.hex() for node in proof) or "empty (the same tree)"
+    for name, size, proof in proofs:
+        empty = "the same tree" if size == report.checkpoint.size else "from the empty tree"
+        shown = " ".join(node.hex() for node in proof) or f"empty ({empty})"
         print(f"checkpoint {name} OK, consistency proof {shown}")
     return EXIT_OK
 
