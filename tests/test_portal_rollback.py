@@ -136,9 +136,8 @@ def test_a_rewritten_history_is_refused(portal: Portal) -> None:
         await log_in(portal, client)
         assert (await fetch(portal, client, "GET", "/items"))[0] == 200
         roll_back(_archive(portal), 2)
-        recipient = _recipient(portal)
-        await asyncio.to_thread(hold_signed, _archive(portal), recipient,
-                                [from_mark(_message(f"nothing {n}")) for n in range(8)])  # fmt: skip
+        others = [from_mark(_message(f"nothing {n}")) for n in range(8)]
+        await asyncio.to_thread(hold_signed, _archive(portal), _recipient(portal), others)
         status, headers, page, _ = await fetch(portal, client, "GET", "/items")
         _assert_warned(status, headers, page, "(a fork)")
         assert "nothing 3" not in page

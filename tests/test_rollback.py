@@ -14,13 +14,14 @@ from proxy.archive.continuation import FORK, ROLLBACK, NotAContinuation, checked
 from proxy.archive.merkle import verify_consistency
 from proxy.archive.note import Signer
 from proxy.cli import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, main
+from proxy.message import InboundMessage
 from tests.factories import RECIPIENT, email
 from tests.rollbacks import checkpoints, entries, hold_signed, roll_back
 
 FROM_MARK = "From: Mark <mark.smith@gmail.com>\nSubject: answer me"
 
 
-def _held(count: int, words: str = "pick up") -> list[object]:
+def _held(count: int, words: str = "pick up") -> list[InboundMessage]:
     return [email(FROM_MARK, f"{words} {n}\n") for n in range(count)]
 
 
@@ -28,7 +29,7 @@ def _held(count: int, words: str = "pick up") -> list[object]:
 def held(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An archive with four held items, a checkpoint signed after each."""
     root = tmp_path_factory.mktemp("held") / "archive"
-    hold_signed(root, RECIPIENT, _held(4))  # type: ignore[arg-type]
+    hold_signed(root, RECIPIENT, _held(4))
     return root
 
 
@@ -69,8 +70,10 @@ def test_the_issues_rollback_passes_plain_verify_and_fails_with_the_alerts_check
     code, out, err = _verify(capsys, "--archive", str(root), "--key", key,
                              "--checkpoint", str(alert))  # fmt: skip
     assert code == EXIT_CHECK_FAILED
-    assert out == (f"archive BAD: checkpoint {alert}: the archive is shorter than this "
-                   "checkpoint: entries were removed since it was signed (a rollback)\n")  # fmt: skip
+    assert out == (
+        f"archive BAD: checkpoint {alert}: the archive is shorter than this checkpoint: "
+        "entries were removed since it was signed (a rollback)\n"
+    )
     assert err == ""
 
 
@@ -115,13 +118,15 @@ def test_a_rewritten_history_is_a_fork(
     alert = _keep(root, tmp_path / "alert")
     size_before = len(entries(root))
     roll_back(root, 2)
-    hold_signed(root, RECIPIENT, _held(5, "nothing to see"))  # type: ignore[arg-type]
+    hold_signed(root, RECIPIENT, _held(5, "nothing to see"))
     assert len(entries(root)) > size_before
     assert _verify(capsys, "--archive", str(root))[0] == EXIT_OK
     code, out, _ = _verify(capsys, "--archive", str(root), "--checkpoint", str(alert))
     assert code == EXIT_CHECK_FAILED
-    assert out == (f"archive BAD: checkpoint {alert}: the archive's history differs from this "
-                   "checkpoint's: entries it covers were changed or replaced (a fork)\n")  # fmt: skip
+    assert out == (
+        f"archive BAD: checkpoint {alert}: the archive's history differs from this "
+        "checkpoint's: entries it covers were changed or replaced (a fork)\n"
+    )
 
 
 def test_the_consistency_check_is_the_rfcs(held: Path, tmp_path: Path) -> None:
@@ -141,7 +146,7 @@ def test_the_consistency_check_is_the_rfcs(held: Path, tmp_path: Path) -> None:
     with pytest.raises(NotAContinuation) as rolled:
         continues(latest, verify_archive(root))
     assert rolled.value.kind == ROLLBACK
-    hold_signed(root, RECIPIENT, _held(5, "other"))  # type: ignore[arg-type]
+    hold_signed(root, RECIPIENT, _held(5, "other"))
     with pytest.raises(NotAContinuation) as forked:
         continues(latest, verify_archive(root))
     assert forked.value.kind == FORK
@@ -153,7 +158,7 @@ def test_a_checkpoint_that_is_not_this_archives_is_named(
     """Another archive's checkpoint, one signed by another key for this origin, and one
     edited after signing each fail in one line naming the file and why."""
     other = tmp_path / "other"
-    hold_signed(other, RECIPIENT, _held(1))  # type: ignore[arg-type]
+    hold_signed(other, RECIPIENT, _held(1))
     theirs = _keep(other, tmp_path / "theirs")
     origin = (held / layout.HEAD).read_text().split("\n")[0]
     forged = tmp_path / "forged"
@@ -161,9 +166,10 @@ def test_a_checkpoint_that_is_not_this_archives_is_named(
     forged.write_bytes(Signer.generate(origin).sign("\n".join(lines[:4]) + "\n"))
     edited = tmp_path / "edited"
     edited.write_text((held / layout.HEAD).read_text().replace(f"\n{lines[1]}\n", "\n99\n", 1))
+    not_ours = "it is not signed by this archive's key"
     cases = {theirs: "it is for another archive (nocontact.archive/",
-             forged: "it is not signed by this archive's key (note is not signed by",
-             edited: "it is not signed by this archive's key (signature does not verify)"}  # fmt: skip
+             forged: f"{not_ours} (note is not signed by",
+             edited: f"{not_ours} (signature does not verify)"}  # fmt: skip
     for path, reason in cases.items():
         code, out, _ = _verify(capsys, "--archive", str(held), "--checkpoint", str(path))
         assert code == EXIT_CHECK_FAILED
@@ -180,7 +186,8 @@ def test_a_kept_checkpoint_survives_mail_and_copy_and_paste(
     mangled.write_text("\n  \n" + text.replace("\n", "\r\n").rstrip() + "  \r\n\r\n")
     code, out, _ = _verify(capsys, "--archive", str(held), "--checkpoint", str(mangled))
     assert code == EXIT_OK
-    assert out.splitlines()[1] == f"checkpoint {mangled} OK, consistency proof empty (the same tree)"
+    same = "consistency proof empty (the same tree)"
+    assert out.splitlines()[1] == f"checkpoint {mangled} OK, {same}"
 
 
 def test_bad_checkpoint_files_are_bad_input(
@@ -196,7 +203,8 @@ def test_bad_checkpoint_files_are_bad_input(
              tmp_path: "cannot read it (Is a directory)",
              junk: "not a checkpoint (not UTF-8 text)",
              huge: "too large to be a checkpoint",
-             unsigned: "not a signed checkpoint (no signature line after a blank line)"}  # fmt: skip
+             unsigned: "not a signed checkpoint (no signature line after a blank line)",
+             }  # fmt: skip
     for path, reason in cases.items():
         code, out, err = _verify(capsys, "--archive", str(tmp_path / "nowhere"),
                                  "--checkpoint", str(path))  # fmt: skip

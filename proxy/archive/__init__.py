@@ -3,7 +3,9 @@
 Modules, each with one job: `records` (entry framing), `segments` (zero-filled storage),
 `reader` (scanning), `merkle` (RFC 6962), `note` (C2SP signed checkpoints), `layout` (the
 directory), `log` (the single durable writer), `seal` (age encryption of items and
-custody), `writer` (asyncio group commit), `verify` (the keyless check).
+custody), `writer` (asyncio group commit), `verify` (the keyless check), `following` (the
+same, kept up by a long-running reader), `continuation` (whether the archive continues a
+checkpoint kept off the server).
 """
 
 from __future__ import annotations

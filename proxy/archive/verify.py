@@ -16,7 +16,8 @@ Rules this module keeps:
    before closing: that is reported, and opening the archive signs them.
 5. A `LogWalk` can be checked again later (a process that reads the archive for long,
    like the portal): it goes on from the entry after the latest signed checkpoint it
-   met, with every rule above for what follows, and remembers where each entry lies.
+   met, with every rule above for what follows, and remembers where each entry lies
+   and the `checkpoint` file's size (`head_size`: following.py rule 4).
    What it checked before is not read again; a reader of an old entry checks it against
    the rebuilt tree instead (following.py).
 """
