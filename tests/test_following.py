@@ -14,6 +14,7 @@ from proxy.archive import ArchiveLog, EntryKind, VerifyFailure, layout, verify_a
 from proxy.archive.following import FollowedArchive, follower
 from proxy.archive.records import HEADER_BYTES
 from proxy.archive.segments import segment_name
+from tests.rollbacks import checkpoints, entries, roll_back
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -134,3 +135,37 @@ def test_one_follower_per_archive(tmp_path: Path) -> None:
     root = tmp_path / "archive"
     assert follower(root) is follower(tmp_path / "." / "archive")
     assert follower(root) is not follower(tmp_path / "other")
+
+
+def test_a_rollback_behind_the_followers_back_is_the_archive_as_it_now_is(
+    tmp_path: Path,
+) -> None:
+    """Cut back to an old checkpoint (its note copied into `checkpoint`) after the follower
+    checked the whole log: the next refresh reports the old checkpoint, as the whole check
+    does, not the one it met before (rule 4), and the entries cut off are not read."""
+    root = tmp_path / "archive"
+    _append(root, [bytes([n]) * 50 for n in range(10)])
+    archive = FollowedArchive(root)
+    before = archive.refresh().checkpoint
+    marks = checkpoints(root)
+    roll_back(root, marks[2])
+    after = archive.refresh()
+    assert after.checkpoint.size == marks[2] < before.size
+    assert (after.checkpoint, after.note) == (verify_archive(root).checkpoint,
+                                              verify_archive(root).note)  # fmt: skip
+    with pytest.raises(VerifyFailure):
+        archive.entries(range(before.size - 1, before.size))
+
+
+def test_an_older_checkpoint_file_makes_the_refresh_a_whole_check(tmp_path: Path) -> None:
+    """Only the `checkpoint` file put back to an older note (the log left whole): the
+    refresh checks everything again from the first entry (rule 4), and still passes."""
+    root = tmp_path / "archive"
+    _append(root, [bytes([n]) * 50 for n in range(7)])
+    archive = FollowedArchive(root)
+    first = archive.refresh()
+    (root / layout.HEAD).write_bytes(entries(root)[checkpoints(root)[1]][4])
+    walk = archive._walk
+    again = archive.refresh()
+    assert archive._walk is not walk  # a new walk: from the first entry
+    assert again.checkpoint == first.checkpoint

@@ -217,3 +217,22 @@ def test_entries_the_tests_roll_back_are_held_items(template: Template) -> None:
     found = entries(template.directory / "archive")
     assert checkpoints(template.directory / "archive")[:2] == [0, 2]
     assert [found[index][3].name for index in template.sequences] == ["SEALED"] * 4
+
+
+def test_a_damaged_seen_record_shows_nothing(portal: Portal) -> None:
+    """A seen record that is not one is the "not shown" page naming no content, and is
+    not silently replaced by the archive as it now is."""
+
+    async def body(client: Any) -> None:
+        await log_in(portal, client)
+        assert (await fetch(portal, client, "GET", "/items"))[0] == 200
+        (record,) = (portal.directory / "portal" / "seen").glob("*.json")
+        record.write_text('{"note": "not a checkpoint"}')
+        status, headers, page, _ = await fetch(portal, client, "GET", "/items")
+        assert status == portal_web.NOT_SHOWN
+        assert_headers(headers)
+        assert "is not a seen checkpoint" in page
+        assert not any(subject in page for subject in SUBJECTS)
+        assert record.read_text() == '{"note": "not a checkpoint"}'
+
+    run(portal, body)

@@ -73,7 +73,8 @@ def kept(data: bytes) -> Kept:
 def checked(given: Kept, verifier: Verifier, origin: str) -> Checkpoint:
     """The checkpoint `given` says, if signed by `verifier` for `origin` (rule 2)."""
     if given.origin != origin:
-        raise NotAContinuation("origin", f"it is for another archive ({given.origin[:80]})")
+        shown = "".join(c if c.isprintable() else "?" for c in given.origin[:80])
+        raise NotAContinuation("origin", f"it is for another archive ({shown})")
     try:
         return parse_checkpoint(verifier.open(given.note))
     except NoteError as error:
