@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from proxy import pipeline as pipeline_modulefrom proxy import logs
+from proxy import logs
+from proxy import pipeline as pipeline_module
 from proxy.alerts.service import AlertService
 from proxy.alerts.tiers import Assessment, Reason, Tier
 from proxy.archive import Archive
@@ -21,11 +22,11 @@ from tests.factories import RECIPIENT
 CANARIES = ("Mark Smith", "mark.smith", "Subjectcanary4471", "Bodycanary9032",
             "Lilycanary", "5550100199", "Elm Street")  # fmt: skip
 LETTER = (
-    "From: Mark Smith <mark.smith@gmail.com>\r\nTo: Sam <sam@home.example>\r\n"
-    "Subject: Subjectcanary4471 about Lilycanary\r\nMessage-ID: <c1@gmail.example>\r\n"
-    "Date: Sun, 01 Mar 2026 12:00:00 +0000\r\n\r\n"
-    "I know where you live, 14 Elm Street. Bodycanary9032. Call +1 555 010 0199.\r\n"
-).encode()
+    b"From: Mark Smith <mark.smith@gmail.com>\r\nTo: Sam <sam@home.example>\r\n"
+    b"Subject: Subjectcanary4471 about Lilycanary\r\nMessage-ID: <c1@gmail.example>\r\n"
+    b"Date: Sun, 01 Mar 2026 12:00:00 +0000\r\n\r\n"
+    b"I know where you live, 14 Elm Street. Bodycanary9032. Call +1 555 010 0199.\r\n"
+)
 
 
 def test_a_held_message_leaves_no_word_in_alerts_logs_or_files(
