@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from proxy.config import Config
 from tests.factories import RECIPIENT, make_config
 
 START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday, 13:00 in Berlin
@@ -81,7 +82,7 @@ async def receiving() -> AsyncIterator[Receiver]:
 
 
 def alerts_config(archive: str, transports: dict[str, str], *, contacts: list[dict[str, Any]],
-                  **alerts: Any) -> Any:  # fmt: skip
+                  **alerts: Any) -> Config:  # fmt: skip
     """A config with an `alerts:` section of `transports` (name -> URL) and `contacts`
     (each a dict of name and alerts), sealed to the test recipient."""
     section = {"transports": {name: {"url": url} for name, url in transports.items()}, **alerts}

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from proxy.alerts.burst import MIN_HISTORY_HOURS, is_burst, poisson_tail
-from proxy.alerts.history import BURST, NEW_CHANNEL, NEW_IDENTITY, History
+from proxy.alerts.history import BURST, MAX_RECENT, NEW_CHANNEL, NEW_IDENTITY, History
 
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -103,8 +103,6 @@ def test_history_round_trips_and_names_no_identity() -> None:
 
 def test_recent_times_are_bounded() -> None:
     """A flood keeps at most MAX_RECENT times; the rest are counted (rule 1)."""
-    from proxy.alerts.history import MAX_RECENT
-
     history, _ = _history([float(n) for n in range(MAX_RECENT + 50)])
     person = history.people["mark"]
     assert len(person.recent) == MAX_RECENT

@@ -26,7 +26,10 @@ CHILDREN = Assessment.of([Reason(tier=Tier.ELEVATED, code="children")])
 URGENT_ONLY = ["urgent"]
 
 
-def _held(sequence: int, assessment: Assessment = Assessment(), *, person: str | None = "mark",
+DIGEST = Assessment()
+
+
+def _held(sequence: int, assessment: Assessment = DIGEST, *, person: str | None = "mark",
           channel: str = "sms", identity: str = "+15550100199") -> Held:  # fmt: skip
     return Held(sequence=sequence, assessment=assessment, person=person, channel=channel,
                 identity=identity)  # fmt: skip
@@ -66,10 +69,13 @@ def test_urgent_escalates_until_acknowledged(tmp_path: Path) -> None:
         service = await AlertService.open(config, archive, clock=clock)
         service.held(_held(7, THREAT))
         await service.step()
-        assert len(receiver.bodies("dana")) == 1 and "priya" not in receiver.got
+        assert len(receiver.bodies("dana")) == 1
+        assert "priya" not in receiver.got
         first = receiver.bodies("dana")[0]
-        assert "urgent" in first and "urgent:threat" in first
-        assert "nocontact contact show --archive" in first and " 7\n" in first
+        assert "urgent" in first
+        assert "urgent:threat" in first
+        assert "nocontact contact show --archive" in first
+        assert " 7\n" in first
         code = service.state.urgent[0].code
         assert f"Acknowledgement code: {code}" in first
         assert "checkpoint" in first
@@ -78,14 +84,16 @@ def test_urgent_escalates_until_acknowledged(tmp_path: Path) -> None:
         assert len(receiver.bodies("dana")) == 1  # not yet
         clock.advance(minutes=2)
         await service.step()
-        assert len(receiver.bodies("dana")) == 2 and len(receiver.bodies("priya")) == 1
+        assert len(receiver.bodies("dana")) == 2
+        assert len(receiver.bodies("priya")) == 1
         assert "repeated" in receiver.bodies("priya")[0]
         assert not await asyncio.to_thread(ask_ack, Path(archive.path), "WRONGCDE")
         assert await asyncio.to_thread(ask_ack, Path(archive.path), code.lower())
         assert not await asyncio.to_thread(ask_ack, Path(archive.path), code)  # used once
         clock.advance(minutes=90)
         await service.step()
-        assert len(receiver.bodies("dana")) == 2 and len(receiver.bodies("priya")) == 1
+        assert len(receiver.bodies("dana")) == 2
+        assert len(receiver.bodies("priya")) == 1
         await service.close()
 
     _with_archive(tmp_path, body)
@@ -100,7 +108,8 @@ def test_every_alert_carries_the_signed_checkpoint(tmp_path: Path) -> None:
         service.held(_held(0, CHILDREN))
         await service.step()
         note = archive.head()[0]
-        assert note and note.rstrip("\n") in receiver.bodies("dana")[0]
+        assert note
+        assert note.rstrip("\n") in receiver.bodies("dana")[0]
         assert note.rstrip("\n") in receiver.bodies("priya")[0]  # elevated: everyone
         await service.close()
 
@@ -120,7 +129,8 @@ def test_contacts_hear_only_their_tiers(tmp_path: Path) -> None:
         service = await AlertService.open(config, archive, clock=Clock())
         service.held(_held(0, CHILDREN))
         await service.step()
-        assert "dana" not in receiver.got and len(receiver.bodies("priya")) == 1
+        assert "dana" not in receiver.got
+        assert len(receiver.bodies("priya")) == 1
         await service.close()
 
     _with_archive(tmp_path, body)
@@ -148,7 +158,8 @@ def test_digest_waits_for_its_time_and_the_quiet_hours(tmp_path: Path) -> None:
         service.held(_held(4, channel="imap"))  # a new channel: elevated, waits
         service.held(_held(5, THREAT))  # urgent: at once
         await service.step()
-        assert len(receiver.bodies("dana")) == 2 and "urgent" in receiver.bodies("dana")[1]
+        assert len(receiver.bodies("dana")) == 2
+        assert "urgent" in receiver.bodies("dana")[1]
         clock.advance(hours=9)  # 07:00 UTC = 08:00 Berlin: digest due, but quiet
         await service.step()
         assert len(receiver.bodies("dana")) == 2
@@ -177,7 +188,8 @@ def test_first_items_of_a_person_are_elevated(tmp_path: Path) -> None:
         service.held(_held(0))
         await service.step()
         first = receiver.bodies("dana")
-        assert len(first) == 1 and "elevated:new-channel, elevated:new-identity" in first[0]
+        assert len(first) == 1
+        assert "elevated:new-channel, elevated:new-identity" in first[0]
         service.held(_held(1))
         await service.step()
         assert len(receiver.bodies("dana")) == 1
@@ -209,7 +221,8 @@ def test_the_outbox_survives_a_crash_mid_retry(tmp_path: Path) -> None:
         assert receiver.got == {}  # the backoff holds after the restart
         clock.advance(minutes=2)
         await service.step()
-        assert len(receiver.bodies("dana")) == 1 and " 9\n" in receiver.bodies("dana")[0]
+        assert len(receiver.bodies("dana")) == 1
+        assert " 9\n" in receiver.bodies("dana")[0]
         clock.advance(minutes=5)
         await service.step()
         assert len(receiver.bodies("dana")) == 1
@@ -272,4 +285,5 @@ def test_email_through_a_real_smtp_server(tmp_path: Path) -> None:
         controller.stop()
     assert len(mailbox.messages) == 1
     text = mailbox.messages[0].decode()
-    assert "nocontact: urgent" in text and "urgent:threat" in text
+    assert "nocontact: urgent" in text
+    assert "urgent:threat" in text

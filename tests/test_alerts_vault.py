@@ -23,7 +23,9 @@ def test_round_trip_in_whole_blocks(tmp_path: Path) -> None:
     vault.close()
     assert (tmp_path / FILE).stat().st_size == size
     raw = (tmp_path / FILE).read_bytes()
-    assert b"Mark" not in raw and b"15550100199" not in raw and b"where" not in raw
+    assert b"Mark" not in raw
+    assert b"15550100199" not in raw
+    assert b"where" not in raw
     again, state = Vault.open(tmp_path, KEY)
     assert state == {"words": CANARY, "n": 2}
     again.close()
@@ -64,7 +66,8 @@ def test_growing_past_a_slot(tmp_path: Path) -> None:
     vault.save(big)
     vault.close()
     size = (tmp_path / FILE).stat().st_size
-    assert size % (2 * BLOCK) == 0 and size > 2 * BLOCK
+    assert size % (2 * BLOCK) == 0
+    assert size > 2 * BLOCK
     again, state = Vault.open(tmp_path, KEY)
     assert state == big
     again.save({"n": 3})

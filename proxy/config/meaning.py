@@ -78,8 +78,13 @@ def resolve(document: Document, config: Config) -> tuple[Config, list[ConfigProb
     problems += wrong
     alerts, wrong = check_alerts(document, config.model_copy(update={"channels": channels}))
     problems += wrong
-    update = {"archive": archive, "contacts": contacts, "channels": channels, "portal": portal,
-              "alerts": alerts}
+    update = {
+        "archive": archive,
+        "contacts": contacts,
+        "channels": channels,
+        "portal": portal,
+        "alerts": alerts,
+    }
     return config.model_copy(update=update), problems
 
 
