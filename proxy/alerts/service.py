@@ -98,6 +98,7 @@ class AlertService:
         except OSError as error:
             raise AlertsUnavailable(f"cannot open the alerts' state beside the archive: "
                                     f"{error.strerror or error}") from None  # fmt: skip
+        await asyncio.to_thread(vault.touch, archive.head()[1])  # times follow from the start
         state = State.load(archive.derive_key(_HISTORY_PURPOSE), data)
         if not state.last_digest:
             state.last_digest = clock().timestamp()
