@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,9 @@ from proxy.alerts.service import AlertService
 from proxy.alerts.tiers import Assessment, Reason, Tier
 from proxy.archive import Archive
 from proxy.config import Config
+from proxy.daemon import NO_NEXT_HOP
+from proxy.pipeline import Arrival, Pipeline
+from proxy.rules import compile_rules
 from tests.alerts_helpers import Clock, Receiver, alerts_config, receiving
 from tests.factories import RECIPIENT
 from tests.test_smtp import free_port
@@ -287,3 +292,73 @@ def test_email_through_a_real_smtp_server(tmp_path: Path) -> None:
     text = mailbox.messages[0].decode()
     assert "nocontact: urgent" in text
     assert "urgent:threat" in text
+
+
+def test_a_hanging_transport_never_delays_the_held_path(tmp_path: Path) -> None:
+    """A transport that takes the connection and never answers: while the service's send
+    hangs, the pipeline still seals and returns each held letter at once (rule 1: the
+    held path only enqueues), each from a new address of his, so each raises an alert."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    durations: list[float] = []
+
+    async def main() -> None:
+        archive = await Archive.open(tmp_path / "archive", recipients=[RECIPIENT])
+        config = alerts_config(
+            archive.path, {"dana": f"json://127.0.0.1:{port}/x?cto=3&rto=3"},
+            contacts=[{"name": "Dana Reyes", "alerts": {"transports": ["dana"]}}],
+        )  # fmt: skip
+        pipeline = Pipeline(rules=compile_rules(config), archive=archive, next_hop=NO_NEXT_HOP,
+                            hostname="nocontact.test", default_region="US")  # fmt: skip
+        service = await AlertService.open(config, archive)
+        pipeline.alerts = service.held
+        service.start()
+        for n in range(8):
+            sender = f"m{n}@markscompany.example"
+            raw = (f"From: <{sender}>\r\nTo: <sam@home.example>\r\nSubject: x\r\n"
+                   f"Message-ID: <{n}@x.example>\r\n\r\nanswer me\r\n").encode()  # fmt: skip
+            started = time.perf_counter()
+            await pipeline.receive(Arrival(raw=raw, sender=sender, recipients=("sam@home.example",),
+                                           peer="127.0.0.1", helo="x.example"))  # fmt: skip
+            durations.append(time.perf_counter() - started)
+            await asyncio.sleep(0.05)  # the service takes it up and its send hangs
+        assert service.state.letters  # still unsent: the transport has not answered
+        await service.close()
+        await archive.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        listener.close()
+    assert max(durations) < 0.5, durations
+
+
+def test_a_reload_sends_through_the_new_transports(tmp_path: Path) -> None:
+    """After `replace` (SIGHUP), queued and new alerts go where the new config says; a
+    letter for a transport no longer configured is dropped, never sent elsewhere."""
+
+    async def body(archive: Archive, receiver: Receiver) -> None:
+        clock = Clock()
+        receiver.failing = True
+        old = _two_contacts(archive, receiver)
+        service = await AlertService.open(old, archive, clock=clock)
+        service.held(_held(1, THREAT))
+        await service.step()  # refused: waits to be retried
+        new = alerts_config(
+            archive.path, {"dana-new": receiver.url("dana-new")},
+            contacts=[{"name": "Dana Reyes", "alerts": {"transports": ["dana-new"]}}],
+        )  # fmt: skip
+        service.replace(new)
+        receiver.failing = False
+        clock.advance(minutes=5)
+        await service.step()
+        assert receiver.got == {}  # the old transport's letter is dropped
+        assert not service.state.letters
+        service.held(_held(2, THREAT))
+        await service.step()
+        assert len(receiver.bodies("dana-new")) == 1
+        await service.close()
+
+    _with_archive(tmp_path, body)

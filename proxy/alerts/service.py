@@ -15,9 +15,11 @@ Rules this module keeps:
    sent again to everyone it reached and to the next urgent contact, until the last, and
    then again to all of them every `escalate_after`, until a contact acknowledges it
    (acks.py). An acknowledged alert's unsent repeats are dropped.
-4. Sends run on worker threads (send.py is synchronous apprise), never on the event loop;
-   a failed one is retried with backoff (outbox.py rule 1), from the saved state after a
-   restart too.
+4. Sends run on worker threads of the service's own (send.py is synchronous apprise),
+   never on the event loop, and the state's writes on one more: a transport that hangs
+   takes none of the threads the channels and the archive share (asyncio's default
+   executor). A failed send is retried with backoff (outbox.py rule 1), from the saved
+   state after a restart too.
 5. Logs: "alerts started" at start, and "alerts: a digest could not be sent; retrying"
    when a digest fails (digests go out on a schedule whatever was held, so the line dates
    nothing). Never a line per alert, never a count, a code or a sequence number.
@@ -31,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +56,7 @@ from proxy.pipeline import Pipeline
 
 _HISTORY_PURPOSE = b"nocontact alerts history v1"
 _MOST_IDLE = 15.0  # seconds between steps at most (checkpoints are followed this closely)
+_SENDERS = 4  # sends at once
 _CLOSE_WAIT = 30.0  # seconds a stop waits for sends in flight
 _log = get_logger("alerts")
 Sender = Callable[[str, str, str], bool]
@@ -86,6 +90,12 @@ class AlertService:
         self._closed = False
         self._acks: asyncio.AbstractServer | None = None
         self._running: asyncio.Task[None] | None = None
+        self._sending = ThreadPoolExecutor(_SENDERS, thread_name_prefix="alerts-send")  # rule 4
+        self._disk = ThreadPoolExecutor(1, thread_name_prefix="alerts-state")
+
+    async def _on_disk(self, work: Callable[..., object], *args: object) -> None:
+        """Run blocking vault IO on the service's own thread (rule 4)."""
+        await self._loop.run_in_executor(self._disk, work, *args)
 
     @classmethod
     async def open(cls, config: Config, archive: Archive, *,
@@ -154,7 +164,7 @@ class AlertService:
             if signed_at != self._touched:
                 self._touched = signed_at
                 with contextlib.suppress(OSError):
-                    await asyncio.to_thread(self._vault.touch, signed_at)
+                    await self._on_disk(self._vault.touch, signed_at)
 
     def _contacts(self, tier: Tier) -> list[Contact]:
         """The contacts who take `tier`, in config order (rule 3)."""
@@ -255,7 +265,7 @@ class AlertService:
         if url is None:
             return False
         title, body = self._text(letter, note)
-        return await asyncio.to_thread(self._sender, url, title, body)
+        return await self._loop.run_in_executor(self._sending, self._sender, url, title, body)
 
     def _text(self, letter: Letter, note: str) -> tuple[str, str]:
         portal = self._config.portal
@@ -275,7 +285,7 @@ class AlertService:
     async def _save(self) -> None:
         async with self._saving:
             data = self.state.dump()
-            await asyncio.to_thread(self._vault.save, data)
+            await self._on_disk(self._vault.save, data)
 
     # -- running ------------------------------------------------------------------------
 
@@ -320,7 +330,9 @@ class AlertService:
         async with self._one_step:
             self._take_held(self._clock().timestamp())
             await self._save()
-        await asyncio.to_thread(self._vault.close)
+        await self._on_disk(self._vault.close)
+        self._disk.shutdown(wait=False)
+        self._sending.shutdown(wait=False)
 
 
 async def start_alerts(config: Config, archive: Archive, pipeline: Pipeline
