@@ -33,8 +33,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
