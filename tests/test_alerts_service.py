@@ -362,3 +362,26 @@ def test_a_reload_sends_through_the_new_transports(tmp_path: Path) -> None:
         await service.close()
 
     _with_archive(tmp_path, body)
+
+
+def test_urgent_with_no_urgent_contact_goes_to_the_elevated_ones_at_once(tmp_path: Path) -> None:
+    """No contact takes urgent alerts: an urgent item still goes out, at once in quiet
+    hours, to those taking elevated ones, and is never escalated."""
+
+    async def body(archive: Archive, receiver: Receiver) -> None:
+        clock = Clock()  # 13:00 Berlin
+        config = alerts_config(
+            archive.path, {"priya": receiver.url("priya")},
+            contacts=[{"name": "Priya Raman",
+                       "alerts": {"transports": ["priya"], "tiers": ["elevated"]}}],
+            timezone="Europe/Berlin", quiet_hours={"start": "12:00", "end": "18:00"},
+        )  # fmt: skip
+        service = await AlertService.open(config, archive, clock=clock)
+        service.held(_held(3, THREAT, person=None, identity=""))
+        await service.step()
+        assert len(receiver.bodies("priya")) == 1
+        assert "nocontact: urgent" in receiver.got["priya"][0]["title"]
+        assert not service.state.urgent
+        await service.close()
+
+    _with_archive(tmp_path, body)

@@ -57,6 +57,7 @@ from tests.test_sms import ACCOUNT, FRIEND, NUMBER, PHONE, PUBLIC, TOKEN
 from tests.test_smtp import RECIPIENT, free_port, held_items, maildir_messages
 from tests.twilio_fake import FakeTwilio, post_webhook
 
+REPO = Path(__file__).resolve().parents[1]
 HIM = "mark.smith@gmail.com"
 HIM_ALIAS = "Marky"  # a nickname in the rules (tests/factories.py MARK)
 HIM_PHONE = "+15550100199"
@@ -281,7 +282,7 @@ def run_daemon(root: Path, traffic: Traffic) -> Seen:
     root.mkdir()
     with servers.dovecot() as dovecot:
 
-        async def main() -> tuple[float, float]:
+        async def main() -> tuple[float, float, int]:
             async with FakeTwilio(ACCOUNT, TOKEN) as fake, receiving() as alerts:
                 run = Run(root, dovecot, fake, free_port(), free_port(), alerts)
                 config = run.write_config()
@@ -291,6 +292,7 @@ def run_daemon(root: Path, traffic: Traffic) -> Seen:
                     process = subprocess.Popen(
                         [sys.executable, "-m", "proxy", "run", "-c", str(config)],
                         stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=root,
+                        env={**os.environ, "PYTHONPATH": str(REPO)},  # this tree's code
                     )  # fmt: skip
                 try:
                     await _ready(run, process)

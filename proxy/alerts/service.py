@@ -14,7 +14,9 @@ Rules this module keeps:
    contact (config order); each `escalate_after` minutes without an acknowledgement it is
    sent again to everyone it reached and to the next urgent contact, until the last, and
    then again to all of them every `escalate_after`, until a contact acknowledges it
-   (acks.py). An acknowledged alert's unsent repeats are dropped.
+   (acks.py). An acknowledged alert's unsent repeats are dropped. With no contact taking
+   urgent alerts, an urgent item goes at once, quiet hours or not, to those taking
+   elevated ones (it is never less than elevated).
 4. Sends run on worker threads of the service's own (send.py is synchronous apprise),
    never on the event loop, and the state's writes on one more: a transport that hangs
    takes none of the threads the channels and the archive share (asyncio's default
@@ -188,9 +190,10 @@ class AlertService:
                 item.person, channel=item.channel, identity=item.identity, now=now
             )
             assessment = Assessment.of((*item.assessment.reasons, *found))
+            tier = max(assessment.tier, item.assessment.tier)
             self.state.count(item.channel, places.get(item.person or ""))
             reasons = tuple(str(reason) for reason in assessment.reasons)
-            if assessment.tier is Tier.URGENT and (ladder := self._contacts(Tier.URGENT)):
+            if tier is Tier.URGENT and (ladder := self._contacts(Tier.URGENT)):
                 code = new_code()
                 escalate = now + self._alerts.escalate_after * 60
                 self.state.urgent.append(Urgent(code=code, sequence=item.sequence,
@@ -198,9 +201,10 @@ class AlertService:
                                                 next=escalate))  # fmt: skip
                 self._post(ladder[:1], now, tier=Tier.URGENT, sequence=item.sequence,
                            reasons=reasons, code=code)  # fmt: skip
-            elif assessment.tier is Tier.ELEVATED:
-                due = after_quiet(datetime.fromtimestamp(now, UTC), quiet, zone).timestamp()
-                self._post(self._contacts(Tier.ELEVATED), due, tier=Tier.ELEVATED,
+            elif tier >= Tier.ELEVATED:  # urgent with no urgent contact: at once, to these
+                waited = after_quiet(datetime.fromtimestamp(now, UTC), quiet, zone).timestamp()
+                due = now if tier is Tier.URGENT else waited
+                self._post(self._contacts(Tier.ELEVATED), due, tier=tier,
                            sequence=item.sequence, reasons=reasons)  # fmt: skip
         return bool(taken)
 
