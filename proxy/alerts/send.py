@@ -14,17 +14,26 @@ Rules this module keeps:
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import apprise
-from apprise.common import PersistentStoreMode
-
-from proxy.config.model import AlertTransport
+if TYPE_CHECKING:  # at run time config imports this module (config/alert_checks.py)
+    from proxy.config.model import AlertTransport
 
 _MAX_URL_FILE = 16 << 10
 logging.getLogger("apprise").disabled = True  # rule 2
-_ASSET = apprise.AppriseAsset(storage_mode=PersistentStoreMode.MEMORY)
+
+
+@functools.cache
+def _apprise() -> tuple[Any, Any]:
+    """apprise and its settings, imported at first use: ~90 ms that every config load
+    and command would pay otherwise, with or without alerts."""
+    import apprise  # noqa: PLC0415 - see the docstring
+    from apprise.common import PersistentStoreMode  # noqa: PLC0415
+
+    return apprise, apprise.AppriseAsset(storage_mode=PersistentStoreMode.MEMORY)  # rule 2
 
 
 def transport_url(transport: AlertTransport) -> str | None:
@@ -47,15 +56,20 @@ def transport_url(transport: AlertTransport) -> str | None:
 def parsed(url: str) -> object | None:
     """apprise's reading of `url` (its plugin object), or None if it knows no such service
     (config checks: config/alert_checks.py)."""
+    apprise, asset = _apprise()
     try:
-        return apprise.Apprise.instantiate(url, asset=_ASSET, suppress_exceptions=True) or None
+        found: object | None = apprise.Apprise.instantiate(
+            url, asset=asset, suppress_exceptions=True
+        )
+        return found or None
     except Exception:  # a URL apprise chokes on is one it cannot send to
         return None
 
 
 def send(url: str, title: str, body: str) -> bool:
     """Send one message through `url`; whether the transport took it (blocking, rule 1)."""
-    notifier = apprise.Apprise(asset=_ASSET)
+    apprise, asset = _apprise()
+    notifier = apprise.Apprise(asset=asset)
     try:
         if not notifier.add(url):
             return False
