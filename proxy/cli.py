@@ -19,6 +19,7 @@ from pathlib import Path
 
 from proxy import __version__, logs
 from proxy.access.commands import add_contact_commands
+from proxy.alerts.commands import add_alert_commands
 from proxy.archive import VerifyFailure, continuation, verify_archive
 from proxy.archive.note import NoteError, Verifier
 from proxy.config import Config, json_schema, load_config
@@ -213,6 +214,7 @@ def _parser() -> argparse.ArgumentParser:
     verify.set_defaults(run=_verify)
     add_contact_commands(commands)
     add_portal_commands(commands)
+    add_alert_commands(commands)
     return parser
 
 

@@ -45,6 +45,10 @@ Rules this module keeps:
     it runs rule 3's reload by itself, no SIGHUP needed, within seconds. A garbage key
     file, or a config made invalid meanwhile, is refused as at SIGHUP: one line, the old
     contacts stay. No portal contact, no watch.
+13. With an `alerts:` section, the alerts service (proxy.alerts.service) starts with the
+    archive, before anything listens, and stops after the last message is answered; a
+    reload gives it the new contacts, transports and schedule. Adding or removing the
+    section needs a restart, and the log says so.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ import pyrage
 import uvloop
 
 from proxy.access.keys import custody_public_key
+from proxy.alerts.service import AlertService, start_alerts
 from proxy.archive import Archive, ArchiveLocked
 from proxy.archive.seal import fingerprint
 from proxy.channels.imap.runner import ImapRunner
@@ -231,6 +236,7 @@ class Daemon:
         self._watch: asyncio.Task[None] | None = None  # on portal contacts' keys (rule 12)
         self._reload_now: Callable[[], None] = lambda: None  # what SIGHUP runs, once running
         self._applying = asyncio.Lock()  # one change of contacts at a time, in reload order
+        self._alerts: AlertService | None = None  # rule 13
 
     async def run(self) -> int:
         config, self._read_at = _read_config(self.config_path)
@@ -251,6 +257,7 @@ class Daemon:
                 hostname=settings.hostname if settings else "nocontact.local",
                 default_region=config.default_region, readers=readers,
             )  # fmt: skip
+            self._alerts = await start_alerts(config, archive, pipeline)  # rule 13
             handler = SmtpHandler(pipeline, reply_after=_reply_after(settings))
             custody = await _custody_socket(archive)
             server = await _smtp(settings, handler) if settings is not None else None
@@ -274,12 +281,11 @@ class Daemon:
                 if task is not None:
                     task.cancel()
             _log.info("stopping: finishing messages in flight")
-            if server is not None:
-                server.close()
+            for listening in (server, custody):
+                if listening is not None:
+                    listening.close()
             if phone is not None:
                 await phone.close()
-            if custody is not None:
-                custody.close()
             if watchers is not None:
                 await asyncio.to_thread(watchers.stop)
             try:
@@ -289,10 +295,16 @@ class Daemon:
             await pipeline.next_hop.aclose()  # its pooled connections
             await asyncio.gather(*self._closing)
         finally:
+            await self._stop_alerts()
             await readers.close()
             await archive.close()
         _log.info("stopped")
         return 0
+
+    async def _stop_alerts(self) -> None:
+        """After the last message is answered, before the archive closes (rule 13)."""
+        if self._alerts is not None:
+            await self._alerts.close()
 
     def _take_signals(
         self, config: Config, pipeline: Pipeline, archive: Archive, phone: SmsRunner | None
@@ -338,6 +350,10 @@ class Daemon:
         closing.add_done_callback(self._closing.discard)
         if phone is not None and config.channels.sms is not None:
             phone.replace(config.channels.sms, config.default_region)
+        if self._alerts is not None:
+            self._alerts.replace(config)
+        if (config.alerts is None) != (running.alerts is None):
+            _log.warning("alerts added or removed: restart to apply")
         previous, self._applied, self._read_at = self._applied or running, config, read_at
         self._new_contacts(config, archive, key_changes(previous, config))
         live = {"smtp": {"deliver"}, "sms": set(_SMS_LIVE)}

@@ -32,6 +32,10 @@ Rules this module keeps:
 8. An allowed email the next hop took for some recipients only is answered 4xx, and its
    retry goes only to the recipients it has yet to reach (deliver/delivered.py): partial
    acceptance never leaves a duplicate in a mailbox.
+9. Once a held item is stored, the alerts hear of it (`alerts`, set by the daemon when
+   `alerts:` is configured): `_tell` only enqueues (alerts/service.py rule 1), so the
+   sender's answer waits for nothing more than it did. The item's assessment comes from
+   `assessment_of`, the one place the threat detection plugs in.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Protocol, TypeVar
 
+from proxy.alerts.held import Held, held
+from proxy.alerts.tiers import Assessment
 from proxy.archive import Archive, EntryKind
 from proxy.deliver.delivered import Delivered
 from proxy.deliver.hops import NextHop, PartlyDelivered
@@ -121,6 +127,12 @@ _VOICEMAIL = Decision(
 )  # fmt: skip
 
 
+def assessment_of(message: InboundMessage) -> Assessment:
+    """How urgent a held message is (rule 9): the digest tier until the threat detection
+    (proxy/alerts/threats.py) is wired in here."""
+    return Assessment()
+
+
 def received_line(*, helo: str, peer: str, hostname: str, received_at: datetime) -> bytes:
     """The `Received:` line delivered mail carries (rule 3); a released item carries the
     same, as it would have had it been allowed (proxy/access/delivery.py)."""
@@ -156,6 +168,12 @@ class Pipeline:
         self._clock = clock
         self.traffic = Traffic()  # totals of every message, never per message
         self._delivered = Delivered()  # recipients a message reached when others failed
+        self.alerts: Callable[[Held], None] | None = None  # the alerts' intake (rule 9)
+
+    def _tell(self, message: InboundMessage, decision: Decision, sequence: int) -> None:
+        """A held item is stored at `sequence`: the alerts hear of it (rule 9: enqueue only)."""
+        if self.alerts is not None:
+            self.alerts(held(message, decision, sequence, assessment_of(message)))
 
     def replace(self, *, rules: Rulebook, next_hop: NextHop, default_region: str | None) -> None:
         """Swap in new rules (a reload); messages already being decided keep the old ones."""
@@ -195,7 +213,8 @@ class Pipeline:
         self.traffic.count("imap")
         if decision.held:
             sealed = await self.archive.seal(message, decision, extras={"imap": origin})
-            await self.archive.append(EntryKind.SEALED, sealed, once=mark)
+            receipt = await self.archive.append(EntryKind.SEALED, sealed, once=mark)
+            self._tell(message, decision, receipt.index)
             return Fate.HELD
         if deliver_to is not None:
             hop, recipient = deliver_to
@@ -213,7 +232,8 @@ class Pipeline:
         )  # fmt: skip
         if decision.held:
             extras = {"peer": valid_text(arrival.peer), "helo": valid_text(arrival.helo)}
-            await self.archive.hold(message, decision, extras=extras)
+            receipt = await self.archive.hold(message, decision, extras=extras)
+            self._tell(message, decision, receipt.index)
         else:
             await self._deliver(arrival, next_hop, received_at)
         self.traffic.count("smtp")
@@ -265,7 +285,8 @@ class Pipeline:
                 message = dataclasses.replace(message, raw=await line.evidence(arrival))
                 extras = {"provider": "twilio", "voicemail": arrival.voicemail}
                 sealed = await self.archive.seal(message, decision, extras=extras)
-                await self.archive.append(EntryKind.SEALED, sealed, once=mark)
+                receipt = await self.archive.append(EntryKind.SEALED, sealed, once=mark)
+                self._tell(message, decision, receipt.index)
                 await line.held(arrival)
             elif fresh:
                 await line.passed(arrival)

@@ -10,12 +10,15 @@ Rules this module keeps:
    (IMAP) and a fresh fake of Twilio's REST API posting really signed webhooks (SMS).
 2. The runs differ only in who wrote what: every message has the same length in both,
    and every wait is for a condition (the daemon done with everything), never a sleep.
-3. What she can read: the daemon's output, `nocontact verify`, `nocontact contact list`
+3. Alerts are configured (a `json://` transport to a receiver in the test): run A's held
+   items alert the contact, run B's traffic alerts no one, and nothing she can read shows
+   the difference (the alerts' sealed state, their socket, the log).
+4. What she can read: the daemon's output, `nocontact verify`, `nocontact contact list`
    with a key she made herself, and every file under the archive and the channels' state
    directories (names, sizes, when they were last written, and their contents' shape).
    What differs from run to run whatever is held (random ids, keys, times, ports, paths)
    is normalised by shape, never dropped: a digit stays a digit, a key stays a key.
-4. What she can read and that differs by design is left out, each for its stated reason
+5. What she can read and that differs by design is left out, each for its stated reason
    (`DELIVERED`, `GROWS`): what was delivered to her, and the files docs say grow with
    held items, of which only the promised form is checked.
 """
@@ -47,12 +50,14 @@ from proxy.channels.sms.reconcile import FILE
 from proxy.channels.sms.runner import JOURNAL
 from proxy.channels.sms.webhooks import EMPTY
 from tests import servers
+from tests.alerts_helpers import Receiver, receiving
 from tests.factories import config_data, write_secret
 from tests.imap_helpers import append_raw, tokens
 from tests.test_sms import ACCOUNT, FRIEND, NUMBER, PHONE, PUBLIC, TOKEN
 from tests.test_smtp import RECIPIENT, free_port, held_items, maildir_messages
 from tests.twilio_fake import FakeTwilio, post_webhook
 
+REPO = Path(__file__).resolve().parents[1]
 HIM = "mark.smith@gmail.com"
 HIM_ALIAS = "Marky"  # a nickname in the rules (tests/factories.py MARK)
 HIM_PHONE = "+15550100199"
@@ -61,12 +66,14 @@ OTHER = "anna.jones@gmail.com"
 OTHER_ALIAS = "Annie"
 OTHER_PHONE = "+15550134567"
 FRIEND_EMAIL = "jo@friends.example"
+ALERTED = 2  # his first email and his first text: new channel and identity, elevated
 # Where the last reconciliation pass of an earlier run left off.
 RECONCILED = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
 
 # Files she can read that differ by design, and why; nothing else is left out.
 DELIVERED = "her Maildir (delivered mail), her IMAP INBOX, the texts forwarded to her phone"
 SEALED = "archive/sealed"
+ALERTS = "archive/alerts"  # the alerts' sealed state (proxy/alerts/vault.py)
 LOCK = "archive/lock"  # the daemon's pid: its length is the pid's, held or not
 # Archive files documented to change with held items: only their promised form is checked
 # (`test_growing_archive_files_keep_their_promised_form`).
@@ -146,6 +153,7 @@ class Run:
     fake: FakeTwilio
     smtp_port: int
     sms_port: int
+    alerts: Receiver
 
     @property
     def archive(self) -> Path:
@@ -161,7 +169,10 @@ class Run:
         write_secret(self.root / "token", TOKEN)
         data = config_data(
             archive={"path": str(self.archive)},
-            contacts=[{"name": "Test Contact", "role": "lawyer", "age_recipient": RECIPIENT}],
+            contacts=[{"name": "Test Contact", "role": "lawyer", "age_recipient": RECIPIENT,
+                       "alerts": {"transports": ["hook"]}}],
+            alerts={"transports": {"hook": {"url": self.alerts.url("hook")}},
+                    "digest": {"every": "off"}},
             channels={
                 "smtp": {"listen": f"127.0.0.1:{self.smtp_port}",
                          "deliver": f"maildir:{self.root / 'mail'}"},
@@ -262,6 +273,8 @@ async def _traffic(run: Run, traffic: Traffic) -> None:
         return f"state {run.imap_state()}, INBOX {tokens(run.dovecot, 'INBOX')}"
 
     await _until(mailbox_done, "the mailbox handled", run, seen=mailbox_seen)
+    if traffic.held:  # his first item on each channel: elevated alerts (rule 3)
+        await _until(lambda: len(run.alerts.bodies("hook")) == ALERTED, "the alerts", run)
 
 
 def run_daemon(root: Path, traffic: Traffic) -> Seen:
@@ -269,9 +282,9 @@ def run_daemon(root: Path, traffic: Traffic) -> Seen:
     root.mkdir()
     with servers.dovecot() as dovecot:
 
-        async def main() -> tuple[float, float]:
-            async with FakeTwilio(ACCOUNT, TOKEN) as fake:
-                run = Run(root, dovecot, fake, free_port(), free_port())
+        async def main() -> tuple[float, float, int]:
+            async with FakeTwilio(ACCOUNT, TOKEN) as fake, receiving() as alerts:
+                run = Run(root, dovecot, fake, free_port(), free_port(), alerts)
                 config = run.write_config()
                 (root / "sms").mkdir(mode=0o700)  # as a daemon that ran before left it
                 (root / "sms" / FILE).write_text(json.dumps({"since": RECONCILED}))
@@ -279,6 +292,7 @@ def run_daemon(root: Path, traffic: Traffic) -> Seen:
                     process = subprocess.Popen(
                         [sys.executable, "-m", "proxy", "run", "-c", str(config)],
                         stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=root,
+                        env={**os.environ, "PYTHONPATH": str(REPO)},  # this tree's code
                     )  # fmt: skip
                 try:
                     await _ready(run, process)
@@ -292,10 +306,10 @@ def run_daemon(root: Path, traffic: Traffic) -> Seen:
                     if process.poll() is None:
                         process.kill()
                         process.wait()
-                return started, stopping
+                return started, stopping, len(alerts.bodies("hook"))
 
-        started, stopping = asyncio.run(main())
-    return seen(root, started=started, stopping=stopping)
+        started, stopping, alerted = asyncio.run(main())
+    return seen(root, started=started, stopping=stopping, alerted=alerted)
 
 
 # -- what she can read ---------------------------------------------------------------------
@@ -316,6 +330,7 @@ class Seen:
     # and messages in her Maildir (`DELIVERED`).
     held: int
     delivered: int
+    alerted: int  # alerts the contact got
 
 
 _HEX = re.compile(r"[0-9a-fA-F]{8,}")
@@ -368,7 +383,7 @@ def _phase(moment: float, *, started: float, stopping: float) -> str:
     return "traffic"
 
 
-def seen(root: Path, *, started: float, stopping: float) -> Seen:
+def seen(root: Path, *, started: float, stopping: float, alerted: int) -> Seen:
     """Everything she can read of the run in `root`, with the daemon stopped."""
     output = (root / "daemon.log").read_text().splitlines()
     key = root / "hers.key"
@@ -395,6 +410,7 @@ def seen(root: Path, *, started: float, stopping: float) -> Seen:
         contact_list=_cli(root, "contact", "list", "--archive", archive, "--identity", str(key)),
         sizes=sizes, contents=contents, modified=modified, changed=changed,
         held=len(held_items(root / "archive")), delivered=len(maildir_messages(root / "mail")),
+        alerted=alerted,
     )  # fmt: skip
 
 
@@ -408,11 +424,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Seen, Seen]:
 
 
 def test_run_a_held_what_run_b_delivered(runs: tuple[Seen, Seen]) -> None:
-    """Run A held two letters, a text and two IMAP messages; run B held nothing and
-    delivered all four letters (the texts and the mailbox were checked while running)."""
+    """Run A held two letters, a text and two IMAP messages, and alerted the contact;
+    run B held nothing, alerted no one and delivered all four letters (the texts and the
+    mailbox were checked while running)."""
     a, b = runs
-    assert (a.held, a.delivered) == (5, 2)
-    assert (b.held, b.delivered) == (0, 4)
+    assert (a.held, a.delivered, a.alerted) == (5, 2, ALERTED)
+    assert (b.held, b.delivered, b.alerted) == (0, 4, 0)
 
 
 def _but(table: dict[str, Any], *left_out: str) -> dict[str, Any]:
@@ -441,6 +458,8 @@ def test_archive_names_and_sizes_are_the_same(runs: tuple[Seen, Seen]) -> None:
     a, b = runs
     assert _but(a.sizes, CHECKPOINT, LOCK) == _but(b.sizes, CHECKPOINT, LOCK)
     assert a.sizes[SEALED] == b.sizes[SEALED]  # made in whole blocks (archive/once.py rule 5)
+    assert a.sizes[ALERTS] == b.sizes[ALERTS]  # sealed, in whole blocks (alerts/vault.py)
+    assert (a.modified[ALERTS], a.changed[ALERTS]) == ("rounded", "stop")  # vault.py rule 4
     assert any(name.endswith(".seg") for name in a.sizes)
     assert set(a.sizes) == set(b.sizes)
     assert _numbers(a.contents[LOCK]) == _numbers(b.contents[LOCK]) == ['"N"']  # a pid

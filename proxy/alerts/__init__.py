@@ -1,6 +1,13 @@
 """Telling the trusted contacts, never the survivor (issue 23): how urgent a held item is
 (`tiers`, `threats`), and the alerts and digests that say so without a word of it.
 
+Modules, each with one job: `held` (what the pipeline tells of a held item), `burst` (the
+Poisson test), `history` (each person's history: bursts, new channels and identities),
+`schedule` (digest times, quiet hours), `text` (what an alert says), `outbox` (the state
+as values: letters, open urgent alerts, digest counts), `vault` (that state sealed on
+disk), `send` (apprise), `acks` (acknowledgements over a socket), `service` (the
+orchestrator the daemon runs), `commands` (`nocontact alerts ack`).
+
 Rules this package keeps:
 1. The pure core (`tiers`, `threats`) reads text and returns an `Assessment`: a tier and
    the reasons for it. It does no IO and reads no clock.

@@ -386,6 +386,11 @@ class ArchiveLog:
         return self._signer.derive_key(purpose)
 
     @property
+    def latest_note(self) -> bytes | None:
+        """The newest signed checkpoint note (C2SP text), as the `checkpoint` file holds it."""
+        return self._latest_note
+
+    @property
     def unsigned(self) -> int:
         """How many entries come after the latest checkpoint (not yet signed)."""
         return self.tree.size - self.last_checkpoint - 1

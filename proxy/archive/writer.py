@@ -243,6 +243,15 @@ class Archive:
         await future
         return self._log.last_checkpoint
 
+    def derive_key(self, purpose: bytes) -> bytes:
+        """A secret key for `purpose`, derived from the archive's signing key."""
+        return self._log.derive_key(purpose)
+
+    def head(self) -> tuple[str, int]:
+        """The newest signed checkpoint note (C2SP text) and its time, ns (any thread)."""
+        note = self._log.latest_note
+        return (note.decode("utf-8", "replace") if note else ""), self._log.signed_at
+
     def sealed(self, mark: str) -> bool:
         """Whether the arrival with this mark is sealed, or being sealed now (rule 7)."""
         return self._marks.holds(mark)

@@ -22,6 +22,9 @@ Rules this module keeps:
 8. An enrolled portal contact without a `custody_key` in the config gets the one enrollment
    wrote beside their key file (`custody_key_file`), if it is there; a file there that is
    not one custody key is a problem at `age_recipient_file`, like a bad key file.
+9. The `alerts:` section and the contacts' `alerts` are checked by
+   `proxy.config.alert_checks` (transports that exist, URL files 0600, URLs apprise can
+   send to, a real time zone, never her own mailbox or phone).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from proxy.config import values
+from proxy.config.alert_checks import check_alerts
 from proxy.config.load import Document, Loc, dotted
 from proxy.config.model import Channels, Config, Contact, Portal
 from proxy.deliver.address import Scheme, parse_destination, parse_listen
@@ -72,7 +76,15 @@ def resolve(document: Document, config: Config) -> tuple[Config, list[ConfigProb
     problems += wrong
     portal, wrong = _resolve_portal(document, config.portal)
     problems += wrong
-    update = {"archive": archive, "contacts": contacts, "channels": channels, "portal": portal}
+    alerts, wrong = check_alerts(document, config.model_copy(update={"channels": channels}))
+    problems += wrong
+    update = {
+        "archive": archive,
+        "contacts": contacts,
+        "channels": channels,
+        "portal": portal,
+        "alerts": alerts,
+    }
     return config.model_copy(update=update), problems
 
 

@@ -145,6 +145,7 @@ def portal_app(
     # Further pages' modules add their own routes here (they import this module's helpers).
     from proxy.portal import (  # noqa: PLC0415 - they import this module
         account,
+        alert_pages,
         enrollment,
         evidence,
         media,
@@ -153,6 +154,7 @@ def portal_app(
     )
 
     account.routes(app)
+    alert_pages.routes(app)
     enrollment.routes(app)
     evidence.routes(app)
     passkey_pages.routes(app)
