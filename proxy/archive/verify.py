@@ -19,7 +19,11 @@ Rules this module keeps:
    met, with every rule above for what follows, and remembers where each entry lies
    and the `checkpoint` file's size (`head_size`: following.py rule 4).
    What it checked before is not read again; a reader of an old entry checks it against
-   the rebuilt tree instead (following.py).
+   the rebuilt tree instead (following.py). A resumed check looks for stray bytes only in
+   the first MiB after the last entry, not to the segment's end (64 MiB of zeros on every
+   page would be most of a page's time): the whole check (the first, and `nocontact
+   verify`) still looks at every byte, and bytes further on are framed and checked like
+   any other once the log reaches them.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import errno
 import fcntl
 import os
 from array import array
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +46,7 @@ from proxy.archive.records import HASH_BYTES, HEADER_BYTES, OVERHEAD, EntryKind,
 from proxy.archive.segments import segment_name
 
 _HASH_CHUNK = 256
+_RESUMED_ZEROS = 1 << 20  # a resumed check looks this far past the last entry (rule 5)
 _NOTE = EntryKind.CHECKPOINT
 
 
@@ -100,6 +106,7 @@ class LogWalk:
         self.last: Checkpoint | None = None
         self.last_note = b""
         self.head_size = 0  # the `checkpoint` file's size at the last check
+        self._resumed = False  # this check goes on from an earlier one (rule 5)
         self._segments = array("I")  # per entry: its segment number,
         self._offsets = array("Q")  # where its record starts,
         self._lengths = array("I")  # and its body's length
@@ -108,6 +115,7 @@ class LogWalk:
         """Walk the log from the entry after the latest signed checkpoint met so far (from
         the start, the first time), then check the `checkpoint` file against it."""
         self._back_to_signed()
+        self._resumed = self.tree.size > 0
         start = (self._segments[-1], self._end_of(self.tree.size - 1)) if self.tree.size else (1, 0)
         self._run(root / layout.LOG_DIR, live=writer_is_live(root), start=start)
         head = _head(root, self.verifier)
@@ -174,7 +182,10 @@ class LogWalk:
             )
         found, end, damage = frames(buffer, number, start)
         chunks = [found[i : i + _HASH_CHUNK] for i in range(0, len(found), _HASH_CHUNK)]
-        hashed = hashers.map(lambda chunk: _digests(buffer, chunk), chunks)
+        if len(chunks) > 1:
+            hashed: Iterable[list[bytes]] = hashers.map(lambda c: _digests(buffer, c), chunks)
+        else:  # a follower's few new entries: no thread for them
+            hashed = [_digests(buffer, chunk) for chunk in chunks]
         for chunk, digests in zip(chunks, hashed, strict=True):
             for (offset, kind, index, length), digest in zip(chunk, digests, strict=True):
                 body_end = offset + HEADER_BYTES + length
@@ -188,7 +199,8 @@ class LogWalk:
             if live and self._unsigned_tail():
                 return False
             raise VerifyFailure(f"entry {self.tree.size}: {damage.reason}")
-        if not zeros_from(buffer, end):
+        tail = buffer[: end + _RESUMED_ZEROS] if self._resumed else buffer
+        if not zeros_from(tail, end):
             if live and self._unsigned_tail():
                 return False
             raise VerifyFailure(
