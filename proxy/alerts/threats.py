@@ -1,0 +1,308 @@
+"""How urgent a held item is, read from its text: offline, explainable, linear.
+
+Rules this module keeps:
+1. `compile_profile` turns the config's `alerts` section (the children's names, her
+   places, extra terms) and the shipped lexicons (`proxy.alerts.lexicon`) into one
+   `Profile`, once per config; `assess` then reads any number of texts with it. Pure: no
+   IO, no clock; the same text and profile always give the same `Assessment`.
+2. Urgent is a first-person threat, found by a grammar, not by a bag of words: a harm verb
+   (kill, matar, tuer, umbringen, ...) counts only with a speaker ("I", "je", "voy"; or a
+   verb form that is first person itself: "mataré", "te mato"), in English a future or
+   modal word ("will", "'ll", "gonna"), and a target (you, her, the children, a child's
+   name; myself: self-harm) within a few words, in one sentence. A negation between the
+   speaker and the verb ("I would never hurt you", "no te voy a matar") cancels it, and
+   so does an idiom that overlaps it ("you killed it", "shoot you a text", "matar a
+   saudade"). Fixed phrases give proximity ("I know where you live"), surveillance ("I
+   saw you at"), threats in the second person ("you're dead"), self-harm and the
+   children; a negation just before a phrase cancels it. A weapon counts with a first
+   person and a sign of having or using it; clothes with a time ("nice red coat today").
+   Taking the children counts with a completion ("away", "para siempre") or a kidnap verb.
+3. Elevated: a child's name (config), one of her places (config), an extra elevated term.
+   An extra urgent term is urgent. Config terms are matched whole, folded, in any language.
+4. Explainable without a word of the message: the result is reason codes only
+   (`proxy.alerts.tiers` rule 2), each once.
+5. Cost is linear in the text and bounded per word: one fold (or none: `assess_folded`
+   takes the text normalize already folded), one translate, one Aho-Corasick pass over
+   every trigger word of every language and of the config at once; the grammar runs only
+   around the trigger words found, on a window of a fixed number of characters. Nothing
+   here raises on any text.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import ahocorasick_rs
+
+from proxy.alerts.lexicon import SENTENCE_END, Grammar, Words, grammars, matching_form, spaced
+from proxy.alerts.tiers import Assessment, Reason, Tier
+from proxy.config.model import Alerts
+from proxy.fold import fold
+
+# How far around a trigger word the grammar reads (characters, then words): a threat is
+# said in a few words ("I swear I'm going to fucking kill you").
+_LEFT_CHARS, _RIGHT_CHARS = 90, 70
+_LEFT_WORDS, _RIGHT_WORDS = 8, 5
+_NEGATION_LOOKBACK = 2  # words before the speaker a negation or clitic may stand in
+_PLURALS = ("", "s", "es")
+
+THREAT = Reason(tier=Tier.URGENT, code="threat")
+WEAPON = Reason(tier=Tier.URGENT, code="weapon")
+PROXIMITY = Reason(tier=Tier.URGENT, code="proximity")
+SURVEILLANCE = Reason(tier=Tier.URGENT, code="surveillance")
+CHILDREN = Reason(tier=Tier.URGENT, code="children")
+SELF_HARM = Reason(tier=Tier.URGENT, code="self_harm")
+URGENT_TERM = Reason(tier=Tier.URGENT, code="term")
+CHILD_NAMED = Reason(tier=Tier.ELEVATED, code="children")
+PLACE = Reason(tier=Tier.ELEVATED, code="place")
+ELEVATED_TERM = Reason(tier=Tier.ELEVATED, code="term")
+_PHRASE_REASONS = {
+    "threat": THREAT, "proximity": PROXIMITY, "surveillance": SURVEILLANCE,
+    "self_harm": SELF_HARM, "children": CHILDREN,
+}  # fmt: skip
+_CONFIG_REASONS = {"child": CHILD_NAMED, "place": PLACE, "urgent_term": URGENT_TERM,
+                   "elevated_term": ELEVATED_TERM}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _Trigger:
+    """What one pattern of the automaton stands for: a role, and the language whose
+    grammar reads around it (None for the config's own terms)."""
+
+    role: str  # a lexicon trigger role, "phrase", or a config role
+    grammar: Grammar | None
+    reason: Reason | None = None  # phrases and config terms: what a hit means
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Profile:
+    """The lexicons and the config's terms, compiled once (rule 1)."""
+
+    automaton: ahocorasick_rs.AhoCorasick
+    triggers: tuple[tuple[_Trigger, ...], ...]  # by pattern index
+    child_words: Words  # the children's names, as grammar targets
+
+    def __repr__(self) -> str:
+        return f"Profile(patterns={len(self.triggers)})"  # names and places stay unsaid
+
+
+def compile_profile(alerts: Alerts | None) -> Profile:
+    """The profile for a config's `alerts` section (None: the lexicons alone)."""
+    by_pattern: dict[str, list[_Trigger]] = {}
+
+    def add(entry: str, trigger: _Trigger) -> None:
+        form = matching_form(entry)
+        if form and form != SENTENCE_END:
+            by_pattern.setdefault(f" {form}", []).append(trigger)
+
+    for grammar in grammars():
+        for role, entries in grammar.triggers.items():
+            for entry in entries:
+                add(entry, _Trigger(role, grammar))
+        for code, entries in grammar.phrases.items():
+            for entry in entries:
+                add(entry, _Trigger("phrase", grammar, _PHRASE_REASONS[code]))
+    children = list(alerts.children) if alerts else []
+    config_terms = [
+        ("child", children),
+        ("place", list(alerts.places) if alerts else []),
+        ("urgent_term", list(alerts.extra_terms.urgent) if alerts else []),
+        ("elevated_term", list(alerts.extra_terms.elevated) if alerts else []),
+    ]
+    for role, terms in config_terms:
+        for term in terms:
+            add(term, _Trigger(role, None, _CONFIG_REASONS[role]))
+    patterns = list(by_pattern)
+    return Profile(
+        automaton=ahocorasick_rs.AhoCorasick(patterns),
+        triggers=tuple(tuple(by_pattern[p]) for p in patterns),
+        child_words=Words.of(children),
+    )
+
+
+def assess(text: str, profile: Profile) -> Assessment:
+    """How urgent `text` is, and why (rules 2-4)."""
+    return assess_folded(fold(text), profile)
+
+
+def assess_folded(folded: str, profile: Profile) -> Assessment:
+    """`assess` for text already folded by `proxy.fold.fold` (a message's search text)."""
+    text = spaced(folded)
+    hits = profile.automaton.find_matches_as_indexes(text, overlapping=True)
+    idioms: list[tuple[int, int]] = []
+    candidates: list[tuple[_Trigger, int, int, str]] = []
+    for index, start, end in hits:
+        stop = text.find(" ", end)
+        rest = text[end:stop]
+        for trigger in profile.triggers[index]:
+            if trigger.role == "idioms":
+                if not rest:
+                    idioms.append((start, stop))
+            else:
+                candidates.append((trigger, start, stop, rest))
+    overlaps = _Overlaps(idioms)
+    found: set[Reason] = set()
+    for trigger, start, stop, rest in candidates:
+        if overlaps.any(start, stop):
+            continue
+        found.update(_reasons(trigger, text, start, stop, rest, profile))
+    return Assessment.of(found)
+
+
+class _Overlaps:
+    """Whether a span overlaps any idiom's, in O(log n)."""
+
+    def __init__(self, spans: list[tuple[int, int]]) -> None:
+        spans.sort()
+        self._starts = [start for start, _ in spans]
+        self._reach: list[int] = []  # the furthest end of the spans up to each one
+        furthest = -1
+        for _, end in spans:
+            furthest = max(furthest, end)
+            self._reach.append(furthest)
+
+    def any(self, start: int, stop: int) -> bool:
+        before = bisect.bisect_left(self._starts, stop) - 1
+        return before >= 0 and self._reach[before] > start
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    """The words around a trigger, within its sentence (rule 2)."""
+
+    left: list[str]
+    right: list[str]
+    hit: list[str]
+
+    @classmethod
+    def around(cls, text: str, start: int, stop: int) -> _Window:
+        left = text[max(0, start - _LEFT_CHARS) : start].split(" ")
+        if start > _LEFT_CHARS:
+            left = left[1:]  # a word cut by the window
+        left = [w for w in left if w]
+        if SENTENCE_END in left:
+            left = left[len(left) - left[::-1].index(SENTENCE_END) :]
+        right = text[stop : stop + _RIGHT_CHARS].split(" ")
+        if stop + _RIGHT_CHARS < len(text):
+            right = right[:-1]
+        right = [w for w in right if w]
+        if SENTENCE_END in right:
+            right = right[: right.index(SENTENCE_END)]
+        return cls(left=left[-_LEFT_WORDS:], right=right[:_RIGHT_WORDS],
+                   hit=text[start:stop].split())  # fmt: skip
+
+
+def _joined(words: Iterable[str]) -> str:
+    return f" {' '.join(words)} "
+
+
+def _has(words: Words, tokens: list[str]) -> bool:
+    return words.among(tokens, _joined(tokens))
+
+
+def _reasons(
+    trigger: _Trigger, text: str, start: int, stop: int, rest: str, profile: Profile
+) -> Iterable[Reason]:
+    grammar, role = trigger.grammar, trigger.role
+    if grammar is None:  # the config's own terms: whole words, nothing more (rule 3)
+        return [trigger.reason] if trigger.reason is not None and not rest else []
+    window = _Window.around(text, start, stop)
+    if role == "phrase":
+        if rest or _has(grammar.negation, window.left[-3:]):
+            return []
+        return [trigger.reason] if trigger.reason is not None else []
+    if role in ("harm", "harm_first_person"):
+        return _harm(grammar, window, rest, profile, first_person=role == "harm_first_person")
+    if role in ("take", "take_strong"):
+        return _take(grammar, window, rest, profile, strong=role == "take_strong")
+    if role == "weapon":
+        return _weapon(grammar, window, rest)
+    if role == "clothing":
+        return _clothing(grammar, window, rest)
+    return []
+
+
+def _speaker_at(grammar: Grammar, left: list[str]) -> int | None:
+    """The index in `left` of the speaker nearest the verb, if any."""
+    for index in range(len(left) - 1, -1, -1):
+        if _has(grammar.speaker, left[index : index + 1]) or _has(
+            grammar.speaker, left[index : index + 2]
+        ):
+            return index
+    return None
+
+
+def _harm(
+    grammar: Grammar, window: _Window, rest: str, profile: Profile, *, first_person: bool
+) -> list[Reason]:
+    rest = rest.lstrip("-")
+    if rest and rest not in grammar.enclitic_target and rest not in grammar.enclitic_self:
+        return []  # another word that starts like a harm verb ("skill", "matanza")
+    speaker = _speaker_at(grammar, window.left)
+    if speaker is None and not first_person:
+        return []
+    lookback = 0 if grammar.modal_required else _NEGATION_LOOKBACK
+    if speaker is None:
+        before = window.left[-3:]
+    else:
+        before = window.left[max(0, speaker - lookback) :]
+    if _has(grammar.negation, before[1:] if grammar.modal_required else before):
+        return []
+    if (grammar.modal_required and not first_person
+            and not _has(grammar.future, window.left[speaker or 0 :])):  # fmt: skip
+        return []
+    after = window.hit[1:] + window.right
+    clitics = before if grammar.target_left else []
+    reasons = []
+    if _has(grammar.kids, after) or _has(profile.child_words, after + clitics):
+        reasons.append(CHILDREN)
+    if (rest and rest in grammar.enclitic_target) or _has(grammar.target, after + clitics) or (
+        _has(grammar.target_clitic, clitics)
+    ):
+        reasons.append(THREAT)
+    elif (rest and rest in grammar.enclitic_self) or _has(grammar.self_words, after + clitics):
+        reasons.append(SELF_HARM)
+    return reasons
+
+
+def _take(
+    grammar: Grammar, window: _Window, rest: str, profile: Profile, *, strong: bool
+) -> list[Reason]:
+    if rest:
+        return []
+    speaker = _speaker_at(grammar, window.left)
+    if speaker is None or _has(grammar.negation, window.left[max(0, speaker - 1) :]):
+        return []
+    after = window.hit[1:] + window.right
+    if not (_has(grammar.kids, after) or _has(profile.child_words, after)):
+        return []
+    if strong or _has(grammar.take_completion, after):
+        return [CHILDREN]
+    return []
+
+
+def _weapon(grammar: Grammar, window: _Window, rest: str) -> list[Reason]:
+    if rest not in _PLURALS:
+        return []
+    near = window.left[-6:] + window.hit + window.right
+    if _has(grammar.weapon_benign, near) or _has(grammar.negation, window.left[-6:]):
+        return []
+    first_person = _has(grammar.speaker, window.left[-6:]) or _has(
+        grammar.possessive, window.left[-6:]
+    )
+    if first_person and (_has(grammar.weapon_cue, near) or _has(grammar.target, window.right)):
+        return [WEAPON]
+    return []
+
+
+def _clothing(grammar: Grammar, window: _Window, rest: str) -> list[Reason]:
+    if rest not in _PLURALS:
+        return []
+    near = window.left[-6:] + window.hit + window.right
+    if _has(grammar.surveillance_benign, near) or _has(grammar.negation, window.left[-3:]):
+        return []
+    if _has(grammar.surveillance_time, near) and _has(grammar.surveillance_cue, near):
+        return [SURVEILLANCE]
+    return []
