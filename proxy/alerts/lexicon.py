@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -38,20 +37,23 @@ class LexiconError(NocontactError):
 
 
 class _SpacingTable(dict[int, str]):
-    """Letters, digits, hyphens and apostrophes are kept; an apostrophe ends its word; a
-    sentence's end becomes " | "; anything else is a space (rule 2). Each character is
-    worked out once, on first sight."""
+    """Letters, digits, hyphens, apostrophes and spaces are kept; a sentence's end becomes
+    "|"; "/", "_" and "\\" part words; any other sign is dropped ("weiß, wo" reads "weiß
+    wo"), so the single spaces fold left stay single (rule 2). One character for at most
+    one, so an ASCII text takes CPython's fast translate path; the space before "|" and
+    after an apostrophe is put in after, by C-level replaces (a pass to collapse runs of
+    spaces would cost more than all the rest). Each character is worked out once."""
 
     def __missing__(self, codepoint: int) -> str:
         char = chr(codepoint)
-        if char.isalnum() or char == "-":
+        if char.isalnum() or char in "-' ":
             spaced = char
-        elif char == "'":
-            spaced = "' "
         elif char in ".!?;":
-            spaced = f" {SENTENCE_END} "
-        else:
+            spaced = SENTENCE_END
+        elif char in "/_\\":
             spaced = " "
+        else:
+            spaced = ""
         self[codepoint] = spaced
         return spaced
 
@@ -59,19 +61,18 @@ class _SpacingTable(dict[int, str]):
 _SPACING = _SpacingTable()
 for _codepoint in range(128):
     _SPACING[_codepoint]  # warm ASCII so the common message never misses
-_LONG_RUNS = re.compile(" {2,}")
 
 
 def spaced(folded: str) -> str:
-    """Folded text as words separated by one space, with a space at each end (rule 2)."""
+    """Folded text as words, most often one space apart, with a space at each end (rule
+    2). A few double spaces may stay (a quote closed by an apostrophe): words are split
+    on single spaces and empty ones dropped."""
     text = folded.translate(_SPACING)
-    for _ in range(3):  # each C-level pass halves every run of spaces
-        if "  " not in text:
-            break
-        text = text.replace("  ", " ")
-    else:
-        text = _LONG_RUNS.sub(" ", text)
-    return f" {text.strip(' ')} "
+    if SENTENCE_END in text:
+        text = text.replace(SENTENCE_END, f" {SENTENCE_END}")
+    if "'" in text:
+        text = text.replace("'", "' ").replace("'  ", "' ")
+    return f" {text} "
 
 
 def matching_form(text: str) -> str:
@@ -85,13 +86,15 @@ class Words:
 
     single: frozenset[str]
     multi: tuple[str, ...]  # " a b ", padded so a look-up in a padded window is whole
+    pairs: frozenset[str]  # the phrases of two words, unpadded ("tengo que")
 
     @classmethod
     def of(cls, entries: Iterable[str]) -> Words:
         forms = [matching_form(entry) for entry in entries]
         forms = [form for form in forms if form]
         return cls(single=frozenset(f for f in forms if " " not in f),
-                   multi=tuple(f" {f} " for f in forms if " " in f))  # fmt: skip
+                   multi=tuple(f" {f} " for f in forms if " " in f),
+                   pairs=frozenset(f for f in forms if f.count(" ") == 1))  # fmt: skip
 
     def among(self, tokens: Iterable[str], joined: str) -> bool:
         """Whether any word is one of `tokens`, or any phrase is in `joined` (the same

@@ -31,7 +31,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import ahocorasick_rs
@@ -62,6 +62,12 @@ _PHRASE_REASONS = {
     "threat": THREAT, "proximity": PROXIMITY, "surveillance": SURVEILLANCE,
     "self_harm": SELF_HARM, "children": CHILDREN,
 }  # fmt: skip
+_COULD = {
+    "harm": frozenset([THREAT, CHILDREN, SELF_HARM]),
+    "harm_first_person": frozenset([THREAT, CHILDREN, SELF_HARM]),
+    "take": frozenset([CHILDREN]), "take_strong": frozenset([CHILDREN]),
+    "weapon": frozenset([WEAPON]), "clothing": frozenset([SURVEILLANCE]),
+}  # fmt: skip
 _CONFIG_REASONS = {"child": CHILD_NAMED, "place": PLACE, "urgent_term": URGENT_TERM,
                    "elevated_term": ELEVATED_TERM}  # fmt: skip
 
@@ -74,6 +80,13 @@ class _Trigger:
     role: str  # a lexicon trigger role, "phrase", or a config role
     grammar: Grammar | None
     reason: Reason | None = None  # phrases and config terms: what a hit means
+
+    @property
+    def could(self) -> frozenset[Reason]:
+        """Every reason this trigger can give: once all are found, its hits are skipped."""
+        if self.reason is not None:
+            return frozenset([self.reason])
+        return _COULD.get(self.role, frozenset())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,7 +145,7 @@ def assess_folded(folded: str, profile: Profile) -> Assessment:
     text = spaced(folded)
     hits = profile.automaton.find_matches_as_indexes(text, overlapping=True)
     idioms: list[tuple[int, int]] = []
-    candidates: list[tuple[_Trigger, int, int, str]] = []
+    candidates: list[tuple[_Trigger, _Hit]] = []
     for index, start, end in hits:
         stop = text.find(" ", end)
         rest = text[end:stop]
@@ -141,13 +154,17 @@ def assess_folded(folded: str, profile: Profile) -> Assessment:
                 if not rest:
                     idioms.append((start, stop))
             else:
-                candidates.append((trigger, start, stop, rest))
+                candidates.append((trigger, _Hit(start, stop, rest)))
     overlaps = _Overlaps(idioms)
     found: set[Reason] = set()
-    for trigger, start, stop, rest in candidates:
-        if overlaps.any(start, stop):
-            continue
-        found.update(_reasons(trigger, text, start, stop, rest, profile))
+    seen: dict[tuple[int, str], tuple[Reason, ...]] = {}  # a repeated window is read once
+    for trigger, hit in candidates:
+        if trigger.could <= found or overlaps.any(hit.start, hit.stop):
+            continue  # nothing new to find here, or an idiom says it is not meant
+        key = (id(trigger), text[max(0, hit.start - _LEFT_CHARS) : hit.stop + _RIGHT_CHARS])
+        if key not in seen:
+            seen[key] = tuple(_reasons(trigger, text, hit, profile))
+        found.update(seen[key])
     return Assessment.of(found)
 
 
@@ -166,6 +183,16 @@ class _Overlaps:
     def any(self, start: int, stop: int) -> bool:
         before = bisect.bisect_left(self._starts, stop) - 1
         return before >= 0 and self._reach[before] > start
+
+
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    """Where a trigger word was found: its span to the end of its word, and what follows
+    the listed form within that word ("te" of "matarte")."""
+
+    start: int
+    stop: int
+    rest: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,49 +221,44 @@ class _Window:
                    hit=text[start:stop].split())  # fmt: skip
 
 
-def _joined(words: Iterable[str]) -> str:
-    return f" {' '.join(words)} "
-
-
 def _has(words: Words, tokens: list[str]) -> bool:
-    return words.among(tokens, _joined(tokens))
+    single = words.single
+    for token in tokens:
+        if token in single:
+            return True
+    if not words.multi:
+        return False
+    joined = f" {' '.join(tokens)} "
+    return any(phrase in joined for phrase in words.multi)
 
 
-def _reasons(
-    trigger: _Trigger, text: str, start: int, stop: int, rest: str, profile: Profile
-) -> Iterable[Reason]:
-    grammar, role = trigger.grammar, trigger.role
+def _reasons(trigger: _Trigger, text: str, hit: _Hit, profile: Profile) -> list[Reason]:
+    grammar = trigger.grammar
     if grammar is None:  # the config's own terms: whole words, nothing more (rule 3)
-        return [trigger.reason] if trigger.reason is not None and not rest else []
-    window = _Window.around(text, start, stop)
-    if role == "phrase":
-        if rest or _has(grammar.negation, window.left[-3:]):
-            return []
-        return [trigger.reason] if trigger.reason is not None else []
-    if role in ("harm", "harm_first_person"):
-        return _harm(grammar, window, rest, profile, first_person=role == "harm_first_person")
-    if role in ("take", "take_strong"):
-        return _take(grammar, window, rest, profile, strong=role == "take_strong")
-    if role == "weapon":
-        return _weapon(grammar, window, rest)
-    if role == "clothing":
-        return _clothing(grammar, window, rest)
-    return []
+        return [trigger.reason] if trigger.reason is not None and not hit.rest else []
+    window = _Window.around(text, hit.start, hit.stop)
+    if trigger.role == "phrase":
+        negated = hit.rest or _has(grammar.negation, window.left[-3:])
+        return [] if negated or trigger.reason is None else [trigger.reason]
+    reader = _READERS.get(trigger.role)
+    return [] if reader is None else reader(grammar, window, hit.rest, profile, trigger.role)
 
 
 def _speaker_at(grammar: Grammar, left: list[str]) -> int | None:
     """The index in `left` of the speaker nearest the verb, if any."""
+    single, pairs = grammar.speaker.single, grammar.speaker.pairs
     for index in range(len(left) - 1, -1, -1):
-        if _has(grammar.speaker, left[index : index + 1]) or _has(
-            grammar.speaker, left[index : index + 2]
+        if left[index] in single or (
+            pairs and index + 1 < len(left) and f"{left[index]} {left[index + 1]}" in pairs
         ):
             return index
     return None
 
 
 def _harm(
-    grammar: Grammar, window: _Window, rest: str, profile: Profile, *, first_person: bool
+    grammar: Grammar, window: _Window, rest: str, profile: Profile, role: str
 ) -> list[Reason]:
+    first_person = role == "harm_first_person"
     rest = rest.lstrip("-")
     if rest and rest not in grammar.enclitic_target and rest not in grammar.enclitic_self:
         return []  # another word that starts like a harm verb ("skill", "matanza")
@@ -244,10 +266,7 @@ def _harm(
     if speaker is None and not first_person:
         return []
     lookback = 0 if grammar.modal_required else _NEGATION_LOOKBACK
-    if speaker is None:
-        before = window.left[-3:]
-    else:
-        before = window.left[max(0, speaker - lookback) :]
+    before = window.left[-3:] if speaker is None else window.left[max(0, speaker - lookback) :]
     if _has(grammar.negation, before[1:] if grammar.modal_required else before):
         return []
     if (grammar.modal_required and not first_person
@@ -258,8 +277,10 @@ def _harm(
     reasons = []
     if _has(grammar.kids, after) or _has(profile.child_words, after + clitics):
         reasons.append(CHILDREN)
-    if (rest and rest in grammar.enclitic_target) or _has(grammar.target, after + clitics) or (
-        _has(grammar.target_clitic, clitics)
+    if (
+        (rest and rest in grammar.enclitic_target)
+        or _has(grammar.target, after + clitics)
+        or (_has(grammar.target_clitic, clitics))
     ):
         reasons.append(THREAT)
     elif (rest and rest in grammar.enclitic_self) or _has(grammar.self_words, after + clitics):
@@ -268,8 +289,9 @@ def _harm(
 
 
 def _take(
-    grammar: Grammar, window: _Window, rest: str, profile: Profile, *, strong: bool
+    grammar: Grammar, window: _Window, rest: str, profile: Profile, role: str
 ) -> list[Reason]:
+    strong = role == "take_strong"
     if rest:
         return []
     speaker = _speaker_at(grammar, window.left)
@@ -283,7 +305,9 @@ def _take(
     return []
 
 
-def _weapon(grammar: Grammar, window: _Window, rest: str) -> list[Reason]:
+def _weapon(
+    grammar: Grammar, window: _Window, rest: str, profile: Profile, role: str
+) -> list[Reason]:
     if rest not in _PLURALS:
         return []
     near = window.left[-6:] + window.hit + window.right
@@ -297,7 +321,9 @@ def _weapon(grammar: Grammar, window: _Window, rest: str) -> list[Reason]:
     return []
 
 
-def _clothing(grammar: Grammar, window: _Window, rest: str) -> list[Reason]:
+def _clothing(
+    grammar: Grammar, window: _Window, rest: str, profile: Profile, role: str
+) -> list[Reason]:
     if rest not in _PLURALS:
         return []
     near = window.left[-6:] + window.hit + window.right
@@ -306,3 +332,10 @@ def _clothing(grammar: Grammar, window: _Window, rest: str) -> list[Reason]:
     if _has(grammar.surveillance_time, near) and _has(grammar.surveillance_cue, near):
         return [SURVEILLANCE]
     return []
+
+
+_Reader = Callable[[Grammar, _Window, str, Profile, str], list[Reason]]
+_READERS: dict[str, _Reader] = {
+    "harm": _harm, "harm_first_person": _harm, "take": _take, "take_strong": _take,
+    "weapon": _weapon, "clothing": _clothing,
+}  # fmt: skip
