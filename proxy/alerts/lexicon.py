@@ -128,6 +128,7 @@ class Grammar:
     surveillance_time: Words
     surveillance_cue: Words
     surveillance_benign: Words
+    watch_target: Words  # whom a verb of watching must be about ("I saw you")
     triggers: Mapping[str, tuple[str, ...]]  # role -> entries (the Aho-Corasick patterns)
     phrases: Mapping[str, tuple[str, ...]]  # reason code -> fixed phrases
 
@@ -135,10 +136,10 @@ class Grammar:
 _WORD_LISTS = (
     "speaker", "future", "negation", "possessive", "target", "target_clitic", "self", "kids",
     "take_completion", "weapon_cue", "weapon_benign", "surveillance_time", "surveillance_cue",
-    "surveillance_benign",
+    "surveillance_benign", "watch_target",
 )  # fmt: skip
 TRIGGER_ROLES = ("harm", "harm_first_person", "take", "take_strong", "weapon", "clothing",
-                 "idioms")  # fmt: skip
+                 "watch", "idioms")  # fmt: skip
 
 
 def _texts(data: Mapping[str, object], key: str, language: str) -> tuple[str, ...]:
@@ -174,7 +175,7 @@ def parse_lexicon(language: str, source: str) -> Grammar:
         take_completion=words["take_completion"], weapon_cue=words["weapon_cue"],
         weapon_benign=words["weapon_benign"], surveillance_time=words["surveillance_time"],
         surveillance_cue=words["surveillance_cue"],
-        surveillance_benign=words["surveillance_benign"],
+        surveillance_benign=words["surveillance_benign"], watch_target=words["watch_target"],
         triggers={role: _texts(data, role, language) for role in TRIGGER_ROLES},
         phrases={code: _texts(phrases_data, code, language) for code in phrases_data},
     )  # fmt: skip

@@ -67,6 +67,7 @@ _COULD = {
     "harm_first_person": frozenset([THREAT, CHILDREN, SELF_HARM]),
     "take": frozenset([CHILDREN]), "take_strong": frozenset([CHILDREN]),
     "weapon": frozenset([WEAPON]), "clothing": frozenset([SURVEILLANCE]),
+    "watch": frozenset([SURVEILLANCE]),
 }  # fmt: skip
 _CONFIG_REASONS = {"child": CHILD_NAMED, "place": PLACE, "urgent_term": URGENT_TERM,
                    "elevated_term": ELEVATED_TERM}  # fmt: skip
@@ -238,7 +239,7 @@ def _reasons(trigger: _Trigger, text: str, hit: _Hit, profile: Profile) -> list[
         return [trigger.reason] if trigger.reason is not None and not hit.rest else []
     window = _Window.around(text, hit.start, hit.stop)
     if trigger.role == "phrase":
-        negated = hit.rest or _has(grammar.negation, window.left[-3:])
+        negated = hit.rest or _has(grammar.negation, window.left[-2:])
         return [] if negated or trigger.reason is None else [trigger.reason]
     reader = _READERS.get(trigger.role)
     return [] if reader is None else reader(grammar, window, hit.rest, profile, trigger.role)
@@ -275,17 +276,26 @@ def _harm(
     after = window.hit[1:] + window.right
     clitics = before if grammar.target_left else []
     reasons = []
-    if _has(grammar.kids, after) or _has(profile.child_words, after + clitics):
+    if _has(grammar.kids, after + clitics) or _has(profile.child_words, after + clitics):
         reasons.append(CHILDREN)
     if (
         (rest and rest in grammar.enclitic_target)
+        or _enclitic_in(grammar, window.hit)
         or _has(grammar.target, after + clitics)
-        or (_has(grammar.target_clitic, clitics))
+        or _has(grammar.target_clitic, clitics)
     ):
         reasons.append(THREAT)
     elif (rest and rest in grammar.enclitic_self) or _has(grammar.self_words, after + clitics):
         reasons.append(SELF_HARM)
     return reasons
+
+
+def _enclitic_in(grammar: Grammar, words: list[str]) -> bool:
+    """Whether a word of a listed phrase carries its object ("partirte la cara")."""
+    return any(
+        word.endswith(ending) and len(word) > len(ending) + 3
+        for word in words for ending in grammar.enclitic_target
+    )  # fmt: skip
 
 
 def _take(
@@ -298,6 +308,8 @@ def _take(
     if speaker is None or _has(grammar.negation, window.left[max(0, speaker - 1) :]):
         return []
     after = window.hit[1:] + window.right
+    if grammar.target_left:  # "ich werde die Kinder entführen"
+        after = window.left[speaker + 1 :] + after
     if not (_has(grammar.kids, after) or _has(profile.child_words, after)):
         return []
     if strong or _has(grammar.take_completion, after):
@@ -334,8 +346,24 @@ def _clothing(
     return []
 
 
+def _watch(
+    grammar: Grammar, window: _Window, rest: str, profile: Profile, role: str
+) -> list[Reason]:
+    """A first person watching or following her: "I followed you", "je t'ai suivie"."""
+    if rest:
+        return []
+    speaker = _speaker_at(grammar, window.left)
+    if speaker is None:
+        return []
+    before = window.left[max(0, speaker - _NEGATION_LOOKBACK) :]
+    if _has(grammar.negation, before):
+        return []
+    near = window.left[speaker + 1 :] + window.right[:3]
+    return [SURVEILLANCE] if _has(grammar.watch_target, near) else []
+
+
 _Reader = Callable[[Grammar, _Window, str, Profile, str], list[Reason]]
 _READERS: dict[str, _Reader] = {
     "harm": _harm, "harm_first_person": _harm, "take": _take, "take_strong": _take,
-    "weapon": _weapon, "clothing": _clothing,
+    "weapon": _weapon, "clothing": _clothing, "watch": _watch,
 }  # fmt: skip
