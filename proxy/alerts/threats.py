@@ -280,7 +280,7 @@ def _harm(
         reasons.append(CHILDREN)
     if (
         (rest and rest in grammar.enclitic_target)
-        or _enclitic_in(grammar, window.hit)
+        or (len(window.hit) > 1 and _enclitic_in(grammar, window.hit))
         or _has(grammar.target, after + clitics)
         or _has(grammar.target_clitic, clitics)
     ):
