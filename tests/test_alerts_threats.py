@@ -186,7 +186,7 @@ def test_lone_surrogates_are_assessed() -> None:
 
 def _seconds(text: str, profile: Profile) -> float:
     best = float("inf")
-    for _ in range(3):
+    for _ in range(5):
         start = time.perf_counter()
         assess(text, profile)
         best = min(best, time.perf_counter() - start)
@@ -203,4 +203,4 @@ def test_cost_is_linear(unit: str) -> None:
     adversary's favourite: one trigger word over and over)."""
     small, large = unit * 2_000, unit * 20_000
     ratio = _seconds(large, FAMILY) / max(_seconds(small, FAMILY), 1e-6)
-    assert ratio < 30, ratio
+    assert ratio < 40, ratio  # linear: about 10; quadratic: about 100

@@ -81,13 +81,13 @@ class _Trigger:
     role: str  # a lexicon trigger role, "phrase", or a config role
     grammar: Grammar | None
     reason: Reason | None = None  # phrases and config terms: what a hit means
+    endings: frozenset[str] = frozenset([""])  # what may follow it within its word
+    could: frozenset[Reason] = frozenset()  # every reason it can give: once all are found,
+    # its hits are skipped
 
-    @property
-    def could(self) -> frozenset[Reason]:
-        """Every reason this trigger can give: once all are found, its hits are skipped."""
-        if self.reason is not None:
-            return frozenset([self.reason])
-        return _COULD.get(self.role, frozenset())
+    def __post_init__(self) -> None:
+        could = [self.reason] if self.reason is not None else _COULD.get(self.role, ())
+        object.__setattr__(self, "could", frozenset(could))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,8 +113,11 @@ def compile_profile(alerts: Alerts | None) -> Profile:
 
     for grammar in grammars():
         for role, entries in grammar.triggers.items():
+            endings = _endings(role, grammar)
             for entry in entries:
-                add(entry, _Trigger(role, grammar))
+                add(entry, _Trigger(role, grammar, endings=endings))
+        for kid in [*grammar.kids.single, *(m.strip(" ") for m in grammar.kids.multi)]:
+            add(kid, _Trigger("kids", grammar))  # marks only: where a child is named
         for code, entries in grammar.phrases.items():
             for entry in entries:
                 add(entry, _Trigger("phrase", grammar, _PHRASE_REASONS[code]))
@@ -136,6 +139,17 @@ def compile_profile(alerts: Alerts | None) -> Profile:
     )
 
 
+def _endings(role: str, grammar: Grammar) -> frozenset[str]:
+    """What may follow a trigger of `role` in the same word: an object pronoun after a
+    verb ("matarte", "matá-la"), a plural after a noun; nothing after anything else."""
+    if role in ("harm", "harm_first_person"):
+        enclitics = [*grammar.enclitic_target, *grammar.enclitic_self]
+        return frozenset(["", *enclitics, *(f"-{e}" for e in enclitics)])
+    if role in ("weapon", "clothing"):
+        return frozenset(_PLURALS)
+    return frozenset([""])
+
+
 def assess(text: str, profile: Profile) -> Assessment:
     """How urgent `text` is, and why (rules 2-4)."""
     return assess_folded(fold(text), profile)
@@ -146,14 +160,20 @@ def assess_folded(folded: str, profile: Profile) -> Assessment:
     text = spaced(folded)
     hits = profile.automaton.find_matches_as_indexes(text, overlapping=True)
     idioms: list[tuple[int, int]] = []
+    kids: list[int] = []  # where children are named: taking them needs one near
     candidates: list[tuple[_Trigger, _Hit]] = []
     for index, start, end in hits:
         stop = text.find(" ", end)
         rest = text[end:stop]
         for trigger in profile.triggers[index]:
+            if rest not in trigger.endings:
+                continue  # another word that starts the same ("skill", "matanza")
             if trigger.role == "idioms":
-                if not rest:
-                    idioms.append((start, stop))
+                idioms.append((start, stop))
+            elif trigger.role in ("kids", "child"):
+                kids.append(start)
+                if trigger.reason is not None:
+                    candidates.append((trigger, _Hit(start, stop, rest)))
             else:
                 candidates.append((trigger, _Hit(start, stop, rest)))
     overlaps = _Overlaps(idioms)
@@ -162,11 +182,22 @@ def assess_folded(folded: str, profile: Profile) -> Assessment:
     for trigger, hit in candidates:
         if trigger.could <= found or overlaps.any(hit.start, hit.stop):
             continue  # nothing new to find here, or an idiom says it is not meant
+        if trigger.role in _NEEDS_KIDS and not _near(kids, hit):
+            continue
         key = (id(trigger), text[max(0, hit.start - _LEFT_CHARS) : hit.stop + _RIGHT_CHARS])
         if key not in seen:
             seen[key] = tuple(_reasons(trigger, text, hit, profile))
         found.update(seen[key])
     return Assessment.of(found)
+
+
+_NEEDS_KIDS = frozenset(["take", "take_strong"])
+
+
+def _near(positions: list[int], hit: _Hit) -> bool:
+    """Whether any of the sorted `positions` is within the grammar's window of `hit`."""
+    first = bisect.bisect_left(positions, hit.start - _LEFT_CHARS)
+    return first < len(positions) and positions[first] <= hit.stop + _RIGHT_CHARS
 
 
 class _Overlaps:
