@@ -3,6 +3,7 @@ config's own terms, and properties every input keeps (total, linear, content-fre
 
 from __future__ import annotations
 
+import gc
 import time
 
 import pytest
@@ -185,11 +186,18 @@ def test_lone_surrogates_are_assessed() -> None:
 
 
 def _seconds(text: str, profile: Profile) -> float:
+    """The best of three timings, with the cycle collector paused: its passes cost in
+    proportion to every object alive, not to this text (amortized linear, but lumpy)."""
     best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
-        assess(text, profile)
-        best = min(best, time.perf_counter() - start)
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):
+            start = time.perf_counter()
+            assess(text, profile)
+            best = min(best, time.perf_counter() - start)
+    finally:
+        gc.enable()
     return best
 
 
@@ -199,8 +207,9 @@ def _seconds(text: str, profile: Profile) -> float:
      "'- '- ", "Emma "],
 )  # fmt: skip
 def test_cost_is_linear(unit: str) -> None:
-    """Ten times the text costs about ten times the time, whatever is repeated (the
-    adversary's favourite: one trigger word over and over)."""
-    small, large = unit * 2_000, unit * 20_000
+    """Four times the text costs about four times the time, whatever is repeated (the
+    adversary's favourite: one trigger word over and over). Both sizes are large, so the
+    small one does not win by fitting in the CPU's cache."""
+    small, large = unit * 8_000, unit * 32_000
     ratio = _seconds(large, FAMILY) / max(_seconds(small, FAMILY), 1e-6)
-    assert ratio < 40, ratio  # linear: about 10; quadratic: about 100
+    assert ratio < 9, ratio  # linear: about 4; quadratic: about 16
