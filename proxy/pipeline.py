@@ -53,7 +53,7 @@ from proxy.message import Action, Channel, Decision, InboundMessage, Kind
 from proxy.normalize import normalize_sms
 from proxy.normalize.valid import valid_text
 from proxy.readers import Postmark, Readers, read_email
-from proxy.rules import Rulebook, decide
+from proxy.rules import Rulebook, assessed, decide
 from proxy.traffic import Traffic
 
 
@@ -246,7 +246,7 @@ class Pipeline:
         )  # fmt: skip
         decision = decide(message, self.rules)
         if arrival.voicemail and not arrival.call_allowed and not decision.held:
-            decision = _VOICEMAIL
+            decision = assessed(_VOICEMAIL, message.search_text, self.rules)
         return message, decision
 
     async def receive_phone(self, arrival: A, line: PhoneLine[A]) -> Decision:
