@@ -14,7 +14,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from proxy.alerts.tiers import Assessment
+from proxy.alerts.tiers import NOTHING_FOUND, Assessment
 
 
 class Channel(enum.StrEnum):
@@ -132,7 +132,7 @@ class Decision:
     kind: Kind | None
     rule_id: str | None
     reason: str
-    assessment: Assessment = Assessment()
+    assessment: Assessment = NOTHING_FOUND
 
     @property
     def held(self) -> bool:

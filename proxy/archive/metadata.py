@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from proxy.alerts.tiers import Assessment, Reason, Tier
+from proxy.alerts.tiers import NOTHING_FOUND, Assessment, Reason, Tier
 from proxy.message import Channel, IdentityKind, Kind
 
 # The senders a reader names an item by, most trusted first: the author, then the envelope.
@@ -101,7 +101,7 @@ class SealedItem:
     extras: Mapping[str, object] = field(default_factory=dict)  # a channel's own keys
     payload_bytes: int | None = None  # as read from a seal; `seal` writes them
     payload_sha256: str | None = None
-    assessment: Assessment = Assessment()  # how urgent (rule 5)
+    assessment: Assessment = NOTHING_FOUND  # how urgent (rule 5)
 
     @property
     def main_sender(self) -> str:
