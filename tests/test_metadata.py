@@ -125,6 +125,8 @@ def test_a_digest_item_is_sealed_as_before_and_an_old_one_reads_as_digest() -> N
     line, metadata = _opened(seal_item(message, decide(message, make_rules()), RECIPIENTS,
                                        sealed_at=SEALED_AT))  # fmt: skip
     assert "assessment" not in line
+    assert isinstance(metadata, SealedItem)
+    assert metadata.assessment.tier is Tier.DIGEST
     old = from_json(json.loads(OLD_LINE))
     assert isinstance(old, SealedItem)
     assert old.assessment.tier is Tier.DIGEST

@@ -31,6 +31,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -104,6 +105,35 @@ class Profile:
 
 def compile_profile(alerts: Alerts | None) -> Profile:
     """The profile for a config's `alerts` section (None: the lexicons alone)."""
+    by_pattern = {pattern: list(triggers) for pattern, triggers in _lexicon_patterns()}
+
+    def add(entry: str, trigger: _Trigger) -> None:
+        form = matching_form(entry)
+        if form and form != SENTENCE_END:
+            by_pattern.setdefault(f" {form}", []).append(trigger)
+
+    children = list(alerts.children) if alerts else []
+    config_terms = [
+        ("child", children),
+        ("place", list(alerts.places) if alerts else []),
+        ("urgent_term", list(alerts.extra_terms.urgent) if alerts else []),
+        ("elevated_term", list(alerts.extra_terms.elevated) if alerts else []),
+    ]
+    for role, terms in config_terms:
+        for term in terms:
+            add(term, _Trigger(role, None, _CONFIG_REASONS[role]))
+    patterns = list(by_pattern)
+    return Profile(
+        automaton=ahocorasick_rs.AhoCorasick(patterns),
+        triggers=tuple(tuple(by_pattern[p]) for p in patterns),
+        child_words=Words.of(children),
+    )
+
+
+@functools.cache
+def _lexicon_patterns() -> tuple[tuple[str, tuple[_Trigger, ...]], ...]:
+    """Every lexicon's trigger words and phrases as patterns, worked out once a process:
+    a config reload only adds its own terms."""
     by_pattern: dict[str, list[_Trigger]] = {}
 
     def add(entry: str, trigger: _Trigger) -> None:
@@ -121,22 +151,7 @@ def compile_profile(alerts: Alerts | None) -> Profile:
         for code, entries in grammar.phrases.items():
             for entry in entries:
                 add(entry, _Trigger("phrase", grammar, _PHRASE_REASONS[code]))
-    children = list(alerts.children) if alerts else []
-    config_terms = [
-        ("child", children),
-        ("place", list(alerts.places) if alerts else []),
-        ("urgent_term", list(alerts.extra_terms.urgent) if alerts else []),
-        ("elevated_term", list(alerts.extra_terms.elevated) if alerts else []),
-    ]
-    for role, terms in config_terms:
-        for term in terms:
-            add(term, _Trigger(role, None, _CONFIG_REASONS[role]))
-    patterns = list(by_pattern)
-    return Profile(
-        automaton=ahocorasick_rs.AhoCorasick(patterns),
-        triggers=tuple(tuple(by_pattern[p]) for p in patterns),
-        child_words=Words.of(children),
-    )
+    return tuple((pattern, tuple(triggers)) for pattern, triggers in by_pattern.items())
 
 
 def _endings(role: str, grammar: Grammar) -> frozenset[str]:
