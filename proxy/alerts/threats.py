@@ -192,6 +192,7 @@ def assess_folded(folded: str, profile: Profile) -> Assessment:
             else:
                 candidates.append((trigger, _Hit(start, stop, rest)))
     overlaps = _Overlaps(idioms)
+    kids.sort()  # found in the order their ends were, and entries differ in length
     found: set[Reason] = set()
     seen: dict[tuple[int, str], tuple[Reason, ...]] = {}  # a repeated window is read once
     for trigger, hit in candidates:
