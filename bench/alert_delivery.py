@@ -1,7 +1,6 @@
 """Benchmark section: from a held message to its alert at a contact's transport.
 
-Run: .venv/bin/python bench/alert_delivery.py [--alerts N] [--dir DIR]
-(bench/alerts.py runs it as its delivery section.)
+Run as bench/alerts.py's delivery section: .venv/bin/python bench/alerts.py delivery
 
 The real daemon (`python -m proxy run`, its own process) with the SMTP channel and an
 `alerts:` section whose one transport is `json://` to an aiohttp receiver in this process,
@@ -9,7 +8,7 @@ on 127.0.0.1. N messages (default 100) are held one at a time through the real S
 path (smtplib -> aiosmtpd -> pipeline -> archive, fsync'd -> 250); each comes from a new
 address of his domain, so each is a *new identity* (elevated, sent at once), and carries a
 threat ("I will kill you") that makes it urgent once the threat detection is wired into
-`proxy.pipeline.assessment_of`. Urgent and elevated alerts leave by the same path (enqueue,
+the pipeline (it is). Urgent and elevated alerts leave by the same path (enqueue,
 the service's step, the sealed state saved, apprise on a worker thread), neither waits for
 quiet hours; the tiers seen are printed. Latency: from the start of the SMTP transaction
 to the alert's arrival at the receiver. p50 and p99.
@@ -19,16 +18,12 @@ Goal (issue 23): p99 <= 5 s.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import json
-import os
 import shutil
 import signal
 import smtplib
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -139,33 +134,11 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def run(count: int, directory: Path) -> bool:
-    """Measure and print; whether the goal was met."""
+def latencies(count: int, directory: Path) -> tuple[list[float], dict[str, int]]:
+    """`count` held messages' times to their alerts (seconds), and the tiers seen."""
     directory.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="alerts-", dir=directory))
     try:
-        latencies, tiers = asyncio.run(measure(count, work))
+        return asyncio.run(measure(count, work))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)
-    ok = p99 <= GOAL_P99
-    print(f"held message -> alert at a json:// transport, {len(latencies)} alerts "
-          f"(real daemon, SMTP filter path, one at a time)")  # fmt: skip
-    print(f"  tiers seen: {', '.join(f'{t} {n}' for t, n in sorted(tiers.items()))}")
-    print(f"  p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, max {max(latencies) * 1000:.1f} "
-          f"ms  (goal p99 <= {GOAL_P99:.0f} s: {'met' if ok else 'NOT met'})")  # fmt: skip
-    return ok
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--alerts", type=int, default=100)
-    parser.add_argument("--dir", type=Path, default=REPO / "var")
-    args = parser.parse_args()
-    with contextlib.suppress(KeyboardInterrupt):
-        sys.exit(0 if run(args.alerts, args.dir) else 1)
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    main()

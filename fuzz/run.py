@@ -9,7 +9,8 @@ Rules this module keeps:
    is kept as a file under the work directory.
 2. Seeds are gathered fresh into the work directory each run: the target's own
    fuzz/seeds/<target>, CPython's email test messages (Debian's libpython3.11-testsuite)
-   and the messages of tests/test_rules.py for email, config.example.yaml for config. The
+   and the messages of tests/test_rules.py for email, config.example.yaml for config, the
+   labelled corpus (tests/data/threats) for threats. The
    corpus libFuzzer grows is kept in the work directory, so a later run starts from it.
 3. An outcome is judged by libFuzzer's exit status and the artifact it names, never by
    scraping for words alone: exit 0 and no artifact is a pass.
@@ -29,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "fuzz" / "seeds"
+THREAT_CORPUS = ROOT / "tests" / "data" / "threats"
 CPYTHON_EMAIL_DATA = Path("/usr/lib/python3.11/test/test_email/data")
 HANG_SECONDS = 20
 RSS_LIMIT_MB = 2048
@@ -60,6 +62,8 @@ TARGETS = {
                instrument=("proxy", "yaml")),
         Target(name="portal", module="fuzz.fuzz_portal", max_len=16 * 1024,
                instrument=("proxy", "webauthn", "cbor2", "urllib")),
+        Target(name="threats", module="fuzz.fuzz_threats", max_len=16 * 1024,
+               instrument=("proxy",)),
     )
 }  # fmt: skip
 # Not run by scripts/fuzz: a target that breaks on purpose, to test this harness.
@@ -142,6 +146,12 @@ def gather_seeds(name: str, seeds: Path) -> None:
     elif name == "sms":
         for index, (sender, text) in enumerate(_rule_test_texts()):
             (seeds / f"test-rules-{index:02d}.txt").write_bytes(f"{sender}\n{text}".encode())
+    elif name == "threats":
+        for corpus in sorted(THREAT_CORPUS.glob("*.tsv")):
+            lines = corpus.read_text(encoding="utf-8").splitlines()
+            for index, line in enumerate(lines):
+                text = line.rpartition("\t")[2]
+                (seeds / f"{corpus.stem}-{index:03d}.txt").write_bytes(text.encode())
 
 
 def _rule_test_emails() -> list[bytes]:

@@ -6,6 +6,10 @@ Rules this module keeps:
    traceback: 0 success, 1 a check failed, 2 bad config or input, 70 internal error.
 3. Nothing printed reveals anything about a held message beyond what the user asked of a
    sample they supplied themselves (test-rules).
+4. test-rules prints `deliver`, or `hold RULE KIND TIER`, where TIER is `digest` or the
+   reasons the sample's text gives (`urgent:threat,urgent:weapon`): what an alert would
+   say of it. Reasons that need the history of held items (a burst, a new identity) are
+   never shown: one sample has no history.
 """
 
 from __future__ import annotations
@@ -155,10 +159,13 @@ def _imap_sweep(args: argparse.Namespace) -> int:
 
 
 def _verdict(decision: Decision) -> str:
+    """`deliver`, or `hold RULE KIND TIER`: the tier as `digest` or the reasons found in
+    the text (`urgent:threat,elevated:children`). A burst or a new identity needs the
+    history of held items, which one sample does not have: never shown here."""
     if not decision.held:
         return "deliver"
     kind = decision.kind.value if decision.kind is not None else "direct"
-    return f"hold {decision.rule_id} {kind}"
+    return f"hold {decision.rule_id} {kind} {decision.assessment}"
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -14,6 +14,8 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from proxy.alerts.tiers import NOTHING_FOUND, Assessment
+
 
 class Channel(enum.StrEnum):
     """Where a message came in."""
@@ -122,12 +124,15 @@ class Decision:
     `rule_id` names the config entry that matched (``people.mark.emails``); `reason` says in
     words what matched. Both are sealed with a held item; neither is ever logged.
     `kind` is None when no rule matched and the message is simply delivered.
+    `assessment` is how urgent a held item is, read from its text (`proxy.alerts.threats`):
+    a tier and reason codes, sealed with it; a delivered message is never assessed.
     """
 
     action: Action
     kind: Kind | None
     rule_id: str | None
     reason: str
+    assessment: Assessment = NOTHING_FOUND
 
     @property
     def held(self) -> bool:

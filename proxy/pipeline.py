@@ -34,8 +34,8 @@ Rules this module keeps:
    acceptance never leaves a duplicate in a mailbox.
 9. Once a held item is stored, the alerts hear of it (`alerts`, set by the daemon when
    `alerts:` is configured): `_tell` only enqueues (alerts/service.py rule 1), so the
-   sender's answer waits for nothing more than it did. The item's assessment comes from
-   `assessment_of`, the one place the threat detection plugs in.
+   sender's answer waits for nothing more than it did. The item's assessment is the one its
+   decision carries (the threat detection, proxy/alerts/threats.py, run as it was held).
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ from email.utils import format_datetime
 from typing import Protocol, TypeVar
 
 from proxy.alerts.held import Held, held
-from proxy.alerts.tiers import Assessment
 from proxy.archive import Archive, EntryKind
 from proxy.deliver.delivered import Delivered
 from proxy.deliver.hops import NextHop, PartlyDelivered
@@ -59,7 +58,7 @@ from proxy.message import Action, Channel, Decision, InboundMessage, Kind
 from proxy.normalize import normalize_sms
 from proxy.normalize.valid import valid_text
 from proxy.readers import Postmark, Readers, read_email
-from proxy.rules import Rulebook, decide
+from proxy.rules import Rulebook, assessed, decide
 from proxy.traffic import Traffic
 
 
@@ -127,12 +126,6 @@ _VOICEMAIL = Decision(
 )  # fmt: skip
 
 
-def assessment_of(message: InboundMessage) -> Assessment:
-    """How urgent a held message is (rule 9): the digest tier until the threat detection
-    (proxy/alerts/threats.py) is wired in here."""
-    return Assessment()
-
-
 def received_line(*, helo: str, peer: str, hostname: str, received_at: datetime) -> bytes:
     """The `Received:` line delivered mail carries (rule 3); a released item carries the
     same, as it would have had it been allowed (proxy/access/delivery.py)."""
@@ -173,7 +166,7 @@ class Pipeline:
     def _tell(self, message: InboundMessage, decision: Decision, sequence: int) -> None:
         """A held item is stored at `sequence`: the alerts hear of it (rule 9: enqueue only)."""
         if self.alerts is not None:
-            self.alerts(held(message, decision, sequence, assessment_of(message)))
+            self.alerts(held(message, decision, sequence, decision.assessment))
 
     def replace(self, *, rules: Rulebook, next_hop: NextHop, default_region: str | None) -> None:
         """Swap in new rules (a reload); messages already being decided keep the old ones."""
@@ -266,7 +259,7 @@ class Pipeline:
         )  # fmt: skip
         decision = decide(message, self.rules)
         if arrival.voicemail and not arrival.call_allowed and not decision.held:
-            decision = _VOICEMAIL
+            decision = assessed(_VOICEMAIL, message.search_text, self.rules)
         return message, decision
 
     async def receive_phone(self, arrival: A, line: PhoneLine[A]) -> Decision:

@@ -2,9 +2,12 @@
 
 Rules this module keeps:
 1. `read_email` is the whole reading of one email: his mail is decided from its header
-   block alone (the body is sealed, never parsed); other mail is read closely within the
-   caps of `proxy.normalize.limits`, and past them scanned linearly (`proxy.rules.scan`).
-   Pure: bytes, rules and the time in; the message (without its bytes) and the decision out.
+   block alone (its body is then read within the same caps only to assess how urgent it
+   is, `proxy.alerts.threats`: the message sealed is the header block's reading); other
+   mail is read closely within the caps of `proxy.normalize.limits`, and past them scanned
+   linearly (`proxy.rules.scan`); a held one is assessed on the text read. Pure: bytes,
+   rules and the time in; the message (without its bytes) and the decision (with its
+   assessment) out. A message read by the scan alone is assessed on its header block.
 2. A message of at most `INLINE_BYTES` is read on the event loop: the caps bound its cost
    to a few milliseconds. Anything larger is read by a child process
    (`python -m proxy.readers`), so no message, however crafted, stalls another session,
@@ -55,7 +58,7 @@ from proxy.message import Action, Decision, InboundMessage, Kind
 from proxy.normalize import normalize_email
 from proxy.normalize.email import EmailReading
 from proxy.processes import child_environment, no_core_dumps
-from proxy.rules import Rulebook, compile_rules, decide_direct, decide_not_direct
+from proxy.rules import Rulebook, assessed, compile_rules, decide_direct, decide_not_direct
 
 INLINE_BYTES = 32 << 10
 BUDGET_BASE = 2.0
@@ -93,10 +96,11 @@ def read_email(
     )  # fmt: skip
     message = reading.headers()
     decision = decide_direct(message, rules)
-    if decision is None:
-        message = dataclasses.replace(message, complete=False) if scan_only else reading.whole()
-        decision = decide_not_direct(message, rules)
-    return message, decision
+    if decision is not None:  # his: sealed as read from the header block, assessed whole
+        text = message.search_text if scan_only else reading.whole().search_text
+        return message, assessed(decision, text, rules)
+    message = dataclasses.replace(message, complete=False) if scan_only else reading.whole()
+    return message, assessed(decide_not_direct(message, rules), message.search_text, rules)
 
 
 def budget(size: int) -> float:

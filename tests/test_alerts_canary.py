@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
 from structlog.testing import capture_logs
 
 from proxy import logs
-from proxy import pipeline as pipeline_module
 from proxy.alerts.service import AlertService
-from proxy.alerts.tiers import Assessment, Reason, Tier
 from proxy.archive import Archive
 from proxy.daemon import NO_NEXT_HOP
 from proxy.pipeline import Arrival, Pipeline
@@ -29,17 +26,14 @@ LETTER = (
 )
 
 
-def test_a_held_message_leaves_no_word_in_alerts_logs_or_files(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_held_message_leaves_no_word_in_alerts_logs_or_files(tmp_path: Path) -> None:
     """A held letter full of canaries (his name, address, number, her children's and
-    home's names, subject and body words) goes through the real pipeline into an urgent
-    and an elevated alert and a digest: none of the canaries is in any alert text, any
-    log line, or any file under the archive directory (the alerts' state included)."""
+    home's names, subject and body words) goes through the real pipeline, whose threat
+    detection makes it urgent, into an urgent alert, its repeat and a digest: none of the
+    canaries is in any alert text, any log line, or any file under the archive directory
+    (the alerts' state included)."""
     root = tmp_path / "archive"
     sent: list[str] = []
-    urgent = Assessment.of([Reason(tier=Tier.URGENT, code="threat")])
-    monkeypatch.setattr(pipeline_module, "assessment_of", lambda message: urgent)  # the seam
 
     async def main() -> None:
         archive = await Archive.open(root, recipients=[RECIPIENT])
@@ -69,7 +63,7 @@ def test_a_held_message_leaves_no_word_in_alerts_logs_or_files(
     with capture_logs(processors=[logs.redact]) as captured:
         asyncio.run(main())
     assert len(sent) == 3  # urgent, repeated once (30 min), digest
-    assert any("urgent:threat" in text for text in sent)
+    assert any("urgent:proximity" in text for text in sent)  # "I know where you live"
     assert any(text.startswith("nocontact: digest") for text in sent)
     lines = [repr(line) for line in captured]
     files = {path: path.read_bytes() for path in root.rglob("*") if path.is_file()}

@@ -67,9 +67,26 @@ def test_schema_is_json_schema_of_the_config() -> None:
 @pytest.mark.parametrize(
     ("sms", "expected"),
     [
-        (("212.555.0199", "hey it's me"), "hold people.mark.phones direct"),
-        (("+1 212 555 0177", "saw Mark Smith at the school gate"), "hold people.mark.name passive"),
+        (("212.555.0199", "hey it's me"), "hold people.mark.phones direct digest"),
+        (
+            ("+1 212 555 0177", "saw Mark Smith at the school gate"),
+            "hold people.mark.name passive digest",
+        ),
         (("+1 212 555 0177", "see you at 5"), "deliver"),
+        (("212.555.0199", "I'll kill you"), "hold people.mark.phones direct urgent:threat"),
+        (
+            ("212.555.0199", "I know where you live, I have a gun"),
+            "hold people.mark.phones direct urgent:proximity,urgent:weapon",
+        ),
+        (
+            ("212.555.0199", "you killed it at the recital!"),
+            "hold people.mark.phones direct digest",
+        ),
+        (
+            ("+1 212 555 0177", "Mark Smith said: I'm outside"),
+            "hold people.mark.name passive urgent:proximity",
+        ),
+        (("+1 212 555 0177", "I'm outside"), "deliver"),  # delivered: never assessed
         (("(212) 555-0110", "hearing about Mark Smith moved"), "deliver"),
     ],
 )
@@ -83,18 +100,20 @@ def test_test_rules_sms(sms: tuple[str, str], expected: str) -> None:
     ("message", "expected"),
     [
         (b"From: Mark <Mark.Smith+x@googlemail.com>\nSubject: hi\n\nplease\n",
-         "hold people.mark.emails direct"),
+         "hold people.mark.emails direct digest"),
+        (b"From: Mark <mark.smith@gmail.com>\nSubject: saw you\n\nI followed you home.\n",
+         "hold people.mark.emails direct urgent:surveillance"),
         (b"From: friend@example.org\nSubject: news\n\nMarky is back in town\n",
-         "hold people.mark.aliases passive"),
+         "hold people.mark.aliases passive digest"),
         (b"From: linda.smith@example.net\n\nhow are you\n",
-         "hold intermediaries.his-mother passive"),
+         "hold intermediaries.his-mother passive digest"),
         (b"From: friend@example.org\nSubject: lunch\n\nnoon?\n", "deliver"),
         (b"\x00\xff not an email at all", "deliver"),
         (b"From: friend@example.org\nSubject: =?utf-7?q?+2AA-?=\n\nhi\n", "deliver"),
         (b"From: =?utf-7?q?+2AA-?= <mark.smith@gmail.com>\n\nhi\n",
-         "hold people.mark.emails direct"),
+         "hold people.mark.emails direct digest"),
         (b"From: friend@example.org\nContent-Type: text/html\n\n" + b"<a " * 40_000
-         + b">Mark Smith", "hold people.mark.name passive"),
+         + b">Mark Smith", "hold people.mark.name passive digest"),
     ],
 )  # fmt: skip
 def test_test_rules_email(tmp_path: Path, message: bytes, expected: str) -> None:

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from proxy.alerts.tiers import Tier
 from proxy.archive import CustodyRecord, Recipients
 from proxy.archive.metadata import (
     SealedCustody,
@@ -96,6 +97,61 @@ def test_a_sealed_item_s_metadata_round_trips(channel: str, extras: dict[str, ob
     assert metadata.extras == (extras or {})
     assert from_json(metadata.to_json()) == metadata
     assert _line(metadata.to_json()) == line
+
+
+def test_an_urgent_item_s_assessment_is_sealed_and_read_back() -> None:
+    """A held item's tier and reasons are sealed with it, after the schema's other keys
+    and before a channel's own, and read back equal; never the words that matched."""
+    message = sms("+15550100199", "I know where you live. I'll kill you.")
+    decision = decide(message, make_rules())
+    assert str(decision.assessment) == "urgent:proximity,urgent:threat"
+    sealed = seal_item(message, decision, RECIPIENTS, sealed_at=SEALED_AT,
+                       extras={"provider": "twilio"})  # fmt: skip
+    line, metadata = _opened(sealed)
+    assert isinstance(metadata, SealedItem)
+    assert metadata.assessment == decision.assessment
+    assert (
+        '"defects":[],"assessment":{"tier":"urgent","reasons":["urgent:proximity",'
+        '"urgent:threat"]},"provider":"twilio"' in line
+    )
+    assert "kill" not in line.split('"assessment"')[1]
+    assert _line(metadata.to_json()) == line
+
+
+def test_a_digest_item_is_sealed_as_before_and_an_old_one_reads_as_digest() -> None:
+    """An item with no reason writes no assessment (as every earlier version wrote it),
+    and an item sealed before assessments existed reads as digest with no reason."""
+    message = sms("+15550100199", "hi")
+    line, metadata = _opened(seal_item(message, decide(message, make_rules()), RECIPIENTS,
+                                       sealed_at=SEALED_AT))  # fmt: skip
+    assert "assessment" not in line
+    assert isinstance(metadata, SealedItem)
+    assert metadata.assessment.tier is Tier.DIGEST
+    old = from_json(json.loads(OLD_LINE))
+    assert isinstance(old, SealedItem)
+    assert old.assessment.tier is Tier.DIGEST
+    assert old.assessment.reasons == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"tier": "urgent", "reasons": ["urgent:threat", "elevated:place"]},
+         "urgent:threat,elevated:place"),
+        ({"tier": "urgent", "reasons": ["urgent:threat", "dire:threat", "urgent:Kill you"]},
+         "urgent:threat"),  # a tier or code this version cannot read is left out
+        ({"tier": "urgent", "reasons": "urgent:threat"}, "digest"),
+        ({"tier": "urgent"}, "digest"),  # the tier is what the reasons say, nothing else
+        ("urgent", "digest"),
+        ({"reasons": [1, None, ["urgent:threat"]]}, "digest"),
+    ],
+)  # fmt: skip
+def test_an_odd_assessment_reads_without_raising(value: object, expected: str) -> None:
+    """Whatever a seal's `assessment` holds, it reads as the reasons it can make out."""
+    metadata = from_json({"kind": "item", "assessment": value})
+    assert isinstance(metadata, SealedItem)
+    assert str(metadata.assessment) == expected
+    assert "assessment" not in metadata.extras
 
 
 def test_a_custody_record_s_metadata_round_trips() -> None:

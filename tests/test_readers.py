@@ -63,6 +63,36 @@ def test_a_large_message_is_decided_in_a_child_as_it_would_be_here(
     _with_readers(body)
 
 
+HIS_THREAT = (b"From: Mark <mark.smith@gmail.com>\r\nSubject: news\r\n\r\n" + PADDING
+              + b"I know where you live.\r\n")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "raw", [HIS_THREAT, HIS_THREAT.replace(PADDING, b"")], ids=["in a child", "here"]
+)
+def test_his_mail_is_assessed_on_its_whole_text_here_and_in_a_child(raw: bytes) -> None:
+    """His mail is decided on its header block, and its body is read (in the child, for a
+    large one) only to assess it: the decision comes back with the reasons, and the
+    message sealed is still the header block's reading (no mentions from the body)."""
+
+    async def body(readers: Readers) -> None:
+        message, decision = await readers.read(raw, POSTMARK, RULES)
+        assert (decision.action, decision.kind) == (Action.HOLD, Kind.DIRECT)
+        assert str(decision.assessment) == "urgent:proximity"
+        assert message.raw == raw
+        assert read_email(raw, POSTMARK, RULES)[1] == decision
+
+    _with_readers(body)
+
+
+def test_a_delivered_message_is_not_assessed() -> None:
+    """Mail the rules let through carries no assessment, whatever its text says."""
+    raw = b"From: friend@example.org\r\nSubject: hi\r\n\r\nI know where you live.\r\n"
+    _, decision = read_email(raw, POSTMARK, RULES)
+    assert decision.action is Action.DELIVER
+    assert str(decision.assessment) == "digest"
+
+
 def test_a_child_that_dies_mid_read_leaves_the_message_to_the_linear_scan() -> None:
     """A killed child is replaced, and the message is still decided, by the scan."""
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from proxy.access.reading import HeldItem
-from proxy.access.render import render, summary
+from proxy.access.render import render, summary, urgency
+from proxy.alerts.tiers import Assessment, Reason, Tier
 from proxy.archive.metadata import SealedItem
 from proxy.message import Channel
 
@@ -43,3 +44,17 @@ def test_an_item_is_named_by_one_reading_of_its_senders() -> None:
     names_only = [{"kind": "display_name", "value": "Mark", "source": "from"}]
     assert SealedItem.from_json({"senders": names_only}).main_sender == "Mark"  # still shown
     assert SealedItem.from_json({}).main_sender == ""
+
+
+def test_the_rendering_says_how_urgent_the_item_was_found() -> None:
+    """One line of the rendering's head gives the tier and the reason codes, urgent ones
+    first; an item with no reason (or sealed before assessments) reads `digest`."""
+    found = Assessment.of([
+        Reason(tier=Tier.ELEVATED, code="children"), Reason(tier=Tier.URGENT, code="weapon"),
+        Reason(tier=Tier.URGENT, code="threat"),
+    ])  # fmt: skip
+    text = render(SealedItem(channel=Channel.EMAIL, assessment=found), b"Subject: hi\n\nhi\n")
+    assert "Urgency:  urgent (threat, weapon; elevated: children)" in text.splitlines()
+    assert urgency(Assessment()) == "digest"
+    plain = render(SealedItem(channel=Channel.EMAIL), b"Subject: hi\n\nhi\n")
+    assert "Urgency:  digest" in plain.splitlines()

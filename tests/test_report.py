@@ -31,7 +31,7 @@ from proxy.access.report import (
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 GENERATED = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 TABLE_TITLE = "Every item: one row each"
-TABLE_HEADER = "Bates Received (UTC) Channel Sender Rule SHA-256 of the original"
+TABLE_HEADER = "Bates Received (UTC) Channel Sender Rule Urgency SHA-256 of the original"
 BATES = re.compile(r"NC-\d{6}\b")
 SENDERS = ("mark@example.com", "+15551234567", "Марк Иванов <mark@example.ru>")
 
@@ -126,6 +126,28 @@ def test_summary_page_shows_the_totals(many: tuple[list[ReportItem], list[str]])
     since = [it for it in items if it.received_at.date() >= date(2024, 3, 10)]
     assert f"Contact attempts since {len(since)} from 3 identities" in first
     assert "verify.py" in first
+
+
+def test_report_counts_and_shows_urgency() -> None:
+    """The summary counts items by tier (every tier, most urgent first), the table shows
+    each item's tier, and each rendering block its reasons."""
+    items = [
+        item(1, tier="urgent", urgency="urgent (threat, weapon)"),
+        item(2, tier="urgent", urgency="urgent (proximity)"),
+        item(3, tier="elevated", urgency="elevated (children)"),
+        item(4),
+    ]
+    pages = render(items)
+    text = "\n".join(pages)
+    assert "urgent 2" in pages[0]
+    assert "elevated 1" in pages[0]
+    assert "digest 1" in pages[0]
+    assert re.search(r"NC-000001 .* urgent", "\n".join(table_pages(pages)))
+    assert "Urgency: urgent (threat, weapon)" in text
+    assert "Urgency: elevated (children)" in text
+    assert "Urgency: digest" in text
+    counted = summarize(items, no_contact_since=None, tz=UTC)
+    assert counted.by_tier == (("urgent", 2), ("elevated", 1), ("digest", 1))
 
 
 def test_summarize_counts_everything() -> None:

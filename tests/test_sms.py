@@ -164,6 +164,22 @@ def test_held_mms_is_sealed_with_its_media_answered_empty_and_redacted(tmp_path:
     run_with_fake(test)
 
 
+def test_a_held_threat_is_sealed_with_how_urgent_it_is(tmp_path: Path) -> None:
+    """A held text that says he is outside is sealed with its tier and reason (codes, never
+    words) through the whole webhook path; the sender still gets empty TwiML."""
+
+    async def test(fake: FakeTwilio) -> None:
+        phone = Phone(tmp_path, fake)
+        async with phone.running():
+            sid, params = fake.inbound_message(sender=MARK, to=NUMBER, body="I'm outside. CANARY")
+            assert await phone.post("/sms", params) == (200, EMPTY)
+            await eventually(lambda: sid not in fake.messages)
+        [(metadata, _)] = phone.held()
+        assert metadata["assessment"] == {"tier": "urgent", "reasons": ["urgent:proximity"]}
+
+    run_with_fake(test)
+
+
 def test_allowed_text_is_forwarded_with_its_media(tmp_path: Path) -> None:
     """An allowed MMS goes to the real phone as 'From <number>: <text>' with its media URL."""
 

@@ -45,7 +45,7 @@ from proxy.access.keys import custody_public_key, custody_signing_key
 from proxy.access.manifest import BundleFile, BundleItem, build_manifest, sign_manifest
 from proxy.access.reading import AccessProblem, CustodyEntry, HeldItem, OpenedArchive, Selection
 from proxy.access.recording import record
-from proxy.access.render import original_files, render, summary
+from proxy.access.render import original_files, render, summary, urgency
 from proxy.access.report import ReportItem, summarize, write_report
 from proxy.access.timeline import timeline_png
 from proxy.access.viewing import Contents, Planned
@@ -79,6 +79,7 @@ def report_item(label: str, item: HeldItem) -> ReportItem:
         bates=label, received_at=item.received_at, channel=item.channel, sender=item.sender,
         person=item.person, rule=item.rule_id, summary=summary(item.metadata, item.payload),
         sha256=item.metadata.payload_sha256 or "", rendering=rendering,
+        tier=item.metadata.assessment.tier.label, urgency=urgency(item.metadata.assessment),
     )  # fmt: skip
 
 
@@ -162,6 +163,7 @@ def timeline(archive: OpenedArchive, request: ExportRequest) -> bytes | None:
         reports.append(ReportItem(
             bates="", received_at=item.received_at, channel=item.channel, sender=item.sender,
             person=item.person, rule=item.rule_id, summary="", sha256="", rendering="",
+            tier=item.metadata.assessment.tier.label,
         ))  # fmt: skip
         sequences.append(item.sequence)
     record(archive.root, archive.identity, action="report", items=sequences,

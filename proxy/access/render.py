@@ -10,6 +10,9 @@ Rules this module keeps:
    and voicemail audio as their own files.
 3. Pure: an item's metadata and payload in, text or (name, bytes) out. Broken input
    renders as what could be read, never raises.
+4. The rendering's head says how urgent the item was found when it was held, in one
+   line of reason codes (`Urgency: urgent (threat)`), never the words that matched; an
+   item sealed before assessments existed reads `digest`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 from typing import Any, NamedTuple
 
+from proxy.alerts.tiers import Assessment
 from proxy.archive.metadata import SealedItem, rfc3339
 from proxy.message import Channel
 from proxy.normalize.html import html_to_text
@@ -206,6 +210,19 @@ def summary(metadata: SealedItem, payload: bytes) -> str:
     return ""
 
 
+def urgency(assessment: Assessment) -> str:
+    """An item's tier and reasons in one line: `urgent (threat, weapon; elevated:
+    children)`, or `digest` (docs/threats.md)."""
+    if not assessment.reasons:
+        return assessment.tier.label
+    groups: dict[str, list[str]] = {}
+    for reason in assessment.reasons:
+        groups.setdefault(reason.tier.label, []).append(reason.code)
+    first, *rest = groups.items()
+    said = [", ".join(first[1]), *(f"{tier}: {', '.join(codes)}" for tier, codes in rest)]
+    return f"{first[0]} ({'; '.join(said)})"
+
+
 def render(metadata: SealedItem, payload: bytes) -> str:
     """The whole item as text, headed by what the seal recorded about it."""
     rule, channel = metadata.rule, metadata.channel
@@ -213,6 +230,7 @@ def render(metadata: SealedItem, payload: bytes) -> str:
         f"Received: {rfc3339(metadata.received_at) or ''}",
         f"Channel:  {'' if channel is None else channel.value}",
         f"Rule:     {rule.id or '-'} ({rule.reason})",
+        f"Urgency:  {urgency(metadata.assessment)}",
     ]
     document = _capture(payload) if metadata.channel is not Channel.EMAIL else None
     lines += _render_phone(document) if document is not None else _render_email(payload)

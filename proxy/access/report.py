@@ -4,7 +4,8 @@ Rules this module keeps:
 1. Pure: values in, a PDF out. It never opens the archive, never decrypts, never reads the
    clock (`generated_at` is an argument); the same items give the same bytes.
 2. Every item the caller passes appears twice, in the caller's order: one row in the item
-   table (Bates number, time, channel, sender, rule, full SHA-256) and one rendering block
+   table (Bates number, time, channel, sender, rule, urgency tier, full SHA-256; the
+   summary counts items by tier too) and one rendering block (with the tier's reasons)
    that carries the banner "derived rendering — the original is in originals/". The PDF is
    never the evidence itself; the originals and their proofs in the bundle are.
 3. It never raises on odd input: no items, empty fields, control characters, scripts the
@@ -39,14 +40,16 @@ MAX_CHARS = 20_000
 MAX_LINES = 200
 TOP_SENDERS = 50
 NO_SENDER, NO_PERSON = "(no sender)", "(unknown)"
+TIERS = ("urgent", "elevated", "digest")
 _SENDER_W = (235, 50, 110, 110)  # the summary's sender table: identity, items, first, last
 # The item table, on landscape pages: (x, width, family, heading) per column.
 _COLUMNS: tuple[Cell, ...] = (
     (0, 46, SANS, "Bates"),
     (48, 78, SANS, "Received (UTC)"),
     (128, 36, SANS, "Channel"),
-    (166, 184, SANS, "Sender"),
-    (352, 152, SANS, "Rule"),
+    (166, 168, SANS, "Sender"),
+    (336, 118, SANS, "Rule"),
+    (456, 48, SANS, "Urgency"),
     (506, 256, MONO, "SHA-256 of the original"),
 )
 
@@ -64,6 +67,8 @@ class ReportItem:
     summary: str  # subject or first line
     sha256: str  # hex SHA-256 of the original
     rendering: str  # the safe text rendering (multi-line, any Unicode)
+    tier: str = "digest"  # how urgent it was found when held: urgent, elevated or digest
+    urgency: str = "digest"  # the tier and its reasons in one line (access/render.urgency)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,6 +89,7 @@ class Summary:
     first: datetime | None
     last: datetime | None
     by_channel: tuple[tuple[str, int], ...]
+    by_tier: tuple[tuple[str, int], ...]  # urgent, elevated, digest: every tier, in order
     by_person: tuple[tuple[str, int], ...]
     by_sender: tuple[Identity, ...]
     since: date | None
@@ -117,6 +123,12 @@ def _period(day: date, period: str) -> str:
     return f"{day:%Y-%m}"
 
 
+def _by_tier(counts: Counter[str]) -> tuple[tuple[str, int], ...]:
+    """Every tier, most urgent first, then any other label an item carried."""
+    known = [(tier, counts.pop(tier, 0)) for tier in TIERS]
+    return (*known, *_ranked(counts))
+
+
 def summarize(items: Sequence[ReportItem], *, no_contact_since: date | None, tz: tzinfo) -> Summary:
     """Count the items: totals, spans, contact since the no-contact date, new identities."""
     ordered = sorted(items, key=lambda item: utc(item.received_at))
@@ -148,6 +160,7 @@ def summarize(items: Sequence[ReportItem], *, no_contact_since: date | None, tz:
         first=first,
         last=last,
         by_channel=_ranked(Counter(item.channel for item in ordered)),
+        by_tier=_by_tier(Counter(item.tier for item in ordered)),
         by_person=_ranked(Counter(item.person or NO_PERSON for item in ordered)),
         by_sender=tuple(by_sender),
         since=no_contact_since,
@@ -232,6 +245,8 @@ def _summary_pages(
     _rows(pdf, overview, (150, 355))
     _heading(pdf, "By channel")
     _rows(pdf, ((channel or "(none)", str(n)) for channel, n in s.by_channel), (150, 80))
+    _heading(pdf, "By urgency (found when held, from the text; docs/threats.md)")
+    _rows(pdf, ((tier, str(n)) for tier, n in s.by_tier), (150, 80))
     _heading(pdf, "By person")
     _rows(pdf, ((person, str(n)) for person, n in s.by_person), (150, 80))
     _heading(pdf, f"By sender identity (top {TOP_SENDERS})")
@@ -273,7 +288,8 @@ def _table_pages(pdf: Pages, items: Sequence[ReportItem]) -> None:
         if not pdf.room(9.5):
             _table_header(pdf)
         pdf.y_cursor += 9.5
-        fields = (item.bates, when(item.received_at), item.channel, item.sender, item.rule)
+        fields = (item.bates, when(item.received_at), item.channel, item.sender, item.rule,
+                  item.tier)  # fmt: skip
         cells = [
             (x, w, family, text) for (x, w, family, _), text in zip(_COLUMNS, fields, strict=False)
         ]
@@ -295,6 +311,7 @@ def _rendering_pages(pdf: Pages, items: Sequence[ReportItem]) -> None:
         pdf.line_of(BOLD, 9, f"{item.bates}   {when(item.received_at)} UTC   {item.channel}")
         pdf.line_of(SANS, 8, f"From: {item.sender}")
         pdf.line_of(SANS, 8, f"Person: {item.person or NO_PERSON} · Rule: {item.rule}")
+        pdf.line_of(SANS, 8, f"Urgency: {item.urgency}")
         pdf.line_of(SANS, 8, f"Summary: {item.summary}")
         pdf.line_of(SANS, 8, f"SHA-256: {item.sha256}", gray=90)
         pdf.line_of(BOLD, 8, BANNER, gray=90)

@@ -9,7 +9,7 @@ disk), `send` (apprise), `acks` (acknowledgements over a socket), `service` (the
 orchestrator the daemon runs), `commands` (`nocontact alerts ack`).
 
 Rules this package keeps:
-1. The pure core (`tiers`, `threats`) reads text and returns an `Assessment`: a tier and
+1. The pure core (`tiers`, `lexicon`, `threats`) reads text and returns an `Assessment`: a tier and
    the reasons for it. It does no IO and reads no clock.
 2. No alert, digest, log line or file carries held content: a tier and a link, never a
    name, number, subject or a word of the message.

@@ -55,3 +55,6 @@ class Assessment:
     def __str__(self) -> str:
         """`urgent:threat,urgent:weapon`, or `digest` with no reason (test-rules' field)."""
         return ",".join(str(r) for r in self.reasons) if self.reasons else self.tier.label
+
+
+NOTHING_FOUND = Assessment()  # digest, no reason: an item no reason was found in (yet)

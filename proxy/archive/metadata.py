@@ -15,16 +15,22 @@ Rules this module keeps:
 3. Who sent an item has one reading, `SealedItem.main_sender`: every listing, report and
    manifest names an item by it.
 4. Pure: values in, values out. No clock, no IO, no key.
+5. An item's `assessment` (how urgent it is, `proxy.alerts.tiers`) is written only when it
+   has reasons: `{"tier": "urgent", "reasons": ["urgent:threat", ...]}`, after the rest of
+   the schema and before a channel's keys. A digest item is written exactly as items were
+   before assessments existed, and an item sealed then reads as digest with no reason.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from proxy.alerts.tiers import NOTHING_FOUND, Assessment, Reason, Tier
 from proxy.message import Channel, IdentityKind, Kind
 
 # The senders a reader names an item by, most trusted first: the author, then the envelope.
@@ -95,6 +101,7 @@ class SealedItem:
     extras: Mapping[str, object] = field(default_factory=dict)  # a channel's own keys
     payload_bytes: int | None = None  # as read from a seal; `seal` writes them
     payload_sha256: str | None = None
+    assessment: Assessment = NOTHING_FOUND  # how urgent (rule 5)
 
     @property
     def main_sender(self) -> str:
@@ -129,6 +136,11 @@ class SealedItem:
             "authentication_results": list(self.authentication_results),
             "defects": list(self.defects),
         }
+        if self.assessment.reasons:  # rule 5: a digest item is written as before
+            found["assessment"] = {
+                "tier": self.assessment.tier.label,
+                "reasons": [str(reason) for reason in self.assessment.reasons],
+            }
         found.update(self.extras)  # as channels always added them: after, and over, the rest
         return _with_payload(found, self.payload_bytes, self.payload_sha256)
 
@@ -152,6 +164,7 @@ class SealedItem:
             extras={key: value for key, value in data.items() if key not in _ITEM_KEYS},
             payload_bytes=_count(data.get("payload_bytes")),
             payload_sha256=_maybe_text(data.get("payload_sha256")),
+            assessment=_assessment(data.get("assessment")),
         )  # fmt: skip
 
 
@@ -274,6 +287,24 @@ def _mapping(value: object) -> Mapping[str, object]:
     return value if isinstance(value, Mapping) else {}
 
 
+def _assessment(value: object) -> Assessment:
+    """An item's assessment as sealed (rule 5): its reasons, each `tier:code`; one this
+    version cannot read is left out, and the tier is the highest of those read."""
+    reasons = _mapping(value).get("reasons")
+    if not isinstance(reasons, list):
+        return Assessment()
+    found = []
+    for reason in reasons:
+        tier, _, code = reason.partition(":") if isinstance(reason, str) else ("", "", "")
+        if tier in _TIERS and _REASON_CODE.fullmatch(code):
+            found.append(Reason(tier=_TIERS[tier], code=code))
+    return Assessment.of(found)
+
+
+_TIERS = {tier.label: tier for tier in Tier}
+_REASON_CODE = re.compile(r"[a-z][a-z_]{0,31}")
+
+
 def _identities(value: object) -> tuple[SealedIdentity, ...]:
     if not isinstance(value, list):
         return ()
@@ -281,4 +312,4 @@ def _identities(value: object) -> tuple[SealedIdentity, ...]:
 
 
 # The keys the schema reads; any other key of an item is a channel's own (`extras`).
-_ITEM_KEYS = frozenset([*SealedItem().to_json(), *_PAYLOAD_KEYS])
+_ITEM_KEYS = frozenset([*SealedItem().to_json(), *_PAYLOAD_KEYS, "assessment"])

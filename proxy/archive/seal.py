@@ -101,6 +101,7 @@ def item_metadata(
         authentication_results=message.authentication_results,
         defects=message.defects,
         extras=dict(extras or {}),
+        assessment=decision.assessment,
     ).to_json()  # fmt: skip
 
 

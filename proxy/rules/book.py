@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import ahocorasick_rs
 import phonenumbers
 
+from proxy.alerts.threats import Profile, compile_profile
 from proxy.config.model import Config
 from proxy.fold import fold
 from proxy.identity import canonical_email, e164
@@ -52,6 +53,7 @@ class Rulebook:
     mention_names: ahocorasick_rs.AhoCorasick | None  # every folded name and alias
     mention_rules: tuple[Rule, ...]  # the rule of each name, by pattern index
     scan: ScanBook  # the linear scan of a message past the reading caps
+    threats: Profile  # how urgent a held item is (proxy.alerts.threats)
 
 
 def compile_rules(config: Config) -> Rulebook:
@@ -106,6 +108,7 @@ def compile_rules(config: Config) -> Rulebook:
         mention_names=ahocorasick_rs.AhoCorasick(list(mentions)) if mentions else None,
         mention_rules=tuple(mentions.values()),
         scan=compile_scan(words, phones),
+        threats=compile_profile(config.alerts),
     )
 
 

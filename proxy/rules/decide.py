@@ -16,10 +16,17 @@ Rules this module keeps:
    (his identity as direct: a sender header may be there, and no allowed From rescues
    it; an intermediary's as passive); the rest of the message after the allow rules, as
    passive. Past the caps the rules err towards holding.
+7. A held message is assessed for urgency (`proxy.alerts.threats`) on the text its
+   decision read, or, for his mail decided on its header block, on the whole message
+   read within the same caps (`proxy.readers`); a delivered one never is. The assessment
+   travels in the decision and is sealed with the item.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
+from proxy.alerts.threats import assess_folded
 from proxy.fold import fold
 from proxy.identity import domain_suffixes
 from proxy.message import (
@@ -40,9 +47,19 @@ _AUTHOR_SOURCES = frozenset({"from", "caller"})
 
 
 def decide(message: InboundMessage, rules: Rulebook) -> Decision:
-    """Hold or deliver `message`, by the precedence in the module rules."""
+    """Hold or deliver `message`, by the precedence in the module rules; a held one with
+    how urgent it is (rule 7)."""
     direct = decide_direct(message, rules)
-    return direct if direct is not None else decide_not_direct(message, rules)
+    decision = direct if direct is not None else decide_not_direct(message, rules)
+    return assessed(decision, message.search_text, rules)
+
+
+def assessed(decision: Decision, search_text: str, rules: Rulebook) -> Decision:
+    """A held decision with the assessment of `search_text` (the folded text of the item,
+    `InboundMessage.search_text`); a delivered one as it is (rule 7)."""
+    if not decision.held:
+        return decision
+    return dataclasses.replace(decision, assessment=assess_folded(search_text, rules.threats))
 
 
 def decide_not_direct(message: InboundMessage, rules: Rulebook) -> Decision:
