@@ -27,6 +27,7 @@ from proxy.alerts.commands import add_alert_commands
 from proxy.archive import VerifyFailure, continuation, verify_archive
 from proxy.archive.note import NoteError, Verifier
 from proxy.config import Config, json_schema, load_config
+from proxy.doctor.commands import add_doctor_commands
 from proxy.errors import ConfigError, InputError, NocontactError
 from proxy.message import Decision, InboundMessage
 from proxy.normalize import normalize_email, normalize_sms
@@ -222,6 +223,7 @@ def _parser() -> argparse.ArgumentParser:
     add_contact_commands(commands)
     add_portal_commands(commands)
     add_alert_commands(commands)
+    add_doctor_commands(commands)
     return parser
 
 

@@ -13,21 +13,22 @@ from proxy.config.model import ImapAccount
 _TIMEOUT = 60.0
 
 
-def connect(account: ImapAccount) -> IMAPClient:
-    """A logged-in client for `account` (raises imapclient/socket errors as they come)."""
+def connect(account: ImapAccount, *, timeout: float = _TIMEOUT) -> IMAPClient:
+    """A logged-in client for `account` (raises imapclient/socket errors as they come);
+    `timeout` bounds each network step and the oauth2_command."""
     context = ssl.create_default_context(cafile=account.ca_file)
     implicit = account.tls == "implicit"
     port = account.port or (993 if implicit else 143)
     client = IMAPClient(
         account.host, port=port, ssl=implicit, ssl_context=context if implicit else None,
-        timeout=_TIMEOUT,
+        timeout=timeout,
     )  # fmt: skip
     try:
         if account.tls == "starttls":
             client.starttls(context)
         if account.oauth2_command is not None:
             token = subprocess.run(
-                account.oauth2_command, capture_output=True, text=True, check=True, timeout=60
+                account.oauth2_command, capture_output=True, text=True, check=True, timeout=timeout
             ).stdout.strip()
             client.oauth2_login(account.username, token)
         else:
