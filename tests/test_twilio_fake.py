@@ -127,6 +127,24 @@ def test_paging_by_cursor_survives_deleting_what_was_read() -> None:
     drive(scenario)
 
 
+def test_the_account_is_fetched_with_its_status_and_refused_without_the_token() -> None:
+    """GET Accounts/<sid>.json answers the account with its status; a wrong token is 401/20003."""
+
+    async def scenario(fake: FakeTwilio, client: Any) -> None:
+        account = await client.api.v2010.accounts(ACCOUNT).fetch_async()
+        assert (account.sid, account.status) == (ACCOUNT, "active")
+        fake.status = "suspended"
+        assert (await client.api.v2010.accounts(ACCOUNT).fetch_async()).status == "suspended"
+
+    async def wrong(fake: FakeTwilio, client: Any) -> None:
+        with pytest.raises(TwilioRestException) as refused:
+            await client.api.v2010.accounts(ACCOUNT).fetch_async()
+        assert (refused.value.status, refused.value.code) == (401, 20003)
+
+    drive(scenario)
+    drive(wrong, token="not-the-token")
+
+
 def test_media_is_listed_downloaded_and_deleted() -> None:
     """Media lists under media_list, downloads with BasicAuth only, and deletes one at a time."""
 

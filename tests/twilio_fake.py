@@ -6,6 +6,7 @@ Rules this module keeps:
    RFC 2822 in GMT ("Tue, 24 Nov 2026 10:00:00 +0000").
 2. Every request is recorded before it is judged, so tests see what was asked even on 401/503.
 3. Refusals come in Twilio's order: outage 503, credentials 401, account 404, resource 404.
+   The account itself is fetched (GET Accounts/<sid>.json) with its `status`.
 4. Lists are newest first and page by cursor (PageToken), as Twilio's do, so deleting records
    while walking the pages skips none. Deleting a message deletes its media (Twilio, 2020-10).
 5. Webhooks are signed by twilio's own RequestValidator over the URL Twilio would have used.
@@ -34,6 +35,7 @@ API: Final = "2010-04-01"
 MAX_BODY: Final = 1600  # characters; longer bodies are refused with code 21617
 DEFAULT_PAGE_SIZE: Final = 50
 MAX_PAGE_SIZE: Final = 1000
+T_ACCOUNT: Final = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)  # when the fake's account was made
 
 Row = dict[str, object]
 
@@ -126,6 +128,7 @@ class FakeTwilio:
         self.auth_token = auth_token
         self.base_url = ""
         self.down = False
+        self.status = "active"  # the account's own status, as GET Accounts/<sid>.json says
         self.requests: list[Asked] = []
         self.messages: dict[str, Row] = {}
         self.calls: dict[str, Row] = {}
@@ -318,6 +321,8 @@ class FakeTwilio:
             return _error(503, 20503, "Service Unavailable")
         if request.headers.get("Authorization") != self._authorization:
             return _error(401, 20003, "Authenticate")
+        if request.method == "GET" and request.path == self._account + ".json":
+            return web.json_response(self._account_row())
         rest = request.path.removeprefix(self._account + "/")  # another account matches nothing
         for method, pattern, action in self._routes:
             if method == request.method and (found := pattern.fullmatch(rest)):
@@ -413,6 +418,15 @@ class FakeTwilio:
 
     def _media_path(self, sid: str, media_sid: str) -> str:
         return f"{self._account}/Messages/{sid}/Media/{media_sid}"
+
+    def _account_row(self) -> Row:
+        return {
+            "sid": self.account_sid, "owner_account_sid": self.account_sid,
+            "friendly_name": "My first Twilio account", "status": self.status, "type": "Full",
+            "auth_token": self.auth_token, "date_created": _rfc2822(T_ACCOUNT),
+            "date_updated": _rfc2822(T_ACCOUNT), "uri": f"{self._account}.json",
+            "subresource_uris": {}, "parent_account_sid": None,
+        }  # fmt: skip
 
     @staticmethod
     def _fetch(table: Mapping[str, Row], sid: str) -> web.Response:

@@ -4,7 +4,9 @@ Rules this module keeps:
 1. Pure: an exception in, a short phrase out (`connection refused`, `no answer within
    10 s`, `answered 421`, `login refused: [AUTHENTICATIONFAILED] ...`).
 2. The table is read in order, the most specific kinds first (an `ssl.SSLError` and a
-   `TimeoutError` are `OSError`s too); anything not in it is named by its type.
+   `TimeoutError` are `OSError`s too); anything not in it is named by its type. An error
+   raised while handling a timeout (smtplib says "closed" when a read timed out) is the
+   timeout.
 3. No phrase carries a secret: a server's own reply is quoted, never what was sent to it.
 """
 
@@ -58,6 +60,8 @@ _TABLE: tuple[tuple[type[BaseException], _Say], ...] = (
 
 def why(error: BaseException, timeout: float) -> str:
     """A few words saying why the conversation failed (rules 1 and 2)."""
+    if isinstance(error.__context__, TimeoutError):  # smtplib: "closed" when it timed out
+        error = error.__context__
     for kind, say in _TABLE:
         if isinstance(error, kind):
             return say(error, timeout)
