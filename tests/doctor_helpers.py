@@ -81,14 +81,14 @@ def twilio() -> Iterator[FakeTwilio]:
 class _Receiver(http.server.BaseHTTPRequestHandler):
     bodies: list[bytes]
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's hook
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
         self.bodies.append(self.rfile.read(length))
         self.send_response(200)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - its signature
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
 
@@ -158,8 +158,10 @@ class Setup:
             "number": "+15550001111", "forward_to": "+15550002222",
             "api_base_url": self.fake.base_url, "state_dir": str(self.root / "sms"),
         }  # fmt: skip
-        imap = {"name": "home", "host": servers.HOST, "port": self.dovecot.imap_port,
-                "tls": "none", "username": servers.USER, "password_file": str(self.password)}  # fmt: skip
+        imap = {
+            "name": "home", "host": servers.HOST, "port": self.dovecot.imap_port, "tls": "none",
+            "username": servers.USER, "password_file": str(self.password),
+        }  # fmt: skip
         data = config_data(
             archive={"path": str(self.archive)},
             contacts=[{"name": "Dana Reyes", "role": "lawyer",

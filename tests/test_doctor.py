@@ -28,7 +28,6 @@ from tests.test_smtp import free_port, sink
 from tests.twilio_fake import FakeTwilio
 
 
-
 @pytest.fixture(scope="module")
 def dovecot() -> Iterator[servers.Dovecot]:
     servers.require("dovecot", "dovecot-imapd dovecot-lmtpd")
@@ -76,7 +75,8 @@ def test_a_healthy_setup_is_all_ok_and_sends_nothing(
                      f"next hop smtp://127.0.0.1:{setup.hop_port} answers",
                      "imap account home (sam at 127.0.0.1) logs in",
                      f"twilio account {ACCOUNT} credentials work",
-                     "portal certificate for 127.0.0.1", "alert transport phone parses"):  # fmt: skip
+                     "portal certificate for 127.0.0.1",
+                     "alert transport phone parses"):  # fmt: skip
         assert any(line.startswith(f"ok   {expected}") for line in lines), (expected, ran.out)
     assert receiver[1] == []
 
