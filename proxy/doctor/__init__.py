@@ -3,9 +3,11 @@
 Modules, one kind of check each, every one a function from the config (and the clock, a
 timeout) to `Finding`s: `findings` (the value and its one line), `files` (key and secret
 files and their modes), `store` (the archive verifies, the clock, free disk), `hops` (the
-next hop answers), `mailboxes` (each IMAP account logs in), `twilio` (the credentials
-work), `certificates` (the portal's URL and certificate), `transports` (alert URLs),
-`health` (the running daemon, from outside), `commands` (the two commands).
+next hop answers), `mailboxes` (each IMAP account logs in), `provider` (the Twilio
+credentials work), `certificates` (the portal's URL and certificate), `transports` (alert
+URLs), `health` (the running daemon, from outside); and `reasons` (why a conversation
+failed, in a few words), `checkup` (doctor's checks in order), `commands` (the two
+commands).
 
 Rules this package keeps:
 1. One line per finding, `ok   WHAT` or `FAIL WHAT: WHY`, each WHY one line; doctor exits

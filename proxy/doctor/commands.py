@@ -7,34 +7,26 @@ Rules this module keeps:
    more), and the other checks are not run: they read the config. Exit 1.
 3. A check that breaks unexpectedly is one FAIL line naming the check and the error's
    type, and the others still run: never a traceback.
+4. The checks' libraries (twilio, imapclient: a third of a second) are imported only when
+   doctor runs (`checkup`): every other command would pay for them.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from proxy.config import Config, load_config
+from proxy.config import load_config
 from proxy.doctor import health
-from proxy.doctor.certificates import check_certificates
-from proxy.doctor.files import check_files, mode_problem
-from proxy.doctor.findings import Finding, fail, line, ok
-from proxy.doctor.hops import check_hops
-from proxy.doctor.mailboxes import check_mailboxes
-from proxy.doctor.provider import check_provider
-from proxy.doctor.store import check_store
-from proxy.doctor.transports import TEST_ALERT, check_transports
+from proxy.doctor.findings import Finding, fail, line
+from proxy.doctor.transports import TEST_ALERT
 from proxy.errors import ConfigError
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1
 DOCTOR_TIMEOUT = 10.0
 HEALTH_TIMEOUT = 5.0
-_NOT_WRITABLE_BY_OTHERS = 0o022
-
-Check = Callable[[], list[Finding]]
 
 
 def add_doctor_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,8 +66,12 @@ def _doctor(args: argparse.Namespace) -> int:
         )
         print(line(fail("config", said)))
         return EXIT_PROBLEM
+    from proxy.doctor.checkup import checks  # noqa: PLC0415 - rule 4
+
     failed = False
-    for name, check in _checks(args, config):
+    named = checks(config, Path(args.config), timeout=float(args.timeout),
+                   send_test_alert=args.send_test_alert)  # fmt: skip
+    for name, check in named:
         try:
             findings = check()
         except Exception as error:  # rule 3
@@ -84,30 +80,6 @@ def _doctor(args: argparse.Namespace) -> int:
             print(line(finding), flush=True)
             failed = failed or not finding.ok
     return EXIT_PROBLEM if failed else EXIT_OK
-
-
-def _checks(args: argparse.Namespace, config: Config) -> list[tuple[str, Check]]:
-    timeout, now = float(args.timeout), datetime.now(UTC)
-    return [
-        ("config", lambda: [_config_file(Path(args.config))]),
-        ("files", lambda: check_files(config)),
-        ("archive", lambda: check_store(Path(config.archive.path), now)),
-        ("next hop", lambda: check_hops(config, timeout)),
-        ("imap", lambda: check_mailboxes(config, timeout)),
-        ("twilio", lambda: check_provider(config, timeout)),
-        ("certificates", lambda: check_certificates(config, now)),
-        ("alerts", lambda: check_transports(config, send_test_alert=args.send_test_alert)),
-    ]
-
-
-def _config_file(path: Path) -> Finding:
-    """The config decides whom items are sealed to: only its owner may change it."""
-    try:
-        mode = path.stat().st_mode
-    except OSError as error:
-        return fail("config", f"cannot look at {path} ({error.strerror})")
-    problem = mode_problem(mode, _NOT_WRITABLE_BY_OTHERS, "0600 or 0644")
-    return ok(f"config {path} is valid") if problem is None else fail(f"config {path}", problem)
 
 
 def _health(args: argparse.Namespace) -> int:
