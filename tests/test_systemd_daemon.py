@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from proxy.channels.sms.webhooks import EMPTY
@@ -20,8 +21,16 @@ from tests.portal_helpers import CONFIG, write_config
 from tests.systemd_helpers import Notices, listening_socket, notify_socket, port_of, start
 from tests.test_sms import MARK, NUMBER, PUBLIC, TOKEN, _daemon_config, run_with_fake
 from tests.test_smtp import (
-    ALLOWED, HELD, _send_sync, _write_config, free_port, held_items, maildir_messages, stopped,
-)  # fmt: skip
+    ALLOWED,
+    HELD,
+    _send_sync,
+    _wait_for_port,
+    _write_config,
+    free_port,
+    held_items,
+    maildir_messages,
+    stopped,
+)
 from tests.twilio_fake import FakeTwilio, post_webhook
 
 
@@ -115,8 +124,6 @@ def test_the_daemon_takes_the_webhooks_socket_systemd_passed(tmp_path: Path) -> 
             with running(process):
                 await asyncio.to_thread(notices.wait_for, "READY=1", timeout=60)
                 _, held = fake.inbound_message(sender=MARK, to=NUMBER, body="CANARY")
-                import aiohttp  # noqa: PLC0415 - only this test posts webhooks
-
                 async with aiohttp.ClientSession() as session:
                     answer = await post_webhook(
                         session, public_url=PUBLIC + "/sms",
@@ -188,8 +195,6 @@ def test_the_portal_listens_on_its_address_without_systemd(tmp_path: Path) -> No
     port = free_port()
     path = _portal_config(tmp_path, port)
     with running(start(["portal", "-c", str(path)], cwd=tmp_path)) as process:
-        from tests.test_smtp import _wait_for_port  # noqa: PLC0415
-
         _wait_for_port(port, process)
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
