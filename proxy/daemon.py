@@ -51,9 +51,10 @@ Rules this module keeps:
     section needs a restart, and the log says so.
 14. Under systemd (`proxy.systemd`): the listening sockets it passed (`smtp`, `webhooks`)
     are claimed right after the config is read, before the archive opens, and used
-    instead of binding; a socket with another name, or for a channel not configured,
-    stops the start with one line. READY=1 is sent once the archive is open and every
-    channel listens (IMAP watching), and starts the watchdog's pings from the event loop.
+    instead of binding (`proxy.listeners`); a socket with another name, or for a
+    channel not configured, stops the start with one line. READY=1 is sent once the
+    archive is open and every channel listens (IMAP watching), and starts the watchdog's
+    pings from the event loop.
     SIGHUP sends RELOADING=1, runs rule 3's reload, and sends READY=1 once it is done
     (the change of contacts it made recorded, or refused); SIGTERM sends STOPPING=1 as
     rule 2's stop begins. Without systemd none of this does anything.
@@ -67,7 +68,6 @@ import gc
 import os
 import resource
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -82,7 +82,7 @@ from proxy.archive import Archive, ArchiveLocked
 from proxy.archive.seal import fingerprint
 from proxy.channels.imap.runner import ImapRunner
 from proxy.channels.sms.runner import SmsRunner
-from proxy.channels.smtp import SmtpHandler, serve_smtp
+from proxy.channels.smtp import SmtpHandler
 from proxy.config import Config, load_config
 from proxy.config.model import SmtpChannel
 from proxy.contact_keys import KeyChange, key_changes, key_files, watch
@@ -91,13 +91,13 @@ from proxy.deliver.address import parse_destination
 from proxy.deliver.hops import Answer, DeliveryDeferred, NextHop, open_next_hop
 from proxy.disk import create_private
 from proxy.errors import ConfigError, NocontactError
+from proxy.listeners import claim_sockets, listen_sms, listen_smtp
 from proxy.logs import get_logger
 from proxy.pipeline import Pipeline
 from proxy.processes import no_core_dumps
 from proxy.progress import ProgressBar
 from proxy.readers import Readers
 from proxy.rules import compile_rules
-from proxy.systemd.activation import take_sockets
 from proxy.systemd.manager import ServiceManager
 
 _log = get_logger("daemon")
@@ -215,38 +215,6 @@ async def _custody_socket(archive: Archive) -> asyncio.AbstractServer | None:
         return None
 
 
-async def _smtp(
-    settings: SmtpChannel, handler: SmtpHandler, passed: Sequence[socket.socket]
-) -> list[asyncio.AbstractServer]:
-    """The SMTP servers: one on each socket systemd passed, or one on `listen` (rule 14)."""
-    if passed:
-        servers: list[asyncio.AbstractServer] = [
-            await serve_smtp(settings, handler, sock) for sock in passed
-        ]
-        _log.info("smtp listening", listen="sockets passed by systemd")
-        return servers
-    try:
-        server = await serve_smtp(settings, handler)
-    except OSError as error:
-        raise StartError(f"cannot listen on {settings.listen}: {error.strerror}") from error
-    _log.info("smtp listening", listen=settings.listen)
-    return [server]
-
-
-async def _phone(
-    config: Config, pipeline: Pipeline, archive: Archive, passed: Sequence[socket.socket]
-) -> SmsRunner | None:
-    """The SMS channel, listening, if one is configured."""
-    sms = config.channels.sms
-    if sms is None:
-        return None
-    phone = SmsRunner(sms, pipeline, archive, config.default_region, passed)
-    await phone.start()
-    where = sms.listen if not passed else "sockets passed by systemd"
-    _log.info("sms listening", listen=where, archive=config.archive.path)
-    return phone
-
-
 def raise_open_files_limit() -> int:
     """Raise the soft RLIMIT_NOFILE to the hard limit (rule 7); the soft limit now."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -281,11 +249,7 @@ class Daemon:
             raise StartError(
                 "no channel is configured (add channels.smtp, channels.imap or channels.sms)"
             )
-        passed = take_sockets(
-            {"smtp": ("channels.smtp", settings is not None),
-             "webhooks": ("channels.sms", sms is not None)},
-            "nocontact run",
-        )  # fmt: skip
+        passed = claim_sockets(config)  # rule 14, before anything is opened
         archive = await self._open_archive(config)
         loop = asyncio.get_running_loop()
         readers = Readers(config)
@@ -300,8 +264,8 @@ class Daemon:
             self._alerts = await start_alerts(config, archive, pipeline)  # rule 13
             handler = SmtpHandler(pipeline, reply_after=_reply_after(settings))
             custody = await _custody_socket(archive)
-            servers = await _smtp(settings, handler, passed.get("smtp", [])) if settings else []
-            phone = await _phone(config, pipeline, archive, passed.get("webhooks", ()))
+            servers = await listen_smtp(settings, handler, passed.get("smtp", []))
+            phone = await listen_sms(config, pipeline, archive, passed.get("webhooks", ()))
             watchers = ImapRunner(imap, pipeline, loop) if imap is not None else None
             if watchers is not None:
                 watchers.start()
