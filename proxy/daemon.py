@@ -49,6 +49,15 @@ Rules this module keeps:
     archive, before anything listens, and stops after the last message is answered; a
     reload gives it the new contacts, transports and schedule. Adding or removing the
     section needs a restart, and the log says so.
+14. Under systemd (`proxy.systemd`): the listening sockets it passed (`smtp`, `webhooks`)
+    are claimed right after the config is read, before the archive opens, and used
+    instead of binding (`proxy.listeners`); a socket with another name, or for a
+    channel not configured, stops the start with one line. READY=1 is sent once the
+    archive is open and every channel listens (IMAP watching), and starts the watchdog's
+    pings from the event loop.
+    SIGHUP sends RELOADING=1, runs rule 3's reload, and sends READY=1 once it is done
+    (the change of contacts it made recorded, or refused); SIGTERM sends STOPPING=1 as
+    rule 2's stop begins. Without systemd none of this does anything.
 """
 
 from __future__ import annotations
@@ -73,7 +82,7 @@ from proxy.archive import Archive, ArchiveLocked
 from proxy.archive.seal import fingerprint
 from proxy.channels.imap.runner import ImapRunner
 from proxy.channels.sms.runner import SmsRunner
-from proxy.channels.smtp import SmtpHandler, serve_smtp
+from proxy.channels.smtp import SmtpHandler
 from proxy.config import Config, load_config
 from proxy.config.model import SmtpChannel
 from proxy.contact_keys import KeyChange, key_changes, key_files, watch
@@ -82,12 +91,14 @@ from proxy.deliver.address import parse_destination
 from proxy.deliver.hops import Answer, DeliveryDeferred, NextHop, open_next_hop
 from proxy.disk import create_private
 from proxy.errors import ConfigError, NocontactError
+from proxy.listeners import claim_sockets, listen_sms, listen_smtp
 from proxy.logs import get_logger
 from proxy.pipeline import Pipeline
 from proxy.processes import no_core_dumps
 from proxy.progress import ProgressBar
 from proxy.readers import Readers
 from proxy.rules import compile_rules
+from proxy.systemd.manager import ServiceManager
 
 _log = get_logger("daemon")
 _DRAIN_SECONDS = 60.0
@@ -204,15 +215,6 @@ async def _custody_socket(archive: Archive) -> asyncio.AbstractServer | None:
         return None
 
 
-async def _smtp(settings: SmtpChannel, handler: SmtpHandler) -> asyncio.AbstractServer:
-    try:
-        server = await serve_smtp(settings, handler)
-    except OSError as error:
-        raise StartError(f"cannot listen on {settings.listen}: {error.strerror}") from error
-    _log.info("smtp listening", listen=settings.listen)
-    return server
-
-
 def raise_open_files_limit() -> int:
     """Raise the soft RLIMIT_NOFILE to the hard limit (rule 7); the soft limit now."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -237,6 +239,7 @@ class Daemon:
         self._reload_now: Callable[[], None] = lambda: None  # what SIGHUP runs, once running
         self._applying = asyncio.Lock()  # one change of contacts at a time, in reload order
         self._alerts: AlertService | None = None  # rule 13
+        self.manager = ServiceManager.from_environment()  # rule 14
 
     async def run(self) -> int:
         config, self._read_at = _read_config(self.config_path)
@@ -246,6 +249,7 @@ class Daemon:
             raise StartError(
                 "no channel is configured (add channels.smtp, channels.imap or channels.sms)"
             )
+        passed = claim_sockets(config)  # rule 14, before anything is opened
         archive = await self._open_archive(config)
         loop = asyncio.get_running_loop()
         readers = Readers(config)
@@ -260,28 +264,26 @@ class Daemon:
             self._alerts = await start_alerts(config, archive, pipeline)  # rule 13
             handler = SmtpHandler(pipeline, reply_after=_reply_after(settings))
             custody = await _custody_socket(archive)
-            server = await _smtp(settings, handler) if settings is not None else None
-            phone = None
-            if sms is not None:
-                phone = SmsRunner(sms, pipeline, archive, config.default_region)
-                await phone.start()
-                _log.info("sms listening", listen=sms.listen, archive=config.archive.path)
+            servers = await listen_smtp(settings, handler, passed.get("smtp", []))
+            phone = await listen_sms(config, pipeline, archive, passed.get("webhooks", ()))
             watchers = ImapRunner(imap, pipeline, loop) if imap is not None else None
             if watchers is not None:
                 watchers.start()
                 _log.info("imap watching", archive=config.archive.path)
             self._take_signals(config, pipeline, archive, phone)
+            self.manager.ready()  # rule 14: the archive is open, every channel listens
             totals = loop.create_task(pipeline.traffic.log_every(_channels(config)))
             # Everything made at start (rules, config, imports) lives as long as the daemon:
             # moved out of the collector's reach, a full collection takes ~6 ms, not ~40.
             gc.collect()
             gc.freeze()
             await self.stop.wait()
+            self.manager.stopping()
             for task in (totals, self._watch):
                 if task is not None:
                     task.cancel()
             _log.info("stopping: finishing messages in flight")
-            for listening in (server, custody):
+            for listening in (*servers, custody):
                 if listening is not None:
                     listening.close()
             if phone is not None:
@@ -295,6 +297,7 @@ class Daemon:
             await pipeline.next_hop.aclose()  # its pooled connections
             await asyncio.gather(*self._closing)
         finally:
+            self.manager.close()
             await self._stop_alerts()
             await readers.close()
             await archive.close()
@@ -316,8 +319,22 @@ class Daemon:
             loop.add_signal_handler(signum, self.stop.set)
         self._applied = config
         self._reload_now = functools.partial(self._reload, config, pipeline, archive, phone)
-        loop.add_signal_handler(signal.SIGHUP, self._reload_now)
+        loop.add_signal_handler(signal.SIGHUP, self._hangup)
         self._keep_watching()
+
+    def _hangup(self) -> None:
+        """SIGHUP: rule 3's reload, between RELOADING=1 and READY=1 (rule 14)."""
+        self.manager.reloading()
+        self._reload_now()
+        reloaded = asyncio.get_running_loop().create_task(self._reloaded())
+        self._closing.add(reloaded)
+        reloaded.add_done_callback(self._closing.discard)
+
+    async def _reloaded(self) -> None:
+        """READY=1 once the change of contacts the reload queued is recorded (the lock
+        is first come, first served: it is ours after that change's)."""
+        async with self._applying:
+            self.manager.ready()
 
     def _reload(
         self, running: Config, pipeline: Pipeline, archive: Archive, phone: SmsRunner | None

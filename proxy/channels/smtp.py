@@ -41,6 +41,8 @@ Rules this module keeps:
    550 at RCPT, one it cannot answer for now 450; so a made-up recipient gets the same
    answer from his mail as from anyone's (before, 250 and sealed if held, 550 at DATA if
    allowed), and a message never reaches DATA with a recipient the next hop would refuse.
+10. The server listens on the configured address, or on a listening socket systemd
+    passed (`proxy.systemd.activation`): the same server either way.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -390,9 +393,11 @@ def tls_context(settings: SmtpChannel) -> ssl.SSLContext | None:
     return context
 
 
-async def serve_smtp(settings: SmtpChannel, handler: SmtpHandler) -> asyncio.base_events.Server:
-    """Start listening; returns the asyncio server (close it to stop accepting)."""
-    host, port = parse_listen(settings.listen)
+async def serve_smtp(
+    settings: SmtpChannel, handler: SmtpHandler, sock: socket.socket | None = None
+) -> asyncio.base_events.Server:
+    """Start listening, on `sock` if systemd passed one (rule 10), else on the configured
+    address; returns the asyncio server (close it to stop accepting)."""
     context = tls_context(settings)
     admission = Admission(total=settings.max_connections,
                           per_client=settings.max_connections_per_client)  # fmt: skip
@@ -411,4 +416,7 @@ async def serve_smtp(settings: SmtpChannel, handler: SmtpHandler) -> asyncio.bas
         )
 
     loop = asyncio.get_running_loop()
+    if sock is not None:
+        return await loop.create_server(protocol, sock=sock)
+    host, port = parse_listen(settings.listen)
     return await loop.create_server(protocol, host, port, reuse_address=True)

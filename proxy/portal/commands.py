@@ -29,11 +29,11 @@ def _serve(args: argparse.Namespace) -> int:
     if args.config is None:
         raise InputError("portal: give -c FILE to run the portal, or a command (invite)")
     from proxy import logs  # noqa: PLC0415
-    from proxy.portal import web  # noqa: PLC0415 - aiohttp and jinja2 load only to serve
+    from proxy.portal import serving  # noqa: PLC0415 - aiohttp and jinja2 load only to serve
 
     logs.configure(level="info", background=True)
     try:
-        return web.serve(args.config)
+        return serving.serve(args.config)
     finally:
         logs.drain()
 

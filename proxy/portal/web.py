@@ -30,7 +30,8 @@ Rules this module keeps:
    page decrypts only the entries added since.
 6. The login page says nothing about held items, and the logs carry no item data: only
    fixed events, never an email, sequence number, subject or address.
-7. The portal process dumps no core: a contact's unwrapped identity is in its memory.
+7. The portal process dumps no core: a contact's unwrapped identity is in its memory
+   (serving.py runs the process).
 8. The item page offers a contact (never a lawyer) the release of a passive hold, or says
    why that item cannot be released (release.py); a lawyer's page never mentions it.
 9. The portal serves under public_url's path (`base_path`, e.g. /portal), which a reverse
@@ -50,7 +51,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import ssl
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -67,10 +67,9 @@ from proxy.access.reading import AccessProblem
 from proxy.access.viewing import held_list, held_view
 from proxy.archive import VerifyFailure, VerifyReport
 from proxy.archive.following import follower
-from proxy.config import Config, load_config
+from proxy.config import Config
 from proxy.custody import CustodyProblem
 from proxy.deliver.address import parse_listen
-from proxy.errors import InputError
 from proxy.portal.accounts import Accounts
 from proxy.portal.challenges import Challenges, for_login
 from proxy.portal.filters import PAGE_SIZE, FilterProblem, ListQuery, parse_query
@@ -80,7 +79,6 @@ from proxy.portal.refusals import LOGIN_REFUSED, LoginRefused, PortalProblem
 from proxy.portal.seen import NotContinued, SeenCheckpoints
 from proxy.portal.sessions import Session, Sessions, new_token, tokens_match
 from proxy.portal.store import Store
-from proxy.processes import no_core_dumps
 
 CSP = ("default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
        "frame-ancestors 'none'; form-action 'self'")  # fmt: skip
@@ -388,20 +386,3 @@ async def _item(request: web.Request, session: Session) -> web.StreamResponse:
 def not_shown(request: web.Request, session: Session, problem: Exception) -> web.Response:
     _log.warning("portal showed nothing", error=type(problem).__name__)  # rule 6: no message
     return page(request, "problem.html", NOT_SHOWN, csrf=session.csrf, problem=str(problem))
-
-
-def serve(config_path: str) -> int:
-    """Run the portal for the config at `config_path` until stopped (SIGINT/SIGTERM)."""
-    no_core_dumps()  # unwrapped identities live in this process's memory (rule 7)
-    config = load_config(config_path)
-    if config.portal is None:
-        raise InputError(f"{config_path} has no portal: section")
-    host, port = parse_listen(config.portal.listen)
-    context = None
-    if config.portal.tls_cert_file is not None and config.portal.tls_key_file is not None:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(config.portal.tls_cert_file, config.portal.tls_key_file)
-    _log.info("portal listening", listen=config.portal.listen)
-    web.run_app(portal_app(config), host=host, port=port, ssl_context=context, print=None,
-                access_log=None, handle_signals=True)  # fmt: skip
-    return 0

@@ -9,6 +9,8 @@ Rules this module keeps:
 3. State: one journal (handled SIDs and the outbox) under `state_dir`, compacted at start.
 4. `replace` applies a reloaded config's forward_to, greeting, ring tone, redaction and
    interval; the listen address, credentials and state directory need a restart.
+5. The webhooks listen on `settings.listen`, or on the listening sockets systemd passed
+   (`proxy.systemd.activation`, name `webhooks`) when there are any.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
+from collections.abc import Sequence
 from pathlib import Path
 
 from aiohttp import web
@@ -59,9 +63,10 @@ def auth_token(settings: SmsChannel) -> str:
 class SmsRunner:
     def __init__(
         self, settings: SmsChannel, pipeline: Pipeline, archive: Archive,
-        default_region: str | None,
+        default_region: str | None, sockets: Sequence[socket.socket] = (),
     ) -> None:  # fmt: skip
         self.settings = settings
+        self._sockets = sockets  # passed by systemd (rule 5)
         self.default_region = default_region
         self._pipeline, self._archive = pipeline, archive
         self._tasks: list[asyncio.Task[None]] = []
@@ -107,13 +112,12 @@ class SmsRunner:
             watching=lambda: Watching(number=self.settings.number,
                                       redact_at_provider=self.settings.redact_at_provider),
         )  # fmt: skip
-        host, port = parse_listen(settings.listen)
         self._runner = web.AppRunner(
             webhooks.app(), access_log=None, shutdown_timeout=_DRAIN_SECONDS
         )
         await self._runner.setup()
         try:
-            await web.TCPSite(self._runner, host, port).start()
+            await self._listen(self._runner)
         except OSError as error:
             await self.close()
             raise SmsStartError(f"cannot listen on {settings.listen}: {error.strerror}") from None
@@ -123,6 +127,13 @@ class SmsRunner:
                 self.reconciler.run(lambda: self.settings.reconcile_every), name="sms-reconcile"
             ),
         ]
+
+    async def _listen(self, runner: web.AppRunner) -> None:
+        if not self._sockets:
+            host, port = parse_listen(self.settings.listen)
+            await web.TCPSite(runner, host, port).start()
+        for sock in self._sockets:
+            await web.SockSite(runner, sock).start()
 
     async def close(self) -> None:
         """Stop listening, finish what is in progress, stop the background work."""
