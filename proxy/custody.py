@@ -108,16 +108,16 @@ def _recipients(root: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def _socket_path(root: Path) -> Iterator[str]:
-    """The socket's path, short enough for AF_UNIX (108 bytes): through /proc/self/fd
-    when the archive's own path is too long."""
-    path = str(root / SOCKET)
+def socket_address(root: Path, name: str = SOCKET) -> Iterator[str]:
+    """The address of the socket `name` in the archive directory `root`, short enough for
+    AF_UNIX (108 bytes): through /proc/self/fd when the archive's own path is too long."""
+    path = str(root / name)
     if len(path.encode()) < 100:
         yield path
         return
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        yield f"/proc/self/fd/{fd}/{SOCKET}"
+        yield f"/proc/self/fd/{fd}/{name}"
     finally:
         os.close(fd)
 
@@ -138,7 +138,7 @@ def _ask_daemon(root: Path, request_data: dict[str, object], key: str, what: str
     try:
         with (
             socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection,
-            _socket_path(root) as address,
+            socket_address(root) as address,
         ):
             connection.settimeout(30)
             connection.connect(address)
@@ -192,7 +192,7 @@ async def serve_custody(archive: Archive) -> asyncio.AbstractServer:
                 await writer.drain()
                 writer.close()
 
-    with _socket_path(Path(archive.path)) as address:
+    with socket_address(Path(archive.path)) as address:
         server = await asyncio.start_unix_server(take, path=address, limit=_MAX_LINE)
     os.chmod(path, 0o660)
     return server

@@ -21,9 +21,10 @@ import contextlib
 import json
 import os
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from proxy.custody import socket_address
 from proxy.errors import NocontactError
 
 SOCKET = "alerts.sock"
@@ -32,20 +33,6 @@ _MAX_LINE = 4096
 
 class AckProblem(NocontactError):
     """The daemon could not be asked (not running, or alerts not configured)."""
-
-
-@contextlib.contextmanager
-def _address(root: Path) -> Iterator[str]:
-    """The socket's path, short enough for AF_UNIX: through /proc/self/fd when long."""
-    path = str(root / SOCKET)
-    if len(path.encode()) < 100:
-        yield path
-        return
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        yield f"/proc/self/fd/{fd}/{SOCKET}"
-    finally:
-        os.close(fd)
 
 
 async def serve_acks(
@@ -72,7 +59,7 @@ async def serve_acks(
                 await writer.drain()
                 writer.close()
 
-    with _address(root) as address:
+    with socket_address(root, SOCKET) as address:
         server = await asyncio.start_unix_server(take, path=address, limit=_MAX_LINE)
     os.chmod(path, 0o660)
     return server
@@ -84,7 +71,7 @@ def ask_ack(root: Path, code: str) -> bool:
     try:
         with (
             socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection,
-            _address(root) as address,
+            socket_address(root, SOCKET) as address,
         ):
             connection.settimeout(30)
             connection.connect(address)
