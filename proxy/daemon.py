@@ -254,7 +254,6 @@ class Daemon:
                 "no channel is configured (add channels.smtp, channels.imap or channels.sms)"
             )
         passed = claim_sockets(config)  # rule 14, before anything is opened
-        self._orders.note(config)
         archive = await self._open_archive(config)
         loop = asyncio.get_running_loop()
         readers = Readers(config)
@@ -323,6 +322,7 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop.set)
         self._applied = config
+        self._orders.note(config)  # rule 15: the config in force, its orders logged
         self._reload_now = functools.partial(self._reload, config, pipeline, archive, phone)
         loop.add_signal_handler(signal.SIGHUP, self._hangup)
         self._keep_watching()

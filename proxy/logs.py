@@ -77,8 +77,17 @@ SAFE_KEYS = frozenset(
 # Values the daemon itself produced or was configured with: never message content, and
 # masking their digits (a timestamp, 127.0.0.1:2525) would only make the log unreadable.
 _OWN_VALUES = frozenset(
-    {"timestamp", "level", "logger", "component", "listen", "config", "archive",
-     "order_person", "order_sha256"}  # fmt: skip
+    {
+        "timestamp",
+        "level",
+        "logger",
+        "component",
+        "listen",
+        "config",
+        "archive",
+        "order_person",
+        "order_sha256",
+    }
 )
 
 _ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)*")
