@@ -53,7 +53,7 @@ from proxy.alerts.order_mark import (
 from proxy.alerts.tiers import Reason
 from proxy.config.model import CourtOrder
 
-_ENDINGS = frozenset(["", "s", "es"])  # what may follow a listed word within its word
+_ENDINGS = frozenset(["", "s", "es", "'"])  # may follow a listed word in its word ("Lily's")
 _ROLES = ("children", "logistics", "days", "other_day", "same_day", "emergency")
 _EARLY = timedelta(hours=1)  # a time this long before the item still reads as today's
 
@@ -222,7 +222,7 @@ def _local(moment: datetime, zone: tzinfo) -> datetime:
 class _Clock:
     """The dates and times written in an item, against the day it arrived (rule 4)."""
 
-    any: bool = False  # a date or a time is written
+    any: bool = False  # a date, a time or a time from now ("in 20 minutes") is written
     later_today: bool = False  # a time from an hour before arrival to midnight
     today_date: bool = False  # the day it arrived, as a date
     other_date: bool = False  # another day, as a date
@@ -241,7 +241,7 @@ class _Clock:
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
         earliest = (now - _EARLY).time() if now - _EARLY >= midnight else time(0, 0)
         return cls(
-            any=bool(dates_found or times), relative=relative,
+            any=bool(dates_found or times) or relative, relative=relative,
             later_today=any(t >= earliest for t in times),
             today_date=any(today in days for days in dates_found),
             other_date=any(today not in days for days in dates_found),
