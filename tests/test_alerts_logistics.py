@@ -44,8 +44,7 @@ TABLE = [
     ("en", "Lily needs her passport", LOGISTICS),
     ("en", "Noah, in 20 minutes at the gate", SAME_DAY),
     ("en", "Lily: doctor at 5pm", SAME_DAY),
-    ("en", "Lily had an accident at school, I'm at the emergency room",
-     f"{LOGISTICS},{EMERGENCY}"),  # fmt: skip
+    ("en", "Lily had an accident at school, at the emergency room", f"{LOGISTICS},{EMERGENCY}"),
     ("en", "Noah went to urgent care", EMERGENCY),  # the order's own emergency term
     ("en", "you were never kind to anyone", ""),  # "kind" is no child, in English
     ("en", "the kidney", ""),
@@ -174,8 +173,11 @@ def test_the_mark_round_trips_and_odd_values_read_as_none() -> None:
     """to_json/from_json give the same mark; anything else reads as None, never raises."""
     mark = OrderMark(person="mark", topic=Topic.CHILDREN, logistics=True, channel_allowed=False)
     assert OrderMark.from_json(mark.to_json()) == mark
-    for odd in (None, "children", [], {"person": 3, "topic": "children"},
-                {"person": "mark", "topic": "weather"}, {"topic": "children"}):  # fmt: skip
+    odds: list[object] = [
+        None, "children", [], {"person": 3, "topic": "children"},
+        {"person": "mark", "topic": "weather"}, {"topic": "children"},
+    ]  # fmt: skip
+    for odd in odds:
         assert OrderMark.from_json(odd) is None
 
 
@@ -183,8 +185,10 @@ def test_abusive_is_an_urgent_reason_other_than_logistics() -> None:
     """A threat is abusive; urgent logistics are not, and they are what the relay hears."""
     threat = Assessment.of([Reason(tier=Tier.URGENT, code="threat")])
     pickup = Assessment.of([Reason(tier=Tier.URGENT, code="same_day_logistics")])
-    assert abusive(threat) and not urgent_logistics(threat)
-    assert urgent_logistics(pickup) and not abusive(pickup)
+    assert abusive(threat)
+    assert not urgent_logistics(threat)
+    assert urgent_logistics(pickup)
+    assert not abusive(pickup)
     assert not abusive(Assessment())
 
 

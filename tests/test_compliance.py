@@ -45,7 +45,7 @@ def test_each_item_counts_once_under_its_person() -> None:
     assert mark.share(ON_TOPIC) == "40%"
     assert (mark.logistics, mark.off_channel) == (3, 1)
     assert mark.by_channel["sms"] == {ON_TOPIC: 0, OFF_TOPIC: 1, ABUSIVE: 1, NOT_READ: 0}
-    assert mark.by_hour[10] == 3 and mark.by_hour[19] == 1 and mark.by_hour[23] == 1
+    assert (mark.by_hour[10], mark.by_hour[19], mark.by_hour[23]) == (3, 1, 1)
     assert mark.evening == 2  # 19:00 and 23:00, local
     assert mark.by_weekday == (3, 1, 0, 0, 0, 0, 1)
 

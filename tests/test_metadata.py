@@ -148,9 +148,9 @@ def test_an_order_mark_is_sealed_after_the_assessment_and_read_back() -> None:
                        extras={"provider": "twilio"})  # fmt: skip
     line, metadata = _opened(sealed)
     assert isinstance(metadata, SealedItem)
-    assert metadata.order == decision.order == OrderMark(
-        person="mark", topic=Topic.CHILDREN, logistics=True, channel_allowed=False
-    )
+    expected = OrderMark(person="mark", topic=Topic.CHILDREN, logistics=True,
+                         channel_allowed=False)  # fmt: skip
+    assert metadata.order == decision.order == expected
     assert (
         '"elevated:child_logistics"]},"order":{"person":"mark","topic":"children",'
         '"logistics":true,"channel_allowed":false},"provider":"twilio"' in line

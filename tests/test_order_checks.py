@@ -89,7 +89,8 @@ def test_the_order_file_s_hash_is_logged_when_loaded_or_changed(tmp_path: Path) 
         noted.note(load_config(path))
     digest = hashlib.sha256(b"%PDF the first order").hexdigest()
     assert first == [{"event": "court order profile loaded", "order_person": "mark",
-                      "order_sha256": digest, "log_level": "info", "component": "orders"}]  # fmt: skip
+                      "order_sha256": digest, "log_level": "info",
+                      "component": "orders"}]  # fmt: skip
     with capture_logs(processors=[logs.redact]) as again:
         noted.note(load_config(path))
     assert again == []
