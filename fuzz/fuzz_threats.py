@@ -1,4 +1,5 @@
-"""Fuzz target: any text through the threat detection (proxy/alerts/threats.py).
+"""Fuzz target: any text through the threat detection (proxy/alerts/threats.py) and the
+child-logistics reading of a court order (proxy/alerts/logistics.py).
 
 The input is UTF-8, read with errors replaced (as a message's text reaches it) and also
 with surrogates kept (as a broken header's 8-bit bytes can). For each, with a profile
@@ -6,16 +7,21 @@ that has the config's own terms (children, places, extra terms), this checks tha
 1. `assess` returns an `Assessment` (it never raises);
 2. every reason is one of the fixed codes: never a word of the text (tiers.py rule 2);
 3. `assess` says what `assess_folded` says of the folded text (the pipeline's path);
-4. all of it takes under `fuzz.invariants.LIMIT_SECONDS`.
+4. `read_order` returns a reading (it never raises) whose reasons are logistics codes and
+   whose mark names the order's person;
+5. all of it takes under `fuzz.invariants.LIMIT_SECONDS`.
 
 Run with `scripts/fuzz threats [SECONDS]`.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from fuzz.invariants import InvariantBroken, guarded, timed
+from proxy.alerts.logistics import compile_order, read_order
 from proxy.alerts.threats import assess, assess_folded, compile_profile
-from proxy.config.model import Alerts, AlertTransport, ExtraTerms
+from proxy.config.model import Alerts, AlertTransport, CourtOrder, ExtraTerms
 from proxy.fold import fold
 
 PROFILE = compile_profile(Alerts(
@@ -23,6 +29,14 @@ PROFILE = compile_profile(Alerts(
     children=["Lily", "Noah"], places=["14 Elm Street", "Riverside Clinic"],
     extra_terms=ExtraTerms(urgent=["the lake house"], elevated=["your sister"]),
 ))  # fmt: skip
+ORDER = compile_order(
+    "mark",
+    CourtOrder(
+        children=["Lily", "Noah"], channels=["email"], relay="Dana", emergency_terms=["urgent care"]
+    ),
+)
+RECEIVED_AT = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
+LOGISTICS_CODES = frozenset(["child_emergency", "same_day_logistics", "child_logistics"])
 CODES = frozenset(["threat", "weapon", "proximity", "surveillance", "children", "self_harm",
                    "term", "place"])  # fmt: skip
 
@@ -36,6 +50,11 @@ def check(data: bytes) -> None:
                 raise InvariantBroken(f"a reason that is not a fixed code: {found}")
             if assess_folded(fold(text), PROFILE) != found:
                 raise InvariantBroken("assess and assess_folded disagree")
+            reading = read_order(fold(text), text, ORDER, channel="sms", received_at=RECEIVED_AT)
+            if not {r.code for r in reading.reasons} <= LOGISTICS_CODES:
+                raise InvariantBroken(f"a logistics reason that is not a fixed code: {reading}")
+            if reading.mark.person != "mark":
+                raise InvariantBroken("the order mark names another person")
 
 
 test_one_input = guarded(check)

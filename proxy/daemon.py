@@ -58,6 +58,8 @@ Rules this module keeps:
     SIGHUP sends RELOADING=1, runs rule 3's reload, and sends READY=1 once it is done
     (the change of contacts it made recorded, or refused); SIGTERM sends STOPPING=1 as
     rule 2's stop begins. Without systemd none of this does anything.
+15. Each court order's profile is logged, with its order file's SHA-256, when first
+    loaded and when a reload changes it (`proxy.order_files`).
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ from proxy.disk import create_private
 from proxy.errors import ConfigError, NocontactError
 from proxy.listeners import claim_sockets, listen_sms, listen_smtp
 from proxy.logs import get_logger
+from proxy.order_files import OrderFiles
 from proxy.pipeline import Pipeline
 from proxy.processes import no_core_dumps
 from proxy.progress import ProgressBar
@@ -240,6 +243,7 @@ class Daemon:
         self._applying = asyncio.Lock()  # one change of contacts at a time, in reload order
         self._alerts: AlertService | None = None  # rule 13
         self.manager = ServiceManager.from_environment()  # rule 14
+        self._orders = OrderFiles()  # rule 15
 
     async def run(self) -> int:
         config, self._read_at = _read_config(self.config_path)
@@ -318,6 +322,7 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop.set)
         self._applied = config
+        self._orders.note(config)  # rule 15: the config in force, its orders logged
         self._reload_now = functools.partial(self._reload, config, pipeline, archive, phone)
         loop.add_signal_handler(signal.SIGHUP, self._hangup)
         self._keep_watching()
@@ -380,6 +385,7 @@ class Daemon:
         ):
             _log.warning("channel or archive settings changed: restart to apply those")
         _log.info("config reloaded")
+        self._orders.note(config)
         self._keep_watching()
 
     def _keep_watching(self) -> None:

@@ -69,13 +69,25 @@ SAFE_KEYS = frozenset(
         "imap",
         "sms",
         "contact",  # a trusted contact's name, from the config (proxy.contact_keys rule 4)
+        "order_person",  # a person's config id, for his court order (proxy.order_files)
+        "order_sha256",  # the SHA-256 of his court order's file (proxy.order_files)
     }
 )
 
 # Values the daemon itself produced or was configured with: never message content, and
 # masking their digits (a timestamp, 127.0.0.1:2525) would only make the log unreadable.
 _OWN_VALUES = frozenset(
-    {"timestamp", "level", "logger", "component", "listen", "config", "archive"}
+    {
+        "timestamp",
+        "level",
+        "logger",
+        "component",
+        "listen",
+        "config",
+        "archive",
+        "order_person",
+        "order_sha256",
+    }
 )
 
 _ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)*")

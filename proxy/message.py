@@ -14,6 +14,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from proxy.alerts.order_mark import OrderMark
 from proxy.alerts.tiers import NOTHING_FOUND, Assessment
 
 
@@ -126,6 +127,8 @@ class Decision:
     `kind` is None when no rule matched and the message is simply delivered.
     `assessment` is how urgent a held item is, read from its text (`proxy.alerts.threats`):
     a tier and reason codes, sealed with it; a delivered message is never assessed.
+    `order` is what his court order makes of a held item of his (`proxy.alerts.logistics`):
+    its topic and logistics, sealed with it; None for anyone without an order.
     """
 
     action: Action
@@ -133,6 +136,7 @@ class Decision:
     rule_id: str | None
     reason: str
     assessment: Assessment = NOTHING_FOUND
+    order: OrderMark | None = None
 
     @property
     def held(self) -> bool:

@@ -259,7 +259,7 @@ class Pipeline:
         )  # fmt: skip
         decision = decide(message, self.rules)
         if arrival.voicemail and not arrival.call_allowed and not decision.held:
-            decision = assessed(_VOICEMAIL, message.search_text, self.rules)
+            decision = assessed(_VOICEMAIL, message, self.rules)
         return message, decision
 
     async def receive_phone(self, arrival: A, line: PhoneLine[A]) -> Decision:

@@ -97,10 +97,9 @@ def read_email(
     message = reading.headers()
     decision = decide_direct(message, rules)
     if decision is not None:  # his: sealed as read from the header block, assessed whole
-        text = message.search_text if scan_only else reading.whole().search_text
-        return message, assessed(decision, text, rules)
+        return message, assessed(decision, message if scan_only else reading.whole(), rules)
     message = dataclasses.replace(message, complete=False) if scan_only else reading.whole()
-    return message, assessed(decide_not_direct(message, rules), message.search_text, rules)
+    return message, assessed(decide_not_direct(message, rules), message, rules)
 
 
 def budget(size: int) -> float:

@@ -429,6 +429,9 @@ COMMENTED_ALTERNATIVES = {
         "children", "digest", "digest.at", "digest.every", "digest.weekday", "escalate_after",
         "extra_terms", "extra_terms.elevated", "extra_terms.urgent", "places", "quiet_hours",
         "quiet_hours.end", "quiet_hours.start", "timezone", "transports")),
+    "people[].court_order", *(f"people[].court_order.{key}" for key in (
+        "children", "topics", "channels", "relay", "emergency_terms", "relay_within",
+        "auto_card", "order_file")),
 }  # fmt: skip
 
 

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from proxy.alerts.order_mark import OrderMark, Topic
 from proxy.alerts.tiers import Tier
 from proxy.archive import CustodyRecord, Recipients
 from proxy.archive.metadata import (
@@ -25,7 +26,7 @@ from proxy.archive.metadata import (
 from proxy.archive.seal import open_sealed, parse_sealed, seal_custody, seal_item
 from proxy.message import Channel, IdentityKind, Kind
 from proxy.rules import decide
-from tests.factories import email, make_rules, sms
+from tests.factories import MARK, email, make_rules, sms
 
 IDENTITY = pyrage.x25519.Identity.generate()
 RECIPIENTS = Recipients.parse([str(IDENTITY.to_public())])
@@ -131,6 +132,46 @@ def test_a_digest_item_is_sealed_as_before_and_an_old_one_reads_as_digest() -> N
     assert isinstance(old, SealedItem)
     assert old.assessment.tier is Tier.DIGEST
     assert old.assessment.reasons == ()
+
+
+ORDERED = make_rules(people=[{**MARK, "court_order": {
+    "children": ["Lily"], "channels": ["email"], "relay": "Dana Reyes"}}])  # fmt: skip
+
+
+def test_an_order_mark_is_sealed_after_the_assessment_and_read_back() -> None:
+    """His item under a court order carries its logistics reasons and its order mark,
+    sealed after the assessment and before a channel's keys, and read back equal."""
+    message = sms("+15550100199", "Pick up Lily today at 17:00")
+    decision = decide(message, ORDERED)
+    assert str(decision.assessment) == "urgent:same_day_logistics,elevated:child_logistics"
+    sealed = seal_item(message, decision, RECIPIENTS, sealed_at=SEALED_AT,
+                       extras={"provider": "twilio"})  # fmt: skip
+    line, metadata = _opened(sealed)
+    assert isinstance(metadata, SealedItem)
+    expected = OrderMark(person="mark", topic=Topic.CHILDREN, logistics=True,
+                         channel_allowed=False)  # fmt: skip
+    assert metadata.order == decision.order == expected
+    assert (
+        '"elevated:child_logistics"]},"order":{"person":"mark","topic":"children",'
+        '"logistics":true,"channel_allowed":false},"provider":"twilio"' in line
+    )
+    assert "lily" not in line.split('"assessment"')[1].lower()
+    assert _line(metadata.to_json()) == line
+    assert "order" not in metadata.extras
+
+
+def test_only_his_own_items_under_an_order_carry_a_mark() -> None:
+    """Someone else's message about him, or his under no order, is sealed as before."""
+    theirs = email("From: carol@example.net\nSubject: Lily today at 17:00", "from Mark")
+    his = sms("+15550100199", "Pick up Lily today at 17:00")
+    for message, rules in ((theirs, ORDERED), (his, make_rules())):
+        decision = decide(message, rules)
+        assert decision.held
+        assert decision.order is None
+        line, metadata = _opened(seal_item(message, decision, RECIPIENTS, sealed_at=SEALED_AT))
+        assert '"order"' not in line
+        assert isinstance(metadata, SealedItem)
+        assert metadata.order is None
 
 
 @pytest.mark.parametrize(

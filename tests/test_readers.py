@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from proxy import readers as readers_module
+from proxy.alerts.order_mark import Topic
 from proxy.message import Action, Kind
 from proxy.readers import INLINE_BYTES, UNREADABLE, Postmark, Readers, read_email
 from proxy.rules import compile_rules
-from tests.factories import RECEIVED_AT, make_config
+from tests.factories import MARK, RECEIVED_AT, make_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,6 +84,31 @@ def test_his_mail_is_assessed_on_its_whole_text_here_and_in_a_child(raw: bytes) 
         assert read_email(raw, POSTMARK, RULES)[1] == decision
 
     _with_readers(body)
+
+
+ORDERED = make_config(people=[{**MARK, "court_order": {
+    "children": ["Lily"], "channels": ["email"], "relay": "Dana Reyes"}}])  # fmt: skip
+HIS_PICKUP = (b"From: Mark <mark.smith@gmail.com>\r\nSubject: Lily\r\n\r\n" + PADDING
+              + b"I pick Lily up from school today.\r\n")  # fmt: skip
+
+
+def test_his_mail_under_an_order_is_read_for_logistics_in_a_child_too() -> None:
+    """The child compiles his court order with the rules: a large pickup change comes back
+    with its logistics reasons and order mark, as read here."""
+
+    async def run() -> None:
+        readers = Readers(ORDERED)
+        rules = compile_rules(ORDERED)
+        try:
+            _, decision = await readers.read(HIS_PICKUP, POSTMARK, rules)
+        finally:
+            await readers.close()
+        assert str(decision.assessment) == "urgent:same_day_logistics,elevated:child_logistics"
+        assert decision.order is not None
+        assert decision.order.topic is Topic.CHILDREN
+        assert read_email(HIS_PICKUP, POSTMARK, rules)[1] == decision
+
+    asyncio.run(run())
 
 
 def test_a_delivered_message_is_not_assessed() -> None:

@@ -49,6 +49,7 @@ from proxy.access.render import original_files, render, summary, urgency
 from proxy.access.report import ReportItem, summarize, write_report
 from proxy.access.timeline import timeline_png
 from proxy.access.viewing import Contents, Planned
+from proxy.alerts.order_mark import abusive
 from proxy.archive.note import Signer
 from proxy.disk import create_private
 
@@ -80,6 +81,7 @@ def report_item(label: str, item: HeldItem) -> ReportItem:
         person=item.person, rule=item.rule_id, summary=summary(item.metadata, item.payload),
         sha256=item.metadata.payload_sha256 or "", rendering=rendering,
         tier=item.metadata.assessment.tier.label, urgency=urgency(item.metadata.assessment),
+        order=item.metadata.order, abusive=abusive(item.metadata.assessment),
     )  # fmt: skip
 
 

@@ -15,6 +15,10 @@ Rules this module keeps:
    caller's time zone, UTC when none is given.
 5. Cost grows with the items' text and nothing else: 10,000 items of a few dozen lines
    each take seconds, because text is drawn line by line with measured widths.
+6. When any item carries a court order's mark, the summary ends with an order-compliance
+   section per person (`proxy.access.compliance`): shares on the allowed topic, off
+   topic, abusive and not read; by channel, by local hour and by weekday. Nothing is
+   said of relays until relays exist.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import BinaryIO
 
+from proxy.access.compliance import EVENING, KINDS, NOT_READ, Compliance, compliance
 from proxy.access.pdf_text import BOLD, MONO, SANS, Cell, Pages
 from proxy.access.timeline import timeline_png
+from proxy.alerts.order_mark import OrderMark
 
 BANNER = "derived rendering — the original is in originals/"
 SHORTENED = "[rendering shortened; the original is complete in originals/]"
@@ -69,6 +75,8 @@ class ReportItem:
     rendering: str  # the safe text rendering (multi-line, any Unicode)
     tier: str = "digest"  # how urgent it was found when held: urgent, elevated or digest
     urgency: str = "digest"  # the tier and its reasons in one line (access/render.urgency)
+    order: OrderMark | None = None  # what his court order made of it (rule 6)
+    abusive: bool = False  # an urgent reason other than logistics (order_mark.abusive)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -195,6 +203,8 @@ def write_report(
     pdf.set_creator("nocontact")
     pdf.set_creation_date(utc(generated_at))
     _summary_pages(pdf, summary, title=title, generated_at=generated_at, tz=tz)
+    for person in compliance(items, tz):
+        _compliance(pdf, person, tz=tz)
     _chart_page(pdf, summary, tz=tz)
     _table_pages(pdf, items)
     _rendering_pages(pdf, items)
@@ -262,6 +272,36 @@ def _summary_pages(
         ((label, str(len(names)), ", ".join(names)) for label, names in s.new_identities),
         (110, 40, 355),
     )
+
+
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def _compliance(pdf: Pages, c: Compliance, *, tz: tzinfo) -> None:
+    """One person's order-compliance section (rule 6)."""
+    _heading(pdf, f"Court order compliance: {c.person} (hours and days in {tz})")
+    rows = [("Held from him under the order", str(c.count))]
+    rows += [(kind.capitalize(), f"{c.kinds[kind]} ({c.share(kind)})") for kind in KINDS
+             if kind != NOT_READ or c.kinds[kind]]  # fmt: skip
+    rows += [
+        ("About the children's logistics", str(c.logistics)),
+        ("On a channel the order does not allow", str(c.off_channel)),
+        (f"After {EVENING}:00", f"{c.evening} messages after {EVENING}:00"),
+    ]
+    _rows(pdf, rows, (200, 305))
+    pdf.line_of(SANS, 8, "Abusive: an urgent reason other than logistics (docs/threats.md).",
+                gray=90)  # fmt: skip
+    widths = (100, *(70,) * (len(KINDS) + 1))
+    _rows(pdf, [("Channel", "Items", *(k.capitalize() for k in KINDS))], widths)
+    _rows(pdf, ((channel, str(sum(n.values())), *(str(n[k]) for k in KINDS))
+                for channel, n in c.by_channel.items()), widths)  # fmt: skip
+    for half in (0, 12):
+        hours = range(half, half + 12)
+        _rows(pdf, [("Hour", *(f"{h:02d}" for h in hours)),
+                    ("Items", *(str(c.by_hour[h]) for h in hours))], (45, *(38,) * 12))  # fmt: skip
+    _rows(pdf, [("Weekday", *_WEEKDAYS), ("Items", *map(str, c.by_weekday))], (45, *(50,) * 7))
+    # Relays sent and their delays belong here once the portal's relays exist (issue 25,
+    # second half): until then the report says nothing about relays.
 
 
 def _chart_page(pdf: Pages, s: Summary, *, tz: tzinfo) -> None:

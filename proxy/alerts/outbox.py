@@ -9,7 +9,8 @@ Rules this module keeps:
 2. A letter holds what the text is made from (text.py), never text: the checkpoint and
    the portal's address are the ones current when it is sent.
 3. An urgent alert stays open until a contact acknowledges its code; `Urgent.reached`
-   counts how far down the ladder of urgent contacts (config order) it went.
+   counts how far down the ladder of urgent contacts (config order, after `Urgent.first`,
+   a court order's relay contact, when it names one) it went.
 4. The counts since the last digest are by channel and by person's place (text.py rule 2).
 5. The whole state round-trips through plain JSON (`dump` / `load`) for the vault;
    `load` takes anything and ignores what it cannot read.
@@ -91,17 +92,19 @@ class Urgent:
     reached: int  # how many urgent contacts (config order) it was sent to
     repeat: int  # how many times it was sent again unacknowledged
     next: float  # when it escalates unless acknowledged
+    first: str = ""  # the contact it goes to first (a relay contact), "" for the ladder's
 
     def dump(self) -> dict[str, Any]:
         return {"code": self.code, "sequence": self.sequence, "reasons": list(self.reasons),
-                "reached": self.reached, "repeat": self.repeat, "next": self.next}  # fmt: skip
+                "reached": self.reached, "repeat": self.repeat, "next": self.next,
+                "first": self.first}  # fmt: skip
 
     @classmethod
     def load(cls, data: Any) -> Urgent:
         return cls(code=str(data["code"]), sequence=int(data["sequence"]),
                    reasons=tuple(str(r) for r in data["reasons"]),
                    reached=int(data["reached"]), repeat=int(data["repeat"]),
-                   next=float(data["next"]))  # fmt: skip
+                   next=float(data["next"]), first=str(data.get("first", "")))  # fmt: skip
 
 
 @dataclass(slots=True, kw_only=True)

@@ -17,6 +17,9 @@ Rules this module keeps:
    (acks.py). An acknowledged alert's unsent repeats are dropped. With no contact taking
    urgent alerts, an urgent item goes at once, quiet hours or not, to those taking
    elevated ones (it is never less than elevated).
+   An item urgent for child logistics (order_mark.py) from a person with a court order
+   goes first to his order's `relay` contact, whatever tiers they take (relaying is their
+   role), then down the ladder of the others as above.
 4. Sends run on worker threads of the service's own (send.py is synchronous apprise),
    never on the event loop, and the state's writes on one more: a transport that hangs
    takes none of the threads the channels and the archive share (asyncio's default
@@ -43,6 +46,7 @@ from zoneinfo import ZoneInfo
 
 from proxy.alerts.acks import serve_acks
 from proxy.alerts.held import Held
+from proxy.alerts.order_mark import urgent_logistics
 from proxy.alerts.outbox import Letter, State, Urgent, backoff, new_code
 from proxy.alerts.schedule import after_quiet, next_digest
 from proxy.alerts.send import send, transport_url
@@ -173,6 +177,26 @@ class AlertService:
         return [c for c in self._config.contacts
                 if c.alerts is not None and tier.label in c.alerts.tiers]  # fmt: skip
 
+    def _ladder(self, first: str) -> list[Contact]:
+        """The urgent contacts in the order an alert goes down them: `first` (a relay
+        contact's name), if it is one who can be told, then the others (rule 3)."""
+        ladder = self._contacts(Tier.URGENT)
+        relay = [c for c in self._config.contacts if c.name == first and c.alerts is not None]
+        return [*relay, *(c for c in ladder if c.name != first)] if relay else ladder
+
+    def _relay(self, item: Held, assessment: Assessment) -> str:
+        """The relay contact of the item's person's court order, if the item is urgent
+        for child logistics (rule 3); else ""."""
+        if not urgent_logistics(assessment):
+            return ""
+        person = next((p for p in self._config.people if p.id == item.person), None)
+        order = person.court_order if person is not None else None
+        if order is None:
+            return ""
+        named = (c.name for c in self._config.contacts
+                 if c.name.casefold() == order.relay.casefold())  # fmt: skip
+        return next(named, "")
+
     def _post(self, contacts: list[Contact], due: float, **letter: object) -> None:
         for contact in contacts:
             assert contact.alerts is not None
@@ -193,12 +217,13 @@ class AlertService:
             tier = max(assessment.tier, item.assessment.tier)
             self.state.count(item.channel, places.get(item.person or ""))
             reasons = tuple(str(reason) for reason in assessment.reasons)
-            if tier is Tier.URGENT and (ladder := self._contacts(Tier.URGENT)):
+            first = self._relay(item, assessment)
+            if tier is Tier.URGENT and (ladder := self._ladder(first)):
                 code = new_code()
                 escalate = now + self._alerts.escalate_after * 60
                 self.state.urgent.append(Urgent(code=code, sequence=item.sequence,
                                                 reasons=reasons, reached=1, repeat=0,
-                                                next=escalate))  # fmt: skip
+                                                next=escalate, first=first))  # fmt: skip
                 self._post(ladder[:1], now, tier=Tier.URGENT, sequence=item.sequence,
                            reasons=reasons, code=code)  # fmt: skip
             elif tier >= Tier.ELEVATED:  # urgent with no urgent contact: at once, to these
@@ -209,9 +234,9 @@ class AlertService:
         return bool(taken)
 
     def _escalate(self, now: float) -> bool:
-        ladder = self._contacts(Tier.URGENT)
         changed = False
         for urgent in self.state.urgent:
+            ladder = self._ladder(urgent.first)
             if urgent.next > now or not ladder:
                 continue
             urgent.repeat += 1

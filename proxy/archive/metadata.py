@@ -19,6 +19,11 @@ Rules this module keeps:
    has reasons: `{"tier": "urgent", "reasons": ["urgent:threat", ...]}`, after the rest of
    the schema and before a channel's keys. A digest item is written exactly as items were
    before assessments existed, and an item sealed then reads as digest with no reason.
+6. An item from a person with a court order carries its `order` mark
+   (`proxy.alerts.order_mark`): `{"person": "mark", "topic": "children", "logistics":
+   true, "channel_allowed": true}`, after the assessment and before a channel's keys. It
+   is written only when there is one, so every other item is written as before; one this
+   version cannot read reads as None.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from proxy.alerts.order_mark import OrderMark
 from proxy.alerts.tiers import NOTHING_FOUND, Assessment, Reason, Tier
 from proxy.message import Channel, IdentityKind, Kind
 
@@ -102,6 +108,7 @@ class SealedItem:
     payload_bytes: int | None = None  # as read from a seal; `seal` writes them
     payload_sha256: str | None = None
     assessment: Assessment = NOTHING_FOUND  # how urgent (rule 5)
+    order: OrderMark | None = None  # what his court order makes of it (rule 6)
 
     @property
     def main_sender(self) -> str:
@@ -141,6 +148,8 @@ class SealedItem:
                 "tier": self.assessment.tier.label,
                 "reasons": [str(reason) for reason in self.assessment.reasons],
             }
+        if self.order is not None:  # rule 6
+            found["order"] = self.order.to_json()
         found.update(self.extras)  # as channels always added them: after, and over, the rest
         return _with_payload(found, self.payload_bytes, self.payload_sha256)
 
@@ -165,6 +174,7 @@ class SealedItem:
             payload_bytes=_count(data.get("payload_bytes")),
             payload_sha256=_maybe_text(data.get("payload_sha256")),
             assessment=_assessment(data.get("assessment")),
+            order=OrderMark.from_json(data.get("order")),
         )  # fmt: skip
 
 
@@ -312,4 +322,4 @@ def _identities(value: object) -> tuple[SealedIdentity, ...]:
 
 
 # The keys the schema reads; any other key of an item is a channel's own (`extras`).
-_ITEM_KEYS = frozenset([*SealedItem().to_json(), *_PAYLOAD_KEYS, "assessment"])
+_ITEM_KEYS = frozenset([*SealedItem().to_json(), *_PAYLOAD_KEYS, "assessment", "order"])

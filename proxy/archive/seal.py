@@ -102,6 +102,7 @@ def item_metadata(
         defects=message.defects,
         extras=dict(extras or {}),
         assessment=decision.assessment,
+        order=decision.order,
     ).to_json()  # fmt: skip
 
 

@@ -25,6 +25,8 @@ Rules this module keeps:
 9. The `alerts:` section and the contacts' `alerts` are checked by
    `proxy.config.alert_checks` (transports that exist, URL files 0600, URLs apprise can
    send to, a real time zone, never her own mailbox or phone).
+10. Each person's `court_order:` is checked by `proxy.config.order_checks` (a relay
+   contact that exists and can be told, an order file that exists).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from proxy.config import values
 from proxy.config.alert_checks import check_alerts
 from proxy.config.load import Document, Loc, dotted
 from proxy.config.model import Channels, Config, Contact, Portal
+from proxy.config.order_checks import check_orders
 from proxy.deliver.address import Scheme, parse_destination, parse_listen
 from proxy.errors import ConfigProblem
 from proxy.identity import canonical_email
@@ -78,8 +81,11 @@ def resolve(document: Document, config: Config) -> tuple[Config, list[ConfigProb
     problems += wrong
     alerts, wrong = check_alerts(document, config.model_copy(update={"channels": channels}))
     problems += wrong
+    people, wrong = check_orders(document, config)
+    problems += wrong
     update = {
         "archive": archive,
+        "people": people,
         "contacts": contacts,
         "channels": channels,
         "portal": portal,

@@ -228,6 +228,55 @@ class Contact(_Section):
         return self
 
 
+OrderChannel = Literal["email", "sms", "voice"]
+OrderTopic = Literal["children"]  # proxy.alerts.order_mark.ALLOWED_TOPICS
+
+
+def _children_topic() -> list[OrderTopic]:
+    return ["children"]
+
+
+class CourtOrder(_Section):
+    """A court order that allows him contact about the children: everything from him is
+    still held and sealed; child logistics are told to the relay contact, urgent ones at
+    once (docs/court-orders.md)."""
+
+    children: list[Name] = Field(
+        min_length=1, description="The children's names and nicknames, as he writes them"
+    )
+    topics: list[OrderTopic] = Field(
+        default_factory=_children_topic, min_length=1,
+        description="What the order allows him to write about (children)",
+    )  # fmt: skip
+    channels: list[OrderChannel] = Field(
+        min_length=1, description="The channels the order allows him: email, sms, voice"
+    )
+    relay: Name = Field(
+        description="The contact (a name from contacts:, with alerts:) who is told of child "
+        "logistics, urgent ones at once, and relays them to you in their own words"
+    )
+    emergency_terms: list[Name] = Field(
+        default_factory=list,
+        description="Your own emergency words, besides the built-in ones (hospital, police, "
+        "injured, missing ... in English, Spanish, French, German and Portuguese)",
+    )
+    relay_within: int = Field(
+        default=60, ge=1, le=24 * 60,
+        description="Minutes an urgent logistics item may wait for the relay contact's "
+        "summary before the automatic card (or the next contact)",
+    )  # fmt: skip
+    auto_card: bool = Field(
+        default=False,
+        description="Past relay_within, send you a card of facts taken from the message "
+        "(child, date, time, place), never his words",
+    )
+    order_file: str | None = Field(
+        default=None,
+        description="A copy of the order (PDF ...); its SHA-256 is logged when the profile "
+        "is first loaded or changed",
+    )
+
+
 class Person(_Section):
     """Someone the survivor has cut off. Anything from them, or about them, is held."""
 
@@ -247,6 +296,9 @@ class Person(_Section):
     display_names: list[Name] = Field(
         default_factory=list,
         description="Sender names he uses; look-alike letters and case don't hide them",
+    )
+    court_order: CourtOrder | None = Field(
+        default=None, description="A court order allowing him contact about the children"
     )
 
 

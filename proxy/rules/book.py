@@ -8,16 +8,20 @@ Rules this module keeps:
    form normalize gives a message, so equal means "same mailbox, same line, same name".
 3. Each entry remembers the config key it came from (`people.mark.emails`): a decision can
    always say which rule matched.
+4. Each person's court order is compiled here too (`proxy.alerts.logistics`), by person id.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import ahocorasick_rs
 import phonenumbers
 
+from proxy.alerts.logistics import OrderProfile, compile_order
 from proxy.alerts.threats import Profile, compile_profile
 from proxy.config.model import Config
 from proxy.fold import fold
@@ -54,6 +58,7 @@ class Rulebook:
     mention_rules: tuple[Rule, ...]  # the rule of each name, by pattern index
     scan: ScanBook  # the linear scan of a message past the reading caps
     threats: Profile  # how urgent a held item is (proxy.alerts.threats)
+    orders: dict[str, OrderProfile]  # person id -> his court order (proxy.alerts.logistics)
 
 
 def compile_rules(config: Config) -> Rulebook:
@@ -109,7 +114,18 @@ def compile_rules(config: Config) -> Rulebook:
         mention_rules=tuple(mentions.values()),
         scan=compile_scan(words, phones),
         threats=compile_profile(config.alerts),
+        orders=_orders(config),
     )
+
+
+def _orders(config: Config) -> dict[str, OrderProfile]:
+    """Each court order, compiled, dates read in the alerts' time zone (UTC without one)."""
+    try:
+        zone: tzinfo = ZoneInfo(config.alerts.timezone) if config.alerts else UTC
+    except (ZoneInfoNotFoundError, ValueError):  # refused by the config's checks already
+        zone = UTC
+    return {p.id: compile_order(p.id, p.court_order, zone)
+            for p in config.people if p.court_order is not None}  # fmt: skip
 
 
 def _scan_emails(words: dict[str, Target], addresses: Iterable[str], target: Target) -> None:

@@ -20,13 +20,20 @@ Rules this module keeps:
    decision read, or, for his mail decided on its header block, on the whole message
    read within the same caps (`proxy.readers`); a delivered one never is. The assessment
    travels in the decision and is sealed with the item.
+8. A message held by a direct rule of a person with a `court_order` is also read for
+   child logistics (`proxy.alerts.logistics`, on the same text, dated by its received
+   time): its logistics reasons join the assessment, and its order mark (topic,
+   logistics, channel allowed) travels in the decision, sealed with the item.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+from proxy.alerts.held import person_of
+from proxy.alerts.logistics import read_order
 from proxy.alerts.threats import assess_folded
+from proxy.alerts.tiers import Assessment
 from proxy.fold import fold
 from proxy.identity import domain_suffixes
 from proxy.message import (
@@ -51,15 +58,28 @@ def decide(message: InboundMessage, rules: Rulebook) -> Decision:
     how urgent it is (rule 7)."""
     direct = decide_direct(message, rules)
     decision = direct if direct is not None else decide_not_direct(message, rules)
-    return assessed(decision, message.search_text, rules)
+    return assessed(decision, message, rules)
 
 
-def assessed(decision: Decision, search_text: str, rules: Rulebook) -> Decision:
-    """A held decision with the assessment of `search_text` (the folded text of the item,
-    `InboundMessage.search_text`); a delivered one as it is (rule 7)."""
+def assessed(decision: Decision, message: InboundMessage, rules: Rulebook) -> Decision:
+    """A held decision with the assessment of `message`'s text (its search text, folded),
+    and, from a person with a court order, its order mark; a delivered one as it is
+    (rules 7 and 8)."""
     if not decision.held:
         return decision
-    return dataclasses.replace(decision, assessment=assess_folded(search_text, rules.threats))
+    assessment = assess_folded(message.search_text, rules.threats)
+    person = person_of(decision.rule_id) if decision.kind is Kind.DIRECT else None
+    profile = rules.orders.get(person) if person is not None else None
+    if profile is None:
+        return dataclasses.replace(decision, assessment=assessment)
+    reading = read_order(
+        message.search_text, f"{message.subject}\n{message.text}", profile,
+        channel=message.channel.value, received_at=message.received_at,
+    )  # fmt: skip
+    return dataclasses.replace(
+        decision, assessment=Assessment.of((*assessment.reasons, *reading.reasons)),
+        order=reading.mark,
+    )  # fmt: skip
 
 
 def decide_not_direct(message: InboundMessage, rules: Rulebook) -> Decision:
