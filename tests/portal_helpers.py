@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -52,6 +53,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from webauthn.helpers import bytes_to_base64url
 
 from proxy.access.reading import open_archive
+from proxy.alerts.order_mark import OrderMark
+from proxy.alerts.tiers import Assessment
 from proxy.archive import Archive, layout
 from proxy.archive.custody_keys import keys_file_bytes
 from proxy.archive.seal import fingerprint
@@ -234,6 +237,8 @@ class Holding:
     message: InboundMessage
     extras: Mapping[str, object] | None = None
     kind: Kind | None = None
+    order: OrderMark | None = None  # as a court order marks it (proxy/alerts/logistics.py)
+    assessment: Assessment | None = None
 
 
 def hold(
@@ -252,6 +257,10 @@ def hold(
             if holding.kind is not None:
                 decision = Decision(action=Action.HOLD, kind=holding.kind,
                                     rule_id=decision.rule_id, reason=decision.reason)  # fmt: skip
+            if holding.order is not None or holding.assessment is not None:
+                assessment = holding.assessment or decision.assessment
+                decision = dataclasses.replace(decision, order=holding.order,
+                                               assessment=assessment)  # fmt: skip
             assert decision.held
             receipt = await archive.hold(holding.message, decision, extras=holding.extras)
             sequences.append(receipt.index)

@@ -24,6 +24,12 @@ Rules this module keeps:
 5. A text's pictures are not sent: the provider's copy was deleted when it was sealed
    (`redact_at_provider`), and nocontact serves nothing to the outside. They stay in the
    archive; `TextRoute.media_kept` counts them so the page can say so.
+6. A relay (relaying.py) goes the same way as the item it summarizes would have:
+   `plan_summary` makes a new plain-text email (from nocontact at the SMTP channel's
+   hostname, with a null envelope sender: nothing bounces to him; to the sealed
+   recipients) for the next hop an email of his would take, or texts of the summary
+   alone (no "From <number>:") to her phone for a text, call or voicemail. Nothing of
+   his message goes: not its bytes, headers, Received line or sender.
 """
 
 from __future__ import annotations
@@ -31,10 +37,13 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
 
 from proxy.access.render import phone_words
 from proxy.archive.metadata import SealedItem
-from proxy.channels.sms.line import forward_bodies
+from proxy.channels.sms.line import MAX_BODY, forward_bodies
 from proxy.channels.sms.provider import Provider, ProviderRefused, ProviderUnavailable
 from proxy.channels.sms.runner import SmsStartError, auth_token
 from proxy.config import Config
@@ -128,6 +137,37 @@ def _email(config: Config, metadata: SealedItem, raw: bytes) -> EmailRoute:
     return EmailRoute(destination=destination, hostname=smtp.hostname, sender=sender,
                       recipients=recipients, options=_options(raw, sender, recipients),
                       trace=trace, raw=raw)  # fmt: skip
+
+
+def plan_summary(
+    config: Config, metadata: SealedItem, subject: str, text: str, now: datetime
+) -> Route:
+    """How a relay's `text` reaches her (rule 6): by the way the summarized item would
+    have (its seal's `metadata`), as a new message."""
+    if metadata.channel is not Channel.EMAIL:
+        settings = config.channels.sms
+        if settings is None:
+            raise CannotDeliver(NO_SMS)
+        room = MAX_BODY - len("(99/99) ")
+        chunks = [text[i : i + room] for i in range(0, len(text), room)] or [""]
+        bodies = chunks if len(chunks) == 1 else [
+            f"({n}/{len(chunks)}) {chunk}" for n, chunk in enumerate(chunks, 1)
+        ]  # fmt: skip
+        return TextRoute(settings=settings, bodies=tuple(bodies), media_kept=0)
+    held_as = _email(config, metadata, b"")
+    hostname = held_as.hostname
+    message = EmailMessage(policy=SMTP)
+    message["From"] = f"nocontact <nocontact@{hostname}>"
+    if held_as.recipients:
+        message["To"] = ", ".join(held_as.recipients)
+    message["Subject"] = subject
+    message["Date"] = format_datetime(now.astimezone(UTC))
+    message["Message-ID"] = make_msgid("relay", domain=hostname)
+    message.set_content(text, cte="quoted-printable")
+    raw = message.as_bytes()
+    return EmailRoute(destination=held_as.destination, hostname=hostname, sender="",
+                      recipients=held_as.recipients, options=_options(raw, "", held_as.recipients),
+                      trace=b"", raw=raw)  # fmt: skip
 
 
 def _destination(text: str) -> Destination:

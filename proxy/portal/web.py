@@ -34,6 +34,9 @@ Rules this module keeps:
    (serving.py runs the process).
 8. The item page offers a contact (never a lawyer) the release of a passive hold, or says
    why that item cannot be released (release.py); a lawyer's page never mentions it.
+   Likewise the relay of an item whose seal carries a court order mark (relay.py): a
+   contact gets the summary form, or why no channel can carry it; a lawyer's page, or an
+   item with no order, never mentions it.
 9. The portal serves under public_url's path (`base_path`, e.g. /portal), which a reverse
    proxy passes on unchanged: the pages are a sub-application mounted there, so their
    routes stay as written; the bare prefix is sent on to `prefix/`, anything else
@@ -148,6 +151,7 @@ def portal_app(
         evidence,
         media,
         passkey_pages,
+        relay,
         release,
     )
 
@@ -157,6 +161,7 @@ def portal_app(
     evidence.routes(app)
     passkey_pages.routes(app)
     release.routes(app)
+    relay.routes(app)
     media.routes(app)
     return app if not base else _mounted(app, base)
 
@@ -374,13 +379,15 @@ async def _item(request: web.Request, session: Session) -> web.StreamResponse:
         return not_shown(request, session, problem)
     from proxy.portal.evidence import part_name  # noqa: PLC0415 - it imports this module
     from proxy.portal.media import kind  # noqa: PLC0415 - it imports this module
+    from proxy.portal.relay import form_values  # noqa: PLC0415 - it imports this module
+    from proxy.portal.relay import offer as relay  # noqa: PLC0415 - it imports this module
     from proxy.portal.release import offer  # noqa: PLC0415 - it imports this module
 
     shown = [(part_name(part.name, n, part.content_type), part, kind(part))
              for n, part in enumerate(view.parts, 1)]  # fmt: skip
     return page(request, "item.html", csrf=session.csrf, sequence=sequence, text=view.text,
-                parts=shown,
-                release=offer(request, session, view.metadata, view.payload))  # fmt: skip
+                parts=shown, release=offer(request, session, view.metadata, view.payload),
+                relay=relay(request, session, view.metadata), **form_values())  # fmt: skip
 
 
 def not_shown(request: web.Request, session: Session, problem: Exception) -> web.Response:

@@ -37,7 +37,7 @@ from proxy.channels.sms.provider import Media, Provider, ProviderRefused
 from proxy.identity import e164
 from proxy.pipeline import PhoneArrival
 
-_MAX_BODY = 1600
+MAX_BODY = 1600
 MediaRef = tuple[str, str, str]  # (media SID, content type, address at the provider)
 
 
@@ -55,9 +55,9 @@ class TwilioArrival(PhoneArrival):
 def forward_bodies(sender: str, text: str) -> list[str]:
     """The texts that carry `text` to the survivor, each within the provider's limit."""
     head = f"From {sender}: "
-    if len(head) + len(text) <= _MAX_BODY:
+    if len(head) + len(text) <= MAX_BODY:
         return [head + text]
-    room = _MAX_BODY - len(head) - len("(99/99) ")
+    room = MAX_BODY - len(head) - len("(99/99) ")
     chunks = [text[i : i + room] for i in range(0, len(text), room)]
     return [f"{head}({n}/{len(chunks)}) {chunk}" for n, chunk in enumerate(chunks, 1)]
 
