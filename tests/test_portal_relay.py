@@ -121,7 +121,7 @@ def test_an_urgent_pickup_is_relayed_as_exactly_the_labelled_summary(setup: Setu
         assert canary.encode() not in raw.lower()
     message = email.message_from_bytes(raw, policy=policy.default)
     assert message["Subject"] == relaying.header("Priya Raman")
-    content = message.get_content()  # type: ignore[attr-defined]
+    content = message.get_content()
     assert content.replace("\r\n", "\n") == EXPECTED  # mail's lines end in CRLF
     assert "Received" not in message
     opened = open_archive(setup.directory / "archive", identity(setup.portal))
