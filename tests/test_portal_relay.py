@@ -18,8 +18,10 @@ from proxy.access import relaying
 from proxy.access.reading import open_archive
 from proxy.alerts.order_mark import SAME_DAY_LOGISTICS, OrderMark, Topic
 from proxy.alerts.tiers import Assessment
+from proxy.archive import layout
 from proxy.archive.metadata import SealedCustody
 from proxy.message import Kind
+from proxy.portal import web as portal_web
 from tests.portal_helpers import (
     PLAIN,
     Holding,
@@ -222,6 +224,44 @@ def test_a_bad_field_brings_the_form_back(setup: Setup, field: str, value: str, 
 
     run(setup, setup.config(), body)
     assert relays(setup) == []
+    assert delivered(setup.maildir) == []
+
+
+def test_a_failed_delivery_is_recorded_and_the_form_comes_back(setup: Setup) -> None:
+    """With the Maildir unwritable, the relay is recorded, delivery fails (503, the form
+    again with what was typed), "relay-failed" is recorded; the retry is sent."""
+    setup.maildir.write_text("not a directory")
+    sequence = setup.held.passive
+
+    async def body(portal: Any, client: Any) -> None:
+        _, csrf = await item_page(portal, client, sequence)
+        status, page = await post_relay(portal, client, sequence, {"csrf": csrf, **SUMMARY})
+        assert status == 503
+        assert "Not sent: the next hop did not take it" in page
+        assert 'value="Oak Street school"' in page
+        setup.maildir.unlink()
+        status, page = await post_relay(portal, client, sequence, {"csrf": csrf, **SUMMARY})
+        assert status == 200, page
+
+    run(setup, setup.config(), body)
+    assert len(delivered(setup.maildir)) == 1
+    assert relays(setup) == [("relay", (sequence,)), ("relay-failed", (sequence,)),
+                             ("relay", (sequence,))]  # fmt: skip
+
+
+def test_nothing_is_sent_when_custody_cannot_be_recorded(setup: Setup) -> None:
+    """With the archive's custody keys gone, the page shows the custody problem and
+    nothing is sent: custody first."""
+
+    async def body(portal: Any, client: Any) -> None:
+        _, csrf = await item_page(portal, client, setup.held.passive)
+        (setup.directory / "archive" / layout.CUSTODY_KEYS).unlink()
+        status, page = await post_relay(portal, client, setup.held.passive,
+                                        {"csrf": csrf, **SUMMARY})  # fmt: skip
+        assert status == portal_web.NOT_SHOWN
+        assert "nothing was sent" in page
+
+    run(setup, setup.config(), body)
     assert delivered(setup.maildir) == []
 
 
