@@ -26,25 +26,20 @@ import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from proxy import logs
 from proxy.access import delivery, relaying, release
-from proxy.access.keys import IdentityProblem
-from proxy.access.reading import AccessProblem
-from proxy.access.recording import record
-from proxy.archive.custody_keys import MAX_REASON
 from proxy.archive.metadata import SealedItem
 from proxy.custody import CustodyProblem
+from proxy.portal.handover import PROBLEMS, NotSent, hand_over
 from proxy.portal.sessions import Session
 from proxy.portal.web import CONFIG, archive, logged_in, not_shown, page
 
 _log = logs.get_logger("portal")
 _ONE_AT_A_TIME = web.AppKey("relay_lock", asyncio.Lock)
-_PROBLEMS = (AccessProblem, CustodyProblem, IdentityProblem)
 NOT_RECORDED = "The relay could not be recorded in the custody log, so nothing was sent"
 EMPTY = {field.name: "" for field in relaying.FIELDS}
 
@@ -106,7 +101,7 @@ async def _relay_once(
     try:
         candidate = await asyncio.to_thread(release.prepare, root, identity, sequence,
                                             session.index)  # fmt: skip
-    except _PROBLEMS as problem:
+    except PROBLEMS as problem:
         return not_shown(request, session, problem)
     item = candidate.item
     if item.metadata.order is None:
@@ -123,34 +118,26 @@ async def _relay_once(
         return _outcome(request, session, sequence, HTTPStatus.CONFLICT, message=str(cannot))
     reason = relaying.relay_reason(item.leaf_hash, text)
     try:
-        await asyncio.to_thread(_record, root, identity, relaying.RELAY, sequence, reason)
-    except _PROBLEMS as problem:  # rule 3: custody first, or nothing
+        missed = await hand_over(root, identity, sequence, route, action=relaying.RELAY,
+                                 reason=reason)  # fmt: skip
+    except PROBLEMS as problem:  # rule 3: custody first, or nothing
         return not_shown(request, session, CustodyProblem(f"{NOT_RECORDED}: {problem}"))
-    try:
-        await delivery.deliver(route)
-    except delivery.NotDelivered as failed:
+    if missed is not None:
         _log.warning("portal relay not delivered")
-        return await _failed(request, session, sequence, values, failed)
+        return _failed(request, session, sequence, values, missed)
     _log.info("portal relay")
     where = "her inbox" if isinstance(route, delivery.EmailRoute) else "her phone"
     return _outcome(request, session, sequence, message=f"Your summary was sent to {where}.",
                     sent=text)  # fmt: skip
 
 
-def _record(root: Path, identity: Any, action: str, sequence: int, reason: str) -> None:
-    record(root, identity, action=action, items=[sequence], reason=reason)
-
-
-async def _failed(
+def _failed(
     request: web.Request, session: Session, sequence: int, values: dict[str, str],
-    failed: delivery.NotDelivered,
+    missed: NotSent,
 ) -> web.Response:  # fmt: skip
+    failed = missed.failure
     message = f"Not sent: {failed}. The relay is recorded as failed; try again."
-    try:
-        await asyncio.to_thread(_record, archive(request), session.unlocked.identity,
-                                relaying.RELAY_FAILED, sequence,
-                                str(failed)[:MAX_REASON])  # fmt: skip
-    except _PROBLEMS:
+    if not missed.recorded:
         message = (f"Not sent: {failed}. The failure could not be recorded in the custody "
                    "log, so the log says it was relayed; try again.")  # fmt: skip
     return _outcome(request, session, sequence, HTTPStatus.SERVICE_UNAVAILABLE, message=message,

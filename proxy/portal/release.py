@@ -24,20 +24,17 @@ from __future__ import annotations
 
 import asyncio
 from http import HTTPStatus
-from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
 from proxy import logs
 from proxy.access import delivery, release
-from proxy.access.keys import IdentityProblem
-from proxy.access.reading import AccessProblem, HeldItem
-from proxy.access.recording import record
+from proxy.access.reading import HeldItem
 from proxy.archive.custody_keys import MAX_REASON
 from proxy.archive.metadata import SealedItem, rfc3339
 from proxy.config import Config
 from proxy.custody import CustodyProblem
+from proxy.portal.handover import PROBLEMS, NotSent, hand_over
 from proxy.portal.refusals import PortalProblem
 from proxy.portal.sessions import Session
 from proxy.portal.web import CONFIG, archive, logged_in, not_shown, page
@@ -45,7 +42,6 @@ from proxy.rules import compile_rules
 
 _log = logs.get_logger("portal")
 _ONE_AT_A_TIME = web.AppKey("release_lock", asyncio.Lock)
-_PROBLEMS = (AccessProblem, CustodyProblem, IdentityProblem)
 NO_REASON = "Give a short reason for the release: it is recorded in the custody log."
 NOT_RECORDED = "The release could not be recorded in the custody log, so nothing was delivered"
 
@@ -107,7 +103,7 @@ async def _release_once(
     try:
         candidate = await asyncio.to_thread(release.prepare, root, identity, sequence,
                                             session.index)  # fmt: skip
-    except _PROBLEMS as problem:
+    except PROBLEMS as problem:
         return not_shown(request, session, problem)
     item = candidate.item
     try:
@@ -121,14 +117,13 @@ async def _release_once(
                         message=f"Item {sequence} was released already ({at}); it is not "
                         "sent twice.")  # fmt: skip
     try:
-        await asyncio.to_thread(_record, root, identity, release.RELEASE, sequence, reason)
-    except _PROBLEMS as problem:  # rule 4: custody first, or nothing
+        missed = await hand_over(root, identity, sequence, route, action=release.RELEASE,
+                                 reason=reason)  # fmt: skip
+    except PROBLEMS as problem:  # rule 4: custody first, or nothing
         return not_shown(request, session, CustodyProblem(f"{NOT_RECORDED}: {problem}"))
-    try:
-        await delivery.deliver(route)
-    except delivery.NotDelivered as failed:
+    if missed is not None:
         _log.warning("portal release not delivered")
-        return await _failed(request, session, sequence, reason, failed)
+        return _failed(request, session, sequence, reason, missed)
     _log.info("portal release")
     kept = route.media_kept if isinstance(route, delivery.TextRoute) else 0
     return _outcome(request, session, sequence, delivered=True, message=_delivered(route, kept))
@@ -158,20 +153,12 @@ def _route(config: Config, session: Session, item: HeldItem) -> delivery.Route:
         raise _Refused(str(cannot), HTTPStatus.CONFLICT) from None
 
 
-def _record(root: Path, identity: Any, action: str, sequence: int, reason: str) -> None:
-    record(root, identity, action=action, items=[sequence], reason=reason)
-
-
-async def _failed(
-    request: web.Request, session: Session, sequence: int, reason: str,
-    failed: delivery.NotDelivered,
-) -> web.Response:  # fmt: skip
+def _failed(
+    request: web.Request, session: Session, sequence: int, reason: str, missed: NotSent
+) -> web.Response:
+    failed = missed.failure
     message = f"Not delivered: {failed}. Nothing is lost: the item stays in the archive; try again."
-    try:
-        await asyncio.to_thread(_record, archive(request),
-                                session.unlocked.identity, release.RELEASE_FAILED, sequence,
-                                str(failed)[:MAX_REASON])  # fmt: skip
-    except _PROBLEMS:
+    if not missed.recorded:
         message = (
             f"Not delivered: {failed}. The failure could not be recorded in the custody "
             "log, so the log says it was released: it is not tried again."
