@@ -25,6 +25,7 @@ from proxy.archive import (
     layout,
     verify_archive,
 )
+from proxy.archive.errors import ArchiveUnavailable
 from proxy.archive.log import TIME_GRAIN
 from proxy.archive.merkle import verify_inclusion
 from proxy.archive.note import Verifier, parse_checkpoint
@@ -502,3 +503,40 @@ def test_every_file_of_the_archive_is_made_private(tmp_path: Path) -> None:
     assert {name: mode for name, mode in modes.items() if mode not in (0o600, 0o700)} == {}
     assert modes["."] == modes["log"] == 0o700
     assert {"archive.json", "checkpoint", "recipients", "signing.pub", "sealed"} <= set(modes)
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [(None, 64 << 20), ("", 64 << 20), ("1", 1 << 20), ("1024", 1 << 30)],
+)
+def test_new_archives_take_the_segment_size_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str | None, expected: int
+) -> None:
+    """NOCONTACT_SEGMENT_MIB sets a new archive's segment size (layout.py rule 4); the
+    archive keeps it in archive.json, whatever the environment says when it is reopened."""
+    if setting is None:
+        monkeypatch.delenv(layout.SEGMENT_ENV, raising=False)
+    else:
+        monkeypatch.setenv(layout.SEGMENT_ENV, setting)
+    assert layout.new_segment_bytes() == expected
+    if expected > 1 << 20:
+        return  # the sizes are read right; only a small archive is made
+    root = tmp_path / "archive"
+    ArchiveLog.open(root).close()
+    assert layout.read_manifest(root).segment_bytes == expected
+    assert (root / layout.LOG_DIR / segment_name(1)).stat().st_size == expected
+    monkeypatch.setenv(layout.SEGMENT_ENV, "2")
+    ArchiveLog.open(root).close()
+    assert layout.read_manifest(root).segment_bytes == expected
+
+
+@pytest.mark.parametrize("setting", ["0", "1025", "-1", "64MiB", "1.5", "٣", "9" * 400])
+def test_a_bad_segment_size_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str
+) -> None:
+    """Anything but a whole number of MiB from 1 to 1024 is refused in one line, and no
+    archive is made."""
+    monkeypatch.setenv(layout.SEGMENT_ENV, setting)
+    with pytest.raises(ArchiveUnavailable, match="NOCONTACT_SEGMENT_MIB must be a whole"):
+        ArchiveLog.open(tmp_path / "archive")
+    assert not (tmp_path / "archive" / layout.MANIFEST).exists()

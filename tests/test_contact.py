@@ -32,7 +32,7 @@ from proxy.archive.seal import fingerprint, seal_custody
 from proxy.channels.sms.capture import ArrivalKind, Webhook, capture
 from proxy.channels.sms.provider import Media
 from proxy.cli import main
-from proxy.custody import SOCKET, CustodyProblem, record_custody
+from proxy.custody import CustodyProblem, record_custody, socket_address
 from proxy.message import Channel
 from proxy.normalize import normalize_sms
 from proxy.rules import decide
@@ -373,9 +373,12 @@ def test_texts_and_voicemails_export_as_parameters_media_and_audio(tmp_path: Pat
 
 def _ask_socket(archive: Path, request: dict[str, object]) -> dict[str, object]:
     """One request on the archive's custody socket, as any local program could send it."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+    with (
+        socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection,
+        socket_address(archive) as address,
+    ):
         connection.settimeout(30)
-        connection.connect(str(archive / SOCKET))
+        connection.connect(address)
         connection.sendall(json.dumps(request).encode() + b"\n")
         answer: dict[str, object] = json.loads(connection.makefile("rb").readline())
     return answer

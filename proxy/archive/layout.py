@@ -7,16 +7,22 @@ Rules this module keeps:
 3. Nothing here is secret except `signing.key`, which only signs checkpoints; no file in
    the directory can open a held item. Every file is made 0600 (and the directories
    0700) at its creation all the same: the directory belongs to the daemon's user.
+4. A new archive's segment size is `SEGMENT_BYTES` (64 MiB) unless the environment says
+   `NOCONTACT_SEGMENT_MIB` (a whole number, 1 to 1024): a small disk, or a test suite that
+   makes hundreds of archives, reserves less room (segments.py rule 1 writes each one
+   whole). It is read when an archive is created; an archive keeps the size its
+   `archive.json` records. Any other value is one clear error, never a guess.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from proxy import disk
-from proxy.archive.errors import ArchiveCorrupt
+from proxy.archive.errors import ArchiveCorrupt, ArchiveUnavailable
 from proxy.archive.note import NoteError, Verifier, parse_checkpoint
 
 FORMAT = "nocontact-archive"
@@ -24,6 +30,8 @@ VERSION = 2  # 2: items and custody records share one entry kind (records.py rul
 VERSIONS = (1, 2)  # what can be read; a version 1 archive is upgraded when next opened
 ORIGIN_PREFIX = "nocontact.archive/"
 SEGMENT_BYTES = 64 << 20
+SEGMENT_ENV = "NOCONTACT_SEGMENT_MIB"  # rule 4
+_MIB = 1 << 20
 
 MANIFEST = "archive.json"  # format, version, origin, segment size
 SIGNING_KEY = "signing.key"  # Ed25519 private key, PEM, 0600: signs checkpoints only
@@ -33,6 +41,18 @@ LOCK = "lock"  # flock'd by the single writer; holds its pid
 LOG_DIR = "log"  # segment files 00000001.seg ...
 RECIPIENTS = "recipients"  # the contacts' age public keys, for sealing custody records
 CUSTODY_KEYS = "custody-keys"  # the contacts' custody public keys, for checking custody records
+
+
+def new_segment_bytes() -> int:
+    """The segment size a new archive is made with (rule 4)."""
+    text = os.environ.get(SEGMENT_ENV)
+    if text is None or text == "":
+        return SEGMENT_BYTES
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 1024:
+        raise ArchiveUnavailable(
+            f"{SEGMENT_ENV} must be a whole number of MiB from 1 to 1024, not {text[:40]!r}"
+        )
+    return int(text) * _MIB
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

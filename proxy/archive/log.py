@@ -107,10 +107,11 @@ class ArchiveLog:
 
     @classmethod
     def open(
-        cls, path: str | os.PathLike[str], *, segment_bytes: int = layout.SEGMENT_BYTES,
+        cls, path: str | os.PathLike[str], *, segment_bytes: int | None = None,
         clock: Clock = _utc_now,
     ) -> ArchiveLog:  # fmt: skip
-        """Open (creating on first use) the archive at `path` for writing."""
+        """Open (creating on first use) the archive at `path` for writing; a new archive's
+        segments are `segment_bytes` long (by default `layout.new_segment_bytes()`)."""
         root = Path(path)
         try:
             if not root.exists():
@@ -125,7 +126,8 @@ class ArchiveLog:
             raise  # unreachable: raise_typed always raises
         try:
             if not (root / layout.MANIFEST).exists():
-                log = cls._create(root, lock_fd, segment_bytes, clock)
+                size = layout.new_segment_bytes() if segment_bytes is None else segment_bytes
+                log = cls._create(root, lock_fd, size, clock)
             else:
                 log = cls._reopen(root, lock_fd, clock)
         except BaseException:

@@ -131,7 +131,7 @@ class Archive:
         *,
         recipients: Sequence[str],
         custody_keys: Mapping[str, str] | None = None,
-        segment_bytes: int = layout.SEGMENT_BYTES,
+        segment_bytes: int | None = None,
         checkpoint_every: float = CHECKPOINT_EVERY,
         clock: Clock = _utc_now,
     ) -> Archive:

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from proxy.archive import VerifyFailure, layout, verify_archive
-from proxy.archive.errors import ArchiveCorrupt
+from proxy.archive.errors import ArchiveCorrupt, ArchiveUnavailable
 from proxy.archive.log import TIME_GRAIN
 from proxy.doctor.findings import Finding, fail, ok
 
@@ -72,8 +72,11 @@ def _room(archive: Path) -> Finding:
     what = "free disk at the archive"
     try:
         segment_bytes = layout.read_manifest(archive).segment_bytes
-    except ArchiveCorrupt:
-        segment_bytes = layout.SEGMENT_BYTES
+    except ArchiveCorrupt:  # none yet: the size it will be made with
+        try:
+            segment_bytes = layout.new_segment_bytes()
+        except ArchiveUnavailable:
+            segment_bytes = layout.SEGMENT_BYTES
     place = archive
     while not place.exists() and place != place.parent:
         place = place.parent
