@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
+import zipfile
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
+import pyrage
 from pypdf import PdfReader
 
+from proxy.access import bundle
+from proxy.access.bundle import ExportRequest, bates, report_item
 from proxy.access.compliance import (
     ABUSIVE,
     NOT_READ,
@@ -24,10 +30,22 @@ from proxy.access.compliance import (
     compliance,
     read_answers,
 )
-from proxy.access.relaying import RELAY, RELAY_FAILED
+from proxy.access.keys import custody_public_key
+from proxy.access.reading import Selection, open_archive
+from proxy.access.recording import signed_request
+from proxy.access.relaying import RELAY, RELAY_FAILED, relay_reason
 from proxy.access.report import ReportItem, duration, write_report
-from proxy.alerts.order_mark import OrderMark, Topic
+from proxy.alerts.order_mark import SAME_DAY_LOGISTICS, OrderMark, Topic
+from proxy.alerts.threats import THREAT
+from proxy.alerts.tiers import Assessment
+from proxy.archive import Archive, CustodyRecord
 from proxy.archive.metadata import SealedCustody
+from proxy.archive.seal import fingerprint
+from proxy.channels.sms.capture import ArrivalKind
+from proxy.message import Action, InboundMessage, Kind
+from proxy.rules import decide
+from tests.factories import make_rules
+from tests.portal_helpers import Holding, from_mark, from_marks_phone
 from tests.test_report import item
 
 MONDAY_9 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -218,9 +236,9 @@ def test_each_summary_is_shown_after_its_original_marked_not_evidence() -> None:
         text.index("FAILED-TEXT"))  # fmt: skip
     assert f"Reply sent to him by contact {PRIYA} at 2026-03-02 09:40:00 UTC" in text
     assert "UNKNOWN-LEAF-TEXT" not in text
-    assert "Summaries relayed to her 1 sent, for 1 items; 1 failed" in text
+    assert "Summaries relayed to her 1 sent, for 1 item; 1 failed" in text
     assert "Delay median 20 min, longest 20 min" in text
-    assert "Replies sent to him 1 sent, for 1 items" in text
+    assert "Replies sent to him 1 sent, for 1 item" in text
 
 
 def test_urgent_items_are_listed_relayed_or_not() -> None:
@@ -235,3 +253,134 @@ def test_durations_read_plainly() -> None:
     """Seconds, minutes, hours and days, as the report writes a delay."""
     assert [duration(timedelta(seconds=s)) for s in (0, 59, 60, 3600, 3660, 90061)] == [
         "0 s", "59 s", "1 min", "1 h 00 min", "1 h 01 min", "1 d 1 h 01 min"]  # fmt: skip
+
+
+def _email(hours: float, text: str) -> InboundMessage:
+    raw = (f"From: Mark <mark.smith@gmail.com>\r\nTo: sam@home.example\r\nSubject: {text}\r\n"
+           f"\r\n{text}\r\n").encode()  # fmt: skip
+    return from_mark(raw, MONDAY_9 + timedelta(hours=hours), recipients=("sam@home.example",))
+
+
+def _phone(hours: float, text: str, kind: ArrivalKind = ArrivalKind.TEXT) -> InboundMessage:
+    return from_marks_phone(text, received_at=MONDAY_9 + timedelta(hours=hours), kind=kind)
+
+
+URGENT_PICKUP = Assessment.of([SAME_DAY_LOGISTICS])
+VOICE_MARK = OrderMark(person="mark", topic=Topic.UNKNOWN, channel_allowed=False)
+# His traffic, in UTC: three on topic (two urgent), two off topic, one abusive, a voicemail.
+TRAFFIC = (
+    Holding(_email(0, "A: Lily pickup moved today"), order=ON, assessment=URGENT_PICKUP),
+    Holding(_email(1, "B: Noah dentist on Friday"), order=ON),
+    Holding(_phone(33, "C: Lily at the hospital, come now"), order=ON, kind=Kind.DIRECT,
+            assessment=URGENT_PICKUP),
+    Holding(_email(34, "D: why do you never answer"), order=OFF),
+    Holding(_phone(5 * 24 + 12, "E: you owe me"), order=OFF, kind=Kind.DIRECT),
+    Holding(_email(5 * 24 + 13.5, "F: you will regret this"), order=ON,
+            assessment=Assessment.of([THREAT])),
+    Holding(_phone(6 * 24 + 8, "", ArrivalKind.VOICEMAIL), order=VOICE_MARK, kind=Kind.DIRECT),
+)  # fmt: skip
+
+
+def _held_with_answers(root: Path, identity: Any) -> None:
+    """Seal TRAFFIC, then a relay of A after 20 minutes, a reply to A after an hour and a
+    relay of B after 2 h 20 min, each stamped by the archive's writer at that time."""
+    recipient = str(identity.to_public())
+    clock = [MONDAY_9 - timedelta(hours=1)]
+
+    async def main() -> None:
+        keys = {fingerprint(recipient): custody_public_key(identity)}
+        archive = await Archive.open(root, recipients=[recipient], custody_keys=keys,
+                                     clock=lambda: clock[0])  # fmt: skip
+        rules, receipts = make_rules(), []
+        for holding in TRAFFIC:
+            decision = decide(holding.message, rules)
+            decision = replace(decision, action=Action.HOLD, kind=holding.kind or decision.kind,
+                               order=holding.order,
+                               assessment=holding.assessment or decision.assessment)  # fmt: skip
+            receipts.append(await archive.hold(holding.message, decision))
+        a, b = receipts[0], receipts[1]
+        for minutes, action, receipt, reason in (
+            (20, RELAY, a, relay_reason(a.leaf_hash, "Summary from your contact Priya — not "
+                                        "his words\n\nChild: Lily\nWhat: PICKUP-MOVED\n")),
+            (60, REPLY, a, f"reply to leaf {a.leaf_hash.hex()}\nConfirmed, REPLY-SENT."),
+            (140, RELAY, b, relay_reason(b.leaf_hash, "Summary: DENTIST-FRIDAY\n")),
+        ):  # fmt: skip
+            clock[0] = MONDAY_9 + timedelta(minutes=minutes)
+            if action == REPLY:  # the writer's own way: the signed "reply" action is the
+                # replies' own (custody_keys.ACTIONS); the record reads the same either way
+                record = CustodyRecord(contact=fingerprint(recipient), action=action,
+                                       items=(receipt.index,), at=clock[0],
+                                       reason=reason)  # fmt: skip
+                await archive.record_custody(record)
+                continue
+            await archive.record_signed(
+                signed_request(identity, action=action, items=[receipt.index], reason=reason)
+            )
+        await archive.close()
+
+    asyncio.run(main())
+
+
+def test_the_report_of_real_traffic_counts_exactly_what_was_held_and_answered(
+    tmp_path: Path,
+) -> None:
+    """Through a real archive and `bundle.report`: the compliance numbers are exactly the
+    traffic's, and each relay's text is beside its original, marked not evidence."""
+    root, identity = tmp_path / "archive", pyrage.x25519.Identity.generate()
+    _held_with_answers(root, identity)
+    opened = open_archive(root, identity)
+    reports = [report_item(bates(n), i) for n, i in enumerate(opened.items(Selection()), 1)]
+    (mark,) = compliance(reports, UTC, read_answers(r for _, r in opened.custody_read))
+    assert (mark.count, mark.logistics, mark.off_channel, mark.evening) == (7, 4, 1, 5)
+    assert mark.kinds == {ON_TOPIC: 3, OFF_TOPIC: 2, ABUSIVE: 1, NOT_READ: 1}
+    assert mark.by_channel == {
+        "email": {ON_TOPIC: 2, OFF_TOPIC: 1, ABUSIVE: 1, NOT_READ: 0},
+        "sms": {ON_TOPIC: 1, OFF_TOPIC: 1, ABUSIVE: 0, NOT_READ: 0},
+        "voice": {ON_TOPIC: 0, OFF_TOPIC: 0, ABUSIVE: 0, NOT_READ: 1},
+    }
+    assert mark.by_hour == tuple({9: 1, 10: 1, 17: 1, 18: 1, 19: 1, 21: 1, 22: 1}.get(h, 0)
+                                 for h in range(24))  # fmt: skip
+    assert mark.by_weekday == (2, 2, 0, 0, 0, 2, 1)
+    assert mark.relays == Answered(sent=2, failed=0, items=2, delays=(
+        timedelta(minutes=20), timedelta(hours=1, minutes=20)))  # fmt: skip
+    assert mark.replies == Answered(sent=1, failed=0, items=1, delays=(timedelta(hours=1),))
+    assert [(u.bates, u.relayed_after) for u in mark.urgent] == [
+        ("NC-000001", timedelta(minutes=20)), ("NC-000003", None)]  # fmt: skip
+
+    out = tmp_path / "report.pdf"
+    request = ExportRequest(out=out, reason="", contact="", selection=Selection(),
+                            timezone=UTC)  # fmt: skip
+    assert bundle.report(opened, request, lambda _: None) == 7
+    text = " ".join(" ".join(p.extract_text().split()) for p in PdfReader(out).pages)
+    for line in ("Held from him under the order 7", "On topic 3 (43%)", "Off topic 2 (29%)",
+                 "Abusive 1 (14%)", "Not read 1 (14%)", "5 messages after 17:00",
+                 "Summaries relayed to her 2 sent, for 2 items",
+                 "Delay median 50 min, longest 1 h 20 min", "Replies sent to him 1 sent, for 1 "
+                 "item Delay median 1 h 00 min, longest 1 h 00 min",
+                 "NC-000001 2026-03-02 09:00:00 after 20 min",
+                 "NC-000003 2026-03-03 18:00:00 not relayed"):  # fmt: skip
+        assert line in text, line
+    original = text.index(
+        "A: Lily pickup moved today", text.index("NC-000001 2026-03-02 09:00:00 UTC")
+    )
+    heading = text.index("Summary sent to her by contact "
+                         f"{fingerprint(str(identity.to_public()))} at 2026-03-02 09:20:00 UTC "
+                         "— the contact's words, not evidence", original)  # fmt: skip
+    assert (
+        original
+        < heading
+        < text.index("What: PICKUP-MOVED")
+        < text.index("Reply sent to him")
+        < text.index("REPLY-SENT")
+        < text.index("NC-000002", heading)
+    )
+    assert text.index("DENTIST-FRIDAY") > text.index("B: Noah dentist on Friday", heading)
+    # The bundle's report.pdf reads the same records, from its custody listing.
+    bundled = tmp_path / "bundle.zip"
+    exported = replace(request, out=bundled, contact=fingerprint(str(identity.to_public())))
+    assert bundle.export(open_archive(root, identity), exported, lambda _: None) == 7
+    with zipfile.ZipFile(bundled) as zipped:
+        pages = PdfReader(io.BytesIO(zipped.read("report.pdf"))).pages
+    in_bundle = " ".join(" ".join(p.extract_text().split()) for p in pages)
+    assert "Summaries relayed to her 2 sent, for 2 items" in in_bundle
+    assert in_bundle.index("Summary sent to her by contact") < in_bundle.index("PICKUP-MOVED")

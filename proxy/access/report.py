@@ -295,6 +295,7 @@ def _summary_pages(
     )
 
 
+_ANSWER_X = 14  # a relay or reply is set in from the original it follows (rule 7)
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
@@ -335,7 +336,8 @@ def _compliance(pdf: Pages, c: Compliance, *, tz: tzinfo) -> None:
 def _answered(label: str, a: Answered) -> list[tuple[str, str]]:
     """A way of answering in two rows: how many, and how soon (rule 6)."""
     failed = f"; {a.failed} failed" if a.failed else ""
-    rows = [(label, f"{a.sent} sent, for {a.items} items{failed}")]
+    items = f"{a.items} item" + ("" if a.items == 1 else "s")
+    rows = [(label, f"{a.sent} sent, for {items}{failed}")]
     if a.median is not None and a.longest is not None:
         rows.append(("Delay", f"median {duration(a.median)}, longest {duration(a.longest)}"))
     return rows
@@ -415,10 +417,10 @@ def _rendering_pages(
             _answer(pdf, item.bates, answer)
 
 
-def _text(pdf: Pages, text: str, label: str, shortened_note: str) -> None:
+def _text(pdf: Pages, text: str, label: str, shortened_note: str, *, x: float = 0) -> None:
     """Text of any size, cut to MAX_CHARS and MAX_LINES with a note saying so (rule 3)."""
-    lines = pdf.faces[SANS].wrap(text[:MAX_CHARS], 8.5, pdf.right - pdf.margin)
-    pdf.lines(SANS, 8.5, lines[:MAX_LINES], label=label)
+    lines = pdf.faces[SANS].wrap(text[:MAX_CHARS], 8.5, pdf.right - pdf.margin - x)
+    pdf.lines(SANS, 8.5, lines[:MAX_LINES], label=label, x=x)
     if len(text) > MAX_CHARS or len(lines) > MAX_LINES:
         pdf.line_of(BOLD, 8, shortened_note, gray=90)
 
@@ -436,6 +438,7 @@ def _answer(pdf: Pages, bates: str, answer: Answer) -> None:
     if not pdf.room(40):
         pdf.new_page("P")
     pdf.y_cursor += 4
-    pdf.paragraph(BOLD, 8, answer_heading(answer))
+    pdf.paragraph(BOLD, 8, answer_heading(answer), x=_ANSWER_X)
     pdf.y_cursor += 2
-    _text(pdf, answer.text, f"{CONTINUED}{bates}", "[shortened; the custody log holds it all]")
+    _text(pdf, answer.text, f"{CONTINUED}{bates}", "[shortened; the custody log holds it all]",
+          x=_ANSWER_X)  # fmt: skip
