@@ -384,3 +384,13 @@ def test_the_report_of_real_traffic_counts_exactly_what_was_held_and_answered(
     in_bundle = " ".join(" ".join(p.extract_text().split()) for p in pages)
     assert "Summaries relayed to her 2 sent, for 2 items" in in_bundle
     assert in_bundle.index("Summary sent to her by contact") < in_bundle.index("PICKUP-MOVED")
+
+
+def test_an_answer_is_cleaned_as_a_rendering_is() -> None:
+    """Control and invisible characters in a relay's text are written as code points, and a
+    huge one is cut with a note: the report neither breaks nor hides them."""
+    items = [_ordered(1, 0)]
+    hostile = "ESC\x1b[2J RLO\u202eevil\n" + "long line\n" * 400
+    text = _pdf_text(items, read_answers([_relay(1, hostile, minutes=5)]))
+    assert "ESC[U+001B][2J RLO[U+202E]evil" in text
+    assert "[shortened; the custody log holds it all]" in text
