@@ -219,7 +219,8 @@ def _compliance_matches_the_traffic(root: Path) -> None:
     assert "Off topic 1 (25%)" in text
     assert "Abusive 1 (25%)" in text
     assert "4 messages after 17:00" in text
-    assert "relay" not in text.lower()  # nothing about relays until they exist
+    assert "Summaries relayed to her 0 sent, for 0 items" in text
+    assert text.count("not relayed") == 1  # the urgent pickup, which no one relayed
 
 
 def _send(port: int, raw: bytes) -> tuple[int, bytes]:

@@ -22,10 +22,15 @@ Rules this module keeps:
    A streamed export (`stream_export`, the portal's) cannot wait: its items are fixed
    first from an index of the log, the record made, and only then is its first byte
    written; the bundle is the same either way (one `write_bundle`).
+5. The report beside the items (the bundle's report.pdf, or `report` alone) shows the
+   relays and replies of the whole custody log this key opens, however the items were
+   selected (`compliance.read_answers`; report.py rules 6 and 7): a relay is counted
+   and shown only with the item it names.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -41,6 +46,7 @@ from typing import BinaryIO
 
 from proxy import __version__
 from proxy.access import bundle_texts
+from proxy.access.compliance import Answer, read_answers
 from proxy.access.keys import custody_public_key, custody_signing_key
 from proxy.access.manifest import BundleFile, BundleItem, build_manifest, sign_manifest
 from proxy.access.reading import AccessProblem, CustodyEntry, HeldItem, OpenedArchive, Selection
@@ -49,7 +55,8 @@ from proxy.access.render import original_files, render, summary, urgency
 from proxy.access.report import ReportItem, summarize, write_report
 from proxy.access.timeline import timeline_png
 from proxy.access.viewing import Contents, Planned
-from proxy.alerts.order_mark import abusive
+from proxy.alerts.order_mark import abusive, urgent_logistics
+from proxy.archive.metadata import SealedCustody
 from proxy.archive.note import Signer
 from proxy.disk import create_private
 
@@ -82,6 +89,8 @@ def report_item(label: str, item: HeldItem) -> ReportItem:
         sha256=item.metadata.payload_sha256 or "", rendering=rendering,
         tier=item.metadata.assessment.tier.label, urgency=urgency(item.metadata.assessment),
         order=item.metadata.order, abusive=abusive(item.metadata.assessment),
+        urgent_logistics=urgent_logistics(item.metadata.assessment),
+        leaf_hash=item.leaf_hash.hex(),
     )  # fmt: skip
 
 
@@ -150,8 +159,10 @@ def report(archive: OpenedArchive, request: ExportRequest, advance: Callable[[in
         sequences.append(item.sequence)
         advance(1)
 
+    answers = read_answers(record for _, record in archive.custody_read)  # the whole log's
+
     def write(partial: BinaryIO) -> tuple[int, ...]:
-        partial.write(_pdf(reports, request))
+        partial.write(_pdf(reports, request, answers))
         return tuple(sequences)
 
     return _deliver(archive, request, "report", write)
@@ -239,7 +250,7 @@ def write_bundle(
         held = contents(sequences)
         keys = archive.custody_keys()
         others = [out.add("custody.json", _custody_json(held.custody, keys), "custody")]
-        pdf = _pdf(reports, request)
+        pdf = _pdf(reports, request, read_answers(map(_sealed, held.custody)))
         others.append(out.add("report.pdf", pdf, "report"))
         created = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         proofs = {i.leaf_index: tree.inclusion_proof(i.leaf_index, size) for i in bundled}
@@ -274,13 +285,22 @@ def _custody_json(entries: list[CustodyEntry], keys: dict[str, str]) -> bytes:
                   "entries": [dataclasses.asdict(entry) for entry in entries]})  # fmt: skip
 
 
+def _sealed(entry: CustodyEntry) -> SealedCustody:
+    """A custody record as the log holds it, from its listing (for `read_answers`)."""
+    at = None
+    with contextlib.suppress(ValueError):  # no time: not an answer (compliance.py rule 4)
+        at = datetime.fromisoformat(entry.at.replace("Z", "+00:00"))
+    return SealedCustody(contact=entry.contact, action=entry.action, items=entry.items, at=at,
+                         reason=entry.reason)  # fmt: skip
+
+
 def _json(value: object) -> bytes:
     return json.dumps(value, indent=2, ensure_ascii=False, default=list).encode() + b"\n"
 
 
-def _pdf(reports: list[ReportItem], request: ExportRequest) -> bytes:
+def _pdf(reports: list[ReportItem], request: ExportRequest, answers: tuple[Answer, ...]) -> bytes:
     buffer = io.BytesIO()
     write_report(buffer, items=reports, title="nocontact: record of contact attempts",
                  generated_at=datetime.now(UTC), no_contact_since=request.no_contact_since,
-                 timezone=request.timezone)  # fmt: skip
+                 timezone=request.timezone, answers=answers)  # fmt: skip
     return buffer.getvalue()

@@ -17,8 +17,15 @@ Rules this module keeps:
    each take seconds, because text is drawn line by line with measured widths.
 6. When any item carries a court order's mark, the summary ends with an order-compliance
    section per person (`proxy.access.compliance`): shares on the allowed topic, off
-   topic, abusive and not read; by channel, by local hour and by weekday. Nothing is
-   said of relays until relays exist.
+   topic, abusive and not read; by channel, by local hour and by weekday; the summaries
+   relayed to her and the replies sent to him (sent, failed, items answered, median and
+   longest delay), and every urgent logistics item with its first relay's delay or "not
+   relayed".
+7. Each relay or reply the caller passes (`answers`, compliance.py rule 4) is shown
+   after the rendering of the item it names, never instead of it: headed as a summary
+   sent to her (or a reply sent to him) by the contact at its time, "the contact's
+   words, not evidence", and its text, cut and cleaned as a rendering is (rule 3). One
+   whose delivery failed says so. An answer naming no item of the report is not shown.
 """
 
 from __future__ import annotations
@@ -29,7 +36,17 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import BinaryIO
 
-from proxy.access.compliance import EVENING, KINDS, NOT_READ, Compliance, compliance
+from proxy.access.compliance import (
+    EVENING,
+    KINDS,
+    NOT_READ,
+    Answer,
+    Answered,
+    Compliance,
+    Way,
+    answers_to,
+    compliance,
+)
 from proxy.access.pdf_text import BOLD, MONO, SANS, Cell, Pages
 from proxy.access.timeline import timeline_png
 from proxy.alerts.order_mark import OrderMark
@@ -77,6 +94,8 @@ class ReportItem:
     urgency: str = "digest"  # the tier and its reasons in one line (access/render.urgency)
     order: OrderMark | None = None  # what his court order made of it (rule 6)
     abusive: bool = False  # an urgent reason other than logistics (order_mark.abusive)
+    urgent_logistics: bool = False  # urgent for the children's logistics (rule 6)
+    leaf_hash: str = ""  # hex: the one relays and replies name (rule 7)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -194,8 +213,10 @@ def write_report(
     generated_at: datetime,
     no_contact_since: date | None,
     timezone: tzinfo | None = None,
+    answers: Sequence[Answer] = (),
 ) -> None:
-    """Write the whole report (summary, chart, item table, renderings) as PDF to `out`."""
+    """Write the whole report (summary, chart, item table, renderings) as PDF to `out`;
+    `answers`: the relays and replies in the custody log (rules 6 and 7)."""
     tz = timezone or UTC
     summary = summarize(items, no_contact_since=no_contact_since, tz=tz)
     pdf = Pages(footer=f"nocontact report generated {when(generated_at)} UTC")
@@ -203,11 +224,11 @@ def write_report(
     pdf.set_creator("nocontact")
     pdf.set_creation_date(utc(generated_at))
     _summary_pages(pdf, summary, title=title, generated_at=generated_at, tz=tz)
-    for person in compliance(items, tz):
+    for person in compliance(items, tz, answers):
         _compliance(pdf, person, tz=tz)
     _chart_page(pdf, summary, tz=tz)
     _table_pages(pdf, items)
-    _rendering_pages(pdf, items)
+    _rendering_pages(pdf, items, answers_to(answers))
     out.write(pdf.output())
 
 
@@ -274,6 +295,7 @@ def _summary_pages(
     )
 
 
+_ANSWER_X = 14  # a relay or reply is set in from the original it follows (rule 7)
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
@@ -300,8 +322,41 @@ def _compliance(pdf: Pages, c: Compliance, *, tz: tzinfo) -> None:
         _rows(pdf, [("Hour", *(f"{h:02d}" for h in hours)),
                     ("Items", *(str(c.by_hour[h]) for h in hours))], (45, *(38,) * 12))  # fmt: skip
     _rows(pdf, [("Weekday", *_WEEKDAYS), ("Items", *map(str, c.by_weekday))], (45, *(50,) * 7))
-    # Relays sent and their delays belong here once the portal's relays exist (issue 25,
-    # second half): until then the report says nothing about relays.
+    _rows(pdf, [*_answered("Summaries relayed to her", c.relays),
+                *_answered("Replies sent to him", c.replies)], (200, 305))  # fmt: skip
+    pdf.line_of(SANS, 8, "Delay: from his item's arrival to the first one sent for it.",
+                gray=90)  # fmt: skip
+    if c.urgent:
+        _rows(pdf, [("Urgent logistics item", "Received (UTC)", "First summary sent")],
+              (120, 130, 255))  # fmt: skip
+        _rows(pdf, ((u.bates, when(u.received_at), _after(u.relayed_after)) for u in c.urgent),
+              (120, 130, 255))  # fmt: skip
+
+
+def _answered(label: str, a: Answered) -> list[tuple[str, str]]:
+    """A way of answering in two rows: how many, and how soon (rule 6)."""
+    failed = f"; {a.failed} failed" if a.failed else ""
+    items = f"{a.items} item" + ("" if a.items == 1 else "s")
+    rows = [(label, f"{a.sent} sent, for {items}{failed}")]
+    if a.median is not None and a.longest is not None:
+        rows.append(("Delay", f"median {duration(a.median)}, longest {duration(a.longest)}"))
+    return rows
+
+
+def _after(delay: timedelta | None) -> str:
+    return "not relayed" if delay is None else f"after {duration(delay)}"
+
+
+def duration(delay: timedelta) -> str:
+    """'1 h 05 min', '12 min', '40 s', '2 d 3 h 00 min'."""
+    seconds = int(delay.total_seconds())
+    if seconds < 60:
+        return f"{seconds} s"
+    days, rest = divmod(seconds // 60, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    if not days and not hours:
+        return f"{minutes} min"
+    return (f"{days} d " if days else "") + f"{hours} h {minutes:02d} min"
 
 
 def _chart_page(pdf: Pages, s: Summary, *, tz: tzinfo) -> None:
@@ -338,12 +393,13 @@ def _table_pages(pdf: Pages, items: Sequence[ReportItem]) -> None:
         pdf.row(6.5, [(x, w, family, item.sha256)])
 
 
-def _rendering_pages(pdf: Pages, items: Sequence[ReportItem]) -> None:
+def _rendering_pages(
+    pdf: Pages, items: Sequence[ReportItem], by_leaf: dict[str, tuple[Answer, ...]]
+) -> None:
     if not items:
         return
     pdf.new_page("P")
     pdf.line_of(BOLD, 11, "Renderings of every item")
-    body = pdf.faces[SANS]
     for item in items:
         if not pdf.room(100):  # the item's header and its first lines stay together
             pdf.new_page("P")
@@ -356,8 +412,33 @@ def _rendering_pages(pdf: Pages, items: Sequence[ReportItem]) -> None:
         pdf.line_of(SANS, 8, f"SHA-256: {item.sha256}", gray=90)
         pdf.line_of(BOLD, 8, BANNER, gray=90)
         pdf.y_cursor += 3
-        lines = body.wrap(item.rendering[:MAX_CHARS], 8.5, pdf.right - pdf.margin)
-        shortened = len(item.rendering) > MAX_CHARS or len(lines) > MAX_LINES
-        pdf.lines(SANS, 8.5, lines[:MAX_LINES], label=f"{CONTINUED}{item.bates}")
-        if shortened:
-            pdf.line_of(BOLD, 8, SHORTENED, gray=90)
+        _text(pdf, item.rendering, f"{CONTINUED}{item.bates}", SHORTENED)
+        for answer in by_leaf.get(item.leaf_hash, ()) if item.leaf_hash else ():
+            _answer(pdf, item.bates, answer)
+
+
+def _text(pdf: Pages, text: str, label: str, shortened_note: str, *, x: float = 0) -> None:
+    """Text of any size, cut to MAX_CHARS and MAX_LINES with a note saying so (rule 3)."""
+    lines = pdf.faces[SANS].wrap(text[:MAX_CHARS], 8.5, pdf.right - pdf.margin - x)
+    pdf.lines(SANS, 8.5, lines[:MAX_LINES], label=label, x=x)
+    if len(text) > MAX_CHARS or len(lines) > MAX_LINES:
+        pdf.line_of(BOLD, 8, shortened_note, gray=90)
+
+
+def answer_heading(answer: Answer) -> str:
+    """What heads a relay or a reply beside its original (rule 7)."""
+    what = "Summary sent to her" if answer.way is Way.RELAY else "Reply sent to him"
+    if not answer.sent:
+        what = what.replace(" sent ", " NOT delivered (recorded as failed) ", 1)
+    return (f"{what} by contact {answer.contact or '(unnamed)'} at {when(answer.at)} UTC "
+            "— the contact's words, not evidence")  # fmt: skip
+
+
+def _answer(pdf: Pages, bates: str, answer: Answer) -> None:
+    if not pdf.room(40):
+        pdf.new_page("P")
+    pdf.y_cursor += 4
+    pdf.paragraph(BOLD, 8, answer_heading(answer), x=_ANSWER_X)
+    pdf.y_cursor += 2
+    _text(pdf, answer.text, f"{CONTINUED}{bates}", "[shortened; the custody log holds it all]",
+          x=_ANSWER_X)  # fmt: skip
