@@ -162,9 +162,11 @@ def test_a_text_under_an_order_is_relayed_to_her_phone(setup: Setup) -> None:
     asyncio.run(main())
     assert [(m["to"], m["body"]) for m in sent] == [(PHONE, TEXTED)]
     [entry] = [e for e in custody(setup) if e.action == "relay"]
-    assert relaying.read_relay(SealedCustody(action=entry.action, reason=entry.reason)) == (
-        relaying.Relay(leaf_hash=entry.reason.split()[3], text=TEXTED)
-    )
+    item = open_archive(setup.directory / "archive", identity(setup.portal)).item(setup.held.text)
+    assert item is not None
+    record = SealedCustody(action=entry.action, reason=entry.reason)
+    assert relaying.read_relay(record) == relaying.Relay(leaf_hash=item.leaf_hash.hex(),
+                                                         text=TEXTED)  # fmt: skip
 
 
 def test_a_lawyer_is_refused_and_sees_no_form(setup: Setup) -> None:

@@ -79,8 +79,8 @@ def _config(tmp_path: Path, **more: object) -> Config:
 
 def _from(address: str, source: str = "from", channel: Channel = Channel.EMAIL) -> SealedItem:
     kind = IdentityKind.EMAIL if channel is Channel.EMAIL else IdentityKind.PHONE
-    return SealedItem(channel=channel, order=ORDER,
-                      senders=(SealedIdentity(kind=kind, value=address, source=source),))  # fmt: skip
+    sender = SealedIdentity(kind=kind, value=address, source=source)
+    return SealedItem(channel=channel, order=ORDER, senders=(sender,))
 
 
 @pytest.mark.parametrize(
@@ -146,7 +146,10 @@ def test_an_email_reply_is_a_new_plain_message_from_the_outbound_address(
     assert route.recipient == "mark.smith@gmail.com"
     message = email.message_from_bytes(route.raw, policy=policy.default)
     assert (message["From"], message["To"], message["Subject"]) == (
-        "priya-replies@fastmail.example", "mark.smith@gmail.com", "About the children")
+        "priya-replies@fastmail.example",
+        "mark.smith@gmail.com",
+        "About the children",
+    )
     assert message.get_content().replace("\r\n", "\n") == "Confirmed.\n"
     assert "Reply-To" not in message
     assert config.outbound is not None
