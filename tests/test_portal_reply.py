@@ -35,6 +35,8 @@ from tests.portal_helpers import (
     Holding,
     Portal,
     Template,
+    browser_log_in,
+    chromium,
     copy_portal,
     fetch,
     free_port,
@@ -44,6 +46,9 @@ from tests.portal_helpers import (
     hidden,
     identity,
     log_in,
+    portal_app,
+    serving,
+    wait_for,
 )
 from tests.portal_helpers import run as run_portal
 from tests.twilio_fake import FakeTwilio
@@ -445,3 +450,33 @@ def test_nothing_is_sent_when_custody_cannot_be_recorded(setup: Setup) -> None:
 
         run(setup, setup.config(outbound=port), body)
     assert relay.taken == []
+
+
+def test_a_reply_in_real_chromium_with_javascript_off(setup: Setup) -> None:
+    """Headless Chromium with scripts disabled: the contact logs in, opens his email,
+    chooses Not possible, types a proposal and sends; the page shows exactly the text
+    sent, and the outbound relay took it."""
+    sequence = setup.held.pickup
+    with outbound_relay() as (port, relay):
+        setup.portal.config = setup.config(outbound=port)
+        with (
+            serving(portal_app(setup.portal)) as origin,
+            chromium(setup.directory / "chromium") as browser,
+        ):
+            from selenium.webdriver.common.by import By  # noqa: PLC0415
+
+            browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+            browser.get(f"{origin}/login")  # passkey.js would show its button: scripts off
+            assert not browser.find_element(By.ID, "passkey-login").is_displayed()
+            browser_log_in(browser, origin, setup.portal.secret, setup.portal.clock)
+            wait_for(browser, lambda b: b.current_url == f"{origin}/items")
+            browser.get(f"{origin}/items/{sequence}")
+            browser.find_element(By.CSS_SELECTOR, "input[value=not_possible]").click()
+            browser.find_element(By.NAME, "proposal").send_keys(PROPOSAL)
+            browser.find_element(By.XPATH, "//button[text()='Send the reply to him']").click()
+            wait_for(browser, lambda b: "Reply sent" in b.title)
+            assert browser.find_element(By.TAG_NAME, "pre").text == SENT
+    [taken] = relay.taken
+    message = email.message_from_bytes(taken.raw, policy=policy.default)
+    assert message.get_content().replace("\r\n", "\n") == SENT + "\n"
+    assert replies(setup) == [("reply", (sequence,))]
