@@ -67,7 +67,8 @@ BROKEN: list[tuple[str, str | bytes, list[str]]] = [
         BASE + "colour: blue\n",
         [
             "config.yaml:10:1: colour: unknown key (valid keys: alerts, allow, archive, channels, "
-            "contacts, default_region, intermediaries, no_contact_since, people, portal)"
+            "contacts, default_region, intermediaries, no_contact_since, outbound, people, "
+            "portal)"
         ],
     ),
     (
@@ -432,6 +433,8 @@ COMMENTED_ALTERNATIVES = {
     "people[].court_order", *(f"people[].court_order.{key}" for key in (
         "children", "topics", "channels", "relay", "emergency_terms", "relay_within",
         "auto_card", "order_file")),
+    "outbound", *(f"outbound.{key}" for key in (
+        "host", "port", "tls", "username", "password_file", "from")),
 }  # fmt: skip
 
 

@@ -23,6 +23,7 @@ from proxy.archive.metadata import SealedCustody
 from proxy.message import Kind
 from proxy.portal import web as portal_web
 from tests.portal_helpers import (
+    EMAIL,
     PLAIN,
     Holding,
     Template,
@@ -61,6 +62,7 @@ EXPECTED = (
     "What: The school pickup is moved.\nWhen: Today, 17:30\nWhere: Oak Street school\n"
     "What is asked: Can you confirm you will be there?\n"
 )
+TEXTED = EXPECTED + "\nTo answer, write to Priya directly, not to this number.\n"
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +125,7 @@ def test_an_urgent_pickup_is_relayed_as_exactly_the_labelled_summary(setup: Setu
         assert canary.encode() not in raw.lower()
     message = email.message_from_bytes(raw, policy=policy.default)
     assert message["Subject"] == relaying.header("Priya Raman")
+    assert message["Reply-To"] == EMAIL  # she answers her contact, never him
     content = message.get_content()
     assert content.replace("\r\n", "\n") == EXPECTED  # mail's lines end in CRLF
     assert "Received" not in message
@@ -137,7 +140,9 @@ def test_an_urgent_pickup_is_relayed_as_exactly_the_labelled_summary(setup: Setu
 
 
 def test_a_text_under_an_order_is_relayed_to_her_phone(setup: Setup) -> None:
-    """For a text of his, the summary alone goes to her phone (no "From <number>:")."""
+    """For a text of his, the summary alone goes to her phone (no "From <number>:"),
+    ending with the line telling her to answer Priya directly; the relay record holds
+    exactly that text."""
     sent: list[Any] = []
 
     async def main() -> None:
@@ -155,7 +160,13 @@ def test_a_text_under_an_order_is_relayed_to_her_phone(setup: Setup) -> None:
             await asyncio.to_thread(run, setup, config, body)
 
     asyncio.run(main())
-    assert [(m["to"], m["body"]) for m in sent] == [(PHONE, EXPECTED)]
+    assert [(m["to"], m["body"]) for m in sent] == [(PHONE, TEXTED)]
+    [entry] = [e for e in custody(setup) if e.action == "relay"]
+    item = open_archive(setup.directory / "archive", identity(setup.portal)).item(setup.held.text)
+    assert item is not None
+    record = SealedCustody(action=entry.action, reason=entry.reason)
+    assert relaying.read_relay(record) == relaying.Relay(leaf_hash=item.leaf_hash.hex(),
+                                                         text=TEXTED)  # fmt: skip
 
 
 def test_a_lawyer_is_refused_and_sees_no_form(setup: Setup) -> None:

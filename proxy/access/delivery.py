@@ -29,7 +29,16 @@ Rules this module keeps:
    hostname, with a null envelope sender: nothing bounces to him; to the sealed
    recipients) for the next hop an email of his would take, or texts of the summary
    alone (no "From <number>:") to her phone for a text, call or voicemail. Nothing of
-   his message goes: not its bytes, headers, Received line or sender.
+   his message goes: not its bytes, headers, Received line or sender. The email's
+   `Reply-To:` is the relaying contact's own address (config `contacts[].email`), so
+   her answer goes to her contact, never to him; a texted summary ends with a line
+   telling her to answer her contact directly (relaying.py rule 4).
+7. A reply to him (replying.py) goes to the addressee replying.py chose, never another:
+   by email a new plain-text message from `outbound.from` to his address, subject
+   `replying.SUBJECT`, sent through the `outbound:` SMTP relay with aiosmtplib (its
+   login, its TLS); with no `outbound:` section there is no way to send one
+   (`CannotDeliver`). By text, from the public Twilio number (`channels.sms.number`) to
+   his number through `provider.Provider`. A failure is `NotDelivered`, one line.
 """
 
 from __future__ import annotations
@@ -40,14 +49,18 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
+from pathlib import Path
+
+import aiosmtplib
 
 from proxy.access.render import phone_words
+from proxy.access.replying import SUBJECT, Addressee
 from proxy.archive.metadata import SealedItem
 from proxy.channels.sms.line import MAX_BODY, forward_bodies
 from proxy.channels.sms.provider import Provider, ProviderRefused, ProviderUnavailable
 from proxy.channels.sms.runner import SmsStartError, auth_token
 from proxy.config import Config
-from proxy.config.model import SmsChannel
+from proxy.config.model import Outbound, SmsChannel
 from proxy.deliver.address import Destination, Scheme, parse_destination, parse_listen
 from proxy.deliver.hops import DeliveryDeferred, DeliveryRefused, open_next_hop
 from proxy.errors import NocontactError
@@ -55,6 +68,7 @@ from proxy.identity import e164
 from proxy.message import Channel
 from proxy.pipeline import received_line
 
+_OUTBOUND_TIMEOUT = 60  # seconds, for the whole of a reply's SMTP session
 _EPOCH = datetime.fromtimestamp(0, UTC)  # a seal that does not say when (reading.py's too)
 NO_SMTP = "No SMTP channel is configured (channels.smtp): there is no next hop to deliver it to."
 WATCHED = (
@@ -67,6 +81,10 @@ LOOPS = ("The SMTP channel's deliver address is the filter's own listen address:
          "email would be held again. Fix channels.smtp.deliver first.")  # fmt: skip
 NO_SMS = "No SMS channel is configured (channels.sms): there is no phone to forward it to."
 NOT_A_TEXT = "This item is not a text or an email, so no channel can carry it."
+NO_OUTBOUND = ("No outbound: section is configured (the SMTP relay a reply by email leaves "
+               "by): there is no way to send it.")  # fmt: skip
+NO_SMS_REPLY = ("No SMS channel is configured (channels.sms): there is no number to send "
+                "a text from.")  # fmt: skip
 
 
 class CannotDeliver(NocontactError):
@@ -91,11 +109,21 @@ class EmailRoute:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TextRoute:
     settings: SmsChannel
+    to: str  # E.164: her phone (`forward_to`), or his number for a reply (rule 7)
     bodies: tuple[str, ...]
     media_kept: int
 
 
-Route = EmailRoute | TextRoute
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboundRoute:
+    """A reply by email, through the `outbound:` SMTP relay (rule 7)."""
+
+    settings: Outbound
+    recipient: str
+    raw: bytes
+
+
+Route = EmailRoute | TextRoute | OutboundRoute
 
 
 def plan(config: Config, metadata: SealedItem, payload: bytes) -> Route:
@@ -139,27 +167,32 @@ def _email(config: Config, metadata: SealedItem, raw: bytes) -> EmailRoute:
                       trace=trace, raw=raw)  # fmt: skip
 
 
+def texts_her(metadata: SealedItem) -> bool:
+    """Whether a summary of this item reaches her by text (rule 6), not by email."""
+    return metadata.channel is not Channel.EMAIL
+
+
 def plan_summary(
-    config: Config, metadata: SealedItem, subject: str, text: str, now: datetime
-) -> Route:
+    config: Config, metadata: SealedItem, subject: str, text: str, now: datetime, *,
+    reply_to: str | None = None,
+) -> Route:  # fmt: skip
     """How a relay's `text` reaches her (rule 6): by the way the summarized item would
-    have (its seal's `metadata`), as a new message."""
-    if metadata.channel is not Channel.EMAIL:
+    have (its seal's `metadata`), as a new message; an email's answers go to `reply_to`
+    (the relaying contact's address)."""
+    if texts_her(metadata):
         settings = config.channels.sms
         if settings is None:
             raise CannotDeliver(NO_SMS)
-        room = MAX_BODY - len("(99/99) ")
-        chunks = [text[i : i + room] for i in range(0, len(text), room)] or [""]
-        bodies = chunks if len(chunks) == 1 else [
-            f"({n}/{len(chunks)}) {chunk}" for n, chunk in enumerate(chunks, 1)
-        ]  # fmt: skip
-        return TextRoute(settings=settings, bodies=tuple(bodies), media_kept=0)
+        return TextRoute(settings=settings, to=settings.forward_to, bodies=_texts(text),
+                         media_kept=0)  # fmt: skip
     held_as = _email(config, metadata, b"")
     hostname = held_as.hostname
     message = EmailMessage(policy=SMTP)
     message["From"] = f"nocontact <nocontact@{hostname}>"
     if held_as.recipients:
         message["To"] = ", ".join(held_as.recipients)
+    if reply_to:
+        message["Reply-To"] = reply_to
     message["Subject"] = subject
     message["Date"] = format_datetime(now.astimezone(UTC))
     message["Message-ID"] = make_msgid("relay", domain=hostname)
@@ -168,6 +201,37 @@ def plan_summary(
     return EmailRoute(destination=held_as.destination, hostname=hostname, sender="",
                       recipients=held_as.recipients, options=_options(raw, "", held_as.recipients),
                       trace=b"", raw=raw)  # fmt: skip
+
+
+def plan_reply(config: Config, addressee: Addressee, text: str, now: datetime) -> Route:
+    """How a reply's `text` reaches him (rule 7): at `addressee` only."""
+    if not addressee.by_email:
+        settings = config.channels.sms
+        if settings is None:
+            raise CannotDeliver(NO_SMS_REPLY)
+        return TextRoute(settings=settings, to=addressee.address, bodies=_texts(text),
+                         media_kept=0)  # fmt: skip
+    outbound = config.outbound
+    if outbound is None:
+        raise CannotDeliver(NO_OUTBOUND)
+    domain = outbound.sender.rpartition("@")[2]
+    message = EmailMessage(policy=SMTP)
+    message["From"] = outbound.sender
+    message["To"] = addressee.address
+    message["Subject"] = SUBJECT
+    message["Date"] = format_datetime(now.astimezone(UTC))
+    message["Message-ID"] = make_msgid("reply", domain=domain)
+    message.set_content(text, cte="quoted-printable")
+    return OutboundRoute(settings=outbound, recipient=addressee.address, raw=message.as_bytes())
+
+
+def _texts(text: str) -> tuple[str, ...]:
+    """`text` as texts within the provider's limit, numbered when it takes several."""
+    room = MAX_BODY - len("(99/99) ")
+    chunks = [text[i : i + room] for i in range(0, len(text), room)] or [""]
+    if len(chunks) == 1:
+        return tuple(chunks)
+    return tuple(f"({n}/{len(chunks)}) {chunk}" for n, chunk in enumerate(chunks, 1))
 
 
 def _destination(text: str) -> Destination:
@@ -217,7 +281,8 @@ def _text(config: Config, payload: bytes) -> TextRoute:
     if settings is None:
         raise CannotDeliver(NO_SMS)
     sender = e164(words.sender, config.default_region) or words.sender
-    return TextRoute(settings=settings, bodies=tuple(forward_bodies(sender, words.text)),
+    return TextRoute(settings=settings, to=settings.forward_to,
+                     bodies=tuple(forward_bodies(sender, words.text)),
                      media_kept=words.media)  # fmt: skip
 
 
@@ -225,6 +290,8 @@ async def deliver(route: Route) -> None:
     """Hand the item on; returns once it was taken (rule 4)."""
     if isinstance(route, EmailRoute):
         await _deliver_email(route)
+    elif isinstance(route, OutboundRoute):
+        await _send_outbound(route)
     else:
         await _forward_text(route)
 
@@ -254,10 +321,40 @@ async def _forward_text(route: TextRoute) -> None:
                         api_base_url=settings.api_base_url)  # fmt: skip
     try:
         for body in route.bodies:
-            await provider.send_text(to=settings.forward_to, sender=settings.number, body=body)
+            await provider.send_text(to=route.to, sender=settings.number, body=body)
     except ProviderUnavailable:
         raise NotDelivered("the provider (Twilio) could not be reached or was busy") from None
     except ProviderRefused as refused:
         raise NotDelivered(str(refused)) from None
     finally:
         await provider.close()
+
+
+async def _send_outbound(route: OutboundRoute) -> None:
+    """Send through the outbound relay, logged in and encrypted as configured (rule 7)."""
+    settings = route.settings
+    password = None
+    if settings.password_file is not None:
+        try:
+            password = Path(settings.password_file).read_text().strip()
+        except OSError as error:
+            raise NotDelivered(f"cannot read {settings.password_file}: {error.strerror}") from None
+    try:
+        await aiosmtplib.send(
+            route.raw, sender=settings.sender, recipients=[route.recipient],
+            hostname=settings.host, port=settings.port_or_default, username=settings.username,
+            password=password, use_tls=settings.tls == "tls",
+            start_tls=settings.tls == "starttls", timeout=_OUTBOUND_TIMEOUT,
+        )  # fmt: skip
+    except aiosmtplib.SMTPAuthenticationError as refused:
+        raise NotDelivered(
+            f"the outbound SMTP relay refused the login (it answered {refused.code})"
+        ) from None
+    except aiosmtplib.SMTPRecipientsRefused:
+        raise NotDelivered("the outbound SMTP relay refused his address") from None
+    except aiosmtplib.SMTPResponseException as refused:
+        raise NotDelivered(
+            f"the outbound SMTP relay refused it (it answered {refused.code})"
+        ) from None
+    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+        raise NotDelivered("the outbound SMTP relay could not be reached") from None

@@ -14,7 +14,10 @@ Rules this module keeps:
    one line saying what to fix (`read_form`), and nothing is read from the archive.
 4. The text she receives (`summary_text`) starts with one fixed line naming the contact by
    first name and saying it is not his words (`header`), then one line per filled field.
-   It never carries a word of his message: only what the contact typed.
+   It never carries a word of his message: only what the contact typed. A summary she
+   receives by text ends with one fixed line (`answer_line`) telling her to answer her
+   contact directly, not the number it came from (an email's Reply-To is her contact's
+   address: delivery.py rule 6): she answers her contact, never him.
 5. The relay is one custody record (action "relay", items: the original's sequence), its
    reason in one fixed form (`relay_reason`): "relay of leaf <the original's leaf hash,
    hex>", a newline, then exactly the text she receives. Signed by the contact and sealed
@@ -107,10 +110,17 @@ def header(contact: str) -> str:
     return f"Summary from your contact {first_name(contact)} — not his words"
 
 
-def summary_text(contact: str, values: Mapping[str, str]) -> str:
-    """What she receives (rule 4): the header, a blank line, one line per filled field."""
+def answer_line(contact: str) -> str:
+    """The fixed last line of a texted summary (rule 4)."""
+    return f"To answer, write to {first_name(contact)} directly, not to this number."
+
+
+def summary_text(contact: str, values: Mapping[str, str], *, by_text: bool = False) -> str:
+    """What she receives (rule 4): the header, a blank line, one line per filled field;
+    `by_text`, a blank line and the answer line after them."""
     lines = [f"{f.label}: {values[f.name]}" for f in FIELDS if values.get(f.name)]
-    return "\n".join([header(contact), "", *lines]) + "\n"
+    ending = ["", answer_line(contact)] if by_text else []
+    return "\n".join([header(contact), "", *lines, *ending]) + "\n"
 
 
 def relay_reason(leaf_hash: bytes, text: str) -> str:

@@ -36,9 +36,10 @@ PREFIX = "ed25519:"
 HEADER = b"nocontact custody record v1\n"
 # "release" is recorded before a released item is delivered, "release-failed" after its
 # delivery failed (proxy/access/release.py): the log says whether it reached her. "relay"
-# (a contact's summary for her, proxy/access/relaying.py) and "relay-failed" likewise.
+# (a contact's summary for her, proxy/access/relaying.py) and "relay-failed" likewise, and
+# "reply" (a contact's answer to him, proxy/access/replying.py) and "reply-failed".
 ACTIONS = frozenset({"list", "show", "export", "report", "release", "release-failed", "custody",
-                     "relay", "relay-failed"})  # fmt: skip
+                     "relay", "relay-failed", "reply", "reply-failed"})  # fmt: skip
 MAX_REASON = 4000
 
 

@@ -27,6 +27,8 @@ Rules this module keeps:
    send to, a real time zone, never her own mailbox or phone).
 10. Each person's `court_order:` is checked by `proxy.config.order_checks` (a relay
    contact that exists and can be told, an order file that exists).
+11. The `outbound:` section (the SMTP relay replies to him leave by) is checked by
+   `proxy.config.outbound_checks` (TLS off only on loopback, a password file 0600).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from proxy.config.alert_checks import check_alerts
 from proxy.config.load import Document, Loc, dotted
 from proxy.config.model import Channels, Config, Contact, Portal
 from proxy.config.order_checks import check_orders
+from proxy.config.outbound_checks import check_outbound
 from proxy.deliver.address import Scheme, parse_destination, parse_listen
 from proxy.errors import ConfigProblem
 from proxy.identity import canonical_email
@@ -83,6 +86,8 @@ def resolve(document: Document, config: Config) -> tuple[Config, list[ConfigProb
     problems += wrong
     people, wrong = check_orders(document, config)
     problems += wrong
+    outbound, wrong = check_outbound(document, config.outbound)
+    problems += wrong
     update = {
         "archive": archive,
         "people": people,
@@ -90,6 +95,7 @@ def resolve(document: Document, config: Config) -> tuple[Config, list[ConfigProb
         "channels": channels,
         "portal": portal,
         "alerts": alerts,
+        "outbound": outbound,
     }
     return config.model_copy(update=update), problems
 

@@ -566,6 +566,44 @@ class Channels(_Section):
     sms: SmsChannel | None = Field(default=None, description="The SMS and voice channel (Twilio)")
 
 
+class Outbound(_Section):
+    """Where a contact's reply to him by email leaves from (docs/court-orders.md,
+    "Replies"): an SMTP relay, such as a mail provider's submission server. Replies to
+    his texts, calls and voicemails go from channels.sms.number instead."""
+
+    host: str = Field(min_length=1, description="The SMTP relay, e.g. smtp.fastmail.com")
+    port: int | None = Field(
+        default=None, ge=1, le=65535,
+        description="Default: 587 for starttls, 465 for tls, 25 for none",
+    )  # fmt: skip
+    tls: Literal["starttls", "tls", "none"] = Field(
+        default="starttls",
+        description="starttls (submission, port 587), tls (implicit TLS, port 465), or "
+        "none (a relay on this machine only: the password would go in the clear)",
+    )
+    username: str | None = Field(
+        default=None, min_length=1, description="The login name, with password_file"
+    )
+    password_file: str | None = Field(
+        default=None, description="A file (0600) holding the password (or an app password)"
+    )
+    sender: EmailAddress = Field(
+        alias="from",
+        description="The address replies come from (and bounces return to): an address of "
+        "the contacts' own, never hers",
+    )
+
+    @model_validator(mode="after")
+    def _login_pair(self) -> Outbound:
+        if (self.username is None) != (self.password_file is None):
+            raise ValueError("give both username and password_file, or neither")
+        return self
+
+    @property
+    def port_or_default(self) -> int:
+        return self.port or {"starttls": 587, "tls": 465, "none": 25}[self.tls]
+
+
 class Portal(_Section):
     """The web portal where contacts marked `portal: true` enroll and log in."""
 
@@ -641,4 +679,8 @@ class Config(_Section):
     )
     alerts: Alerts | None = Field(
         default=None, description="Alerts and digests to the contacts, never to her"
+    )
+    outbound: Outbound | None = Field(
+        default=None,
+        description="Where a contact's reply to him by email leaves from (an SMTP relay)",
     )

@@ -17,6 +17,7 @@ import typing
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
 from proxy.config import values
@@ -145,7 +146,7 @@ def _unknown_key(loc: Loc) -> str:
     retired = getattr(model, "retired_keys", {}).get(loc[-1])
     if isinstance(retired, str):
         return retired
-    known = sorted(model.model_fields) if model else []
+    known = sorted(_keys(model)) if model else []
     close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
     if close:
         return f"unknown key (did you mean '{close[0]}'?)"
@@ -162,9 +163,14 @@ def _model_at(loc: Loc) -> type[BaseModel] | None:
             return None
         if isinstance(part, int):
             continue
-        field = model.model_fields.get(part)
+        field = _keys(model).get(part)
         model = _model_in(field.annotation) if field else None
     return model
+
+
+def _keys(model: type[BaseModel]) -> dict[str, FieldInfo]:
+    """The keys a model reads, as the file writes them (`from`, not the field's name)."""
+    return {field.alias or name: field for name, field in model.model_fields.items()}
 
 
 def _model_in(annotation: object) -> type[BaseModel] | None:

@@ -1,5 +1,5 @@
-"""Sending her something from the portal (a released item, a relayed summary): custody
-first, then delivery, and a failed delivery recorded too.
+"""Sending something from the portal (a released item or a relayed summary to her, a
+reply to him): custody first, then delivery, and a failed delivery recorded too.
 
 Rules this module keeps:
 1. Custody first: the action's custody record is stored and read back before anything is

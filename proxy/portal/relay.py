@@ -12,8 +12,10 @@ Rules this module keeps:
 3. Custody first: the "relay" record (the original's leaf hash and exactly the text she
    will receive, relaying.py rule 5) is stored and read back before delivery; if it
    cannot be, nothing is sent. Delivery goes through the daemon's own code
-   (access/delivery.py rule 6). If it fails, a "relay-failed" record is stored and the
-   page says so (503) with the form again.
+   (access/delivery.py rule 6), an email's Reply-To the relaying contact's own address
+   (`email_of`), a text ending with the line to answer them directly (relaying.py rule
+   4). If it fails, a "relay-failed" record is stored and the page says so (503) with
+   the form again.
 4. A relay is not once only: a contact may send a correction; each is its own record.
    One relay at a time in this process (`_ONE_AT_A_TIME`): a double click waits its turn.
 5. The logs carry only fixed events (web.py rule 6): never the summary, the item or its
@@ -33,6 +35,7 @@ from aiohttp import web
 from proxy import logs
 from proxy.access import delivery, relaying, release
 from proxy.archive.metadata import SealedItem
+from proxy.config import Config
 from proxy.custody import CustodyProblem
 from proxy.portal.handover import PROBLEMS, NotSent, hand_over
 from proxy.portal.sessions import Session
@@ -61,6 +64,11 @@ def offer(request: web.Request, session: Session, metadata: SealedItem) -> str |
     except delivery.CannotDeliver as cannot:
         return str(cannot)
     return None
+
+
+def email_of(config: Config, contact: str) -> str | None:
+    """The contact's own address in the config: her answers to a summary go there (rule 3)."""
+    return next((c.email for c in config.contacts if c.name == contact), None)
 
 
 def form_values(values: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -109,10 +117,11 @@ async def _relay_once(
         return _outcome(request, session, sequence, HTTPStatus.FORBIDDEN,
                         message=relaying.NO_ORDER)  # fmt: skip
     contact = session.unlocked.contact
-    text = relaying.summary_text(contact, values)
+    text = relaying.summary_text(contact, values, by_text=delivery.texts_her(item.metadata))
     try:
         route = delivery.plan_summary(config, item.metadata, relaying.header(contact), text,
-                                      datetime.now(UTC))  # fmt: skip
+                                      datetime.now(UTC),
+                                      reply_to=email_of(config, contact))  # fmt: skip
     except delivery.CannotDeliver as cannot:
         _log.info("portal relay refused")
         return _outcome(request, session, sequence, HTTPStatus.CONFLICT, message=str(cannot))

@@ -36,7 +36,8 @@ Rules this module keeps:
    why that item cannot be released (release.py); a lawyer's page never mentions it.
    Likewise the relay of an item whose seal carries a court order mark (relay.py): a
    contact gets the summary form, or why no channel can carry it; a lawyer's page, or an
-   item with no order, never mentions it.
+   item with no order, never mentions it. Under it, the same way, the reply to him
+   (reply.py): the form, or why no reply can go where the item came from.
 9. The portal serves under public_url's path (`base_path`, e.g. /portal), which a reverse
    proxy passes on unchanged: the pages are a sub-application mounted there, so their
    routes stay as written; the bare prefix is sent on to `prefix/`, anything else
@@ -153,6 +154,7 @@ def portal_app(
         passkey_pages,
         relay,
         release,
+        reply,
     )
 
     account.routes(app)
@@ -162,6 +164,7 @@ def portal_app(
     passkey_pages.routes(app)
     release.routes(app)
     relay.routes(app)
+    reply.routes(app)
     media.routes(app)
     return app if not base else _mounted(app, base)
 
@@ -382,12 +385,16 @@ async def _item(request: web.Request, session: Session) -> web.StreamResponse:
     from proxy.portal.relay import form_values  # noqa: PLC0415 - it imports this module
     from proxy.portal.relay import offer as relay  # noqa: PLC0415 - it imports this module
     from proxy.portal.release import offer  # noqa: PLC0415 - it imports this module
+    from proxy.portal.reply import form_values as reply_values  # noqa: PLC0415 - it imports this
+    from proxy.portal.reply import offer as reply  # noqa: PLC0415 - it imports this module
 
     shown = [(part_name(part.name, n, part.content_type), part, kind(part))
              for n, part in enumerate(view.parts, 1)]  # fmt: skip
     return page(request, "item.html", csrf=session.csrf, sequence=sequence, text=view.text,
                 parts=shown, release=offer(request, session, view.metadata, view.payload),
-                relay=relay(request, session, view.metadata), **form_values())  # fmt: skip
+                relay=relay(request, session, view.metadata),
+                reply=reply(request, session, view.metadata), **form_values(),
+                **reply_values())  # fmt: skip
 
 
 def not_shown(request: web.Request, session: Session, problem: Exception) -> web.Response:
