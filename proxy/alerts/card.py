@@ -15,6 +15,9 @@ Rules this module keeps:
 4. Both round-trip through plain JSON (`to_json` / `from_json`) for the alerts' sealed
    state; `from_json` is total: anything it cannot read is None.
 5. Values only: frozen, no IO; `repr` names no field's value.
+6. A card sent is recorded in the archive's log before it goes, as the daemon's own
+   custody record (contact "daemon", action `CARD`, items: the item's sequence, reason:
+   exactly the text she receives), sealed to the contacts like every record.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ HEADER = "Logistics card — read automatically from a message about the childre
 FOOTER = "Your contact has been told and may send you a summary."
 FIELDS = (("child", "Child"), ("date", "Date"), ("time", "Time"), ("place", "Place"),
           ("topic", "Topic"))  # fmt: skip
+CARD = "card"  # the custody action of a card sent (rule 6)
+DAEMON = "daemon"  # who records it (as the writer's own "contacts-changed" records)
 _MOST = 200  # characters a field read back may have
 _CHANNELS = frozenset(["email", "sms", "voice"])  # proxy.message.Channel's values
 

@@ -126,13 +126,14 @@ class Waiting:
     card: Card | None = None  # the order takes the automatic card
     way: Way | None = None
     attempts: int = 0  # failed deliveries of the card
+    recorded: bool = False  # its custody record is stored (service.py rule 8)
 
     def dump(self) -> dict[str, Any]:
         return {"sequence": self.sequence, "relay_by": self.relay_by, "first": self.first,
                 "reasons": list(self.reasons),
                 "card": self.card.to_json() if self.card is not None else None,
                 "way": self.way.to_json() if self.way is not None else None,
-                "attempts": self.attempts}  # fmt: skip
+                "attempts": self.attempts, "recorded": self.recorded}  # fmt: skip
 
     @classmethod
     def load(cls, data: Any) -> Waiting:
@@ -141,7 +142,8 @@ class Waiting:
             card, way = None, None  # a card that cannot go is no card: the alert escalates
         return cls(sequence=int(data["sequence"]), relay_by=float(data["relay_by"]),
                    first=str(data["first"]), reasons=tuple(str(r) for r in data["reasons"]),
-                   card=card, way=way, attempts=int(data.get("attempts", 0)))  # fmt: skip
+                   card=card, way=way, attempts=int(data.get("attempts", 0)),
+                   recorded=data.get("recorded") is True)  # fmt: skip
 
 
 @dataclass(slots=True, kw_only=True)

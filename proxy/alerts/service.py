@@ -39,7 +39,8 @@ Rules this module keeps:
    acknowledging its alert. Past the deadline with no relay: if the order has
    `auto_card`, the card (card.py, read when it was held) goes to her the way a relay
    would (access/delivery.py rule 7: email to the next hop, or a text to her phone),
-   retried with backoff until taken, a restart too; with no `auto_card`, or no way to
+   retried with backoff until taken, a restart too (recorded in the log first, card.py
+   rule 6: nothing goes unrecorded); with no `auto_card`, or no way to
    deliver it, the alert escalates at once to the next contact on its ladder, reopened
    if a contact had acknowledged it: only a relay stops it. No log line says either.
 """
@@ -58,7 +59,7 @@ from zoneinfo import ZoneInfo
 from proxy.access import delivery
 from proxy.access.relaying import RELAY
 from proxy.alerts.acks import serve_acks
-from proxy.alerts.card import HEADER, card_text
+from proxy.alerts.card import CARD, DAEMON, HEADER, card_text
 from proxy.alerts.held import Held
 from proxy.alerts.order_mark import urgent_logistics
 from proxy.alerts.outbox import Letter, State, Urgent, Waiting, backoff, new_code
@@ -67,7 +68,7 @@ from proxy.alerts.send import send, transport_url
 from proxy.alerts.text import Alert, Digest, Where, alert_text, digest_text
 from proxy.alerts.tiers import Assessment, Tier
 from proxy.alerts.vault import PURPOSE, Vault
-from proxy.archive import Archive
+from proxy.archive import Archive, CustodyRecord
 from proxy.config import Config
 from proxy.config.model import Alerts, Contact, CourtOrder
 from proxy.errors import NocontactError
@@ -327,11 +328,20 @@ class AlertService:
         """Whether the card was delivered; None if no channel can carry it."""
         if waiting.card is None or waiting.way is None:
             return None
+        text = card_text(waiting.card)
         try:
-            route = delivery.plan_note(self._config, waiting.way, HEADER,
-                                       card_text(waiting.card), self._clock())  # fmt: skip
+            route = delivery.plan_note(self._config, waiting.way, HEADER, text, self._clock())
         except delivery.CannotDeliver:
             return None
+        if not waiting.recorded:  # custody first (card.py rule 6)
+            try:
+                await self._archive.record_custody(CustodyRecord(
+                    contact=DAEMON, action=CARD, items=(waiting.sequence,),
+                    at=self._clock(), reason=text,
+                ))  # fmt: skip
+            except (NocontactError, OSError):
+                return False
+            waiting.recorded = True
         try:
             await asyncio.wait_for(self._courier(route), _CARD_WAIT)
         except (delivery.NotDelivered, TimeoutError, OSError):
