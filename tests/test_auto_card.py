@@ -11,6 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from proxy.access import delivery
 from proxy.access.keys import custody_public_key
 from proxy.access.recording import signed_request
 from proxy.alerts.card import CARD as CARD_SENT
@@ -364,3 +367,73 @@ def test_his_urgent_pickup_through_smtp_reaches_her_only_as_the_card(tmp_path: P
     assert [(r["contact"], r["items"], r["reason"]) for r in cards] == [
         (DAEMON, [relay["items"][0] - 1], card_text(expected))
     ]  # the card sent is in the log, by the daemon, naming the pickup (held before the other)
+
+
+def test_a_card_for_a_text_of_his_is_a_text_to_her_phone(tmp_path: Path) -> None:
+    """For a text, call or voicemail of his, the card is planned as texts of the card
+    alone to her phone, as a relay is (no "From <number>:")."""
+    (tmp_path / "token").write_text("token\n")
+    sms = {"public_url": "https://home.example/sms", "account_sid": "AC" + "0" * 32,
+           "number": "+15550100111", "forward_to": "+15550100222",
+           "auth_token_file": str(tmp_path / "token")}  # fmt: skip
+    config = make_config(channels={"sms": sms})
+    route = delivery.plan_note(config, Way(channel="voice"), HEADER, card_text(CARD),
+                               datetime.now(UTC))  # fmt: skip
+    assert isinstance(route, delivery.TextRoute)
+    assert "".join(route.bodies) == card_text(CARD)
+    assert route.settings.forward_to == "+15550100222"
+    with pytest.raises(delivery.CannotDeliver):  # no SMTP channel: no way for an email's card
+        delivery.plan_note(
+            config, Way(channel="email", recipients=(HER,)), HEADER, "", datetime.now(UTC)
+        )
+
+
+def test_a_card_no_channel_can_carry_escalates_instead(tmp_path: Path) -> None:
+    """A text of his, and no SMS channel to her phone: at the deadline the alert goes to
+    the next contact; nothing waits and nothing reaches the Maildir."""
+    mail = tmp_path / "mail"
+
+    async def main() -> None:
+        archive = await Archive.open(tmp_path / "archive", recipients=[ARCHIVE_RECIPIENT])
+        async with receiving() as receiver:
+            clock = Clock()
+            service = await AlertService.open(_config(archive.path, receiver, mail), archive,
+                                              clock=clock)  # fmt: skip
+            text = Held(sequence=3, assessment=SAME_DAY, person="mark", channel="sms",
+                        identity="+15550100199", card=CARD, way=Way(channel="sms"))  # fmt: skip
+            service.held(text)
+            await service.step()
+            clock.advance(minutes=30)
+            await service.step()
+            assert service.state.waiting == []
+            await service.step()
+            assert _alerts(receiver, "dana")
+            await service.close()
+        await archive.close()
+
+    asyncio.run(main())
+    assert maildir_messages(mail) == []
+
+
+def test_a_relay_heard_just_before_a_stop_is_kept(tmp_path: Path) -> None:
+    """A relay heard after the last step and before the stop still ends the wait: the
+    saved state has nothing waiting after the restart."""
+    mail = tmp_path / "mail"
+
+    async def main() -> None:
+        archive = await Archive.open(tmp_path / "archive", recipients=[ARCHIVE_RECIPIENT])
+        async with receiving() as receiver:
+            clock = Clock()
+            config = _config(archive.path, receiver, mail)
+            service = await AlertService.open(config, archive, clock=clock)
+            service.held(_held())
+            await service.step()
+            service.recorded("relay", (3,))
+            await service.close()
+            again = await AlertService.open(config, archive, clock=clock)
+            assert again.state.waiting == []
+            assert again.state.urgent == []
+            await again.close()
+        await archive.close()
+
+    asyncio.run(main())

@@ -344,7 +344,7 @@ class AlertService:
             waiting.recorded = True
         try:
             await asyncio.wait_for(self._courier(route), _CARD_WAIT)
-        except (delivery.NotDelivered, TimeoutError, OSError):
+        except Exception:  # any failure is one more try later (rule 8), never a stop
             return False
         return True
 
@@ -474,6 +474,7 @@ class AlertService:
             self._acks.close()
         async with self._one_step:
             self._take_held(self._clock().timestamp())
+            self._take_relays()
             await self._save()
         await self._on_disk(self._vault.close)
         self._disk.shutdown(wait=False)
