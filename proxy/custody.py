@@ -20,7 +20,7 @@ Rules this module keeps:
    sign now (`{"sign": true}`; `sign_now`), so the newest items are in what they read.
    Asking says nothing about held items and learns nothing the log does not show.
 5. Once a record from the socket is stored, the daemon's `heard` hook (the alerts
-   service's `recorded`, alerts/service.py rule 8) is told its action and items, read
+   service's `recorded`, alerts/deadlines.py rule 2) is told its action and items, read
    from the request as the contact sent it (the stored entry is sealed: the daemon cannot
    read it). The hook only enqueues; a record that was refused is never told.
 """

@@ -7,8 +7,8 @@ Poisson test), `history` (each person's history: bursts, new channels and identi
 as values: letters, open urgent alerts, digest counts), `vault` (that state sealed on
 disk), `send` (apprise), `acks` (acknowledgements over a socket), `service` (the
 orchestrator the daemon runs), `commands` (`nocontact alerts ack`), `logistics`,
-`order_mark` and `card` (child logistics under a court order and the automatic card to
-her, issue 25).
+`order_mark`, `card` and `deadlines` (child logistics under a court order, and the
+automatic card to her when no relay comes in time, issue 25).
 
 Rules this package keeps:
 1. The pure core (`tiers`, `lexicon`, `threats`, `logistics`, `order_mark`) reads text and

@@ -18,9 +18,9 @@ Rules this module keeps:
 6. An item urgent for child logistics under a court order `Waiting` for a relay has its
    deadline (`relay_by`: held time + the order's `relay_within`), and, when the order
    takes the automatic card (`auto_card`), the card and the way it goes to her (card.py).
-   It is apart from its `Urgent` alert: acknowledging the alert does not stop it, only a
-   relay does. A card that could not be delivered is retried as a letter is (rule 1):
-   `relay_by` moves on by `backoff(attempts)`.
+   It is apart from its `Urgent` alert (deadlines.py): acknowledging the alert does not
+   stop it, only a relay does. A card that could not be delivered is retried as a letter
+   is (rule 1): `relay_by` moves on by `backoff(attempts)`.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ class Waiting:
     card: Card | None = None  # the order takes the automatic card
     way: Way | None = None
     attempts: int = 0  # failed deliveries of the card
-    recorded: bool = False  # its custody record is stored (service.py rule 8)
+    recorded: bool = False  # its custody record is stored (deadlines.py rule 3)
 
     def dump(self) -> dict[str, Any]:
         return {"sequence": self.sequence, "relay_by": self.relay_by, "first": self.first,

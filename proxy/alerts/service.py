@@ -31,18 +31,13 @@ Rules this module keeps:
 6. The clock is injected (`clock`); nothing here sleeps but `run`, between steps.
 7. The state is saved at every change and at `close`, whatever happened, so the file's
    change time says no more than "the daemon stopped".
-8. Nothing urgent waits silently: an item urgent for child logistics under a court order
-   also waits for a relay (outbox.py rule 6) until `relay_within` minutes after it was
-   taken. A relay custody record for its sequence, stored through the daemon's custody
-   socket (`recorded` hears the action and items from the record as the contact sent it:
-   a sealed one the daemon cannot read; proxy/custody.py), ends the wait and counts as
-   acknowledging its alert. Past the deadline with no relay: if the order has
-   `auto_card`, the card (card.py, read when it was held) goes to her the way a relay
-   would (access/delivery.py rule 7: email to the next hop, or a text to her phone),
-   retried with backoff until taken, a restart too (recorded in the log first, card.py
-   rule 6: nothing goes unrecorded); with no `auto_card`, or no way to
-   deliver it, the alert escalates at once to the next contact on its ladder, reopened
-   if a contact had acknowledged it: only a relay stops it. No log line says either.
+8. Nothing urgent waits silently (deadlines.py): an item urgent for child logistics
+   under a court order also waits for a relay until `relay_within` minutes after it was
+   taken. A relay custody record for it, stored through the daemon's custody socket
+   (`recorded`, enqueue only, like `held`; proxy/custody.py rule 5), ends the wait and
+   counts as acknowledging its alert. Past the deadline with no relay, her card goes
+   (`auto_card`), or else, or when no channel can carry it, the alert escalates at once
+   to the next contact on its ladder, reopened if a contact had acknowledged it.
 """
 
 from __future__ import annotations
@@ -50,7 +45,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,8 +53,8 @@ from zoneinfo import ZoneInfo
 
 from proxy.access import delivery
 from proxy.access.relaying import RELAY
+from proxy.alerts import deadlines
 from proxy.alerts.acks import serve_acks
-from proxy.alerts.card import CARD, DAEMON, HEADER, card_text
 from proxy.alerts.held import Held
 from proxy.alerts.order_mark import urgent_logistics
 from proxy.alerts.outbox import Letter, State, Urgent, Waiting, backoff, new_code
@@ -68,7 +63,7 @@ from proxy.alerts.send import send, transport_url
 from proxy.alerts.text import Alert, Digest, Where, alert_text, digest_text
 from proxy.alerts.tiers import Assessment, Tier
 from proxy.alerts.vault import PURPOSE, Vault
-from proxy.archive import Archive, CustodyRecord
+from proxy.archive import Archive
 from proxy.config import Config
 from proxy.config.model import Alerts, Contact, CourtOrder
 from proxy.errors import NocontactError
@@ -79,10 +74,8 @@ _HISTORY_PURPOSE = b"nocontact alerts history v1"
 _MOST_IDLE = 15.0  # seconds between steps at most (checkpoints are followed this closely)
 _SENDERS = 4  # sends at once
 _CLOSE_WAIT = 30.0  # seconds a stop waits for sends in flight
-_CARD_WAIT = 120.0  # seconds a card's delivery may take before it counts as failed
 _log = get_logger("alerts")
 Sender = Callable[[str, str, str], bool]
-Courier = Callable[[delivery.Route], Awaitable[None]]
 
 
 class AlertsUnavailable(NocontactError):
@@ -98,7 +91,7 @@ class AlertService:
 
     def __init__(self, config: Config, archive: Archive, vault: Vault, state: State, *,
                  clock: Callable[[], datetime], sender: Sender,
-                 courier: Courier = delivery.deliver) -> None:  # fmt: skip
+                 courier: deadlines.Courier = delivery.deliver) -> None:  # fmt: skip
         self._config = config
         self._archive = archive
         self._vault = vault
@@ -126,7 +119,7 @@ class AlertService:
     @classmethod
     async def open(cls, config: Config, archive: Archive, *,
                    clock: Callable[[], datetime] = _now, sender: Sender = send,
-                   courier: Courier = delivery.deliver) -> AlertService:  # fmt: skip
+                   courier: deadlines.Courier = delivery.deliver) -> AlertService:  # fmt: skip
         """The service for `config` (which has an `alerts:` section), its state read back."""
         key = archive.derive_key(PURPOSE)
         try:
@@ -266,12 +259,8 @@ class AlertService:
                 self._post(ladder[:1], now, tier=Tier.URGENT, sequence=item.sequence,
                            reasons=reasons, code=code)  # fmt: skip
                 if order is not None and first:  # rule 8
-                    card = item.card if order.auto_card and item.way is not None else None
-                    self.state.waiting.append(Waiting(
-                        sequence=item.sequence, relay_by=now + order.relay_within * 60,
-                        first=first, reasons=reasons, card=card,
-                        way=item.way if card is not None else None,
-                    ))  # fmt: skip
+                    deadlines.wait_for_relay(self.state, item, order, first=first,
+                                             reasons=reasons, now=now)  # fmt: skip
             elif tier >= Tier.ELEVATED:  # urgent with no urgent contact: at once, to these
                 waited = after_quiet(datetime.fromtimestamp(now, UTC), quiet, zone).timestamp()
                 due = now if tier is Tier.URGENT else waited
@@ -284,18 +273,17 @@ class AlertService:
         relayed, self._relayed = set(self._relayed), []
         if not relayed:
             return False
-        self.state.waiting = [w for w in self.state.waiting if w.sequence not in relayed]
+        deadlines.relayed(self.state, relayed)
         for urgent in [u for u in self.state.urgent if u.sequence in relayed]:
             self._close(urgent)
         return True
 
     def _overdue(self, now: float) -> bool:
         """Past its deadline with no card to send, an item's alert escalates now (rule 8)."""
-        overdue = [w for w in self.state.waiting if w.relay_by <= now and w.card is None]
-        for waiting in overdue:
-            self.state.waiting.remove(waiting)
+        late = deadlines.overdue(self.state, now)
+        for waiting in late:
             self._escalate_now(waiting, now)
-        return bool(overdue)
+        return bool(late)
 
     def _escalate_now(self, waiting: Waiting, now: float) -> None:
         """Its open alert escalates at the next step; reopened if it was acknowledged."""
@@ -308,45 +296,14 @@ class AlertService:
                                             next=now, first=waiting.first))  # fmt: skip
 
     async def _send_cards(self, now: float) -> bool:
-        """Deliver every card past its deadline (rule 8); whether any changed."""
-        due = [w for w in self.state.waiting if w.card is not None and w.relay_by <= now]
-        if not due:
-            return False
-        results = await asyncio.gather(*(self._send_card(w) for w in due))
-        for waiting, sent in zip(due, results, strict=True):
-            if sent is None:  # no way to her: the alert escalates instead
-                self.state.waiting.remove(waiting)
-                self._escalate_now(waiting, now)
-            elif sent:
-                self.state.waiting.remove(waiting)
-            else:
-                waiting.attempts += 1
-                waiting.relay_by = now + backoff(waiting.attempts)
-        return True
-
-    async def _send_card(self, waiting: Waiting) -> bool | None:
-        """Whether the card was delivered; None if no channel can carry it."""
-        if waiting.card is None or waiting.way is None:
-            return None
-        text = card_text(waiting.card)
-        try:
-            route = delivery.plan_note(self._config, waiting.way, HEADER, text, self._clock())
-        except delivery.CannotDeliver:
-            return None
-        if not waiting.recorded:  # custody first (card.py rule 6)
-            try:
-                await self._archive.record_custody(CustodyRecord(
-                    contact=DAEMON, action=CARD, items=(waiting.sequence,),
-                    at=self._clock(), reason=text,
-                ))  # fmt: skip
-            except (NocontactError, OSError):
-                return False
-            waiting.recorded = True
-        try:
-            await asyncio.wait_for(self._courier(route), _CARD_WAIT)
-        except Exception:  # any failure is one more try later (rule 8), never a stop
-            return False
-        return True
+        """Deliver every card past its deadline (rule 8); whether the state changed."""
+        changed, cannot = await deadlines.send_cards(
+            self.state, self._config, self._archive, self._courier,
+            now=datetime.fromtimestamp(now, UTC),
+        )  # fmt: skip
+        for waiting in cannot:
+            self._escalate_now(waiting, now)
+        return changed
 
     def _escalate(self, now: float) -> bool:
         changed = False
