@@ -19,6 +19,10 @@ Rules this module keeps:
    cadence (archive/writer.py rule 3): before reading, they ask it over the same socket to
    sign now (`{"sign": true}`; `sign_now`), so the newest items are in what they read.
    Asking says nothing about held items and learns nothing the log does not show.
+5. Once a record from the socket is stored, the daemon's `heard` hook (the alerts
+   service's `recorded`, alerts/deadlines.py rule 2) is told its action and items, read
+   from the request as the contact sent it (the stored entry is sealed: the daemon cannot
+   read it). The hook only enqueues; a record that was refused is never told.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import contextlib
 import json
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from proxy.archive import (
@@ -160,8 +164,12 @@ def _ask_daemon(root: Path, request_data: dict[str, object], key: str, what: str
         raise CustodyProblem(f"the daemon did not store {what}; nothing was done") from None
 
 
-async def serve_custody(archive: Archive) -> asyncio.AbstractServer:
-    """Listen on the archive's custody socket for records from contacts' tools."""
+Heard = Callable[[str, tuple[int, ...]], None]
+
+
+async def serve_custody(archive: Archive, heard: Heard | None = None) -> asyncio.AbstractServer:
+    """Listen on the archive's custody socket for records from contacts' tools; `heard`
+    is told each stored record's action and items (rule 5)."""
     path = Path(archive.path) / SOCKET
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
@@ -183,6 +191,9 @@ async def serve_custody(archive: Archive) -> asyncio.AbstractServer:
                     answer = {"index": (await archive.record_signed(record)).index}
                 except CustodyRefused as refused:  # rule 2: one line, nothing stored
                     answer = {"error": str(refused)}
+                else:
+                    if heard is not None:  # rule 5
+                        heard(record.action, record.items)
             writer.write(json.dumps(answer).encode() + b"\n")
         except Exception:  # the client is told nothing was stored; the daemon goes on
             _log.warning("a custody record could not be stored")

@@ -48,7 +48,8 @@ Rules this module keeps:
 13. With an `alerts:` section, the alerts service (proxy.alerts.service) starts with the
     archive, before anything listens, and stops after the last message is answered; a
     reload gives it the new contacts, transports and schedule. Adding or removing the
-    section needs a restart, and the log says so.
+    section needs a restart, and the log says so. It hears of each custody record the
+    socket stores (rule 4), so a relay ends an urgent item's wait for one.
 14. Under systemd (`proxy.systemd`): the listening sockets it passed (`smtp`, `webhooks`)
     are claimed right after the config is read, before the archive opens, and used
     instead of binding (`proxy.listeners`); a socket with another name, or for a
@@ -208,10 +209,13 @@ def _next_hop(settings: SmtpChannel) -> NextHop:
     return open_next_hop(parse_destination(settings.deliver), hostname=settings.hostname)
 
 
-async def _custody_socket(archive: Archive) -> asyncio.AbstractServer | None:
-    """The socket contacts' tools record their access through (never stops the start)."""
+async def _custody_socket(
+    archive: Archive, alerts: AlertService | None
+) -> asyncio.AbstractServer | None:
+    """The socket contacts' tools record their access through (never stops the start); the
+    alerts hear of each record stored (a relay ends an urgent item's wait)."""
     try:
-        return await serve_custody(archive)
+        return await serve_custody(archive, alerts.recorded if alerts is not None else None)
     except OSError:
         _log.warning("custody socket unavailable: contacts' tools can record "
                      "access only while the daemon is stopped")  # fmt: skip
@@ -267,7 +271,7 @@ class Daemon:
             )  # fmt: skip
             self._alerts = await start_alerts(config, archive, pipeline)  # rule 13
             handler = SmtpHandler(pipeline, reply_after=_reply_after(settings))
-            custody = await _custody_socket(archive)
+            custody = await _custody_socket(archive, self._alerts)
             servers = await listen_smtp(settings, handler, passed.get("smtp", []))
             phone = await listen_sms(config, pipeline, archive, passed.get("webhooks", ()))
             watchers = ImapRunner(imap, pipeline, loop) if imap is not None else None

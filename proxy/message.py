@@ -14,6 +14,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from proxy.alerts.card import Card
 from proxy.alerts.order_mark import OrderMark
 from proxy.alerts.tiers import NOTHING_FOUND, Assessment
 
@@ -129,6 +130,8 @@ class Decision:
     a tier and reason codes, sealed with it; a delivered message is never assessed.
     `order` is what his court order makes of a held item of his (`proxy.alerts.logistics`):
     its topic and logistics, sealed with it; None for anyone without an order.
+    `card` is, for an item urgent for child logistics, the facts of the automatic card
+    (`proxy.alerts.card`: no word of his); it is told to the alerts, never sealed.
     """
 
     action: Action
@@ -137,6 +140,7 @@ class Decision:
     reason: str
     assessment: Assessment = NOTHING_FOUND
     order: OrderMark | None = None
+    card: Card | None = None
 
     @property
     def held(self) -> bool:

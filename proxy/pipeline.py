@@ -163,10 +163,11 @@ class Pipeline:
         self._delivered = Delivered()  # recipients a message reached when others failed
         self.alerts: Callable[[Held], None] | None = None  # the alerts' intake (rule 9)
 
-    def _tell(self, message: InboundMessage, decision: Decision, sequence: int) -> None:
+    def _tell(self, message: InboundMessage, decision: Decision, sequence: int,
+              imap: str | None = None) -> None:  # fmt: skip
         """A held item is stored at `sequence`: the alerts hear of it (rule 9: enqueue only)."""
         if self.alerts is not None:
-            self.alerts(held(message, decision, sequence, decision.assessment))
+            self.alerts(held(message, decision, sequence, decision.assessment, imap=imap))
 
     def replace(self, *, rules: Rulebook, next_hop: NextHop, default_region: str | None) -> None:
         """Swap in new rules (a reload); messages already being decided keep the old ones."""
@@ -207,7 +208,7 @@ class Pipeline:
         if decision.held:
             sealed = await self.archive.seal(message, decision, extras={"imap": origin})
             receipt = await self.archive.append(EntryKind.SEALED, sealed, once=mark)
-            self._tell(message, decision, receipt.index)
+            self._tell(message, decision, receipt.index, origin)
             return Fate.HELD
         if deliver_to is not None:
             hop, recipient = deliver_to

@@ -39,6 +39,9 @@ Rules this module keeps:
    login, its TLS); with no `outbound:` section there is no way to send one
    (`CannotDeliver`). By text, from the public Twilio number (`channels.sms.number`) to
    his number through `provider.Provider`. A failure is `NotDelivered`, one line.
+8. The automatic card (proxy/alerts/card.py) goes the same way as a relay: `plan_note`
+   needs only the item's `Way` (its channel, sealed recipients and IMAP pull account),
+   which the alerts keep, not its seal; `plan_summary` is `plan_note` on the seal's way.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ import aiosmtplib
 
 from proxy.access.render import phone_words
 from proxy.access.replying import SUBJECT, Addressee
+from proxy.alerts.card import Way
 from proxy.archive.metadata import SealedItem
 from proxy.channels.sms.line import MAX_BODY, forward_bodies
 from proxy.channels.sms.provider import Provider, ProviderRefused, ProviderUnavailable
@@ -134,28 +138,50 @@ def plan(config: Config, metadata: SealedItem, payload: bytes) -> Route:
     return _text(config, payload)
 
 
-def _email(config: Config, metadata: SealedItem, raw: bytes) -> EmailRoute:
+def way_of(metadata: SealedItem) -> Way:
+    """How a sealed item came (rule 7)."""
     origin = metadata.extras.get("imap")
-    if isinstance(origin, str):
-        imap = config.channels.imap
-        name = origin.split("/", 1)[0]
-        accounts = [a for a in imap.accounts if a.name == name] if imap is not None else []
-        account = accounts[0] if accounts else None
-        if account is None or account.mode != "pull" or account.deliver is None:
-            raise CannotDeliver(WATCHED)
-        destination = _destination(account.deliver)
-        recipient = account.deliver_recipient or account.username
-        return EmailRoute(destination=destination, hostname="nocontact.local", sender="",
-                          recipients=(recipient,), options=(), trace=b"", raw=raw)  # fmt: skip
+    channel = metadata.channel.value if metadata.channel is not None else ""
+    return Way(channel=channel, recipients=metadata.envelope.recipients,
+               imap=origin if isinstance(origin, str) else None)  # fmt: skip
+
+
+def _pulled(config: Config, origin: str, raw: bytes) -> EmailRoute:
+    """Mail pulled from an IMAP account goes to that account's `deliver` (rule 1)."""
+    imap = config.channels.imap
+    name = origin.split("/", 1)[0]
+    accounts = [a for a in imap.accounts if a.name == name] if imap is not None else []
+    account = accounts[0] if accounts else None
+    if account is None or account.mode != "pull" or account.deliver is None:
+        raise CannotDeliver(WATCHED)
+    destination = _destination(account.deliver)
+    recipient = account.deliver_recipient or account.username
+    return EmailRoute(destination=destination, hostname="nocontact.local", sender="",
+                      recipients=(recipient,), options=(), trace=b"", raw=raw)  # fmt: skip
+
+
+def _next_hop(config: Config, recipients: tuple[str, ...]) -> tuple[Destination, str]:
+    """The SMTP channel's next hop and hostname, for mail to `recipients` (rule 2)."""
     smtp = config.channels.smtp
     if smtp is None:
         raise CannotDeliver(NO_SMTP)
     destination = _destination(smtp.deliver)
-    recipients = metadata.envelope.recipients
     if destination.scheme is not Scheme.MAILDIR and not recipients:
         raise CannotDeliver(NO_RECIPIENT)
     if destination.host and _same_place(destination, smtp.listen):
         raise CannotDeliver(LOOPS)
+    return destination, smtp.hostname
+
+
+def _email(config: Config, metadata: SealedItem, raw: bytes) -> EmailRoute:
+    origin = metadata.extras.get("imap")
+    if isinstance(origin, str):
+        return _pulled(config, origin, raw)
+    smtp = config.channels.smtp
+    if smtp is None:
+        raise CannotDeliver(NO_SMTP)
+    recipients = metadata.envelope.recipients
+    destination, _ = _next_hop(config, recipients)
     peer, helo = metadata.extras.get("peer"), metadata.extras.get("helo")
     trace = received_line(helo=helo if isinstance(helo, str) else "",
                           peer=peer if isinstance(peer, str) else "",
@@ -179,13 +205,27 @@ def plan_summary(
     """How a relay's `text` reaches her (rule 6): by the way the summarized item would
     have (its seal's `metadata`), as a new message; an email's answers go to `reply_to`
     (the relaying contact's address)."""
-    if texts_her(metadata):
+    return plan_note(config, way_of(metadata), subject, text, now, reply_to=reply_to)
+
+
+def plan_note(
+    config: Config, way: Way, subject: str, text: str, now: datetime, *,
+    reply_to: str | None = None,
+) -> Route:  # fmt: skip
+    """How a relay's or a card's `text` reaches her (rules 6 and 8): the way the item
+    came (`way`), as a new message; an email's answers go to `reply_to`, if given."""
+    if way.channel != Channel.EMAIL.value:
         settings = config.channels.sms
         if settings is None:
             raise CannotDeliver(NO_SMS)
         return TextRoute(settings=settings, to=settings.forward_to, bodies=_texts(text),
                          media_kept=0)  # fmt: skip
-    held_as = _email(config, metadata, b"")
+    if way.imap is not None:
+        held_as = _pulled(config, way.imap, b"")
+    else:
+        destination, hostname = _next_hop(config, way.recipients)
+        held_as = EmailRoute(destination=destination, hostname=hostname, sender="",
+                             recipients=way.recipients, options=(), trace=b"", raw=b"")  # fmt: skip
     hostname = held_as.hostname
     message = EmailMessage(policy=SMTP)
     message["From"] = f"nocontact <nocontact@{hostname}>"

@@ -28,6 +28,13 @@ Rules this module keeps:
    a few regular expressions over its NFKC, case-folded text for dates and times (folding
    reads look-alikes, so "10" folds to "lo": digits are read before it). Nothing here
    raises on any text.
+7. An urgent item (rule 4) also gets a `Card` (card.py) for the automatic card, made of
+   nothing he wrote: the children found, by their names as the order writes them (or
+   "the children" for a word that names them); the date, "today"'s date when it is urgent
+   for the same day, else the dates written, weekdays and "tomorrow" read against the
+   day it arrived, written out ("Thursday 12 March"); the clock times written, as 17:30;
+   the place and topic labels (`card:` in the lexicon) of the words found, "emergency"
+   for an emergency term. At most three values a field, in a fixed order.
 """
 
 from __future__ import annotations
@@ -42,11 +49,13 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 import ahocorasick_rs
 import yaml
 
+from proxy.alerts.card import Card
 from proxy.alerts.lexicon import LANGUAGES, LexiconError, matching_form, spaced
 from proxy.alerts.order_mark import (
     CHILD_EMERGENCY,
     CHILD_LOGISTICS,
     SAME_DAY_LOGISTICS,
+    URGENT_LOGISTICS,
     OrderMark,
     Topic,
 )
@@ -68,6 +77,13 @@ _IN_TIME = re.compile(
     r"hours?|hrs?|horas?|heures?|stunden?|h)\b"
 )
 _MINUTE_UNITS = ("min", "mins", "minute", "minutes", "minuto", "minutos", "minuten")
+_CARD_FIELDS = ("place", "topic")
+_CARD_MOST = 3  # values a card field lists at most (rule 7)
+THE_CHILDREN = "the children"  # the card's child when only a word naming them was found
+EMERGENCY = "emergency"  # the card's topic for an emergency term
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,6 +94,10 @@ class OrderProfile:
     automaton: ahocorasick_rs.AhoCorasick
     roles: tuple[frozenset[str], ...]  # by pattern index: the roles a pattern plays
     weekdays: tuple[int | None, ...]  # by pattern index: the weekday it names, if any
+    children: tuple[str, ...]  # the order's children, as it writes them
+    names: tuple[tuple[str, ...], ...]  # by pattern index: the children it names (config)
+    labels: tuple[tuple[tuple[str, str], ...], ...]  # by pattern index: (card field, label)
+    tomorrow: tuple[bool, ...]  # by pattern index: whether it names tomorrow
     topics: frozenset[Topic]
     channels: frozenset[str]
     zone: tzinfo
@@ -92,6 +112,7 @@ class OrderReading:
 
     mark: OrderMark
     reasons: tuple[Reason, ...]
+    card: Card | None = None  # urgent logistics only (rule 7)
 
 
 @functools.cache
@@ -120,6 +141,47 @@ def _word_lists() -> tuple[tuple[str, str, int | None], ...]:
     return tuple((form, role, day) for form, role, day in found if form)
 
 
+@functools.cache
+def card_labels() -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    """(matching form, its (card field, label) pairs) of the lexicon's `card:` section,
+    and the labels in their fixed order (rule 7)."""
+    source = importlib.resources.files("proxy.alerts") / "lexicons" / "logistics.yaml"
+    try:
+        data = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise LexiconError(f"the logistics lexicon cannot be read: {error}") from None
+    section = data.get("card") if isinstance(data, dict) else None
+    found: dict[str, list[tuple[str, str]]] = {}
+    for field in _CARD_FIELDS:
+        labels = section.get(field) if isinstance(section, dict) else None
+        if not isinstance(labels, dict):
+            raise LexiconError(f"the logistics lexicon's card has no {field} labels")
+        for label, words in labels.items():
+            if not isinstance(label, str) or not isinstance(words, list):
+                raise LexiconError(f"logistics lexicon card {field}: {label} is not a list")
+            for word in words:
+                form = matching_form(str(word))
+                if form:
+                    found.setdefault(form, []).append((field, label))
+    tomorrow = section.get("tomorrow") if isinstance(section, dict) else None
+    if not isinstance(tomorrow, list):
+        raise LexiconError("the logistics lexicon's card has no tomorrow words")
+    for word in tomorrow:
+        if form := matching_form(str(word)):
+            found.setdefault(form, []).append(("date", "tomorrow"))
+    return tuple((form, tuple(pairs)) for form, pairs in found.items())
+
+
+@functools.cache
+def label_order() -> dict[str, int]:
+    """Each card label's place in the lexicon, for a fixed order on the card."""
+    order: dict[str, int] = {EMERGENCY: -1}
+    for _, pairs in card_labels():
+        for _, label in pairs:
+            order.setdefault(label, len(order))
+    return order
+
+
 def compile_order(person: str, order: CourtOrder, zone: tzinfo = UTC) -> OrderProfile:
     """The profile of `person`'s order, dates read in `zone` (the alerts' time zone)."""
     entries = [
@@ -136,11 +198,18 @@ def compile_order(person: str, order: CourtOrder, zone: tzinfo = UTC) -> OrderPr
         roles.setdefault(pattern, set()).add("days" if role == "weekdays" else role)
         if weekday is not None:
             weekdays[pattern] = weekday
+    names: dict[str, list[str]] = {}
+    for child in order.children:
+        names.setdefault(f" {matching_form(child)}", []).append(child)
+    labels = {f" {form}": pairs for form, pairs in card_labels()}
     patterns = list(roles)
     return OrderProfile(
         person=person, automaton=ahocorasick_rs.AhoCorasick(patterns),
         roles=tuple(frozenset(roles[p]) for p in patterns),
         weekdays=tuple(weekdays.get(p) for p in patterns),
+        children=tuple(order.children), names=tuple(tuple(names.get(p, ())) for p in patterns),
+        labels=tuple(tuple(x for x in labels.get(p, ()) if x[0] != "date") for p in patterns),
+        tomorrow=tuple(("date", "tomorrow") in labels.get(p, ()) for p in patterns),
         topics=frozenset(Topic(t) for t in order.topics), channels=frozenset(order.channels),
         zone=zone,
     )  # fmt: skip
@@ -154,11 +223,15 @@ class _Found:
     weekdays: set[int]
     same_day_spans: list[tuple[int, int]]
     other_day_starts: list[int]
+    names: set[str]  # the children named, as the order writes them
+    labels: set[tuple[str, str]]  # (card field, label)
+    tomorrow: list[int]  # where a word for tomorrow starts
 
 
 def _words(folded: str, profile: OrderProfile) -> _Found:
     text = spaced(folded)
-    found = _Found(roles=set(), weekdays=set(), same_day_spans=[], other_day_starts=[])
+    found = _Found(roles=set(), weekdays=set(), same_day_spans=[], other_day_starts=[],
+                   names=set(), labels=set(), tomorrow=[])  # fmt: skip
     for index, start, end in profile.automaton.find_matches_as_indexes(text, overlapping=True):
         stop = text.find(" ", end)
         if text[end:stop] not in _ENDINGS:
@@ -172,6 +245,10 @@ def _words(folded: str, profile: OrderProfile) -> _Found:
             found.same_day_spans.append((start, stop))
         if "other_day" in roles:
             found.other_day_starts.append(start)
+        found.names.update(profile.names[index])
+        found.labels.update(profile.labels[index])
+        if profile.tomorrow[index]:
+            found.tomorrow.append(start)
     return found
 
 
@@ -207,7 +284,55 @@ def read_order(
             reasons.append(SAME_DAY_LOGISTICS)
     mark = OrderMark(person=profile.person, topic=topic, logistics=logistics,
                      channel_allowed=channel in profile.channels)  # fmt: skip
-    return OrderReading(mark=mark, reasons=tuple(reasons))
+    card = None
+    if URGENT_LOGISTICS.intersection(reasons):
+        tomorrow = any(not any(a <= s < b for a, b in found.same_day_spans)
+                       for s in found.tomorrow)  # fmt: skip
+        card = _card(found, clock, profile.children, now.date(),
+                     same_day=SAME_DAY_LOGISTICS in reasons, tomorrow=tomorrow)  # fmt: skip
+    return OrderReading(mark=mark, reasons=tuple(reasons), card=card)
+
+
+def _card(found: _Found, clock: _Clock, children_in_order: tuple[str, ...], today: date, *,
+          same_day: bool, tomorrow: bool) -> Card:  # fmt: skip
+    """The card of an urgent item (rule 7): nothing in it is a word of his."""
+    children = [name for name in children_in_order if name in found.names]
+    child = ", ".join(children[:_CARD_MOST]) or THE_CHILDREN
+    days: set[date] = set()
+    if same_day:
+        days.add(today)
+    else:
+        days.update(d for d in (_nearest(c, today) for c in clock.dates) if d is not None)
+        days.update(today + timedelta(days=(w - today.weekday()) % 7) for w in found.weekdays)
+        if tomorrow:
+            days.add(today + timedelta(days=1))
+    times = list(dict.fromkeys(f"{t.hour:02d}:{t.minute:02d}" for t in clock.times))
+    order = label_order()
+    labelled = dict.fromkeys(_CARD_FIELDS, "")
+    for field in _CARD_FIELDS:
+        chosen = {label for f, label in found.labels if f == field}
+        if field == "topic" and "emergency" in found.roles:
+            chosen.add(EMERGENCY)
+        ranked = sorted(chosen, key=lambda label: order.get(label, len(order)))
+        labelled[field] = ", ".join(ranked[:_CARD_MOST])
+    return Card(child=child,
+                date=", ".join(_written_out(d, today) for d in sorted(days)[:_CARD_MOST]),
+                time=", ".join(times[:_CARD_MOST]), place=labelled["place"],
+                topic=labelled["topic"])  # fmt: skip
+
+
+def _nearest(days: frozenset[date], today: date) -> date | None:
+    """Of the days a written date can mean, today, or else the first one to come."""
+    if today in days:
+        return today
+    coming = sorted(d for d in days if d > today)
+    return coming[0] if coming else None
+
+
+def _written_out(day: date, today: date) -> str:
+    """'Thursday 12 March' (with the year when it is not this year's)."""
+    text = f"{_WEEKDAYS[day.weekday()]} {day.day} {_MONTHS[day.month - 1]}"
+    return text if day.year == today.year else f"{text} {day.year}"
 
 
 def _local(moment: datetime, zone: tzinfo) -> datetime:
@@ -227,6 +352,8 @@ class _Clock:
     today_date: bool = False  # the day it arrived, as a date
     other_date: bool = False  # another day, as a date
     relative: bool = False  # "in 20 minutes", "dans 2 heures"
+    dates: tuple[frozenset[date], ...] = ()  # the days each written date can mean
+    times: tuple[time, ...] = ()  # the clock times written, in order
 
     @classmethod
     def read(cls, plain: str, now: datetime) -> _Clock:
@@ -245,6 +372,7 @@ class _Clock:
             later_today=any(t >= earliest for t in times),
             today_date=any(today in days for days in dates_found),
             other_date=any(today not in days for days in dates_found),
+            dates=tuple(dates_found), times=tuple(times),
         )  # fmt: skip
 
 

@@ -13,7 +13,14 @@ Rules this module keeps:
    a court order's relay contact, when it names one) it went.
 4. The counts since the last digest are by channel and by person's place (text.py rule 2).
 5. The whole state round-trips through plain JSON (`dump` / `load`) for the vault;
-   `load` takes anything and ignores what it cannot read.
+   `load` takes anything and ignores what it cannot read (a state saved before a field
+   existed loads with that field's default).
+6. An item urgent for child logistics under a court order `Waiting` for a relay has its
+   deadline (`relay_by`: held time + the order's `relay_within`), and, when the order
+   takes the automatic card (`auto_card`), the card and the way it goes to her (card.py).
+   It is apart from its `Urgent` alert (deadlines.py): acknowledging the alert does not
+   stop it, only a relay does. A card that could not be delivered is retried as a letter
+   is (rule 1): `relay_by` moves on by `backoff(attempts)`.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy.alerts.card import Card, Way
 from proxy.alerts.history import History
 from proxy.alerts.tiers import Tier
 
@@ -108,12 +116,44 @@ class Urgent:
 
 
 @dataclass(slots=True, kw_only=True)
+class Waiting:
+    """An urgent logistics item waiting for a relay (rule 6)."""
+
+    sequence: int
+    relay_by: float  # when the card goes (or the alert escalates) unless relayed
+    first: str  # its alert's first contact (the order's relay contact)
+    reasons: tuple[str, ...]
+    card: Card | None = None  # the order takes the automatic card
+    way: Way | None = None
+    attempts: int = 0  # failed deliveries of the card
+    recorded: bool = False  # its custody record is stored (deadlines.py rule 3)
+
+    def dump(self) -> dict[str, Any]:
+        return {"sequence": self.sequence, "relay_by": self.relay_by, "first": self.first,
+                "reasons": list(self.reasons),
+                "card": self.card.to_json() if self.card is not None else None,
+                "way": self.way.to_json() if self.way is not None else None,
+                "attempts": self.attempts, "recorded": self.recorded}  # fmt: skip
+
+    @classmethod
+    def load(cls, data: Any) -> Waiting:
+        card, way = Card.from_json(data.get("card")), Way.from_json(data.get("way"))
+        if card is None or way is None:
+            card, way = None, None  # a card that cannot go is no card: the alert escalates
+        return cls(sequence=int(data["sequence"]), relay_by=float(data["relay_by"]),
+                   first=str(data["first"]), reasons=tuple(str(r) for r in data["reasons"]),
+                   card=card, way=way, attempts=int(data.get("attempts", 0)),
+                   recorded=data.get("recorded") is True)  # fmt: skip
+
+
+@dataclass(slots=True, kw_only=True)
 class State:
     """Everything the alerts keep between starts (vault.py seals it)."""
 
     history: History
     letters: list[Letter] = field(default_factory=list)
     urgent: list[Urgent] = field(default_factory=list)
+    waiting: list[Waiting] = field(default_factory=list)  # for a relay (rule 6)
     by_channel: dict[str, int] = field(default_factory=dict)  # since the last digest
     by_person: dict[int, int] = field(default_factory=dict)
     last_digest: float = 0.0  # when the last digest's period ended (0: never)
@@ -126,20 +166,24 @@ class State:
 
     def dump(self) -> dict[str, Any]:
         return {"history": self.history.dump(), "letters": [x.dump() for x in self.letters],
-                "urgent": [u.dump() for u in self.urgent], "by_channel": self.by_channel,
+                "urgent": [u.dump() for u in self.urgent],
+                "waiting": [w.dump() for w in self.waiting], "by_channel": self.by_channel,
                 "by_person": {str(k): v for k, v in self.by_person.items()},
                 "last_digest": self.last_digest}  # fmt: skip
 
     @classmethod
     def load(cls, key: bytes, data: dict[str, Any]) -> State:
         state = cls(history=History.load(key, data.get("history")))
-        letters, urgent = data.get("letters"), data.get("urgent")
+        letters, urgent, waiting = data.get("letters"), data.get("urgent"), data.get("waiting")
         for item in letters if isinstance(letters, list) else ():
             with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
                 state.letters.append(Letter.load(item))
         for item in urgent if isinstance(urgent, list) else ():
             with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
                 state.urgent.append(Urgent.load(item))
+        for item in waiting if isinstance(waiting, list) else ():
+            with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
+                state.waiting.append(Waiting.load(item))
         try:
             state.by_channel = {str(k): int(v) for k, v in data.get("by_channel", {}).items()}
             state.by_person = {int(k): int(v) for k, v in data.get("by_person", {}).items()}

@@ -27,10 +27,17 @@ Rules this module keeps:
    state after a restart too.
 5. Logs: "alerts started" at start, and "alerts: a digest could not be sent; retrying"
    when a digest fails (digests go out on a schedule whatever was held, so the line dates
-   nothing). Never a line per alert, never a count, a code or a sequence number.
+   nothing). Never a line per alert or card, never a count, a code or a sequence number.
 6. The clock is injected (`clock`); nothing here sleeps but `run`, between steps.
 7. The state is saved at every change and at `close`, whatever happened, so the file's
    change time says no more than "the daemon stopped".
+8. Nothing urgent waits silently (deadlines.py): an item urgent for child logistics
+   under a court order also waits for a relay until `relay_within` minutes after it was
+   taken. A relay custody record for it, stored through the daemon's custody socket
+   (`recorded`, enqueue only, like `held`; proxy/custody.py rule 5), ends the wait and
+   counts as acknowledging its alert. Past the deadline with no relay, her card goes
+   (`auto_card`), or else, or when no channel can carry it, the alert escalates at once
+   to the next contact on its ladder, reopened if a contact had acknowledged it.
 """
 
 from __future__ import annotations
@@ -44,10 +51,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from proxy.access import delivery
+from proxy.access.relaying import RELAY
+from proxy.alerts import deadlines
 from proxy.alerts.acks import serve_acks
 from proxy.alerts.held import Held
 from proxy.alerts.order_mark import urgent_logistics
-from proxy.alerts.outbox import Letter, State, Urgent, backoff, new_code
+from proxy.alerts.outbox import Letter, State, Urgent, Waiting, backoff, new_code
 from proxy.alerts.schedule import after_quiet, next_digest
 from proxy.alerts.send import send, transport_url
 from proxy.alerts.text import Alert, Digest, Where, alert_text, digest_text
@@ -55,7 +65,7 @@ from proxy.alerts.tiers import Assessment, Tier
 from proxy.alerts.vault import PURPOSE, Vault
 from proxy.archive import Archive
 from proxy.config import Config
-from proxy.config.model import Alerts, Contact
+from proxy.config.model import Alerts, Contact, CourtOrder
 from proxy.errors import NocontactError
 from proxy.logs import get_logger
 from proxy.pipeline import Pipeline
@@ -80,14 +90,17 @@ class AlertService:
     """Tells the contacts (rules 1-7)."""
 
     def __init__(self, config: Config, archive: Archive, vault: Vault, state: State, *,
-                 clock: Callable[[], datetime], sender: Sender) -> None:  # fmt: skip
+                 clock: Callable[[], datetime], sender: Sender,
+                 courier: deadlines.Courier = delivery.deliver) -> None:  # fmt: skip
         self._config = config
         self._archive = archive
         self._vault = vault
         self.state = state
         self._clock = clock
         self._sender = sender
+        self._courier = courier
         self._intake: list[Held] = []
+        self._relayed: list[int] = []  # sequences a relay was recorded for (rule 8)
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._one_step = asyncio.Lock()
@@ -105,8 +118,8 @@ class AlertService:
 
     @classmethod
     async def open(cls, config: Config, archive: Archive, *,
-                   clock: Callable[[], datetime] = _now, sender: Sender = send
-                   ) -> AlertService:  # fmt: skip
+                   clock: Callable[[], datetime] = _now, sender: Sender = send,
+                   courier: deadlines.Courier = delivery.deliver) -> AlertService:  # fmt: skip
         """The service for `config` (which has an `alerts:` section), its state read back."""
         key = archive.derive_key(PURPOSE)
         try:
@@ -118,7 +131,8 @@ class AlertService:
         state = State.load(archive.derive_key(_HISTORY_PURPOSE), data)
         if not state.last_digest:
             state.last_digest = clock().timestamp()
-        service = cls(config, archive, vault, state, clock=clock, sender=sender)
+        service = cls(config, archive, vault, state, clock=clock, sender=sender,
+                      courier=courier)  # fmt: skip
         service._acks = await serve_acks(Path(archive.path), service.acknowledge)
         await service._save()
         _log.info("alerts started")
@@ -141,14 +155,24 @@ class AlertService:
         self._intake.append(item)
         self._loop.call_soon_threadsafe(self._wake.set)
 
+    def recorded(self, action: str, items: tuple[int, ...]) -> None:
+        """A custody record was stored (rule 8): a relay ends its items' wait. Enqueue
+        only, like `held`."""
+        if action == RELAY and items:
+            self._relayed.extend(items)
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _close(self, urgent: Urgent) -> None:
+        self.state.urgent.remove(urgent)
+        self.state.letters = [x for x in self.state.letters
+                              if x.code != urgent.code or x.attempts]  # fmt: skip
+
     async def acknowledge(self, code: str) -> bool:
         """Close the open urgent alert with this code (acks.py); whether there was one."""
         async with self._one_step:
             for urgent in self.state.urgent:
                 if hmac.compare_digest(urgent.code.encode(), code.encode()):
-                    self.state.urgent.remove(urgent)
-                    self.state.letters = [x for x in self.state.letters
-                                          if x.code != urgent.code or x.attempts]  # fmt: skip
+                    self._close(urgent)
                     await self._save()
                     return True
         return False
@@ -160,11 +184,15 @@ class AlertService:
         async with self._one_step:
             now = self._clock().timestamp()
             changed = self._take_held(now)
+            changed |= self._take_relays()
+            changed |= self._overdue(now)
             changed |= self._escalate(now)
             changed |= self._digest(now)
             if changed:
                 await self._save()
             if await self._send_due(now):
+                await self._save()
+            if await self._send_cards(now):
                 await self._save()
             signed_at = self._archive.head()[1]
             if signed_at != self._touched:
@@ -184,13 +212,16 @@ class AlertService:
         relay = [c for c in self._config.contacts if c.name == first and c.alerts is not None]
         return [*relay, *(c for c in ladder if c.name != first)] if relay else ladder
 
-    def _relay(self, item: Held, assessment: Assessment) -> str:
-        """The relay contact of the item's person's court order, if the item is urgent
-        for child logistics (rule 3); else ""."""
+    def _order(self, item: Held, assessment: Assessment) -> CourtOrder | None:
+        """The court order of the item's person, if the item is urgent for child logistics
+        (rule 3); else None."""
         if not urgent_logistics(assessment):
-            return ""
+            return None
         person = next((p for p in self._config.people if p.id == item.person), None)
-        order = person.court_order if person is not None else None
+        return person.court_order if person is not None else None
+
+    def _relay(self, order: CourtOrder | None) -> str:
+        """The relay contact of `order` (rule 3); else ""."""
         if order is None:
             return ""
         named = (c.name for c in self._config.contacts
@@ -217,7 +248,8 @@ class AlertService:
             tier = max(assessment.tier, item.assessment.tier)
             self.state.count(item.channel, places.get(item.person or ""))
             reasons = tuple(str(reason) for reason in assessment.reasons)
-            first = self._relay(item, assessment)
+            order = self._order(item, assessment)
+            first = self._relay(order)
             if tier is Tier.URGENT and (ladder := self._ladder(first)):
                 code = new_code()
                 escalate = now + self._alerts.escalate_after * 60
@@ -226,12 +258,52 @@ class AlertService:
                                                 next=escalate, first=first))  # fmt: skip
                 self._post(ladder[:1], now, tier=Tier.URGENT, sequence=item.sequence,
                            reasons=reasons, code=code)  # fmt: skip
+                if order is not None and first:  # rule 8
+                    deadlines.wait_for_relay(self.state, item, order, first=first,
+                                             reasons=reasons, now=now)  # fmt: skip
             elif tier >= Tier.ELEVATED:  # urgent with no urgent contact: at once, to these
                 waited = after_quiet(datetime.fromtimestamp(now, UTC), quiet, zone).timestamp()
                 due = now if tier is Tier.URGENT else waited
                 self._post(self._contacts(Tier.ELEVATED), due, tier=tier,
                            sequence=item.sequence, reasons=reasons)  # fmt: skip
         return bool(taken)
+
+    def _take_relays(self) -> bool:
+        """A relay ends its item's wait and closes its alert (rule 8)."""
+        relayed, self._relayed = set(self._relayed), []
+        if not relayed:
+            return False
+        deadlines.relayed(self.state, relayed)
+        for urgent in [u for u in self.state.urgent if u.sequence in relayed]:
+            self._close(urgent)
+        return True
+
+    def _overdue(self, now: float) -> bool:
+        """Past its deadline with no card to send, an item's alert escalates now (rule 8)."""
+        late = deadlines.overdue(self.state, now)
+        for waiting in late:
+            self._escalate_now(waiting, now)
+        return bool(late)
+
+    def _escalate_now(self, waiting: Waiting, now: float) -> None:
+        """Its open alert escalates at the next step; reopened if it was acknowledged."""
+        urgent = next((u for u in self.state.urgent if u.sequence == waiting.sequence), None)
+        if urgent is not None:
+            urgent.next = now
+        else:
+            self.state.urgent.append(Urgent(code=new_code(), sequence=waiting.sequence,
+                                            reasons=waiting.reasons, reached=1, repeat=0,
+                                            next=now, first=waiting.first))  # fmt: skip
+
+    async def _send_cards(self, now: float) -> bool:
+        """Deliver every card past its deadline (rule 8); whether the state changed."""
+        changed, cannot = await deadlines.send_cards(
+            self.state, self._config, self._archive, self._courier,
+            now=datetime.fromtimestamp(now, UTC),
+        )  # fmt: skip
+        for waiting in cannot:
+            self._escalate_now(waiting, now)
+        return changed
 
     def _escalate(self, now: float) -> bool:
         changed = False
@@ -322,6 +394,7 @@ class AlertService:
         """Seconds until something is due (at most `_MOST_IDLE`)."""
         now = self._clock().timestamp()
         times = [x.due for x in self.state.letters] + [u.next for u in self.state.urgent]
+        times += [w.relay_by for w in self.state.waiting]
         zone = ZoneInfo(self._alerts.timezone)
         digest = next_digest(datetime.fromtimestamp(self.state.last_digest, UTC),
                              self._alerts.digest, zone)  # fmt: skip
@@ -358,6 +431,7 @@ class AlertService:
             self._acks.close()
         async with self._one_step:
             self._take_held(self._clock().timestamp())
+            self._take_relays()
             await self._save()
         await self._on_disk(self._vault.close)
         self._disk.shutdown(wait=False)

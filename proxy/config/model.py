@@ -267,8 +267,9 @@ class CourtOrder(_Section):
     )  # fmt: skip
     auto_card: bool = Field(
         default=False,
-        description="Past relay_within, send you a card of facts taken from the message "
-        "(child, date, time, place), never his words",
+        description="Past relay_within with no relay, send you a card of facts taken from "
+        "the message (child, date, time, place, topic), never his words; off: the alert "
+        "goes to the next contact instead",
     )
     order_file: str | None = Field(
         default=None,

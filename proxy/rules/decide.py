@@ -23,7 +23,8 @@ Rules this module keeps:
 8. A message held by a direct rule of a person with a `court_order` is also read for
    child logistics (`proxy.alerts.logistics`, on the same text, dated by its received
    time): its logistics reasons join the assessment, and its order mark (topic,
-   logistics, channel allowed) travels in the decision, sealed with the item.
+   logistics, channel allowed) travels in the decision, sealed with the item; an urgent
+   one's card (logistics.py rule 7) travels in the decision to the alerts, unsealed.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def assessed(decision: Decision, message: InboundMessage, rules: Rulebook) -> De
     )  # fmt: skip
     return dataclasses.replace(
         decision, assessment=Assessment.of((*assessment.reasons, *reading.reasons)),
-        order=reading.mark,
+        order=reading.mark, card=reading.card,
     )  # fmt: skip
 
 
