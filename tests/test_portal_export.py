@@ -200,6 +200,8 @@ def test_parts_download_with_safe_names_and_custody_first(portal: Portal) -> Non
         (RTL, "invoicegpj.exe"),
         ("a\x00b\nc.txt", "abc.txt"),
         ("...", "part-7.bin"),
+        ("." * 72 + " ...........0", "0.bin"),  # found by fuzz/fuzz_portal.py
+        (". .hidden.txt", "hidden.txt"),
         ("", "part-7.bin"),
         ("/", "part-7.bin"),
         ("\u2066\u200f", "part-7.bin"),

@@ -83,7 +83,7 @@ def part_name(name: str, number: int, content_type: str = "") -> str:
     no leading dots, at most MAX_NAME characters; `part-<number>.bin` if nothing is left."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
     kept = "".join(c for c in base if unicodedata.category(c)[0] not in "CZ" or c == " ")
-    kept = kept.strip().lstrip(".").strip()
+    kept = kept.lstrip(". ").rstrip()  # dots and spaces in any mix: ". .x" is still hidden
     if not kept:
         return f"part-{number}.bin"
     stem, dot, extension = kept.rpartition(".")
