@@ -1,8 +1,10 @@
 """A court order, end to end, as the people in it live it: the real daemon (`nocontact run`)
 takes his mail through SMTP and his texts through signed Twilio webhooks; the relay
-contact is alerted; she logs in to the portal in a real headless Chromium and relays a
-summary; the survivor's Maildir receives exactly that summary and not one word of his;
-his abusive text is held with nothing relayed; the compliance report counts the traffic.
+contact is alerted; she logs in to the portal in a real headless Chromium, relays a
+summary and answers him "Confirmed." through the outbound SMTP relay (an aiosmtpd server);
+the survivor's Maildir receives exactly that summary and not one word of his; his
+abusive text is held with nothing relayed; both answers are sealed custody records; the
+compliance numbers count exactly this traffic.
 
 Only Twilio's REST API is faked (tests/twilio_fake.py); the webhooks are signed as Twilio
 signs them. The portal runs in this process, over the archive the daemon holds, so its
@@ -29,9 +31,13 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from proxy.access import relaying
-from proxy.access.reading import open_archive
+from proxy.access import relaying, replying
+from proxy.access.bundle import bates, report_item
+from proxy.access.compliance import ABUSIVE, ON_TOPIC, compliance, read_answers
+from proxy.access.reading import Selection, open_archive
 from tests.alerts_helpers import Receiver, receiving
 from tests.factories import write_secret
 from tests.portal_helpers import (
@@ -71,9 +77,34 @@ EXPECTED = (
 )
 
 
-def config_text(root: Path, smtp: int, sms: int, fake: FakeTwilio, alerts: Receiver) -> str:
+class Relay:
+    """The outbound SMTP relay his replies go through: every message it took."""
+
+    def __init__(self) -> None:
+        self.took: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd hook
+        content = envelope.original_content or b""
+        self.took.append((envelope.mail_from or "", list(envelope.rcpt_tos), content))
+        return "250 OK"
+
+
+@contextlib.contextmanager
+def outbound_relay(port: int) -> Iterator[Relay]:
+    relay = Relay()
+    controller = Controller(relay, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield relay
+    finally:
+        controller.stop()
+
+
+def config_text(root: Path, ports: tuple[int, int, int], fake: FakeTwilio, alerts: Receiver) -> str:
     """The survivor's whole setup: SMTP into a Maildir, Twilio, alerts, the portal, and
-    Mark under a court order about Lily and Noah, with Priya relaying."""
+    Mark under a court order about Lily and Noah, with Priya relaying, and an outbound
+    relay for replies."""
+    smtp, sms, outbound = ports
     data: dict[str, Any] = {
         "archive": {"path": "./archive"},
         "contacts": [
@@ -101,6 +132,8 @@ def config_text(root: Path, smtp: int, sms: int, fake: FakeTwilio, alerts: Recei
                     "state_dir": str(root / "sms"), "reconcile_every": 3600},
         },
         "portal": {"public_url": "http://127.0.0.1:8089/", "state_dir": "./portal"},
+        "outbound": {"host": "127.0.0.1", "port": outbound, "tls": "none",
+                     "from": "replies@priya.example"},
     }  # fmt: skip
     write_secret(root / "token", TOKEN)
     return yaml.safe_dump(data, allow_unicode=True)
@@ -179,15 +212,18 @@ def test_an_urgent_pickup_is_held_alerted_and_relayed_and_abuse_is_only_held(
     pytest.importorskip("selenium.webdriver")
     enrollment = enroll(tmp_path / "state")
     root = enrollment.directory
-    smtp, sms = free(), free()
+    smtp, sms, outbound = free(), free(), free()
+    relay = Relay()
 
     async def main() -> None:
+        nonlocal relay
         fake = FakeTwilio(ACCOUNT, TOKEN)
         await fake.start()
         try:
             async with receiving() as alerts:
-                (root / "config.yaml").write_text(config_text(root, smtp, sms, fake, alerts))
-                with running_daemon(root, smtp) as process:
+                ports = (smtp, sms, outbound)
+                (root / "config.yaml").write_text(config_text(root, ports, fake, alerts))
+                with running_daemon(root, smtp) as process, outbound_relay(outbound) as relay:
                     world = World(root, process, fake, alerts, smtp, sms)
                     await _his_traffic(world)
                     await _relay_in_the_browser(world, enrollment.secret)
@@ -196,6 +232,8 @@ def test_an_urgent_pickup_is_held_alerted_and_relayed_and_abuse_is_only_held(
 
     asyncio.run(main())
     _nothing_of_his_reached_her(root)
+    _he_got_exactly_the_reply(relay)
+    _both_answers_are_sealed_and_counted(root)
 
 
 async def _his_traffic(world: World) -> None:
@@ -270,6 +308,10 @@ def _browse(browser: Any, origin: str, portal: Portal) -> None:
             browser.find_element(by.NAME, name).send_keys(value)
     browser.find_element(by.XPATH, "//button[text()='Send the summary to her']").click()
     wait_for(browser, lambda b: "Your summary was sent to her inbox." in b.page_source)
+    browser.get(pickup)
+    browser.find_element(by.CSS_SELECTOR, "input[name=template][value=confirmed]").click()
+    browser.find_element(by.XPATH, "//button[text()='Send the reply to him']").click()
+    wait_for(browser, lambda b: "Your reply was sent to him" in b.page_source)
 
 
 def _nothing_of_his_reached_her(root: Path) -> None:
@@ -287,6 +329,39 @@ def _nothing_of_his_reached_her(root: Path) -> None:
     (relay,) = [entry for entry in opened.custody() if entry.action == relaying.RELAY]
     assert relay.items == (pickup.sequence,)
     assert relay.reason == relaying.relay_reason(pickup.leaf_hash, EXPECTED)
+
+
+def _he_got_exactly_the_reply(relay: Relay) -> None:
+    """One message through the outbound relay, to his configured address, from the
+    outbound address, saying exactly "Confirmed." and nothing of anyone else's."""
+    ((sender, recipients, raw),) = relay.took
+    assert (sender, recipients) == ("replies@priya.example", ["mark.smith@gmail.com"])
+    message = BytesParser(_class=EmailMessage, policy=policy.default).parsebytes(raw)
+    assert message.get_content().replace("\r\n", "\n") == "Confirmed.\n"
+    assert message["Subject"] == replying.SUBJECT
+    assert not any(word in raw.decode().lower() for word in ("priya raman", "lily", "sam@"))
+
+
+def _both_answers_are_sealed_and_counted(root: Path) -> None:
+    """The relay and the reply are custody records naming the pickup's leaf; the
+    compliance numbers: one email on topic and relayed, one text abusive, one reply."""
+    opened = open_archive(root / "archive", identity(_as_portal(root)))
+    items = list(opened.items(Selection()))
+    pickup = next(item for item in items if b"quokka" in item.payload)
+    (reply,) = [entry for entry in opened.custody() if entry.action == replying.REPLY]
+    assert reply.items == (pickup.sequence,)
+    assert reply.reason == replying.reply_reason(pickup.leaf_hash, "Confirmed.")
+    reports = [report_item(bates(n), item) for n, item in enumerate(items, 1)]
+    answers = read_answers(record for _, record in opened.custody_read)
+    (mark,) = compliance(reports, UTC, answers)
+    assert (mark.person, mark.count, mark.logistics, mark.off_channel) == ("mark", 2, 1, 0)
+    assert mark.kinds == {ON_TOPIC: 1, "off topic": 0, ABUSIVE: 1, "not read": 0}
+    none = dict.fromkeys((ON_TOPIC, "off topic", ABUSIVE, "not read"), 0)
+    assert mark.by_channel == {"email": {**none, ON_TOPIC: 1}, "sms": {**none, ABUSIVE: 1}}
+    assert (mark.relays.sent, mark.relays.failed, mark.relays.items) == (1, 0, 1)
+    assert (mark.replies.sent, mark.replies.failed, mark.replies.items) == (1, 0, 1)
+    (urgent,) = mark.urgent
+    assert urgent.relayed_after is not None
 
 
 def _as_portal(root: Path) -> Portal:
