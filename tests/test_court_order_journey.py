@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import smtplib
+import socket
 import subprocess
 import sys
 import time
@@ -100,7 +101,9 @@ def outbound_relay(port: int) -> Iterator[Relay]:
         controller.stop()
 
 
-def config_text(root: Path, ports: tuple[int, int, int], fake: FakeTwilio, alerts: Receiver) -> str:
+def config_text(
+    root: Path, ports: tuple[int, int, int], fake: FakeTwilio, alerts: Receiver, **order: Any
+) -> str:
     """The survivor's whole setup: SMTP into a Maildir, Twilio, alerts, the portal, and
     Mark under a court order about Lily and Noah, with Priya relaying, and an outbound
     relay for replies."""
@@ -119,7 +122,7 @@ def config_text(root: Path, ports: tuple[int, int, int], fake: FakeTwilio, alert
             "id": "mark", "name": "Mark Smith", "emails": ["mark.smith@gmail.com"],
             "phones": [MARKS_PHONE],
             "court_order": {"children": ["Lily", "Noah"], "channels": ["email", "sms"],
-                            "relay": "Priya Raman"},
+                            "relay": "Priya Raman", **order},
         }],
         "alerts": {"transports": {"priya": {"url": alerts.url("priya")},
                                   "dana": {"url": alerts.url("dana")}},
@@ -156,14 +159,17 @@ class World:
 
 
 @contextlib.contextmanager
-def running_daemon(root: Path, smtp: int) -> Iterator[subprocess.Popen[bytes]]:
+def running_daemon(root: Path, smtp: int, sms: int) -> Iterator[subprocess.Popen[bytes]]:
+    """`nocontact run` on the config in `root`, once both its SMTP and webhook listeners
+    answer; stopped (SIGTERM, then SIGKILL) at the end."""
     with (root / "daemon.log").open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "proxy", "run", "-c", str(root / "config.yaml")],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
-            _until(lambda: _greets(smtp, process, root), "the daemon listening")
+            _until(lambda: _greets(smtp, process, root), "the daemon's SMTP listener")
+            _until(lambda: _listens(sms), "the daemon's webhook listener")
             yield process
         finally:
             if process.poll() is None:
@@ -180,6 +186,14 @@ def _greets(port: int, process: subprocess.Popen[bytes], root: Path) -> bool:
     try:
         with smtplib.SMTP("127.0.0.1", port, timeout=2) as client:
             return client.noop()[0] == 250
+    except OSError:
+        return False
+
+
+def _listens(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return True
     except OSError:
         return False
 
@@ -223,7 +237,7 @@ def test_an_urgent_pickup_is_held_alerted_and_relayed_and_abuse_is_only_held(
             async with receiving() as alerts:
                 ports = (smtp, sms, outbound)
                 (root / "config.yaml").write_text(config_text(root, ports, fake, alerts))
-                with running_daemon(root, smtp) as process, outbound_relay(outbound) as relay:
+                with running_daemon(root, smtp, sms) as process, outbound_relay(outbound) as relay:
                     world = World(root, process, fake, alerts, smtp, sms)
                     await _his_traffic(world)
                     await _relay_in_the_browser(world, enrollment.secret)
@@ -329,6 +343,65 @@ def _nothing_of_his_reached_her(root: Path) -> None:
     (relay,) = [entry for entry in opened.custody() if entry.action == relaying.RELAY]
     assert relay.items == (pickup.sequence,)
     assert relay.reason == relaying.relay_reason(pickup.leaf_hash, EXPECTED)
+
+
+CARD_TEXT = "Noah: dentist today at 16:45 instead, zanzibar quokka, answer me marmalade"
+CARD = (
+    "Logistics card — read automatically from a message about the children, not his "
+    "words\n\nChild: Noah\nDate: {day}\nTime: 16:45\nPlace: dentist\n\n"
+    "Your contact has been told and may send you a summary.\n"
+)
+
+
+def _written(moment: datetime) -> str:
+    """A day as the card writes it: "Sunday 6 December" (in the alerts' zone, UTC here)."""
+    return f"{moment:%A} {moment.day} {moment:%B}"
+
+
+def test_an_urgent_text_no_one_relays_reaches_her_as_the_card_and_nothing_of_his(
+    tmp_path: Path,
+) -> None:
+    """With `auto_card` and `relay_within: 1`, his urgent text about Noah's dentist, which
+    no contact relays, reaches her phone after a minute as the card alone: facts from
+    fixed lists and the config, not one word of his (canaries), through the real daemon
+    and Twilio's fake."""
+    enrollment = enroll(tmp_path / "state")
+    root = enrollment.directory
+    smtp, sms = free(), free()
+
+    sent_on: list[str] = []
+
+    async def main() -> list[str]:
+        fake = FakeTwilio(ACCOUNT, TOKEN)
+        await fake.start()
+        try:
+            async with receiving() as alerts:
+                text = config_text(root, (smtp, sms, free()), fake, alerts, auto_card=True,
+                                   relay_within=1)  # fmt: skip
+                (root / "config.yaml").write_text(text)
+                with running_daemon(root, smtp, sms):
+                    _, params = fake.inbound_message(sender=MARKS_PHONE, to=NUMBER,
+                                                     body=CARD_TEXT)  # fmt: skip
+                    sent_on.append(_written(datetime.now(UTC)))
+                    async with aiohttp.ClientSession() as session:
+                        answer = await post_webhook(
+                            session, public_url=PUBLIC + "/sms", params=params,
+                            auth_token=TOKEN, local_url=f"http://127.0.0.1:{sms}/sms",
+                        )  # fmt: skip
+                    sent_on.append(_written(datetime.now(UTC)))  # (midnight may pass)
+                    assert answer[0] == 200
+                    deadline = time.monotonic() + 150
+                    while not fake.sent():
+                        assert time.monotonic() < deadline, (root / "daemon.log").read_text()
+                        await asyncio.sleep(0.2)
+                    assert any("urgent:same_day_logistics" in b for b in alerts.bodies("priya"))
+                return [str(row["body"]) for row in fake.sent()]
+        finally:
+            await fake.stop()
+
+    bodies = asyncio.run(main())
+    assert bodies in ([CARD.format(day=day)] for day in sent_on)
+    assert not any(word in bodies[0].lower() for word in (*CANARIES, "answer me", "instead"))
 
 
 def _he_got_exactly_the_reply(relay: Relay) -> None:
