@@ -7,6 +7,8 @@ import asyncio
 import email
 import email.policy
 import smtplib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -70,6 +72,22 @@ def _config(archive: str, receiver: Receiver, mail: Path, *, auto_card: bool = T
     )  # fmt: skip
 
 
+@asynccontextmanager
+async def _alerting(
+    tmp_path: Path, mail: Path, *, auto_card: bool = True
+) -> AsyncIterator[tuple[AlertService, Receiver, Clock]]:
+    """The alerts service over a new archive, telling a local receiver, on a clock the test
+    moves; the test closes the service, this the archive."""
+    archive = await Archive.open(tmp_path / "archive", recipients=[ARCHIVE_RECIPIENT])
+    try:
+        async with receiving() as receiver:
+            clock = Clock()
+            config = _config(archive.path, receiver, mail, auto_card=auto_card)
+            yield await AlertService.open(config, archive, clock=clock), receiver, clock
+    finally:
+        await archive.close()
+
+
 def _held(sequence: int = 3, card: Card | None = CARD) -> Held:
     return Held(sequence=sequence, assessment=SAME_DAY, person="mark", channel="email",
                 identity="mark.smith@gmail.com", card=card,
@@ -104,11 +122,7 @@ def test_the_card_goes_to_her_after_relay_within_with_no_relay(tmp_path: Path) -
     mail = tmp_path / "mail"
 
     async def main() -> None:
-        archive = await Archive.open(tmp_path / "archive", recipients=[ARCHIVE_RECIPIENT])
-        async with receiving() as receiver:
-            clock = Clock()
-            service = await AlertService.open(_config(archive.path, receiver, mail), archive,
-                                              clock=clock)  # fmt: skip
+        async with _alerting(tmp_path, mail) as (service, receiver, clock):
             service.held(_held())
             await service.step()
             assert _alerts(receiver, "priya")
@@ -122,7 +136,6 @@ def test_the_card_goes_to_her_after_relay_within_with_no_relay(tmp_path: Path) -
             assert not _alerts(receiver, "dana")
             assert service.state.waiting == []
             await service.close()
-        await archive.close()
 
     asyncio.run(main())
     (card,) = _cards(mail)
@@ -139,11 +152,7 @@ def test_a_relay_in_time_means_no_card_and_closes_the_alert(tmp_path: Path) -> N
     mail = tmp_path / "mail"
 
     async def main() -> None:
-        archive = await Archive.open(tmp_path / "archive", recipients=[ARCHIVE_RECIPIENT])
-        async with receiving() as receiver:
-            clock = Clock()
-            service = await AlertService.open(_config(archive.path, receiver, mail), archive,
-                                              clock=clock)  # fmt: skip
+        async with _alerting(tmp_path, mail) as (service, _, clock):
             service.held(_held(3))
             service.held(_held(4))
             await service.step()
@@ -156,7 +165,6 @@ def test_a_relay_in_time_means_no_card_and_closes_the_alert(tmp_path: Path) -> N
             clock.advance(minutes=200)
             await service.step()
             await service.close()
-        await archive.close()
 
     asyncio.run(main())
     assert len(_cards(mail)) == 1  # item 4's, never item 3's
@@ -170,11 +178,7 @@ def test_without_auto_card_the_alert_escalates_at_the_deadline_even_acknowledged
     mail = tmp_path / "mail"
 
     async def main() -> None:
-        archive = await Archive.open(tmp_path / "archive", recipients=[ARCHIVE_RECIPIENT])
-        async with receiving() as receiver:
-            clock = Clock()
-            config = _config(archive.path, receiver, mail, auto_card=False)
-            service = await AlertService.open(config, archive, clock=clock)
+        async with _alerting(tmp_path, mail, auto_card=False) as (service, receiver, clock):
             service.held(_held())
             await service.step()
             (code,) = [u.code for u in service.state.urgent]
@@ -190,7 +194,6 @@ def test_without_auto_card_the_alert_escalates_at_the_deadline_even_acknowledged
             (reopened,) = service.state.urgent
             assert reopened.code != code
             await service.close()
-        await archive.close()
 
     asyncio.run(main())
     assert maildir_messages(mail) == []
@@ -202,11 +205,7 @@ def test_an_unacknowledged_alert_escalates_one_step_at_the_deadline(tmp_path: Pa
     mail = tmp_path / "mail"
 
     async def main() -> None:
-        archive = await Archive.open(tmp_path / "archive", recipients=[ARCHIVE_RECIPIENT])
-        async with receiving() as receiver:
-            clock = Clock()
-            config = _config(archive.path, receiver, mail, auto_card=False)
-            service = await AlertService.open(config, archive, clock=clock)
+        async with _alerting(tmp_path, mail, auto_card=False) as (service, receiver, clock):
             service.held(_held())
             await service.step()
             clock.advance(minutes=30)
@@ -215,7 +214,6 @@ def test_an_unacknowledged_alert_escalates_one_step_at_the_deadline(tmp_path: Pa
             assert len(_alerts(receiver, "priya")) == 2
             assert [u.reached for u in service.state.urgent] == [2]
             await service.close()
-        await archive.close()
 
     asyncio.run(main())
 
@@ -258,11 +256,7 @@ def test_a_failed_card_is_retried_with_backoff(tmp_path: Path) -> None:
     mail.write_text("not a directory")
 
     async def main() -> None:
-        archive = await Archive.open(tmp_path / "archive", recipients=[ARCHIVE_RECIPIENT])
-        async with receiving() as receiver:
-            clock = Clock()
-            service = await AlertService.open(_config(archive.path, receiver, mail), archive,
-                                              clock=clock)  # fmt: skip
+        async with _alerting(tmp_path, mail) as (service, _, clock):
             service.held(_held())
             await service.step()
             clock.advance(minutes=30)
@@ -277,7 +271,6 @@ def test_a_failed_card_is_retried_with_backoff(tmp_path: Path) -> None:
             await service.step()
             assert service.state.waiting == []
             await service.close()
-        await archive.close()
 
     asyncio.run(main())
     assert len(_cards(mail)) == 1
@@ -394,11 +387,7 @@ def test_a_card_no_channel_can_carry_escalates_instead(tmp_path: Path) -> None:
     mail = tmp_path / "mail"
 
     async def main() -> None:
-        archive = await Archive.open(tmp_path / "archive", recipients=[ARCHIVE_RECIPIENT])
-        async with receiving() as receiver:
-            clock = Clock()
-            service = await AlertService.open(_config(archive.path, receiver, mail), archive,
-                                              clock=clock)  # fmt: skip
+        async with _alerting(tmp_path, mail) as (service, receiver, clock):
             text = Held(sequence=3, assessment=SAME_DAY, person="mark", channel="sms",
                         identity="+15550100199", card=CARD, way=Way(channel="sms"))  # fmt: skip
             service.held(text)
@@ -409,7 +398,6 @@ def test_a_card_no_channel_can_carry_escalates_instead(tmp_path: Path) -> None:
             await service.step()
             assert _alerts(receiver, "dana")
             await service.close()
-        await archive.close()
 
     asyncio.run(main())
     assert maildir_messages(mail) == []
