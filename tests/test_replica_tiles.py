@@ -124,6 +124,14 @@ def test_the_empty_tree() -> None:
     assert TiledTree(0, {}).check() == MerkleTree().root()
 
 
+def _checked(tree: TiledTree) -> bytes | str:
+    """The checked root, or the line of the error that refused it."""
+    try:
+        return tree.check()
+    except TileError as error:
+        return str(error)
+
+
 @settings(max_examples=40, deadline=None)
 @given(size=st.integers(1, 1400), data=st.data())
 def test_an_altered_or_missing_tile_is_detected(size: int, data: st.DataObject) -> None:
@@ -135,10 +143,9 @@ def test_an_altered_or_missing_tile_is_detected(size: int, data: st.DataObject) 
     position = data.draw(st.integers(0, len(tiles[victim]) - 1))
     altered = bytearray(tiles[victim])
     altered[position] ^= 1
-    try:
-        assert TiledTree(size, {**tiles, victim: bytes(altered)}).check() != root
-    except TileError as error:
-        assert victim.path in str(error)
+    outcome = _checked(TiledTree(size, {**tiles, victim: bytes(altered)}))
+    assert outcome != root
+    assert isinstance(outcome, bytes) or victim.path in outcome
     missing = {tile: data for tile, data in tiles.items() if tile != victim}
     with pytest.raises(TileError, match=f"{victim.path} is missing"):
         TiledTree(size, missing).check()
