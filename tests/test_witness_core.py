@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.archive.note import Signer
+from proxy.archive.note import Checkpoint, Signer
 from proxy.witness.cosignature import CosignatureError, Cosigner, WitnessKey, signed_message
 from proxy.witness.decision import Cosign, Refusal, Seen, Status, decide
 from proxy.witness.request import (
@@ -22,7 +23,8 @@ from proxy.witness.request import (
 )
 from proxy.witness.signed import Malformed, read_note
 from proxy.witness.state import STATE_FILE, StateError, WitnessState
-from tests.witness_helpers import ORIGIN, MemoryLog
+from proxy.witness.witnessed import Witnessed
+from tests.witness_helpers import NOW, ORIGIN, MemoryLog
 
 SIGNER = Signer.generate(ORIGIN)
 KEYS = {ORIGIN: (SIGNER.verifier,)}
@@ -55,7 +57,8 @@ def test_a_cosignature_is_the_published_format() -> None:
     assert int.from_bytes(blob[4:12], "big") == 1_700_000_000
     assert signed_message(body, 1_700_000_000).startswith(b"cosignature/v1\ntime 1700000000\n")
     checked = WITNESS.key.check(line.rstrip("\n"), body)
-    assert checked is not None and checked.timestamp == 1_700_000_000
+    assert checked is not None
+    assert checked.timestamp == 1_700_000_000
 
 
 def test_a_cosignature_checks_only_for_its_own_body_and_key() -> None:
@@ -242,3 +245,35 @@ def test_a_damaged_state_file_is_refused(tmp_path: Path, text: str) -> None:
     (tmp_path / STATE_FILE).write_text(text, encoding="utf-8", errors="surrogateescape")
     with pytest.raises(StateError, match="not a witness state file"):
         WitnessState.open(tmp_path)
+
+
+# -- what the daemon keeps ----------------------------------------------------------------
+
+
+def test_witnessed_files_gather_cosignatures_per_note(tmp_path: Path) -> None:
+    """Two witnesses' lines on one note are kept together; a newer note at that size
+    replaces the older with its own lines; the acknowledged sizes read back."""
+    log = _log(4)
+    other = Cosigner.generate("friend.example/witness")
+    store = Witnessed(tmp_path)
+    note = log.note()
+    store.keep(4, note, [WITNESS.cosign(log.body(), 1)])
+    store.keep(4, note, [other.cosign(log.body(), 2)])
+    store.keep(4, note, [other.cosign(log.body(), 2)])
+    kept = store.note(4)
+    assert kept is not None
+    assert kept.startswith(note)
+    signed = read_note(kept)
+    assert {s.name for s in signed.signatures} == {ORIGIN, WITNESS.name, other.name}
+    assert len(signed.signatures) == 3
+    head = Checkpoint(origin=ORIGIN, size=4, root=log.tree.root(), time=NOW + timedelta(minutes=10))
+    newer = SIGNER.sign(head.body())
+    store.keep(4, newer, [WITNESS.cosign(head.body(), 3)])
+    replaced = store.note(4)
+    assert replaced is not None
+    assert read_note(replaced).body == head.body()
+    assert [s.name for s in read_note(replaced).signatures] == [ORIGIN, WITNESS.name]
+    store.acknowledge({WITNESS.key.encode(): 4})
+    assert store.acknowledged() == {WITNESS.key.encode(): 4}
+    (tmp_path / "witnessed" / "acknowledged.json").write_text("[not a mapping")
+    assert store.acknowledged() == {}

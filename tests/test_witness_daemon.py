@@ -9,10 +9,13 @@ import smtplib
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from proxy.archive import Archive
 from proxy.archive.note import Verifier
+from proxy.config import load_config
+from proxy.errors import ConfigError
 from proxy.witness.cosignature import WitnessKey
 from proxy.witness.signed import read_note
 from proxy.witness.witnessed import ACKNOWLEDGED, DIRECTORY
@@ -110,3 +113,16 @@ def test_a_witness_down_is_never_the_senders_problem(tmp_path: Path) -> None:
     assert "a witness did not cosign; retrying later" in err
     assert "Traceback" not in err
     assert not list((tmp_path / "archive").glob(f"{DIRECTORY}/[0-9]*"))
+
+
+def test_a_witness_key_in_the_config_is_checked(tmp_path: Path) -> None:
+    """An archive's own key (type 0x01) where a witness key belongs is one located line."""
+    log = _archive(tmp_path / "archive")
+    config = _daemon_config(tmp_path, free_port(), [
+        {"url": "https://witness.advocacy.example", "key": log.encode()},
+    ])  # fmt: skip
+    with pytest.raises(ConfigError) as raised:
+        load_config(config)
+    (problem,) = raised.value.problems
+    assert problem.key == "witnesses[0].key"
+    assert "'nocontact witness keygen' prints it" in problem.message

@@ -39,8 +39,8 @@ def _config(tmp_path: Path, port: int) -> Path:
 
 
 def _nocontact(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "proxy", *arguments],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    command = [sys.executable, "-m", "proxy", *arguments]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 
 
 def _keygen(config: Path) -> WitnessKey:
@@ -52,8 +52,8 @@ def _keygen(config: Path) -> WitnessKey:
 @contextlib.contextmanager
 def _witness(config: Path, port: int) -> Iterator[list[str]]:
     """The witness process while the block runs; its stderr lines, once it stopped."""
-    process = subprocess.Popen([sys.executable, "-m", "proxy", "witness", "-c", str(config)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    command = [sys.executable, "-m", "proxy", "witness", "-c", str(config)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     logged: list[str] = []
     try:
         _wait_for_port(port, process)
@@ -81,7 +81,7 @@ def _ask(port: int, key: WitnessKey, log: MemoryLog, old: int) -> Answer:
 def _post(port: int, data: bytes) -> tuple[int, str, bytes]:
     request = urllib.request.Request(f"http://127.0.0.1:{port}/add-checkpoint", data=data)
     try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback http
             return answer.status, answer.headers.get_content_type(), answer.read()
     except urllib.error.HTTPError as error:
         return error.code, error.headers.get_content_type(), error.read()
@@ -98,7 +98,8 @@ def test_the_witness_cosigns_consistent_checkpoints_and_refuses_the_rest(tmp_pat
     log.grow(5)
     with _witness(config, port) as logged:
         first = _ask(port, key, log, 0)
-        assert isinstance(first, Cosigned) and len(first.lines) == 1
+        assert isinstance(first, Cosigned)
+        assert len(first.lines) == 1
         log.grow(11)
         assert isinstance(_ask(port, key, log, 5), Cosigned)
         forked = MemoryLog(SIGNER, fork=b"rewritten ")
@@ -162,6 +163,8 @@ def test_a_bad_witness_config_is_one_line(tmp_path: Path) -> None:
     path.write_text("name: w.example/w\nlogs:\n  - origin: o\n    key: nonsense\n")
     done = _nocontact("witness", "-c", str(path))
     assert done.returncode == 2
-    assert done.stderr.count("\n") == 1 and ":4:10: logs[0].key: not a log verifier key" in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert ":4:10: logs[0].key: not a log verifier key" in done.stderr
     done = _nocontact("witness")
-    assert done.returncode == 2 and "give -c FILE" in done.stderr
+    assert done.returncode == 2
+    assert "give -c FILE" in done.stderr
