@@ -68,6 +68,17 @@ def checked(lines: Sequence[str], body: str, key: WitnessKey) -> Answer:
     return Cosigned(tuple(kept)) if kept else Unanswered("no cosignature by the witness's key")
 
 
+async def _bounded(stream: aiohttp.StreamReader, most: int) -> bytes:
+    """The body, or its first `most` bytes if it is longer (rule 2)."""
+    data = bytearray()
+    while len(data) < most:
+        chunk = await stream.read(most - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
+
+
 async def ask(
     session: aiohttp.ClientSession, url: str, key: WitnessKey, *,
     note: bytes, body: str, old_size: int, proof: Sequence[bytes],
@@ -79,7 +90,7 @@ async def ask(
         async with session.post(
             target, data=format_request(old_size, proof, note), timeout=timeout
         ) as response:
-            data = await response.content.read(MOST_RESPONSE_BYTES + 1)
+            data = await _bounded(response.content, MOST_RESPONSE_BYTES + 1)
             if response.status == 409 and response.content_type == SIZE_TYPE:
                 return Conflict(read_size(data))
             if response.status != 200:

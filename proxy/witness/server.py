@@ -11,6 +11,7 @@ Rules this module keeps:
 3. A fault while remembering is 500 and nothing is cosigned.
 4. The log holds fixed events only: listening, stopped, and a refused checkpoint by its
    fixed kind; never an origin, a size, a root or a note.
+5. The process dumps no core: its memory holds the witness's signing key.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from aiohttp import web
 from proxy.deliver.address import parse_listen
 from proxy.errors import InputError
 from proxy.logs import get_logger
+from proxy.processes import no_core_dumps
 from proxy.witness.config import WitnessConfig, load_witness_config
 from proxy.witness.cosignature import Cosigner
 from proxy.witness.decision import Cosign, Status, decide
@@ -53,10 +55,9 @@ class _Witness:
         self._lock = asyncio.Lock()
 
     async def add_checkpoint(self, request: web.Request) -> web.Response:
-        if (request.content_length or 0) > MOST_REQUEST_BYTES:
-            return _refused(Status.TOO_LARGE, "the request is too large")
-        data = await request.content.read(MOST_REQUEST_BYTES + 1)
-        if len(data) > MOST_REQUEST_BYTES:
+        try:
+            data = await request.read()  # at most client_max_size, else 413 (rule 1)
+        except web.HTTPRequestEntityTooLarge:
             return _refused(Status.TOO_LARGE, "the request is too large")
         async with self._lock:
             answer = decide(data, self._logs, self._state.known)
@@ -83,7 +84,7 @@ def _refused(status: Status, reason: str) -> web.Response:
 def witness_app(config: WitnessConfig, state: WitnessState, key: Cosigner) -> web.Application:
     """The aiohttp application serving add-checkpoint (rule 1)."""
     witness = _Witness(config, state, key)
-    app = web.Application(client_max_size=MOST_REQUEST_BYTES + 1)
+    app = web.Application(client_max_size=MOST_REQUEST_BYTES)
     app.router.add_post("/add-checkpoint", witness.add_checkpoint)
     return app
 
@@ -119,6 +120,7 @@ async def _run(config: WitnessConfig, state: WitnessState, key: Cosigner) -> int
 
 def serve(config_path: str) -> int:
     """Run the witness of the config at `config_path` until SIGTERM or SIGINT."""
+    no_core_dumps()  # rule 5: a core would hold the witness's signing key
     config = load_witness_config(config_path)
     key = witness_key(config)
     try:
