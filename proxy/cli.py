@@ -33,6 +33,7 @@ from proxy.message import Decision, InboundMessage
 from proxy.normalize import normalize_email, normalize_sms
 from proxy.portal.commands import add_portal_commands
 from proxy.rules import compile_rules, decide
+from proxy.witness.commands import add_witness_commands
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
@@ -224,6 +225,7 @@ def _parser() -> argparse.ArgumentParser:
     add_portal_commands(commands)
     add_alert_commands(commands)
     add_doctor_commands(commands)
+    add_witness_commands(commands)
     return parser
 
 

@@ -61,6 +61,10 @@ Rules this module keeps:
     rule 2's stop begins. Without systemd none of this does anything.
 15. Each court order's profile is logged, with its order file's SHA-256, when first
     loaded and when a reload changes it (`proxy.order_files`).
+16. With `witnesses:` configured, a task of its own offers each checkpoint the archive
+    signs to every witness (`proxy.witness.submitter`) once the daemon is ready, and is
+    cancelled first when it stops; a witness down never delays a channel. A reload does
+    not change the witnesses: a restart does.
 """
 
 from __future__ import annotations
@@ -103,6 +107,8 @@ from proxy.progress import ProgressBar
 from proxy.readers import Readers
 from proxy.rules import compile_rules
 from proxy.systemd.manager import ServiceManager
+from proxy.witness.cosignature import WitnessKey
+from proxy.witness.submitter import WitnessTarget, witness_forever
 
 _log = get_logger("daemon")
 _DRAIN_SECONDS = 60.0
@@ -222,6 +228,15 @@ async def _custody_socket(
         return None
 
 
+def _witnessing(config: Config, archive: Archive) -> asyncio.Task[None] | None:
+    """The task that has the archive's checkpoints cosigned (rule 16), if any witness."""
+    if not config.witnesses:
+        return None
+    targets = [WitnessTarget(url=w.url, key=WitnessKey.decode(w.key)) for w in config.witnesses]
+    root = Path(config.archive.path)
+    return asyncio.get_running_loop().create_task(witness_forever(targets, archive, root))
+
+
 def raise_open_files_limit() -> int:
     """Raise the soft RLIMIT_NOFILE to the hard limit (rule 7); the soft limit now."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -248,6 +263,7 @@ class Daemon:
         self._alerts: AlertService | None = None  # rule 13
         self.manager = ServiceManager.from_environment()  # rule 14
         self._orders = OrderFiles()  # rule 15
+        self._witnessing: asyncio.Task[None] | None = None  # rule 16
 
     async def run(self) -> int:
         config, self._read_at = _read_config(self.config_path)
@@ -279,7 +295,7 @@ class Daemon:
                 watchers.start()
                 _log.info("imap watching", archive=config.archive.path)
             self._take_signals(config, pipeline, archive, phone)
-            self.manager.ready()  # rule 14: the archive is open, every channel listens
+            self._ready(config, archive)  # rules 14 and 16
             totals = loop.create_task(pipeline.traffic.log_every(_channels(config)))
             # Everything made at start (rules, config, imports) lives as long as the daemon:
             # moved out of the collector's reach, a full collection takes ~6 ms, not ~40.
@@ -287,7 +303,7 @@ class Daemon:
             gc.freeze()
             await self.stop.wait()
             self.manager.stopping()
-            for task in (totals, self._watch):
+            for task in (totals, self._watch, self._witnessing):
                 if task is not None:
                     task.cancel()
             _log.info("stopping: finishing messages in flight")
@@ -311,6 +327,12 @@ class Daemon:
             await archive.close()
         _log.info("stopped")
         return 0
+
+    def _ready(self, config: Config, archive: Archive) -> None:
+        """The archive is open and every channel listens: tell systemd (rule 14), and start
+        offering checkpoints to the witnesses (rule 16)."""
+        self.manager.ready()
+        self._witnessing = _witnessing(config, archive)
 
     async def _stop_alerts(self) -> None:
         """After the last message is answered, before the archive closes (rule 13)."""

@@ -68,7 +68,7 @@ BROKEN: list[tuple[str, str | bytes, list[str]]] = [
         [
             "config.yaml:10:1: colour: unknown key (valid keys: alerts, allow, archive, channels, "
             "contacts, default_region, intermediaries, no_contact_since, outbound, people, "
-            "portal)"
+            "portal, witnesses)"
         ],
     ),
     (
@@ -435,6 +435,7 @@ COMMENTED_ALTERNATIVES = {
         "auto_card", "order_file")),
     "outbound", *(f"outbound.{key}" for key in (
         "host", "port", "tls", "username", "password_file", "from")),
+    "witnesses", "witnesses[].url", "witnesses[].key",
 }  # fmt: skip
 
 

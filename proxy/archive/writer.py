@@ -35,6 +35,8 @@ Rules this module keeps:
    custody key configured for its contact (custody_keys.py rule 4), and only once per
    contact and nonce, ever: the pair is the record's mark (rule 7), so a request replayed
    after a restart is refused too. Its time is this writer's clock, never the caller's.
+9. A witness's consistency proof (`consistency`) is computed from the tree in memory
+   between signed sizes only, so it never reads what the writer thread is changing.
 """
 
 from __future__ import annotations
@@ -251,6 +253,14 @@ class Archive:
         """The newest signed checkpoint note (C2SP text) and its time, ns (any thread)."""
         note = self._log.latest_note
         return (note.decode("utf-8", "replace") if note else ""), self._log.signed_at
+
+    def consistency(self, old_size: int, new_size: int) -> list[bytes]:
+        """The RFC 6962 consistency proof from `old_size` to `new_size`, both at most the
+        newest signed size (for a witness, rule 9). Event loop or any thread: it reads only
+        complete subtrees, which the writer's appends never change."""
+        if not 0 < old_size <= new_size <= self._log.last_checkpoint:
+            raise ValueError("a consistency proof is between two signed sizes")
+        return self._log.tree.consistency_proof(old_size, new_size)
 
     def sealed(self, mark: str) -> bool:
         """Whether the arrival with this mark is sealed, or being sealed now (rule 7)."""

@@ -651,6 +651,19 @@ class Portal(_Section):
         return self
 
 
+class Witness(_Section):
+    """A C2SP tlog-witness that cosigns the archive's checkpoints (docs/witnesses.md)."""
+
+    url: Annotated[str, AfterValidator(values.web_url)] = Field(
+        description="Its submission prefix; checkpoints are POSTed to <url>/add-checkpoint",
+        examples=["https://witness.advocacy.example"],
+    )
+    key: Annotated[str, AfterValidator(values.witness_key)] = Field(
+        description="Its verifier key, name+keyid+base64, as `nocontact witness keygen` "
+        "prints it; cosignatures by any other key are dropped"
+    )
+
+
 class Config(_Section):
     """A whole nocontact config file."""
 
@@ -685,3 +698,8 @@ class Config(_Section):
         default=None,
         description="Where a contact's reply to him by email leaves from (an SMTP relay)",
     )
+    witnesses: list[Witness] = Field(
+        default_factory=list, max_length=32,
+        description="Witnesses that cosign each checkpoint the archive signs; run by a "
+        "contact or an advocacy organisation, never on this server",
+    )  # fmt: skip

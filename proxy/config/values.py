@@ -217,3 +217,14 @@ def loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def witness_key(value: str) -> str:
+    """A witness's cosignature verifier key (name+keyid+base64, type 0x04), as
+    `nocontact witness keygen` prints it."""
+    from proxy.witness.cosignature import CosignatureError, WitnessKey  # noqa: PLC0415
+
+    try:
+        return WitnessKey.decode(value).encode()
+    except CosignatureError as error:
+        raise ValueError(f"{error}; 'nocontact witness keygen' prints it") from None
