@@ -7,7 +7,8 @@ Rules this module keeps:
    manifest carries; the archive's own signing key is never needed), custody.json (every
    custody record this key opens, the export's own included, each with its signature
    and whether it verifies, and the custody keys they are checked against), report.pdf,
-   verify.py + VERIFY.txt, declaration-template.txt. The manifest records the selection
+   proofs/ (a tlog-proof per item and custody record: rule 5), verify.py + VERIFY.txt,
+   declaration-template.txt. The manifest records the selection
    and why every entry of the log it does not list was left out.
 2. It certifies only what verifies: the archive is verified before anything is read, and
    every inclusion proof is checked against the signed checkpoint before it is written.
@@ -22,7 +23,12 @@ Rules this module keeps:
    A streamed export (`stream_export`, the portal's) cannot wait: its items are fixed
    first from an index of the log, the record made, and only then is its first byte
    written; the bundle is the same either way (one `write_bundle`).
-5. The report beside the items (the bundle's report.pdf, or `report` alone) shows the
+5. Every item, and every custody record a signed checkpoint covers, carries a C2SP
+   tlog-proof (`proofs/`, witnessing.py) ending in the checkpoint with the most witness
+   cosignatures that covers it; a custody record's stored entry goes in `sealed/` so
+   its leaf hash can be recomputed. Witness keys come from the request (config
+   `witnesses:` or `--witness-key`); without any, the cosigners are listed unverified.
+6. The report beside the items (the bundle's report.pdf, or `report` alone) shows the
    relays and replies of the whole custody log this key opens, however the items were
    selected (`compliance.read_answers`; report.py rules 6 and 7): a relay is counted
    and shown only with the item it names.
@@ -48,17 +54,26 @@ from proxy import __version__
 from proxy.access import bundle_texts
 from proxy.access.compliance import Answer, read_answers
 from proxy.access.keys import custody_public_key, custody_signing_key
-from proxy.access.manifest import BundleFile, BundleItem, build_manifest, sign_manifest
+from proxy.access.manifest import (
+    BundleFile,
+    BundleItem,
+    CustodyProof,
+    Witnessing,
+    build_manifest,
+    sign_manifest,
+)
 from proxy.access.reading import AccessProblem, CustodyEntry, HeldItem, OpenedArchive, Selection
 from proxy.access.recording import record
 from proxy.access.render import original_files, render, summary, urgency
 from proxy.access.report import ReportItem, summarize, write_report
 from proxy.access.timeline import timeline_png
 from proxy.access.viewing import Contents, Planned
+from proxy.access.witnessing import Anchors, anchors
 from proxy.alerts.order_mark import abusive, urgent_logistics
 from proxy.archive.metadata import SealedCustody
 from proxy.archive.note import Signer
 from proxy.disk import create_private
+from proxy.witness.cosignature import CosignatureError, WitnessKey
 
 _COMPRESSIBLE = {".eml", ".json", ".txt", ".pdf"}  # compressible; everything else is stored as is
 MAX_RENDERING = 20_000
@@ -73,6 +88,7 @@ class ExportRequest:
     no_contact_since: date | None = None
     config_sha256: str | None = None
     timezone: tzinfo | None = None
+    witness_keys: tuple[str, ...] = ()  # verifier keys of the witnesses (rule 5)
 
 
 def bates(number: int) -> str:
@@ -233,6 +249,7 @@ def write_bundle(
     bundled: list[BundleItem] = []
     reports: list[ReportItem] = []
     tree, size = archive.report.tree, archive.covered
+    anchored = anchors(archive.root, archive.report, _witness_keys(request))
     with out.file:
         for number, item in enumerate(items, 1):
             label = bates(number)
@@ -241,14 +258,18 @@ def write_bundle(
                 for i, (name, data) in enumerate(original_files(label, item.metadata, item.payload))
             ]
             sealed = out.add(f"sealed/{label}.age", item.sealed, "sealed")
+            proven = anchored.prove(item.sequence, item.leaf_hash)
+            proof = out.add(f"proofs/{label}.tlog-proof", proven.text, "tlog-proof")
             bundled.append(BundleItem(bates=label, leaf_index=item.sequence, sealed=sealed,
                                       leaf_hash=item.leaf_hash, metadata=item.metadata,
-                                      files=files))  # fmt: skip
+                                      files=files, tlog_proof=proof,
+                                      witnessed_by=proven.cosigners))  # fmt: skip
             reports.append(report_item(label, item))
             advance(1)
         sequences = tuple(item.leaf_index for item in bundled)
         held = contents(sequences)
         keys = archive.custody_keys()
+        witnessing = _custody_proofs(archive, anchored, held.custody, out)
         others = [out.add("custody.json", _custody_json(held.custody, keys), "custody")]
         pdf = _pdf(reports, request, read_answers(map(_sealed, held.custody)))
         others.append(out.add("report.pdf", pdf, "report"))
@@ -262,7 +283,7 @@ def write_bundle(
             exporter_key=signer.verifier.encode(),
             custody_key=custody_public_key(archive.identity), reason=request.reason,
             selection=request.selection.to_json(), left_out=held.left_out,
-            custody_index=held.own,
+            custody_index=held.own, witnessing=witnessing,
         )  # fmt: skip
         out.add("manifest.json", manifest, "manifest")
         out.add("manifest.sig", sign_manifest(manifest, signer), "signature")
@@ -276,6 +297,35 @@ def write_bundle(
         )  # fmt: skip
         out.add(bundle_texts.DECLARATION_NAME, declaration.encode(), "declaration")
     return sequences
+
+
+def _witness_keys(request: ExportRequest) -> list[WitnessKey]:
+    try:
+        return [WitnessKey.decode(text) for text in request.witness_keys]
+    except CosignatureError as error:
+        raise AccessProblem(f"a witness key: {error}") from None
+
+
+def _custody_proofs(
+    archive: OpenedArchive, anchored: Anchors, custody: list[CustodyEntry], out: _Zip
+) -> Witnessing:
+    """Each custody record under a signed checkpoint: its stored entry and its tlog-proof;
+    the others (this export's own, at least) named as not proven yet (rule 5)."""
+    proofs, later = [], []
+    for entry in custody:
+        stored = archive.stored(entry.sequence)
+        if stored is None:
+            later.append(entry.sequence)
+            continue
+        name = f"custody-{entry.sequence:06d}"
+        sealed = out.add(f"sealed/{name}.age", stored.body, "sealed custody")
+        proven = anchored.prove(entry.sequence, stored.leaf_hash)
+        proof = out.add(f"proofs/{name}.tlog-proof", proven.text, "tlog-proof")
+        proofs.append(CustodyProof(sequence=entry.sequence, kind=int(stored.kind),
+                                   leaf_hash=stored.leaf_hash, sealed=sealed, tlog_proof=proof,
+                                   witnessed_by=proven.cosigners))  # fmt: skip
+    return Witnessing(witnesses=[w.to_json() for w in anchored.witnesses], custody=proofs,
+                      custody_not_proven=later)  # fmt: skip
 
 
 def _custody_json(entries: list[CustodyEntry], keys: dict[str, str]) -> bytes:

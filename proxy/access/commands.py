@@ -42,6 +42,15 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"'{text}' is not a date (YYYY-MM-DD)") from None
 
 
+def _witness_key(text: str) -> str:
+    from proxy.witness.cosignature import CosignatureError, WitnessKey  # noqa: PLC0415
+
+    try:
+        return WitnessKey.decode(text).encode()
+    except CosignatureError as error:
+        raise argparse.ArgumentTypeError(f"not a witness key: {error}") from None
+
+
 def _zone(name: str | None) -> tzinfo:
     if not name:
         zone = datetime.now().astimezone().tzinfo
@@ -116,17 +125,21 @@ def _show(args: argparse.Namespace) -> int:
 
 def _request(args: argparse.Namespace, contact: str) -> ExportRequest:
     config_sha256 = no_contact_since = None
+    witness_keys = list(getattr(args, "witness_key", None) or [])
     if args.config is not None:
         from proxy.config import load_config  # noqa: PLC0415 - only when a config is given
 
         config_sha256 = hashlib.sha256(Path(args.config).read_bytes()).hexdigest()
-        no_contact_since = load_config(args.config).no_contact_since
+        config = load_config(args.config)
+        no_contact_since = config.no_contact_since
+        witness_keys += [witness.key for witness in config.witnesses]
     from proxy.access.bundle import ExportRequest  # noqa: PLC0415 - see _produce
 
     return ExportRequest(
         out=Path(args.out), reason=getattr(args, "reason", "") or "", contact=contact,
         selection=_selection(args), no_contact_since=args.no_contact_since or no_contact_since,
         config_sha256=config_sha256, timezone=_zone(args.timezone),
+        witness_keys=tuple(dict.fromkeys(witness_keys)),
     )  # fmt: skip
 
 
@@ -190,3 +203,9 @@ def add_contact_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
         parser.add_argument("--config", metavar="FILE", help="the survivor's config (its hash "
                             "and no_contact_since go into the bundle)")  # fmt: skip
         parser.add_argument("--no-contact-since", type=_day, metavar="YYYY-MM-DD")
+        if name == "export":
+            export = parser
+    export.add_argument("--witness-key", action="append", type=_witness_key, metavar="KEY",
+                        help="a witness's verifier key (name+keyid+base64): its cosignatures"
+                        " in the bundle's proofs are checked (repeatable; a --config's"
+                        " witnesses are used too)")  # fmt: skip

@@ -20,6 +20,10 @@ Rules this module keeps:
 6. It says what it left out: `selection` (the filters), and `left_out`, every entry of
    the checkpoint's tree that is not an item of the bundle with why; the items and
    `left_out` together name each index below the tree size exactly once.
+7. `witnessing` names each item's and custody record's tlog-proof file (checked when it
+   was made: witnessing.py rule 4), the witnesses whose cosignatures they carry (with
+   their keys, or "unverified: key not given"), the items not yet witnessed, and the
+   custody records no signed checkpoint covers yet (this export's own, at least).
 """
 
 from __future__ import annotations
@@ -69,6 +73,29 @@ class BundleItem:
     leaf_hash: bytes  # 32 bytes, as stored in the log
     metadata: SealedItem  # the decrypted sealed metadata
     files: Sequence[BundleFile]  # the original(s): .eml; SMS parameters and media; audio
+    tlog_proof: BundleFile | None = None  # proofs/<bates>.tlog-proof (rule 7)
+    witnessed_by: tuple[str, ...] = ()  # the witnesses cosigning its proof's checkpoint
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CustodyProof:
+    """A custody record's stored entry (sealed) and its tlog-proof (rule 7)."""
+
+    sequence: int
+    kind: int  # the entry's kind byte, hashed into its leaf
+    leaf_hash: bytes
+    sealed: BundleFile
+    tlog_proof: BundleFile
+    witnessed_by: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Witnessing:
+    """What the bundle says about witnesses (rule 7), beside the items' own proofs."""
+
+    witnesses: Sequence[Mapping[str, object]] = ()
+    custody: Sequence[CustodyProof] = ()
+    custody_not_proven: Sequence[int] = ()
 
 
 def manifest_digest(manifest: bytes) -> str:
@@ -104,6 +131,7 @@ def build_manifest(
     selection: Mapping[str, object],
     left_out: Sequence[tuple[int, str]],
     custody_index: int,
+    witnessing: Witnessing | None = None,
 ) -> bytes:
     """manifest.json for a bundle; raises ValueError if anything in it would not verify."""
     verifier = Verifier.decode(verifier_key)
@@ -143,6 +171,7 @@ def build_manifest(
         if not item.files:
             raise ValueError(f"{item.bates}: no original files")
         entries.append(_item_entry(item, proof, names))
+    witnessed = _witnessing(items, witnessing or Witnessing(), names)
     accounted = sorted([*leaves_seen, *(index for index, _ in left_out)])
     if accounted != list(range(head.size)):
         raise ValueError("the items and the entries left out do not name each entry once")
@@ -180,8 +209,32 @@ def build_manifest(
             "item_count": len(entries),
             "items": entries,
             "other_files": [_file_entry(f, names) for f in other_files],
+            "witnessing": witnessed,
         }
     )
+
+
+def _witnessing(
+    items: Sequence[BundleItem], witnessing: Witnessing, names: set[str]
+) -> dict[str, object]:
+    """The manifest's `witnessing` section (rule 7)."""
+    custody = []
+    for record in witnessing.custody:
+        if len(record.leaf_hash) != 32:
+            raise ValueError(f"custody record {record.sequence}: leaf hash is not 32 bytes")
+        custody.append({
+            "sequence": record.sequence, "kind": record.kind,
+            "leaf_hash": record.leaf_hash.hex(), "sealed": _file_entry(record.sealed, names),
+            "tlog_proof": _file_entry(record.tlog_proof, names),
+            "witnessed_by": list(record.witnessed_by),
+        })  # fmt: skip
+    return {
+        "proof_format": "c2sp.org/tlog-proof@v1",
+        "witnesses": [dict(witness) for witness in witnessing.witnesses],
+        "not_witnessed": [i.bates for i in items if i.tlog_proof and not i.witnessed_by],
+        "custody": custody,
+        "custody_not_proven": sorted(witnessing.custody_not_proven),
+    }
 
 
 def _contact_name(fingerprint: str) -> str:
@@ -192,7 +245,10 @@ def _contact_name(fingerprint: str) -> str:
 def _item_entry(item: BundleItem, proof: Sequence[bytes], names: set[str]) -> dict[str, object]:
     metadata = item.metadata
     sealed = metadata.to_json()  # the manifest quotes the seal's own form of each value
+    tlog = None if item.tlog_proof is None else _file_entry(item.tlog_proof, names)
     return {
+        "tlog_proof": tlog,
+        "witnessed_by": list(item.witnessed_by),
         "bates": item.bates,
         "leaf_index": item.leaf_index,
         "leaf_hash": item.leaf_hash.hex(),

@@ -264,6 +264,15 @@ class OpenedArchive:
         return HeldItem(sequence=sequence, sealed=entry.body, leaf_hash=entry.leaf_hash,
                         metadata=opened[0], payload=opened[1])  # fmt: skip
 
+    def stored(self, sequence: int) -> Entry | None:
+        """Entry `sequence` exactly as stored, checked against the verified tree (for
+        the bundle's sealed custody records and their proofs); None beyond the latest
+        signed checkpoint."""
+        if not 0 <= sequence < self.covered:
+            return None
+        (entry,) = self._entries(range(sequence, sequence + 1))
+        return entry
+
     def custody(self) -> list[CustodyEntry]:
         """Every custody record this key opens, in log order."""
         found = []

@@ -25,7 +25,17 @@ Rules this script keeps:
    and the export's own record must be there, signed by the exporter, naming the items.
 3. Every problem is reported, one line each, then one verdict line; exit status 0 only
    when there is no problem at all. A manifest it cannot read ends the check early.
-4. What it cannot check is said in VERIFY.txt: that the originals are the decryption of
+4. Every item, and every custody record the manifest proves (`witnessing.custody`), has
+   a C2SP tlog-proof in proofs/ ("c2sp.org/tlog-proof@v1": index, inclusion hashes,
+   then the checkpoint with its cosignatures). Each is read strictly and checked: its
+   index is the entry's, its checkpoint verifies under the archive key and names the
+   archive, its hashes lead from the leaf hash recomputed from the sealed file to that
+   checkpoint's root, and every cosignature by a witness key in use verifies
+   (cosignature/v1: Ed25519 over "cosignature/v1", the time, the checkpoint body). The
+   keys in use are those given with --witness-key, else those the bundle lists; a
+   cosignature by any other key is counted as unverified, never as checked. Items whose
+   proof carries no cosignature are listed as not yet witnessed, as the manifest says.
+5. What it cannot check is said in VERIFY.txt: that the originals are the decryption of
    the sealed entries rests on the custodian's declaration, and whether this script is
    itself unmodified must be checked against a copy from outside the bundle.
 """
@@ -41,9 +51,12 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import Any
 
+PROOF_HEADER = b"c2sp.org/tlog-proof@v1"
+COSIGNATURE_KIND = 4  # a witness's cosignature/v1 key (a log's own key is kind 1)
 FORMAT = "nocontact-evidence-bundle"
 VERSION = 1
 ITEM_KIND = 1  # an archive entry of kind 1 is a held item
@@ -75,8 +88,9 @@ class Key:
     text: str
 
 
-def parse_key(text: str) -> Key:
-    """The verifier key in `text`; ValueError if it is not one, or its key id is wrong."""
+def parse_key(text: str, kind: int = 1) -> Key:
+    """The verifier key in `text` (of `kind`: 1 a log's Ed25519 key, 4 a witness's
+    cosignature key); ValueError if it is not one, or its key id is wrong."""
     parts = text.strip().split("+", 2)
     if len(parts) != 3 or not parts[0] or any(c.isspace() for c in parts[0]):
         raise ValueError("not name+keyid+base64")
@@ -84,8 +98,8 @@ def parse_key(text: str) -> Key:
         blob = base64.b64decode(parts[2], validate=True)
     except binascii.Error:
         raise ValueError("key is not base64") from None
-    if len(blob) != 33 or blob[0] != 1:
-        raise ValueError("not an Ed25519 key")
+    if len(blob) != 33 or blob[0] != kind:
+        raise ValueError("not an Ed25519 key" if kind == 1 else "not a cosignature/v1 key")
     key_id = hashlib.sha256(parts[0].encode() + b"\n" + blob).digest()[:4]
     if key_id.hex() != parts[1].lower():
         raise ValueError("key id does not match the key")
@@ -140,6 +154,63 @@ def open_note(key: Key, note: bytes) -> str:
                 return body
             raise ValueError("the signature by " + key.name + " does not verify")
     raise ValueError("not signed by " + key.name)
+
+
+def signature_lines(note: bytes) -> list[tuple[str, bytes]]:
+    """(key name, base64-decoded signature) of each signature line of a signed note."""
+    text = note.decode("utf-8")
+    _, separator, block = text.rpartition("\n\n")
+    if not separator or not block.endswith("\n"):
+        raise ValueError("not a signed note (no signature block)")
+    found = []
+    for line in block[:-1].split("\n"):
+        name, _, encoded = line[len(DASH) :].partition(" ")
+        if not line.startswith(DASH) or not name:
+            raise ValueError("malformed signature line")
+        try:
+            found.append((name, base64.b64decode(encoded, validate=True)))
+        except binascii.Error:
+            raise ValueError("signature is not base64") from None
+    return found
+
+
+def cosigned_at(key: Key, blob: bytes, body: str) -> int | None:
+    """The time `key`'s cosignature/v1 `blob` (key id, time, signature) states over the
+    checkpoint `body`, or None if it does not verify."""
+    if len(blob) != 4 + 8 + 64:
+        return None
+    timestamp = int.from_bytes(blob[4:12], "big")
+    message = ("cosignature/v1\ntime " + str(timestamp) + "\n" + body).encode()
+    return timestamp if ed25519_verify(key.public, message, blob[12:]) else None
+
+
+def parse_tlog_proof(data: bytes) -> tuple[int, list[bytes], bytes]:
+    """(index, inclusion hashes, checkpoint note) of a C2SP tlog-proof; ValueError if not
+    one. The optional "extra" line is unauthenticated and not used."""
+    head, blank, note = data.partition(b"\n\n")
+    lines = head.split(b"\n")
+    if not blank or lines[0] != PROOF_HEADER:
+        raise ValueError("not a c2sp.org/tlog-proof@v1")
+    rest = lines[1:]
+    if rest and rest[0].startswith(b"extra "):
+        rest = rest[1:]
+    if not rest or not rest[0].startswith(b"index "):
+        raise ValueError("no index line")
+    digits = rest[0][len(b"index ") :]
+    if not digits.isdigit() or len(digits) > 19 or (digits[:1] == b"0" and digits != b"0"):
+        raise ValueError("the index is not a decimal number")
+    hashes = []
+    for line in rest[1:]:
+        try:
+            node = base64.b64decode(line, validate=True)
+        except binascii.Error:
+            raise ValueError("a proof hash is not base64") from None
+        if len(node) != 32:
+            raise ValueError("a proof hash is not a SHA-256 hash")
+        hashes.append(node)
+    if not note.endswith(b"\n"):
+        raise ValueError("the checkpoint is cut short")
+    return int(digits), hashes, note
 
 
 def custody_public(line: str) -> bytes:
@@ -207,6 +278,12 @@ class Check:
         self.key: Key | None = None
         self.size = -1
         self.root: bytes | None = None
+        self.witness_keys: list[Key] = []
+        self.anchors: dict[bytes, Any] = {}  # checkpoint note -> (size, root, cosigners)
+        self.cosigned: dict[str, list[int]] = {}  # witness -> [proofs, latest time]
+        self.unverified: set[str] = set()
+        self.not_witnessed: list[str] = []
+        self.proofs = 0
 
     def problem(self, text: str) -> None:
         self.problems.append(text)
@@ -224,8 +301,11 @@ class Check:
         self.listed.add(str(name))
         return os.path.join(self.directory, *parts)
 
-    def file(self, entry: Any, leaf_index: int | None = None) -> bytes | None:
-        """Check one listed file's hash and size; with `leaf_index`, return its leaf hash."""
+    def file(
+        self, entry: Any, leaf_index: int | None = None, kind: int = ITEM_KIND
+    ) -> bytes | None:
+        """Check one listed file's hash and size; with `leaf_index`, return its leaf hash
+        (an entry of `kind`: a held item unless said)."""
         path = self.path(entry["name"])
         if path is None:
             return None
@@ -235,7 +315,7 @@ class Check:
             return None
         digest, leaf, size = hashlib.sha256(), hashlib.sha256(), 0
         if leaf_index is not None:
-            leaf.update(b"\x00" + bytes([ITEM_KIND]) + leaf_index.to_bytes(8, "big"))
+            leaf.update(b"\x00" + bytes([kind]) + leaf_index.to_bytes(8, "big"))
         with open(path, "rb") as handle:
             for chunk in iter(lambda: handle.read(CHUNK), b""):
                 digest.update(chunk)
@@ -312,6 +392,119 @@ class Check:
                 self.problem(bates + ": the inclusion proof does not lead to the checkpoint")
         for entry in item["files"]:
             self.file(entry)
+        cosigners = self.tlog_proof(bates, item.get("tlog_proof"), index, stated)
+        if cosigners is not None and not cosigners:
+            self.not_witnessed.append(bates)
+
+    def witnesses(self, manifest: dict[str, Any], given: list[str]) -> None:
+        """The witness keys cosignatures are checked with: --witness-key, else the
+        bundle's; the witnesses the bundle lists without a key are named unverified."""
+        listed = manifest["witnessing"]["witnesses"]
+        if given:
+            self.witness_keys = [parse_key(text, COSIGNATURE_KIND) for text in given]
+            source = "given with --witness-key"
+        else:
+            self.witness_keys = [
+                parse_key(w["key"], COSIGNATURE_KIND) for w in listed if w.get("key")
+            ]
+            source = "listed in the bundle: compare it with the witness's own"
+        for key in self.witness_keys:
+            print("witness key:      " + key.text + " (" + source + ")")
+        for witness in listed:
+            if not witness.get("key"):
+                print("witness:          " + str(witness["name"]) + " (key id "
+                      + str(witness["key_id"]) + "): unverified: key not given")  # fmt: skip
+
+    def anchor(self, note: bytes) -> Any:
+        """(size, root, cosigners) of a proof's checkpoint, checked once per checkpoint;
+        ValueError saying why it does not verify."""
+        if note in self.anchors:
+            return self.anchors[note]
+        if self.key is None:
+            raise ValueError("the archive key is unknown")
+        body = open_note(self.key, note)
+        origin, size, root = parse_checkpoint(body)
+        if origin != self.key.name:
+            raise ValueError("its checkpoint names the log " + origin + ", not the archive's")
+        cosigners = []
+        for name, blob in signature_lines(note):
+            if name == self.key.name and blob[:4] == self.key.key_id:
+                continue
+            keys = [k for k in self.witness_keys if k.name == name and k.key_id == blob[:4]]
+            if not keys:
+                self.unverified.add(name)
+            elif cosigned_at(keys[0], blob, body) is None:
+                raise ValueError("the cosignature by " + name + " does not verify")
+            else:
+                tally = self.cosigned.setdefault(name, [0, 0])
+                tally[1] = max(tally[1], int.from_bytes(blob[4:12], "big"))
+            cosigners.append(name)
+        self.anchors[note] = (size, root, cosigners)
+        return self.anchors[note]
+
+    def tlog_proof(self, label: str, entry: Any, index: int, leaf: bytes) -> list[str] | None:
+        """Check one entry's tlog-proof file; the witnesses cosigning its checkpoint, or
+        None (and a problem) if it does not prove the entry."""
+        if not isinstance(entry, dict):
+            self.problem(label + ": no tlog-proof in the manifest")
+            return None
+        self.file(entry)
+        name = str(entry["name"])
+        try:
+            with open(os.path.join(self.directory, *name.split("/")), "rb") as handle:
+                proven, hashes, note = parse_tlog_proof(handle.read(1 << 20))
+            if proven != index:
+                raise ValueError("it proves entry " + str(proven) + ", not " + str(index))
+            size, root, cosigners = self.anchor(note)
+        except OSError:
+            return None  # missing: already a problem (file)
+        except (ValueError, UnicodeDecodeError, Unverifiable) as error:
+            self.problem(label + ": " + name + ": " + str(error))
+            return None
+        if inclusion_root(leaf, index, size, hashes) != root:
+            self.problem(label + ": " + name + ": the inclusion hashes do not lead to its"
+                         " checkpoint (proof altered)")  # fmt: skip
+            return None
+        self.proofs += 1
+        for witness in cosigners:
+            if witness in self.cosigned:
+                self.cosigned[witness][0] += 1
+        return list(cosigners)
+
+    def custody_proofs(self, manifest: dict[str, Any]) -> None:
+        """Each custody record the manifest proves: its stored entry is in the log."""
+        seen: set[int] = set()
+        for record in manifest["witnessing"]["custody"]:
+            sequence, kind = record["sequence"], record["kind"]
+            label = "custody record " + str(sequence)
+            if not isinstance(sequence, int) or sequence in seen or kind not in (1, 2):
+                self.problem(label + ": listed twice or malformed in the manifest")
+                continue
+            seen.add(sequence)
+            leaf = self.file(record["sealed"], sequence, kind)
+            stated = bytes.fromhex(record["leaf_hash"])
+            if leaf is not None and leaf != stated:
+                self.problem(label + ": the sealed file does not hash to its leaf hash")
+            self.tlog_proof(label, record["tlog_proof"], sequence, stated)
+        print("custody proofs:   " + str(len(seen)) + " records proven in the log; "
+              + str(len(manifest["witnessing"]["custody_not_proven"]))
+              + " written after its latest checkpoint (this export's own, at least)")  # fmt: skip
+
+    def witnessed(self, manifest: dict[str, Any]) -> None:
+        """What the proofs' cosignatures show, and the items not yet witnessed."""
+        for name, (count, latest) in sorted(self.cosigned.items()):
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(latest))
+            print("cosigned by:      " + name + ": " + str(count) + " proofs checked, latest"
+                  " cosignature " + stamp)  # fmt: skip
+        for name in sorted(self.unverified):
+            print("cosigned by:      " + name + ": unverified (no key for it)")
+        shown = ", ".join(self.not_witnessed[:20])
+        more = len(self.not_witnessed) - 20
+        print("not yet witnessed: " + (shown or "none")
+              + (" and " + str(more) + " more" if more > 0 else ""))  # fmt: skip
+        if sorted(self.not_witnessed) != sorted(manifest["witnessing"]["not_witnessed"]):
+            self.problem("the manifest's list of items not yet witnessed is not what the"
+                         " proofs show")  # fmt: skip
 
     def accounts(self, manifest: dict[str, Any]) -> None:
         """What was left out, and the custody records."""
@@ -388,7 +581,7 @@ class Check:
 
 
 def check_bundle(
-    directory: str, pinned: str = "", contact: str = ""
+    directory: str, pinned: str = "", contact: str = "", witness_keys: list[str] | None = None
 ) -> tuple[Check, dict[str, Any] | None]:
     """Run every check on the bundle in `directory`; problems are printed as found."""
     check = Check(directory)
@@ -412,6 +605,10 @@ def check_bundle(
         check.problem("signatures cannot be checked: " + str(error))
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         check.problem("the manifest's archive section is malformed: " + repr(error))
+    try:
+        check.witnesses(manifest, witness_keys or [])
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        check.problem("a witness key cannot be read: " + repr(error))
     items = manifest.get("items")
     if not isinstance(items, list) or manifest.get("item_count") != len(items):
         check.problem("the manifest's item list is malformed or its count is wrong")
@@ -426,6 +623,11 @@ def check_bundle(
             check.file(entry)
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             check.problem("a file entry of the manifest is malformed: " + repr(error))
+    try:
+        check.custody_proofs(manifest)
+        check.witnessed(manifest)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        check.problem("the manifest's witnessing section is malformed: " + repr(error))
     check.accounts(manifest)
     check.unlisted()
     return check, manifest
@@ -440,15 +642,26 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="the exporting contact's custody key you expect (ed25519:...)",
     )
+    parser.add_argument(
+        "--witness-key",
+        action="append",
+        default=[],
+        help="a witness's key you expect (name+keyid+base64); repeatable. Given, only these"
+        " keys check cosignatures, not the ones the bundle lists",
+    )
     arguments = parser.parse_args(argv)
-    check, manifest = check_bundle(arguments.directory, arguments.key, arguments.contact_key)
+    check, manifest = check_bundle(
+        arguments.directory, arguments.key, arguments.contact_key, arguments.witness_key
+    )
     if check.problems or manifest is None or check.key is None or check.root is None:
         count = max(1, len(check.problems))
         print("bundle FAILED: " + str(count) + " problem" + ("s" if count != 1 else ""))
         return 1
     print("bundle OK: " + str(len(manifest["items"])) + " items verified against checkpoint"
           " of size " + str(check.size) + ", root " + check.root.hex() + ", key "
-          + check.key.text + "; " + str(len(manifest["left_out"])) + " entries left out"
+          + check.key.text + "; " + str(check.proofs) + " tlog-proofs checked, "
+          + str(len(check.not_witnessed)) + " items not yet witnessed; "
+          + str(len(manifest["left_out"])) + " entries left out"
           " (see above); exported by contact "
           + str(manifest["exporter"]["fingerprint"]))  # fmt: skip
     return 0

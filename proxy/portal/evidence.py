@@ -119,7 +119,7 @@ def _request(request: web.Request, session: Session, *, out: Path, reason: str,
     return ExportRequest(
         out=out, reason=reason, contact=fingerprint(session.unlocked.recipient),
         selection=selection, no_contact_since=request.app[CONFIG].no_contact_since,
-        timezone=UTC,
+        timezone=UTC, witness_keys=tuple(w.key for w in request.app[CONFIG].witnesses),
     )  # fmt: skip
 
 
