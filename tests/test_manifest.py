@@ -37,6 +37,7 @@ from proxy.access.manifest import (
     sign_manifest,
 )
 from proxy.access.recording import signed_request
+from proxy.access.tlog_proof import make_proof
 from proxy.archive import Archive, CustodyRecord, EntryKind, layout
 from proxy.archive.merkle import MerkleTree
 from proxy.archive.metadata import SealedItem
@@ -129,10 +130,14 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Source:
             ]
         sealed = _file(f"sealed/{bates}.age", body, "sealed")
         files[sealed.name] = body
+        text = make_proof(index=index, hashes=tree.inclusion_proof(index, head.size),
+                          checkpoint=checkpoint)  # fmt: skip
+        tlog = _file(f"proofs/{bates}.tlog-proof", text, "tlog-proof")
+        files[tlog.name] = text
         files.update({f.name: payload if f.role == "original" else b"\xff\xd8 not really a photo"
                       for f in originals})  # fmt: skip
         item = BundleItem(bates=bates, leaf_index=index, sealed=sealed, leaf_hash=stored,
-                          metadata=metadata, files=originals)  # fmt: skip
+                          metadata=metadata, files=originals, tlog_proof=tlog)  # fmt: skip
         items.append(item)
         proofs[index] = tree.inclusion_proof(index, head.size)
     leaves = [item.leaf_index for item in items]
@@ -252,7 +257,8 @@ def test_untouched_bundle_verifies(source: Source, tmp_path: Path) -> None:
     key = source.inputs["verifier_key"]
     assert done.stdout.splitlines()[-1] == (
         f"bundle OK: 3 items verified against checkpoint of size {head.size}, "
-        f"root {head.root.hex()}, key {key}; {len(source.inputs['left_out'])} entries left "
+        f"root {head.root.hex()}, key {key}; 3 tlog-proofs checked, 3 items not yet "
+        f"witnessed; {len(source.inputs['left_out'])} entries left "
         f"out (see above); exported by contact {source.inputs['exported_by']}"
     )
     digest = hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()
@@ -403,7 +409,8 @@ def test_without_openssl_nothing_passes(source: Source, tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "problem: signatures cannot be checked: cannot run openssl" in done.stdout
     assert "problem: custody signatures cannot be checked: cannot run openssl" in done.stdout
-    assert done.stdout.splitlines()[-1] == "bundle FAILED: 2 problems"
+    assert "problem: tlog-proofs cannot be checked: cannot run openssl" in done.stdout
+    assert done.stdout.splitlines()[-1] == "bundle FAILED: 3 problems"
 
 
 def test_verifier_is_standard_library_python_38() -> None:
