@@ -394,7 +394,7 @@ class Check:
                 self.problem(bates + ": the inclusion proof does not lead to the checkpoint")
         for entry in item["files"]:
             self.file(entry)
-        cosigners = self.tlog_proof(bates, item.get("tlog_proof"), index, stated)
+        cosigners = self.tlog_proof(bates, item.get("tlog_proof"), index, leaf or stated)
         if cosigners is not None and not cosigners:
             self.not_witnessed.append(bates)
 
@@ -493,7 +493,7 @@ class Check:
             stated = bytes.fromhex(record["leaf_hash"])
             if leaf is not None and leaf != stated:
                 self.problem(label + ": the sealed file does not hash to its leaf hash")
-            self.tlog_proof(label, record["tlog_proof"], sequence, stated)
+            self.tlog_proof(label, record["tlog_proof"], sequence, leaf or stated)
         print("custody proofs:   " + str(len(seen)) + " records proven in the log; "
               + str(len(manifest["witnessing"]["custody_not_proven"]))
               + " written after its latest checkpoint (this export's own, at least)")  # fmt: skip
