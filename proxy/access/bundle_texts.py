@@ -5,6 +5,8 @@ Rules this module keeps:
 2. VERIFY.txt says what verify.py checks and, as plainly, what it cannot: that the
    originals are what the sealed entries decrypt to rests on the custodian's declaration,
    and that verify.py is unmodified can only be checked against a copy from outside.
+   It explains the proofs/ folder and the witnesses in plain words, for a lawyer: what
+   a cosignature vouches for, what "not yet witnessed" means, where the keys come from.
 3. The declaration has exactly four fields the exporter fills with `str.format`
    (`{manifest_sha256}`, `{verifier_key}`, `{item_count}`, `{created_at}`) and blanks the
    custodian fills by hand. It names the manifest's hash, so it is written after the
@@ -38,7 +40,10 @@ The bundle contains:
                   parameters the telephone service sent (a .json file) and the
                   media or voicemail recording, taken from what was captured
   sealed/         each item's sealed archive entry, exactly as stored in the
-                  log (encrypted; the signed tree was computed from it)
+                  log (encrypted; the signed tree was computed from it), and
+                  those of the custody records (custody-NNNNNN.age)
+  proofs/         one proof file per item and per custody record
+                  (NC-000001.tlog-proof, ...): see "Witnesses" below
   manifest.json   every file with its SHA-256 and size; each item's details,
                   its position in the log ("leaf_index") and its inclusion
                   proof; the signed checkpoint the proofs lead to; the archive
@@ -58,6 +63,37 @@ Items are numbered NC-000001, NC-000002, ... (Bates numbers). The same number
 names an item's files in originals/ and sealed/, its entry in manifest.json and
 its place in report.pdf.
 
+Witnesses and the proofs/ folder
+--------------------------------
+The archive's own signature shows that the server signed its log; it cannot
+show that the server never signed a different, rewritten one. Witnesses are
+independent programs, run by someone other than the archive's owner (a
+lawyer's office, an advocacy organisation), that keep the latest state of
+the log they saw and add their own signature (a "cosignature") only to a
+new state that extends the old one without changing or removing anything.
+
+Each file in proofs/ is a standard "transparency log proof" (the published
+format c2sp.org/tlog-proof). In plain words it says: "entry number N of this
+archive's log is part of the log as signed at this moment; here is the
+arithmetic that shows it; and here are the signatures of the archive and of
+each witness that vouched for that moment". It holds the entry's position,
+a short list of hashes, and the signed state of the log with the witnesses'
+cosignatures. Each proof uses the signed state with the most cosignatures
+that already contains the entry.
+
+An item is "not yet witnessed" when no witness had cosigned a state of the
+log containing it when the bundle was made (for example, a message that
+arrived minutes before the export, or an archive with no witness set up).
+Its proof then rests on the archive's own signature only. manifest.json
+lists such items ("not_witnessed") and verify.py prints them. The custody
+record of this export itself is written after the last signed state, so it
+has no proof in this bundle; a later export will carry one.
+
+The witnesses' keys are listed in manifest.json. When the exporter had them
+(from the archive's configuration or given by hand), verify.py checks each
+cosignature with them. When it did not, each witness is listed by name as
+"unverified: key not given" and its cosignatures are counted, not checked.
+
 How to run the check
 --------------------
 You need Python 3.8 or later and OpenSSL 3 (the "openssl" command). Nothing
@@ -70,6 +106,9 @@ else: no network access, no password, no secret key.
                                 python3 verify.py --key 'KEY'
      and the exporting contact's custody key, obtained from them directly:
                                 python3 verify.py --contact-key 'ed25519:...'
+     and a witness's key, obtained from the witness's operator (repeat the
+     option for each witness; only the keys you give are then used):
+                                python3 verify.py --witness-key 'KEY'
 
 verify.py prints the SHA-256 of manifest.json, who exported the bundle, their
 custody key and its fingerprint (compare it with the one the contact gives
@@ -93,6 +132,13 @@ What verify.py checks
     inclusion proof must lead from that leaf to the root hash in the signed
     checkpoint. This shows the sealed entry was in the archive's log, at that
     position, when the checkpoint was signed, and has not changed since.
+  - For each item and each custody record with a proof in proofs/, the proof
+    names the entry's position; the signed state of the log in it verifies
+    under the archive key; its hashes lead from the entry (recomputed from
+    its file in sealed/) to that state; and each cosignature by a witness
+    whose key is known verifies. A cosignature by an unknown key is shown as
+    unverified, never as checked. Items whose proof has no cosignature are
+    printed as "not yet witnessed", and must be the ones the manifest names.
   - Every file the manifest lists (originals, sealed entries, custody.json,
     report.pdf, ...) is present, with the SHA-256 and size the manifest states.
   - The items and the entries the manifest says were left out (with why:
@@ -114,6 +160,9 @@ What verify.py cannot check
     Compare the archive key verify.py prints with the key in the custodian's
     declaration and with a copy kept outside this bundle (the trusted
     contacts keep the archive's signing.pub), or run verify.py with --key.
+  - That the witness keys are the witnesses' own. The keys listed in the
+    bundle come from the exporter. Ask each witness's operator for its key
+    and run verify.py with --witness-key, or compare the keys it prints.
   - That each original is the content of its sealed entry. The sealed entries
     are encrypted to the trusted contacts; the originals were obtained by
     decrypting them. That link rests on the custodian's decryption and
