@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +27,7 @@ from proxy.archive.note import parse_checkpoint
 from proxy.rules import decide
 from proxy.witness.cosignature import DASH, Cosigner
 from proxy.witness.witnessed import Witnessed
-from tests.factories import email, make_rules, sms
+from tests.factories import make_rules, sms
 from tests.test_contact import nocontact, publish_custody_key
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -194,10 +194,16 @@ def _item_changed(bundle: Path) -> None:
 @pytest.mark.parametrize(
     ("tamper", "named"),
     [
-        (_first_hash_changed, "NC-000002: proofs/NC-000002.tlog-proof: the inclusion hashes do "
-         "not lead to its checkpoint"),  # fmt: skip
-        (_cosignature_changed, f"NC-000001: proofs/NC-000001.tlog-proof: the cosignature by "
-         f"{TWO.name} does not verify"),  # fmt: skip
+        (
+            _first_hash_changed,
+            "NC-000002: proofs/NC-000002.tlog-proof: the inclusion hashes do "
+            "not lead to its checkpoint",
+        ),
+        (
+            _cosignature_changed,
+            f"NC-000001: proofs/NC-000001.tlog-proof: the cosignature by "
+            f"{TWO.name} does not verify",
+        ),
         (_item_changed, "NC-000003: proofs/NC-000003.tlog-proof: the inclusion hashes do not"),
     ],
     ids=["a proof hash", "a cosignature", "the item"],
@@ -245,16 +251,17 @@ def test_keys_given_to_verify_py_replace_the_bundles(checked: Path) -> None:
     assert done.returncode == 0  # a line by another key id is another witness: unverified
     assert f"cosigned by:      {TWO.name}: unverified (no key for it)" in done.stdout
     cosigned = [line for line in done.stdout.splitlines() if line.startswith("cosigned by:")]
-    assert cosigned and not any("proofs checked" in line for line in cosigned)
+    assert cosigned
+    assert not any("proofs checked" in line for line in cosigned)
 
 
 @pytest.fixture
-def unwitnessed(tmp_path: Path) -> Iterator[Held]:
+def unwitnessed(tmp_path: Path) -> Held:
     key, recipient = _keygen(tmp_path)
     root = tmp_path / "archive"
     size = _session(root, recipient, 2)
     publish_custody_key(root, key)
-    yield Held(archive=root, key=key, sizes=(size, size, size))
+    return Held(archive=root, key=key, sizes=(size, size, size))
 
 
 def test_with_no_witness_the_items_are_said_unwitnessed_and_still_proven(

@@ -94,8 +94,10 @@ def test_a_cosigned_checkpoint_is_carried_verbatim() -> None:
     [
         (lambda p, log: p.replace(b"index 3", b"index 4"), "not proven"),
         (lambda p, log: _swap_first_hash(p), "not proven"),
-        (lambda p, log: p.replace(log.note().split(b"\n")[2], base64.b64encode(bytes(32))),
-         "does not verify"),  # fmt: skip
+        (
+            lambda p, log: p.replace(log.note().split(b"\n")[2], base64.b64encode(bytes(32))),
+            "does not verify",
+        ),
     ],
     ids=["another index", "an altered hash", "another root"],
 )
@@ -143,8 +145,10 @@ HASH = base64.b64encode(bytes(32))
         (GOOD.replace(b"index 3", b"extra !!\nindex 3"), "extra data is not base64"),
         (GOOD.replace(b"index 3", b"index 3\n" + HASH[:-2] + b"B="), "not canonical"),
         (GOOD.replace(b"index 3", b"index 3\n" + base64.b64encode(bytes(31))), "not a SHA"),
-        (GOOD.replace(b"index 3", b"index 3\n" + b"\n".join([HASH] * (MAX_HASHES + 1))),
-         "more than 64"),  # fmt: skip
+        (
+            GOOD.replace(b"index 3", b"index 3\n" + b"\n".join([HASH] * (MAX_HASHES + 1))),
+            "more than 64",
+        ),
         (GOOD[: GOOD.index(b"\n\n") + 2], "checkpoint is empty"),
         (GOOD[:-1], "does not end in a newline"),
         (GOOD + b"x" * (1 << 20), "at most 1 MiB"),
