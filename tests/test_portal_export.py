@@ -14,8 +14,12 @@ from typing import Any
 
 import pytest
 
+from proxy.archive import layout
+from proxy.config.model import Witness
 from proxy.portal import evidence
 from proxy.portal import web as portal_web
+from proxy.witness.cosignature import Cosigner
+from proxy.witness.witnessed import Witnessed
 from tests.portal_helpers import (
     CANARY,
     PLAIN,
@@ -133,6 +137,40 @@ def test_export_streams_a_bundle_whose_verify_py_passes(portal: Portal, tmp_path
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(list((unpacked / "originals").glob("*.eml"))) == 3
     assert custody_actions(portal) == [("export", (1, 2, 3), "verified")]
+
+
+def test_the_portal_checks_cosignatures_with_the_configured_witnesses(
+    portal: Portal, tmp_path: Path
+) -> None:
+    """With `witnesses:` configured, every item's tlog-proof carries the configured witness's
+    cosignature, the manifest lists its key as checked, and verify.py checks it."""
+    witness = Cosigner.generate("advocacy.example/witness")
+    root = portal.directory / "archive"
+    note = (root / layout.HEAD).read_bytes()
+    body_text = note.decode().rpartition("\n\n")[0] + "\n"
+    size = int(body_text.split("\n")[1])
+    Witnessed(root).keep(size, note, [witness.cosign(body_text, 1_772_366_400)])
+    configured = Witness(url="https://witness.advocacy.example", key=witness.key.encode())
+    portal.config = portal.config.model_copy(update={"witnesses": [configured]})
+    got: list[Raw] = []
+
+    async def body(client: Any) -> None:
+        await log_in(portal, client)
+        token = await csrf(portal, client, "/export")
+        got.append(await send(portal, client, "POST", "/export",
+                               {"csrf": token, "reason": "hearing"}))  # fmt: skip
+
+    run(portal, body)
+    unpacked = tmp_path / "bundle"
+    with zipfile.ZipFile(io.BytesIO(got[0][2])) as bundle:
+        bundle.extractall(unpacked)
+    manifest = json.loads((unpacked / "manifest.json").read_text())
+    assert manifest["witnessing"]["witnesses"][0]["key"] == witness.key.encode()
+    assert [item["witnessed_by"] for item in manifest["items"]] == [[witness.name]] * 3
+    result = subprocess.run([sys.executable, "-I", "verify.py"], cwd=unpacked,
+                            capture_output=True, text=True, check=False, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"cosigned by:      {witness.name}: 3 proofs checked" in result.stdout
 
 
 def test_report_pdf_and_timeline_chart(portal: Portal) -> None:
