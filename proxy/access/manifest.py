@@ -170,8 +170,6 @@ def build_manifest(
             )
         if not item.files:
             raise ValueError(f"{item.bates}: no original files")
-        if item.tlog_proof is None:
-            raise ValueError(f"{item.bates}: no tlog-proof")
         entries.append(_item_entry(item, proof, names))
     witnessed = _witnessing(items, witnessing or Witnessing(), names)
     accounted = sorted([*leaves_seen, *(index for index, _ in left_out)])
