@@ -93,8 +93,9 @@ What verify.py checks
     file's own SHA-256 (archive format version 3, printed as "archive
     format"), or then the file itself (versions 1 and 2, archives made
     before version 3). The inclusion proof must lead from that leaf to the
-    root hash in the signed checkpoint. This shows the sealed entry was in the archive's log, at that
-    position, when the checkpoint was signed, and has not changed since.
+    root hash in the signed checkpoint. This shows the sealed entry was in
+    the archive's log, at that position, when the checkpoint was signed, and
+    has not changed since.
   - Every file the manifest lists (originals, sealed entries, custody.json,
     report.pdf, ...) is present, with the SHA-256 and size the manifest states.
   - The items and the entries the manifest says were left out (with why:

@@ -40,7 +40,7 @@ from proxy.archive import layout
 from proxy.archive.custody_keys import key_fingerprint, parse_key
 from proxy.archive.merkle import verify_inclusion
 from proxy.archive.metadata import SealedItem
-from proxy.archive.note import NoteError, Signer, Verifier, parse_checkpoint
+from proxy.archive.note import Checkpoint, NoteError, Signer, Verifier, parse_checkpoint
 from proxy.archive.records import EntryKind, LeafRule
 
 FORMAT = "nocontact-evidence-bundle"
@@ -146,19 +146,7 @@ def build_manifest(
             raise ValueError(f"archive entry {item.leaf_index} is listed twice")
         bates_seen.add(item.bates)
         leaves_seen.add(item.leaf_index)
-        proof = proofs.get(item.leaf_index)
-        if proof is None:
-            raise ValueError(f"{item.bates}: no inclusion proof for entry {item.leaf_index}")
-        if len(item.leaf_hash) != 32 or not verify_inclusion(
-            item.leaf_hash, item.leaf_index, head.size, proof, head.root
-        ):
-            raise ValueError(
-                f"{item.bates}: entry {item.leaf_index} is not proven to be in the tree of "
-                f"size {head.size}"
-            )
-        if (rule is LeafRule.BODY_SHA256 and _HEX64.fullmatch(item.sealed.sha256)
-                and item.leaf_hash != _leaf_of(item)):  # fmt: skip
-            raise ValueError(f"{item.bates}: the sealed file's SHA-256 is not its leaf's")
+        proof = _proven(item, proofs.get(item.leaf_index), head, rule)
         if not item.files:
             raise ValueError(f"{item.bates}: no original files")
         entries.append(_item_entry(item, proof, names))
@@ -202,6 +190,26 @@ def build_manifest(
             "other_files": [_file_entry(f, names) for f in other_files],
         }
     )
+
+
+def _proven(
+    item: BundleItem, proof: Sequence[bytes] | None, head: Checkpoint, rule: LeafRule
+) -> Sequence[bytes]:
+    """`item`'s inclusion proof, if it leads to the checkpoint's root, and (in a version 3
+    archive) its leaf is its sealed file's (rule 2); else ValueError."""
+    if proof is None:
+        raise ValueError(f"{item.bates}: no inclusion proof for entry {item.leaf_index}")
+    if len(item.leaf_hash) != 32 or not verify_inclusion(
+        item.leaf_hash, item.leaf_index, head.size, proof, head.root
+    ):
+        raise ValueError(
+            f"{item.bates}: entry {item.leaf_index} is not proven to be in the tree of "
+            f"size {head.size}"
+        )
+    if (rule is LeafRule.BODY_SHA256 and _HEX64.fullmatch(item.sealed.sha256)
+            and item.leaf_hash != _leaf_of(item)):  # fmt: skip
+        raise ValueError(f"{item.bates}: the sealed file's SHA-256 is not its leaf's")
+    return proof
 
 
 def _leaf_of(item: BundleItem) -> bytes:

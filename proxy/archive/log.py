@@ -89,11 +89,8 @@ class Receipt:
 class ArchiveLog:
     """The single writer of one archive directory. Blocking; see writer.py for asyncio."""
 
-    def __init__(
-        self, root: Path, lock_fd: int, signer: Signer, manifest: layout.Manifest
-    ) -> None:
+    def __init__(self, root: Path, lock_fd: int, signer: Signer, manifest: layout.Manifest) -> None:
         self.root = root
-        self.version = manifest.version
         self._rule = manifest.leaf_rule  # rule 7
         segment_bytes = manifest.segment_bytes
         self._lock_fd = lock_fd
@@ -183,7 +180,6 @@ class ArchiveLog:
         upgraded = manifest.for_writing()
         if upgraded != manifest:  # rule 6: version 1 to 2 only, the same leaf rule
             layout.replace_file(root / layout.MANIFEST, layout.manifest_bytes(upgraded))
-            log.version = upgraded.version
         log.append([], checkpoint=True, now=clock())  # rule 3: whether or not any are unsigned
         log.publish_head()
         return log

@@ -6,10 +6,11 @@ Rules this module keeps:
    copy.
 2. Everything is re-derived, nothing trusted: every entry is re-hashed under the leaf rule
    of the archive's version (layout.py rule 5: the body itself for versions 1 and 2, its
-   SHA-256 for version 3) and its stored hash compared; the RFC 6962 tree is rebuilt; every checkpoint's signature, origin, size and
-   root are checked against the rebuilt tree, and each checkpoint is proven consistent
-   with the one before (RFC 9162 consistency proof); the `checkpoint` file must match the
-   log, so entries cut off the end are caught; bytes after the last entry must be zeros.
+   SHA-256 for version 3) and its stored hash compared; the RFC 6962 tree is rebuilt;
+   every checkpoint's signature, origin, size and root are checked against the rebuilt
+   tree, and each checkpoint is proven consistent with the one before (RFC 9162
+   consistency proof); the `checkpoint` file must match the log, so entries cut off the
+   end are caught; bytes after the last entry must be zeros.
 3. The first problem ends the check and is reported by entry index; no message quotes
    content (there is none in the clear to quote).
 4. A log that a live writer is appending to may end in entries not yet signed; they are
