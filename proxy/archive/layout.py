@@ -35,7 +35,8 @@ FORMAT = "nocontact-archive"
 # 2: items and custody records share one entry kind (records.py rule 3);
 # 3: the leaf is taken over the body's SHA-256 (records.py rule 2), for tlog-tiles
 VERSION = 3
-VERSIONS = (1, 2, 3)  # what can be read and written (rule 5)
+_LEAF_RULES = {1: LeafRule.BODY, 2: LeafRule.BODY, 3: LeafRule.BODY_SHA256}  # rule 5
+VERSIONS = tuple(_LEAF_RULES)  # what can be read and written (rule 5)
 _UPGRADES = {1: 2}  # what opening for writing makes of a version (rule 5): never a new rule
 ORIGIN_PREFIX = "nocontact.archive/"
 SEGMENT_BYTES = 64 << 20
@@ -66,7 +67,7 @@ def new_segment_bytes() -> int:
 
 def leaf_rule(version: int) -> LeafRule:
     """The leaf rule of an archive of format `version` (rule 5)."""
-    return LeafRule.BODY_SHA256 if version >= 3 else LeafRule.BODY
+    return _LEAF_RULES[version]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
