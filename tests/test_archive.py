@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import shutil
 import subprocess
@@ -27,15 +28,24 @@ from proxy.archive import (
 )
 from proxy.archive.errors import ArchiveUnavailable
 from proxy.archive.log import TIME_GRAIN
+from proxy.archive.merkle import leaf_hash as merkle_leaf
 from proxy.archive.merkle import verify_inclusion
 from proxy.archive.note import Verifier, parse_checkpoint
 from proxy.archive.once import SealedMarks
 from proxy.archive.reader import SegmentScan, contiguous_segments, mapped
-from proxy.archive.records import HEADER_BYTES
+from proxy.archive.records import (
+    HEADER_BYTES,
+    OVERHEAD,
+    TILE_ENTRY_BYTES,
+    LeafRule,
+    entry_hash,
+    tile_entry,
+)
 from proxy.archive.seal import parse_sealed
 from proxy.archive.segments import segment_name
 from proxy.rules import decide
 from tests.factories import email, make_rules, sms
+from tests.old_archives import VERSION_2, copy_version_2, created_as
 
 IDENTITY = pyrage.x25519.Identity.generate()
 RECIPIENT = str(IDENTITY.to_public())
@@ -184,21 +194,129 @@ def test_opening_and_closing_always_sign(tmp_path: Path) -> None:
     assert kinds[1] == [EntryKind.CHECKPOINT, EntryKind.SEALED] + [EntryKind.CHECKPOINT] * 3
 
 
-def test_a_version_1_archive_is_read_and_upgraded(tmp_path: Path) -> None:
-    """Custody entries of kind 2 from version 1 stay valid; opening the archive upgrades
-    archive.json, and verify accepts both forms."""
+def test_a_version_1_archive_is_read_and_upgraded_to_2_never_3(tmp_path: Path) -> None:
+    """Custody entries of kind 2 from version 1 stay valid; opening the archive makes
+    archive.json version 2 (the same leaf rule), never 3, and verify accepts both forms."""
     root = tmp_path / "archive"
-    log = ArchiveLog.open(root, segment_bytes=SMALL_SEGMENTS)
+    with created_as(1):
+        log = ArchiveLog.open(root, segment_bytes=SMALL_SEGMENTS)
     log.append([(EntryKind.CUSTODY, b"an old custody record")], checkpoint=True, now=NOW)
     log.close(now=NOW)
-    manifest = layout.read_manifest(root)
-    old = layout.Manifest(origin=manifest.origin, segment_bytes=manifest.segment_bytes, version=1)
-    (root / layout.MANIFEST).write_bytes(layout.manifest_bytes(old))
+    assert layout.read_manifest(root).version == 1
     verify_archive(root)
     ArchiveLog.open(root, segment_bytes=SMALL_SEGMENTS).close(now=NOW)
-    assert layout.read_manifest(root).version == layout.VERSION == 2
-    verify_archive(root)
+    assert layout.read_manifest(root).version == 2
+    assert verify_archive(root).version == 2
     assert EntryKind.CUSTODY in {kind for kind, _, _ in _entries(root)}
+    assert all(stored == _leaf_v2(kind, index, body) for kind, index, body, stored in _stored(root))
+
+
+def _stored(root: Path) -> list[tuple[EntryKind, int, bytes, bytes]]:
+    found = []
+    log_dir = root / layout.LOG_DIR
+    for number in contiguous_segments(log_dir):
+        with mapped(log_dir / segment_name(number)) as buffer:
+            for record in SegmentScan(number, buffer):
+                header = record.header
+                found.append((header.kind, header.index, bytes(record.body), record.stored_hash))
+                del record
+    return found
+
+
+def _leaf_v2(kind: EntryKind, index: int, body: bytes) -> bytes:
+    """Versions 1 and 2: RFC 6962's leaf hash of kind || index || body (written out)."""
+    return hashlib.sha256(b"\x00" + bytes([kind]) + index.to_bytes(8, "big") + body).digest()
+
+
+def _leaf_v3(kind: EntryKind, index: int, body: bytes) -> bytes:
+    """Version 3: RFC 6962's leaf hash of kind || index || SHA-256(body) (written out)."""
+    entry = bytes([kind]) + index.to_bytes(8, "big") + hashlib.sha256(body).digest()
+    return hashlib.sha256(b"\x00" + entry).digest()
+
+
+def _flip_body(root: Path, index: int) -> None:
+    """Flip one byte in the middle of entry `index`'s body, on disk."""
+    log_dir = root / layout.LOG_DIR
+    for number in contiguous_segments(log_dir):
+        path = log_dir / segment_name(number)
+        with mapped(path) as buffer:
+            found = [(r.offset, r.header.length) for r in SegmentScan(number, buffer)
+                     if r.header.index == index]  # fmt: skip
+        if found:
+            offset, length = found[0]
+            data = bytearray(path.read_bytes())
+            data[offset + HEADER_BYTES + length // 2] ^= 0x01
+            path.write_bytes(bytes(data))
+            return
+    raise AssertionError(f"no entry {index}")
+
+
+def test_a_new_archive_is_version_3_with_leaves_over_the_bodies_hashes(tmp_path: Path) -> None:
+    """A new archive says version 3; every leaf is the RFC 6962 leaf hash of the 41-byte
+    tile entry; it verifies, and reopened and appended to it stays version 3."""
+    root = tmp_path / "archive"
+    _hold_all(root, [("From: mark.smith@gmail.com\nSubject: hi", "it's me\n")])
+    assert layout.read_manifest(root).version == layout.VERSION == 3
+    log = ArchiveLog.open(root)
+    log.append([(EntryKind.SEALED, os.urandom(70_000))], checkpoint=True, now=NOW)
+    log.close(now=NOW)
+    assert layout.read_manifest(root).version == 3
+    report = verify_archive(root)
+    assert report.version == 3
+    stored = _stored(root)
+    assert any(len(body) > 65_535 for _, _, body, _ in stored)  # too big for a tile entry itself
+    for kind, index, body, leaf in stored:
+        assert leaf == _leaf_v3(kind, index, body) == report.tree.leaf(index)
+        assert leaf == merkle_leaf(tile_entry(kind, index, body))
+
+
+def test_a_flipped_byte_in_a_version_3_body_fails_verify(tmp_path: Path) -> None:
+    """The leaf binds the body through its SHA-256: one flipped bit is caught by verify."""
+    root = tmp_path / "archive"
+    _hold_all(root, [("From: mark.smith@gmail.com\nSubject: hi", "it's me\n")])
+    sealed = next(index for kind, index, _ in _entries(root) if kind is EntryKind.SEALED)
+    _flip_body(root, sealed)
+    with pytest.raises(VerifyFailure, match=f"entry {sealed}: content does not match its hash"):
+        verify_archive(root)
+
+
+def test_a_version_2_archive_stays_version_2_and_keeps_its_leaves(tmp_path: Path) -> None:
+    """The version 2 writer's own archive verifies; reopened and appended to, it is still
+    version 2, its old bytes untouched and its new leaves over the whole body, and it
+    verifies again; a flipped byte in its body fails."""
+    root = copy_version_2(tmp_path / "archive")
+    before = (root / layout.LOG_DIR / "00000001.seg").read_bytes()
+    old = _stored(root)
+    assert verify_archive(root).version == 2
+    assert all(leaf == _leaf_v2(kind, index, body) for kind, index, body, leaf in old)
+    log = ArchiveLog.open(root)
+    log.append([(EntryKind.SEALED, b"held after the upgrade")], checkpoint=True, now=NOW)
+    log.close(now=NOW)
+    assert layout.read_manifest(root).version == 2
+    assert (root / layout.MANIFEST).read_bytes() == (VERSION_2 / layout.MANIFEST).read_bytes()
+    report = verify_archive(root)
+    assert report.version == 2
+    stored = _stored(root)
+    assert stored[: len(old)] == old
+    used = sum(OVERHEAD + len(body) for _, _, body, _ in old)
+    assert (root / layout.LOG_DIR / "00000001.seg").read_bytes()[:used] == before[:used]
+    for kind, index, body, leaf in stored:
+        assert leaf == _leaf_v2(kind, index, body) == report.tree.leaf(index)
+    assert any(body == b"held after the upgrade" for _, _, body, _ in stored)
+    _flip_body(root, 1)
+    with pytest.raises(VerifyFailure, match="entry 1: content does not match its hash"):
+        verify_archive(root)
+
+
+def test_a_version_2_archive_written_through_the_daemons_writer_stays_version_2(
+    tmp_path: Path,
+) -> None:
+    """Items held through the asyncio writer into a version 2 archive get version 2
+    leaves; the archive stays version 2 and verifies."""
+    root = copy_version_2(tmp_path / "archive")
+    _hold_all(root, [("From: mark.smith@gmail.com\nSubject: hi", "it's me\n")])
+    assert verify_archive(root).version == layout.read_manifest(root).version == 2
+    assert all(leaf == _leaf_v2(k, i, body) for k, i, body, leaf in _stored(root))
 
 
 def test_an_arrival_is_sealed_once_across_restarts_and_unsettled_notes(tmp_path: Path) -> None:
@@ -540,3 +658,25 @@ def test_a_bad_segment_size_is_one_clear_error(
     with pytest.raises(ArchiveUnavailable, match="NOCONTACT_SEGMENT_MIB must be a whole"):
         ArchiveLog.open(tmp_path / "archive")
     assert not (tmp_path / "archive" / layout.MANIFEST).exists()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from(list(EntryKind)),
+    index=st.integers(min_value=0, max_value=(1 << 64) - 1),
+    body=st.binary(max_size=4096),
+)
+def test_leaf_rules_are_rfc_6962_leaf_hashes(kind: EntryKind, index: int, body: bytes) -> None:
+    """A version 3 leaf is RFC 6962's leaf hash of the 41-byte tile entry kind || index ||
+    SHA-256(body); a version 1 and 2 leaf is that of kind || index || body."""
+    entry = tile_entry(kind, index, body)
+    assert len(entry) == TILE_ENTRY_BYTES == 41
+    assert entry == bytes([kind]) + index.to_bytes(8, "big") + hashlib.sha256(body).digest()
+    assert entry_hash(kind, index, body, rule=LeafRule.BODY_SHA256) == merkle_leaf(entry)
+    assert entry_hash(kind, index, memoryview(body), rule=LeafRule.BODY_SHA256) == merkle_leaf(
+        entry
+    )
+    old = merkle_leaf(bytes([kind]) + index.to_bytes(8, "big") + body)
+    assert entry_hash(kind, index, body, rule=LeafRule.BODY) == old
+    assert layout.leaf_rule(3) is LeafRule.BODY_SHA256
+    assert layout.leaf_rule(1) is layout.leaf_rule(2) is LeafRule.BODY

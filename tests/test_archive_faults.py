@@ -46,7 +46,7 @@ from proxy.archive import (
     verify_archive,
 )
 from proxy.archive.reader import SegmentScan, contiguous_segments, mapped
-from proxy.archive.records import HEADER_BYTES, encode
+from proxy.archive.records import HEADER_BYTES, LeafRule, encode
 from proxy.archive.segments import create_segment, segment_name
 from proxy.errors import RetryLater
 from proxy.rules import decide
@@ -60,6 +60,7 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 NOBODY = 65534
 RECIPIENT = str(pyrage.x25519.Identity.generate().to_public())
 CRASH_ROUNDS = 30
+RULE = LeafRule.BODY_SHA256  # the leaf rule of the archives these tests make (version 3)
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -321,7 +322,7 @@ def test_torn_record_at_the_end_is_zeroed_and_the_rest_kept(tmp_path: Path, cut:
     acked = fill_log(path, 4)
     size = verify_archive(path).entries
     segment, end = log_end(path)
-    record, _ = encode(EntryKind.SEALED, size, b"never acknowledged" * 30)
+    record, _ = encode(EntryKind.SEALED, size, b"never acknowledged" * 30, rule=RULE)
     with segment.open("r+b") as handle:
         handle.seek(end)
         handle.write(record[:cut])
@@ -350,7 +351,7 @@ def test_complete_unsigned_record_at_the_end_is_kept_and_signed(tmp_path: Path) 
     size = verify_archive(path).entries
     segment, end = log_end(path)
     body = b"written, not yet acknowledged" * 10
-    record, _ = encode(EntryKind.SEALED, size, body)
+    record, _ = encode(EntryKind.SEALED, size, body, rule=RULE)
     with segment.open("r+b") as handle:
         handle.seek(end)
         handle.write(record)

@@ -26,7 +26,15 @@ from pypdf import PdfReader
 from proxy.access.keys import PASSPHRASE_ENV, custody_public_key
 from proxy.access.reading import UNSIGNED, open_archive
 from proxy.access.recording import signed_request
-from proxy.archive import Archive, ArchiveLog, CustodyRecord, EntryKind, Recipients, layout
+from proxy.archive import (
+    Archive,
+    ArchiveLog,
+    CustodyRecord,
+    EntryKind,
+    Recipients,
+    layout,
+    verify_archive,
+)
 from proxy.archive.custody_keys import CustodyRequest, keys_file_bytes
 from proxy.archive.seal import fingerprint, seal_custody
 from proxy.channels.sms.capture import ArrivalKind, Webhook, capture
@@ -36,7 +44,8 @@ from proxy.custody import CustodyProblem, record_custody, socket_address
 from proxy.message import Channel
 from proxy.normalize import normalize_sms
 from proxy.rules import decide
-from tests.factories import RECEIVED_AT, config_data, make_rules
+from tests.factories import RECEIVED_AT, config_data, email, make_rules
+from tests.old_archives import created_as
 from tests.test_smtp import Service, _send_sync, daemon, free_port
 
 MESSAGES = [
@@ -248,6 +257,64 @@ def test_export_bundle_verifies_offline_and_a_flipped_byte_fails(
         assert result.returncode == 1, target
         data[len(data) // 2] ^= 0x01
         target.write_bytes(bytes(data))
+    assert custody_actions(archive, key)[-1] == "export"
+    assert manifest["archive"]["format_version"] == 3
+    assert _verifies_until_a_sealed_byte_flips(unpacked)
+
+
+def _verifies_until_a_sealed_byte_flips(unpacked: Path) -> bool:
+    """Whether the bundle's verify.py passes, then fails once a sealed file has one byte
+    flipped (its leaf no longer matches)."""
+    run = [sys.executable, "verify.py"]
+    before = subprocess.run(run, cwd=unpacked, capture_output=True, text=True, check=False)
+    sealed = sorted((unpacked / "sealed").glob("*.age"))[0]
+    data = bytearray(sealed.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    sealed.write_bytes(bytes(data))
+    after = subprocess.run(run, cwd=unpacked, capture_output=True, text=True, check=False)
+    named = f"{sealed.stem}: the sealed file does not hash to the manifest's leaf hash"
+    return before.returncode == 0 and after.returncode == 1 and named in after.stdout
+
+
+def test_a_version_2_archive_exports_a_bundle_that_verifies_and_stays_version_2(
+    tmp_path: Path,
+) -> None:
+    """An archive made before version 3 exports as before: the bundle names version 2, its
+    verify.py passes with that version's leaf rule and fails on a flipped sealed byte, and
+    the export's custody record leaves the archive version 2 and verifying."""
+    key = tmp_path / "dana.key"
+    code, out, _ = nocontact("contact", "keygen", "--out", str(key))
+    assert code == 0
+    recipient = next(line for line in out.splitlines() if line.startswith("age1"))
+    archive = tmp_path / "archive"
+    rules = make_rules()
+
+    async def hold() -> None:
+        with created_as(2):
+            held = await Archive.open(archive, recipients=[recipient])
+        for headers, body in (("From: mark.smith@gmail.com\nSubject: hi", "it's me\n"),
+                              ("From: Mark <mark@smith-family.example>", "answer\n")):  # fmt: skip
+            message = email(headers, body)
+            await held.hold(message, decide(message, rules))
+        await held.close()
+
+    asyncio.run(hold())
+    publish_custody_key(archive, key)
+    out_file = tmp_path / "bundle.zip"
+    code, _, err = nocontact(
+        "contact", "export", "--archive", str(archive), "--identity", str(key),
+        "--out", str(out_file), "--reason", "protective order",
+    )  # fmt: skip
+    assert code == 0, err
+    unpacked = tmp_path / "bundle"
+    with zipfile.ZipFile(out_file) as bundle:
+        bundle.extractall(unpacked)
+    manifest = json.loads((unpacked / "manifest.json").read_text())
+    assert manifest["archive"]["format_version"] == 2
+    assert len(manifest["items"]) == 2
+    assert _verifies_until_a_sealed_byte_flips(unpacked)
+    assert layout.read_manifest(archive).version == 2
+    assert verify_archive(archive).version == 2
     assert custody_actions(archive, key)[-1] == "export"
 
 

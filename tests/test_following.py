@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from proxy.archive import ArchiveLog, EntryKind, VerifyFailure, layout, verify_archive
 from proxy.archive.following import FollowedArchive, follower
-from proxy.archive.records import HEADER_BYTES
+from proxy.archive.records import HEADER_BYTES, LeafRule, entry_hash
 from proxy.archive.segments import segment_name
+from tests.old_archives import copy_version_2, created_as
 from tests.rollbacks import checkpoints, entries, roll_back
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -63,11 +64,15 @@ def test_following_agrees_with_the_whole_check(tmp_path_factory: pytest.TempPath
         assert _bodies(root, archive) == written
 
 
-def test_a_change_to_a_checked_entry_is_caught_when_read(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_change_to_a_checked_entry_is_caught_when_read(tmp_path: Path, version: int) -> None:
     """An entry edited after it was checked is refused when read, and the follower starts
-    over: the next refresh is the whole check, which fails."""
+    over: the next refresh is the whole check, which fails (under either leaf rule)."""
     root = tmp_path / "archive"
+    with created_as(version):
+        _append(root, [])
     _append(root, [b"first letter" * 20, b"second letter" * 20, b"third" * 20])
+    assert layout.read_manifest(root).version == version
     archive = FollowedArchive(root)
     archive.refresh()
     path, offset = _offset_of(root, archive, 1)
@@ -82,6 +87,25 @@ def test_a_change_to_a_checked_entry_is_caught_when_read(tmp_path: Path) -> None
         archive.refresh()  # rule 3: a whole check again
     with pytest.raises(VerifyFailure, match="not been checked"):
         archive.entries(range(0, 1))
+
+
+def test_a_version_2_archive_is_followed_with_its_own_leaf_rule(tmp_path: Path) -> None:
+    """The version 2 writer's archive, followed, reads back with leaves over the whole
+    body, before and after entries are appended to it; it stays version 2."""
+    root = copy_version_2(tmp_path / "archive")
+    archive = FollowedArchive(root)
+    first = archive.refresh()
+    assert first.version == 2
+    old = archive.entries(range(first.checkpoint.size))
+    _append(root, [b"held after version 3 came" * 10])
+    report = archive.refresh()
+    entries = archive.entries(range(report.checkpoint.size))
+    assert entries[: len(old)] == old
+    assert b"held after version 3 came" * 10 in [e.body for e in entries]
+    for entry in entries:
+        whole = entry_hash(entry.kind, entry.index, entry.body, rule=LeafRule.BODY)
+        assert entry.leaf_hash == whole == report.tree.leaf(entry.index)
+    assert layout.read_manifest(root).version == report.version == 2
 
 
 def test_new_entries_are_checked_like_any(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ from proxy.archive.seal import fingerprint, open_sealed
 from proxy.archive.segments import segment_name
 from proxy.rules import decide
 from tests.factories import email, make_rules, sms
+from tests.old_archives import created_as
 
 PROGRAM = Path(__file__).parent / "interop" / "checkpoint.go"
 GOPATH = "/usr/share/gocode"  # Debian's golang-*-dev source tree
@@ -99,10 +100,12 @@ def _entries(root: Path) -> list[Entry]:
     return found
 
 
-@pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Source:
-    """Held mail and SMS and a custody record, over two runs, a checkpoint after each batch."""
+@pytest.fixture(scope="module", params=[3, 2], ids=["version-3", "version-2"])
+def source(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Source:
+    """Held mail and SMS and a custody record, over two runs, a checkpoint after each batch,
+    in a new (version 3) archive and in one made as version 2 (its own leaf rule)."""
     root = tmp_path_factory.mktemp("go-interop-archive") / "archive"
+    version: int = request.param
     rules = make_rules()
     runs = [
         [email("From: Mark <mark.smith@gmail.com>\nSubject: hello", "it's me\n"),
@@ -123,8 +126,10 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Source:
             )
         await archive.close()
 
-    asyncio.run(run(runs[0], custody=False))
+    with created_as(version):
+        asyncio.run(run(runs[0], custody=False))
     asyncio.run(run(runs[1], custody=True))
+    assert layout.read_manifest(root).version == version  # reopened, it kept its version
     entries = _entries(root)
     notes = [entry.body for entry in entries if entry.kind is EntryKind.CHECKPOINT]
     verifier_key = (root / layout.VERIFIER_KEY).read_text().strip()
@@ -155,6 +160,7 @@ def _case(source: Source) -> dict[str, Any]:
     ]  # fmt: skip
     return {
         "verifier_key": source.verifier_key,
+        "format_version": layout.read_manifest(source.root).version,
         "checkpoints": [early.decode(), latest.decode()],
         "consistency": [[node.hex() for node in tree.consistency_proof(old_size, new_size)]],
         "records": records,
@@ -260,6 +266,10 @@ def _checkpoints_swapped(case: dict[str, Any]) -> None:
     case["checkpoints"].reverse()
 
 
+def _other_version(case: dict[str, Any]) -> None:
+    case["format_version"] = {3: 2, 2: 3}[case["format_version"]]  # the other leaf rule
+
+
 TAMPERS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "flipped signature byte": (_flip_signature, "FAIL: checkpoint 1"),
     "changed root hash": (_change_root, "FAIL: checkpoint 1"),
@@ -270,6 +280,7 @@ TAMPERS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "entries swapped": (_entries_swapped, "(tlog.CheckRecord): "),
     "entry re-kinded": (_wrong_kind, "(tlog.CheckRecord): "),
     "newer checkpoint given first": (_checkpoints_swapped, "(tlog.CheckTree): "),
+    "the other version's leaf rule": (_other_version, "(tlog.CheckRecord): "),
 }
 
 
@@ -342,7 +353,8 @@ def _bundle(source: Source, target: Path) -> Path:
     signer = Signer(f"nocontact.contact/{contact}", custody_signing_key(IDENTITY))
     manifest = build_manifest(
         items=items, proofs=proofs, checkpoint=checkpoint, verifier_key=source.verifier_key,
-        other_files=[], software="nocontact test", created_at="2026-03-02T09:30:00Z",
+        archive_version=layout.read_manifest(source.root).version, other_files=[],
+        software="nocontact test", created_at="2026-03-02T09:30:00Z",
         config_sha256=None, exported_by=contact, exporter_key=signer.verifier.encode(),
         custody_key=custody_public_key(IDENTITY), reason="for the hearing",
         selection={"since": None, "until": None, "person": None}, left_out=left_out,

@@ -48,6 +48,7 @@ from proxy.archive.segments import segment_name
 from proxy.message import Channel
 from proxy.rules import decide
 from tests.factories import email, make_rules, sms
+from tests.old_archives import created_as
 
 IDENTITY = pyrage.x25519.Identity.generate()
 RECIPIENT = str(IDENTITY.to_public())
@@ -103,8 +104,24 @@ def _file(name: str, data: bytes, role: str) -> BundleFile:
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> Source:
+    """A new (version 3) archive's items, ready to bundle."""
     root = tmp_path_factory.mktemp("bundle-source") / "archive"
     _hold(root)
+    assert layout.read_manifest(root).version == 3
+    return _source(root)
+
+
+@pytest.fixture(scope="module")
+def old_source(tmp_path_factory: pytest.TempPathFactory) -> Source:
+    """A version 2 archive's items (leaves over the whole sealed file), ready to bundle."""
+    root = tmp_path_factory.mktemp("bundle-source-v2") / "archive"
+    with created_as(2):
+        _hold(root)
+    assert layout.read_manifest(root).version == 2
+    return _source(root)
+
+
+def _source(root: Path) -> Source:
     origin = layout.read_manifest(root).origin
     contact = fingerprint(RECIPIENT)
     signer = Signer(f"nocontact.contact/{contact}", custody_signing_key(IDENTITY))
@@ -158,6 +175,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Source:
         "proofs": proofs,
         "checkpoint": checkpoint,
         "verifier_key": verifier_key,
+        "archive_version": layout.read_manifest(root).version,
         "other_files": [_file("custody.json", custody, "custody")],
         "software": "nocontact 0.1.0",
         "created_at": "2026-03-02T09:30:00Z",
@@ -270,6 +288,49 @@ def test_untouched_bundle_verifies(source: Source, tmp_path: Path) -> None:
     assert "left out:         3 checkpoint" in done.stdout or "checkpoint" in done.stdout
     assert digest in (bundle / DECLARATION_NAME).read_text()
     assert "problem" not in done.stdout
+    assert "archive format:   version 3, leaf over the sealed file's SHA-256" in done.stdout
+
+
+def test_a_version_2_bundle_verifies_and_a_flipped_sealed_byte_fails(
+    old_source: Source, tmp_path: Path
+) -> None:
+    """A version 2 archive's bundle says so and passes with leaves over the whole sealed
+    file, also as bundles made before version 3 wrote it (no version named); a flipped
+    byte of a sealed file fails it."""
+    bundle = _write_bundle(old_source, tmp_path / "v2")
+    manifest = json.loads((bundle / "manifest.json").read_bytes())
+    assert manifest["archive"]["format_version"] == 2
+    assert manifest["leaf_hash"].endswith("|| sealed file bytes)")
+    done = _verify(bundle)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "archive format:   version 2, leaf over the sealed file's bytes" in done.stdout
+    _resign(old_source, bundle, _claim_version(None))
+    done = _verify(bundle)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "archive format:   version 2" in done.stdout
+    _flip("sealed/NC-000002.age", 150)(old_source, bundle)
+    done = _verify(bundle)
+    assert done.returncode == 1
+    assert "problem: NC-000002: the sealed file does not hash to the manifest's leaf hash" in (
+        done.stdout
+    )
+    assert "problem: sealed/NC-000002.age: SHA-256 does not match the manifest" in done.stdout
+
+
+def test_each_archive_version_hashes_sealed_files_by_its_own_rule(
+    old_source: Source, source: Source
+) -> None:
+    """Each archive's leaves are its own rule's: a version 3 item's leaf is not the
+    version 2 one of the same sealed file, and the other way round."""
+    for made in (source, old_source):
+        item = made.inputs["items"][0]
+        body = made.files[item.sealed.name]
+        entry = bytes([EntryKind.SEALED]) + item.leaf_index.to_bytes(8, "big")
+        whole = hashlib.sha256(b"\x00" + entry + body).digest()
+        hashed = hashlib.sha256(b"\x00" + entry + hashlib.sha256(body).digest()).digest()
+        version = made.inputs["archive_version"]
+        assert item.leaf_hash == (hashed if version == 3 else whole)
+        assert item.leaf_hash != (whole if version == 3 else hashed)
 
 
 def test_verifier_runs_on_a_directory_from_elsewhere(source: Source, tmp_path: Path) -> None:
@@ -292,6 +353,19 @@ def _set_proof(manifest: dict[str, Any]) -> None:
 
 def _move_leaf(manifest: dict[str, Any]) -> None:
     manifest["items"][0]["leaf_index"] += 1
+
+
+def _claim_version(version: int | None) -> Callable[[dict[str, Any]], None]:
+    """Say the archive was of another format version (None: name none, as bundles made
+    before version 3 did)."""
+
+    def edit(manifest: dict[str, Any]) -> None:
+        if version is None:
+            del manifest["archive"]["format_version"]
+        else:
+            manifest["archive"]["format_version"] = version
+
+    return edit
 
 
 def _drop_left_out(manifest: dict[str, Any]) -> None:
@@ -365,6 +439,12 @@ TAMPERING: list[tuple[str, Tamper, str]] = [
      "its signature does not verify under its contact's custody key"),
     ("custody-own-record", _drop_own_record, "custody.json lacks this export's own signed record"),
     ("another-signer", _signed_by_another, "manifest.sig: "),
+    ("resigned-version", lambda s, b: _resign(s, b, _claim_version(2)),
+     "NC-000001: the sealed file does not hash to the manifest's leaf hash"),
+    ("resigned-no-version", lambda s, b: _resign(s, b, _claim_version(None)),
+     "NC-000001: the sealed file does not hash to the manifest's leaf hash"),
+    ("resigned-unknown-version", lambda s, b: _resign(s, b, _claim_version(4)),
+     "archive format version 4 is not one this verifier knows"),
 ]  # fmt: skip
 
 
@@ -437,11 +517,13 @@ def test_manifest_is_deterministic_and_complete(source: Source) -> None:
     assert data["format"] == "nocontact-evidence-bundle"
     assert data["version"] == 1
     assert data["hash_algorithm"] == "SHA-256"
+    assert data["leaf_hash"].endswith("|| SHA-256(sealed file bytes))")
     assert data["item_count"] == 3
     archive = data["archive"]
     assert archive["verifier_key"] == source.inputs["verifier_key"]
     assert archive["checkpoint"].encode() == source.inputs["checkpoint"]
     assert archive["origin"] == source.origin
+    assert archive["format_version"] == 3
     first = data["items"][0]
     assert first["bates"] == "NC-000001"
     assert first["leaf_index"] == 1
@@ -511,6 +593,16 @@ def _unaccounted(source: Source) -> dict[str, Any]:
     return {"left_out": source.inputs["left_out"][1:]}
 
 
+def _unknown_version(source: Source) -> dict[str, Any]:
+    return {"archive_version": 4}
+
+
+def _sealed_not_its_leaf(source: Source) -> dict[str, Any]:
+    first, *rest = source.inputs["items"]
+    sealed = dataclasses.replace(first.sealed, sha256="0" * 64)
+    return {"items": [dataclasses.replace(first, sealed=sealed), *rest]}
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -523,6 +615,8 @@ def _unaccounted(source: Source) -> dict[str, Any]:
         (_twice, "listed twice"),
         (_another_exporter, "not their custody key"),
         (_unaccounted, "do not name each entry once"),
+        (_unknown_version, "archive format version 4 is not one nocontact knows"),
+        (_sealed_not_its_leaf, "NC-000001: the sealed file's SHA-256 is not its leaf's"),
     ],
 )
 def test_build_manifest_refuses_what_would_not_verify(

@@ -277,7 +277,8 @@ def write_bundle(
         proofs = {i.leaf_index: tree.inclusion_proof(i.leaf_index, size) for i in bundled}
         manifest = build_manifest(
             items=bundled, proofs=proofs, checkpoint=archive.report.note,
-            verifier_key=archive.report.verifier.encode(), other_files=others,
+            verifier_key=archive.report.verifier.encode(),
+            archive_version=archive.report.version, other_files=others,
             software=f"nocontact {__version__}", created_at=created,
             config_sha256=request.config_sha256, exported_by=request.contact,
             exporter_key=signer.verifier.encode(),

@@ -127,11 +127,14 @@ What verify.py checks
   - The checkpoint in manifest.json is signed by the archive key, and names
     the archive.
   - For each item, the file in sealed/ is hashed together with its position
-    in the log, as the archive does (SHA-256 of 0x00, 0x01, the position as 8
-    bytes, then the file), and must give the leaf hash in the manifest; the
-    inclusion proof must lead from that leaf to the root hash in the signed
-    checkpoint. This shows the sealed entry was in the archive's log, at that
-    position, when the checkpoint was signed, and has not changed since.
+    in the log, as the archive does, and must give the leaf hash in the
+    manifest: SHA-256 of 0x00, 0x01, the position as 8 bytes, then the
+    file's own SHA-256 (archive format version 3, printed as "archive
+    format"), or then the file itself (versions 1 and 2, archives made
+    before version 3). The inclusion proof must lead from that leaf to the
+    root hash in the signed checkpoint. This shows the sealed entry was in
+    the archive's log, at that position, when the checkpoint was signed, and
+    has not changed since.
   - For each item and each custody record with a proof in proofs/, the proof
     names the entry's position; the signed state of the log in it verifies
     under the archive key; its hashes lead from the entry (recomputed from

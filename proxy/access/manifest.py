@@ -4,8 +4,9 @@ Rules this module keeps:
 1. Pure: values in, bytes out. No archive access, no key that opens anything, no clock
    (`created_at` is an argument); the exporter gathers the values, this module states them.
 2. It certifies only what verifies: every item's inclusion proof is checked against the
-   signed checkpoint's root before a byte is written, and the checkpoint must verify
-   under the archive key it names. Anything else raises `ValueError`; the export stops.
+   signed checkpoint's root before a byte is written (in a version 3 archive, its leaf
+   against its sealed file's SHA-256 too), and the checkpoint must verify under the
+   archive key it names. Anything else raises `ValueError`; the export stops.
 3. One exact form: the manifest is JSON with sorted keys, two-space indent, UTF-8 and a
    trailing newline, so the same bundle always yields the same bytes and the same hash.
 4. The manifest's signature is a C2SP signed note by the exporting contact's custody key
@@ -24,6 +25,11 @@ Rules this module keeps:
    was made: witnessing.py rule 4), the witnesses whose cosignatures they carry (with
    their keys, or "unverified: key not given"), the items not yet witnessed, and the
    custody records no signed checkpoint covers yet (this export's own, at least).
+8. It names the archive's format version (`archive.format_version`) and states its leaf
+   rule in words (`leaf_hash`): a sealed file is hashed into its leaf whole in versions 1
+   and 2, by its SHA-256 in version 3 (docs/archive-format.md); the verifier picks the
+   rule by the version. A bundle made before version 3 names no version: the verifier
+   reads it as version 2, which is what it was.
 """
 
 from __future__ import annotations
@@ -34,10 +40,12 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from proxy.archive import layout
 from proxy.archive.custody_keys import key_fingerprint, parse_key
 from proxy.archive.merkle import verify_inclusion
 from proxy.archive.metadata import SealedItem
-from proxy.archive.note import NoteError, Signer, Verifier, parse_checkpoint
+from proxy.archive.note import Checkpoint, NoteError, Signer, Verifier, parse_checkpoint
+from proxy.archive.records import EntryKind, LeafRule
 
 FORMAT = "nocontact-evidence-bundle"
 VERSION = 1
@@ -46,7 +54,11 @@ MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "manifest.sig"
 # The two files the manifest can never list: itself, and its signature.
 RESERVED = (MANIFEST_NAME, SIGNATURE_NAME)
-LEAF_RULE = "SHA-256(0x00 || 0x01 || leaf_index as 8 bytes big-endian || sealed file bytes)"
+_INDEX = "leaf_index as 8 bytes big-endian"
+LEAF_RULES = {  # by the archive's leaf rule (rule 7)
+    LeafRule.BODY: f"SHA-256(0x00 || 0x01 || {_INDEX} || sealed file bytes)",
+    LeafRule.BODY_SHA256: f"SHA-256(0x00 || 0x01 || {_INDEX} || SHA-256(sealed file bytes))",
+}
 TREE_RULE = "RFC 9162 section 2.1 (RFC 6962) Merkle tree, inclusion proofs per 2.1.3.2"
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -120,6 +132,7 @@ def build_manifest(
     proofs: Mapping[int, Sequence[bytes]],
     checkpoint: bytes,
     verifier_key: str,
+    archive_version: int,
     other_files: Sequence[BundleFile],
     software: str,
     created_at: str,
@@ -135,6 +148,9 @@ def build_manifest(
 ) -> bytes:
     """manifest.json for a bundle; raises ValueError if anything in it would not verify."""
     verifier = Verifier.decode(verifier_key)
+    if archive_version not in layout.VERSIONS:
+        raise ValueError(f"archive format version {archive_version!r} is not one nocontact knows")
+    rule = layout.leaf_rule(archive_version)
     try:
         head = parse_checkpoint(verifier.open(checkpoint))
     except NoteError as error:  # already a ValueError; reworded for the exporter's message
@@ -158,16 +174,7 @@ def build_manifest(
             raise ValueError(f"archive entry {item.leaf_index} is listed twice")
         bates_seen.add(item.bates)
         leaves_seen.add(item.leaf_index)
-        proof = proofs.get(item.leaf_index)
-        if proof is None:
-            raise ValueError(f"{item.bates}: no inclusion proof for entry {item.leaf_index}")
-        if len(item.leaf_hash) != 32 or not verify_inclusion(
-            item.leaf_hash, item.leaf_index, head.size, proof, head.root
-        ):
-            raise ValueError(
-                f"{item.bates}: entry {item.leaf_index} is not proven to be in the tree of "
-                f"size {head.size}"
-            )
+        proof = _proven(item, proofs.get(item.leaf_index), head, rule)
         if not item.files:
             raise ValueError(f"{item.bates}: no original files")
         entries.append(_item_entry(item, proof, names))
@@ -183,10 +190,11 @@ def build_manifest(
             "software": software,
             "created_at": created_at,
             "hash_algorithm": "SHA-256",
-            "leaf_hash": LEAF_RULE,
+            "leaf_hash": LEAF_RULES[rule],
             "merkle_tree": TREE_RULE,
             "archive": {
                 "origin": verifier.name,
+                "format_version": archive_version,
                 "verifier_key": verifier.encode(),
                 "key_id": verifier.key_id.hex(),
                 "checkpoint": checkpoint.decode("utf-8"),
@@ -235,6 +243,32 @@ def _witnessing(
         "custody": custody,
         "custody_not_proven": sorted(witnessing.custody_not_proven),
     }
+
+
+def _proven(
+    item: BundleItem, proof: Sequence[bytes] | None, head: Checkpoint, rule: LeafRule
+) -> Sequence[bytes]:
+    """`item`'s inclusion proof, if it leads to the checkpoint's root, and (in a version 3
+    archive) its leaf is its sealed file's (rule 2); else ValueError."""
+    if proof is None:
+        raise ValueError(f"{item.bates}: no inclusion proof for entry {item.leaf_index}")
+    if len(item.leaf_hash) != 32 or not verify_inclusion(
+        item.leaf_hash, item.leaf_index, head.size, proof, head.root
+    ):
+        raise ValueError(
+            f"{item.bates}: entry {item.leaf_index} is not proven to be in the tree of "
+            f"size {head.size}"
+        )
+    if (rule is LeafRule.BODY_SHA256 and _HEX64.fullmatch(item.sealed.sha256)
+            and item.leaf_hash != _leaf_of(item)):  # fmt: skip
+        raise ValueError(f"{item.bates}: the sealed file's SHA-256 is not its leaf's")
+    return proof
+
+
+def _leaf_of(item: BundleItem) -> bytes:
+    """A version 3 item's leaf, from its sealed file's SHA-256 (records.py rule 2)."""
+    entry = bytes([EntryKind.SEALED]) + item.leaf_index.to_bytes(8, "big")
+    return hashlib.sha256(b"\x00" + entry + bytes.fromhex(item.sealed.sha256)).digest()
 
 
 def _contact_name(fingerprint: str) -> str:

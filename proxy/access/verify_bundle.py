@@ -15,8 +15,9 @@ Rules this script keeps:
    note by the exporting contact's custody key (the manifest's `exporter`, printed with
    its fingerprint) that names the SHA-256 of manifest.json; the checkpoint must verify
    under the archive key and name its origin; each sealed file is hashed into its
-   archive leaf (kind 1, its index) and proven into the checkpoint's tree with the RFC
-   9162 section 2.1.3.2 algorithm, written out below; every listed file's SHA-256 and
+   archive leaf (kind 1, its index) under the leaf rule of the archive's format version
+   (rule 5) and proven into the checkpoint's tree with the RFC 9162 section 2.1.3.2
+   algorithm, written out below; every listed file's SHA-256 and
    size are checked; a listed file that is missing, or a file the manifest does not list,
    is a problem. The items and the entries left out (`left_out`, each with why) must
    name every entry of the checkpoint's tree once. Every signed record in custody.json
@@ -38,6 +39,10 @@ Rules this script keeps:
 5. What it cannot check is said in VERIFY.txt: that the originals are the decryption of
    the sealed entries rests on the custodian's declaration, and whether this script is
    itself unmodified must be checked against a copy from outside the bundle.
+5. The leaf rule follows the manifest's `archive.format_version`: versions 1 and 2 hash
+   the sealed file itself, SHA-256(0x00 || 0x01 || index || file); version 3 hashes its
+   SHA-256, SHA-256(0x00 || 0x01 || index || SHA-256(file)). A bundle made before
+   version 3 names no version and is read as version 2; any other version is a problem.
 """
 
 from __future__ import annotations
@@ -60,6 +65,9 @@ COSIGNATURE_KIND = 4  # a witness's cosignature/v1 key (a log's own key is kind 
 FORMAT = "nocontact-evidence-bundle"
 VERSION = 1
 ITEM_KIND = 1  # an archive entry of kind 1 is a held item
+# The archive's format versions, and whether the leaf is over the file's SHA-256 (rule 5).
+LEAF_OVER_DIGEST = {1: False, 2: False, 3: True}
+UNNAMED_VERSION = 2  # what a bundle that names no archive format version was made from
 SIGNATURE_HEADER = FORMAT + "/" + str(VERSION)
 DASH = "\u2014 "  # a C2SP signature line starts with an em dash and a space
 ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
@@ -286,6 +294,7 @@ class Check:
         self.proofs = 0
         self.proven: set[str] = set()  # entries whose tlog-proof checked out
         self.unverifiable = False
+        self.over_digest = False  # the leaf rule (rule 5), set from the manifest
 
     def problem(self, text: str) -> None:
         self.problems.append(text)
@@ -321,14 +330,32 @@ class Check:
         with open(path, "rb") as handle:
             for chunk in iter(lambda: handle.read(CHUNK), b""):
                 digest.update(chunk)
-                leaf.update(chunk)
+                if not self.over_digest:
+                    leaf.update(chunk)
                 size += len(chunk)
+        if self.over_digest:
+            leaf.update(digest.digest())
         if digest.hexdigest() != entry["sha256"]:
             self.problem(name + ": SHA-256 does not match the manifest (file altered)")
         if size != entry["size"]:
             self.problem(name + ": " + str(size) + " bytes, the manifest says "
                          + str(entry["size"]))  # fmt: skip
         return leaf.digest() if leaf_index is not None else None
+
+    def leaf_rule(self, manifest: dict[str, Any]) -> bool:
+        """The archive's leaf rule, from its format version (rule 5); False if unknown."""
+        archive = manifest.get("archive")
+        version = UNNAMED_VERSION  # a malformed archive section is reported with the signatures
+        if isinstance(archive, dict):
+            version = archive.get("format_version", UNNAMED_VERSION)
+        if type(version) is not int or version not in LEAF_OVER_DIGEST:
+            self.problem("archive format version " + repr(version) + " is not one this "
+                         "verifier knows (1, 2 or 3): use a newer verify.py")  # fmt: skip
+            return False
+        self.over_digest = LEAF_OVER_DIGEST[version]
+        print("archive format:   version " + str(version) + ", leaf over the sealed file's "
+              + ("SHA-256" if self.over_digest else "bytes"))  # fmt: skip
+        return True
 
     def signatures(
         self, manifest: dict[str, Any], manifest_bytes: bytes, pinned: str, contact: str
@@ -589,25 +616,36 @@ class Check:
                     self.problem(relative + ": in the bundle but not in the manifest")
 
 
-def check_bundle(
-    directory: str, pinned: str = "", contact: str = "", witness_keys: list[str] | None = None
-) -> tuple[Check, dict[str, Any] | None]:
-    """Run every check on the bundle in `directory`; problems are printed as found."""
-    check = Check(directory)
+def _read_manifest(check: Check, directory: str) -> tuple[dict[str, Any], bytes] | None:
+    """manifest.json, if it is a bundle manifest this verifier reads (else a problem)."""
     try:
         with open(os.path.join(directory, "manifest.json"), "rb") as handle:
             manifest_bytes = handle.read()
         manifest = json.loads(manifest_bytes.decode("utf-8"))
     except (OSError, ValueError) as error:
         check.problem("manifest.json cannot be read: " + str(error))
-        return check, None
+        return None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         check.problem("manifest.json is not a nocontact evidence bundle manifest")
-        return check, None
+        return None
     if manifest.get("version") != VERSION:
         check.problem("manifest version " + repr(manifest.get("version")) + " is not 1")
+        return None
+    return manifest, manifest_bytes
+
+
+def check_bundle(
+    directory: str, pinned: str = "", contact: str = "", witness_keys: list[str] | None = None
+) -> tuple[Check, dict[str, Any] | None]:
+    """Run every check on the bundle in `directory`; problems are printed as found."""
+    check = Check(directory)
+    read = _read_manifest(check, directory)
+    if read is None:
         return check, None
+    manifest, manifest_bytes = read
     print("manifest SHA-256: " + hashlib.sha256(manifest_bytes).hexdigest())
+    if not check.leaf_rule(manifest):
+        return check, None
     try:
         check.signatures(manifest, manifest_bytes, pinned, contact)
     except Unverifiable as error:

@@ -3,12 +3,15 @@ what is new, and every entry read checked against the verified tree.
 
 Rules this module keeps:
 1. The first `refresh` is the whole keyless check (verify.py); each later one checks the
-   manifest and verifier key again, goes on from the latest signed checkpoint it met
-   (verify.py rule 5) and checks the `checkpoint` file against the log. Its cost follows
-   what was added since, not the archive's size.
+   manifest and verifier key again (another key, origin or leaf rule: a whole check),
+   goes on from the latest signed checkpoint it met (verify.py rule 5) and checks the
+   `checkpoint` file against the log. Its cost follows what was added since, not the
+   archive's size.
 2. What was checked is not trusted to stay so: `entry` reads one entry where the walk
-   found it and compares its hash with the tree's leaf; a change since is `VerifyFailure`
-   and the follower starts over, so the next `refresh` is a whole check again.
+   found it and compares its hash, under the archive's leaf rule (layout.py rule 5, as
+   the walk took it from `archive.json`), with the tree's leaf; a change since is
+   `VerifyFailure` and the follower starts over, so the next `refresh` is a whole check
+   again.
 3. Any failed refresh forgets everything: the next one starts from the first entry.
 4. A log cut back and refilled behind the follower's back must not pass for the one it
    checked: each later `refresh` first reads the latest signed checkpoint entry it met
@@ -59,13 +62,14 @@ class FollowedArchive:
                 manifest, verifier = check_files(self.root)
                 walk = self._walk
                 if (walk is None or walk.verifier != verifier or walk.origin != manifest.origin
+                        or walk.rule is not manifest.leaf_rule
                         or not self._still_there(walk)):  # fmt: skip
-                    walk = LogWalk(manifest.origin, verifier, manifest.segment_bytes)
+                    walk = LogWalk(manifest, verifier)
                 self._walk = None  # rule 3: kept only once the check passes
                 before = walk.head_size
                 report = walk.check(self.root)
                 if walk.head_size < before:  # rule 4: the checkpoint file went back
-                    walk = LogWalk(manifest.origin, verifier, manifest.segment_bytes)
+                    walk = LogWalk(manifest, verifier)
                     report = walk.check(self.root)
             except VerifyFailure:
                 self._walk = self._report = None
@@ -126,7 +130,7 @@ def _checked(buffer: memoryview, walk: LogWalk, index: int, offset: int, length:
         kind = EntryKind(header[4])
     except ValueError:
         raise VerifyFailure(f"entry {index} changed since it was verified") from None
-    digest = entry_hash(kind, index, body)
+    digest = entry_hash(kind, index, body, rule=walk.rule)
     if digest != walk.tree.leaf(index) or len(buffer) < offset + HEADER_BYTES + length + HASH_BYTES:
         raise VerifyFailure(f"entry {index} changed since it was verified")
     return Entry(kind=kind, index=index, body=body, leaf_hash=digest)

@@ -12,6 +12,11 @@ Rules this module keeps:
    makes hundreds of archives, reserves less room (segments.py rule 1 writes each one
    whole). It is read when an archive is created; an archive keeps the size its
    `archive.json` records. Any other value is one clear error, never a guess.
+5. The manifest's version decides the archive's leaf rule (records.py rule 2), for the
+   archive's whole life: a new archive is made as `VERSION` (3), and an older one keeps
+   its rule forever, since rehashing its entries would break every checkpoint that left
+   the server. Opening a version 1 archive for writing makes it version 2 (the same
+   leaf rule: only the kinds written change); a version 2 archive stays version 2.
 """
 
 from __future__ import annotations
@@ -24,10 +29,15 @@ from pathlib import Path
 from proxy import disk
 from proxy.archive.errors import ArchiveCorrupt, ArchiveUnavailable
 from proxy.archive.note import NoteError, Verifier, parse_checkpoint
+from proxy.archive.records import LeafRule
 
 FORMAT = "nocontact-archive"
-VERSION = 2  # 2: items and custody records share one entry kind (records.py rule 3)
-VERSIONS = (1, 2)  # what can be read; a version 1 archive is upgraded when next opened
+# 2: items and custody records share one entry kind (records.py rule 3);
+# 3: the leaf is taken over the body's SHA-256 (records.py rule 2), for tlog-tiles
+VERSION = 3
+_LEAF_RULES = {1: LeafRule.BODY, 2: LeafRule.BODY, 3: LeafRule.BODY_SHA256}  # rule 5
+VERSIONS = tuple(_LEAF_RULES)  # what can be read and written (rule 5)
+_UPGRADES = {1: 2}  # what opening for writing makes of a version (rule 5): never a new rule
 ORIGIN_PREFIX = "nocontact.archive/"
 SEGMENT_BYTES = 64 << 20
 SEGMENT_ENV = "NOCONTACT_SEGMENT_MIB"  # rule 4
@@ -55,11 +65,27 @@ def new_segment_bytes() -> int:
     return int(text) * _MIB
 
 
+def leaf_rule(version: int) -> LeafRule:
+    """The leaf rule of an archive of format `version` (rule 5)."""
+    return _LEAF_RULES[version]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Manifest:
     origin: str
     segment_bytes: int
-    version: int = VERSION
+    version: int
+
+    @property
+    def leaf_rule(self) -> LeafRule:
+        """How this archive's leaf hashes are taken (rule 5)."""
+        return leaf_rule(self.version)
+
+    def for_writing(self) -> Manifest:
+        """The manifest as a writer opening the archive leaves it (rule 5): version 1
+        becomes 2, every other version stays as it is."""
+        version = _UPGRADES.get(self.version, self.version)
+        return Manifest(origin=self.origin, segment_bytes=self.segment_bytes, version=version)
 
 
 def manifest_bytes(manifest: Manifest) -> bytes:

@@ -22,8 +22,12 @@ Rules this module keeps:
    (The inode's change time, which no one can set, still moves: docs/what-files-tell.md.)
    Opening returns only once the next segment is made, so how fast the disk is does not
    decide whether that file dates from the start or from the first traffic.
-6. Opening a version 1 archive upgrades its `archive.json` to the current version: the
-   entries already written keep their kinds and stay valid (records.py rule 3).
+6. Opening a version 1 archive upgrades its `archive.json` to version 2: the entries
+   already written keep their kinds and stay valid (records.py rule 3). A version 2
+   archive stays version 2, a version 3 one version 3 (layout.py rule 5).
+7. Every leaf is hashed under the archive's own leaf rule (records.py rule 2), taken from
+   its `archive.json` when opened: a new archive is version 3; an old one is written
+   with the rule its existing entries and checkpoints were made with.
 """
 
 from __future__ import annotations
@@ -85,8 +89,10 @@ class Receipt:
 class ArchiveLog:
     """The single writer of one archive directory. Blocking; see writer.py for asyncio."""
 
-    def __init__(self, root: Path, lock_fd: int, signer: Signer, segment_bytes: int) -> None:
+    def __init__(self, root: Path, lock_fd: int, signer: Signer, manifest: layout.Manifest) -> None:
         self.root = root
+        self._rule = manifest.leaf_rule  # rule 7
+        segment_bytes = manifest.segment_bytes
         self._lock_fd = lock_fd
         self._signer = signer
         self._segment_bytes = segment_bytes
@@ -146,12 +152,14 @@ class ArchiveLog:
             _write_new(root / layout.VERIFIER_KEY, (signer.verifier.encode() + "\n").encode())
             (root / layout.LOG_DIR).mkdir(mode=0o700)
             create_segment(root / layout.LOG_DIR, 1, segment_bytes)
-            manifest = layout.Manifest(origin=origin, segment_bytes=segment_bytes)
+            manifest = layout.Manifest(
+                origin=origin, segment_bytes=segment_bytes, version=layout.VERSION
+            )
             _write_new(root / layout.MANIFEST, layout.manifest_bytes(manifest))
             fsync_directory(root)
         except OSError as error:
             raise_typed(error, f"creating the archive in {root}")
-        log = cls(root, lock_fd, signer, segment_bytes)
+        log = cls(root, lock_fd, signer, manifest)
         log._use_segment(1, 0)
         log.append([], checkpoint=True, now=clock())
         log.publish_head()
@@ -167,11 +175,10 @@ class ArchiveLog:
             raise ArchiveCorrupt(f"the archive's signing keys are unusable: {error}") from error
         if verifier != signer.verifier:
             raise ArchiveCorrupt("signing.pub does not match the archive's signing key")
-        log = cls(root, lock_fd, signer, manifest.segment_bytes)
+        log = cls(root, lock_fd, signer, manifest)
         log._recover(verifier)
-        if manifest.version != layout.VERSION:  # rule 6
-            upgraded = layout.Manifest(origin=manifest.origin,
-                                       segment_bytes=manifest.segment_bytes)  # fmt: skip
+        upgraded = manifest.for_writing()
+        if upgraded != manifest:  # rule 6: version 1 to 2 only, the same leaf rule
             layout.replace_file(root / layout.MANIFEST, layout.manifest_bytes(upgraded))
         log.append([], checkpoint=True, now=clock())  # rule 3: whether or not any are unsigned
         log.publish_head()
@@ -211,7 +218,8 @@ class ArchiveLog:
                         raise Damage(number, record.offset, "entry out of sequence")
                     unsigned = header.index >= max(head_size, self.last_checkpoint + 1)
                     if unsigned and (
-                        entry_hash(header.kind, header.index, record.body) != record.stored_hash
+                        entry_hash(header.kind, header.index, record.body, rule=self._rule)
+                        != record.stored_hash
                     ):
                         raise Damage(number, record.offset, "incomplete entry")
                     self.tree.append(record.stored_hash)
@@ -301,7 +309,7 @@ class ArchiveLog:
         records: list[Parts] = []
         receipts: list[Receipt] = []
         for kind, body in entries:
-            record, digest = encode_parts(kind, self.tree.size, body)
+            record, digest = encode_parts(kind, self.tree.size, body, rule=self._rule)
             receipts.append(Receipt(index=self.tree.size, leaf_hash=digest))
             records.append(record)
             self.tree.append(digest)
@@ -314,7 +322,7 @@ class ArchiveLog:
                 .body()
             )  # fmt: skip
             signed_at = int(stamp.timestamp()) * 1_000_000_000
-            record, digest = encode_parts(EntryKind.CHECKPOINT, size, note)
+            record, digest = encode_parts(EntryKind.CHECKPOINT, size, note, rule=self._rule)
             records.append(record)
             self.tree.append(digest)
         try:

@@ -5,9 +5,16 @@ Rules this module keeps:
    versioned by the magic (NCE1); a change of layout is a new magic.
 2. A record is header (24 bytes) || body || leaf hash (32 bytes):
      magic "NCE1" | kind u8 | 3 zero bytes | index u64 | body length u32 | 4 zero bytes
-   all big-endian. The leaf hash is RFC 6962's SHA-256(0x00 || kind || index || body), so
-   the tree commits to each entry's kind and position as well as its bytes: a swapped,
-   duplicated or re-kinded entry no longer matches.
+   all big-endian. The leaf hash commits to each entry's kind and position as well as its
+   bytes, so a swapped, duplicated or re-kinded entry no longer matches. It is RFC 6962's
+   leaf hash SHA-256(0x00 || entry data) under one of two rules (`LeafRule`), the same
+   framing for both: which one an archive uses, its `archive.json` version says
+   (layout.py), never the record, and every caller that hashes an entry passes it.
+   - `BODY` (format versions 1 and 2): the entry data is kind || index || body.
+   - `BODY_SHA256` (version 3): the entry data is the 41-byte `tile_entry`,
+     kind || index || SHA-256(body), so a C2SP tlog-tiles replica's entry bundles can
+     carry every entry whatever its body's size (docs/replication.md). The body is still
+     bound: changing one byte changes its SHA-256, hence the leaf.
 3. In the clear there is only what verification needs: kind, index, length and hash. The
    kind says only "sealed" or "checkpoint": an item and a custody record look alike
    outside the seal (which one it is, is in its sealed metadata). Version 1 archives
@@ -57,8 +64,26 @@ class Header:
         return OVERHEAD + self.length
 
 
-def entry_hash(kind: EntryKind, index: int, body: bytes | memoryview) -> bytes:
-    """The RFC 6962 leaf hash of an entry: SHA-256(0x00 || kind || index || body)."""
+class LeafRule(enum.Enum):
+    """What an archive's leaf hash is taken over (rule 2)."""
+
+    BODY = "SHA-256(0x00 || kind || index || body)"  # format versions 1 and 2
+    BODY_SHA256 = "SHA-256(0x00 || kind || index || SHA-256(body))"  # version 3
+
+
+TILE_ENTRY_BYTES = 1 + 8 + HASH_BYTES
+
+
+def tile_entry(kind: EntryKind, index: int, body: bytes | memoryview) -> bytes:
+    """The 41-byte entry a tlog-tiles replica serves for a version 3 entry:
+    kind || index (8 bytes, big-endian) || SHA-256(body)."""
+    return bytes([kind]) + index.to_bytes(8, "big") + hashlib.sha256(body).digest()
+
+
+def entry_hash(kind: EntryKind, index: int, body: bytes | memoryview, *, rule: LeafRule) -> bytes:
+    """The RFC 6962 leaf hash of an entry under `rule` (rule 2)."""
+    if rule is LeafRule.BODY_SHA256:
+        return hashlib.sha256(b"\x00" + tile_entry(kind, index, body)).digest()
     digest = hashlib.sha256(b"\x00" + bytes([kind]) + index.to_bytes(8, "big"))
     digest.update(body)
     return digest.digest()
@@ -67,18 +92,20 @@ def entry_hash(kind: EntryKind, index: int, body: bytes | memoryview) -> bytes:
 Parts = tuple[bytes, bytes, bytes]  # header, body, leaf hash: a record without a copy
 
 
-def encode_parts(kind: EntryKind, index: int, body: bytes) -> tuple[Parts, bytes]:
+def encode_parts(
+    kind: EntryKind, index: int, body: bytes, *, rule: LeafRule
+) -> tuple[Parts, bytes]:
     """(the record as its three parts, leaf hash): written with pwritev, never joined, so a
     50 MB item is not copied again on its way to disk."""
     if len(body) > MAX_BODY:
         raise RecordError(f"entry body of {len(body)} bytes is over the {MAX_BODY} limit")
-    digest = entry_hash(kind, index, body)
+    digest = entry_hash(kind, index, body, rule=rule)
     return (HEADER.pack(MAGIC, kind, index, len(body)), body, digest), digest
 
 
-def encode(kind: EntryKind, index: int, body: bytes) -> tuple[bytes, bytes]:
+def encode(kind: EntryKind, index: int, body: bytes, *, rule: LeafRule) -> tuple[bytes, bytes]:
     """(record bytes, leaf hash) for one entry."""
-    parts, digest = encode_parts(kind, index, body)
+    parts, digest = encode_parts(kind, index, body, rule=rule)
     return b"".join(parts), digest
 
 

@@ -4,11 +4,13 @@ Rules this module keeps:
 1. Read-only, keyless: it needs the archive directory and nothing else (optionally a
    pinned verifier key), so a contact, a court's examiner or the survivor can run it on a
    copy.
-2. Everything is re-derived, nothing trusted: every entry is re-hashed and its stored hash
-   compared; the RFC 6962 tree is rebuilt; every checkpoint's signature, origin, size and
-   root are checked against the rebuilt tree, and each checkpoint is proven consistent
-   with the one before (RFC 9162 consistency proof); the `checkpoint` file must match the
-   log, so entries cut off the end are caught; bytes after the last entry must be zeros.
+2. Everything is re-derived, nothing trusted: every entry is re-hashed under the leaf rule
+   of the archive's version (layout.py rule 5: the body itself for versions 1 and 2, its
+   SHA-256 for version 3) and its stored hash compared; the RFC 6962 tree is rebuilt;
+   every checkpoint's signature, origin, size and root are checked against the rebuilt
+   tree, and each checkpoint is proven consistent with the one before (RFC 9162
+   consistency proof); the `checkpoint` file must match the log, so entries cut off the
+   end are caught; bytes after the last entry must be zeros.
 3. The first problem ends the check and is reported by entry index; no message quotes
    content (there is none in the clear to quote).
 4. A log that a live writer is appending to may end in entries not yet signed; they are
@@ -42,7 +44,14 @@ from proxy.archive.errors import ArchiveCorrupt
 from proxy.archive.merkle import MerkleTree, verify_consistency
 from proxy.archive.note import Checkpoint, NoteError, Verifier, parse_checkpoint
 from proxy.archive.reader import Damage, Frame, contiguous_segments, frames, mapped, zeros_from
-from proxy.archive.records import HASH_BYTES, HEADER_BYTES, OVERHEAD, EntryKind, entry_hash
+from proxy.archive.records import (
+    HASH_BYTES,
+    HEADER_BYTES,
+    OVERHEAD,
+    EntryKind,
+    LeafRule,
+    entry_hash,
+)
 from proxy.archive.segments import segment_name
 
 _HASH_CHUNK = 256
@@ -61,13 +70,14 @@ class VerifyReport:
     verifier: Verifier
     note: bytes  # the latest checkpoint entry's signed note, exactly as stored
     tree: MerkleTree  # every entry's leaf hash, as rebuilt (for inclusion proofs)
+    version: int  # the archive's format version, which says its leaf rule (layout.py rule 5)
 
 
 def verify_archive(path: str | os.PathLike[str], *, pinned: Verifier | None = None) -> VerifyReport:
     """Check the archive at `path`; raise VerifyFailure at the first problem."""
     root = Path(path)
     manifest, verifier = check_files(root, pinned)
-    walk = LogWalk(manifest.origin, verifier, manifest.segment_bytes)
+    walk = LogWalk(manifest, verifier)
     return walk.check(root)
 
 
@@ -98,9 +108,11 @@ class LogWalk:
     be called again to go on from the latest signed checkpoint (rule 5). It remembers
     where each entry lies (`position`)."""
 
-    def __init__(self, origin: str, verifier: Verifier, segment_bytes: int) -> None:
-        self.origin = origin
-        self.segment_bytes = segment_bytes
+    def __init__(self, manifest: layout.Manifest, verifier: Verifier) -> None:
+        self.origin = manifest.origin
+        self.segment_bytes = manifest.segment_bytes
+        self.version = manifest.version
+        self.rule = manifest.leaf_rule
         self.verifier = verifier
         self.tree = MerkleTree()
         self.last: Checkpoint | None = None
@@ -131,7 +143,7 @@ class LogWalk:
         self.head_size = head.size
         return VerifyReport(entries=self.last.size + 1, checkpoint=self.last,
                             verifier=self.verifier, note=self.last_note,
-                            tree=self.tree)  # fmt: skip
+                            tree=self.tree, version=self.version)  # fmt: skip
 
     def position(self, index: int) -> tuple[int, int, int]:
         """Entry `index`'s segment, record offset and body length."""
@@ -183,9 +195,11 @@ class LogWalk:
         found, end, damage = frames(buffer, number, start)
         chunks = [found[i : i + _HASH_CHUNK] for i in range(0, len(found), _HASH_CHUNK)]
         if len(chunks) > 1:
-            hashed: Iterable[list[bytes]] = hashers.map(lambda c: _digests(buffer, c), chunks)
+            hashed: Iterable[list[bytes]] = hashers.map(
+                lambda c: _digests(buffer, c, self.rule), chunks
+            )
         else:  # a follower's few new entries: no thread for them
-            hashed = [_digests(buffer, chunk) for chunk in chunks]
+            hashed = [_digests(buffer, chunk, self.rule) for chunk in chunks]
         for chunk, digests in zip(chunks, hashed, strict=True):
             for (offset, kind, index, length), digest in zip(chunk, digests, strict=True):
                 body_end = offset + HEADER_BYTES + length
@@ -246,10 +260,12 @@ class LogWalk:
         self.last, self.last_note = checkpoint, note
 
 
-def _digests(buffer: memoryview, chunk: list[Frame]) -> list[bytes]:
+def _digests(buffer: memoryview, chunk: list[Frame], rule: LeafRule) -> list[bytes]:
     """Leaf hashes of a run of records (hashlib releases the GIL: runs on several cores)."""
     return [
-        entry_hash(kind, index, buffer[offset + HEADER_BYTES : offset + HEADER_BYTES + length])
+        entry_hash(
+            kind, index, buffer[offset + HEADER_BYTES : offset + HEADER_BYTES + length], rule=rule
+        )
         for offset, kind, index, length in chunk
     ]
 

@@ -6,7 +6,10 @@
 //  1. Every signature is checked by note.Open against the archive's verifier key alone
 //     (note.NewVerifier of the C2SP vkey in signing.pub); every tree by tlog.ParseTree;
 //     every leaf by tlog.RecordHash of the record bytes kind || index (8 bytes,
-//     big-endian) || body; every inclusion proof by tlog.CheckRecord and every
+//     big-endian) || SHA-256(body) in an archive of format version 3 (the 41-byte
+//     tlog-tiles entry), or kind || index || body in versions 1 and 2 (the version is
+//     the case's "format_version", a bundle manifest's archive.format_version, which a
+//     bundle made before version 3 leaves out: version 2); every inclusion proof by tlog.CheckRecord and every
 //     consistency proof by tlog.CheckTree. Nothing is hashed or verified by hand.
 //  2. tlog.ParseTree knows one origin only, the go.sum log's "go.sum database tree": it
 //     rejects any other first line. A C2SP checkpoint's first line is its log's origin,
@@ -21,7 +24,7 @@
 //	GO111MODULE=off GOPATH=/usr/share/gocode go run checkpoint.go CASE.json
 //	GO111MODULE=off GOPATH=/usr/share/gocode go run checkpoint.go -bundle DIR
 //
-// CASE.json: {"verifier_key": vkey, "checkpoints": [signed note, ...] (ascending sizes),
+// CASE.json: {"verifier_key": vkey, "format_version": 1 | 2 | 3, "checkpoints": [signed note, ...] (ascending sizes),
 // "consistency": [[hex hash, ...], ...] (proof i: checkpoint i is a prefix of i+1),
 // "records": [{"checkpoint": i, "kind": k, "index": n, "body": base64, "proof": [hex]}]}.
 // DIR is an unzipped evidence bundle: its manifest.json's checkpoint, verifier key and
@@ -29,6 +32,7 @@
 package main
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -55,10 +59,11 @@ type record struct {
 }
 
 type checkCase struct {
-	VerifierKey string     `json:"verifier_key"`
-	Checkpoints []string   `json:"checkpoints"`
-	Consistency [][]string `json:"consistency"`
-	Records     []record   `json:"records"`
+	VerifierKey   string     `json:"verifier_key"`
+	FormatVersion int        `json:"format_version"`
+	Checkpoints   []string   `json:"checkpoints"`
+	Consistency   [][]string `json:"consistency"`
+	Records       []record   `json:"records"`
 }
 
 type bundleFile struct {
@@ -75,10 +80,11 @@ type bundleItem struct {
 
 type bundleManifest struct {
 	Archive struct {
-		VerifierKey string `json:"verifier_key"`
-		Checkpoint  string `json:"checkpoint"`
-		TreeSize    int64  `json:"tree_size"`
-		RootHash    string `json:"root_hash"`
+		FormatVersion *int   `json:"format_version"`
+		VerifierKey   string `json:"verifier_key"`
+		Checkpoint    string `json:"checkpoint"`
+		TreeSize      int64  `json:"tree_size"`
+		RootHash      string `json:"root_hash"`
 	} `json:"archive"`
 	Items []bundleItem `json:"items"`
 }
@@ -139,12 +145,25 @@ func parseHashes(texts []string) ([]tlog.Hash, error) {
 	return hashes, nil
 }
 
-// recordHash is the archive's leaf hash: RFC 6962's of kind || index || body.
-func recordHash(kind int, index int64, body []byte) tlog.Hash {
+// recordHash is the archive's leaf hash: RFC 6962's of kind || index || SHA-256(body)
+// in format version 3, of kind || index || body in versions 1 and 2 (rule 1).
+func recordHash(version int, kind int, index int64, body []byte) tlog.Hash {
 	data := make([]byte, 0, 9+len(body))
 	data = append(data, byte(kind))
 	data = binary.BigEndian.AppendUint64(data, uint64(index))
+	if version == 3 {
+		digest := sha256.Sum256(body)
+		return tlog.RecordHash(append(data, digest[:]...))
+	}
 	return tlog.RecordHash(append(data, body...))
+}
+
+// knownVersion stops at an archive format version this program does not know.
+func knownVersion(version int) int {
+	if version < 1 || version > 3 {
+		fatal("archive format version %d is not 1, 2 or 3", version)
+	}
+	return version
 }
 
 func checkInclusion(c *checker, what string, tree tlog.Tree, index int64, leaf tlog.Hash, proof []string) {
@@ -177,6 +196,7 @@ func runCase(c *checker, path string) {
 	var input checkCase
 	readJSON(path, &input)
 	verifier := verifierOf(input.VerifierKey)
+	version := knownVersion(input.FormatVersion)
 	trees := make([]*tlog.Tree, len(input.Checkpoints))
 	for i, text := range input.Checkpoints {
 		tree, err := openCheckpoint(text, verifier)
@@ -212,7 +232,7 @@ func runCase(c *checker, path string) {
 			c.result(what, fmt.Errorf("its checkpoint did not open"))
 			continue
 		}
-		checkInclusion(c, what, *trees[r.Checkpoint], r.Index, recordHash(r.Kind, r.Index, r.Body), r.Proof)
+		checkInclusion(c, what, *trees[r.Checkpoint], r.Index, recordHash(version, r.Kind, r.Index, r.Body), r.Proof)
 	}
 }
 
@@ -220,6 +240,10 @@ func runBundle(c *checker, dir string) {
 	var manifest bundleManifest
 	readJSON(filepath.Join(dir, "manifest.json"), &manifest)
 	verifier := verifierOf(manifest.Archive.VerifierKey)
+	version := 2 // a bundle made before version 3 names none (rule 1)
+	if manifest.Archive.FormatVersion != nil {
+		version = knownVersion(*manifest.Archive.FormatVersion)
+	}
 	tree, err := openCheckpoint(manifest.Archive.Checkpoint, verifier)
 	if !c.result(fmt.Sprintf("bundle checkpoint: signed by %s (note.Open)", verifier.Name()), err) {
 		return
@@ -239,7 +263,7 @@ func runBundle(c *checker, dir string) {
 		if !c.result(item.Bates+": sealed file present", err) {
 			continue
 		}
-		leaf := recordHash(sealedKind, item.LeafIndex, body)
+		leaf := recordHash(version, sealedKind, item.LeafIndex, body)
 		var mismatch error
 		if hex.EncodeToString(leaf[:]) != item.LeafHash {
 			mismatch = fmt.Errorf("tlog.RecordHash gives %s, manifest says %s", leaf, item.LeafHash)
