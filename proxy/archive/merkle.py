@@ -69,6 +69,14 @@ class MerkleTree:
             levels[level].append(parent)
             count = len(levels[level])
 
+    def complete(self, height: int, index: int) -> bytes:
+        """The stored hash of the complete subtree over leaves [index * 2**height,
+        (index + 1) * 2**height): a tlog-tiles tile's entry (proxy/replica/tiles.py)."""
+        row = self._levels[height] if 0 <= height < len(self._levels) else []
+        if not 0 <= index < len(row):
+            raise ValueError(f"tree of {self.size} has no complete subtree {index} of 2**{height}")
+        return row[index]
+
     def truncate(self, size: int) -> None:
         """Forget every leaf from `size` on (undoes appends that never reached disk)."""
         for level, row in enumerate(self._levels):

@@ -29,6 +29,8 @@ Rules this module keeps:
    contact that exists and can be told, an order file that exists).
 11. The `outbound:` section (the SMTP relay replies to him leave by) is checked by
    `proxy.config.outbound_checks` (TLS off only on loopback, a password file 0600).
+12. The `replicate:` section (the off-site replica) is checked by
+   `proxy.config.replicate_checks` (http only on loopback, a credentials file 0600).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from proxy.config.load import Document, Loc, dotted
 from proxy.config.model import Channels, Config, Contact, Portal
 from proxy.config.order_checks import check_orders
 from proxy.config.outbound_checks import check_outbound
+from proxy.config.replicate_checks import check_replicate
 from proxy.deliver.address import Scheme, parse_destination, parse_listen
 from proxy.errors import ConfigProblem
 from proxy.identity import canonical_email
@@ -88,6 +91,8 @@ def resolve(document: Document, config: Config) -> tuple[Config, list[ConfigProb
     problems += wrong
     outbound, wrong = check_outbound(document, config.outbound)
     problems += wrong
+    replicate, wrong = check_replicate(document, config.replicate)
+    problems += wrong
     update = {
         "archive": archive,
         "people": people,
@@ -96,6 +101,7 @@ def resolve(document: Document, config: Config) -> tuple[Config, list[ConfigProb
         "portal": portal,
         "alerts": alerts,
         "outbound": outbound,
+        "replicate": replicate,
     }
     return config.model_copy(update=update), problems
 

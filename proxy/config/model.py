@@ -664,6 +664,48 @@ class Witness(_Section):
     )
 
 
+class Replicate(_Section):
+    """The off-site replica of the sealed log: a C2SP tlog-tiles log in an S3 bucket with
+    Object Lock, run by someone other than this server's owner (docs/replication.md).
+    `nocontact replicate -c FILE` writes it, as its own process."""
+
+    endpoint: Annotated[str, AfterValidator(values.web_url)] | None = Field(
+        default=None,
+        description="The S3 endpoint, e.g. https://s3.eu-central-1.wasabisys.com; absent: "
+        "AWS S3 itself (http only for an endpoint on this machine)",
+        examples=["https://s3.provider.example"],
+    )
+    bucket: Annotated[str, AfterValidator(values.bucket_name)] = Field(
+        description="The bucket, made with Object Lock enabled (3 to 63 lowercase letters, "
+        "digits, '.' and '-')"
+    )
+    prefix: Annotated[str, AfterValidator(values.key_prefix)] = Field(
+        default="",
+        description="Where the log's objects go inside the bucket, e.g. nocontact/ (one "
+        "bucket can hold several logs); empty: the bucket's top",
+    )
+    credentials_file: str = Field(
+        description="A file (0600) in the AWS credentials format: a [default] section with "
+        "aws_access_key_id and aws_secret_access_key; a key that may write this bucket only"
+    )
+    region: str = Field(default="us-east-1", min_length=1, description="The bucket's region")
+    retention_days: int = Field(
+        ge=1, le=36500,
+        description="Every object is locked (Object Lock COMPLIANCE) this many days from "
+        "when it is written: longer than any proceedings may last",
+    )  # fmt: skip
+    every: int = Field(
+        default=10, ge=1, le=60,
+        description="Seconds between passes: a signed checkpoint reaches the bucket within "
+        "this long (plus the upload)",
+    )  # fmt: skip
+    state_file: str = Field(
+        default="./var/replica.json",
+        description="Where the replicator notes the size it last replicated and when the "
+        "bucket was last up to date (0600), for the lag",
+    )
+
+
 class Config(_Section):
     """A whole nocontact config file."""
 
@@ -703,3 +745,8 @@ class Config(_Section):
         description="Witnesses that cosign each checkpoint the archive signs; run by a "
         "contact or an advocacy organisation, never on this server",
     )  # fmt: skip
+    replicate: Replicate | None = Field(
+        default=None,
+        description="The off-site replica of the sealed log (S3 with Object Lock), written "
+        "by `nocontact replicate`",
+    )

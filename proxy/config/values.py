@@ -219,6 +219,43 @@ def loopback_host(host: str) -> bool:
         return False
 
 
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_KEY_PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*/?$")
+
+
+def bucket_name(value: str) -> str:
+    """An S3 bucket name: 3 to 63 lowercase letters, digits, '.' and '-', starting and
+    ending with a letter or digit, no '..' and not an IP address."""
+    if not _BUCKET.match(value) or ".." in value or _looks_like_ip(value):
+        raise ValueError(
+            f"'{value[:80]}' is not an S3 bucket name (3 to 63 lowercase letters, digits, "
+            "'.' and '-', starting and ending with a letter or digit)"
+        )
+    return value
+
+
+def _looks_like_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def key_prefix(value: str) -> str:
+    """A prefix for S3 keys, as path segments of safe characters; returned ending in '/'
+    (or empty), so `prefix + key` is always a path below it."""
+    if value == "":
+        return value
+    segments = value.rstrip("/").split("/")
+    if not _KEY_PREFIX.match(value) or any(s in (".", "..") for s in segments):
+        raise ValueError(
+            f"'{value[:80]}' is not a key prefix (path segments of letters, digits and "
+            "!_.*'()-, no leading '/', e.g. nocontact/)"
+        )
+    return value.rstrip("/") + "/"
+
+
 def witness_key(value: str) -> str:
     """A witness's cosignature verifier key (name+keyid+base64, type 0x04), as
     `nocontact witness keygen` prints it."""

@@ -19,6 +19,10 @@ Rules this module keeps:
    read (0600), as the config's other secret files; the secret never appears in a repr.
 6. Blocking IO (boto3, with short timeouts and few retries): an asyncio caller runs it in
    a thread.
+7. One key may be updated in place (`replace`, for tlog-tiles' `checkpoint`): each update
+   is a new version, locked like every other, and only when the newest version holds other
+   bytes, so a replayed update writes nothing. Readers never trust such a key alone
+   (`latest` reads its newest version; every other key is read by its oldest, rule 2).
 """
 
 from __future__ import annotations
@@ -230,6 +234,30 @@ class ObjectStore:
         if oldest is None or self._read(name, oldest) != data:
             raise StoreError(f"{key} is already in the bucket with other bytes: not overwritten")
         return Placed.ALREADY_THERE
+
+    def replace(self, key: str, data: bytes) -> Placed:
+        """Write `key` as a new locked version unless its newest already holds `data`
+        (rule 7)."""
+        if self.latest(key) == data:
+            return Placed.ALREADY_THERE
+        until = self._now() + timedelta(days=self._settings.retention_days)
+        self._call(
+            f"writing {key}",
+            "put_object",
+            Key=self._settings.prefix + key,
+            Body=data,
+            ObjectLockMode=LOCK_MODE,
+            ObjectLockRetainUntilDate=until,
+            ChecksumAlgorithm="SHA256",
+        )
+        return Placed.WRITTEN
+
+    def latest(self, key: str) -> bytes | None:
+        """The bytes of the newest version at `key` (rule 7), or None when there is none."""
+        name = self._settings.prefix + key
+        found = [version for version in self._versions(key) if version["Key"] == name]
+        newest = next((v for v in found if v.get("IsLatest")), found[0] if found else None)
+        return None if newest is None else self._read(name, str(newest["VersionId"]))
 
     def get(self, key: str) -> bytes | None:
         """The bytes first written at `key` (rule 2), or None when there are none."""
