@@ -1,0 +1,54 @@
+"""Archives to replicate and what the bucket must then hold (the layout contract of
+docs/replication.md, computed here from the archive independently of the replicator)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from proxy.archive import ArchiveLog, EntryKind, layout
+from proxy.archive.following import FollowedArchive
+from proxy.replica.tiles import bundles_for_size, tiles_for_size
+
+NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+
+
+def grow(root: Path, batches: list[int], *, size: int = 300) -> list[bytes]:
+    """Append `batches` (entry counts) to the archive at `root`, a checkpoint after each
+    batch (and one on opening and closing, as ArchiveLog does); the bodies written."""
+    log = ArchiveLog.open(root)
+    bodies: list[bytes] = []
+    for count in batches:
+        batch = [os.urandom(size) for _ in range(count)]
+        log.append([(EntryKind.SEALED, body) for body in batch], checkpoint=True, now=NOW)
+        bodies += batch
+    log.close(now=NOW)
+    return bodies
+
+
+def signed_entries(root: Path) -> tuple[int, list[tuple[EntryKind, bytes]], bytes]:
+    """(the latest checkpoint's size, every entry up to and with it, its note)."""
+    followed = FollowedArchive(root)
+    report = followed.refresh()
+    size = report.checkpoint.size
+    found = [(entry.kind, entry.body) for entry in followed.entries(range(size))]
+    return size, [*found, (EntryKind.CHECKPOINT, report.note)], report.note
+
+
+def contract_keys(root: Path, *, size: int | None = None, public: bool = True) -> set[str]:
+    """Every key the bucket holds once the archive is replicated up to its checkpoint of
+    `size` (default: the latest): one set of tiles per signed checkpoint."""
+    latest, found, _ = signed_entries(root)
+    size = latest if size is None else size
+    keys = {"archive.json", "signing.pub", "checkpoint"}
+    for index, (kind, body) in enumerate(found[: size + 1]):
+        if index < size:
+            keys.add(f"blobs/sha256/{hashlib.sha256(body).hexdigest()}")
+        if kind is EntryKind.CHECKPOINT:
+            keys.add(f"checkpoints/{index}")
+            keys |= {tile.path for tile in tiles_for_size(index) + bundles_for_size(index)}
+    if public and (root / layout.RECIPIENTS).exists():
+        keys.add(f"public/{size}/{layout.RECIPIENTS}")
+    return keys
