@@ -68,7 +68,7 @@ BROKEN: list[tuple[str, str | bytes, list[str]]] = [
         [
             "config.yaml:10:1: colour: unknown key (valid keys: alerts, allow, archive, channels, "
             "contacts, default_region, intermediaries, no_contact_since, outbound, people, "
-            "portal, witnesses)"
+            "portal, replicate, witnesses)"
         ],
     ),
     (
@@ -436,6 +436,9 @@ COMMENTED_ALTERNATIVES = {
     "outbound", *(f"outbound.{key}" for key in (
         "host", "port", "tls", "username", "password_file", "from")),
     "witnesses", "witnesses[].url", "witnesses[].key",
+    "replicate", *(f"replicate.{key}" for key in (
+        "endpoint", "bucket", "prefix", "credentials_file", "region", "retention_days",
+        "every", "state_file")),
 }  # fmt: skip
 
 

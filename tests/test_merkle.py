@@ -97,3 +97,18 @@ def test_truncate_undoes_appends() -> None:
     assert tree.root() == expected
     tree.append(leaf_hash(b"x"))
     assert tree.root() == _reference_root([*[tree.leaf(i) for i in range(20)], leaf_hash(b"x")])
+
+
+@given(st.integers(1, 300))
+def test_complete_subtrees_are_the_definitions_roots(n: int) -> None:
+    """`complete(h, i)` is MTH of leaves [i * 2**h, (i + 1) * 2**h) for every complete one,
+    and a subtree not complete yet is refused."""
+    tree, leaves = _tree(n)
+    for height in range(n.bit_length()):
+        span = 1 << height
+        for index in range(n // span):
+            assert tree.complete(height, index) == _reference_root(
+                leaves[index * span : (index + 1) * span]
+            )
+        with pytest.raises(ValueError, match="no complete subtree"):
+            tree.complete(height, n // span)
