@@ -32,7 +32,7 @@ from proxy.errors import ConfigError, InputError, NocontactError
 from proxy.message import Decision, InboundMessage
 from proxy.normalize import normalize_email, normalize_sms
 from proxy.portal.commands import add_portal_commands
-from proxy.replica.commands import add_replicate_commands
+from proxy.replica.replicate_command import add_replicate_commands
 from proxy.rules import compile_rules, decide
 from proxy.witness.commands import add_witness_commands
 

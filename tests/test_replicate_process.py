@@ -24,7 +24,7 @@ from proxy.replica.process import lag_seconds
 from proxy.replica.store import BucketSettings, ObjectStore, open_store
 from tests.factories import config_data
 from tests.old_archives import copy_version_2
-from tests.replica_helpers import contract_keys, grow, signed_entries
+from tests.replicator_helpers import contract_keys, grow, signed_entries
 from tests.s3_server import SeaweedS3
 
 _names = (f"process-{n}" for n in itertools.count())

@@ -1,4 +1,4 @@
-"""The replicator (proxy/replica/replicator.py, source.py) against a real SeaweedFS with
+"""The replicator (proxy/replica/replicator.py, signed_archive.py) against a real SeaweedFS with
 Object Lock: the contract's layout, only what verifies, idempotent and resumable passes."""
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from proxy.archive import EntryKind, VerifyFailure, layout
 from proxy.archive.note import Verifier, parse_checkpoint
 from proxy.archive.segments import segment_name
 from proxy.replica.replicator import ReplicaRefused, Replicator, Stopped
-from proxy.replica.source import ArchiveSource, NotReplicable
+from proxy.replica.signed_archive import ArchiveSource, NotReplicable
 from proxy.replica.store import BucketSettings, ObjectStore, Placed, open_store
 from proxy.replica.tiled_tree import TiledTree
 from proxy.replica.tiles import bundles_for_size, parse_path, tiles_for_size
 from tests.old_archives import copy_version_2
-from tests.replica_helpers import NOW, contract_keys, grow, signed_entries
+from tests.replicator_helpers import NOW, contract_keys, grow, signed_entries
 from tests.s3_server import SeaweedS3
 
 _names = (f"replicator-{n}" for n in itertools.count())

@@ -38,7 +38,7 @@ from proxy.config import Config
 from proxy.config.model import Replicate
 from proxy.processes import no_core_dumps
 from proxy.replica.replicator import Outcome, ReplicaRefused, Replicator, Stopped
-from proxy.replica.source import ArchiveSource, NotReplicable
+from proxy.replica.signed_archive import ArchiveSource, NotReplicable
 from proxy.replica.store import BucketSettings, StoreError, open_store
 
 MOST_WAIT = 60.0

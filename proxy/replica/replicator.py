@@ -3,7 +3,7 @@ tlog-tiles, in the layout docs/replication.md fixes (the contract with `verify -
 `restore`).
 
 Rules this module keeps:
-1. Only what verifies is uploaded (source.py): entries under a signed checkpoint that the
+1. Only what verifies is uploaded (signed_archive.py): entries under a signed checkpoint that the
    archive's own keyless check accepted, each read again and checked against the tree
    just before it is sent. A check that fails part-way uploads up to the latest good
    signed checkpoint, then the pass fails with the check's line.
@@ -42,7 +42,7 @@ from proxy.archive import layout
 from proxy.archive.merkle import MerkleTree
 from proxy.archive.records import EntryKind, tile_entry
 from proxy.errors import NocontactError
-from proxy.replica.source import ArchiveSource, Entries, Signed
+from proxy.replica.signed_archive import ArchiveSource, Entries, Signed
 from proxy.replica.store import ObjectStore, Placed
 from proxy.replica.tiles import HEIGHT, WIDTH, Tile, encode_bundle, tiles_for_size
 
