@@ -23,7 +23,6 @@ class MemoryReplica:
 
     objects: dict[str, bytes] = field(default_factory=dict)
     listing: bool = True
-    where: str = "memory"
 
     def get(self, key: str) -> bytes | None:
         return self.objects.get(key)

@@ -22,9 +22,7 @@ Rules this module keeps:
    size and the tree's root at that size, and `checkpoints/<index>` must hold exactly it.
    Every other `checkpoints/<size>` found must verify and be consistent with the root
    (RFC 9162 consistency proof).
-6. `check_local` compares a local archive with a verified replica: the same key, and the
-   smaller signed tree a prefix of the larger (identical leaves and a consistency proof).
-7. Problems are collected, one per object, each naming its key; none quotes a body.
+6. Problems are collected, one per object, each naming its key; none quotes a body.
    The report carries what restore.py needs (the entries, the root's note, the leaves).
 """
 
@@ -34,14 +32,12 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 from proxy.archive import layout
-from proxy.archive.merkle import EMPTY_ROOT, MerkleTree, leaf_hash, verify_consistency
+from proxy.archive.merkle import MerkleTree, leaf_hash, verify_consistency
 from proxy.archive.note import Checkpoint, NoteError, Verifier, parse_checkpoint
 from proxy.archive.records import TILE_ENTRY_BYTES, EntryKind
-from proxy.archive.verify import VerifyFailure, verify_archive
 from proxy.errors import NocontactError
 from proxy.replica.tiled_tree import TiledTree
 from proxy.replica.tiles import (
@@ -66,9 +62,6 @@ class ReplicaUnreachable(NocontactError):
 
 class Replica(Protocol):
     """Where the bucket's objects come from (rule 1)."""
-
-    @property
-    def where(self) -> str: ...
 
     def get(self, key: str) -> bytes | None: ...
 
@@ -407,37 +400,3 @@ def _other_checkpoints(report: ReplicaReport, read: dict[int, tuple[str, bytes]]
         )
         if not consistent:
             report.problem(key, f"not consistent with {CHECKPOINTS}{root.size} (a fork)")
-
-
-def check_local(report: ReplicaReport, root: Path) -> list[Problem]:
-    """The local archive at `root` and the replica are one log: the same key and origin,
-    and the smaller signed tree is a prefix of the larger (identical leaves, and an RFC
-    9162 consistency proof between the two roots). `report` must be a verified one."""
-    assert report.checkpoint is not None
-    assert report.verifier is not None
-    name = f"archive {root}"
-    try:
-        local = verify_archive(root)
-    except VerifyFailure as failure:
-        return [Problem(key=name, why=f"does not verify: {failure}")]
-    if local.verifier != report.verifier:
-        return [Problem(key=name, why="is another archive (another origin or signing key)")]
-    mine, theirs = local.checkpoint, report.checkpoint
-    for index in range(min(mine.size, theirs.size)):
-        if local.tree.leaf(index) != report.tree.leaf(index):
-            return [Problem(key=name, why=f"entry {index} differs from the replica's (a fork)")]
-    if mine.size <= theirs.size:
-        fits = _consistent(mine, theirs, report.tree)
-    else:
-        fits = _consistent(theirs, mine, local.tree)
-    if not fits:
-        return [Problem(key=name, why="its checkpoint and the replica's are not consistent")]
-    return []
-
-
-def _consistent(old: Checkpoint, new: Checkpoint, tree: MerkleTree) -> bool:
-    """RFC 9162 2.1.4.2 between two signed roots, the proof taken from `tree`."""
-    if old.size == 0:
-        return old.root == EMPTY_ROOT
-    proof = tree.consistency_proof(old.size, new.size) if old.size < new.size else []
-    return verify_consistency(old.size, new.size, old.root, new.root, proof)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from proxy.archive.note import NoteError, Verifier
 from proxy.errors import InputError
-from proxy.replica.check import Problem, Replica, ReplicaReport, check_local, check_replica
+from proxy.replica.check import Problem, Replica, ReplicaReport, check_replica
+from proxy.replica.local import check_local
 from proxy.replica.restore import restore
 from proxy.replica.sources import open_replica
 

@@ -33,13 +33,8 @@ _TIMEOUT = 30
 class S3Replica:
     """A replica in an S3 bucket (rule 1)."""
 
-    def __init__(self, store: ObjectStore, where: str) -> None:
+    def __init__(self, store: ObjectStore) -> None:
         self._store = store
-        self._where = where
-
-    @property
-    def where(self) -> str:
-        return self._where
 
     def get(self, key: str) -> bytes | None:
         try:
@@ -59,10 +54,6 @@ class HttpReplica:
 
     def __init__(self, base: str) -> None:
         self._base = base.rstrip("/") + "/"
-
-    @property
-    def where(self) -> str:
-        return self._base
 
     def get(self, key: str) -> bytes | None:
         url = self._base + urllib.parse.quote(key)
@@ -117,7 +108,7 @@ def open_replica(
             store = open_store(settings)
         except StoreError as error:
             raise ReplicaUnreachable(str(error)) from None
-        return S3Replica(store, source)
+        return S3Replica(store)
     if parsed.scheme == "https" or (parsed.scheme == "http" and _loopback(parsed.hostname or "")):
         if not parsed.hostname:
             raise InputError(f"--from {source}: no host")
