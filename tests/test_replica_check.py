@@ -13,6 +13,7 @@ from proxy.archive.note import Checkpoint, Signer
 from proxy.archive.records import EntryKind
 from proxy.replica.check import check_replica
 from proxy.replica.restore import RestoreFailed, restore
+from proxy.replica.tiles import Tile
 from tests.old_archives import created_as
 from tests.replica_helpers import Contact, archive_entries, hold, replicate
 
@@ -111,3 +112,19 @@ def test_restore_refuses_a_replica_that_does_not_verify(archive: Path, tmp_path:
     with pytest.raises(RestoreFailed):
         restore(replica, report, tmp_path / "restored")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_signed_but_absurd_size_costs_one_request(archive: Path) -> None:
+    """A checkpoint signed for 10**15 entries (the key can sign anything) is checked by
+    asking for its last entry bundle, not by listing its tiles: missing, named, done."""
+    replica = _replica(archive)
+    signer = Signer.from_pem(layout.read_manifest(archive).origin,
+                             (archive / layout.SIGNING_KEY).read_bytes())  # fmt: skip
+    size = 10**15
+    claimed = Checkpoint(origin=signer.name, size=size, root=bytes(32),
+                         time=datetime(2026, 3, 2, tzinfo=UTC))  # fmt: skip
+    replica.objects[f"checkpoints/{size}"] = signer.sign(claimed.body())
+    lines = _lines(replica)
+    last = Tile(level=None, index=(size - 1) // 256, width=size % 256 or 256)
+    assert f"{last.path}: missing" in lines
+    assert f"checkpoint: is not checkpoints/{size}, the newest" in lines

@@ -15,7 +15,8 @@ Rules this module keeps:
    recomputed from the bundles: when they give the signed root, every tile must be the
    bytes those leaves give (a missing or altered tile is named); otherwise the tiles
    are checked on their own (tiled_tree.check), and when they give the root, the bundle
-   that disagrees with its level 0 tile is named. Unbound entries end the check.
+   that disagrees with its level 0 tile is named. Unbound entries end the check. The
+   last entry bundle is fetched first: a size no bundle backs costs one request.
 5. Every entry (kind || index || SHA-256(body), 41 bytes) must have its index as its
    position; its blob `blobs/sha256/<hex>` must exist and hash to its name. A checkpoint
    entry's blob must be a note signed by the key, naming the origin, its own index as
@@ -41,6 +42,7 @@ from proxy.archive.records import TILE_ENTRY_BYTES, EntryKind
 from proxy.errors import NocontactError
 from proxy.replica.tiled_tree import TiledTree
 from proxy.replica.tiles import (
+    WIDTH,
     Tile,
     TileError,
     build_tiles,
@@ -102,6 +104,10 @@ class ReplicaReport:
     entries: list[Entry] = field(default_factory=list)
     tree: MerkleTree = field(default_factory=MerkleTree)
     checkpoint_sizes: list[int] = field(default_factory=list)  # of the checkpoint entries
+
+    @property
+    def checkpoint_root(self) -> bytes:
+        return self.checkpoint.root if self.checkpoint is not None else b""
 
     @property
     def ok(self) -> bool:
@@ -274,42 +280,64 @@ def _tree(replica: Replica, report: ReplicaReport) -> bool:
     """Rule 4: bind the tiles and bundles to the root; False ends the check."""
     assert report.checkpoint is not None
     size, root = report.checkpoint.size, report.checkpoint.root
-    named = f"{CHECKPOINTS}{size}"
     before = len(report.problems)  # problems found before this step do not end it
+    if size and replica.get(_last_bundle(size).path) is None:  # before listing them all
+        report.problem(_last_bundle(size).path, "missing")
+        return False
     tiles = _fetch(replica, report, tiles_for_size(size))
     bundles = _fetch(replica, report, bundles_for_size(size))
     entries = _bundle_entries(report, size, bundles)
     leaves = [leaf_hash(entry) for entry in entries] if entries is not None else None
-    if leaves is not None and MerkleTree(leaves).root() == root:
-        expected = build_tiles(leaves)
-        for tile, data in tiles.items():
-            if expected[tile] != data:
-                report.problem(tile.path, f"altered: not the tile the entries {named} signs give")
+    if entries is not None and leaves is not None and MerkleTree(leaves).root() == root:
+        _tiles_of(report, size, leaves, tiles)
         if len(report.problems) > before:
             return False
         TiledTree(size, tiles).check(bundles)  # rule 4's other way round: cannot fail here
         report.tree = MerkleTree(leaves)
-        assert entries is not None
         return _parse_entries(report, entries)
-    if len(report.problems) > before:
-        return False
+    if len(report.problems) == before:
+        _bundles_against_tiles(report, size, tiles, bundles)
+    return False
+
+
+def _tiles_of(
+    report: ReplicaReport, size: int, leaves: list[bytes], tiles: dict[Tile, bytes]
+) -> None:
+    """The leaves give the signed root: every tile must be the bytes they give."""
+    expected = build_tiles(leaves)
+    for tile, data in tiles.items():
+        if expected[tile] != data:
+            report.problem(
+                tile.path, f"altered: not the tile the entries {CHECKPOINTS}{size} signs give"
+            )
+
+
+def _bundles_against_tiles(
+    report: ReplicaReport, size: int, tiles: dict[Tile, bytes], bundles: dict[Tile, bytes]
+) -> None:
+    """The bundles do not give the signed root: if the tiles do, name the bundle that
+    disagrees with its level 0 tile; else say that neither does."""
+    named = f"{CHECKPOINTS}{size}"
     try:
         tiles_root = TiledTree(size, tiles).check()
     except TileError as error:
         report.problem(_path_in(str(error)), str(error))
-        return False
-    if tiles_root != root:
+        return
+    if tiles_root != report.checkpoint_root:
         report.problem(named, "the tiles and entry bundles do not hash to the root it signs")
-        return False
+        return
     for bundle, data in bundles.items():
         level0 = Tile(level=0, index=bundle.index, width=bundle.width)
         if [leaf_hash(entry) for entry in decode_bundle(bundle, data)] != decode_tile(
             level0, tiles[level0]
         ):
             report.problem(bundle.path, f"altered: its entries are not those {named} signs")
-    if len(report.problems) == before:
-        report.problem(named, "the entry bundles do not hash to the root it signs")
-    return False
+
+
+def _last_bundle(size: int) -> Tile:
+    """The last entry bundle of a tree of `size` > 0: looked for first, so that a signed but
+    absurd size costs one request, not a list of its tiles (rule 4)."""
+    return Tile(level=None, index=(size - 1) // WIDTH, width=size % WIDTH or WIDTH)
 
 
 def _bundle_entries(
