@@ -19,12 +19,12 @@ Rules this module keeps:
    cadence (archive/writer.py rule 3): before reading, they ask it over the same socket to
    sign now (`{"sign": true}`; `sign_now`), so the newest items are in what they read.
    Asking says nothing about held items and learns nothing the log does not show.
-5. An archive restored from its replica (replica/restore.py) has no `signing.key`: no
-   entry can be added to its log. The custody of every look at it is recorded instead
-   in an archive of its own, `custody-after-restore/` inside it (a version 3 archive with
-   its own key, made on first use, sealed to the same contacts and checked against the
-   same custody keys); the records' `items` are the restored archive's entries. Nothing
-   is read that was not recorded there first.
+5. An archive restored from its replica (replica/restore.py) has no `signing.key` (nor
+   has a copy made without it): no entry can be added to its log. The custody of every
+   look at it is recorded instead in an archive of its own, `custody-after-restore/`
+   inside it (a version 3 archive with its own key, made on first use, sealed to the
+   same contacts and checked against the same custody keys); the records' `items` are
+   the restored archive's entries. Nothing is read that was not recorded there first.
 6. Once a record from the socket is stored, the daemon's `heard` hook (the alerts
    service's `recorded`, alerts/deadlines.py rule 2) is told its action and items, read
    from the request as the contact sent it (the stored entry is sealed: the daemon cannot
