@@ -32,6 +32,7 @@ from proxy.errors import ConfigError, InputError, NocontactError
 from proxy.message import Decision, InboundMessage
 from proxy.normalize import normalize_email, normalize_sms
 from proxy.portal.commands import add_portal_commands
+from proxy.replica.commands import add_restore_command, add_source_arguments, verify_replica
 from proxy.replica.replicate_command import add_replicate_commands
 from proxy.rules import compile_rules, decide
 from proxy.witness.commands import add_witness_commands
@@ -102,6 +103,12 @@ def _read_sample(path: Path) -> bytes:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    if args.source is not None:  # the replica (and, with --archive, the local archive too)
+        if args.checkpoint:
+            raise InputError("--checkpoint goes with --archive alone, not with --from")
+        return verify_replica(args)
+    if args.archive is None:
+        raise InputError("verify needs --archive DIR or --from URL")
     pinned = None
     if args.key is not None:
         try:
@@ -212,7 +219,11 @@ def _parser() -> argparse.ArgumentParser:
     verify = commands.add_parser(
         "verify", help="check an archive for tampering (needs no decryption key)"
     )
-    verify.add_argument("--archive", required=True, metavar="DIR")
+    verify.add_argument(
+        "--archive", metavar="DIR",
+        help="the archive directory; with --from, it must be one log with the replica",
+    )  # fmt: skip
+    add_source_arguments(verify, required=False)
     verify.add_argument(
         "--key", metavar="VERIFIER", help="the archive's signing.pub you expect (pins it)"
     )
@@ -222,6 +233,7 @@ def _parser() -> argparse.ArgumentParser:
         "archive must continue it, else it was rolled back or rewritten (repeatable)",
     )  # fmt: skip
     verify.set_defaults(run=_verify)
+    add_restore_command(commands)
     add_contact_commands(commands)
     add_portal_commands(commands)
     add_alert_commands(commands)

@@ -19,7 +19,13 @@ Rules this module keeps:
    cadence (archive/writer.py rule 3): before reading, they ask it over the same socket to
    sign now (`{"sign": true}`; `sign_now`), so the newest items are in what they read.
    Asking says nothing about held items and learns nothing the log does not show.
-5. Once a record from the socket is stored, the daemon's `heard` hook (the alerts
+5. An archive restored from its replica (replica/restore.py) has no `signing.key` (nor
+   has a copy made without it): no entry can be added to its log. The custody of every
+   look at it is recorded instead in an archive of its own, `custody-after-restore/`
+   inside it (a version 3 archive with its own key, made on first use, sealed to the
+   same contacts and checked against the same custody keys); the records' `items` are
+   the restored archive's entries. Nothing is read that was not recorded there first.
+6. Once a record from the socket is stored, the daemon's `heard` hook (the alerts
    service's `recorded`, alerts/deadlines.py rule 2) is told its action and items, read
    from the request as the contact sent it (the stored entry is sealed: the daemon cannot
    read it). The hook only enqueues; a record that was refused is never told.
@@ -70,10 +76,11 @@ def record_custody(root: Path, request: CustodyRequest) -> int:
         ) from None
     except CustodyRefused as refused:
         raise CustodyProblem(str(refused)) from None
+    target = custody_log_of(root)
     try:
-        return asyncio.run(_record_here(root, request))
+        return asyncio.run(_record_here(root, request, target))
     except ArchiveLocked:
-        return _ask_daemon(root, request.to_json(), "index", "the custody record")
+        return _ask_daemon(target, request.to_json(), "index", "the custody record")
     except CustodyProblem:
         raise
     except CustodyRefused as refused:
@@ -82,15 +89,25 @@ def record_custody(root: Path, request: CustodyRequest) -> int:
         raise CustodyProblem(f"cannot record custody in {root}: {error}") from None
 
 
-async def _record_here(root: Path, request: CustodyRequest) -> int:
+def custody_log_of(root: Path) -> Path:
+    """The archive where looks at `root` are recorded: itself, or, restored from its
+    replica, its own custody archive (rule 5)."""
+    restored = (root / layout.MANIFEST).is_file() and not (root / layout.SIGNING_KEY).exists()
+    return root / layout.RESTORED_CUSTODY if restored else root
+
+
+async def _record_here(root: Path, request: CustodyRequest, target: Path) -> int:
     """With no daemon, this process is the archive's writer for one record: the same
-    writer, so the same checks (a replay too: writer.py rule 8)."""
+    writer, so the same checks (a replay too: writer.py rule 8). The contacts and their
+    keys are always `root`'s (rule 5)."""
     recipients = _recipients(root)
     try:
         keys = read_published(root)
     except OSError as error:
         raise CustodyProblem(f"cannot read the contacts' custody keys: {error.strerror}") from None
-    archive = await Archive.open(root, recipients=recipients, custody_keys=keys)
+    size = layout.RESTORED_CUSTODY_SEGMENT_BYTES if target != root else None
+    archive = await Archive.open(target, recipients=recipients, custody_keys=keys,
+                                 segment_bytes=size)  # fmt: skip
     try:
         return (await archive.record_signed(request)).index
     finally:
@@ -169,7 +186,7 @@ Heard = Callable[[str, tuple[int, ...]], None]
 
 async def serve_custody(archive: Archive, heard: Heard | None = None) -> asyncio.AbstractServer:
     """Listen on the archive's custody socket for records from contacts' tools; `heard`
-    is told each stored record's action and items (rule 5)."""
+    is told each stored record's action and items (rule 6)."""
     path = Path(archive.path) / SOCKET
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
@@ -192,7 +209,7 @@ async def serve_custody(archive: Archive, heard: Heard | None = None) -> asyncio
                 except CustodyRefused as refused:  # rule 2: one line, nothing stored
                     answer = {"error": str(refused)}
                 else:
-                    if heard is not None:  # rule 5
+                    if heard is not None:  # rule 6
                         heard(record.action, record.items)
             writer.write(json.dumps(answer).encode() + b"\n")
         except Exception:  # the client is told nothing was stored; the daemon goes on

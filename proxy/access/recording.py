@@ -11,6 +11,8 @@ Rules this module keeps:
 3. Decryption here is of the one entry just written, with the identity in memory only,
    read through the process's follower of the archive (archive/following.py), so it is
    checked against the signed log as it is read.
+4. For an archive restored from its replica, the record is stored, and read back, in its
+   own custody archive (proxy/custody.py rule 5).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from proxy.archive.custody_keys import CustodyRequest, request_bytes
 from proxy.archive.following import follower
 from proxy.archive.metadata import SealedCustody
 from proxy.archive.seal import SealedFormatError, fingerprint, open_sealed
-from proxy.custody import CustodyProblem, record_custody, sign_now
+from proxy.custody import CustodyProblem, custody_log_of, record_custody, sign_now
 
 _SKEW = timedelta(minutes=5)
 
@@ -63,7 +65,7 @@ def record(
     """Sign, store and read back one custody record (rules 1 and 2)."""
     request = signed_request(identity, action=action, items=items, reason=reason)
     index = record_custody(root, request)
-    stored = _read_entry(root, index, identity)
+    stored = _read_entry(custody_log_of(root), index, identity)  # a restored one's: rule 4
     now = datetime.now(UTC)
     if (
         stored is None

@@ -7,7 +7,7 @@ Rules this module keeps:
    after it was taken. With the order's `auto_card`, the wait keeps the item's card and
    the way it came (card.py, read when it was held); without, neither.
 2. A relay custody record for its sequence (heard through the daemon's custody socket,
-   proxy/custody.py rule 5) ends the wait. Acknowledging its alert does not: only a relay.
+   proxy/custody.py rule 6) ends the wait. Acknowledging its alert does not: only a relay.
 3. Past the deadline with no card, the item is handed back to the service to escalate at
    once (`overdue`). With a card, the card goes to her the way a relay would
    (access/delivery.py rule 7: a new email to the next hop, or a text to her phone), its

@@ -34,7 +34,7 @@ Rules this module keeps:
 8. Nothing urgent waits silently (deadlines.py): an item urgent for child logistics
    under a court order also waits for a relay until `relay_within` minutes after it was
    taken. A relay custody record for it, stored through the daemon's custody socket
-   (`recorded`, enqueue only, like `held`; proxy/custody.py rule 5), ends the wait and
+   (`recorded`, enqueue only, like `held`; proxy/custody.py rule 6), ends the wait and
    counts as acknowledging its alert. Past the deadline with no relay, her card goes
    (`auto_card`), or else, or when no channel can carry it, the alert escalates at once
    to the next contact on its ladder, reopened if a contact had acknowledged it.

@@ -51,6 +51,10 @@ LOCK = "lock"  # flock'd by the single writer; holds its pid
 LOG_DIR = "log"  # segment files 00000001.seg ...
 RECIPIENTS = "recipients"  # the contacts' age public keys, for sealing custody records
 CUSTODY_KEYS = "custody-keys"  # the contacts' custody public keys, for checking custody records
+# In an archive restored from its replica (no signing.key: it takes no new entries), the
+# archive of its own where the custody of every look at it since is recorded (custody.py)
+RESTORED_CUSTODY = "custody-after-restore"
+RESTORED_CUSTODY_SEGMENT_BYTES = 1 << 20  # custody records are small
 
 
 def new_segment_bytes() -> int:
