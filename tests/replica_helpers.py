@@ -1,12 +1,13 @@
 """A small in-memory writer of the replica bucket layout, straight from a real archive,
 for check.py's unit tests (the S3 tests use the replicator itself, proxy/replica).
 
-It keeps docs/replication.md's contract and nothing more: for every checkpoint entry of the archive, at index s (signing size s), the
-tiles and entry bundles of size s, the blob of every entry below s, `checkpoints/<s>`;
-once, `archive.json` and `signing.pub`; the archive's `recipients` and `custody-keys` as
-`public/<size>/...` at the newest size; `checkpoint` (updated in place) last. Also: a
-real version 3 archive with held items, custody records and several checkpoints, and a
-static copy of a bucket for a plain web server.
+It keeps docs/replication.md's contract and nothing more: for every checkpoint entry of
+the archive, at index s (signing size s), the tiles and entry bundles of size s, the blob
+of every entry below s, `checkpoints/<s>`; once, `archive.json` and `signing.pub`; the
+archive's `recipients` and `custody-keys` as `public/<size>/...` at the newest size;
+`checkpoint` (updated in place) last. Also: a real version 3 archive with held items,
+custody records and several checkpoints, and a static copy of a bucket for a plain web
+server.
 """
 
 from __future__ import annotations
