@@ -59,8 +59,41 @@ class Checkpoint:
         return f"{self.origin}\n{self.size}\n{base64.b64encode(self.root).decode()}\ntime {stamp}\n"
 
 
-def _key_id(name: str, public: bytes) -> bytes:
-    return hashlib.sha256(name.encode() + b"\n" + bytes([_ED25519]) + public).digest()[:4]
+def key_id(name: str, key_type: int, public: bytes) -> bytes:
+    """A signed-note key ID: the first 4 bytes of SHA-256(name || "\n" || type || key)."""
+    return hashlib.sha256(name.encode() + b"\n" + bytes([key_type]) + public).digest()[:4]
+
+
+def encode_vkey(name: str, key_type: int, public: bytes) -> str:
+    """A verifier key as signed notes write one: name+hex key ID+base64(type || key)."""
+    raw = base64.b64encode(bytes([key_type]) + public).decode()
+    return f"{name}+{key_id(name, key_type, public).hex()}+{raw}"
+
+
+class VkeyProblem(ValueError):
+    """Why text is not a verifier key of the type asked for: "format", "type" or "id"."""
+
+
+def decode_vkey(text: str, key_type: int) -> tuple[str, bytes]:
+    """(name, 32-byte public key) of a verifier key of `key_type`, or VkeyProblem; the
+    caller checks the name and words its own error."""
+    try:
+        name, hex_id, raw = text.strip().split("+", 2)
+        blob = base64.b64decode(raw, validate=True)
+    except (ValueError, binascii.Error):
+        raise VkeyProblem("format") from None
+    if len(blob) != 33 or blob[0] != key_type:
+        raise VkeyProblem("type")
+    if key_id(name, key_type, blob[1:]).hex() != hex_id.lower():
+        raise VkeyProblem("id")
+    return name, blob[1:]
+
+
+_VKEY_PROBLEMS = {
+    "format": "verifier key is not name+keyid+base64",
+    "type": "verifier key is not an Ed25519 key",
+    "id": "verifier key id does not match its key",
+}
 
 
 def _check_name(name: str) -> None:
@@ -77,26 +110,19 @@ class Verifier:
 
     @property
     def key_id(self) -> bytes:
-        return _key_id(self.name, self.public)
+        return key_id(self.name, _ED25519, self.public)
 
     def encode(self) -> str:
-        raw = base64.b64encode(bytes([_ED25519]) + self.public).decode()
-        return f"{self.name}+{self.key_id.hex()}+{raw}"
+        return encode_vkey(self.name, _ED25519, self.public)
 
     @classmethod
     def decode(cls, text: str) -> Verifier:
         try:
-            name, key_id, raw = text.strip().split("+", 2)
-            blob = base64.b64decode(raw, validate=True)
-        except (ValueError, binascii.Error) as error:
-            raise NoteError("verifier key is not name+keyid+base64") from error
-        if len(blob) != 33 or blob[0] != _ED25519:
-            raise NoteError("verifier key is not an Ed25519 key")
-        verifier = cls(name, blob[1:])
+            name, public = decode_vkey(text, _ED25519)
+        except VkeyProblem as problem:
+            raise NoteError(_VKEY_PROBLEMS[str(problem)]) from None
         _check_name(name)
-        if verifier.key_id.hex() != key_id.lower():
-            raise NoteError("verifier key id does not match its key")
-        return verifier
+        return cls(name, public)
 
     def open(self, note: bytes) -> str:
         """The text of `note` if it carries a valid signature by this key; else NoteError."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -32,6 +31,8 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
     load_pem_private_key,
 )
+
+from proxy.archive.note import VkeyProblem, decode_vkey, encode_vkey, key_id
 
 COSIGNATURE_V1 = 0x04
 DASH = "\u2014 "
@@ -51,8 +52,11 @@ def check_name(name: str) -> str:
     return name
 
 
-def _key_id(name: str, public: bytes) -> bytes:
-    return hashlib.sha256(name.encode() + b"\n" + bytes([COSIGNATURE_V1]) + public).digest()[:4]
+_VKEY_PROBLEMS = {
+    "format": "a witness key is name+keyid+base64",
+    "type": "a witness key is an Ed25519 cosignature/v1 key (type 0x04)",
+    "id": "the witness key's id does not match its key",
+}
 
 
 def signed_message(body: str, timestamp: int) -> bytes:
@@ -78,26 +82,19 @@ class WitnessKey:
 
     @property
     def key_id(self) -> bytes:
-        return _key_id(self.name, self.public)
+        return key_id(self.name, COSIGNATURE_V1, self.public)
 
     def encode(self) -> str:
-        raw = base64.b64encode(bytes([COSIGNATURE_V1]) + self.public).decode()
-        return f"{self.name}+{self.key_id.hex()}+{raw}"
+        return encode_vkey(self.name, COSIGNATURE_V1, self.public)
 
     @classmethod
     def decode(cls, text: str) -> WitnessKey:
         """A verifier key "<name>+<hex id>+<base64(0x04 || key)>", or CosignatureError."""
         try:
-            name, key_id, raw = text.strip().split("+", 2)
-            blob = base64.b64decode(raw, validate=True)
-        except (ValueError, binascii.Error):
-            raise CosignatureError("a witness key is name+keyid+base64") from None
-        if len(blob) != 33 or blob[0] != COSIGNATURE_V1:
-            raise CosignatureError("a witness key is an Ed25519 cosignature/v1 key (type 0x04)")
-        key = cls(check_name(name), blob[1:])
-        if key.key_id.hex() != key_id.lower():
-            raise CosignatureError("the witness key's id does not match its key")
-        return key
+            name, public = decode_vkey(text, COSIGNATURE_V1)
+        except VkeyProblem as problem:
+            raise CosignatureError(_VKEY_PROBLEMS[str(problem)]) from None
+        return cls(check_name(name), public)
 
     def check(self, line: str, body: str) -> Cosigned | None:
         """The cosignature in `line` if it is this key's; None if it is another key's;
