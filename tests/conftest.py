@@ -6,12 +6,28 @@ reserved some 33 GB of disk per run, and filled a CI machine's disk part-way thr
 make their archives with 1 MiB segments (layout.py rule 4), in this process and in every
 daemon, portal or command they start (the environment is inherited). A test that needs
 another size passes `segment_bytes` itself; the benchmarks keep the default.
+
+`server` is a private SeaweedFS (S3 with Object Lock, tests/s3_server.py) for one test
+module of the replica's, started once per module that asks for it.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+
+import pytest
 
 from proxy.archive.layout import SEGMENT_ENV
+from tests.s3_server import SeaweedS3
 
 os.environ.setdefault(SEGMENT_ENV, "1")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[SeaweedS3]:
+    s3 = SeaweedS3().start()
+    try:
+        yield s3
+    finally:
+        s3.stop()

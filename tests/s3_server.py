@@ -40,6 +40,7 @@ ACCESS_KEY_ID = "replica-test"
 SECRET_ACCESS_KEY = "replica-test-secret"
 REGION = "us-east-1"
 START_SECONDS = 60.0
+_BIND_TRIES = 3  # a port taken between picking and binding (start())
 _PORTS = (
     "s3.port", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance", "master.port",
     "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
@@ -67,6 +68,25 @@ class SeaweedS3:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> SeaweedS3:
+        """Start `weed mini` and wait until S3 answers. Its dozen ports are picked free
+        just before; another process may take one in between, and weed then exits at
+        once saying the address is in use: then it starts again on new ports (at most
+        `_BIND_TRIES` times). Any other failure is raised with the log's tail."""
+        for attempt in range(1, _BIND_TRIES + 1):
+            try:
+                return self._start_once()
+            except ServerError:
+                taken = "address already in use" in self.tail().lower()
+                self.stop()
+                if not taken or attempt == _BIND_TRIES:
+                    raise
+                self.root = make_root("nocontact-s3-")
+                self.ports = {name: free_port() for name in _PORTS}
+                self.endpoint = f"http://{HOST}:{self.ports['s3.port']}"
+                self.log = self.root / "weed.log"
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> SeaweedS3:
         data = self.root / "data"
         data.mkdir()
         command = [
@@ -86,14 +106,10 @@ class SeaweedS3:
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip
         process = self._process
-        try:
-            wait_until(
-                self._answers, what="weed mini", log=self.log, timeout=START_SECONDS,
-                alive=lambda: process.poll() is None,
-            )  # fmt: skip
-        except ServerError:
-            self.stop()
-            raise
+        wait_until(
+            self._answers, what="weed mini", log=self.log, timeout=START_SECONDS,
+            alive=lambda: process.poll() is None,
+        )  # fmt: skip
         return self
 
     def client(self, *, secret: str = SECRET_ACCESS_KEY) -> Any:

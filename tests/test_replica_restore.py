@@ -72,15 +72,6 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Made:
     return Made(archive=archive, early=early, fork=fork, contact=contact, held=held)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[SeaweedS3]:
-    s3 = SeaweedS3().start()
-    try:
-        yield s3
-    finally:
-        s3.stop()
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Bucket:
     server: SeaweedS3

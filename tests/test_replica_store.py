@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,15 +33,6 @@ from tests.servers import free_port
 
 NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 _names = (f"replica-{n}" for n in itertools.count())
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SeaweedS3]:
-    s3 = SeaweedS3().start()
-    try:
-        yield s3
-    finally:
-        s3.stop()
 
 
 @pytest.fixture

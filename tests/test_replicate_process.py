@@ -11,11 +11,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from proxy.archive import layout
@@ -29,15 +27,6 @@ from tests.s3_server import SeaweedS3
 
 _names = (f"process-{n}" for n in itertools.count())
 _EVENTS = {"replicator started", "replica up to date", "replica behind", "replicator stopped"}
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SeaweedS3]:
-    s3 = SeaweedS3().start()
-    try:
-        yield s3
-    finally:
-        s3.stop()
 
 
 def _config(server: SeaweedS3, tmp_path: Path, archive: Path, **section: Any) -> Path:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import shutil
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,15 +25,6 @@ from tests.replicator_helpers import NOW, contract_keys, grow, signed_entries
 from tests.s3_server import SeaweedS3
 
 _names = (f"replicator-{n}" for n in itertools.count())
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SeaweedS3]:
-    s3 = SeaweedS3().start()
-    try:
-        yield s3
-    finally:
-        s3.stop()
 
 
 @pytest.fixture
