@@ -20,6 +20,7 @@ from proxy.daemon import Daemon
 from proxy.errors import ConfigError
 from tests.factories import config_data
 
+
 def _config(tmp_path: Path, **archive: Any) -> Path:
     data = config_data(archive={"path": str(tmp_path / "archive"), **archive})
     path = tmp_path / "config.yaml"
