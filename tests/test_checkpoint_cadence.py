@@ -13,8 +13,8 @@ import yaml
 
 from proxy.archive import layout, writer
 from proxy.archive.reader import SegmentScan, contiguous_segments, mapped
-from proxy.archive.segments import segment_name
 from proxy.archive.records import EntryKind
+from proxy.archive.segments import segment_name
 from proxy.config import load_config
 from proxy.daemon import Daemon
 from proxy.errors import ConfigError

@@ -5,8 +5,8 @@ Rules this module keeps:
 1. Healthy means all of: the config loads; the archive's writer lock is held (a daemon
    runs on it); the `checkpoint` file verifies against `signing.pub` and was signed at
    most `STALE_AFTER` ago, or two `archive.checkpoint_every` if longer (a live daemon
-   signs at every tick, whatever came in); the SMTP listener greets with 220; the webhook listener answers HTTP; every next
-   hop answers (doctor's own check).
+   signs at every tick, whatever came in); the SMTP listener greets with 220; the
+   webhook listener answers HTTP; every next hop answers (doctor's own check).
 2. Only what anyone on the host could see is looked at: no archive entry is read, no
    watched mailbox opened (the IMAP watcher's health is the daemon's, whose lock and
    ticks are checked), no message sent.
@@ -37,8 +37,8 @@ from proxy.archive.verify import writer_is_live
 from proxy.config import Config, load_config
 from proxy.deliver.address import parse_listen
 from proxy.doctor.hops import hop_problem, next_hops
-from proxy.replica.state import lag_seconds
 from proxy.errors import ConfigError
+from proxy.replica.state import lag_seconds
 
 LAG_TICKS = 3  # a replica this many ticks and passes behind is stuck (rule 5)
 STALE_AFTER = timedelta(seconds=2 * TIME_GRAIN)  # two ticks missed: the daemon is stuck
