@@ -79,7 +79,7 @@ class Archive(_Section):
         default=600, ge=30, le=3600,
         description="Seconds between the archive's signed checkpoints, on a fixed wall-clock "
         "cadence whatever arrives (one checkpoint entry each tick, idle or not); 60 for a "
-        "replicated archive, so entries reach the bucket within a minute",
+        "replicated archive, so entries reach the bucket about a minute after arriving",
     )  # fmt: skip
 
 
