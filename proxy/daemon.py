@@ -65,6 +65,8 @@ Rules this module keeps:
     signs to every witness (`proxy.witness.submitter`) once the daemon is ready, and is
     cancelled first when it stops; a witness down never delays a channel. A reload does
     not change the witnesses: a restart does.
+17. The archive signs on the config's `archive.checkpoint_every` cadence (writer.py rule
+    3: fixed, whatever arrives); a restart changes it, as any other archive setting.
 """
 
 from __future__ import annotations
@@ -431,8 +433,9 @@ class Daemon:
         self._recipients = demo_recipients(config)
         keys = custody_keys(config, self._recipients)
         return await Archive.open(
-            config.archive.path, recipients=self._recipients, custody_keys=keys
-        )
+            config.archive.path, recipients=self._recipients, custody_keys=keys,
+            checkpoint_every=float(config.archive.checkpoint_every),
+        )  # fmt: skip
 
     def _new_contacts(self, config: Config, archive: Archive, changes: list[KeyChange]) -> None:
         """Seal to the new set of contacts from now on, if it changed, and check custody

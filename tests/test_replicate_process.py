@@ -18,7 +18,7 @@ import yaml
 
 from proxy.archive import layout
 from proxy.archive.segments import segment_name
-from proxy.replica.process import lag_seconds
+from proxy.replica.state import lag_seconds
 from proxy.replica.store import BucketSettings, ObjectStore, open_store
 from tests.factories import config_data
 from tests.old_archives import copy_version_2

@@ -75,6 +75,12 @@ class Archive(_Section):
         description="Directory of the sealed archive; relative paths are read from the "
         "config file's directory",
     )
+    checkpoint_every: int = Field(
+        default=600, ge=30, le=3600,
+        description="Seconds between the archive's signed checkpoints, on a fixed wall-clock "
+        "cadence whatever arrives (one checkpoint entry each tick, idle or not); 60 for a "
+        "replicated archive, so entries reach the bucket about a minute after arriving",
+    )  # fmt: skip
 
 
 LocalTime = Annotated[

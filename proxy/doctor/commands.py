@@ -84,11 +84,12 @@ def _doctor(args: argparse.Namespace) -> int:
 
 def _health(args: argparse.Namespace) -> int:
     try:
-        found = health.reasons(args.config, now=datetime.now(UTC), timeout=float(args.timeout))
+        found = health.verdict(args.config, now=datetime.now(UTC), timeout=float(args.timeout))
     except Exception as error:  # never a traceback in a HEALTHCHECK's log
-        found = [f"the check itself failed ({type(error).__name__})"]
-    if found:
-        print(line(Finding(what="unhealthy", problem=", ".join(found))).removeprefix("FAIL "))
-        return EXIT_PROBLEM
-    print("healthy")
-    return EXIT_OK
+        found = health.Verdict(reasons=[f"the check itself failed ({type(error).__name__})"])
+    if not found.reasons:
+        print(found.line())
+        return EXIT_OK
+    said = found.line().removeprefix("unhealthy: ")
+    print(line(Finding(what="unhealthy", problem=said)).removeprefix("FAIL "))
+    return EXIT_PROBLEM

@@ -16,14 +16,14 @@ Rules this module keeps:
    bucket stands at a whole checkpoint: replicator.py rule 2) and the process exits 0.
 5. After each pass that leaves the bucket up to date, the state file (0600, in a 0700
    directory) records the size replicated and when (unix seconds), for the lag
-   (`lag_seconds`): a size is in the archive's own `checkpoint` file already.
+   (state.py; `nocontact health` reports it): a size is in the archive's own
+   `checkpoint` file already.
 6. `--once`: one pass, then exit 0 with "replica up to date", or one line: exit 1 when
    the archive does not verify (what verified was uploaded first), 2 for anything else.
 """
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import threading
@@ -32,13 +32,14 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from proxy import disk, logs
+from proxy import logs
 from proxy.archive.verify import VerifyFailure
 from proxy.config import Config
 from proxy.config.model import Replicate
 from proxy.processes import no_core_dumps
 from proxy.replica.replicator import Outcome, ReplicaRefused, Replicator, Stopped
 from proxy.replica.signed_archive import ArchiveSource, NotReplicable
+from proxy.replica.state import write_state
 from proxy.replica.store import BucketSettings, StoreError, open_store
 
 MOST_WAIT = 60.0
@@ -115,22 +116,6 @@ class ReplicaProcess:
             self._stop.wait(wait)
         _log.info("replicator stopped")
         return 0
-
-
-def write_state(path: Path, size: int, at: float) -> None:
-    """Rule 5: the size replicated and when, atomically, 0600."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    data = json.dumps({"replicated_size": size, "up_to_date_at": int(at)}) + "\n"
-    disk.replace_file(path, data.encode())
-
-
-def lag_seconds(path: Path, now: float) -> float | None:
-    """Seconds since the bucket was last found up to date (None: never, or unreadable)."""
-    try:
-        at = json.loads(path.read_text())["up_to_date_at"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return max(0.0, now - at) if isinstance(at, int) else None
 
 
 def _stopper(stop: threading.Event) -> Callable[[int, FrameType | None], None]:
