@@ -22,8 +22,12 @@ Rules this module keeps:
 4. `public/<S>/recipients` and `public/<S>/custody-keys` (the files as they are when the
    pass publishes S) are written before `checkpoints/<S>` when either differs from the
    bucket's latest pair; a file the archive does not have is not written.
-5. Bounded memory: one body at a time, one level 0 row of at most 256 entries of 41
-   bytes; tile hashes are read from the walk's tree, which holds them already.
+5. Bounded memory: blobs are sent `_SENDERS` at a time (each is two requests in a row,
+   the locked PUT and its version check: sent one by one the round trips, not the bytes,
+   set the pace), holding at most `_IN_FLIGHT` bytes of bodies (a larger body goes
+   alone), and all of them are in the bucket before anything of the checkpoint above
+   them is written (rule 2); one level 0 row of at most 256 entries of 41 bytes; tile
+   hashes are read from the walk's tree, which holds them already.
 6. A pass with nothing new writes nothing. Within one process, where the bucket stands is
    remembered after a pass that succeeds, so such a pass sends no request at all; any
    failure forgets it, and the next pass lists the bucket again.
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +58,36 @@ CHECKPOINTS = "checkpoints/"
 BLOBS = "blobs/sha256/"
 PUBLIC = "public/"
 PUBLIC_FILES = (layout.RECIPIENTS, layout.CUSTODY_KEYS)
+_SENDERS = 8  # blobs in flight at once (rule 5)
+_IN_FLIGHT = 64 << 20  # bytes of bodies held for them at most
+
+
+class _Blobs:
+    """Blob uploads in flight (rule 5): `send`, then `settle` before anything that must
+    come after them; the first failure is raised by `settle`."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self._store = store
+        self._pool = ThreadPoolExecutor(_SENDERS, thread_name_prefix="replica-put")
+        self._pending: list[Future[Placed]] = []
+        self._bytes = 0
+
+    def send(self, key: str, data: bytes) -> None:
+        if self._pending and (self._bytes + len(data) > _IN_FLIGHT
+                              or len(self._pending) >= 4 * _SENDERS):  # fmt: skip
+            self.settle()
+        self._pending.append(self._pool.submit(self._store.put_once, key, data))
+        self._bytes += len(data)
+
+    def settle(self) -> None:
+        pending, self._pending, self._bytes = self._pending, [], 0
+        for sent in pending:
+            error = sent.exception()  # waits for it
+            if error is not None:
+                raise error
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class ReplicaRefused(NocontactError):
@@ -220,22 +255,34 @@ class Replicator:
 
     def _stream(self, entries: Entries, signed: Signed, position: int | None) -> None:
         """Rule 2, entry by entry from the bucket's checkpoint to the archive's latest."""
+        blobs = _Blobs(self._store)
+        try:
+            self._stream_into(entries, signed, position, blobs)
+        finally:
+            blobs.close()
+
+    def _stream_into(
+        self, entries: Entries, signed: Signed, position: int | None, blobs: _Blobs
+    ) -> None:
         start = 0 if position is None else position
         row = self._row_at(entries, start)
         published = position
         for index in range(start, signed.size):
             if self._stopping():
+                blobs.settle()
                 raise Stopped("stopped: the bucket stands at a whole checkpoint")
             entry = entries.read(index)
             if entry.kind is EntryKind.CHECKPOINT and (published is None or index > published):
+                blobs.settle()  # every blob below it is in the bucket first (rule 2)
                 self._publish(signed.tree, published, index, entry.body, row)
                 published = index
-            self._store.put_once(blob_key(entry.body), entry.body)
+            blobs.send(blob_key(entry.body), entry.body)
             row.entries.append(tile_entry(entry.kind, index, entry.body))
             if len(row.entries) == WIDTH:
                 self._store.put_once(Tile(level=None, index=row.start // WIDTH).path,
                                      encode_bundle(row.entries))  # fmt: skip
                 row = _Row(start=row.end)
+        blobs.settle()
         if published != signed.size:
             self._publish(signed.tree, published, signed.size, signed.note, row)
         self._row = row
