@@ -16,7 +16,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
@@ -102,41 +102,56 @@ class MerkleTree:
         size = self.size if size is None else size
         if not 0 <= index < size <= self.size:
             raise ValueError(f"no leaf {index} in a tree of {size}")
-        proof: list[bytes] = []
-        start, end = 0, size
-        while end - start > 1:
-            k = _split(end - start)
-            if index - start < k:
-                proof.append(self._subtree(start + k, end))
-                end = start + k
-            else:
-                proof.append(self._subtree(start, start + k))
-                start += k
-        proof.reverse()
-        return proof
+        return inclusion_path(index, size, self._subtree)
 
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
         """RFC 6962 2.1.2 PROOF(old_size, D[new_size])."""
         new_size = self.size if new_size is None else new_size
         if not 0 < old_size <= new_size <= self.size:
             raise ValueError(f"no consistency proof from {old_size} to {new_size}")
-        proof: list[bytes] = []
-        self._subproof(old_size, 0, new_size, complete=True, out=proof)
-        return proof
+        return consistency_path(old_size, new_size, self._subtree)
 
-    def _subproof(self, m: int, start: int, end: int, *, complete: bool, out: list[bytes]) -> None:
+
+Subtree = Callable[[int, int], bytes]  # the Merkle Tree Hash of leaves [start, end)
+
+
+def inclusion_path(index: int, size: int, subtree: Subtree) -> list[bytes]:
+    """RFC 6962 2.1.1 PATH(index, D[size]) from any source of subtree hashes (this
+    module's tree, or a tree read back from tlog tiles)."""
+    proof: list[bytes] = []
+    start, end = 0, size
+    while end - start > 1:
+        k = _split(end - start)
+        if index - start < k:
+            proof.append(subtree(start + k, end))
+            end = start + k
+        else:
+            proof.append(subtree(start, start + k))
+            start += k
+    proof.reverse()
+    return proof
+
+
+def consistency_path(old_size: int, new_size: int, subtree: Subtree) -> list[bytes]:
+    """RFC 6962 2.1.2 PROOF(old_size, D[new_size]) from any source of subtree hashes."""
+    proof: list[bytes] = []
+
+    def walk(m: int, start: int, end: int, complete: bool) -> None:
         n = end - start
         if m == n:
             if not complete:
-                out.append(self._subtree(start, end))
+                proof.append(subtree(start, end))
             return
         k = _split(n)
         if m <= k:
-            self._subproof(m, start, start + k, complete=complete, out=out)
-            out.append(self._subtree(start + k, end))
+            walk(m, start, start + k, complete)
+            proof.append(subtree(start + k, end))
         else:
-            self._subproof(m - k, start + k, end, complete=False, out=out)
-            out.append(self._subtree(start, start + k))
+            walk(m - k, start + k, end, False)
+            proof.append(subtree(start, start + k))
+
+    walk(old_size, 0, new_size, True)
+    return proof
 
 
 def verify_inclusion(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from proxy.archive.merkle import EMPTY_ROOT, node_hash
+from proxy.archive.merkle import EMPTY_ROOT, consistency_path, inclusion_path, node_hash
 from proxy.replica.tiles import (
     HEIGHT,
     WIDTH,
@@ -98,40 +98,13 @@ class TiledTree:
         """RFC 6962 2.1.1 PATH(index, D[size]), as `MerkleTree.inclusion_proof` gives it."""
         if not 0 <= index < self.size:
             raise TileError(f"no leaf {index} in a tree of {self.size}")
-        proof: list[bytes] = []
-        start, end = 0, self.size
-        while end - start > 1:
-            k = _split(end - start)
-            if index - start < k:
-                proof.append(self._subtree(start + k, end))
-                end = start + k
-            else:
-                proof.append(self._subtree(start, start + k))
-                start += k
-        proof.reverse()
-        return proof
+        return inclusion_path(index, self.size, self._subtree)
 
     def consistency_proof(self, old_size: int) -> list[bytes]:
         """RFC 6962 2.1.2 PROOF(old_size, D[size]): every hash it needs is in these tiles."""
         if not 0 < old_size <= self.size:
             raise TileError(f"no consistency proof from {old_size} to {self.size}")
-        proof: list[bytes] = []
-        self._subproof(old_size, 0, self.size, complete=True, out=proof)
-        return proof
-
-    def _subproof(self, m: int, start: int, end: int, *, complete: bool, out: list[bytes]) -> None:
-        n = end - start
-        if m == n:
-            if not complete:
-                out.append(self._subtree(start, end))
-            return
-        k = _split(n)
-        if m <= k:
-            self._subproof(m, start, start + k, complete=complete, out=out)
-            out.append(self._subtree(start + k, end))
-        else:
-            self._subproof(m - k, start + k, end, complete=False, out=out)
-            out.append(self._subtree(start, start + k))
+        return consistency_path(old_size, self.size, self._subtree)
 
     def check(self, bundles: Mapping[Tile, bytes] | None = None) -> bytes:
         """Every tile (and bundle, if given) bound to the root, which is returned (rule 4)."""
