@@ -20,11 +20,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import unquote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from proxy.alerts.send import parsed, transport_url
+from proxy.config.files import absolute, file_problem
 from proxy.config.load import Document
 from proxy.config.model import Alerts, AlertTransport, Config
 from proxy.errors import ConfigProblem
@@ -49,17 +49,14 @@ def check_alerts(document: Document, config: Config) -> tuple[Alerts | None, lis
     for name, written in alerts.transports.items():
         key, transport = ("alerts", "transports", name), written
         if transport.url_file is not None:
-            path = _absolute(document.directory, transport.url_file)
+            path = absolute(document.directory, transport.url_file)
             transport = transport.model_copy(update={"url_file": path})
-            if not os.path.isfile(path):
-                problems.append(document.problem((*key, "url_file"), f"no such file: {path}"))
+            problem = file_problem(document, (*key, "url_file"), path, secret=True)
+            if problem is not None:
+                problems.append(problem)
+            if not os.path.isfile(path):  # nothing to read a URL from
                 transports[name] = transport
                 continue
-            if (mode := os.stat(path).st_mode & 0o777) & 0o077:
-                problems.append(document.problem(
-                    (*key, "url_file"), f"{path} can be read by other users (mode "
-                    f"{mode:04o}): make it 0600, owned by the user the daemon runs as",
-                ))  # fmt: skip
         transports[name] = transport
         url = transport_url(transport)
         where = (*key, "url" if transport.url is not None else "url_file")
@@ -119,8 +116,3 @@ def _hers(notifier: object, url: str, config: Config) -> Iterator[str]:
         runs = (re.sub(r"\D", "", run) for run in re.findall(r"[\d\-.() ]{7,}", unquote(url)))
         if len(hers) >= 7 and any(run.endswith(hers) for run in runs):
             yield "sends to her own phone (channels.sms.forward_to): alerts are for contacts"
-
-
-def _absolute(directory: Path, written: str) -> str:
-    path = Path(os.path.expanduser(written))
-    return os.path.normpath(path if path.is_absolute() else directory / path)

@@ -41,6 +41,7 @@ from pathlib import Path
 
 from proxy.config import values
 from proxy.config.alert_checks import check_alerts
+from proxy.config.files import absolute, file_problem
 from proxy.config.load import Document, Loc, dotted
 from proxy.config.model import Channels, Config, Contact, Portal
 from proxy.config.order_checks import check_orders
@@ -79,7 +80,7 @@ def resolve(document: Document, config: Config) -> tuple[Config, list[ConfigProb
         unenrolled += problem is None and resolved.age_recipient is None and not resolved.demo
     problems += _portal_contacts(document, config, none_enrolled=unenrolled == len(contacts))
     archive = config.archive.model_copy(
-        update={"path": _absolute(document.directory, config.archive.path)}
+        update={"path": absolute(document.directory, config.archive.path)}
     )
     channels, wrong = _resolve_channels(document, config)
     problems += wrong
@@ -146,7 +147,7 @@ def _resolve_portal(
         parse_listen(portal.listen)
     except ValueError as error:
         problems.append(document.problem((*key, "listen"), str(error)))
-    update: dict[str, object] = {"state_dir": _absolute(document.directory, portal.state_dir)}
+    update: dict[str, object] = {"state_dir": absolute(document.directory, portal.state_dir)}
     problems += _resolve_files(document, key, portal, ("tls_cert_file", "tls_key_file"), update)
     return portal.model_copy(update=update), problems
 
@@ -180,7 +181,7 @@ def _resolve_deliver(
     except ValueError as error:
         return [document.problem((*key, "deliver"), str(error))]
     if destination.scheme is Scheme.MAILDIR:
-        update["deliver"] = "maildir:" + _absolute(document.directory, destination.path)
+        update["deliver"] = "maildir:" + absolute(document.directory, destination.path)
     return []
 
 
@@ -197,14 +198,10 @@ def _resolve_files(
     for name in names:
         written = getattr(section, name)
         if written is not None:
-            path = _absolute(document.directory, written)
-            if not os.path.isfile(path):
-                problems.append(document.problem((*key, name), f"no such file: {path}"))
-            elif name in _SECRETS and (mode := os.stat(path).st_mode & 0o777) & 0o077:
-                problems.append(document.problem(
-                    (*key, name), f"{path} can be read by other users (mode {mode:04o}): "
-                    "make it 0600, owned by the user the daemon runs as",
-                ))  # fmt: skip
+            path = absolute(document.directory, written)
+            problem = file_problem(document, (*key, name), path, secret=name in _SECRETS)
+            if problem is not None:
+                problems.append(problem)
             update[name] = path
     return problems
 
@@ -236,7 +233,7 @@ def _resolve_imap(document: Document, channels: Channels) -> tuple[Channels, lis
             )
         seen.setdefault(account.name, index)
     resolved = imap.model_copy(
-        update={"accounts": accounts, "state_dir": _absolute(document.directory, imap.state_dir)}
+        update={"accounts": accounts, "state_dir": absolute(document.directory, imap.state_dir)}
     )
     return channels.model_copy(update={"imap": resolved}), problems
 
@@ -251,7 +248,7 @@ def _resolve_sms(document: Document, channels: Channels) -> tuple[Channels, list
         parse_listen(sms.listen)
     except ValueError as error:
         problems.append(document.problem((*key, "listen"), str(error)))
-    update: dict[str, object] = {"state_dir": _absolute(document.directory, sms.state_dir)}
+    update: dict[str, object] = {"state_dir": absolute(document.directory, sms.state_dir)}
     problems += _resolve_files(document, key, sms, ("auth_token_file",), update)
     if sms.auth_token_file is None and not os.environ.get("TWILIO_AUTH_TOKEN", "").strip():
         problems.append(
@@ -323,7 +320,7 @@ def _read_recipient(
 ) -> tuple[Contact, ConfigProblem | None]:
     if contact.age_recipient_file is None:
         return contact, None
-    path = _absolute(document.directory, contact.age_recipient_file)
+    path = absolute(document.directory, contact.age_recipient_file)
     if (contact.demo or contact.portal) and not os.path.exists(path):
         # demo: made at run; portal: written at enrollment (rule 7)
         return contact.model_copy(update={"age_recipient_file": path}), None
@@ -397,8 +394,3 @@ def _custody_key_in(path: Path) -> str | None:
         return values.custody_key(text)
     except ValueError as error:
         raise _UnusableKeyFileError(f"{path}: {error}") from None
-
-
-def _absolute(directory: Path, written: str) -> str:
-    path = Path(os.path.expanduser(written))
-    return os.path.normpath(path if path.is_absolute() else directory / path)

@@ -12,8 +12,8 @@ Rules this module keeps:
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
+from proxy.config.files import absolute
 from proxy.config.load import Document
 from proxy.config.model import Config, Person
 from proxy.errors import ConfigProblem
@@ -45,14 +45,9 @@ def check_orders(document: Document, config: Config) -> tuple[list[Person], list
                                                  "written twice in this order"))  # fmt: skip
             seen.add(child.casefold())
         if order.order_file is not None:
-            path = _absolute(document.directory, order.order_file)
+            path = absolute(document.directory, order.order_file)
             if not os.path.isfile(path):
                 problems.append(document.problem((*key, "order_file"), f"no such file: {path}"))
             order = order.model_copy(update={"order_file": path})
         people.append(person.model_copy(update={"court_order": order}))
     return people, problems
-
-
-def _absolute(directory: Path, written: str) -> str:
-    path = Path(os.path.expanduser(written))
-    return os.path.normpath(path if path.is_absolute() else directory / path)

@@ -14,10 +14,8 @@ Rules this module keeps:
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from proxy.config import values
+from proxy.config.files import absolute, file_problem
 from proxy.config.load import Document
 from proxy.config.model import Outbound
 from proxy.errors import ConfigProblem
@@ -39,18 +37,8 @@ def check_outbound(
         ))  # fmt: skip
     if outbound.password_file is None:
         return outbound, problems
-    path = _absolute(document.directory, outbound.password_file)
-    where = (*_KEY, "password_file")
-    if not os.path.isfile(path):
-        problems.append(document.problem(where, f"no such file: {path}"))
-    elif (mode := os.stat(path).st_mode & 0o777) & 0o077:
-        problems.append(document.problem(
-            where, f"{path} can be read by other users (mode {mode:04o}): make it 0600, "
-            "owned by the user the daemon runs as",
-        ))  # fmt: skip
+    path = absolute(document.directory, outbound.password_file)
+    problem = file_problem(document, (*_KEY, "password_file"), path, secret=True)
+    if problem is not None:
+        problems.append(problem)
     return outbound.model_copy(update={"password_file": path}), problems
-
-
-def _absolute(directory: Path, written: str) -> str:
-    path = Path(os.path.expanduser(written))
-    return os.path.normpath(path if path.is_absolute() else directory / path)

@@ -13,11 +13,10 @@ Rules this module keeps:
 
 from __future__ import annotations
 
-import os
 import urllib.parse
-from pathlib import Path
 
 from proxy.config import values
+from proxy.config.files import absolute, file_problem
 from proxy.config.load import Document
 from proxy.config.model import Replicate
 from proxy.errors import ConfigProblem
@@ -39,20 +38,11 @@ def check_replicate(
                 (*_KEY, "endpoint"), "http sends every object in the clear: use https, or "
                 f"an S3 server on this machine (127.0.0.1, ::1, localhost), not {parts.hostname}",
             ))  # fmt: skip
-    path = _absolute(document.directory, replicate.credentials_file)
-    where = (*_KEY, "credentials_file")
-    if not os.path.isfile(path):
-        problems.append(document.problem(where, f"no such file: {path}"))
-    elif (mode := os.stat(path).st_mode & 0o777) & 0o077:
-        problems.append(document.problem(
-            where, f"{path} can be read by other users (mode {mode:04o}): make it 0600, "
-            "owned by the user the replicator runs as",
-        ))  # fmt: skip
-    state = _absolute(document.directory, replicate.state_file)
+    path = absolute(document.directory, replicate.credentials_file)
+    problem = file_problem(document, (*_KEY, "credentials_file"), path, secret=True,
+                           reader="the replicator")  # fmt: skip
+    if problem is not None:
+        problems.append(problem)
+    state = absolute(document.directory, replicate.state_file)
     update = {"credentials_file": path, "state_file": state}
     return replicate.model_copy(update=update), problems
-
-
-def _absolute(directory: Path, written: str) -> str:
-    path = Path(os.path.expanduser(written))
-    return os.path.normpath(path if path.is_absolute() else directory / path)
