@@ -15,6 +15,7 @@ import pytest
 from proxy.archive import EntryKind, VerifyFailure, layout
 from proxy.archive.note import Verifier, parse_checkpoint
 from proxy.archive.segments import segment_name
+from proxy.replica.blob_sender import BlobSender
 from proxy.replica.replicator import ReplicaRefused, Replicator, Stopped
 from proxy.replica.signed_archive import ArchiveSource, NotReplicable
 from proxy.replica.store import BucketSettings, ObjectStore, Placed, open_store
@@ -66,13 +67,25 @@ def _versions(server: SeaweedS3, settings: BucketSettings) -> set[tuple[str, str
 
 
 class _Puts:
-    """Counts the store's writes (put_once and replace), and those that wrote."""
+    """Counts the writes (the store's put_once and replace, and blob_sender's PUTs), and
+    those that wrote."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.sent: list[str] = []
         self.written: list[str] = []
         for name in ("put_once", "replace"):
             monkeypatch.setattr(ObjectStore, name, self._counting(getattr(ObjectStore, name)))
+        monkeypatch.setattr(BlobSender, "_send", self._counting_blobs(BlobSender._send))
+
+    def _counting_blobs(self, method: Any) -> Any:
+        async def counted(sender: BlobSender, key: str, data: bytes) -> Placed:
+            self.sent.append(key)
+            placed: Placed = await method(sender, key, data)
+            if placed is Placed.WRITTEN:
+                self.written.append(key)
+            return placed
+
+        return counted
 
     def _counting(self, method: Any) -> Any:
         def counted(store: ObjectStore, key: str, data: bytes) -> Placed:

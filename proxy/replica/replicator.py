@@ -22,12 +22,12 @@ Rules this module keeps:
 4. `public/<S>/recipients` and `public/<S>/custody-keys` (the files as they are when the
    pass publishes S) are written before `checkpoints/<S>` when either differs from the
    bucket's latest pair; a file the archive does not have is not written.
-5. Bounded memory: blobs are sent `_SENDERS` at a time (each is two requests in a row,
-   the locked PUT and its version check: sent one by one the round trips, not the bytes,
-   set the pace), holding at most `_IN_FLIGHT` bytes of bodies (a larger body goes
-   alone), and all of them are in the bucket before anything of the checkpoint above
-   them is written (rule 2); one level 0 row of at most 256 entries of 41 bytes; tile
-   hashes are read from the walk's tree, which holds them already.
+5. Bounded memory: blobs go through blob_sender.py, one PUT each and many at once (sent
+   one by one the round trips, not the bytes, set the pace), holding at most
+   `_IN_FLIGHT` bytes of bodies and `_QUEUED` blobs (a larger body goes alone), and all
+   of them are in the bucket before anything of the checkpoint above them is written
+   (rule 2); one level 0 row of at most 256 entries of 41 bytes; tile hashes are read
+   from the walk's tree, which holds them already.
 6. A pass with nothing new writes nothing. Within one process, where the bucket stands is
    remembered after a pass that succeeds, so such a pass sends no request at all; any
    failure forgets it, and the next pass lists the bucket again.
@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +46,7 @@ from proxy.archive import layout
 from proxy.archive.merkle import MerkleTree
 from proxy.archive.records import EntryKind, tile_entry
 from proxy.errors import NocontactError
+from proxy.replica.blob_sender import SENDERS, BlobSender
 from proxy.replica.signed_archive import ArchiveSource, Entries, Signed
 from proxy.replica.store import ObjectStore, Placed
 from proxy.replica.tiles import HEIGHT, WIDTH, Tile, encode_bundle, tiles_for_size
@@ -58,8 +58,8 @@ CHECKPOINTS = "checkpoints/"
 BLOBS = "blobs/sha256/"
 PUBLIC = "public/"
 PUBLIC_FILES = (layout.RECIPIENTS, layout.CUSTODY_KEYS)
-_SENDERS = 8  # blobs in flight at once (rule 5)
-_IN_FLIGHT = 64 << 20  # bytes of bodies held for them at most
+_IN_FLIGHT = 64 << 20  # bytes of bodies queued at most (rule 5)
+_QUEUED = 4 * SENDERS  # blobs queued at most
 
 
 class _Blobs:
@@ -67,27 +67,22 @@ class _Blobs:
     come after them; the first failure is raised by `settle`."""
 
     def __init__(self, store: ObjectStore) -> None:
-        self._store = store
-        self._pool = ThreadPoolExecutor(_SENDERS, thread_name_prefix="replica-put")
-        self._pending: list[Future[Placed]] = []
+        self._sender = BlobSender(store)
         self._bytes = 0
 
     def send(self, key: str, data: bytes) -> None:
-        if self._pending and (self._bytes + len(data) > _IN_FLIGHT
-                              or len(self._pending) >= 4 * _SENDERS):  # fmt: skip
+        pending = self._sender.pending
+        if pending and (self._bytes + len(data) > _IN_FLIGHT or pending >= _QUEUED):
             self.settle()
-        self._pending.append(self._pool.submit(self._store.put_once, key, data))
+        self._sender.send(key, data)
         self._bytes += len(data)
 
     def settle(self) -> None:
-        pending, self._pending, self._bytes = self._pending, [], 0
-        for sent in pending:
-            error = sent.exception()  # waits for it
-            if error is not None:
-                raise error
+        self._bytes = 0
+        self._sender.settle()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._sender.close()
 
 
 class ReplicaRefused(NocontactError):

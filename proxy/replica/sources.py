@@ -3,7 +3,8 @@
 Rules this module keeps:
 1. `--from s3://BUCKET[/PREFIX]` reads through store.py (the oldest version of each key
    wins, delete markers and later versions are looked past; only `checkpoint`, the one key
-   the replicator updates in place, is read at its newest version), with the credentials file,
+   the replicator updates in place, is read at its newest version, and a blob at the oldest
+   version that hashes to its name, store.py rule 8), with the credentials file,
    endpoint and region given; it only reads. `--from https://HOST/PREFIX` reads the same
    layout with plain GETs (urllib); plain `http://` only to a loopback host.
 2. A missing object is None (S3's NoSuchKey/none listed, HTTP 404); anything else that
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from proxy.archive.records import MAX_BODY
 from proxy.errors import InputError
-from proxy.replica.check import Replica, ReplicaUnreachable
+from proxy.replica.check import BLOBS, Replica, ReplicaUnreachable
 from proxy.replica.store import BucketSettings, ObjectStore, StoreError, open_store
 
 _MOST = MAX_BODY + (1 << 20)
@@ -42,6 +43,8 @@ class S3Replica:
         try:
             if key == UPDATED_IN_PLACE:
                 return self._store.latest(key)
+            if key.startswith(BLOBS):
+                return self._store.get_blob(key)
             return self._store.get(key)
         except StoreError as error:
             raise ReplicaUnreachable(str(error)) from None

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import configparser
 import enum
+import hashlib
 import os
 import stat
 from collections.abc import Callable, Iterator
@@ -44,7 +45,7 @@ from botocore.config import Config
 from proxy.errors import NocontactError
 
 LOCK_MODE = "COMPLIANCE"
-_CREDENTIAL_CODES = frozenset(
+CREDENTIAL_CODES = frozenset(
     {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken",
      "ExpiredToken", "InvalidClientTokenId"}
 )  # fmt: skip
@@ -139,7 +140,7 @@ def open_store(settings: BucketSettings, *, now: Callable[[], datetime] = _utc_n
         )
     except (botocore.exceptions.BotoCoreError, ValueError) as error:
         raise StoreError(f"cannot use the S3 endpoint {settings.endpoint}: {error}") from None
-    store = ObjectStore(client=client, settings=settings, now=now)
+    store = ObjectStore(client=client, settings=settings, credentials=credentials, now=now)
     store.check_bucket()
     return store
 
@@ -147,14 +148,28 @@ def open_store(settings: BucketSettings, *, now: Callable[[], datetime] = _utc_n
 class ObjectStore:
     """One bucket (and prefix) holding objects written once under Object Lock."""
 
-    __slots__ = ("_client", "_now", "_settings")
+    __slots__ = ("_client", "_credentials", "_now", "_settings")
 
     def __init__(
-        self, *, client: Any, settings: BucketSettings, now: Callable[[], datetime]
-    ) -> None:
+        self, *, client: Any, settings: BucketSettings, credentials: Credentials,
+        now: Callable[[], datetime],
+    ) -> None:  # fmt: skip
         self._client = client  # a boto3 S3 client (boto3 ships no types)
         self._settings = settings
+        self._credentials = credentials
         self._now = now
+
+    @property
+    def settings(self) -> BucketSettings:
+        return self._settings
+
+    @property
+    def credentials(self) -> Credentials:
+        return self._credentials
+
+    def now(self) -> datetime:
+        """The clock retention is counted from."""
+        return self._now()
 
     def _call(self, what: str, operation: str, **arguments: object) -> Any:
         """One S3 call; every failure becomes rule 4's one line."""
@@ -164,25 +179,25 @@ class ObjectStore:
             raise self._explain(what, error) from None
         except _NETWORK:
             raise StoreError(
-                f"cannot reach the S3 endpoint {self._endpoint} ({what}): network"
+                f"cannot reach the S3 endpoint {self.endpoint} ({what}): network"
             ) from None
         except botocore.exceptions.BotoCoreError as error:
             raise StoreError(f"S3 {what} failed: {error}") from None
 
     @property
-    def _endpoint(self) -> str:
+    def endpoint(self) -> str:
         return self._settings.endpoint or f"AWS S3 ({self._settings.region})"
 
     def _explain(self, what: str, error: botocore.exceptions.ClientError) -> StoreError:
         code = str(error.response.get("Error", {}).get("Code", ""))
         bucket = self._settings.bucket
-        if code in _CREDENTIAL_CODES:
+        if code in CREDENTIAL_CODES:
             return StoreError(
                 f"S3 refused {what} with the credentials in {self._settings.credentials_file} "
                 f"({code})"
             )
         if code == "NoSuchBucket":
-            return StoreError(f"there is no bucket {bucket!r} at {self._endpoint}")
+            return StoreError(f"there is no bucket {bucket!r} at {self.endpoint}")
         if code == "ObjectLockConfigurationNotFoundError":
             return StoreError(
                 f"bucket {bucket!r} has no Object Lock: its objects could be deleted; "
@@ -222,7 +237,7 @@ class ObjectStore:
             written = None
         except _NETWORK:
             raise StoreError(
-                f"cannot reach the S3 endpoint {self._endpoint} (writing {key}): network"
+                f"cannot reach the S3 endpoint {self.endpoint} (writing {key}): network"
             ) from None
         except botocore.exceptions.BotoCoreError as error:
             raise StoreError(f"S3 writing {key} failed: {error}") from None
@@ -258,6 +273,27 @@ class ObjectStore:
         found = [version for version in self._versions(key) if version["Key"] == name]
         newest = next((v for v in found if v.get("IsLatest")), found[0] if found else None)
         return None if newest is None else self._read(name, str(newest["VersionId"]))
+
+    def blob_there(self, key: str, data: bytes) -> Placed:
+        """Rule 8: some version at the blob `key` holds `data`, or `StoreError`."""
+        name = self._settings.prefix + key
+        for version in self._versions(key):
+            if version["Key"] == name and self._read(name, str(version["VersionId"])) == data:
+                return Placed.ALREADY_THERE
+        raise StoreError(f"{key} is already in the bucket with other bytes: not overwritten")
+
+    def get_blob(self, key: str) -> bytes | None:
+        """Rule 8: the oldest version at the blob `key` whose bytes hash to its name."""
+        name = self._settings.prefix + key
+        digest = key.rsplit("/", 1)[-1]
+        versions = [str(v["VersionId"]) for v in self._versions(key) if v["Key"] == name]
+        first: bytes | None = None
+        for version in reversed(versions):  # S3 lists newest first
+            data = self._read(name, version)
+            if hashlib.sha256(data).hexdigest() == digest:
+                return data
+            first = data if first is None else first
+        return first
 
     def get(self, key: str) -> bytes | None:
         """The bytes first written at `key` (rule 2), or None when there are none."""
@@ -305,6 +341,6 @@ class ObjectStore:
             body: bytes = answer["Body"].read()
         except (botocore.exceptions.BotoCoreError, OSError):
             raise StoreError(
-                f"cannot reach the S3 endpoint {self._endpoint} (reading {key}): network"
+                f"cannot reach the S3 endpoint {self.endpoint} (reading {key}): network"
             ) from None
         return body
