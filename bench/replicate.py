@@ -13,8 +13,9 @@ under DIR (default <repo>/var, which git ignores), removed at the end.
    the daemon writes under load; format version 3), replicated by one pass of the
    replicator (`Replicator.run_pass`, what `nocontact replicate --once` runs) into a fresh
    Object Lock bucket: entries/s of the pass, the median of K runs (each a fresh bucket).
-2. lag under load: the real daemon (`nocontact run`, archive.checkpoint_every C = 60,
-   every message held) and `nocontact replicate` (every E = 5 s) as their own processes;
+2. lag under load: the real daemon (`nocontact run`, every message held) and `nocontact
+   replicate` as their own processes, with the config's defaults for a replicated archive
+   (archive.checkpoint_every 30 s, replicate.every 10 s) unless C or E are given;
    one smtplib client sends held mail at the SMTP bench's paced rate (20 msg/s, a fresh
    connection each) for S seconds (180). Each message's acceptance time is the 250 after
    its DATA; a poller lists the bucket's `checkpoints/` every second. A message's lag is
@@ -54,6 +55,7 @@ from proxy.archive import ArchiveLog, EntryKind  # noqa: E402
 from proxy.archive.layout import LOG_DIR  # noqa: E402
 from proxy.archive.reader import SegmentScan, contiguous_segments, mapped  # noqa: E402
 from proxy.archive.segments import segment_name  # noqa: E402
+from proxy.config.model import REPLICATED_CHECKPOINT_EVERY, Replicate  # noqa: E402
 from proxy.replica.replicator import CHECKPOINTS, Replicator  # noqa: E402
 from proxy.replica.signed_archive import ArchiveSource  # noqa: E402
 from proxy.replica.store import BucketSettings, open_store  # noqa: E402
@@ -168,12 +170,25 @@ class Poller:
         return next((at for at, size in self.seen if size > index), None)
 
 
+def cadence(args: argparse.Namespace) -> int:
+    """The daemon's checkpoint cadence: as given, or a replicated config's default."""
+    return int(args.checkpoint_every or REPLICATED_CHECKPOINT_EVERY)
+
+
+def every(args: argparse.Namespace) -> int:
+    """Seconds between the replicator's passes: as given, or the config's default."""
+    return int(args.every or Replicate.model_fields["every"].default)
+
+
 def start_daemon(work: Path, bucket: BucketSettings, args: argparse.Namespace) -> Server:
     port = free_port()
     recipient = pyrage.x25519.Identity.generate().to_public()
     config = work / "nocontact.yaml"
+    given = args.checkpoint_every
+    cadence_key = "" if given is None else f", checkpoint_every: {given}"
+    every_key = "" if args.every is None else f"  every: {args.every}\n"
     config.write_text(
-        f"archive: {{path: {work / 'archive'}, checkpoint_every: {args.checkpoint_every}}}\n"
+        f"archive: {{path: {work / 'archive'}{cadence_key}}}\n"
         f"contacts: [{{name: Bench, role: lawyer, age_recipient: {recipient}}}]\n"
         f"people: [{{id: mark, name: Mark Smith, emails: [{HELD_SENDER}]}}]\n"
         "default_region: US\n"
@@ -185,7 +200,7 @@ def start_daemon(work: Path, bucket: BucketSettings, args: argparse.Namespace) -
         f"  prefix: {PREFIX}\n"
         f"  credentials_file: {bucket.credentials_file}\n"
         "  retention_days: 1\n"
-        f"  every: {args.every}\n"
+        f"{every_key}"
         f"  state_file: {work / 'replica.json'}\n"
     )
     command = [sys.executable, "-m", "proxy", "run", "-c", str(config)]
@@ -226,7 +241,7 @@ def lag_under_load(s3: SeaweedS3, work: Path, args: argparse.Namespace) -> list[
         # read while the daemon runs: every accepted message is on disk (its 250 came after)
         sealed = [i for i, kind in enumerate(_kinds(work / "archive")) if kind is EntryKind.SEALED]
         indices = sealed[-len(accepted) :]  # a custody record at first opening comes before
-        deadline = time.time() + args.checkpoint_every + args.every + 60
+        deadline = time.time() + cadence(args) + every(args) + 60
         while poller.covered_at(indices[-1]) is None and time.time() < deadline:
             time.sleep(POLL)
     finally:
@@ -259,8 +274,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="passes and verifies (median)")
     parser.add_argument("--seconds", type=float, default=180.0, help="load for the lag (2)")
     parser.add_argument("--rate", type=float, default=20.0, help="held msgs/s during (2)")
-    parser.add_argument("--checkpoint-every", type=int, default=60, help="the daemon's cadence")
-    parser.add_argument("--every", type=int, default=5, help="seconds between passes")
+    parser.add_argument("--checkpoint-every", type=int, help="the daemon's cadence (config's)")
+    parser.add_argument("--every", type=int, help="seconds between passes (config's)")
     parser.add_argument("--dir", type=Path, default=REPO / "var",
                         help="where to make the temporary directory (a real disk)")  # fmt: skip
     parser.add_argument("--skip-lag", action="store_true", help="only (1) and (3)")
@@ -289,7 +304,7 @@ def main() -> None:
     if lags:
         p50, p99, top = percentile(lags, 0.5), percentile(lags, 0.99), max(lags)
         label = (f"lag, {len(lags):,} held at {args.rate:g}/s for {args.seconds:g} s "
-                 f"(cadence {args.checkpoint_every}, every {args.every})")  # fmt: skip
+                 f"(cadence {cadence(args)}, every {every(args)})")  # fmt: skip
         print(f"{label:<48} {p99:>10.1f} s p99 {'<= 60 s':>13} "
               f"{verdict(p99 <= GOAL_LAG_P99):>6}   p50 {p50:.1f} s, max {top:.1f} s")  # fmt: skip
     runs = ", ".join(f"{size / s:,.0f}" for s in verifies)

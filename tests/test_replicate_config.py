@@ -98,3 +98,19 @@ def test_a_missing_required_key_is_one_line(tmp_path: Path) -> None:
     section = {key: value for key, value in SECTION.items() if key != "retention_days"}
     (problem,) = _problems(_write(tmp_path, section))
     assert problem.endswith(": replicate.retention_days: required key is missing")
+
+
+def test_a_replicated_archive_signs_every_30_s_unless_told(tmp_path: Path) -> None:
+    """With `replicate:` the cadence defaults to 30 s (entries in the bucket within a
+    minute); without it 600 s; a cadence the config gives is kept either way."""
+    write_secret(tmp_path / "s3-credentials", "[default]\n")
+    assert load_config(_write(tmp_path, SECTION)).archive.checkpoint_every == 30
+    plain = config_data(archive={"path": str(tmp_path / "archive")})
+    path = tmp_path / "plain.yaml"
+    path.write_text(yaml.safe_dump(plain, sort_keys=False))
+    assert load_config(path).archive.checkpoint_every == 600
+    given = config_data(
+        archive={"path": str(tmp_path / "archive"), "checkpoint_every": 120}, replicate=SECTION
+    )
+    path.write_text(yaml.safe_dump(given, sort_keys=False))
+    assert load_config(path).archive.checkpoint_every == 120

@@ -67,6 +67,10 @@ CustodyKey = Annotated[
 ]
 
 
+CHECKPOINT_EVERY = 600
+REPLICATED_CHECKPOINT_EVERY = 30  # + replicate.every + the upload: within 60 s
+
+
 class Archive(_Section):
     """Where held items are sealed."""
 
@@ -76,10 +80,11 @@ class Archive(_Section):
         "config file's directory",
     )
     checkpoint_every: int = Field(
-        default=600, ge=30, le=3600,
+        default=CHECKPOINT_EVERY, ge=30, le=3600,
         description="Seconds between the archive's signed checkpoints, on a fixed wall-clock "
-        "cadence whatever arrives (one checkpoint entry each tick, idle or not); 60 for a "
-        "replicated archive, so entries reach the bucket about a minute after arriving",
+        "cadence whatever arrives (one checkpoint entry each tick, idle or not); 600 by "
+        "default, 30 when the config has `replicate:`, so entries reach the bucket within "
+        "a minute of arriving",
     )  # fmt: skip
 
 
@@ -756,3 +761,15 @@ class Config(_Section):
         description="The off-site replica of the sealed log (S3 with Object Lock), written "
         "by `nocontact replicate`",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replicated_cadence(cls, data: object) -> object:
+        """A replicated archive signs every 30 s unless its config says otherwise: an entry
+        reaches the bucket at its first signed checkpoint (docs/replication.md, "Lag")."""
+        if not isinstance(data, dict) or data.get("replicate") is None:
+            return data
+        archive = data.get("archive")
+        if not isinstance(archive, dict) or "checkpoint_every" in archive:
+            return data
+        return {**data, "archive": {**archive, "checkpoint_every": REPLICATED_CHECKPOINT_EVERY}}

@@ -24,7 +24,11 @@ Rules this module keeps:
    Every other `checkpoints/<size>` found must verify and be consistent with the root
    (RFC 9162 consistency proof).
 6. Problems are collected, one per object, each naming its key; none quotes a body.
-   The report carries what restore.py needs (the entries, the root's note, the leaves).
+   The report carries what restore.py needs (the entries, the root's note, the leaves,
+   the best good copy of each witnessed note).
+7. Every `witnessed/<size>/<sha256>` must be good (witnessed_copies.py rule 3): a signed
+   checkpoint of the replica's own tree. Where the source cannot list (a static web
+   server), witnessed copies are not looked for.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ from proxy.replica.tiles import (
     decode_tile,
     tiles_for_size,
 )
+from proxy.replica.witnessed_copies import PREFIX as WITNESSED
+from proxy.replica.witnessed_copies import best_copies, copy_problem
 
 CHECKPOINTS = "checkpoints/"
 LATEST = "checkpoint"
@@ -104,6 +110,7 @@ class ReplicaReport:
     entries: list[Entry] = field(default_factory=list)
     tree: MerkleTree = field(default_factory=MerkleTree)
     checkpoint_sizes: list[int] = field(default_factory=list)  # of the checkpoint entries
+    witnessed: dict[int, bytes] = field(default_factory=dict)  # size -> best cosigned note
 
     @property
     def checkpoint_root(self) -> bytes:
@@ -132,6 +139,7 @@ def check_replica(replica: Replica, *, pinned: Verifier | None = None) -> Replic
         return report
     _entries_and_blobs(replica, report)
     _other_checkpoints(report, found)
+    _witnessed(replica, report)
     return report
 
 
@@ -428,3 +436,24 @@ def _other_checkpoints(report: ReplicaReport, read: dict[int, tuple[str, bytes]]
         )
         if not consistent:
             report.problem(key, f"not consistent with {CHECKPOINTS}{root.size} (a fork)")
+
+
+def _witnessed(replica: Replica, report: ReplicaReport) -> None:
+    """Rule 7: every witnessed copy is a signed checkpoint of this tree; the best kept."""
+    keys = replica.keys(WITNESSED)
+    assert report.checkpoint is not None
+    assert report.verifier is not None
+    good: dict[str, bytes] = {}
+    for key in keys or ():
+        data = replica.get(key)
+        if data is None:
+            continue  # listed, then gone: the listing is not the layout's
+        why = copy_problem(
+            key, data, verifier=report.verifier, origin=report.checkpoint.origin,
+            tree=report.tree, root_size=report.checkpoint.size,
+        )  # fmt: skip
+        if why is None:
+            good[key] = data
+        else:
+            report.problem(key, why)
+    report.witnessed = best_copies(good)

@@ -31,7 +31,10 @@ Rules this module keeps:
 6. A pass with nothing new writes nothing. Within one process, where the bucket stands is
    remembered after a pass that succeeds, so such a pass sends no request at all; any
    failure forgets it, and the next pass lists the bucket again.
-7. Nothing here logs or prints a count or a size: a pass returns an `Outcome`, which the
+8. The witnesses' cosignatures follow the log (witnessed_copies.py): after the log's
+   objects, each pass uploads the archive's cosigned notes of replicated sizes that
+   changed, as `witnessed/<size>/<sha256>`; a note that changed is something new (rule 6).
+9. Nothing here logs or prints a count or a size: a pass returns an `Outcome`, which the
    process reduces to fixed words, and the size only goes to the state file.
 """
 
@@ -50,6 +53,8 @@ from proxy.replica.blob_sender import SENDERS, BlobSender
 from proxy.replica.signed_archive import ArchiveSource, Entries, Signed
 from proxy.replica.store import ObjectStore, Placed
 from proxy.replica.tiles import HEIGHT, WIDTH, Tile, encode_bundle, tiles_for_size
+from proxy.replica.witnessed_copies import PREFIX as WITNESSED
+from proxy.replica.witnessed_copies import LocalWitnessed
 
 MANIFEST = "archive.json"
 VERIFIER = "signing.pub"
@@ -155,6 +160,7 @@ class Replicator:
         self._files_checked = False
         self._public: tuple[bytes | None, ...] | None = None
         self._row: _Row | None = None
+        self._witnessed = LocalWitnessed(source.root)
 
     def run_pass(self) -> Outcome:
         """One pass (rules 1 to 6); every failure forgets what was learnt."""
@@ -164,13 +170,14 @@ class Replicator:
             self._position = self._public = self._row = None
             self._note = b""
             self._files_checked = False
+            self._witnessed.forget()
             raise
 
     def _pass(self) -> Outcome:
         signed = self._source.refresh()
         known = self._position is not None
         if known and signed.note == self._note and signed.failure is None:
-            return Outcome(size=signed.size, wrote=False)  # rule 6: nothing new
+            return Outcome(size=signed.size, wrote=self._cosigned(signed.size))  # rule 6
         if not self._files_checked:
             self._bucket_files(signed)
             self._files_checked = True
@@ -187,7 +194,19 @@ class Replicator:
         if signed.failure is not None:
             raise signed.failure
         self._position, self._note = signed.size, signed.note
+        wrote = self._cosigned(signed.size) or wrote
         return Outcome(size=signed.size, wrote=wrote)
+
+    def _cosigned(self, size: int) -> bool:
+        """Rule 8: the cosigned notes of sizes up to `size` that changed; whether any was
+        written."""
+        if not self._witnessed.knows_bucket:
+            self._witnessed.know_bucket(self._store.keys(WITNESSED))
+        wrote = False
+        for copy in list(self._witnessed.changed(size)):
+            wrote = self._store.put_once(copy.key, copy.data) is Placed.WRITTEN or wrote
+            self._witnessed.uploaded(copy.key)
+        return wrote
 
     def _bucket_files(self, signed: Signed) -> None:
         """Rule 3: the bucket's archive.json and signing.pub are this archive's."""

@@ -15,9 +15,11 @@ Rules this module keeps:
    again as it is read, and each record's leaf must be the tree's.
 4. Beside the log: `archive.json` and `signing.pub` exactly as replicated, `checkpoint`
    (the newest signed note), and the newest `public/<size>/recipients` and
-   `custody-keys` at or below the restored size. There is no `signing.key` (the replica
-   never had one): the restored archive is evidence to verify and read; a daemon that goes
-   on holding starts a new archive (docs/replication.md).
+   `custody-keys` at or below the restored size, and `witnessed/<size>`, the best copy
+   of each cosigned note the replica holds (check.py rule 7), so evidence bundles made
+   from the restored archive carry the witnesses' cosignatures. There is no
+   `signing.key` (the replica never had one): the restored archive is evidence to verify
+   and read; a daemon that goes on holding starts a new archive (docs/replication.md).
 5. Every failure is `RestoreFailed`, one line, and the temporary directory is removed.
 """
 
@@ -36,6 +38,7 @@ from proxy.archive.segments import segment_name
 from proxy.disk import fsync_directory, write_all
 from proxy.errors import NocontactError
 from proxy.replica.check import PUBLIC, Replica, ReplicaReport
+from proxy.witness.witnessed import DIRECTORY as WITNESSED_DIRECTORY
 
 _RULE = LeafRule.BODY_SHA256  # version 3: the only version replicated
 
@@ -109,6 +112,12 @@ def _write(replica: Replica, report: ReplicaReport, root: Path) -> None:
     recipients, custody_keys = _public(replica, report, last + 1)
     _file(root / layout.RECIPIENTS, recipients)
     _file(root / layout.CUSTODY_KEYS, custody_keys)
+    if report.witnessed:
+        witnessed = root / WITNESSED_DIRECTORY
+        witnessed.mkdir(mode=0o700)
+        for size, note in sorted(report.witnessed.items()):
+            _file(witnessed / str(size), note)
+        fsync_directory(witnessed)
     fsync_directory(root)
 
 
