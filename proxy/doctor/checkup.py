@@ -2,7 +2,8 @@
 
 Rules this module keeps:
 1. The order is fixed: the config file, files and modes, the archive (verifies, clock,
-   disk), next hops, IMAP accounts, Twilio, certificates, alert transports.
+   disk), next hops, IMAP accounts, Twilio, certificates, alert transports, the replica's
+   bucket and the witnesses (what keeps the evidence off the server).
 2. Each check is named, so one that breaks unexpectedly is a FAIL line under its name.
 3. The config file decides whom items are sealed to: only its owner may write it.
 """
@@ -19,6 +20,7 @@ from proxy.doctor.files import check_files, mode_problem
 from proxy.doctor.findings import Finding, fail, ok
 from proxy.doctor.hops import check_hops
 from proxy.doctor.mailboxes import check_mailboxes
+from proxy.doctor.offsite import check_offsite
 from proxy.doctor.provider import check_provider
 from proxy.doctor.store import check_store
 from proxy.doctor.transports import check_transports
@@ -41,6 +43,7 @@ def checks(
         ("twilio", lambda: check_provider(config, timeout)),
         ("certificates", lambda: check_certificates(config, now)),
         ("alerts", lambda: check_transports(config, send_test_alert=send_test_alert)),
+        ("off-site", lambda: check_offsite(config, timeout)),
     ]
 
 
