@@ -283,9 +283,13 @@ class ObjectStore:
         raise StoreError(f"{key} is already in the bucket with other bytes: not overwritten")
 
     def get_blob(self, key: str) -> bytes | None:
-        """Rule 8: the oldest version at the blob `key` whose bytes hash to its name."""
+        """Rule 8: a version at the blob `key` whose bytes hash to its name: the newest when
+        it does (one request), else the oldest that does."""
         name = self._settings.prefix + key
         digest = key.rsplit("/", 1)[-1]
+        newest = self._newest(name)
+        if newest is not None and hashlib.sha256(newest).hexdigest() == digest:
+            return newest
         versions = [str(v["VersionId"]) for v in self._versions(key) if v["Key"] == name]
         first: bytes | None = None
         for version in reversed(versions):  # S3 lists newest first
@@ -333,6 +337,22 @@ class ObjectStore:
             if version["Key"] == name:
                 oldest = str(version["VersionId"])
         return oldest
+
+    def _newest(self, name: str) -> bytes | None:
+        """The newest version's bytes at `name`; None when there is none or it is deleted."""
+        key = name[len(self._settings.prefix) :]
+        try:
+            answer = self._client.get_object(Bucket=self._settings.bucket, Key=name)
+            body: bytes = answer["Body"].read()
+        except botocore.exceptions.ClientError as error:
+            if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return None
+            raise self._explain(f"reading {key}", error) from None
+        except (*_NETWORK, botocore.exceptions.BotoCoreError, OSError):
+            raise StoreError(
+                f"cannot reach the S3 endpoint {self.endpoint} (reading {key}): network"
+            ) from None
+        return body
 
     def _read(self, name: str, version: str) -> bytes:
         key = name[len(self._settings.prefix) :]
