@@ -63,8 +63,9 @@ Rules this module keeps:
     loaded and when a reload changes it (`proxy.order_files`).
 16. With `witnesses:` configured, a task of its own offers each checkpoint the archive
     signs to every witness (`proxy.witness.submitter`) once the daemon is ready, and is
-    cancelled first when it stops; a witness down never delays a channel. A reload does
-    not change the witnesses: a restart does.
+    cancelled first when it stops; a witness down never delays a channel. A reload that
+    changes `witnesses:` cancels that task and starts one for the new list (what a witness
+    acknowledged is kept on disk: witnessed.py rule 2).
 17. The archive signs on the config's `archive.checkpoint_every` cadence (writer.py rule
     3: fixed, whatever arrives); a restart changes it, as any other archive setting.
 """
@@ -266,6 +267,8 @@ class Daemon:
         self.manager = ServiceManager.from_environment()  # rule 14
         self._orders = OrderFiles()  # rule 15
         self._witnessing: asyncio.Task[None] | None = None  # rule 16
+        self._witnesses_ready = False  # whether `_ready` has started witnessing
+        self._retired: set[asyncio.Task[None]] = set()  # witnessing tasks a reload cancelled
 
     async def run(self) -> int:
         config, self._read_at = _read_config(self.config_path)
@@ -334,7 +337,19 @@ class Daemon:
         """The archive is open and every channel listens: tell systemd (rule 14), and start
         offering checkpoints to the witnesses (rule 16)."""
         self.manager.ready()
-        self._witnessing = _witnessing(config, archive)
+        self._witnessing = _witnessing(self._applied or config, archive)
+        self._witnesses_ready = True
+
+    def _rewitness(self, config: Config, archive: Archive) -> None:
+        """Rule 16: a reload changed the witnesses; the old task goes, a new one starts."""
+        if not self._witnesses_ready:
+            return  # `_ready` starts it with the config applied by then
+        old, self._witnessing = self._witnessing, _witnessing(config, archive)
+        if old is not None:
+            old.cancel()  # kept until done: a pending task must not be dropped
+            self._retired.add(old)
+            old.add_done_callback(self._retired.discard)
+        _log.info("witnesses changed")
 
     async def _stop_alerts(self) -> None:
         """After the last message is answered, before the archive closes (rule 13)."""
@@ -406,6 +421,8 @@ class Daemon:
             _log.warning("alerts added or removed: restart to apply")
         previous, self._applied, self._read_at = self._applied or running, config, read_at
         self._new_contacts(config, archive, key_changes(previous, config))
+        if config.witnesses != previous.witnesses:
+            self._rewitness(config, archive)
         live = {"smtp": {"deliver"}, "sms": set(_SMS_LIVE)}
         if (
             config.channels.model_dump(exclude=live) != running.channels.model_dump(exclude=live)

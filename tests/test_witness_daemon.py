@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import smtplib
 import time
 from pathlib import Path
@@ -126,3 +127,28 @@ def test_a_witness_key_in_the_config_is_checked(tmp_path: Path) -> None:
     (problem,) = raised.value.problems
     assert problem.key == "witnesses[0].key"
     assert "'nocontact witness keygen' prints it" in problem.message
+
+
+def test_a_reload_that_adds_a_witness_starts_offering_to_it(tmp_path: Path) -> None:
+    """Started without witnesses, the daemon offers its checkpoints to one once a SIGHUP
+    reload names it: no restart needed."""
+    log = _archive(tmp_path / "archive")
+    witness_port, smtp_port = free_port(), free_port()
+    witness_config = _witness_config(tmp_path, witness_port, log)
+    key = _keygen(witness_config)
+    config = _daemon_config(tmp_path, smtp_port, [])
+    with _witness(witness_config, witness_port), daemon(config, smtp_port) as process:
+        time.sleep(1.0)
+        assert not list((tmp_path / "archive").glob(f"{DIRECTORY}/[0-9]*"))
+        data = yaml.safe_load(config.read_text())
+        data["witnesses"] = [{"url": f"http://127.0.0.1:{witness_port}", "key": key.encode()}]
+        config.write_text(yaml.safe_dump(data))
+        process.send_signal(signal.SIGHUP)
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=30) as client:
+            client.sendmail("mark.smith@gmail.com", ["sam@home.example"], HELD)
+        kept = _cosigned(tmp_path / "archive" / DIRECTORY)
+        err = stopped(process)
+    signed = read_note(kept[-1].read_bytes())
+    assert [s.name for s in signed.signatures if s.name == key.name] == [key.name]
+    assert "witnesses changed" in err
+    assert "Traceback" not in err
