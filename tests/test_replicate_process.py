@@ -198,3 +198,36 @@ def test_the_replicator_never_opens_the_signing_key(server: SeaweedS3, tmp_path:
     os.rename(archive / layout.SIGNING_KEY, tmp_path / "signing.key.away")
     done = _nocontact("replicate", "-c", str(_config(server, tmp_path, archive)), "--once")
     assert (done.returncode, done.stdout) == (0, "replica up to date\n")
+
+
+def test_the_replicator_needs_no_other_sections_files(server: SeaweedS3, tmp_path: Path) -> None:
+    """Run as its own unit it reaches only the archive and the S3 credentials: the config
+    may name secret files it cannot see (here, missing ones); they are not its business,
+    while its own section is still checked and the file still validated whole."""
+    archive = tmp_path / "archive"
+    grow(archive, [2])
+    config = _config(server, tmp_path, archive)
+    data = yaml.safe_load(config.read_text())
+    data["contacts"][0] = {"name": "Dana", "role": "lawyer",
+                           "age_recipient_file": str(tmp_path / "not-here.pub")}  # fmt: skip
+    data["channels"] = {"sms": {
+        "listen": "127.0.0.1:8088", "public_url": "https://home.example/twilio",
+        "account_sid": "AC" + "0" * 32, "auth_token_file": str(tmp_path / "no-token"),
+        "number": "+1 555 010 7777", "forward_to": "+1 555 010 8888",
+    }}  # fmt: skip
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert _nocontact("check-config", "-c", str(config)).returncode != 0  # the daemon's view
+    done = _nocontact("replicate", "-c", str(config), "--once")
+    assert (done.returncode, done.stdout) == (0, "replica up to date\n"), done.stderr
+    for change, where in (("credentials", "replicate.credentials_file"),
+                          ("key", "archive.surprise")):  # fmt: skip
+        broken = yaml.safe_load(config.read_text())
+        if change == "credentials":
+            broken["replicate"]["credentials_file"] = "no-such-credentials"
+        else:
+            broken["archive"]["surprise"] = 1
+        path = tmp_path / f"{change}.yaml"
+        path.write_text(yaml.safe_dump(broken, sort_keys=False))
+        done = _nocontact("replicate", "-c", str(path), "--once")
+        assert done.returncode == 2
+        assert where in done.stderr

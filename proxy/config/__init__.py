@@ -6,6 +6,11 @@ Rules this package keeps:
 2. Three steps, each in its own module: `load` reads YAML into plain values and their places,
    `schema` validates them against `model`, `meaning` checks what spans entries and
    resolves files and paths against the config file's directory.
+3. `load_replica_config` is for `nocontact replicate`, which may run with access to the
+   archive and the S3 credentials only (deploy/systemd/nocontact-replicate.service): the
+   whole file is read and validated, but only `archive.path` and `replicate:` are resolved
+   and only their files looked at; the other sections' files (keys, tokens, passwords) may
+   be out of its reach.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import os
 
 from proxy.config import meaning, schema
+from proxy.config.files import absolute
 from proxy.config.load import read_document
 from proxy.config.model import (
     Allow,
@@ -22,7 +28,9 @@ from proxy.config.model import (
     Contact,
     Intermediary,
     Person,
+    Replicate,
 )
+from proxy.config.replicate_checks import check_replicate
 from proxy.config.schema import json_schema
 from proxy.errors import ConfigError
 
@@ -36,6 +44,7 @@ __all__ = [
     "Person",
     "json_schema",
     "load_config",
+    "load_replica_config",
 ]
 
 
@@ -50,3 +59,21 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     if problems or config is None:
         raise ConfigError(sorted(problems, key=lambda p: (p.line, p.column)))
     return config
+
+
+def load_replica_config(path: str | os.PathLike[str]) -> tuple[Archive, Replicate | None]:
+    """The archive section (its path absolute) and the `replicate:` section (its files
+    checked), from a file validated whole (rule 3); or ConfigError listing every problem."""
+    document, problems = read_document(path, os.environ)
+    config, invalid = schema.validate(document)
+    problems += invalid
+    replicate: Replicate | None = None
+    if config is not None:
+        replicate, wrong = check_replicate(document, config.replicate)
+        problems += wrong
+    if problems or config is None:
+        raise ConfigError(sorted(problems, key=lambda p: (p.line, p.column)))
+    archive = config.archive.model_copy(
+        update={"path": absolute(document.directory, config.archive.path)}
+    )
+    return archive, replicate

@@ -34,8 +34,7 @@ from types import FrameType
 
 from proxy import logs
 from proxy.archive.verify import VerifyFailure
-from proxy.config import Config
-from proxy.config.model import Replicate
+from proxy.config.model import Archive, Replicate
 from proxy.processes import no_core_dumps
 from proxy.replica.replicator import Outcome, ReplicaRefused, Replicator, Stopped
 from proxy.replica.signed_archive import ArchiveSource, NotReplicable
@@ -73,11 +72,13 @@ def reason(error: BaseException) -> str:
 class ReplicaProcess:
     """The replicator's passes, with the bucket opened when first reachable."""
 
-    def __init__(self, config: Config, stop: threading.Event) -> None:
-        if config.replicate is None:
+    def __init__(
+        self, archive: Archive, replicate: Replicate | None, stop: threading.Event
+    ) -> None:
+        if replicate is None:
             raise ReplicaRefused("the config has no replicate: section")
-        self._replicate = config.replicate
-        self._source = ArchiveSource(Path(config.archive.path))
+        self._replicate = replicate
+        self._source = ArchiveSource(Path(archive.path))
         self._stop = stop
         self._replicator: Replicator | None = None
 
@@ -125,11 +126,11 @@ def _stopper(stop: threading.Event) -> Callable[[int, FrameType | None], None]:
     return handler
 
 
-def run(config: Config, *, once: bool) -> int:
+def run(archive: Archive, replicate: Replicate | None, *, once: bool) -> int:
     """`nocontact replicate` (rules 1 to 6); the exit code."""
     no_core_dumps()  # a core would hold the S3 secret
     stop = threading.Event()
-    process = ReplicaProcess(config, stop)
+    process = ReplicaProcess(archive, replicate, stop)
     if once:
         try:
             process.run_pass()

@@ -1,8 +1,10 @@
 """`nocontact replicate -c FILE [--once]`: the off-site replica of the sealed log.
 
 Rules this module keeps:
-1. Thin, like `proxy.cli`: parse, load the config, hand over to `proxy.replica.process`;
-   every refusal is a `NocontactError` that `proxy.cli.main` prints as one line (exit 2).
+1. Thin, like `proxy.cli`: parse, load the config's archive and `replicate:` sections
+   (`load_replica_config`: the replicator needs no other section's files), hand over to
+   `proxy.replica.process`; every refusal is a `NocontactError` that `proxy.cli.main`
+   prints as one line (exit 2).
 2. boto3 loads only when the command runs, never for the CLI's other commands.
 """
 
@@ -13,16 +15,16 @@ import argparse
 
 def _replicate(args: argparse.Namespace) -> int:
     from proxy import logs  # noqa: PLC0415
-    from proxy.config import load_config  # noqa: PLC0415
+    from proxy.config import load_replica_config  # noqa: PLC0415
     from proxy.replica import process  # noqa: PLC0415 - boto3 loads only to replicate
 
-    config = load_config(args.config)
+    archive, replicate = load_replica_config(args.config)
     if args.once:
         logs.configure(level="warning")
-        return process.run(config, once=True)
+        return process.run(archive, replicate, once=True)
     logs.configure(level="info", background=True)
     try:
-        return process.run(config, once=False)
+        return process.run(archive, replicate, once=False)
     finally:
         logs.drain()
 
