@@ -27,13 +27,15 @@ import pytest
 import yaml
 
 from tests.portal_helpers import CONFIG as PORTAL_CONFIG
+from tests.replicator_helpers import grow
+from tests.s3_server import SeaweedS3
 from tests.servers import free_port
 from tests.test_smtp import _wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = ROOT / "deploy" / "systemd"
 CONTAINER = ROOT / "deploy" / "container"
-SERVICES = ("nocontact.service", "nocontact-portal.service")
+SERVICES = ("nocontact.service", "nocontact-portal.service", "nocontact-replicate.service")
 SOCKETS = {"nocontact-smtp.socket": "smtp", "nocontact-webhooks.socket": "webhooks",
            "nocontact-portal.socket": "portal"}  # fmt: skip
 INSTALLED = "/usr/local/bin/nocontact"  # where the units expect it (docs/install.md)
@@ -112,7 +114,7 @@ def test_each_socket_names_its_descriptor_for_its_service() -> None:
 def test_both_services_share_one_user_and_state_directory() -> None:
     """The daemon and the portal run as the same static user with the same private state
     directory, so both reach the archive, the portal's accounts and the custody socket."""
-    daemon, portal = (_settings(UNITS / service) for service in SERVICES)
+    daemon, portal = (_settings(UNITS / service) for service in SERVICES[:2])
     for key in ("User", "Group", "StateDirectory", "StateDirectoryMode", "UMask"):
         assert daemon[key] == portal[key], key
     assert daemon["StateDirectoryMode"] == ["0700"]
@@ -366,6 +368,50 @@ def test_the_portal_serves_inside_its_units_filter(
     portal.send_signal(signal.SIGTERM)
     _, err = portal.communicate(timeout=60)
     assert portal.returncode == 0, err[-2000:]
+
+
+def test_the_replicator_sees_only_the_archive_and_its_own_state() -> None:
+    """nocontact-replicate.service runs as the daemon's user (the archive is 0700) but
+    cannot reach the signing key or the portal's, IMAP's and SMS's state, and writes only a
+    state directory of its own; it loads no credential but the S3 one (a drop-in's)."""
+    replicator = _settings(UNITS / "nocontact-replicate.service")
+    daemon = _settings(UNITS / "nocontact.service")
+    assert replicator["User"] == daemon["User"]
+    assert replicator["StateDirectory"] == ["nocontact-replica"]
+    hidden = " ".join(replicator["InaccessiblePaths"]).split()
+    assert "-/var/lib/nocontact/archive/signing.key" in hidden
+    for state in ("portal", "keys", "imap", "sms"):
+        assert f"-/var/lib/nocontact/{state}" in hidden
+    assert not any(key.startswith("LoadCredential") for key in replicator)
+    assert replicator["ProtectSystem"] == ["strict"]
+
+
+def test_a_replicator_pass_runs_inside_its_units_filter(server: SeaweedS3, tmp_path: Path) -> None:
+    """Inside nocontact-replicate.service's syscall filter and W^X rule, `nocontact
+    replicate --once` reads the archive and fills the bucket (a real SeaweedFS)."""
+    _require_sandbox()
+    archive = tmp_path / "archive"
+    grow(archive, [3, 40])
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "archive": {"path": str(archive)},
+        "contacts": [{"name": "Dana Whitfield", "role": "lawyer", "age_recipient": RECIPIENT}],
+        "people": [{"id": "mark", "name": "Mark Smith"}],
+        "replicate": {
+            "endpoint": server.endpoint, "bucket": server.locked_bucket("deploy-replica"),
+            "credentials_file": str(server.write_credentials(tmp_path / "s3-credentials")),
+            "retention_days": 1, "state_file": str(tmp_path / "replica" / "replica.json"),
+        },
+    }))  # fmt: skip
+    done = subprocess.run(
+        _sandboxed("nocontact-replicate.service", sys.executable, "-m", "proxy", "replicate",
+                   "-c", str(config), "--once"),
+        check=False, capture_output=True, text=True, env=STRICT, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
+    assert done.stdout == "replica up to date\n"
+    listed = server.client().list_objects_v2(Bucket="deploy-replica", Prefix="checkpoints/")
+    assert listed["KeyCount"] >= 2
 
 
 def _compose() -> dict[str, Any]:
