@@ -435,7 +435,7 @@ COMMENTED_ALTERNATIVES = {
         "auto_card", "order_file")),
     "outbound", *(f"outbound.{key}" for key in (
         "host", "port", "tls", "username", "password_file", "from")),
-    "witnesses", "witnesses[].url", "witnesses[].key",
+    "witnesses", "witnesses[].url", "witnesses[].key", "archive.checkpoint_every",
     "replicate", *(f"replicate.{key}" for key in (
         "endpoint", "bucket", "prefix", "credentials_file", "region", "retention_days",
         "every", "state_file")),
