@@ -2,7 +2,8 @@
 for check.py's unit tests (the S3 tests use the replicator itself, proxy/replica).
 
 It keeps docs/replication.md's contract and nothing more: for every checkpoint entry of
-the archive, at index s (signing size s), the tiles and entry bundles of size s, the blob
+the archive, at index s (signing size s), the tiles and entry bundles of size s (under
+`index/` for a version 1 or 2 archive), the blob
 of every entry below s, `checkpoints/<s>`; once, `archive.json` and `signing.pub`; the
 archive's `recipients` and `custody-keys` as `public/<size>/...` at the newest size;
 `checkpoint` (updated in place) last. Also: a real version 3 archive with held items,
@@ -54,8 +55,8 @@ def replicate(root: Path, put_once: Put, put_latest: Put) -> int:
     put_once(layout.MANIFEST, (root / layout.MANIFEST).read_bytes())
     put_once(layout.VERIFIER_KEY, (root / layout.VERIFIER_KEY).read_bytes())
     entries = archive_entries(root)
-    leaves = [entry_hash(kind, i, body, rule=LeafRule.BODY_SHA256)
-              for i, (kind, body) in enumerate(entries)]  # fmt: skip
+    rule = layout.read_manifest(root).leaf_rule
+    leaves = [entry_hash(kind, i, body, rule=rule) for i, (kind, body) in enumerate(entries)]
     bundled = [tile_entry(kind, i, body) for i, (kind, body) in enumerate(entries)]
     written: set[str] = set()
 
@@ -71,7 +72,7 @@ def replicate(root: Path, put_once: Put, put_latest: Put) -> int:
         size, note = index, body
         for tile, data in build_tiles(leaves[:size]).items():
             once(tile.path, data)
-        for bundle in bundles_for_size(size):
+        for bundle in bundles_for_size(size, own_path=rule is LeafRule.BODY):
             once(bundle.path, encode_bundle(bundled[bundle.start : bundle.start + bundle.width]))
         for _, blob_body in entries[:size]:
             once(blob_key(blob_body), blob_body)
@@ -113,9 +114,13 @@ class Contact:
         )
 
 
-def hold(root: Path, contact: Contact, rounds: int, *, tag: str, big: bool = False) -> list[bytes]:
+def hold(
+    root: Path, contact: Contact, rounds: int, *, tag: str, big: bool = False,
+    custody_kind: EntryKind = EntryKind.SEALED,
+) -> list[bytes]:  # fmt: skip
     """Open the archive at `root` (made on first use) and write `rounds` rounds of two held
-    emails and a custody record, each round under a checkpoint; the held messages' bytes."""
+    emails and a custody record (of `custody_kind`: version 1 wrote kind 2), each round
+    under a checkpoint; the held messages' bytes."""
     rules = make_rules()
     clock = iter(START + timedelta(minutes=10 * n) for n in range(1000))
     log = ArchiveLog.open(root, segment_bytes=SEGMENT_BYTES, clock=lambda: next(clock))
@@ -135,7 +140,7 @@ def hold(root: Path, contact: Contact, rounds: int, *, tag: str, big: bool = Fal
                 batch.append((EntryKind.SEALED, body))
             record = CustodyRecord(contact=fingerprint(contact.recipient), action="list",
                                    items=(1,), at=START, reason=tag)  # fmt: skip
-            batch.append((EntryKind.SEALED, seal_custody(record, contact.recipients)))
+            batch.append((custody_kind, seal_custody(record, contact.recipients)))
             log.append(batch, checkpoint=True, now=next(clock))
     finally:
         log.close(now=next(clock))

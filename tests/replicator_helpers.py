@@ -10,6 +10,7 @@ from pathlib import Path
 
 from proxy.archive import ArchiveLog, EntryKind, layout
 from proxy.archive.following import FollowedArchive
+from proxy.archive.records import LeafRule
 from proxy.replica.tiles import bundles_for_size, tiles_for_size
 
 NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
@@ -39,7 +40,9 @@ def signed_entries(root: Path) -> tuple[int, list[tuple[EntryKind, bytes]], byte
 
 def contract_keys(root: Path, *, size: int | None = None, public: bool = True) -> set[str]:
     """Every key the bucket holds once the archive is replicated up to its checkpoint of
-    `size` (default: the latest): one set of tiles per signed checkpoint."""
+    `size` (default: the latest): one set of tiles per signed checkpoint. A version 1 or 2
+    archive's entry bundles are under `index/`, never `tile/entries/`."""
+    own_path = layout.read_manifest(root).leaf_rule is LeafRule.BODY
     latest, found, _ = signed_entries(root)
     size = latest if size is None else size
     keys = {"archive.json", "signing.pub", "checkpoint"}
@@ -48,7 +51,8 @@ def contract_keys(root: Path, *, size: int | None = None, public: bool = True) -
             keys.add(f"blobs/sha256/{hashlib.sha256(body).hexdigest()}")
         if kind is EntryKind.CHECKPOINT:
             keys.add(f"checkpoints/{index}")
-            keys |= {tile.path for tile in tiles_for_size(index) + bundles_for_size(index)}
+            bundles = bundles_for_size(index, own_path=own_path)
+            keys |= {tile.path for tile in tiles_for_size(index) + bundles}
     if public and (root / layout.RECIPIENTS).exists():
         keys.add(f"public/{size}/{layout.RECIPIENTS}")
     return keys

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from proxy.archive import ArchiveLog, layout
+from proxy.archive import layout, verify_archive
 from proxy.archive.note import Checkpoint, Signer
 from proxy.archive.records import EntryKind
 from proxy.replica.check import check_replica
 from proxy.replica.restore import RestoreFailed, restore
 from proxy.replica.tiles import Tile
 from tests.old_archives import created_as
-from tests.replica_helpers import Contact, archive_entries, hold, replicate
+from tests.replica_helpers import Contact, archive_entries, blob_key, hold, replicate
 
 
 @dataclass
@@ -41,6 +41,19 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module", params=[1, 2])
+def old(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A version 1 archive (custody records of kind 2, as it wrote them) or a version 2
+    one: leaves over the whole body."""
+    version: int = request.param
+    root = tmp_path_factory.mktemp(f"check-v{version}") / "archive"
+    custody = EntryKind.CUSTODY if version == 1 else EntryKind.SEALED
+    with created_as(version):
+        hold(root, Contact(), 2, tag="old", custody_kind=custody)
+    assert layout.read_manifest(root).version == version
+    return root
+
+
 def _replica(archive: Path) -> MemoryReplica:
     replica = MemoryReplica()
     replicate(archive, replica.objects.__setitem__, replica.objects.__setitem__)
@@ -63,14 +76,14 @@ def test_a_whole_replica_verifies_listed_or_not(archive: Path) -> None:
     assert check_replica(replica).ok
 
 
-def test_an_older_version_or_no_manifest_ends_the_check(tmp_path: Path) -> None:
-    """Only version 3 archives are replicated; a bucket without archive.json is not one."""
-    with created_as(2):
-        ArchiveLog.open(tmp_path / "v2", segment_bytes=4096).close()
-    old = tmp_path / "v2"
-    replica = MemoryReplica({layout.MANIFEST: (old / layout.MANIFEST).read_bytes()})
+def test_an_unknown_version_or_no_manifest_ends_the_check() -> None:
+    """Versions 1, 2 and 3 are replicated; a manifest of another version, or a bucket
+    without archive.json, is not one."""
+    future = layout.Manifest(origin="nocontact.archive/0123456789abcdef", segment_bytes=4096,
+                             version=4)  # fmt: skip
+    replica = MemoryReplica({layout.MANIFEST: layout.manifest_bytes(future)})
     assert _lines(replica) == [
-        "archive.json: archive format version 2: only version 3 archives are replicated"
+        "archive.json: archive format version 4: only versions 1, 2 and 3 are replicated"
     ]
     assert _lines(MemoryReplica()) == ["archive.json: missing (this is not a nocontact replica)"]
 
@@ -128,3 +141,55 @@ def test_a_signed_but_absurd_size_costs_one_request(archive: Path) -> None:
     last = Tile(level=None, index=(size - 1) // 256, width=size % 256 or 256)
     assert f"{last.path}: missing" in lines
     assert f"checkpoint: is not checkpoints/{size}, the newest" in lines
+
+
+def test_a_version_1_or_2_replica_verifies_listed_or_not(old: Path) -> None:
+    """Entries under index/, none under tile/entries/; every leaf recomputed from its blob
+    gives the archive's own root."""
+    replica = _replica(old)
+    assert not [key for key in replica.objects if key.startswith("tile/entries/")]
+    assert [key for key in replica.objects if key.startswith("index/")]
+    report = check_replica(replica)
+    assert report.ok, report.problems
+    assert report.checkpoint is not None
+    assert report.tree.root() == report.checkpoint.root == verify_archive(old).checkpoint.root
+    assert report.checkpoint.size == len(archive_entries(old)) - 1
+    replica.listing = False
+    assert check_replica(replica).ok
+
+
+def _flip(data: bytes, at: int, mask: int = 1) -> bytes:
+    return data[:at] + bytes([data[at] ^ mask]) + data[at + 1 :]
+
+
+@pytest.mark.parametrize("damage", ["blob altered", "blob removed", "index removed",
+                                    "index entry re-kinded", "tile altered"])  # fmt: skip
+def test_each_damage_to_a_version_1_or_2_replica_is_one_line_naming_it(
+    old: Path, damage: str
+) -> None:
+    """A blob altered or gone, the index bundle gone, an index entry's kind changed (its
+    digest kept, so its blob still matches), a level 0 tile altered: one line each,
+    naming the object."""
+    replica = _replica(old)
+    size = len(archive_entries(old)) - 1
+    index = f"index/000.p/{size}"
+    tile = f"tile/0/000.p/{size}"
+    body = archive_entries(old)[1][1]
+    blob = blob_key(body)
+    objects = replica.objects
+    if damage == "blob altered":
+        objects[blob] = _flip(body, 100)
+        expected = f"{blob}: altered: its SHA-256 is not its name"
+    elif damage == "blob removed":
+        del objects[blob]
+        expected = f"{blob}: missing (the body of entry 1)"
+    elif damage == "index removed":
+        del objects[index]
+        expected = f"{index}: missing"
+    elif damage == "index entry re-kinded":  # entry 1's kind: after entry 0 (2 + 41) and its length
+        objects[index] = _flip(objects[index], 2 + 41 + 2, mask=EntryKind.SEALED ^ 2)
+        expected = f"{index}: altered: its entries are not those checkpoints/{size} signs"
+    else:
+        objects[tile] = _flip(objects[tile], 40)
+        expected = f"{tile}: altered: not the tile the entries checkpoints/{size} signs give"
+    assert _lines(replica) == [expected]

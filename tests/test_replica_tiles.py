@@ -44,14 +44,26 @@ def test_paths_of_tiles_and_bundles() -> None:
     assert Tile(level=None, index=0, width=1).path == "tile/entries/000.p/1"
 
 
+def test_a_version_1_or_2_archives_bundles_are_under_index() -> None:
+    """Bundles with `own_path` are at index/<N>[.p/<W>], N and W spelt as for tiles; the
+    same row as level 0; a tile of hashes never goes there."""
+    assert Tile(level=None, index=1234067, own_path=True).path == "index/x001/x234/067"
+    assert Tile(level=None, index=2, width=17, own_path=True).path == "index/002.p/17"
+    assert [t.path for t in bundles_for_size(300, own_path=True)] == ["index/000", "index/001.p/44"]
+    assert parse_path("index/001.p/44") == Tile(level=None, index=1, width=44, own_path=True)
+    with pytest.raises(TileError, match="never goes under index/"):
+        Tile(level=0, index=0, own_path=True)
+
+
 @given(
     level=st.none() | st.integers(0, 63),
     index=st.integers(0, 10**15),
     width=st.integers(1, 256),
+    own_path=st.booleans(),
 )
-def test_parse_path_inverts_path(level: int | None, index: int, width: int) -> None:
-    """Every tile's path parses back to the same tile."""
-    tile = Tile(level=level, index=index, width=width)
+def test_parse_path_inverts_path(level: int | None, index: int, width: int, own_path: bool) -> None:
+    """Every tile's and bundle's path parses back to the same tile or bundle."""
+    tile = Tile(level=level, index=index, width=width, own_path=own_path and level is None)
     assert parse_path(tile.path) == tile
 
 
@@ -60,6 +72,7 @@ def test_parse_path_inverts_path(level: int | None, index: int, width: int) -> N
     ["tile/0/1234", "tile/0/x001/23", "tile/0/001/234", "tile/00/000", "tile/64/000",
      "tile/0/000.p/0", "tile/0/000.p/256", "tile/0/000.p/012", "tile/0/x000/001",
      "tile/entries/000.p/", "tile/0/000/", "/tile/0/000", "tile/-1/000", "tile/0/x001",
+     "index/0/000", "index/x000/001", "index/000.p/256", "tile/index/000", "index/entries/000",
      "checkpoint", ""],
 )  # fmt: skip
 def test_other_spellings_are_not_tile_paths(path: str) -> None:

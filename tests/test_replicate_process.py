@@ -157,15 +157,19 @@ def test_once_replicates_and_exits_0(server: SeaweedS3, tmp_path: Path) -> None:
     assert set(_store(server, config).keys()) == contract_keys(archive, public=False)
 
 
-def test_once_refuses_a_version_2_archive_in_one_line(server: SeaweedS3, tmp_path: Path) -> None:
-    """A version 2 archive: exit 2, one line, nothing in the bucket."""
+def test_once_replicates_a_version_2_archive_with_its_entries_under_index(
+    server: SeaweedS3, tmp_path: Path
+) -> None:
+    """The version 2 writer's own archive: exit 0, "replica up to date"; its entry bundles
+    are under index/, none under tile/entries/."""
     archive = copy_version_2(tmp_path / "old")
     config = _config(server, tmp_path, archive)
     done = _nocontact("replicate", "-c", str(config), "--once")
-    assert done.returncode == 2
-    assert done.stderr.count("\n") == 1
-    assert "only version 3 archives are replicated" in done.stderr
-    assert _store(server, config).keys() == []
+    assert (done.returncode, done.stdout, done.stderr) == (0, "replica up to date\n", "")
+    keys = set(_store(server, config).keys())
+    assert keys == contract_keys(archive, public=False)
+    assert any(key.startswith("index/") for key in keys)
+    assert not any(key.startswith("tile/entries/") for key in keys)
 
 
 def test_once_on_a_tampered_archive_exits_1_in_one_line(server: SeaweedS3, tmp_path: Path) -> None:

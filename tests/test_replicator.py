@@ -14,13 +14,14 @@ import pytest
 
 from proxy.archive import EntryKind, VerifyFailure, layout
 from proxy.archive.note import Verifier, parse_checkpoint
+from proxy.archive.records import LeafRule, entry_hash, tile_entry
 from proxy.archive.segments import segment_name
 from proxy.replica.blob_sender import BlobSender
 from proxy.replica.replicator import ReplicaRefused, Replicator, Stopped
-from proxy.replica.signed_archive import ArchiveSource, NotReplicable
+from proxy.replica.signed_archive import ArchiveSource
 from proxy.replica.store import BucketSettings, ObjectStore, Placed, open_store
 from proxy.replica.tiled_tree import TiledTree
-from proxy.replica.tiles import bundles_for_size, parse_path, tiles_for_size
+from proxy.replica.tiles import bundles_for_size, encode_bundle, parse_path, tiles_for_size
 from tests.old_archives import copy_version_2
 from tests.replicator_helpers import NOW, contract_keys, grow, signed_entries
 from tests.s3_server import SeaweedS3
@@ -183,12 +184,42 @@ def test_a_pass_stopped_midway_leaves_a_whole_checkpoint_and_the_next_completes(
     assert set(store.keys()) == contract_keys(archive)
 
 
-def test_a_version_2_archive_is_refused_and_nothing_is_written(
+def test_a_version_2_archive_replicates_with_its_entries_under_index(
     tmp_path: Path, store: ObjectStore
 ) -> None:
-    """Only version 3 archives are replicated: one line naming the version."""
+    """The version 2 writer's own archive: the contract's layout with its entry bundles
+    under index/ (never tile/entries/), level 0 tiles its own leaves over the whole body,
+    each index entry its 41-byte tile entry; appended to, it goes on from there."""
     root = copy_version_2(tmp_path / "old")
-    with pytest.raises(NotReplicable, match="format version 2: only version 3"):
+    _replicate(root, store)
+    assert set(store.keys()) == contract_keys(root)
+    assert store.keys("tile/entries/") == []
+    size, entries, _ = signed_entries(root)
+    leaves = b"".join(entry_hash(kind, i, body, rule=LeafRule.BODY)
+                      for i, (kind, body) in enumerate(entries[:size]))  # fmt: skip
+    assert store.get(tiles_for_size(size)[0].path) == leaves
+    (index,) = bundles_for_size(size, own_path=True)
+    assert index.path == f"index/000.p/{size}"
+    assert store.get(index.path) == encode_bundle(
+        [tile_entry(kind, i, body) for i, (kind, body) in enumerate(entries[:size])]
+    )
+    grow(root, [4])
+    _replicate(root, store)
+    assert set(store.keys()) == contract_keys(root)
+    assert layout.read_manifest(root).version == 2
+
+
+def test_an_archive_of_an_unknown_version_is_refused_and_nothing_is_written(
+    tmp_path: Path, store: ObjectStore
+) -> None:
+    """A format version this nocontact does not read: one line, nothing in the bucket."""
+    root = tmp_path / "archive"
+    grow(root, [2])
+    manifest = layout.read_manifest(root)
+    future = layout.Manifest(origin=manifest.origin, segment_bytes=manifest.segment_bytes,
+                             version=4)  # fmt: skip
+    (root / layout.MANIFEST).write_bytes(layout.manifest_bytes(future))
+    with pytest.raises(VerifyFailure, match="format version 4 is not one this nocontact reads"):
         _replicate(root, store)
     assert store.keys() == []
 

@@ -5,8 +5,9 @@ Rules this module keeps:
    under a prefix or None when the source cannot list, as a static web server cannot);
    sources.py moves the bytes. Nothing here writes, and nothing needs a contact's key.
 2. The layout is docs/replication.md's contract. `archive.json` must be the exact form of a
-   version 3 manifest and `signing.pub` the exact form of its key (equal to `--key` when
-   one is pinned); without those nothing else can be checked, so they end the check.
+   version 1, 2 or 3 manifest and `signing.pub` the exact form of its key (equal to
+   `--key` when one is pinned); without those nothing else can be checked, so they end
+   the check. The manifest's version gives the leaf rule (rules 4 and 8).
 3. The root is the largest `checkpoints/<size>` whose note verifies under the key and
    names the archive's origin and that size (found by listing, or, where the source cannot
    list, through `checkpoint`). A larger one that does not verify is a problem, never the
@@ -17,6 +18,7 @@ Rules this module keeps:
    are checked on their own (tiled_tree.check), and when they give the root, the bundle
    that disagrees with its level 0 tile is named. Unbound entries end the check. The
    last entry bundle is fetched first: a size no bundle backs costs one request.
+   This is version 3's check; versions 1 and 2 are checked by rule 8 instead.
 5. Every entry (kind || index || SHA-256(body), 41 bytes) must have its index as its
    position; its blob `blobs/sha256/<hex>` must exist and hash to its name. A checkpoint
    entry's blob must be a note signed by the key, naming the origin, its own index as
@@ -29,6 +31,15 @@ Rules this module keeps:
 7. Every `witnessed/<size>/<sha256>` must be good (witnessed_copies.py rule 3): a signed
    checkpoint of the replica's own tree. Where the source cannot list (a static web
    server), witnessed copies are not looked for.
+8. Versions 1 and 2, whose leaves are over the whole body: the same 41-byte entries are
+   in bundles at `index/<N>` (tiles.py rule 7) and are not leaves. Each entry is parsed
+   as in rule 5, its blob must exist and hash to its digest, and its leaf is recomputed
+   from its kind, index and the blob's body under the manifest's rule, one body held at a
+   time. When the leaves give the signed root, every tile must be the bytes they give
+   (a missing or altered tile is named); when every blob is good and they do not, the
+   tiles are checked on their own and the index bundle that disagrees with its level 0
+   tile is named. A missing or altered blob, or unbound entries, end the check. Rule 5's
+   checks of checkpoint entries follow, their blobs read again.
 """
 
 from __future__ import annotations
@@ -42,17 +53,19 @@ from typing import Protocol
 from proxy.archive import layout
 from proxy.archive.merkle import MerkleTree, leaf_hash, verify_consistency
 from proxy.archive.note import Checkpoint, NoteError, Verifier, parse_checkpoint
-from proxy.archive.records import TILE_ENTRY_BYTES, EntryKind
+from proxy.archive.records import TILE_ENTRY_BYTES, EntryKind, LeafRule, entry_hash
 from proxy.errors import NocontactError
+from proxy.replica.signed_archive import REPLICABLE_VERSIONS
 from proxy.replica.tiled_tree import TiledTree
 from proxy.replica.tiles import (
-    WIDTH,
     Tile,
     TileError,
     build_tiles,
+    bundle_of,
     bundles_for_size,
     decode_bundle,
     decode_tile,
+    last_bundle,
     tiles_for_size,
 )
 from proxy.replica.witnessed_copies import PREFIX as WITNESSED
@@ -113,6 +126,11 @@ class ReplicaReport:
     witnessed: dict[int, bytes] = field(default_factory=dict)  # size -> best cosigned note
 
     @property
+    def whole_body_leaves(self) -> bool:
+        """Versions 1 and 2: leaves over the whole body, entries under `index/` (rule 8)."""
+        return self.manifest is not None and self.manifest.leaf_rule is LeafRule.BODY
+
+    @property
     def checkpoint_root(self) -> bytes:
         return self.checkpoint.root if self.checkpoint is not None else b""
 
@@ -135,9 +153,9 @@ def check_replica(replica: Replica, *, pinned: Verifier | None = None) -> Replic
     found = _root(replica, report, report.verifier, report.manifest.origin)
     if found is None:
         return report
-    if not _tree(replica, report):
+    if not (_tree_from_blobs if report.whole_body_leaves else _tree)(replica, report):
         return report
-    _entries_and_blobs(replica, report)
+    _entries_and_blobs(replica, report, blobs_checked=report.whole_body_leaves)
     _other_checkpoints(report, found)
     _witnessed(replica, report)
     return report
@@ -163,10 +181,9 @@ def _keys_problem(
     manifest = _manifest(manifest_bytes)
     if manifest is None:
         return layout.MANIFEST, "not a nocontact archive manifest in its exact form"
-    if manifest.version != layout.VERSION:
+    if manifest.version not in REPLICABLE_VERSIONS:
         return layout.MANIFEST, (
-            f"archive format version {manifest.version}: only version {layout.VERSION} "
-            "archives are replicated"
+            f"archive format version {manifest.version}: only versions 1, 2 and 3 are replicated"
         )
     verifier_bytes = replica.get(layout.VERIFIER_KEY)
     try:
@@ -289,8 +306,8 @@ def _tree(replica: Replica, report: ReplicaReport) -> bool:
     assert report.checkpoint is not None
     size, root = report.checkpoint.size, report.checkpoint.root
     before = len(report.problems)  # problems found before this step do not end it
-    if size and replica.get(_last_bundle(size).path) is None:  # before listing them all
-        report.problem(_last_bundle(size).path, "missing")
+    if size and replica.get(last_bundle(size).path) is None:  # before listing them all
+        report.problem(last_bundle(size).path, "missing")
         return False
     tiles = _fetch(replica, report, tiles_for_size(size))
     bundles = _fetch(replica, report, bundles_for_size(size))
@@ -342,18 +359,12 @@ def _bundles_against_tiles(
             report.problem(bundle.path, f"altered: its entries are not those {named} signs")
 
 
-def _last_bundle(size: int) -> Tile:
-    """The last entry bundle of a tree of `size` > 0: looked for first, so that a signed but
-    absurd size costs one request, not a list of its tiles (rule 4)."""
-    return Tile(level=None, index=(size - 1) // WIDTH, width=size % WIDTH or WIDTH)
-
-
 def _bundle_entries(
-    report: ReplicaReport, size: int, bundles: dict[Tile, bytes]
+    report: ReplicaReport, size: int, bundles: dict[Tile, bytes], *, own_path: bool = False
 ) -> list[bytes] | None:
     """Every entry of the bundles in order, or None when one is missing or malformed."""
     entries: list[bytes] | None = []
-    for bundle in bundles_for_size(size):
+    for bundle in bundles_for_size(size, own_path=own_path):
         if bundle not in bundles:
             entries = None
             continue
@@ -372,10 +383,10 @@ def _path_in(message: str) -> str:
     return message.split(" ", 1)[0] if message.startswith("tile/") else CHECKPOINTS
 
 
-def _parse_entries(report: ReplicaReport, raw: list[bytes]) -> bool:
+def _parse_entries(report: ReplicaReport, raw: list[bytes], *, own_path: bool = False) -> bool:
     """Rule 5's first half: 41 bytes each, a known kind, its own index."""
     for position, data in enumerate(raw):
-        bundle = Tile(level=None, index=position // 256).path
+        bundle = bundle_of(position, own_path=own_path).path
         if len(data) != TILE_ENTRY_BYTES:
             report.problem(bundle, f"entry {position} has {len(data)} bytes, not 41")
             return False
@@ -392,19 +403,29 @@ def _parse_entries(report: ReplicaReport, raw: list[bytes]) -> bool:
     return True
 
 
-def _entries_and_blobs(replica: Replica, report: ReplicaReport) -> None:
-    """Rule 5: every blob hashes to its name; every checkpoint entry is its signed note."""
+def _blob(replica: Replica, report: ReplicaReport, entry: Entry) -> bytes | None:
+    """The body of `entry` if its blob is there and hashes to its name, else None and the
+    problem named (rule 5)."""
+    body = replica.get(entry.blob)
+    if body is None:
+        report.problem(entry.blob, f"missing (the body of entry {entry.index})")
+        return None
+    if hashlib.sha256(body).digest() != entry.digest:
+        report.problem(entry.blob, "altered: its SHA-256 is not its name")
+        return None
+    return body
+
+
+def _entries_and_blobs(replica: Replica, report: ReplicaReport, *, blobs_checked: bool) -> None:
+    """Rule 5: every blob hashes to its name; every checkpoint entry is its signed note.
+    With `blobs_checked` (rule 8 read them all), only the checkpoint entries' are read."""
     assert report.verifier is not None
     assert report.manifest is not None
     for entry in report.entries:
-        body = replica.get(entry.blob)
-        if body is None:
-            report.problem(entry.blob, f"missing (the body of entry {entry.index})")
+        if blobs_checked and entry.kind is not EntryKind.CHECKPOINT:
             continue
-        if hashlib.sha256(body).digest() != entry.digest:
-            report.problem(entry.blob, "altered: its SHA-256 is not its name")
-            continue
-        if entry.kind is not EntryKind.CHECKPOINT:
+        body = _blob(replica, report, entry)
+        if body is None or entry.kind is not EntryKind.CHECKPOINT:
             continue
         report.checkpoint_sizes.append(entry.index)
         signed = _signed(body, report.verifier, report.manifest.origin)
@@ -415,6 +436,62 @@ def _entries_and_blobs(replica: Replica, report: ReplicaReport) -> None:
         key = f"{CHECKPOINTS}{entry.index}"
         if replica.get(key) != body:
             report.problem(key, f"missing or not the body of checkpoint entry {entry.index}")
+
+
+def _tree_from_blobs(replica: Replica, report: ReplicaReport) -> bool:
+    """Rule 8 (versions 1 and 2): the index bound to the root through the blobs' bodies;
+    False ends the check."""
+    assert report.checkpoint is not None
+    assert report.manifest is not None
+    size, root = report.checkpoint.size, report.checkpoint.root
+    rule = report.manifest.leaf_rule
+    before = len(report.problems)
+    if size and replica.get(last_bundle(size, own_path=True).path) is None:
+        report.problem(last_bundle(size, own_path=True).path, "missing")
+        return False
+    tiles = _fetch(replica, report, tiles_for_size(size))
+    bundles = _fetch(replica, report, bundles_for_size(size, own_path=True))
+    raw = _bundle_entries(report, size, bundles, own_path=True)
+    if raw is None or not _parse_entries(report, raw, own_path=True):
+        return False
+    leaves: list[bytes] | None = []
+    for entry in report.entries:
+        body = _blob(replica, report, entry)  # one body at a time
+        if body is None:
+            leaves = None
+        elif leaves is not None:
+            leaves.append(entry_hash(entry.kind, entry.index, body, rule=rule))
+        del body
+    if leaves is None or len(report.problems) > before:
+        return False
+    if MerkleTree(leaves).root() == root:
+        _tiles_of(report, size, leaves, tiles)
+        if len(report.problems) > before:
+            return False
+        report.tree = MerkleTree(leaves)
+        return True
+    _index_against_tiles(report, size, tiles, leaves)
+    return False
+
+
+def _index_against_tiles(
+    report: ReplicaReport, size: int, tiles: dict[Tile, bytes], leaves: list[bytes]
+) -> None:
+    """Rule 8: every blob is good but the leaves do not give the signed root: if the tiles
+    do, name the index bundle whose leaves disagree with its level 0 tile."""
+    named = f"{CHECKPOINTS}{size}"
+    try:
+        tiles_root = TiledTree(size, tiles).check()
+    except TileError as error:
+        report.problem(_path_in(str(error)), str(error))
+        return
+    if tiles_root != report.checkpoint_root:
+        report.problem(named, "the tiles and the index do not hash to the root it signs")
+        return
+    for bundle in bundles_for_size(size, own_path=True):
+        level0 = Tile(level=0, index=bundle.index, width=bundle.width)
+        if leaves[bundle.start : bundle.start + bundle.width] != decode_tile(level0, tiles[level0]):
+            report.problem(bundle.path, f"altered: its entries are not those {named} signs")
 
 
 def _other_checkpoints(report: ReplicaReport, read: dict[int, tuple[str, bytes]]) -> None:

@@ -31,6 +31,10 @@ Rules this module keeps:
 6. A pass with nothing new writes nothing. Within one process, where the bucket stands is
    remembered after a pass that succeeds, so such a pass sends no request at all; any
    failure forgets it, and the next pass lists the bucket again.
+7. A version 1 or 2 archive (leaves over the whole body) is laid out the same way except
+   its entry bundles: the same bundles of the same 41-byte entries go to `index/<N>`
+   (tiles.py rule 7), never to `tile/entries/`, where they would not be tlog-tiles
+   bundles. Its tiles are its own leaves, as for version 3.
 8. The witnesses' cosignatures follow the log (witnessed_copies.py): after the log's
    objects, each pass uploads the archive's cosigned notes of replicated sizes that
    changed, as `witnessed/<size>/<sha256>`; a note that changed is something new (rule 6).
@@ -47,12 +51,20 @@ from pathlib import Path
 
 from proxy.archive import layout
 from proxy.archive.merkle import MerkleTree
-from proxy.archive.records import EntryKind, tile_entry
+from proxy.archive.records import EntryKind, LeafRule, tile_entry
 from proxy.errors import NocontactError
 from proxy.replica.blob_sender import SENDERS, BlobSender
 from proxy.replica.signed_archive import ArchiveSource, Entries, Signed
 from proxy.replica.store import ObjectStore, Placed
-from proxy.replica.tiles import HEIGHT, WIDTH, Tile, encode_bundle, tiles_for_size
+from proxy.replica.tiles import (
+    HEIGHT,
+    WIDTH,
+    Tile,
+    bundle_of,
+    encode_bundle,
+    last_bundle,
+    tiles_for_size,
+)
 from proxy.replica.witnessed_copies import PREFIX as WITNESSED
 from proxy.replica.witnessed_copies import LocalWitnessed
 
@@ -102,7 +114,7 @@ class Stopped(NocontactError):
 class Outcome:
     """What a pass left: the bucket holds the archive's signed log up to `size`."""
 
-    size: int  # for the state file only (rule 7)
+    size: int  # for the state file only (rule 9)
     wrote: bool  # whether anything was written
 
 
@@ -278,6 +290,7 @@ class Replicator:
     def _stream_into(
         self, entries: Entries, signed: Signed, position: int | None, blobs: _Blobs
     ) -> None:
+        own_path = signed.rule is LeafRule.BODY  # rule 7
         start = 0 if position is None else position
         row = self._row_at(entries, start)
         published = position
@@ -288,17 +301,17 @@ class Replicator:
             entry = entries.read(index)
             if entry.kind is EntryKind.CHECKPOINT and (published is None or index > published):
                 blobs.settle()  # every blob below it is in the bucket first (rule 2)
-                self._publish(signed.tree, published, index, entry.body, row)
+                self._publish(signed, published, index, entry.body, row)
                 published = index
             blobs.send(blob_key(entry.body), entry.body)
             row.entries.append(tile_entry(entry.kind, index, entry.body))
             if len(row.entries) == WIDTH:
-                self._store.put_once(Tile(level=None, index=row.start // WIDTH).path,
+                self._store.put_once(bundle_of(row.start, own_path=own_path).path,
                                      encode_bundle(row.entries))  # fmt: skip
                 row = _Row(start=row.end)
         blobs.settle()
         if published != signed.size:
-            self._publish(signed.tree, published, signed.size, signed.note, row)
+            self._publish(signed, published, signed.size, signed.note, row)
         self._row = row
 
     def _row_at(self, entries: Entries, position: int) -> _Row:
@@ -313,12 +326,13 @@ class Replicator:
         return row
 
     def _publish(
-        self, tree: MerkleTree, before: int | None, size: int, note: bytes, row: _Row
+        self, signed: Signed, before: int | None, size: int, note: bytes, row: _Row
     ) -> None:
         """Rule 2 for one checkpoint: its partial bundle, its new tiles, then its note.
         (Its blobs and full bundles were written as the entries streamed by.)"""
+        tree = signed.tree
         if size % WIDTH:
-            bundle = Tile(level=None, index=size // WIDTH, width=size % WIDTH)
+            bundle = last_bundle(size, own_path=signed.rule is LeafRule.BODY)  # rule 7
             if (row.start, row.end) != (bundle.start, size):
                 raise AssertionError("the row is not the partial bundle's")  # a bug, not data
             self._store.put_once(bundle.path, encode_bundle(row.entries))

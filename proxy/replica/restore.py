@@ -8,9 +8,11 @@ Rules this module keeps:
    target at the end, so a failure leaves no half archive under the target's name.
 3. The log is rewritten as the writer wrote it: every entry up to the newest signed
    checkpoint, then that checkpoint's own entry (its body is `checkpoints/<size>`), each
-   framed by records.py under the version 3 leaf rule, into segments of the manifest's
-   `segment_bytes` filled as log.py fills them: a record goes into the current segment
-   when it fits, else it starts the next one, made `max(segment_bytes, record)` long.
+   framed by records.py under the leaf rule of the manifest's version (layout.py rule 5:
+   version 3's over the body's SHA-256, versions 1 and 2's over the whole body), into
+   segments of the manifest's `segment_bytes` filled as log.py fills them: a record goes
+   into the current segment when it fits, else it starts the next one, made
+   `max(segment_bytes, record)` long.
    So each segment holding entries is byte-identical to the lost one. Each blob is hashed
    again as it is read, and each record's leaf must be the tree's.
 4. Beside the log: `archive.json` and `signing.pub` exactly as replicated, `checkpoint`
@@ -39,8 +41,6 @@ from proxy.disk import fsync_directory, write_all
 from proxy.errors import NocontactError
 from proxy.replica.check import PUBLIC, Replica, ReplicaReport
 from proxy.witness.witnessed import DIRECTORY as WITNESSED_DIRECTORY
-
-_RULE = LeafRule.BODY_SHA256  # version 3: the only version replicated
 
 
 class RestoreFailed(NocontactError):
@@ -95,7 +95,8 @@ def _write(replica: Replica, report: ReplicaReport, root: Path) -> None:
     _file(root / layout.VERIFIER_KEY, report.verifier_bytes)
     log_dir = root / layout.LOG_DIR
     log_dir.mkdir(mode=0o700)
-    segments = _Segments(log_dir, report.manifest.segment_bytes)
+    rule = report.manifest.leaf_rule
+    segments = _Segments(log_dir, report.manifest.segment_bytes, rule)
     try:
         for entry in report.entries:
             body = replica.get(entry.blob)
@@ -103,7 +104,7 @@ def _write(replica: Replica, report: ReplicaReport, root: Path) -> None:
                 raise RestoreFailed(f"{entry.blob} changed or went away during the restore")
             segments.place(entry.kind, entry.index, body, report.tree.leaf(entry.index))
         last = report.checkpoint.size
-        checkpoint_leaf = entry_hash(EntryKind.CHECKPOINT, last, report.note, rule=_RULE)
+        checkpoint_leaf = entry_hash(EntryKind.CHECKPOINT, last, report.note, rule=rule)
         segments.place(EntryKind.CHECKPOINT, last, report.note, checkpoint_leaf)
     finally:
         segments.close(report.checkpoint.time.timestamp())
@@ -124,9 +125,10 @@ def _write(replica: Replica, report: ReplicaReport, root: Path) -> None:
 class _Segments:
     """Rule 3: the writer's filling of segments, replayed."""
 
-    def __init__(self, log_dir: Path, segment_bytes: int) -> None:
+    def __init__(self, log_dir: Path, segment_bytes: int, rule: LeafRule) -> None:
         self._dir = log_dir
         self._segment_bytes = segment_bytes
+        self._rule = rule
         self._number = 0
         self._fd = -1
         self._used = 0
@@ -134,7 +136,7 @@ class _Segments:
         self._made: list[Path] = []
 
     def place(self, kind: EntryKind, index: int, body: bytes, leaf: bytes) -> None:
-        parts, digest = encode_parts(kind, index, body, rule=_RULE)
+        parts, digest = encode_parts(kind, index, body, rule=self._rule)
         if digest != leaf:
             raise RestoreFailed(f"entry {index} does not give the tree's leaf")
         size = sum(map(len, parts))

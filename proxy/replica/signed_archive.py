@@ -3,9 +3,11 @@
 Rules this module keeps:
 1. Read-only and keyless: the archive directory's files are opened for reading and its
    segments mapped read-only; no lock is taken and no key is needed (verify.py rule 1).
-2. Only format version 3 archives (layout.py rule 5), whose leaves are the tlog-tiles
-   leaves of 41-byte entries: a version 1 or 2 archive is refused with one line
-   (`NotReplicable`) before any entry is read.
+2. Format versions 1, 2 and 3 (layout.py rule 5), each with its own leaf rule, which
+   `Signed.rule` carries: version 3's leaves are the tlog-tiles leaves of 41-byte entries,
+   versions 1 and 2's are over the whole body (docs/replication.md says how each is
+   laid out). Any other version is refused with one line (`NotReplicable`) before any
+   entry is read.
 3. `refresh` is the archive's own keyless check (verify.py `LogWalk`): the first one
    whole, each later one going on from the latest signed checkpoint it met, as
    following.py does; another manifest or key, a `checkpoint` file gone back, or the
@@ -29,12 +31,12 @@ from types import TracebackType
 from proxy.archive import layout
 from proxy.archive.merkle import MerkleTree
 from proxy.archive.reader import mapped
-from proxy.archive.records import HASH_BYTES, HEADER_BYTES, EntryKind, entry_hash
+from proxy.archive.records import HASH_BYTES, HEADER_BYTES, EntryKind, LeafRule, entry_hash
 from proxy.archive.segments import segment_name
 from proxy.archive.verify import LogWalk, VerifyFailure, check_files
 from proxy.errors import NocontactError
 
-REPLICABLE_VERSION = 3
+REPLICABLE_VERSIONS = (1, 2, 3)  # rule 2
 
 
 class NotReplicable(NocontactError):
@@ -51,6 +53,7 @@ class Signed:
     failure: VerifyFailure | None  # the first problem past it, if the check failed (rule 4)
     manifest: bytes  # archive.json exactly as on disk
     verifier_key: bytes  # signing.pub exactly as on disk
+    rule: LeafRule  # the archive's leaf rule, from its version (rule 2)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,10 +76,10 @@ class ArchiveSource:
         not even one does, or the archive's files themselves do not."""
         manifest_bytes, verifier_key = self._files()
         manifest, verifier = check_files(self.root)
-        if manifest.version != REPLICABLE_VERSION:
+        if manifest.version not in REPLICABLE_VERSIONS:
             raise NotReplicable(
                 f"{self.root} is an archive of format version {manifest.version}: only "
-                f"version {REPLICABLE_VERSION} archives are replicated (docs/replication.md)"
+                "versions 1, 2 and 3 are replicated (docs/replication.md)"
             )
         walk = self._walk
         if (walk is None or walk.verifier != verifier or walk.origin != manifest.origin
@@ -99,7 +102,7 @@ class ArchiveSource:
             raise failure or VerifyFailure("the log has no signed checkpoint")
         return Signed(size=walk.last.size, note=walk.last_note, tree=walk.tree,
                       failure=failure, manifest=manifest_bytes,
-                      verifier_key=verifier_key)  # fmt: skip
+                      verifier_key=verifier_key, rule=manifest.leaf_rule)  # fmt: skip
 
     def entries(self) -> Entries:
         """A reader of the entries the last refresh checked (rule 5)."""

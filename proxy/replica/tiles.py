@@ -17,6 +17,10 @@ Rules this module keeps:
    missing bytes and a count other than the bundle's width.
 6. Every malformed input raises `TileError` (a `NocontactError`) with one line that names
    the tile, never a traceback from deeper code.
+7. The entry bundles of a version 1 or 2 archive, whose leaves are over the whole body and
+   so are not tlog-tiles bundles, are the same bundles of the same 41-byte entries at
+   nocontact's own path `index/<N>[.p/<W>]` (a `Tile` with `own_path`): N and the width
+   spelt as in rule 3, and `parse_path` reads both spellings. Tiles are never there.
 """
 
 from __future__ import annotations
@@ -34,9 +38,11 @@ HASH_BYTES = 32
 MAX_LEVEL = 63
 MAX_ENTRY = 0xFFFF  # the uint16 length prefix of an entry bundle
 ENTRIES = "entries"  # the "level" of entry bundles in their path
+INDEX = "index"  # where a version 1 or 2 archive's bundles go instead (rule 7)
 
 _PATH = re.compile(
-    r"tile/(0|[1-9][0-9]?|entries)/((?:x[0-9]{3}/)*[0-9]{3})(?:\.p/([1-9][0-9]{0,2}))?"
+    r"(?:tile/(0|[1-9][0-9]?|entries)|(index))/((?:x[0-9]{3}/)*[0-9]{3})"
+    r"(?:\.p/([1-9][0-9]{0,2}))?"
 )
 
 
@@ -46,13 +52,17 @@ class TileError(NocontactError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Tile:
-    """One tile (level 0..63) or, with `level=None`, one entry bundle; `width` < 256 is partial."""
+    """One tile (level 0..63) or, with `level=None`, one entry bundle; `width` < 256 is
+    partial. A bundle with `own_path` is at `index/` (rule 7)."""
 
     level: int | None
     index: int
     width: int = WIDTH
+    own_path: bool = False
 
     def __post_init__(self) -> None:
+        if self.own_path and self.level is not None:
+            raise TileError(f"a tile of level {self.level} never goes under {INDEX}/")
         if self.level is not None and not 0 <= self.level <= MAX_LEVEL:
             raise TileError(f"tile level {self.level} is not between 0 and {MAX_LEVEL}")
         if self.index < 0:
@@ -66,9 +76,12 @@ class Tile:
 
     @property
     def path(self) -> str:
-        level = ENTRIES if self.level is None else str(self.level)
+        if self.own_path:
+            directory = INDEX
+        else:
+            directory = f"tile/{ENTRIES if self.level is None else self.level}"
         suffix = f".p/{self.width}" if self.partial else ""
-        return f"tile/{level}/{encode_index(self.index)}{suffix}"
+        return f"{directory}/{encode_index(self.index)}{suffix}"
 
     @property
     def start(self) -> int:
@@ -93,16 +106,16 @@ def parse_path(path: str) -> Tile:
     match = _PATH.fullmatch(path)
     if match is None:
         raise TileError(f"{path[:120]!r} is not a tile path")
-    level_text, index_text, width_text = match.groups()
+    level_text, own_text, index_text, width_text = match.groups()
     groups = index_text.replace("x", "").split("/")
     if len(groups) > 1 and groups[0] == "000":  # x000/... is a second spelling of a number
         raise TileError(f"{path[:120]!r} is not a tile path: the index has leading zeroes")
     index = int("".join(groups))
-    level = None if level_text == ENTRIES else int(level_text)
+    level = None if own_text or level_text == ENTRIES else int(level_text)
     width = WIDTH if width_text is None else int(width_text)
     if (width_text is not None and width >= WIDTH) or (level is not None and level > MAX_LEVEL):
         raise TileError(f"{path[:120]!r} is not a tile path")
-    return Tile(level=level, index=index, width=width)
+    return Tile(level=level, index=index, width=width, own_path=own_text is not None)
 
 
 def tiles_for_size(size: int) -> list[Tile]:
@@ -117,19 +130,33 @@ def tiles_for_size(size: int) -> list[Tile]:
     return tiles
 
 
-def bundles_for_size(size: int) -> list[Tile]:
-    """Every entry bundle a tree of `size` leaves has: level 0's shape, under `entries`."""
+def bundles_for_size(size: int, *, own_path: bool = False) -> list[Tile]:
+    """Every entry bundle a tree of `size` leaves has: level 0's shape, under `entries`
+    (or, with `own_path`, under `index/`: rule 7)."""
     if size < 0:
         raise TileError(f"a tree cannot have {size} leaves")
-    return list(_row(None, size))
+    return list(_row(None, size, own_path=own_path))
 
 
-def _row(level: int | None, hashes: int) -> Iterator[Tile]:
+def last_bundle(size: int, *, own_path: bool = False) -> Tile:
+    """The last entry bundle of a tree of `size` > 0 leaves."""
+    if size <= 0:
+        raise TileError(f"a tree of {size} leaves has no entry bundle")
+    return Tile(level=None, index=(size - 1) // WIDTH, width=size % WIDTH or WIDTH,
+                own_path=own_path)  # fmt: skip
+
+
+def bundle_of(index: int, *, own_path: bool = False) -> Tile:
+    """The full entry bundle that holds entry `index`."""
+    return Tile(level=None, index=index // WIDTH, own_path=own_path)
+
+
+def _row(level: int | None, hashes: int, *, own_path: bool = False) -> Iterator[Tile]:
     full, width = divmod(hashes, WIDTH)
     for index in range(full):
-        yield Tile(level=level, index=index)
+        yield Tile(level=level, index=index, own_path=own_path)
     if width:
-        yield Tile(level=level, index=full, width=width)
+        yield Tile(level=level, index=full, width=width, own_path=own_path)
 
 
 def subtree_root(hashes: Sequence[bytes]) -> bytes:
