@@ -14,6 +14,7 @@ from proxy.access.reading import open_archive
 from proxy.archive import EntryKind, layout, verify_archive
 from proxy.archive.segments import segment_name, segment_numbers
 from proxy.cli import main
+from proxy.replica.check import exact_manifest
 from proxy.replica.replicator import Replicator
 from proxy.replica.signed_archive import ArchiveSource
 from proxy.replica.store import BucketSettings, ObjectStore, open_store
@@ -178,3 +179,27 @@ def test_an_altered_blob_or_a_removed_index_bundle_fails_naming_it(
     assert code == 1
     assert out.splitlines()[0] == expected
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_version_1_archive_upgraded_by_its_writer_still_replicates(
+    bucket: Bucket, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A writer that opens a version 1 archive rewrites archive.json as version 2 (the same
+    leaves); the bucket keeps the version 1 file it got first, and is still this archive's
+    replica: the next process goes on, and the two verify as one log."""
+    archive, contact = tmp_path / "archive", Contact()
+    with created_as(1):
+        hold(archive, contact, 2, tag="first", custody_kind=EntryKind.CUSTODY)
+    assert layout.read_manifest(archive).version == 1
+    prefix, size = bucket.replicate(archive)
+    hold(archive, contact, 1, tag="after the upgrade")
+    assert layout.read_manifest(archive).version == 2
+    store = bucket.store(prefix)
+    later = Replicator(ArchiveSource(archive), store).run_pass()
+    assert later.size > size
+    bucket_manifest = exact_manifest(store.get(layout.MANIFEST) or b"")
+    assert bucket_manifest is not None
+    assert bucket_manifest.version == 1
+    code, out, _ = _nocontact(capsys, "verify", *bucket.source(prefix), "--archive", str(archive))
+    assert code == 0, out
+    assert out.startswith(f"replica OK, root {_root_of(archive)}\n")

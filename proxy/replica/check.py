@@ -178,7 +178,7 @@ def _keys_problem(
     manifest_bytes = replica.get(layout.MANIFEST)
     if manifest_bytes is None:
         return layout.MANIFEST, "missing (this is not a nocontact replica)"
-    manifest = _manifest(manifest_bytes)
+    manifest = exact_manifest(manifest_bytes)
     if manifest is None:
         return layout.MANIFEST, "not a nocontact archive manifest in its exact form"
     if manifest.version not in REPLICABLE_VERSIONS:
@@ -204,7 +204,7 @@ def _keys_problem(
     return layout.VERIFIER_KEY, why
 
 
-def _manifest(data: bytes) -> layout.Manifest | None:
+def exact_manifest(data: bytes) -> layout.Manifest | None:
     """The manifest in `data` if it is exactly as a writer writes it."""
     try:
         parsed = json.loads(data)

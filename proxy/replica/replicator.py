@@ -15,7 +15,9 @@ Rules this module keeps:
    crash, SIGTERM, S3 down) leaves the bucket at a whole checkpoint, and the next one
    repeats at most a few puts, which `put_once` finds already there.
 3. The bucket must be this archive's, before anything is written: `archive.json` and
-   `signing.pub` equal the archive's files (written once, first, when absent), and the
+   `signing.pub` equal the archive's files (written once, first, when absent; a bucket's
+   version 1 `archive.json` also matches the version 2 one a writer makes of it on
+   opening, layout.py rule 5: the same origin, segments and leaves), and the
    bucket's latest checkpoint is, byte for byte, the archive's checkpoint entry of that
    size. A bucket ahead of the archive, or holding another checkpoint of that size (the
    archive rolled back or rewritten, or another archive's replica), is `ReplicaRefused`.
@@ -54,6 +56,7 @@ from proxy.archive.merkle import MerkleTree
 from proxy.archive.records import EntryKind, LeafRule, tile_entry
 from proxy.errors import NocontactError
 from proxy.replica.blob_sender import SENDERS, BlobSender
+from proxy.replica.check import exact_manifest
 from proxy.replica.signed_archive import ArchiveSource, Entries, Signed
 from proxy.replica.store import ObjectStore, Placed
 from proxy.replica.tiles import (
@@ -226,7 +229,7 @@ class Replicator:
             there = self._store.get(key)
             if there is None:
                 self._store.put_once(key, data)
-            elif there != data:
+            elif there != data and not (key == MANIFEST and upgraded(there, data)):
                 raise ReplicaRefused(
                     f"the bucket's {key} is not this archive's: it holds another archive's "
                     "replica (use another bucket or prefix)"
@@ -341,6 +344,12 @@ class Replicator:
             if tile not in had:
                 self._store.put_once(tile.path, tile_bytes(tree, tile))
         self._store.put_once(checkpoint_key(size), note)
+
+
+def upgraded(there: bytes, ours: bytes) -> bool:
+    """Whether the manifest `there` is `ours` before a writer upgraded it (rule 3)."""
+    old, new = exact_manifest(there), exact_manifest(ours)
+    return old is not None and new is not None and old != new and old.for_writing() == new
 
 
 def _read_or_none(path: Path) -> bytes | None:
