@@ -14,10 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from proxy.archive import layout
 from proxy.archive.segments import segment_name
+from proxy.replica.process import until_tick
 from proxy.replica.state import lag_seconds
 from proxy.replica.store import BucketSettings, ObjectStore, open_store
 from tests.factories import config_data
@@ -235,3 +237,10 @@ def test_the_replicator_needs_no_other_sections_files(server: SeaweedS3, tmp_pat
         done = _nocontact("replicate", "-c", str(path), "--once")
         assert done.returncode == 2
         assert where in done.stderr
+
+
+def test_passes_begin_on_wall_clock_ticks() -> None:
+    """The next pass waits for the next multiple of `every`, whatever the last one took."""
+    assert until_tick(1_000.0, 10) == 10
+    assert until_tick(1_003.5, 10) == 6.5
+    assert until_tick(1_009.99, 10) == pytest.approx(0.01)

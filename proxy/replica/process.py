@@ -4,9 +4,10 @@ Rules this module keeps:
 1. It needs the config's `replicate:` section and `archive.path`, the archive read-only
    and the S3 credentials: no contact key, and no signing key (it never opens
    `signing.key`, and takes no lock on the archive), so it may run as its own user.
-2. A pass every `every` seconds (10), so a signed checkpoint reaches the bucket within
-   that long and its upload. After a failed pass it waits twice as long each time, up
-   to 60 s (`MOST_WAIT`), and goes back to `every` after a pass that succeeds.
+2. A pass at every wall-clock multiple of `every` seconds (10), so a signed checkpoint
+   reaches the bucket within that long and its upload, and the passes start at the same
+   moments whatever they carry. After a failed pass it waits twice as long each time, up
+   to 60 s (`MOST_WAIT`), and goes back to the ticks after a pass that succeeds.
 3. Fixed log events only: "replicator started", "replica up to date" (the first pass
    that succeeds, and the first after a failure), "replica behind" with one of the fixed
    reasons of `REASONS` (when a pass fails after one that did not, or for another
@@ -15,7 +16,9 @@ Rules this module keeps:
 4. SIGTERM and SIGINT stop it cleanly: a pass under way stops between two objects (the
    bucket stands at a whole checkpoint: replicator.py rule 2) and the process exits 0.
 5. After each pass that leaves the bucket up to date, the state file (0600, in a 0700
-   directory) records the size replicated and when (unix seconds), for the lag
+   directory) records the size replicated and when the pass began (unix seconds: a tick
+   of rule 2, so a pass that uploads much and one that uploads nothing record the same
+   kind of time), for the lag
    (state.py; `nocontact health` reports it): a size is in the archive's own
    `checkpoint` file already.
 6. `--once`: one pass, then exit 0 with "replica up to date", or one line: exit 1 when
@@ -84,6 +87,7 @@ class ReplicaProcess:
 
     def run_pass(self) -> Outcome:
         """One pass: the bucket opened (rule 3 of store.py) if it is not yet, then synced."""
+        began = time.time()
         if self._replicator is None:
             store = open_store(bucket_settings(self._replicate))
             self._replicator = Replicator(self._source, store, stopping=self._stop.is_set)
@@ -92,7 +96,7 @@ class ReplicaProcess:
         except StoreError:
             self._replicator = None  # a fresh client and bucket check next time
             raise
-        write_state(Path(self._replicate.state_file), outcome.size, time.time())
+        write_state(Path(self._replicate.state_file), outcome.size, began)
         return outcome
 
     def serve(self) -> int:
@@ -114,9 +118,14 @@ class ReplicaProcess:
                 if said != UP_TO_DATE:
                     _log.info(UP_TO_DATE)
                 said, wait = UP_TO_DATE, every
-            self._stop.wait(wait)
+            self._stop.wait(until_tick(time.time(), every) if said == UP_TO_DATE else wait)
         _log.info("replicator stopped")
         return 0
+
+
+def until_tick(now: float, every: float) -> float:
+    """Seconds from `now` to the next wall-clock multiple of `every` (rule 2)."""
+    return every - now % every
 
 
 def _stopper(stop: threading.Event) -> Callable[[int, FrameType | None], None]:
