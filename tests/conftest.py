@@ -8,17 +8,22 @@ daemon, portal or command they start (the environment is inherited). A test that
 another size passes `segment_bytes` itself; the benchmarks keep the default.
 
 `server` is a private SeaweedFS (S3 with Object Lock, tests/s3_server.py) for one test
-module of the replica's, started once per module that asks for it.
+module of the replica's, started once per module that asks for it; `settings` is a fresh
+Object Lock bucket on it (prefix `log/`) and `store` that bucket's store, on a clock whose
+locks outlive the test (a module may define its own of either name).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from proxy.archive.layout import SEGMENT_ENV
+from proxy.replica.store import BucketSettings, ObjectStore
+from tests.replicator_helpers import lasting_store, new_bucket
 from tests.s3_server import SeaweedS3
 
 os.environ.setdefault(SEGMENT_ENV, "1")
@@ -31,3 +36,13 @@ def server() -> Iterator[SeaweedS3]:
         yield s3
     finally:
         s3.stop()
+
+
+@pytest.fixture
+def settings(server: SeaweedS3, tmp_path: Path) -> BucketSettings:
+    return new_bucket(server, tmp_path)
+
+
+@pytest.fixture
+def store(settings: BucketSettings) -> ObjectStore:
+    return lasting_store(settings)

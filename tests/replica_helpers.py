@@ -14,8 +14,10 @@ server.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,10 +30,13 @@ from proxy.archive.reader import SegmentScan, mapped
 from proxy.archive.records import LeafRule, entry_hash, tile_entry
 from proxy.archive.seal import fingerprint, seal_custody, seal_item
 from proxy.archive.segments import segment_name, segment_numbers
-from proxy.replica.store import ObjectStore
+from proxy.replica.replicator import Replicator
+from proxy.replica.signed_archive import ArchiveSource
+from proxy.replica.store import BucketSettings, ObjectStore, open_store
 from proxy.replica.tiles import build_tiles, bundles_for_size, encode_bundle
 from proxy.rules import decide
 from tests.factories import email, make_rules
+from tests.s3_server import SeaweedS3
 
 Put = Callable[[str, bytes], object]
 SEGMENT_BYTES = 4096  # the smallest: entries roll over into many segments
@@ -150,3 +155,46 @@ def hold(
 def copy_archive(source: Path, target: Path) -> Path:
     shutil.copytree(source, target, ignore=shutil.ignore_patterns(layout.LOCK))
     return target
+
+
+_prefixes = (f"log-{n}" for n in itertools.count())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bucket:
+    """One Object Lock bucket of the test S3; each replica in it under a prefix of its own."""
+
+    server: SeaweedS3
+    name: str
+    credentials: Path
+
+    def store(self, prefix: str) -> ObjectStore:
+        return open_store(BucketSettings(
+            bucket=self.name, credentials_file=self.credentials, retention_days=1,
+            endpoint=self.server.endpoint, prefix=f"{prefix}/",
+        ))  # fmt: skip
+
+    def replicate(self, archive: Path) -> tuple[str, int]:
+        """A new prefix holding the replicator's replica of `archive` (one pass): (prefix,
+        newest checkpoint size)."""
+        prefix = next(_prefixes)
+        outcome = Replicator(ArchiveSource(archive), self.store(prefix)).run_pass()
+        return prefix, outcome.size
+
+    def source(self, prefix: str) -> list[str]:
+        """`--from` and what it needs, for the CLI."""
+        return ["--from", f"s3://{self.name}/{prefix}", "--endpoint", self.server.endpoint,
+                "--credentials", str(self.credentials)]  # fmt: skip
+
+
+def restored_segments(lost: Path, target: Path) -> list[int]:
+    """The restored archive's segment numbers, once each is checked byte for byte against
+    the lost one's (a lost segment not restored must be the writer's next, all zeros)."""
+    restored = segment_numbers(target / layout.LOG_DIR)
+    for number in segment_numbers(lost / layout.LOG_DIR):
+        original = (lost / layout.LOG_DIR / segment_name(number)).read_bytes()
+        if number in restored:
+            assert (target / layout.LOG_DIR / segment_name(number)).read_bytes() == original
+        else:  # the writer's next segment, made ahead: zeros only
+            assert not original.strip(b"\0")
+    return restored

@@ -4,16 +4,39 @@ docs/replication.md, computed here from the archive independently of the replica
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from proxy.archive import ArchiveLog, EntryKind, layout
 from proxy.archive.following import FollowedArchive
 from proxy.archive.records import LeafRule
+from proxy.replica.store import BucketSettings, ObjectStore, StoreError, open_store
 from proxy.replica.tiles import bundles_for_size, tiles_for_size
+from tests.s3_server import SeaweedS3
 
 NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+LASTING = NOW + timedelta(days=3650)  # a clock whose locks outlive any test
+_buckets = (f"bucket-{n}" for n in itertools.count())
+
+
+def new_bucket(server: SeaweedS3, tmp_path: Path, *, prefix: str = "log/") -> BucketSettings:
+    """A fresh Object Lock bucket (30 days' retention), its credentials file in `tmp_path`."""
+    return BucketSettings(
+        bucket=server.locked_bucket(next(_buckets)),
+        credentials_file=server.write_credentials(tmp_path / "s3-credentials"),
+        retention_days=30,
+        endpoint=server.endpoint,
+        prefix=prefix,
+    )
+
+
+def lasting_store(settings: BucketSettings) -> ObjectStore:
+    """The bucket's store, on a clock ten years on: every lock outlives the test."""
+    return open_store(settings, now=lambda: LASTING)
 
 
 def grow(root: Path, batches: list[int], *, size: int = 300) -> list[bytes]:
@@ -56,3 +79,12 @@ def contract_keys(root: Path, *, size: int | None = None, public: bool = True) -
     if public and (root / layout.RECIPIENTS).exists():
         keys.add(f"public/{size}/{layout.RECIPIENTS}")
     return keys
+
+
+def one_line(error: pytest.ExceptionInfo[StoreError]) -> str:
+    """The failure's message, checked to be one line and no traceback."""
+    message = str(error.value)
+    assert message
+    assert "\n" not in message
+    assert "Traceback" not in message
+    return message

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import itertools
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -20,34 +19,14 @@ from proxy.replica.store import (
     Credentials,
     ObjectStore,
     StoreError,
-    open_store,
 )
+from tests.replicator_helpers import LASTING, one_line
 from tests.s3_server import ACCESS_KEY_ID, SeaweedS3
 from tests.servers import HOST, free_port
-
-NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
-LATER = NOW + timedelta(days=3650)  # outlives the test
-_names = (f"blobs-{n}" for n in itertools.count())
 
 
 def _key(data: bytes) -> str:
     return "blobs/sha256/" + hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture
-def settings(server: SeaweedS3, tmp_path: Path) -> BucketSettings:
-    return BucketSettings(
-        bucket=server.locked_bucket(next(_names)),
-        credentials_file=server.write_credentials(tmp_path / "s3-credentials"),
-        retention_days=30,
-        endpoint=server.endpoint,
-        prefix="log/",
-    )
-
-
-@pytest.fixture
-def store(settings: BucketSettings) -> ObjectStore:
-    return open_store(settings, now=lambda: LATER)
 
 
 def _send(store: ObjectStore, *blobs: bytes) -> None:
@@ -55,14 +34,6 @@ def _send(store: ObjectStore, *blobs: bytes) -> None:
         for data in blobs:
             sender.send(_key(data), data)
         sender.settle()
-
-
-def _one_line(error: pytest.ExceptionInfo[StoreError]) -> str:
-    message = str(error.value)
-    assert message
-    assert "\n" not in message
-    assert "Traceback" not in message
-    return message
 
 
 def test_blobs_are_written_once_and_locked(
@@ -80,7 +51,7 @@ def test_blobs_are_written_once_and_locked(
         assert len([v for v in listing["Versions"] if v["Key"] == name]) == 1
         head = client.head_object(Bucket=settings.bucket, Key=name)
         assert head["ObjectLockMode"] == "COMPLIANCE"
-        assert head["ObjectLockRetainUntilDate"] == LATER + timedelta(days=30)
+        assert head["ObjectLockRetainUntilDate"] == LASTING + timedelta(days=30)
         assert store.get_blob(_key(data)) == data
 
 
@@ -92,7 +63,7 @@ def test_other_bytes_under_a_blobs_name_are_refused_and_kept(
     server.client().put_object(Bucket=settings.bucket, Key="log/" + _key(data), Body=b"junk")
     with pytest.raises(StoreError) as error:
         _send(store, data)
-    assert "already in the bucket with other bytes" in _one_line(error)
+    assert "already in the bucket with other bytes" in one_line(error)
     assert store.get(_key(data)) == b"junk"
 
 
@@ -123,16 +94,16 @@ def test_a_blob_with_no_good_version_reads_as_the_oldest(
     assert store.get_blob(_key(data)) == b"first junk"
 
 
-def test_wrong_credentials_are_one_line(
+def test_wrong_credentials_areone_line(
     server: SeaweedS3, settings: BucketSettings, store: ObjectStore
 ) -> None:
     wrong = ObjectStore(
-        client=server.client(), settings=settings, now=lambda: LATER,
+        client=server.client(), settings=settings, now=lambda: LASTING,
         credentials=Credentials(access_key_id=ACCESS_KEY_ID, secret_access_key="wrong"),
     )  # fmt: skip
     with pytest.raises(StoreError) as error:
         _send(wrong, b"body")
-    assert f"credentials in {settings.credentials_file}" in _one_line(error)
+    assert f"credentials in {settings.credentials_file}" in one_line(error)
     assert store.get_blob(_key(b"body")) is None
 
 
@@ -142,16 +113,16 @@ def _elsewhere(settings: BucketSettings, endpoint: str, server: SeaweedS3) -> Ob
         retention_days=1, endpoint=endpoint,
     )  # fmt: skip
     return ObjectStore(
-        client=server.client(), settings=moved, now=lambda: LATER,
+        client=server.client(), settings=moved, now=lambda: LASTING,
         credentials=Credentials(access_key_id=ACCESS_KEY_ID, secret_access_key="x"),
     )  # fmt: skip
 
 
-def test_an_unreachable_endpoint_is_one_line(server: SeaweedS3, settings: BucketSettings) -> None:
+def test_an_unreachable_endpoint_isone_line(server: SeaweedS3, settings: BucketSettings) -> None:
     away = _elsewhere(settings, f"http://{HOST}:{free_port()}", server)
     with pytest.raises(StoreError) as error:
         _send(away, b"body")
-    assert "cannot reach the S3 endpoint" in _one_line(error)
+    assert "cannot reach the S3 endpoint" in one_line(error)
 
 
 @pytest.fixture
@@ -188,7 +159,7 @@ def test_a_busy_server_is_tried_three_times_then_named(
     endpoint, seen = slow_down
     with pytest.raises(StoreError) as error:
         _send(_elsewhere(settings, endpoint, server), b"body")
-    assert _one_line(error).endswith("failed: SlowDown: Reduce your rate")
+    assert one_line(error).endswith("failed: SlowDown: Reduce your rate")
     assert seen == ["PUT"] * 3
 
 

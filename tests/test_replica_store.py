@@ -28,27 +28,12 @@ from proxy.replica.tiles import (
     encode_bundle,
     parse_path,
 )
+from tests.replicator_helpers import one_line
 from tests.s3_server import SECRET_ACCESS_KEY, SeaweedS3
 from tests.servers import free_port
 
 NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 _names = (f"replica-{n}" for n in itertools.count())
-
-
-@pytest.fixture
-def settings(server: SeaweedS3, tmp_path: Path) -> BucketSettings:
-    return BucketSettings(
-        bucket=server.locked_bucket(next(_names)),
-        credentials_file=server.write_credentials(tmp_path / "s3-credentials"),
-        retention_days=30,
-        endpoint=server.endpoint,
-        prefix="log/",
-    )
-
-
-@pytest.fixture
-def store(settings: BucketSettings) -> ObjectStore:
-    return open_store(settings, now=lambda: NOW + timedelta(days=3650))  # outlives the test
 
 
 def _version(server: SeaweedS3, settings: BucketSettings, key: str) -> str:
@@ -129,15 +114,7 @@ def test_a_rewrite_behind_a_delete_marker_is_refused(
     assert store.put_once("checkpoint-0001", b"signed") is Placed.ALREADY_THERE
 
 
-def _one_line(error: pytest.ExceptionInfo[StoreError]) -> str:
-    message = str(error.value)
-    assert message
-    assert "\n" not in message
-    assert "Traceback" not in message
-    return message
-
-
-def test_wrong_credentials_are_one_line(
+def test_wrong_credentials_areone_line(
     server: SeaweedS3, settings: BucketSettings, tmp_path: Path
 ) -> None:
     """A wrong secret is refused before anything is written, naming the credentials file."""
@@ -148,10 +125,10 @@ def test_wrong_credentials_are_one_line(
     )  # fmt: skip
     with pytest.raises(StoreError) as error:
         open_store(bad)
-    assert f"credentials in {wrong}" in _one_line(error)
+    assert f"credentials in {wrong}" in one_line(error)
 
 
-def test_no_bucket_and_no_object_lock_are_one_line(
+def test_no_bucket_and_no_object_lock_areone_line(
     server: SeaweedS3, settings: BucketSettings
 ) -> None:
     """A missing bucket, and a bucket without Object Lock, are each refused in one line."""
@@ -161,17 +138,17 @@ def test_no_bucket_and_no_object_lock_are_one_line(
     )  # fmt: skip
     with pytest.raises(StoreError) as error:
         open_store(missing)
-    assert "no bucket 'nobody-made-this'" in _one_line(error)
+    assert "no bucket 'nobody-made-this'" in one_line(error)
     plain = BucketSettings(
         bucket=server.plain_bucket(next(_names)), credentials_file=settings.credentials_file,
         retention_days=1, endpoint=server.endpoint,
     )  # fmt: skip
     with pytest.raises(StoreError) as error:
         open_store(plain)
-    assert "has no Object Lock" in _one_line(error)
+    assert "has no Object Lock" in one_line(error)
 
 
-def test_an_unreachable_endpoint_is_one_line(settings: BucketSettings) -> None:
+def test_an_unreachable_endpoint_isone_line(settings: BucketSettings) -> None:
     """Nothing listening on the endpoint is a network failure, in one line."""
     away = BucketSettings(
         bucket=settings.bucket, credentials_file=settings.credentials_file, retention_days=1,
@@ -179,7 +156,7 @@ def test_an_unreachable_endpoint_is_one_line(settings: BucketSettings) -> None:
     )  # fmt: skip
     with pytest.raises(StoreError) as error:
         open_store(away)
-    assert "cannot reach the S3 endpoint" in _one_line(error)
+    assert "cannot reach the S3 endpoint" in one_line(error)
 
 
 @pytest.mark.parametrize(
@@ -197,10 +174,10 @@ def test_credentials_files_are_checked(tmp_path: Path, text: str, mode: int, mes
     path.chmod(mode)
     with pytest.raises(StoreError) as error:
         read_credentials(path)
-    assert message in _one_line(error)
+    assert message in one_line(error)
     with pytest.raises(StoreError) as error:
         read_credentials(tmp_path / "absent")
-    assert "cannot read the S3 credentials file" in _one_line(error)
+    assert "cannot read the S3 credentials file" in one_line(error)
 
 
 def test_the_secret_is_never_in_a_repr(tmp_path: Path) -> None:

@@ -4,8 +4,6 @@ checked by `verify --from`, and restored with the log, against the real SeaweedF
 from __future__ import annotations
 
 import hashlib
-import itertools
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -16,34 +14,17 @@ from proxy.replica.replicator import Replicator
 from proxy.replica.restore import restore
 from proxy.replica.signed_archive import ArchiveSource
 from proxy.replica.sources import S3Replica
-from proxy.replica.store import BucketSettings, ObjectStore, open_store
+from proxy.replica.store import BucketSettings, ObjectStore
 from proxy.replica.witnessed_copies import copy_key, parse_key
 from proxy.witness.cosignature import Cosigner
 from proxy.witness.signed import read_note
 from proxy.witness.witnessed import Witnessed
 from tests.replica_helpers import Contact
-from tests.replicator_helpers import NOW, grow, signed_entries
+from tests.replicator_helpers import grow, signed_entries
 from tests.s3_server import SeaweedS3
 
 ONE = Cosigner.generate("lawyer.example/witness")
 TWO = Cosigner.generate("advocacy.example/witness")
-_names = (f"witnessed-{n}" for n in itertools.count())
-
-
-@pytest.fixture
-def settings(server: SeaweedS3, tmp_path: Path) -> BucketSettings:
-    return BucketSettings(
-        bucket=server.locked_bucket(next(_names)),
-        credentials_file=server.write_credentials(tmp_path / "s3-credentials"),
-        retention_days=1,
-        endpoint=server.endpoint,
-        prefix="log/",
-    )
-
-
-@pytest.fixture
-def store(settings: BucketSettings) -> ObjectStore:
-    return open_store(settings, now=lambda: NOW + timedelta(days=3650))  # outlives the test
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import shutil
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,30 +18,16 @@ from proxy.archive.segments import segment_name
 from proxy.replica.blob_sender import BlobSender
 from proxy.replica.replicator import ReplicaRefused, Replicator, Stopped
 from proxy.replica.signed_archive import ArchiveSource
-from proxy.replica.store import BucketSettings, ObjectStore, Placed, open_store
+from proxy.replica.store import BucketSettings, ObjectStore, Placed
 from proxy.replica.tiled_tree import TiledTree
 from proxy.replica.tiles import bundles_for_size, encode_bundle, parse_path, tiles_for_size
 from tests.old_archives import copy_version_2
-from tests.replicator_helpers import NOW, contract_keys, grow, signed_entries
+from tests.replicator_helpers import (
+    contract_keys,
+    grow,
+    signed_entries,
+)
 from tests.s3_server import SeaweedS3
-
-_names = (f"replicator-{n}" for n in itertools.count())
-
-
-@pytest.fixture
-def settings(server: SeaweedS3, tmp_path: Path) -> BucketSettings:
-    return BucketSettings(
-        bucket=server.locked_bucket(next(_names)),
-        credentials_file=server.write_credentials(tmp_path / "s3-credentials"),
-        retention_days=30,
-        endpoint=server.endpoint,
-        prefix="survivor/",
-    )
-
-
-@pytest.fixture
-def store(settings: BucketSettings) -> ObjectStore:
-    return open_store(settings, now=lambda: NOW + timedelta(days=3650))  # outlives the test
 
 
 @pytest.fixture
@@ -124,7 +109,7 @@ def test_an_archive_replicates_in_the_contracts_layout(
             assert store.get(f"blobs/sha256/{hashlib.sha256(body).hexdigest()}") == body
         if kind is EntryKind.CHECKPOINT:
             assert store.get(f"checkpoints/{index}") == body
-    head = server.client().head_object(Bucket=settings.bucket, Key="survivor/tile/0/000")
+    head = server.client().head_object(Bucket=settings.bucket, Key="log/tile/0/000")
     assert head["ObjectLockMode"] == "COMPLIANCE"
 
 

@@ -321,7 +321,11 @@ def _tree(replica: Replica, report: ReplicaReport) -> bool:
         report.tree = MerkleTree(leaves)
         return _parse_entries(report, entries)
     if len(report.problems) == before:
-        _bundles_against_tiles(report, size, tiles, bundles)
+        rows = (
+            (bundle, [leaf_hash(entry) for entry in decode_bundle(bundle, data)])
+            for bundle, data in bundles.items()
+        )
+        _rows_against_tiles(report, size, tiles, rows, "entry bundles")
     return False
 
 
@@ -337,11 +341,13 @@ def _tiles_of(
             )
 
 
-def _bundles_against_tiles(
-    report: ReplicaReport, size: int, tiles: dict[Tile, bytes], bundles: dict[Tile, bytes]
-) -> None:
-    """The bundles do not give the signed root: if the tiles do, name the bundle that
-    disagrees with its level 0 tile; else say that neither does."""
+def _rows_against_tiles(
+    report: ReplicaReport, size: int, tiles: dict[Tile, bytes],
+    rows: Iterable[tuple[Tile, list[bytes]]], what: str,
+) -> None:  # fmt: skip
+    """The leaves do not give the signed root: if the tiles do, name each bundle whose
+    leaves (`rows`: a bundle and its leaves, made only once the tiles are found good)
+    disagree with its level 0 tile; else say that neither gives the root."""
     named = f"{CHECKPOINTS}{size}"
     try:
         tiles_root = TiledTree(size, tiles).check()
@@ -349,13 +355,11 @@ def _bundles_against_tiles(
         report.problem(_path_in(str(error)), str(error))
         return
     if tiles_root != report.checkpoint_root:
-        report.problem(named, "the tiles and entry bundles do not hash to the root it signs")
+        report.problem(named, f"the tiles and {what} do not hash to the root it signs")
         return
-    for bundle, data in bundles.items():
+    for bundle, leaves in rows:
         level0 = Tile(level=0, index=bundle.index, width=bundle.width)
-        if [leaf_hash(entry) for entry in decode_bundle(bundle, data)] != decode_tile(
-            level0, tiles[level0]
-        ):
+        if leaves != decode_tile(level0, tiles[level0]):
             report.problem(bundle.path, f"altered: its entries are not those {named} signs")
 
 
@@ -470,28 +474,12 @@ def _tree_from_blobs(replica: Replica, report: ReplicaReport) -> bool:
             return False
         report.tree = MerkleTree(leaves)
         return True
-    _index_against_tiles(report, size, tiles, leaves)
+    rows = (
+        (bundle, leaves[bundle.start : bundle.start + bundle.width])
+        for bundle in bundles_for_size(size, own_path=True)
+    )
+    _rows_against_tiles(report, size, tiles, rows, "the index")
     return False
-
-
-def _index_against_tiles(
-    report: ReplicaReport, size: int, tiles: dict[Tile, bytes], leaves: list[bytes]
-) -> None:
-    """Rule 8: every blob is good but the leaves do not give the signed root: if the tiles
-    do, name the index bundle whose leaves disagree with its level 0 tile."""
-    named = f"{CHECKPOINTS}{size}"
-    try:
-        tiles_root = TiledTree(size, tiles).check()
-    except TileError as error:
-        report.problem(_path_in(str(error)), str(error))
-        return
-    if tiles_root != report.checkpoint_root:
-        report.problem(named, "the tiles and the index do not hash to the root it signs")
-        return
-    for bundle in bundles_for_size(size, own_path=True):
-        level0 = Tile(level=0, index=bundle.index, width=bundle.width)
-        if leaves[bundle.start : bundle.start + bundle.width] != decode_tile(level0, tiles[level0]):
-            report.problem(bundle.path, f"altered: its entries are not those {named} signs")
 
 
 def _other_checkpoints(report: ReplicaReport, read: dict[int, tuple[str, bytes]]) -> None:
