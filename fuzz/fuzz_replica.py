@@ -18,7 +18,8 @@ For each input this checks that:
    of a checkpoint entry) is in the bucket with its bytes unchanged; its root is the
    newest unchanged signed checkpoint. A bucket rolled back whole to an older signed
    state (its newest `checkpoints/<size>` removed and `checkpoint` set back) verifies
-   as that state: without a size known from elsewhere no check can tell (docs/replication.md);
+   as that state: without a size known from elsewhere (a witness, a contact's copy) no
+   check of the bucket alone can tell;
 3. the unchanged bucket verifies, listed or not (checked at import);
 4. all of it takes under `fuzz.invariants.LIMIT_SECONDS`.
 
