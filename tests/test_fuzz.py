@@ -177,6 +177,21 @@ def test_a_manifest_nested_past_the_stack_is_not_a_manifest() -> None:
     assert lines == ["archive.json: not a nocontact archive manifest in its exact form"]
 
 
+@pytest.mark.parametrize("segment_bytes", [10**400, 1 << 40], ids=["past-a-c-long", "1-tib"])
+def test_segment_bytes_no_writer_makes_is_not_a_manifest(segment_bytes: int) -> None:
+    """No signature covers archive.json's segment_bytes, and restore lays segments out by
+    it: one no writer makes (over 1 GiB) is refused, not passed on to restore (found by
+    fuzz_replica: the replica verified, then restore raised OverflowError, or made a
+    segment of 1 TiB)."""
+    genuine = _bucket().objects["archive.json"]
+    manifest = genuine.replace(b'"segment_bytes": 1048576', b'"segment_bytes": %d' % segment_bytes)
+    assert manifest != genuine
+    lines = [
+        str(problem) for problem in check_replica(_bucket(**{"archive.json": manifest})).problems
+    ]
+    assert lines == ["archive.json: not a nocontact archive manifest in its exact form"]
+
+
 def test_signing_pub_of_another_name_is_named_without_its_name() -> None:
     """The archive's key under a name the bucket's writer chose (control characters, any
     length) is another archive's: said without quoting that name (found by fuzz_replica)."""

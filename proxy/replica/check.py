@@ -7,6 +7,8 @@ Rules this module keeps:
 2. The layout is docs/replication.md's contract. `archive.json` must be the exact form of a
    version 3 manifest and `signing.pub` the exact form of its key (equal to `--key` when
    one is pinned); without those nothing else can be checked, so they end the check.
+   No signature covers `segment_bytes` (restore lays segments out by it): it must be one
+   a writer makes, 4096 to 1 GiB.
 3. The root is the largest `checkpoints/<size>` whose note verifies under the key and
    names the archive's origin and that size (found by listing, or, where the source cannot
    list, through `checkpoint`). A larger one that does not verify is a problem, never the
@@ -67,6 +69,7 @@ BLOBS = "blobs/sha256/"
 PUBLIC = "public/"
 _MOST_SHOWN = 1024  # an S3 key's longest, in bytes
 _MOST_DIGITS = 19  # 2**63 - 1, the largest tree size, has 19 digits
+_MOST_SEGMENT_BYTES = 1 << 30  # the most layout.new_segment_bytes makes (restore's segments)
 
 
 class ReplicaUnreachable(NocontactError):
@@ -212,7 +215,7 @@ def _manifest(data: bytes) -> layout.Manifest | None:
         and isinstance(manifest.origin, str)
         and manifest.origin.startswith(layout.ORIGIN_PREFIX)
         and type(manifest.segment_bytes) is int
-        and manifest.segment_bytes >= 4096
+        and 4096 <= manifest.segment_bytes <= _MOST_SEGMENT_BYTES
         and type(manifest.version) is int
     )
     return manifest if ok else None
