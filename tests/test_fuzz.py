@@ -1,7 +1,8 @@
 """The fuzz targets (fuzz/): each runs clean for a bounded time, and no input that ever broke
-one breaks it again; with the findings of fuzzing outside normalize (config, webhooks, SMTP).
+one breaks it again; with the findings of fuzzing outside normalize (config, webhooks, SMTP,
+the replica check).
 
-The runs take NOCONTACT_FUZZ_SECONDS (default 45) each, about four minutes for the five;
+The runs take NOCONTACT_FUZZ_SECONDS (default 45) each, about six minutes for the seven;
 skip them locally with NOCONTACT_FUZZ_SECONDS=0 or deselect them with -k "not fuzz_run".
 A failing run prints the input that broke the target (a file under pytest's temporary
 directory) and the exception; copy the input to fuzz/regressions/TARGET/ to keep it.
