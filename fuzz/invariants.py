@@ -163,7 +163,8 @@ def _record(directory: Path, data: bytes, error: Exception) -> None:
         where = f"{Path(last.filename).name}:{last.lineno}" if last else "?"
         if isinstance(error, InvariantBroken):
             where = message.split(" is not", 1)[0].split("[", 1)[0]
-        signature = f"{type(error).__name__}-{where}".replace("/", "_")[:200]  # a file name
+        signature = f"{type(error).__name__}-{where}".replace("/", "_")
+        signature = signature.encode()[:200].decode(errors="ignore")  # a file name's bytes
     sample = directory / signature
     if not sample.exists():
         sample.write_bytes(data)
