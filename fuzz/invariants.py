@@ -164,6 +164,7 @@ def _record(directory: Path, data: bytes, error: Exception) -> None:
         if isinstance(error, InvariantBroken):
             where = message.split(" is not", 1)[0].split("[", 1)[0]
         signature = f"{type(error).__name__}-{where}".replace("/", "_")
+        signature = signature.encode()[:200].decode(errors="ignore")  # a file name's bytes
     sample = directory / signature
     if not sample.exists():
         sample.write_bytes(data)

@@ -64,6 +64,8 @@ TARGETS = {
                instrument=("proxy", "webauthn", "cbor2", "urllib")),
         Target(name="threats", module="fuzz.fuzz_threats", max_len=16 * 1024,
                instrument=("proxy",)),
+        Target(name="replica", module="fuzz.fuzz_replica", max_len=16 * 1024,
+               instrument=("proxy",)),
     )
 }  # fmt: skip
 # Not run by scripts/fuzz: a target that breaks on purpose, to test this harness.

@@ -1,7 +1,8 @@
 """The fuzz targets (fuzz/): each runs clean for a bounded time, and no input that ever broke
-one breaks it again; with the findings of fuzzing outside normalize (config, webhooks, SMTP).
+one breaks it again; with the findings of fuzzing outside normalize (config, webhooks, SMTP,
+the replica check).
 
-The runs take NOCONTACT_FUZZ_SECONDS (default 45) each, about four minutes for the five;
+The runs take NOCONTACT_FUZZ_SECONDS (default 45) each, about six minutes for the seven;
 skip them locally with NOCONTACT_FUZZ_SECONDS=0 or deselect them with -k "not fuzz_run".
 A failing run prints the input that broke the target (a file under pytest's temporary
 directory) and the exception; copy the input to fuzz/regressions/TARGET/ to keep it.
@@ -30,6 +31,7 @@ from proxy.channels.sms.webhooks import signed_params
 from proxy.config import load_config
 from proxy.errors import ConfigError
 from proxy.message import InboundMessage
+from proxy.replica.check import check_replica
 from proxy.rules import decide
 from tests.factories import email, make_rules
 from tests.test_smtp import Service, held_items
@@ -143,6 +145,66 @@ def test_webhook_url_with_undecodable_bytes_is_unsigned() -> None:
     validator = RequestValidator("token")
     url = "https://sms.example/sms?a=\udcff"
     assert signed_params(validator, url, b"From=%2B15550100199", "c2lnbmF0dXJl") is None
+
+
+def _bucket(**changed: bytes) -> Any:
+    """The fuzz target's genuine replica (built on import) with `changed` keys put in."""
+    from fuzz import fuzz_replica  # noqa: PLC0415 - builds an archive: only when asked
+
+    objects = {**fuzz_replica.GENUINE.objects, **changed}
+    return fuzz_replica._Bucket(objects)
+
+
+def test_a_hostile_listing_is_named_one_line_each_and_never_raises() -> None:
+    """Keys a hostile S3 server lists (a newline and a terminal escape in a name, a size of
+    5,000 digits under checkpoints/ and witnessed/) are each one problem on one line, not a
+    ValueError from int() (found by fuzz_replica: two lines, and the escape, on the screen)."""
+    digits = "9" * 5000
+    bucket = _bucket(**{
+        "witnessed/1/\x1b]0;x\x07\nfake": b"", f"checkpoints/{digits}": b"",
+        f"witnessed/{digits}/{'a' * 64}": b"",
+    })  # fmt: skip
+    lines = [str(problem) for problem in check_replica(bucket).problems]
+    assert len(lines) == 3
+    assert all(line.isprintable() and len(line) < 1200 for line in lines), lines
+    assert "'witnessed/1/\\x1b]0;x\\x07\\nfake': not a witnessed copy's name" in "\n".join(lines)
+
+
+def test_a_manifest_nested_past_the_stack_is_not_a_manifest() -> None:
+    """archive.json of 3,000 `[` is a problem, not a RecursionError from json.loads."""
+    lines = [
+        str(problem) for problem in check_replica(_bucket(**{"archive.json": b"[" * 3000})).problems
+    ]
+    assert lines == ["archive.json: not a nocontact archive manifest in its exact form"]
+
+
+@pytest.mark.parametrize("segment_bytes", [10**400, 1 << 40], ids=["past-a-c-long", "1-tib"])
+def test_segment_bytes_no_writer_makes_is_not_a_manifest(segment_bytes: int) -> None:
+    """No signature covers archive.json's segment_bytes, and restore lays segments out by
+    it: one no writer makes (over 1 GiB) is refused, not passed on to restore (found by
+    fuzz_replica: the replica verified, then restore raised OverflowError, or made a
+    segment of 1 TiB)."""
+    genuine = _bucket().objects["archive.json"]
+    manifest = genuine.replace(b'"segment_bytes": 1048576', b'"segment_bytes": %d' % segment_bytes)
+    assert manifest != genuine
+    lines = [
+        str(problem) for problem in check_replica(_bucket(**{"archive.json": manifest})).problems
+    ]
+    assert lines == ["archive.json: not a nocontact archive manifest in its exact form"]
+
+
+def test_signing_pub_of_another_name_is_named_without_its_name() -> None:
+    """The archive's key under a name the bucket's writer chose (control characters, any
+    length) is another archive's: said without quoting that name (found by fuzz_replica)."""
+    from proxy.archive.note import Verifier  # noqa: PLC0415
+
+    genuine = _bucket().objects["signing.pub"].decode()
+    name = "\x1b[2J" + "x" * 200
+    renamed = Verifier(name, Verifier.decode(genuine).public).encode() + "\n"
+    problems = check_replica(_bucket(**{"signing.pub": renamed.encode()})).problems
+    assert [str(problem) for problem in problems] == [
+        "signing.pub: is for another archive (its key name is not archive.json's origin)"
+    ]
 
 
 def _smtp_session(port: int, commands: list[bytes]) -> list[bytes]:

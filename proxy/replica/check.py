@@ -7,11 +7,14 @@ Rules this module keeps:
 2. The layout is docs/replication.md's contract. `archive.json` must be the exact form of a
    version 1, 2 or 3 manifest and `signing.pub` the exact form of its key (equal to
    `--key` when one is pinned); without those nothing else can be checked, so they end
-   the check. The manifest's version gives the leaf rule (rules 4 and 8).
+   the check. The manifest's version gives the leaf rule (rules 4 and 8). No signature
+   covers `segment_bytes` (restore lays segments out by it): it must be one a writer
+   makes, 4096 to 1 GiB.
 3. The root is the largest `checkpoints/<size>` whose note verifies under the key and
    names the archive's origin and that size (found by listing, or, where the source cannot
    list, through `checkpoint`). A larger one that does not verify is a problem, never the
-   root. `checkpoint` must be byte-equal to the `checkpoints/<size>` it names.
+   root. `checkpoint` must be byte-equal to the `checkpoints/<size>` it names. A size is
+   at most 19 digits (2**63 - 1); a longer name is not a checkpoint's.
 4. The tiles and entry bundles of that size are bound to its root. The leaves are
    recomputed from the bundles: when they give the signed root, every tile must be the
    bytes those leaves give (a missing or altered tile is named); otherwise the tiles
@@ -26,6 +29,8 @@ Rules this module keeps:
    Every other `checkpoints/<size>` found must verify and be consistent with the root
    (RFC 9162 consistency proof).
 6. Problems are collected, one per object, each naming its key; none quotes a body.
+   A key the listing gave that is not printable, or is longer than S3 allows
+   (`_MOST_SHOWN`), is shown by its repr, cut: each problem is one line of text.
    The report carries what restore.py needs (the entries, the root's note, the leaves,
    the best good copy of each witnessed note).
 7. Every `witnessed/<size>/<sha256>` must be good (witnessed_copies.py rule 3): a signed
@@ -75,6 +80,9 @@ CHECKPOINTS = "checkpoints/"
 LATEST = "checkpoint"
 BLOBS = "blobs/sha256/"
 PUBLIC = "public/"
+_MOST_SHOWN = 1024  # an S3 key's longest, in bytes
+_MOST_DIGITS = 19  # 2**63 - 1, the largest tree size, has 19 digits
+_MOST_SEGMENT_BYTES = 1 << 30  # the most layout.new_segment_bytes makes (restore's segments)
 
 
 class ReplicaUnreachable(NocontactError):
@@ -95,7 +103,10 @@ class Problem:
     why: str
 
     def __str__(self) -> str:
-        return f"{self.key}: {self.why}"
+        key = self.key
+        if not key.isprintable() or len(key) > _MOST_SHOWN:  # a listing's (rule 6)
+            key = repr(key[:_MOST_SHOWN]) + ("..." if len(key) > _MOST_SHOWN else "")
+        return f"{key}: {self.why}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -194,7 +205,7 @@ def _keys_problem(
     if text != verifier.encode() + "\n":
         why = "not in its exact form (edited)"
     elif verifier.name != manifest.origin:
-        why = f"is for another archive ({verifier.name})"
+        why = "is for another archive (its key name is not archive.json's origin)"
     elif pinned is not None and pinned != verifier:
         why = "is not the key you gave (--key)"
     else:
@@ -213,7 +224,7 @@ def exact_manifest(data: bytes) -> layout.Manifest | None:
             version=parsed["version"],
         )  # fmt: skip
         exact = layout.manifest_bytes(manifest) == data
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, RecursionError):  # nested past the stack
         return None
     ok = (
         exact
@@ -221,7 +232,7 @@ def exact_manifest(data: bytes) -> layout.Manifest | None:
         and isinstance(manifest.origin, str)
         and manifest.origin.startswith(layout.ORIGIN_PREFIX)
         and type(manifest.segment_bytes) is int
-        and manifest.segment_bytes >= 4096
+        and 4096 <= manifest.segment_bytes <= _MOST_SEGMENT_BYTES
         and type(manifest.version) is int
     )
     return manifest if ok else None
@@ -246,7 +257,10 @@ def _sizes(replica: Replica, report: ReplicaReport) -> dict[int, str] | None:
     sizes: dict[int, str] = {}
     for name in names:
         text = name[len(CHECKPOINTS) :]
-        if not text.isdigit() or not text.isascii() or (text != "0" and text[0] == "0"):
+        if (
+            not text.isdigit() or not text.isascii() or (text != "0" and text[0] == "0")
+            or len(text) > _MOST_DIGITS  # int() refuses over 4,300 digits
+        ):  # fmt: skip
             report.problem(name, "not a checkpoint name (checkpoints/<decimal size>)")
             continue
         sizes[int(text)] = name

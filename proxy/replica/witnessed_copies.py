@@ -5,7 +5,8 @@ The archive keeps, per tree size, its checkpoint note with every cosignature it 
 so they must outlive the server as the log does.
 
 Rules this module keeps:
-1. A copy's key is `witnessed/<size>/<hex SHA-256 of its bytes>`: each state of the local
+1. A copy's key is `witnessed/<size>/<hex SHA-256 of its bytes>` (the size in decimal,
+   no leading zeroes, at most `MOST_DIGITS` digits): each state of the local
    file (the note, then the note with more cosignatures) is its own object, written once
    and locked like every other; nothing is replaced. The best copy of a size is the one
    with the most signature lines (then the smallest key, so the choice is fixed).
@@ -39,6 +40,7 @@ from proxy.witness.witnessed import DIRECTORY
 
 PREFIX = "witnessed/"
 MOST_BYTES = 1024 * 1024
+MOST_DIGITS = 19  # 2**63 - 1, the largest tree size
 
 
 def copy_key(size: int, data: bytes) -> str:
@@ -51,7 +53,9 @@ def parse_key(key: str) -> tuple[int, str] | None:
     if len(parts) != 3 or parts[0] + "/" != PREFIX:
         return None
     size, digest = parts[1], parts[2]
-    if not (size.isascii() and size.isdigit() and str(int(size)) == size):
+    if not (
+        size.isascii() and size.isdigit() and len(size) <= MOST_DIGITS and str(int(size)) == size
+    ):
         return None
     if len(digest) != 64 or digest.strip("0123456789abcdef"):
         return None
