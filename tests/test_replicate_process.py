@@ -240,7 +240,9 @@ def test_the_replicator_needs_no_other_sections_files(server: SeaweedS3, tmp_pat
 
 
 def test_passes_begin_on_wall_clock_ticks() -> None:
-    """The next pass waits for the next multiple of `every`, whatever the last one took."""
-    assert until_tick(1_000.0, 10) == 10
-    assert until_tick(1_003.5, 10) == 6.5
-    assert until_tick(1_009.99, 10) == pytest.approx(0.01)
+    """The next pass waits for the next tick, half an `every` past a multiple of it (away
+    from the checkpoints signed on the multiples), whatever the last pass took."""
+    assert until_tick(1_000.0, 10) == 5
+    assert until_tick(1_005.0, 10) == 10
+    assert until_tick(1_008.5, 10) == 6.5
+    assert until_tick(1_004.99, 10) == pytest.approx(0.01)

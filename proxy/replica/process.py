@@ -4,9 +4,11 @@ Rules this module keeps:
 1. It needs the config's `replicate:` section and `archive.path`, the archive read-only
    and the S3 credentials: no contact key, and no signing key (it never opens
    `signing.key`, and takes no lock on the archive), so it may run as its own user.
-2. A pass at every wall-clock multiple of `every` seconds (10), so a signed checkpoint
-   reaches the bucket within that long and its upload, and the passes start at the same
-   moments whatever they carry. After a failed pass it waits twice as long each time, up
+2. A pass every `every` seconds (10), at fixed wall-clock ticks half an `every` past its
+   multiples (the archive signs on multiples of `checkpoint_every`: a pass at the same
+   instant would just miss the new checkpoint), so a signed checkpoint reaches the bucket
+   within `every` / 2 to `every` and its upload, and the passes start at the same moments
+   whatever they carry. After a failed pass it waits twice as long each time, up
    to 60 s (`MOST_WAIT`), and goes back to the ticks after a pass that succeeds.
 3. Fixed log events only: "replicator started", "replica up to date" (the first pass
    that succeeds, and the first after a failure), "replica behind" with one of the fixed
@@ -124,8 +126,9 @@ class ReplicaProcess:
 
 
 def until_tick(now: float, every: float) -> float:
-    """Seconds from `now` to the next wall-clock multiple of `every` (rule 2)."""
-    return every - now % every
+    """Seconds from `now` to the next tick of rule 2: half an `every` past each multiple
+    of it, so a pass never races the checkpoint the archive signs on its own multiples."""
+    return every - (now - every / 2) % every
 
 
 def _stopper(stop: threading.Event) -> Callable[[int, FrameType | None], None]:
