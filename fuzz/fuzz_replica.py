@@ -50,7 +50,7 @@ from proxy.replica.witnessed_copies import copy_key
 from proxy.witness.cosignature import Cosigner
 from proxy.witness.signed import read_note
 from proxy.witness.witnessed import Witnessed
-from tests.replica_helpers import Contact, archive_entries, replicate
+from tests.replica_helpers import Contact, MemoryReplica, archive_entries, replicate
 from tests.replicator_helpers import grow
 
 _QUOTE = 48  # the most characters of an input's bytes a problem may carry
@@ -116,22 +116,6 @@ def _build() -> _Genuine:
         k: v for k, v in json.loads(objects[layout.MANIFEST]).items() if k != "format"
     })  # fmt: skip
     return _Genuine(objects=objects, bound=bound, roots=roots, manifest=manifest)
-
-
-@dataclass(slots=True)
-class _Bucket:
-    """A bucket in memory; `listing` False plays a static web server (no listing)."""
-
-    objects: dict[str, bytes]
-    listing: bool = True
-
-    def get(self, key: str) -> bytes | None:
-        return self.objects.get(key)
-
-    def keys(self, prefix: str) -> list[str] | None:
-        if not self.listing:
-            return None
-        return sorted(key for key in self.objects if key.startswith(prefix))
 
 
 @dataclass(slots=True)
@@ -230,7 +214,7 @@ def check(data: bytes) -> None:
     edits.apply()
     with timed(len(data)):
         for listing in (True, False):
-            bucket = _Bucket(dict(edits.objects), listing=listing)
+            bucket = MemoryReplica(dict(edits.objects), listing=listing)
             report = check_replica(bucket)
             _one_line_each(report, edits.written)
             if report.ok:
@@ -302,7 +286,7 @@ def _unchanged(size: int, objects: dict[str, bytes]) -> bool:
 
 GENUINE = _build()
 for _listing in (True, False):
-    if not check_replica(_Bucket(dict(GENUINE.objects), listing=_listing)).ok:
+    if not check_replica(MemoryReplica(dict(GENUINE.objects), listing=_listing)).ok:
         raise InvariantBroken("the replica as the replicator wrote it does not verify")
 
 test_one_input = guarded(check)

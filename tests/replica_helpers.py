@@ -17,7 +17,7 @@ import hashlib
 import itertools
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -198,3 +198,19 @@ def restored_segments(lost: Path, target: Path) -> list[int]:
         else:  # the writer's next segment, made ahead: zeros only
             assert not original.strip(b"\0")
     return restored
+
+
+@dataclass
+class MemoryReplica:
+    """A bucket as a dict; `listing` False plays a static web server (no listing)."""
+
+    objects: dict[str, bytes] = field(default_factory=dict)
+    listing: bool = True
+
+    def get(self, key: str) -> bytes | None:
+        return self.objects.get(key)
+
+    def keys(self, prefix: str) -> list[str] | None:
+        if not self.listing:
+            return None
+        return sorted(key for key in self.objects if key.startswith(prefix))

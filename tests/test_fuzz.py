@@ -34,6 +34,7 @@ from proxy.message import InboundMessage
 from proxy.replica.check import check_replica
 from proxy.rules import decide
 from tests.factories import email, make_rules
+from tests.replica_helpers import MemoryReplica
 from tests.test_smtp import Service, held_items
 
 FUZZ_SECONDS = int(os.environ.get("NOCONTACT_FUZZ_SECONDS", "45"))
@@ -147,12 +148,11 @@ def test_webhook_url_with_undecodable_bytes_is_unsigned() -> None:
     assert signed_params(validator, url, b"From=%2B15550100199", "c2lnbmF0dXJl") is None
 
 
-def _bucket(**changed: bytes) -> Any:
+def _bucket(**changed: bytes) -> MemoryReplica:
     """The fuzz target's genuine replica (built on import) with `changed` keys put in."""
     from fuzz import fuzz_replica  # noqa: PLC0415 - builds an archive: only when asked
 
-    objects = {**fuzz_replica.GENUINE.objects, **changed}
-    return fuzz_replica._Bucket(objects)
+    return MemoryReplica({**fuzz_replica.GENUINE.objects, **changed})
 
 
 def test_a_hostile_listing_is_named_one_line_each_and_never_raises() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,23 +14,14 @@ from proxy.replica.check import check_replica
 from proxy.replica.restore import RestoreFailed, restore
 from proxy.replica.tiles import Tile
 from tests.old_archives import created_as
-from tests.replica_helpers import Contact, archive_entries, blob_key, hold, replicate
-
-
-@dataclass
-class MemoryReplica:
-    """A bucket as a dict; `listing` False plays a static web server (no listing)."""
-
-    objects: dict[str, bytes] = field(default_factory=dict)
-    listing: bool = True
-
-    def get(self, key: str) -> bytes | None:
-        return self.objects.get(key)
-
-    def keys(self, prefix: str) -> list[str] | None:
-        if not self.listing:
-            return None
-        return sorted(key for key in self.objects if key.startswith(prefix))
+from tests.replica_helpers import (
+    Contact,
+    MemoryReplica,
+    archive_entries,
+    blob_key,
+    hold,
+    replicate,
+)
 
 
 @pytest.fixture(scope="module")
