@@ -167,3 +167,44 @@ def test_without_outbound_or_sms_there_is_no_way_to_reply(tmp_path: Path) -> Non
         delivery.plan_reply(config, replying.Addressee(by_email=False, address="+15550100199"),
                             "Confirmed.", NOW)  # fmt: skip
     assert str(refused.value) == delivery.NO_SMS_REPLY
+
+
+@pytest.mark.parametrize(
+    ("channels", "item", "expected"),
+    [(["email"], _from("marksmith@gmail.com"), "mark.smith@gmail.com"),
+     (["sms"], _from("marksmith@gmail.com"), replying.NOT_BY_EMAIL),
+     (["voice"], _from("marksmith@gmail.com"), replying.NOT_BY_EMAIL),
+     (["sms"], _from("+15550100199", "caller", Channel.SMS), "+15550100199"),
+     (["email", "voice"], _from("+15550100199", "caller", Channel.SMS), replying.NOT_BY_TEXT),
+     (["voice"], _from("+15550100199", "caller", Channel.VOICE), replying.NOT_BY_TEXT),
+     (["voice", "sms"], _from("+15550100199", "caller", Channel.VOICE), "+15550100199")],
+)  # fmt: skip
+def test_a_reply_keeps_to_the_channels_his_order_allows(
+    tmp_path: Path, channels: list[str], item: SealedItem, expected: str
+) -> None:
+    """A reply is contact with him: by email only if his order allows email, by text (the
+    answer to a text, a call or a voicemail) only if it allows sms."""
+    contacts = [
+        {
+            "name": "Priya Raman",
+            "role": "contact",
+            "age_recipient": RECIPIENT,
+            "email": "priya@fastmail.example",
+            "alerts": {"transports": ["priya"]},
+        }
+    ]
+    order = {"children": ["Lily"], "channels": channels, "relay": "Priya Raman"}
+    data = config_data(
+        archive={"path": str(tmp_path / "archive")}, contacts=contacts, default_region="US",
+        people=[{**MARK, "court_order": order}],
+        alerts={"transports": {"priya": {"url": "json://127.0.0.1:9/alerts"}}},
+    )  # fmt: skip
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    config = load_config(path)
+    if expected.startswith(("+", "mark")):
+        assert replying.addressee(config, item).address == expected
+    else:
+        with pytest.raises(replying.CannotReply) as refused:
+            replying.addressee(config, item)
+        assert str(refused.value) == expected

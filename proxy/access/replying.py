@@ -15,7 +15,11 @@ Rules this module keeps:
    names), compared as the rules compare them (`canonical_email`, E.164). The reply goes
    to the configured spelling, never to one only the message wrote: a forged From, or a
    +tag a server would not fold, can never make nocontact write to anyone else
-   (`addressee`; `CannotReply`, one line, otherwise).
+   (`addressee`; `CannotReply`, one line, otherwise). And only by a channel his court
+   order, as the config has it now, allows him: email for a reply by email, sms for a
+   text (an answer to a call or voicemail is a text). A reply is contact with him, so it
+   keeps to the order's terms; a person whose order is no longer in the config is held to
+   no channel list (the item's mark is what allows the reply).
 5. The reply is one custody record (action "reply", items: the original's sequence), its
    reason in one fixed form (`reply_reason`): "reply to leaf <the original's leaf hash,
    hex>", a newline, then exactly the text sent. Signed by the contact and sealed to the
@@ -59,6 +63,10 @@ NOT_HIS_PHONE = ("This came from a number that is not one of his in the config "
                  "(people[].phones): a reply goes only to a number of his the config "
                  "lists, so none can be sent.")  # fmt: skip
 NO_CHANNEL = "This item came by no channel this version knows, so no reply can go back by it."
+NOT_BY_EMAIL = ("His court order does not allow contact by email (people[].court_order."
+                "channels), so no reply can go by email.")  # fmt: skip
+NOT_BY_TEXT = ("His court order does not allow contact by text (people[].court_order."
+               "channels has no sms), so no reply can go back to his number.")  # fmt: skip
 _LEAF = re.compile(r"reply to leaf ([0-9a-f]{64})\n")
 _LINE_BREAKS = frozenset({"Zl", "Zp"})  # U+2028, U+2029: line breaks too
 
@@ -133,15 +141,20 @@ def addressee(config: Config, metadata: SealedItem) -> Addressee:
     person = next((p for p in config.people if mark and p.id == mark.person), None)
     if person is None:
         raise CannotReply(NO_PERSON)
+    allowed = person.court_order.channels if person.court_order is not None else None
     came_from = metadata.main_sender
     if metadata.channel is Channel.EMAIL:
         mailbox = canonical_email(came_from)
         found = [e for e in person.emails if mailbox and canonical_email(e) == mailbox]
         if not found:
             raise CannotReply(NOT_HIS_EMAIL)
+        if allowed is not None and "email" not in allowed:
+            raise CannotReply(NOT_BY_EMAIL)
         return Addressee(by_email=True, address=found[0])
     if metadata.channel not in (Channel.SMS, Channel.VOICE):
         raise CannotReply(NO_CHANNEL)
+    if allowed is not None and "sms" not in allowed:
+        raise CannotReply(NOT_BY_TEXT)
     number = e164(came_from, config.default_region)
     found = [p for p in person.phones if number and e164(p, config.default_region) == number]
     if not found:
