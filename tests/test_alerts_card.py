@@ -47,6 +47,10 @@ TABLE = [
     ("I can take the kids tonight", Card(child=THE_CHILDREN, date=TODAY)),
     ("lily: doctor at 5pm", Card(child="Lily", date=TODAY, time="17:00", place="doctor")),
     ("BUG went to urgent care", Card(child="Bug", topic="emergency")),
+    ("Can you pick Lily up today at 17:30?",  # the name between: still a pickup
+     Card(child="Lily", date=TODAY, time="17:30", topic="pickup")),
+    ("dropping Noah off at school at 17:00",
+     Card(child="Noah", date=TODAY, time="17:00", place="school", topic="drop-off")),
     # Spanish
     ("Recojo a Lily hoy a las 5pm",
      Card(child="Lily", date=TODAY, time="17:00", topic="pickup")),

@@ -35,6 +35,9 @@ def _read(text: str, *, at: datetime = THURSDAY_MORNING, profile: OrderProfile =
 
 TABLE = [
     # English
+    ("en", "Can you pick Lily up?", LOGISTICS),  # the name between verb and particle
+    ("en", "I'll drop Lily off", LOGISTICS),
+    ("en", "I picked Noah up", LOGISTICS),
     ("en", "I'll pick Lily up from school at 17:30", SAME_DAY),
     ("en", "Lily has the dentist tomorrow at 17:30", LOGISTICS),
     ("en", "Noah is in the hospital, come now", EMERGENCY),

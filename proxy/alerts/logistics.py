@@ -11,8 +11,10 @@ Rules this module keeps:
    The topic is `children` when one is and the order allows that topic, `unknown` when
    there was no text to read (a voicemail), else `off_topic`.
 3. Child logistics: a child mentioned, and a logistics cue: a word of arranging their
-   lives (school, doctor, pickup, travel ...), a day (a weekday, a month, "tomorrow",
-   "today", a date written 12/03 or 2026-03-12) or a clock time (17:30, 5pm, 17h, 17 Uhr).
+   lives (school, doctor, pickup, travel ...; and, for each child, "pick Lily up" and
+   "drop Lily off" with the name between, as English puts it, labelled as "pick up" and
+   "drop off" are), a day (a weekday, a month, "tomorrow", "today", a date written 12/03
+   or 2026-03-12) or a clock time (17:30, 5pm, 17h, 17 Uhr).
    Elevated: `elevated:child_logistics`.
 4. Urgent (`proxy.alerts.order_mark`): a child mentioned with an emergency term
    (`urgent:child_emergency`), or child logistics for the same day
@@ -184,10 +186,12 @@ def label_order() -> dict[str, int]:
 
 def compile_order(person: str, order: CourtOrder, zone: tzinfo = UTC) -> OrderProfile:
     """The profile of `person`'s order, dates read in `zone` (the alerts' time zone)."""
+    between = [(form, plain) for child in order.children for form, plain in _between(child)]
     entries = [
         *_word_lists(),
         *((matching_form(child), "children", None) for child in order.children),
         *((matching_form(term), "emergency", None) for term in order.emergency_terms),
+        *((form, "logistics", None) for form, _ in between),
     ]
     roles: dict[str, set[str]] = {}
     weekdays: dict[str, int | None] = {}
@@ -202,6 +206,8 @@ def compile_order(person: str, order: CourtOrder, zone: tzinfo = UTC) -> OrderPr
     for child in order.children:
         names.setdefault(f" {matching_form(child)}", []).append(child)
     labels = {f" {form}": pairs for form, pairs in card_labels()}
+    for form, plain in between:  # "pick lily up" is labelled as "pick up" is
+        labels.setdefault(f" {form}", labels.get(f" {matching_form(plain)}", ()))
     patterns = list(roles)
     return OrderProfile(
         person=person, automaton=ahocorasick_rs.AhoCorasick(patterns),
@@ -213,6 +219,21 @@ def compile_order(person: str, order: CourtOrder, zone: tzinfo = UTC) -> OrderPr
         topics=frozenset(Topic(t) for t in order.topics), channels=frozenset(order.channels),
         zone=zone,
     )  # fmt: skip
+
+
+_BETWEEN = (  # English puts the child between verb and particle: "pick Lily up"
+    (("pick", "picked", "picking"), "up", "pick up"),
+    (("drop", "dropped", "dropping"), "off", "drop off"),
+)
+
+
+def _between(child: str) -> list[tuple[str, str]]:
+    """(matching form, the plain phrase it stands for) of rule 3's phrases for `child`."""
+    return [
+        (matching_form(f"{verb} {child} {particle}"), plain)
+        for verbs, particle, plain in _BETWEEN
+        for verb in verbs
+    ]
 
 
 @dataclass(slots=True)
