@@ -434,7 +434,7 @@ COMMENTED_ALTERNATIVES = {
         "children", "topics", "channels", "relay", "emergency_terms", "relay_within",
         "auto_card", "order_file")),
     "outbound", *(f"outbound.{key}" for key in (
-        "host", "port", "tls", "username", "password_file", "from")),
+        "host", "port", "tls", "username", "password_file", "from", "ca_file")),
     "witnesses", "witnesses[].url", "witnesses[].key", "archive.checkpoint_every",
     "replicate", *(f"replicate.{key}" for key in (
         "endpoint", "bucket", "prefix", "credentials_file", "region", "retention_days",

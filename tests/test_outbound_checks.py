@@ -12,7 +12,7 @@ import yaml
 
 from proxy.config import load_config
 from proxy.errors import ConfigError
-from tests.factories import config_data, write_secret
+from tests.factories import config_data, loopback_certificate, write_secret
 
 OUTBOUND: dict[str, Any] = {"host": "smtp.fastmail.example", "username": "priya",
                             "password_file": "password",
@@ -106,3 +106,24 @@ def test_tls_none_is_for_a_relay_on_this_machine(tmp_path: Path, host: str) -> N
     outbound = load_config(_write(tmp_path, {**OUTBOUND, "host": host, "tls": "none"})).outbound
     assert outbound is not None
     assert outbound.port_or_default == 25
+
+
+def test_a_ca_file_is_read_from_the_configs_directory_and_must_hold_certificates(
+    tmp_path: Path,
+) -> None:
+    """`ca_file` is made absolute, any mode will do (it is public); a missing file or one
+    with no PEM certificate is one located line."""
+    write_secret(tmp_path / "password", "relay-secret")
+    cert, _ = loopback_certificate(tmp_path)
+    cert.chmod(0o644)
+    outbound = load_config(_write(tmp_path, {**OUTBOUND, "ca_file": cert.name})).outbound
+    assert outbound is not None
+    assert outbound.ca_file == str(cert)
+    (tmp_path / "not-a-ca.pem").write_text("hello\n")
+    wrong = (
+        ("missing.pem", f"no such file: {tmp_path / 'missing.pem'}"),
+        ("not-a-ca.pem", f"{tmp_path / 'not-a-ca.pem'} holds no PEM certificate"),
+    )
+    for name, says in wrong:
+        (problem,) = _problems(_write(tmp_path, {**OUTBOUND, "ca_file": name}))
+        assert problem.endswith(f"outbound.ca_file: {says}"), problem

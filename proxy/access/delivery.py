@@ -36,7 +36,9 @@ Rules this module keeps:
 7. A reply to him (replying.py) goes to the addressee replying.py chose, never another:
    by email a new plain-text message from `outbound.from` to his address, subject
    `replying.SUBJECT`, sent through the `outbound:` SMTP relay with aiosmtplib (its
-   login, its TLS); with no `outbound:` section there is no way to send one
+   login, its TLS: the certificate checked against the system's CAs, or `ca_file`'s, and
+   its name; an untrusted one is its own line); with no `outbound:` section there is no
+   way to send one
    (`CannotDeliver`). By text, from the public Twilio number (`channels.sms.number`) to
    his number through `provider.Provider`. A failure is `NotDelivered`, one line.
 8. The automatic card (proxy/alerts/card.py) goes the same way as a relay: `plan_note`
@@ -47,6 +49,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import ipaddress
+import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -380,11 +383,16 @@ async def _send_outbound(route: OutboundRoute) -> None:
         except OSError as error:
             raise NotDelivered(f"cannot read {settings.password_file}: {error.strerror}") from None
     try:
+        trusted = ssl.create_default_context(cafile=settings.ca_file)
+    except (ssl.SSLError, OSError, ValueError):
+        raise NotDelivered(f"cannot read the relay's CA file {settings.ca_file}") from None
+    try:
         await aiosmtplib.send(
             route.raw, sender=settings.sender, recipients=[route.recipient],
             hostname=settings.host, port=settings.port_or_default, username=settings.username,
             password=password, use_tls=settings.tls == "tls",
             start_tls=settings.tls == "starttls", timeout=_OUTBOUND_TIMEOUT,
+            tls_context=trusted if settings.tls != "none" else None,
         )  # fmt: skip
     except aiosmtplib.SMTPAuthenticationError as refused:
         raise NotDelivered(
@@ -396,5 +404,22 @@ async def _send_outbound(route: OutboundRoute) -> None:
         raise NotDelivered(
             f"the outbound SMTP relay refused it (it answered {refused.code})"
         ) from None
-    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+        if _untrusted(error):
+            raise NotDelivered(
+                "the outbound SMTP relay's certificate is not trusted (its name, or its CA: "
+                "outbound.ca_file)"
+            ) from None
         raise NotDelivered("the outbound SMTP relay could not be reached") from None
+
+
+def _untrusted(error: BaseException) -> bool:
+    """Whether a certificate check failed somewhere in `error`'s chain."""
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

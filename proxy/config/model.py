@@ -604,6 +604,11 @@ class Outbound(_Section):
         description="The address replies come from (and bounces return to): an address of "
         "the contacts' own, never hers",
     )
+    ca_file: str | None = Field(
+        default=None,
+        description="A PEM file of the certificate authorities that sign the relay's "
+        "certificate, for a relay with a private CA; default: the system's",
+    )
 
     @model_validator(mode="after")
     def _login_pair(self) -> Outbound:
