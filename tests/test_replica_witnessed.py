@@ -15,7 +15,7 @@ from proxy.replica.restore import restore
 from proxy.replica.signed_archive import ArchiveSource
 from proxy.replica.sources import S3Replica
 from proxy.replica.store import BucketSettings, ObjectStore
-from proxy.replica.witnessed_copies import copy_key, parse_key
+from proxy.replica.witnessed_copies import RECENT, LocalWitnessed, copy_key, parse_key
 from proxy.witness.cosignature import Cosigner
 from proxy.witness.signed import read_note
 from proxy.witness.witnessed import Witnessed
@@ -138,3 +138,24 @@ def test_a_forged_copy_is_named_by_verify_from(
     problems = [str(p) for p in check_replica(S3Replica(store)).problems]
     assert len(problems) == 1
     assert problems[0].startswith(f"{key}: {why}")
+
+
+def test_a_pass_rereads_only_the_newest_files_it_has_seen(tmp_path: Path) -> None:
+    """Every new file is read; a file seen before is read again only while it is among
+    the RECENT newest sizes, so a pass over a long-lived directory reads names, not files."""
+    directory = tmp_path / "witnessed"
+    directory.mkdir()
+    for size in range(1, RECENT + 11):
+        (directory / str(size)).write_bytes(b"note %d\n" % size)
+    local = LocalWitnessed(tmp_path)
+    local.know_bucket([])
+    assert len(list(local.changed(RECENT + 10))) == RECENT + 10
+    assert list(local.changed(RECENT + 10)) == []
+    for size in (1, RECENT + 10):
+        (directory / str(size)).write_bytes(b"note %d, cosigned\n" % size)
+    (directory / str(RECENT + 11)).write_bytes(b"a new one\n")
+    again = list(local.changed(RECENT + 11))
+    assert [parse_key(copy.key) for copy in again] == [
+        (RECENT + 10, hashlib.sha256(b"note %d, cosigned\n" % (RECENT + 10)).hexdigest()),
+        (RECENT + 11, hashlib.sha256(b"a new one\n").hexdigest()),
+    ]

@@ -13,7 +13,10 @@ Rules this module keeps:
 2. The replicator uploads a local file only when its size is at or below the bucket's
    newest checkpoint (so a reader can check its root against the tree), and only when it
    changed since it was last seen (mtime and length); the first pass of a process lists
-   the bucket's `witnessed/` once and uploads only what is not there. A file that is
+   the bucket's `witnessed/` once and uploads only what is not there. A file already seen
+   is looked at again only while it is among the `RECENT` newest sizes: a cosignature
+   comes for a checkpoint just signed, and the directory gains a file per tick, so a
+   pass reads names, not every file. A file that is
    unreadable or not a decimal size is passed over: it is not the log, and the log's
    replication never waits for it.
 3. A copy is good when its bytes hash to its name, it is a note signed by the archive's
@@ -40,6 +43,7 @@ from proxy.witness.witnessed import DIRECTORY
 
 PREFIX = "witnessed/"
 MOST_BYTES = 1024 * 1024
+RECENT = 64  # the newest files looked at again on every pass (rule 2)
 MOST_DIGITS = 19  # 2**63 - 1, the largest tree size
 
 
@@ -96,26 +100,38 @@ class LocalWitnessed:
         """The copies to upload: files of sizes <= `up_to` changed since seen, not in the
         bucket. Call `uploaded` for each once it is there."""
         try:
-            files = list(os.scandir(self._directory))
+            names = [entry.name for entry in os.scandir(self._directory)]
         except OSError:
             return
-        for file in files:
-            size = _decimal(file.name)
-            if size is None or size > up_to:
+        sizes = {name: size for name in names if (size := _decimal(name)) is not None}
+        candidates = sorted((n for n in sizes if sizes[n] <= up_to), key=sizes.__getitem__)
+        # Rule 2: a file seen before can change only while it is among the newest.
+        recent = set(candidates[-RECENT:])
+        for name in candidates:
+            if name in self._seen and name not in recent:
                 continue
-            try:
-                stat = file.stat(follow_symlinks=False)
-                mark = (stat.st_mtime_ns, stat.st_size)
-                if self._seen.get(file.name) == mark or stat.st_size > MOST_BYTES:
-                    continue
-                with open(file.path, "rb") as handle:
-                    data = handle.read(MOST_BYTES + 1)
-            except OSError:
+            found = self._read(name)
+            if found is None:
                 continue
-            self._seen[file.name] = mark
-            key = copy_key(size, data)
-            if len(data) <= MOST_BYTES and key not in (self._uploaded or ()):
+            mark, data = found
+            if self._seen.get(name) == mark:
+                continue
+            self._seen[name] = mark
+            key = copy_key(sizes[name], data)
+            if key not in (self._uploaded or ()):
                 yield LocalCopy(key=key, data=data)
+
+    def _read(self, name: str) -> tuple[tuple[int, int], bytes] | None:
+        """The file's (mtime, length) and bytes; None when unreadable or too large."""
+        try:
+            with open(self._directory / name, "rb") as handle:
+                stat = os.fstat(handle.fileno())
+                if stat.st_size > MOST_BYTES:
+                    return None
+                data = handle.read(MOST_BYTES + 1)
+        except OSError:
+            return None
+        return ((stat.st_mtime_ns, stat.st_size), data) if len(data) <= MOST_BYTES else None
 
     def uploaded(self, key: str) -> None:
         if self._uploaded is not None:
